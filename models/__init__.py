@@ -1,0 +1,1 @@
+"""Pure inference: one module per model family, no Ray."""

@@ -1,0 +1,152 @@
+"""FLUX.1 text-to-image and FLUX.1 Kontext image editing, sharing text encoders and VAE."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    FluxKontextPipeline,
+    FluxPipeline,
+    FluxTransformer2DModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+from config.families import FluxArgs, Source
+from models import tokenizers
+from models.images import decode_rgb
+from models.results import image_result
+from models.runtime import Family, StepCallback, apply_runtime, build, generators, run_grouped, step_callback
+from models.types import EditRequest, ImageRequest, ImageResult
+
+_TINY_TRANSFORMER = dict(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                         num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                         axes_dims_rope=[4, 4, 8])
+_FULL_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                         num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+                         guidance_embeds=True, axes_dims_rope=[16, 56, 56])
+_TINY_VAE = dict(sample_size=32, block_out_channels=(4,), layers_per_block=1, latent_channels=1, norm_num_groups=1,
+                 use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035,
+                 down_block_types=["DownEncoderBlock2D"], up_block_types=["UpDecoderBlock2D"])
+_FULL_VAE = dict(sample_size=1024, block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=16,
+                 use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611,
+                 down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+_CLIP_IDS = dict(bos_token_id=0, eos_token_id=1, pad_token_id=2)
+_TINY_CLIP = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=5,
+                  vocab_size=1000, hidden_act="gelu", projection_dim=32, **_CLIP_IDS)
+_FULL_CLIP = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+                  vocab_size=49408, hidden_act="quick_gelu", projection_dim=768, **_CLIP_IDS)
+_TINY_T5 = dict(vocab_size=1000, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4)
+_FULL_T5 = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                feed_forward_proj="gated-gelu", relative_attention_num_buckets=32)
+ARCHITECTURES = {
+    Source.TINY: dict(transformer=_TINY_TRANSFORMER, vae=_TINY_VAE, clip=_TINY_CLIP, t5=_TINY_T5),
+    Source.RANDOM: dict(transformer=_FULL_TRANSFORMER, vae=_FULL_VAE, clip=_FULL_CLIP, t5=_FULL_T5),
+}
+
+
+def random_components(source: Source, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """Every FLUX component from a config, random weights (tiny or full size)."""
+    arch = ARCHITECTURES[source]
+    return dict(
+        transformer=build(lambda: FluxTransformer2DModel(**arch["transformer"]), device, dtype),
+        vae=build(lambda: AutoencoderKL(**arch["vae"]), device, dtype),
+        text_encoder=build(lambda: CLIPTextModel(CLIPTextConfig(**arch["clip"])), device, dtype),
+        text_encoder_2=build(lambda: T5EncoderModel(T5Config(**arch["t5"])), device, dtype),
+        tokenizer=tokenizers.clip(),
+        tokenizer_2=tokenizers.t5(),
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+
+
+def load_pipelines(args: FluxArgs, device: torch.device, dtype: torch.dtype) -> tuple[FluxPipeline, FluxKontextPipeline]:
+    """Text-to-image and Kontext pipelines over one set of encoders and VAE."""
+    if args.source is Source.PRETRAINED:
+        text_to_image = FluxPipeline.from_pretrained(args.model_id, torch_dtype=dtype).to(device)
+    else:
+        text_to_image = FluxPipeline(**random_components(args.source, device, dtype))
+    components = dict(text_to_image.components)
+    if args.kontext_id:
+        components["transformer"] = FluxTransformer2DModel.from_pretrained(
+            args.kontext_id, subfolder="transformer", torch_dtype=dtype).to(device)
+    return text_to_image, FluxKontextPipeline(**components)
+
+
+class Flux(Family):
+    """`generate(batch)` for text-to-image, `edit(batch)` for Kontext instruction edits."""
+
+    name = "flux"
+
+    def __init__(self, args: FluxArgs) -> None:
+        super().__init__(args)
+        self.text_to_image, self.kontext = load_pipelines(args, self.device, self.dtype)
+        apply_runtime(self.text_to_image, args, "transformer")
+        if args.kontext_id:
+            apply_runtime(self.kontext, args, "transformer")
+        self.kontext.set_progress_bar_config(disable=True)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.text_to_image.vae_scale_factor * 2
+
+    def validate(self, request: ImageRequest | EditRequest) -> None:
+        for field in ("width", "height"):
+            if getattr(request, field) % self.size_multiple:
+                raise ValueError(f"{field} must be a multiple of {self.size_multiple} for flux")
+        if isinstance(request, ImageRequest) and request.controls:
+            raise ValueError("controls: flux takes no control images, use model 'sdxl'")
+
+    @staticmethod
+    def group_key(request: ImageRequest | EditRequest) -> tuple:
+        return request.width, request.height, request.steps, request.guidance
+
+    def _call(self, pipe: Any, requests: list, on_step: StepCallback | None, **kwargs: Any) -> np.ndarray:
+        for request in requests:
+            self.validate(request)
+        if len({self.group_key(r) for r in requests}) != 1:
+            raise ValueError("requests: one call takes one compatible group; use generate()/edit() for mixed batches")
+        first = requests[0]
+        with torch.inference_mode():
+            return pipe(
+                prompt=[r.prompt for r in requests],
+                width=first.width, height=first.height,
+                num_inference_steps=first.steps, guidance_scale=first.guidance,
+                generator=generators([r.seed for r in requests], self.device),
+                max_sequence_length=self.args.max_sequence_length,
+                output_type="np",
+                callback_on_step_end=step_callback(on_step, first.steps),
+                **kwargs,
+            ).images
+
+    def run(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> np.ndarray:
+        """Text to image for one compatible group: float images (B, H, W, 3) in [0, 1]."""
+        return self._call(self.text_to_image, requests, on_step)
+
+    def run_edit(self, requests: list[EditRequest], on_step: StepCallback | None = None) -> np.ndarray:
+        """Kontext edit for one compatible group; each source image is resized to the output size."""
+        size = (requests[0].width, requests[0].height)
+        images = [decode_rgb(r.image).resize(size) for r in requests]
+        return self._call(self.kontext, requests, on_step, image=images, _auto_resize=False,
+                          max_area=size[0] * size[1])
+
+    def generate(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> list[ImageResult]:
+        return self._batched(requests, self.run, on_step)
+
+    def edit(self, requests: list[EditRequest], on_step: StepCallback | None = None) -> list[ImageResult]:
+        return self._batched(requests, self.run_edit, on_step)
+
+    def _batched(self, requests: list, run: Callable[..., np.ndarray], on_step: StepCallback | None) -> list[ImageResult]:
+        for request in requests:
+            self.validate(request)
+
+        def run_group(group: list) -> list[ImageResult]:
+            started = time.perf_counter()
+            images = run(group, on_step)
+            meta = self.metadata(len(group), started)
+            return [image_result(r, image, meta) for r, image in zip(group, images, strict=True)]
+
+        return run_grouped(requests, self.group_key, run_group)

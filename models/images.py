@@ -1,0 +1,40 @@
+"""Safe decoding of client images: format, mode and pixel limits are checked before any pixel is decoded."""
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image
+
+MAX_PIXELS = 4096 * 4096
+ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+ACCEPTED_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P"})
+
+
+def inspect_image(data: bytes, field: str = "image", max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Reads only the header: returns (width, height) or raises ValueError naming `field`."""
+    if not data:
+        raise ValueError(f"{field}: empty image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                fmt, mode, size = image.format, image.mode, image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"{field}: image has too many pixels") from None
+    except Exception:
+        raise ValueError(f"{field}: not a decodable image") from None
+    if fmt not in ACCEPTED_FORMATS:
+        raise ValueError(f"{field}: format {fmt} not accepted, use PNG, JPEG or WEBP")
+    if mode not in ACCEPTED_MODES:
+        raise ValueError(f"{field}: image mode {mode} not accepted, use RGB, RGBA, L or P")
+    if size[0] * size[1] > max_pixels:
+        raise ValueError(f"{field}: {size[0]}x{size[1]} exceeds {max_pixels} pixels")
+    return size
+
+
+def decode_rgb(data: bytes, field: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decodes an already-inspected image to RGB."""
+    inspect_image(data, field, max_pixels)
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")

@@ -1,0 +1,142 @@
+"""Device, dtype, seeding and module construction shared by every family."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import torch
+
+from config.families import FamilyArgs, Source
+from models.types import Metadata
+
+T = TypeVar("T")
+StepCallback = Callable[[int, int], None]
+"""Called as on_step(done, total) after every denoising step."""
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name} requested but CUDA is not available")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Build full-size modules directly in their serving dtype (no float32 copy)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build(factory: Callable[[], T], device: torch.device | str, dtype: torch.dtype, seed: int = 0) -> T:
+    """Constructs a randomly initialised module on `device` in `dtype` (seeded, so tiny builds repeat)."""
+    torch.manual_seed(seed)
+    with torch.device(device), default_dtype(dtype):
+        module = factory()
+    if isinstance(module, torch.nn.Module):
+        module.eval().requires_grad_(False)
+    return module
+
+
+def generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
+    """One generator per request: a request's noise never depends on its batch-mates."""
+    gen_device = "cpu" if device.type == "mps" else device
+    return [torch.Generator(gen_device).manual_seed(seed) for seed in seeds]
+
+
+def step_callback(on_step: StepCallback | None, total: int) -> Callable[..., dict] | None:
+    """Adapts `on_step` to diffusers' `callback_on_step_end`."""
+    if on_step is None:
+        return None
+
+    def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
+        on_step(step + 1, total)
+        return {}
+
+    return callback
+
+
+def group_by(items: Sequence[T], key: Callable[[T], Any]) -> list[list[int]]:
+    """Indices of `items` grouped by `key`, each group in arrival order, groups by first arrival."""
+    groups: dict[Any, list[int]] = {}
+    for index, item in enumerate(items):
+        groups.setdefault(key(item), []).append(index)
+    return list(groups.values())
+
+
+def run_grouped(items: Sequence[T], key: Callable[[T], Any], run: Callable[[list[T]], list[Any]]) -> list[Any]:
+    """Runs each compatible group in one call and returns results in the order of `items`."""
+    results: list[Any] = [None] * len(items)
+    for indices in group_by(items, key):
+        for index, result in zip(indices, run([items[i] for i in indices]), strict=True):
+            results[index] = result
+    return results
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+class Family:
+    """Base for a model family: resolved device/dtype and the metadata every result carries."""
+
+    name: str = "model"
+
+    def __init__(self, args: FamilyArgs) -> None:
+        self.args = args
+        self.device = resolve_device(args.device)
+        self.dtype = resolve_dtype(args.dtype, self.device)
+        self.defaults = args.defaults
+
+    @property
+    def source(self) -> Source:
+        return self.args.source
+
+    def metadata(self, batch_size: int, started: float, **extra: Any) -> Metadata:
+        return Metadata(
+            model=self.name,
+            source=self.source.value,
+            device=str(self.device),
+            batch_size=batch_size,
+            run_ms=(time.perf_counter() - started) * 1000.0,
+            extra=extra,
+        )
+
+    def check(self) -> None:
+        """Raises when the model or its device is unusable (used by health checks)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.empty(1, device=self.device).add_(1)
+
+
+def apply_runtime(pipe: Any, args: FamilyArgs, denoiser: str) -> None:
+    """Attention backend, optional compile and progress bars, the same for every pipeline."""
+    pipe.set_progress_bar_config(disable=True)
+    if args.attention == "xformers":
+        pipe.enable_xformers_memory_efficient_attention()
+    if getattr(args, "fuse_qkv", False):
+        getattr(pipe, denoiser).fuse_qkv_projections()
+    if getattr(args, "channels_last", False):
+        getattr(pipe, denoiser).to(memory_format=torch.channels_last)
+    if args.compile:
+        module = getattr(pipe, denoiser)
+        module.compile(fullgraph=False, mode="max-autotune-no-cudagraphs")

@@ -1,0 +1,172 @@
+"""SDXL with the Union ControlNet: styled text-to-image and control-guided images."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import (
+    AutoencoderKL,
+    ControlNetUnionModel,
+    EulerDiscreteScheduler,
+    StableDiffusionXLControlNetUnionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from config.families import SDXLArgs, Source
+from models import tokenizers
+from models.images import decode_rgb
+from models.results import image_result
+from models.runtime import Family, StepCallback, apply_runtime, build, generators, run_grouped, step_callback
+from models.types import ImageRequest, ImageResult
+
+CONTROL_MODES = {"depth": 1, "scribble": 2, "canny": 3, "segmentation": 5}
+
+_TINY_UNET = dict(
+    block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+    addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
+    cross_attention_dim=64, norm_num_groups=32,
+)
+_FULL_UNET = dict(
+    block_out_channels=(320, 640, 1280), layers_per_block=2, sample_size=128, in_channels=4, out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(5, 10, 20), use_linear_projection=True, addition_embed_type="text_time",
+    addition_time_embed_dim=256, transformer_layers_per_block=(1, 2, 10), projection_class_embeddings_input_dim=2816,
+    cross_attention_dim=2048, norm_num_groups=32,
+)
+_UNET_ONLY = ("out_channels", "up_block_types", "sample_size")
+_TINY_CONTROLNET = dict(
+    {k: v for k, v in _TINY_UNET.items() if k not in _UNET_ONLY},
+    conditioning_embedding_out_channels=(16, 32), num_control_type=6,
+    num_trans_channel=32, num_trans_head=2, num_trans_layer=1, num_proj_channel=32,
+)
+_FULL_CONTROLNET = dict(
+    {k: v for k, v in _FULL_UNET.items() if k not in _UNET_ONLY},
+    conditioning_embedding_out_channels=(16, 32, 96, 256), num_control_type=8,
+    num_trans_channel=320, num_trans_head=8, num_trans_layer=1, num_proj_channel=320,
+)
+_TINY_VAE = dict(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
+                 down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
+_FULL_VAE = dict(block_out_channels=[128, 256, 512, 512], in_channels=3, out_channels=3, latent_channels=4,
+                 layers_per_block=2, sample_size=1024, scaling_factor=0.13025, force_upcast=False,
+                 down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+_CLIP_IDS = dict(bos_token_id=0, eos_token_id=1, pad_token_id=2)
+_TINY_TEXT = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=5,
+                  vocab_size=1000, hidden_act="gelu", projection_dim=32, **_CLIP_IDS)
+_FULL_TEXT = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+                  vocab_size=49408, hidden_act="quick_gelu", projection_dim=768, **_CLIP_IDS)
+_FULL_TEXT_2 = dict(hidden_size=1280, intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32,
+                    vocab_size=49408, hidden_act="gelu", projection_dim=1280, **_CLIP_IDS)
+ARCHITECTURES = {
+    Source.TINY: dict(unet=_TINY_UNET, controlnet=_TINY_CONTROLNET, vae=_TINY_VAE, text=_TINY_TEXT, text_2=_TINY_TEXT),
+    Source.RANDOM: dict(unet=_FULL_UNET, controlnet=_FULL_CONTROLNET, vae=_FULL_VAE, text=_FULL_TEXT,
+                        text_2=_FULL_TEXT_2),
+}
+
+
+def scheduler() -> EulerDiscreteScheduler:
+    return EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
+                                  beta_schedule="scaled_linear", timestep_spacing="leading")
+
+
+def random_components(source: Source, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """Every SDXL + Union component from a config, random weights (tiny or full size)."""
+    arch = ARCHITECTURES[source]
+    return dict(
+        unet=build(lambda: UNet2DConditionModel(**arch["unet"]), device, dtype),
+        controlnet=build(lambda: ControlNetUnionModel(**arch["controlnet"]), device, dtype),
+        vae=build(lambda: AutoencoderKL(**arch["vae"]), device, dtype),
+        text_encoder=build(lambda: CLIPTextModel(CLIPTextConfig(**arch["text"])), device, dtype),
+        text_encoder_2=build(lambda: CLIPTextModelWithProjection(CLIPTextConfig(**arch["text_2"])), device, dtype),
+        tokenizer=tokenizers.clip(),
+        tokenizer_2=tokenizers.clip(),
+        scheduler=scheduler(),
+    )
+
+
+def load_pipeline(args: SDXLArgs, device: torch.device, dtype: torch.dtype) -> StableDiffusionXLControlNetUnionPipeline:
+    if args.source is Source.PRETRAINED:
+        controlnet = ControlNetUnionModel.from_pretrained(args.controlnet_id, torch_dtype=dtype)
+        pipe = StableDiffusionXLControlNetUnionPipeline.from_pretrained(
+            args.model_id, controlnet=controlnet, torch_dtype=dtype)
+        return pipe.to(device)
+    return StableDiffusionXLControlNetUnionPipeline(**random_components(args.source, device, dtype))
+
+
+class SDXL(Family):
+    """`generate(batch)`: plain SDXL without controls, Union ControlNet with them."""
+
+    name = "sdxl"
+
+    def __init__(self, args: SDXLArgs) -> None:
+        super().__init__(args)
+        self.union = load_pipeline(args, self.device, self.dtype)
+        self.plain = StableDiffusionXLPipeline.from_pipe(self.union)
+        apply_runtime(self.union, args, "unet")
+        self.plain.set_progress_bar_config(disable=True)
+        if args.vae_slicing:
+            self.union.vae.enable_slicing()
+
+    @property
+    def size_multiple(self) -> int:
+        """Pixels per latent cell at the UNet's coarsest level (full size: 8 × 4 = 32)."""
+        return self.union.vae_scale_factor * 2 ** (len(self.union.unet.config.block_out_channels) - 1)
+
+    def validate(self, request: ImageRequest) -> None:
+        for field in ("width", "height"):
+            if getattr(request, field) % self.size_multiple:
+                raise ValueError(f"{field} must be a multiple of {self.size_multiple} for sdxl")
+
+    @staticmethod
+    def group_key(request: ImageRequest) -> tuple:
+        """Requests with equal keys run in one pipeline call."""
+        controls = tuple(sorted((c.type, c.scale) for c in request.controls))
+        return request.width, request.height, request.steps, request.guidance, controls
+
+    def run(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> np.ndarray:
+        """One pipeline call for compatible requests; returns float images (B, H, W, 3) in [0, 1]."""
+        for request in requests:
+            self.validate(request)
+        if len({self.group_key(r) for r in requests}) != 1:
+            raise ValueError("requests: run() takes one compatible group; use generate() for mixed batches")
+        first = requests[0]
+        kwargs: dict[str, Any] = dict(
+            prompt=[r.prompt for r in requests],
+            negative_prompt=[r.negative_prompt for r in requests],
+            width=first.width, height=first.height,
+            num_inference_steps=first.steps, guidance_scale=first.guidance,
+            generator=generators([r.seed for r in requests], self.device),
+            output_type="np",
+            callback_on_step_end=step_callback(on_step, first.steps),
+        )
+        pipe = self.plain
+        if first.controls:
+            pipe = self.union
+            types = sorted(c.type for c in first.controls)
+            by_type = [{c.type: c for c in r.controls} for r in requests]
+            kwargs.update(
+                control_image=[[decode_rgb(m[t].image, "controls.image") for m in by_type] for t in types],
+                control_mode=[CONTROL_MODES[t] for t in types],
+                controlnet_conditioning_scale=[by_type[0][t].scale for t in types],
+            )
+        with torch.inference_mode():
+            return pipe(**kwargs).images
+
+    def generate(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> list[ImageResult]:
+        """Mixed batches are split into compatible groups; results keep the request order."""
+        for request in requests:
+            self.validate(request)
+
+        def run_group(group: list[ImageRequest]) -> list[ImageResult]:
+            started = time.perf_counter()
+            images = self.run(group, on_step)
+            meta = self.metadata(len(group), started, controls=[c.type for c in group[0].controls])
+            return [image_result(r, image, meta) for r, image in zip(group, images, strict=True)]
+
+        return run_grouped(requests, self.group_key, run_group)

@@ -1,0 +1,209 @@
+"""Serialisable request and result types crossing deployment handles: prompts, sizes, seeds in; bytes out."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models.images import inspect_image
+
+MAX_PROMPT_CHARS = 2000
+MAX_SEED = 2**63 - 1
+ControlType = Literal["canny", "depth", "segmentation", "scribble"]
+PromptMode = Literal["general", "artistic", "cinematic"]
+PromptTarget = Literal["image", "video"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _non_blank(value: str, field: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{field} must not be empty")
+    return value
+
+
+def _multiple_of_8(value: int, field: str) -> int:
+    if value % 8:
+        raise ValueError(f"{field} must be a multiple of 8, got {value}")
+    return value
+
+
+class _Sized(_Request):
+    """Shared size, steps and seed rules."""
+
+    width: int = Field(ge=8, le=2048)
+    height: int = Field(ge=8, le=2048)
+    steps: int = Field(ge=1, le=100)
+    guidance: float = Field(ge=0.0, le=30.0)
+    seed: int = Field(ge=0, le=MAX_SEED)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _size_multiple(cls, value: int, info) -> int:
+        return _multiple_of_8(value, info.field_name)
+
+
+class Control(_Request):
+    """One control map (already computed) for the Union ControlNet."""
+
+    type: ControlType
+    image: bytes = Field(repr=False)
+    scale: float = Field(default=1.0, ge=0.0, le=2.0)
+
+    @field_validator("image")
+    @classmethod
+    def _decodable(cls, value: bytes) -> bytes:
+        inspect_image(value, "controls.image")
+        return value
+
+
+class ImageRequest(_Sized):
+    """Text to image (SDXL or FLUX), optionally control-guided (SDXL)."""
+
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    controls: tuple[Control, ...] = Field(default=(), max_length=4)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        return _non_blank(value, "prompt")
+
+    @field_validator("controls")
+    @classmethod
+    def _distinct_controls(cls, value: tuple[Control, ...]) -> tuple[Control, ...]:
+        if len({control.type for control in value}) != len(value):
+            raise ValueError("controls: each control type may appear once")
+        return value
+
+
+class EditRequest(_Sized):
+    """Instruction edit of an image (FLUX Kontext); width/height are the output size."""
+
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    image: bytes = Field(repr=False)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        return _non_blank(value, "prompt")
+
+    @field_validator("image")
+    @classmethod
+    def _decodable(cls, value: bytes) -> bytes:
+        inspect_image(value, "image")
+        return value
+
+
+class VideoRequest(_Sized):
+    """Image to video (SVD or Wan)."""
+
+    image: bytes = Field(repr=False)
+    prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    num_frames: int = Field(ge=2, le=129)
+    fps: int = Field(ge=1, le=60)
+    gif: bool = False
+
+    @field_validator("image")
+    @classmethod
+    def _decodable(cls, value: bytes) -> bytes:
+        inspect_image(value, "image")
+        return value
+
+
+class PromptRequest(_Request):
+    """Prompt optimisation."""
+
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    mode: PromptMode = "general"
+    target: PromptTarget = "image"
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        return _non_blank(value, "prompt")
+
+
+class StoryboardRequest(_Request):
+    """A theme or a script to be cut into scenes."""
+
+    theme: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    script: str | None = Field(default=None, max_length=20_000)
+    num_scenes: int = Field(default=4, ge=1, le=12)
+    style: str | None = Field(default=None, max_length=200)
+    scene_seconds: float = Field(default=4.0, gt=0.0, le=30.0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StoryboardRequest:
+        given = [name for name in ("theme", "script") if (getattr(self, name) or "").strip()]
+        if len(given) != 1:
+            raise ValueError("theme: give exactly one of theme or script")
+        return self
+
+
+class Metadata(BaseModel):
+    """How a result was produced; the deployment fills in the serving fields."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    source: str
+    device: str
+    batch_size: int = 1
+    run_ms: float = 0.0
+    replica: str | None = None
+    queue_ms: float | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImageResult(BaseModel):
+    png: bytes = Field(repr=False)
+    width: int
+    height: int
+    seed: int
+    metadata: Metadata
+
+
+class VideoResult(BaseModel):
+    mp4: bytes = Field(repr=False)
+    gif: bytes | None = Field(default=None, repr=False)
+    num_frames: int
+    fps: int
+    width: int
+    height: int
+    seed: int
+    metadata: Metadata
+
+
+class OptimizedPrompt(BaseModel):
+    prompt: str
+    optimized: str
+    mode: PromptMode
+    target: PromptTarget
+    fallback: bool = Field(description="True when the LLM output failed validation and a template was used")
+    metadata: Metadata
+
+
+ShotType = Literal["wide", "medium", "close-up", "extreme close-up", "over-the-shoulder", "aerial"]
+CameraMove = Literal["static", "pan", "tilt", "dolly", "tracking", "crane", "handheld", "zoom"]
+
+
+class Scene(BaseModel):
+    """One storyboard scene, as validated from the LLM's JSON."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    description: str = Field(min_length=3, max_length=600)
+    shot_type: ShotType
+    camera_move: CameraMove
+    duration_s: float = Field(gt=0.0, le=30.0)
+    visual_style: str = Field(min_length=2, max_length=200)
+
+
+class Storyboard(BaseModel):
+    scenes: list[Scene]
+    fallback: bool
+    metadata: Metadata

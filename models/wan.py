@@ -1,0 +1,139 @@
+"""Wan 2.1 image to video (I2V-14B-480P): one conditioning image per pipeline call."""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+from PIL import Image
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+
+from config.families import Source, WanArgs
+from models import tokenizers
+from models.images import decode_rgb
+from models.runtime import Family, StepCallback, apply_runtime, build, generators, run_grouped, step_callback
+from models.results import video_result
+from models.types import VideoRequest, VideoResult
+
+MAX_SEQUENCE_LENGTH = 512  # the I2V transformer splits image from text context assuming 512 text tokens
+
+_TINY_TRANSFORMER = dict(
+    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, out_channels=16,
+    text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+    eps=1e-6, image_dim=4, added_kv_proj_dim=24, rope_max_seq_len=32,
+)
+_FULL_TRANSFORMER = dict(
+    patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=36, out_channels=16,
+    text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=1280, added_kv_proj_dim=5120, rope_max_seq_len=1024,
+)
+_TINY_VAE = dict(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                 temperal_downsample=[False, True, True])
+_FULL_VAE = dict(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                 temperal_downsample=[False, True, True])
+_TINY_TEXT = dict(vocab_size=1000, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4)
+_FULL_TEXT = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                  feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
+                  relative_attention_max_distance=128, tie_word_embeddings=False)
+_TINY_IMAGE = dict(image_size=32, patch_size=1, hidden_size=4, projection_dim=4, num_hidden_layers=2,
+                   num_attention_heads=2, intermediate_size=16)
+_FULL_IMAGE = dict(image_size=224, patch_size=14, hidden_size=1280, projection_dim=1024, num_hidden_layers=32,
+                   num_attention_heads=16, intermediate_size=5120, hidden_act="gelu")
+ARCHITECTURES = {
+    Source.TINY: dict(transformer=_TINY_TRANSFORMER, vae=_TINY_VAE, text=_TINY_TEXT, image=_TINY_IMAGE,
+                      image_size=32),
+    Source.RANDOM: dict(transformer=_FULL_TRANSFORMER, vae=_FULL_VAE, text=_FULL_TEXT, image=_FULL_IMAGE,
+                        image_size=224),
+}
+
+
+def scheduler() -> UniPCMultistepScheduler:
+    """Wan 2.1's scheduler: UniPC on flow-matching sigmas, shift 3 (the 480P setting)."""
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+
+
+def random_components(source: Source, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """Every Wan I2V component from a config, random weights (tiny or full size)."""
+    arch = ARCHITECTURES[source]
+    return dict(
+        transformer=build(lambda: WanTransformer3DModel(**arch["transformer"]), device, dtype),
+        vae=build(lambda: AutoencoderKLWan(**arch["vae"]), device, dtype),
+        text_encoder=build(lambda: UMT5EncoderModel(UMT5Config(**arch["text"])), device, dtype),
+        image_encoder=build(lambda: CLIPVisionModel(CLIPVisionConfig(**arch["image"])), device, dtype),
+        image_processor=CLIPImageProcessor(crop_size=arch["image_size"], size=arch["image_size"]),
+        tokenizer=tokenizers.t5(MAX_SEQUENCE_LENGTH),
+        scheduler=scheduler(),
+    )
+
+
+def load_pipeline(args: WanArgs, device: torch.device, dtype: torch.dtype) -> WanImageToVideoPipeline:
+    if args.source is Source.PRETRAINED:
+        return WanImageToVideoPipeline.from_pretrained(args.model_id, torch_dtype=dtype).to(device)
+    return WanImageToVideoPipeline(**random_components(args.source, device, dtype))
+
+
+class Wan(Family):
+    """`animate(batch)`: each request's image and prompt become a `num_frames` clip."""
+
+    name = "wan"
+
+    def __init__(self, args: WanArgs) -> None:
+        super().__init__(args)
+        self.pipe = load_pipeline(args, self.device, self.dtype)
+        apply_runtime(self.pipe, args, "transformer")
+        if args.vae_tiling:
+            self.pipe.vae.enable_tiling()
+
+    @property
+    def size_multiple(self) -> int:
+        """VAE downsampling times the transformer's spatial patch."""
+        return self.pipe.vae_scale_factor_spatial * self.pipe.transformer.config.patch_size[1]
+
+    def validate(self, request: VideoRequest) -> None:
+        for field in ("width", "height"):
+            if getattr(request, field) % self.size_multiple:
+                raise ValueError(f"{field} must be a multiple of {self.size_multiple} for wan")
+        temporal = self.pipe.vae_scale_factor_temporal
+        if (request.num_frames - 1) % temporal:
+            raise ValueError(f"num_frames must be {temporal}k + 1 for wan, got {request.num_frames}")
+
+    @staticmethod
+    def group_key(request: VideoRequest) -> tuple:
+        """Requests with equal keys run in one pipeline call: the pipeline takes a single image."""
+        image = hashlib.sha256(request.image).digest()
+        return image, request.width, request.height, request.steps, request.guidance, request.num_frames
+
+    def run(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> np.ndarray:
+        """One pipeline call for compatible requests; returns float frames (B, F, H, W, 3) in [0, 1]."""
+        for request in requests:
+            self.validate(request)
+        if len({self.group_key(r) for r in requests}) != 1:
+            raise ValueError("requests: run() takes one compatible group; use animate() for mixed batches")
+        first = requests[0]
+        image = decode_rgb(first.image).resize((first.width, first.height), Image.Resampling.LANCZOS)
+        with torch.inference_mode():
+            return self.pipe(
+                image=image, prompt=[r.prompt for r in requests], width=first.width, height=first.height,
+                num_frames=first.num_frames, num_inference_steps=first.steps, guidance_scale=first.guidance,
+                max_sequence_length=MAX_SEQUENCE_LENGTH,
+                generator=generators([r.seed for r in requests], self.device),
+                output_type="np",
+                callback_on_step_end=step_callback(on_step, first.steps),
+            ).frames
+
+    def animate(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> list[VideoResult]:
+        """Mixed batches are split into compatible groups; results keep the request order."""
+        for request in requests:
+            self.validate(request)
+
+        def run_group(group: list[VideoRequest]) -> list[VideoResult]:
+            started = time.perf_counter()
+            videos = self.run(group, on_step)
+            meta = self.metadata(len(group), started)
+            return [video_result(r, frames, meta)
+                    for r, frames in zip(group, videos, strict=True)]
+
+        return run_grouped(requests, self.group_key, run_group)

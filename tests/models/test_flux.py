@@ -1,0 +1,68 @@
+import io
+
+import numpy as np
+import pytest
+from diffusers import FluxTransformer2DModel
+from PIL import Image
+
+from config.families import FluxArgs, Source
+from helpers import meta_params, png
+from models import flux
+from models.types import EditRequest, ImageRequest
+
+SIZE = dict(width=64, height=64, steps=2, guidance=3.5)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return flux.Flux(FluxArgs(max_sequence_length=64))
+
+
+def test_text_to_image_batch_equals_single_calls(model):
+    requests = [ImageRequest(prompt=f"a lighthouse {i}", seed=i, **SIZE) for i in range(4)]
+    batched = model.run(requests)
+    assert batched.shape == (4, 64, 64, 3)
+    assert np.abs(batched - np.concatenate([model.run([r]) for r in requests])).max() <= 1e-4
+
+
+def test_edit_batch_of_different_images_equals_single_calls(model):
+    requests = [EditRequest(prompt="make it night", image=png(seed=i), seed=i, **SIZE) for i in range(3)]
+    batched = model.run_edit(requests)
+    assert batched.shape == (3, 64, 64, 3)
+    assert np.abs(batched - np.concatenate([model.run_edit([r]) for r in requests])).max() <= 1e-4
+
+
+def test_edit_depends_on_the_source_image(model):
+    white, black = (solid(value) for value in (255, 0))
+    a, b = (model.run_edit([EditRequest(prompt="make it night", image=image, seed=0, **SIZE)]) for image in (white, black))
+    assert np.abs(a - b).mean() > 1e-4
+
+
+def solid(value: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (value,) * 3).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_edit_and_text_to_image_share_encoders_and_vae(model):
+    assert model.kontext.vae is model.text_to_image.vae
+    assert model.kontext.text_encoder_2 is model.text_to_image.text_encoder_2
+
+
+def test_generate_returns_pngs_with_metadata(model):
+    results = model.generate([ImageRequest(prompt="a fox", seed=5, **{**SIZE, "width": 32})])
+    assert results[0].png.startswith(b"\x89PNG") and results[0].width == 32
+    assert results[0].metadata.batch_size == 1 and results[0].metadata.model == "flux"
+
+
+def test_controls_are_refused_for_flux(model):
+    from models.types import Control
+
+    request = ImageRequest(prompt="a fox", seed=1, controls=(Control(type="canny", image=png()),), **SIZE)
+    with pytest.raises(ValueError, match="controls"):
+        model.generate([request])
+
+
+def test_random_source_builds_flux_dev_transformer():
+    arch = flux.ARCHITECTURES[Source.RANDOM]["transformer"]
+    assert meta_params(lambda: FluxTransformer2DModel(**arch)) == pytest.approx(11.9, rel=0.01)

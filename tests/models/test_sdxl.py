@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+from diffusers import ControlNetUnionModel, UNet2DConditionModel
+
+from config.families import SDXLArgs, Source
+from helpers import meta_params, png
+from models import sdxl
+from models.media import decode_png_size
+from models.types import Control, ImageRequest
+
+
+@pytest.fixture(scope="module")
+def model():
+    return sdxl.SDXL(SDXLArgs())
+
+
+def request(seed: int, **change) -> ImageRequest:
+    return ImageRequest(**{**dict(prompt=f"a red fox {seed}", width=64, height=64, steps=2, guidance=5.0,
+                                  seed=seed), **change})
+
+
+def canny(scale: float = 1.0, seed: int = 0) -> Control:
+    return Control(type="canny", image=png(64, 64, seed), scale=scale)
+
+
+def test_batch_of_four_equals_four_single_calls(model):
+    requests = [request(seed) for seed in range(4)]
+    batched = model.run(requests)
+    singles = np.concatenate([model.run([r]) for r in requests])
+    assert batched.shape == (4, 64, 64, 3)
+    assert np.abs(batched - singles).max() <= 1e-4
+
+
+def test_seeds_change_the_image(model):
+    images = model.run([request(1), request(2)])
+    assert np.abs(images[0] - images[1]).mean() > 1e-3
+
+
+def test_control_guided_batch_equals_single_calls(model):
+    requests = [request(seed, controls=(canny(seed=seed), Control(type="depth", image=png(seed=9), scale=0.5)))
+                for seed in range(2)]
+    batched = model.run(requests)
+    singles = np.concatenate([model.run([r]) for r in requests])
+    assert np.abs(batched - singles).max() <= 1e-4
+
+
+def test_controls_run_the_union_controlnet_and_plain_requests_skip_it(model):
+    calls = []
+    hook = model.union.controlnet.register_forward_hook(lambda module, args, kwargs: calls.append(1))
+    try:
+        model.run([request(3)])
+        assert calls == []
+        model.run([request(3, controls=(canny(),))])
+        assert len(calls) == 2  # once per denoising step
+    finally:
+        hook.remove()
+
+
+def test_mixed_batch_is_split_into_groups_in_request_order(model):
+    requests = [request(0), request(1, width=32), request(2), request(3, controls=(canny(),))]
+    results = model.generate(requests)
+    assert [r.seed for r in results] == [0, 1, 2, 3]
+    assert [r.metadata.batch_size for r in results] == [2, 1, 2, 1]
+    assert decode_png_size(results[1].png) == (32, 64)
+    assert results[3].metadata.extra["controls"] == ["canny"]
+    assert results[0].metadata.model == "sdxl" and results[0].metadata.source == "tiny"
+
+
+def test_run_refuses_an_incompatible_group(model):
+    with pytest.raises(ValueError, match="requests"):
+        model.run([request(0), request(1, steps=3)])
+
+
+def test_progress_is_reported_per_step(model):
+    seen = []
+    model.generate([request(0, steps=3)], on_step=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_size_must_fit_the_unet_grid(model):
+    assert model.size_multiple == 4  # tiny: VAE /2, one UNet downsample (full size: 8 × 4 = 32)
+
+
+
+def test_random_source_builds_full_size_architectures():
+    arch = sdxl.ARCHITECTURES[Source.RANDOM]
+    assert meta_params(lambda: UNet2DConditionModel(**arch["unet"])) == pytest.approx(2.57, rel=0.01)
+    assert meta_params(lambda: ControlNetUnionModel(**arch["controlnet"])) == pytest.approx(1.26, rel=0.01)
+
+
+def test_pretrained_source_requires_both_ids():
+    with pytest.raises(ValueError, match="model_id"):
+        SDXLArgs(source="pretrained")
+    with pytest.raises(ValueError, match="controlnet_id"):
+        SDXLArgs(source="pretrained", model_id="stabilityai/stable-diffusion-xl-base-1.0")

@@ -1,0 +1,29 @@
+from models import tokenizers
+
+
+def test_clip_wraps_with_bos_eos_and_pads_to_max_length():
+    tokenizer = tokenizers.clip()
+    ids = tokenizer("a cat", padding="max_length", max_length=16, truncation=True).input_ids
+    assert len(ids) == 16
+    assert ids[0] == tokenizer.bos_token_id == 0
+    assert ids[6] == tokenizer.eos_token_id == 1
+    assert ids[7:] == [tokenizer.pad_token_id] * 9
+
+
+def test_any_language_round_trips_through_real_ids():
+    tokenizer = tokenizers.t5()
+    text = "猫が屋根の上に 사랑 café"
+    ids = tokenizer(text).input_ids
+    assert tokenizer.unk_token_id not in ids
+    assert max(ids) < len(tokenizer) <= 1000
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def test_qwen_chat_template_and_left_padding():
+    tokenizer = tokenizers.qwen()
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                         tokenize=False)
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    batch = tokenizer(["a", "abc"], padding=True, add_special_tokens=False)
+    assert batch.input_ids[0][:2] == [tokenizer.pad_token_id] * 2
+    assert batch.attention_mask[0] == [0, 0, 1]

@@ -1,0 +1,88 @@
+import io
+
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+
+from helpers import png
+from models.images import decode_rgb, inspect_image
+from models.types import Control, ImageRequest, PromptRequest, StoryboardRequest, VideoRequest
+
+BASE = dict(prompt="a lighthouse", width=64, height=64, steps=2, guidance=5.0, seed=1)
+
+
+def error_fields(exc: ValidationError) -> set[str]:
+    return {str(err["loc"][0]) if err["loc"] else err["msg"] for err in exc.errors()}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (dict(width=60), "width"),
+        (dict(height=1000 + 4), "height"),
+        (dict(steps=0), "steps"),
+        (dict(steps=10_000), "steps"),
+        (dict(prompt="   "), "prompt"),
+        (dict(prompt="x" * 5000), "prompt"),
+        (dict(seed=-1), "seed"),
+        (dict(guidance=-1.0), "guidance"),
+    ],
+)
+def test_bad_image_arguments_name_the_field(change, field):
+    with pytest.raises(ValueError) as caught:
+        ImageRequest(**{**BASE, **change})
+    assert isinstance(caught.value, ValidationError)
+    assert field in error_fields(caught.value)
+    assert field in str(caught.value)
+
+
+def test_valid_request_is_normalised():
+    request = ImageRequest(**{**BASE, "prompt": "  a lighthouse  "})
+    assert request.prompt == "a lighthouse"
+
+
+def test_cmyk_image_is_rejected_as_wrong_mode():
+    buffer = io.BytesIO()
+    Image.new("CMYK", (16, 16)).save(buffer, "JPEG")
+    with pytest.raises(ValueError, match="image.*mode CMYK"):
+        VideoRequest(**BASE, image=buffer.getvalue(), num_frames=8, fps=7)
+
+
+def test_sixteen_bit_image_is_rejected():
+    buffer = io.BytesIO()
+    Image.new("I;16", (16, 16)).save(buffer, "PNG")
+    with pytest.raises(ValueError, match="mode"):
+        inspect_image(buffer.getvalue())
+
+
+def test_not_an_image_is_rejected():
+    with pytest.raises(ValueError, match="controls.image: not a decodable image"):
+        Control(type="canny", image=b"<svg></svg>")
+
+
+def test_pixel_limit_is_checked_from_the_header():
+    with pytest.raises(ValueError, match="exceeds 1024 pixels"):
+        inspect_image(png(64, 64), max_pixels=1024)
+
+
+def test_decode_rgb_converts_grey_and_palette():
+    assert decode_rgb(png(16, 8, mode="L")).mode == "RGB"
+    assert decode_rgb(png(16, 8, mode="P")).size == (16, 8)
+
+
+def test_duplicate_control_types_are_rejected():
+    control = Control(type="canny", image=png(16, 16))
+    with pytest.raises(ValueError, match="controls"):
+        ImageRequest(**BASE, controls=(control, control))
+
+
+def test_unknown_prompt_mode_is_rejected():
+    with pytest.raises(ValidationError) as caught:
+        PromptRequest(prompt="x", mode="baroque")
+    assert "mode" in error_fields(caught.value)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(theme="a", script="b"), dict(theme=" ")])
+def test_storyboard_needs_exactly_one_of_theme_or_script(kwargs):
+    with pytest.raises(ValueError, match="theme"):
+        StoryboardRequest(**kwargs)

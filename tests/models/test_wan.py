@@ -1,0 +1,116 @@
+"""Wan 2.1 I2V family on tiny random weights: one image per call, per-request seeds, media, validation."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+from PIL import Image
+
+from config.families import Source, WanArgs
+from models.media import read_mp4
+from models.types import VideoRequest
+from models.wan import ARCHITECTURES, Wan
+
+FRAMES = 5
+
+
+def png(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def request(seed: int, image: int = 0, **overrides) -> VideoRequest:
+    fields = dict(image=png(image), prompt="a cat", width=64, height=64, steps=2, guidance=5.0, seed=seed,
+                  num_frames=FRAMES, fps=16)
+    return VideoRequest(**{**fields, **overrides})
+
+
+@pytest.fixture(scope="module")
+def wan() -> Wan:
+    return Wan(WanArgs(source=Source.TINY, device="cpu"))
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Batch size of every pipeline call."""
+    sizes: list[int] = []
+    original = WanImageToVideoPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        sizes.append(len(kwargs["prompt"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(WanImageToVideoPipeline, "__call__", spy)
+    return sizes
+
+
+@pytest.fixture
+def no_compute(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args, **kwargs):
+        raise AssertionError("pipeline called")
+
+    monkeypatch.setattr(WanImageToVideoPipeline, "__call__", fail)
+
+
+def test_run_returns_float_frames_per_request(wan: Wan) -> None:
+    frames = wan.run([request(1), request(2)])
+    assert frames.shape == (2, FRAMES, 64, 64, 3)
+    assert frames.min() >= 0.0 and frames.max() <= 1.0
+
+
+def test_same_image_batch_equals_single_calls(wan: Wan) -> None:
+    batch = [request(1, prompt="a cat"), request(2, prompt="a dog running on the beach")]
+    together = wan.run(batch)
+    for index, single in enumerate(batch):
+        np.testing.assert_allclose(together[index], wan.run([single])[0], atol=1e-4, rtol=0)
+
+
+def test_different_seeds_differ(wan: Wan) -> None:
+    frames = wan.run([request(1), request(2)])
+    assert np.abs(frames[0] - frames[1]).max() > 1e-3
+
+
+def test_mixed_images_run_in_separate_calls(wan: Wan, calls: list[int]) -> None:
+    requests = [request(1, image=0), request(2, image=1), request(3, image=0, gif=True)]
+    results = wan.animate(requests)
+    assert sorted(calls) == [1, 2]
+    assert [r.seed for r in results] == [1, 2, 3]
+    assert [r.metadata.batch_size for r in results] == [2, 1, 2]
+    for req, result in zip(requests, results, strict=True):
+        info = read_mp4(result.mp4)
+        assert (info.num_frames, info.width, info.height) == (req.num_frames, req.width, req.height)
+        assert result.metadata.model == "wan" and result.metadata.source == "tiny"
+    assert results[2].gif.startswith(b"GIF89a")
+    assert results[0].gif is None
+
+
+def test_run_rejects_mixed_images(wan: Wan, no_compute: None) -> None:
+    with pytest.raises(ValueError, match="requests"):
+        wan.run([request(1, image=0), request(2, image=1)])
+
+
+def test_on_step_reports_every_step(wan: Wan) -> None:
+    steps: list[tuple[int, int]] = []
+    wan.run([request(1)], on_step=lambda done, total: steps.append((done, total)))
+    assert steps == [(1, 2), (2, 2)]
+
+
+@pytest.mark.parametrize(("field", "value"), [("width", 72), ("height", 40), ("num_frames", 6)])
+def test_bad_arguments_fail_before_compute(wan: Wan, no_compute: None, field: str, value: int) -> None:
+    bad = request(1, **{field: value})
+    with pytest.raises(ValueError, match=field):
+        wan.animate([request(2), bad])
+    with pytest.raises(ValueError, match=field):
+        wan.run([bad])
+
+
+def test_random_transformer_has_wan_14b_i2v_size() -> None:
+    with torch.device("meta"):
+        transformer = WanTransformer3DModel(**ARCHITECTURES[Source.RANDOM]["transformer"])
+    count = sum(p.numel() for p in transformer.parameters())
+    assert count == pytest.approx(16.4e9, rel=0.02)
