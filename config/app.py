@@ -50,14 +50,14 @@ class DeploymentOptions(_Strict):
     max_ongoing_requests: int = Field(default=16, ge=1)
     max_queued_requests: int = Field(default=-1, ge=-1)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
-    batching: Batching = Field(default_factory=Batching)
+    batching: Batching | None = Field(default_factory=Batching, description="None: not a batching deployment")
     health_check_period_s: float = Field(default=10.0, gt=0)
     health_check_timeout_s: float = Field(default=30.0, gt=0)
     graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
 
     @model_validator(mode="after")
     def _room_for_a_batch(self) -> DeploymentOptions:
-        if self.max_ongoing_requests < self.batching.max_batch_size:
+        if self.batching and self.max_ongoing_requests < self.batching.max_batch_size:
             raise ValueError("max_ongoing_requests must be >= batching.max_batch_size, or batches never fill")
         if self.num_gpus > 1 and not float(self.num_gpus).is_integer():
             raise ValueError("num_gpus above 1 must be a whole number")
@@ -68,16 +68,25 @@ class DeploymentOptions(_Strict):
         actor: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
         if self.resources:
             actor["resources"] = dict(self.resources)
-        return dict(
+        options: dict[str, Any] = dict(
             ray_actor_options=actor,
             max_ongoing_requests=self.max_ongoing_requests,
             max_queued_requests=self.max_queued_requests,
             autoscaling_config=self.autoscaling.model_dump(exclude_none=True),
-            user_config=self.batching.model_dump(),
             health_check_period_s=self.health_check_period_s,
             health_check_timeout_s=self.health_check_timeout_s,
             graceful_shutdown_timeout_s=self.graceful_shutdown_timeout_s,
         )
+        if self.batching:
+            options["user_config"] = self.batching.model_dump()
+        return options
+
+
+class IngressOptions(DeploymentOptions):
+    """The HTTP ingress: no batch queues, so no user_config."""
+
+    batching: None = None
+    max_ongoing_requests: int = Field(default=256, ge=1)
 
 
 class FamilyDeployment(_Strict, Generic[A]):
@@ -101,7 +110,7 @@ class AppArgs(_Strict):
     svd: FamilyDeployment[SVDArgs] = _family(SVDArgs)
     wan: FamilyDeployment[WanArgs] = _family(WanArgs)
     embedder: FamilyDeployment[EmbedderArgs] = _family(EmbedderArgs)
-    ingress: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(max_ongoing_requests=256))
+    ingress: IngressOptions = Field(default_factory=IngressOptions)
     redis_url: str | None = Field(default=None, description="None: the REDIS_URL environment variable")
 
     def families(self) -> dict[str, FamilyDeployment]:

@@ -1,0 +1,31 @@
+# Quick start: `make run` (install, embedded Redis, Ray Serve on the tiny models) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: install run test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: on these machines 2.13.0 is the local CPU wheel; a looser pin pulls CUDA wheels
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/montage up serve_config.yaml
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m bench.cpu
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

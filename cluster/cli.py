@@ -1,0 +1,29 @@
+"""The `montage` command line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="montage", description="Montage generative-media cluster")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="embedded Redis + local Ray + serve run (what `make run` does)")
+    up.add_argument("config", nargs="?", default="serve_config.yaml")
+    plan = commands.add_parser("plan", help="print the GPU placement plan of a serve config")
+    plan.add_argument("config", nargs="?", default="config/serve/h200.yaml")
+    plan.add_argument("--gpu", default="h200")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "up":
+        from cluster.local import up as run_up
+
+        return run_up(args.config)
+    from cluster.plan_cli import main_plan
+
+    return main_plan(args.config, args.gpu)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

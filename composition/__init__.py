@@ -1,0 +1,1 @@
+"""FastAPI ingress composing the model deployments into workflows."""

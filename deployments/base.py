@@ -1,0 +1,91 @@
+"""What every model deployment shares: jobs, grouped execution, metadata, progress, health, reconfigure."""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.app import Batching
+from deployments.progress import ProgressReporter
+from models.runtime import Family, group_by
+
+
+@dataclass
+class Job:
+    """One request as it waits in a batch queue."""
+
+    request: Any
+    task_id: str | None = None
+    arrived: float = field(default_factory=time.monotonic)
+
+
+def replica_name() -> str:
+    """The Serve replica id inside Ray, host:pid outside it."""
+    try:
+        from ray import serve
+
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # not running inside a Serve replica
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ModelDeployment:
+    """Base class: subclasses load `self.model` and declare their `@serve.batch` methods in `batch_methods`."""
+
+    batch_methods: tuple[str, ...] = ()
+
+    def __init__(self, model: Family, redis_url: str | None = None) -> None:
+        self.model = model
+        self.progress = ProgressReporter(redis_url or os.environ.get("REDIS_URL"))
+        self.replica = replica_name()
+        self.unhealthy_reason: str | None = None
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Applies batch size and wait to every batch queue, without a restart."""
+        batching = Batching.model_validate(user_config)
+        for name in self.batch_methods:
+            method = getattr(self, name)
+            method.set_max_batch_size(batching.max_batch_size)
+            method.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+    def batching(self) -> dict[str, Any]:
+        method = getattr(self, self.batch_methods[0])
+        return dict(max_batch_size=method._get_max_batch_size(), batch_wait_timeout_s=method._get_batch_wait_timeout_s(),
+                    replica=self.replica)
+
+    def check_health(self) -> None:
+        if self.unhealthy_reason:
+            raise RuntimeError(f"replica {self.replica} marked unhealthy: {self.unhealthy_reason}")
+        self.model.check()
+
+    def mark_unhealthy(self, reason: str) -> str:
+        """Operator drain: the next health check fails and Serve replaces this replica."""
+        self.unhealthy_reason = reason
+        return self.replica
+
+    def info(self) -> dict[str, Any]:
+        return dict(model=self.model.name, source=self.model.source.value, device=str(self.model.device),
+                    replica=self.replica)
+
+    async def execute(self, jobs: list[Job], run: Callable[..., list], key: Callable[[Any], Hashable],
+                      stage: str) -> list:
+        """Runs compatible groups (off the event loop) and stamps each result with serving metadata."""
+        started = time.monotonic()
+        results: list[Any] = [None] * len(jobs)
+        for indices in group_by([job.request for job in jobs], key):
+            group = [jobs[i] for i in indices]
+
+            def on_step(done: int, total: int, group: list[Job] = group) -> None:
+                for job in group:
+                    self.progress.report(job.task_id, done, total, stage)
+
+            outputs = await asyncio.to_thread(run, [job.request for job in group], on_step)
+            for index, job, output in zip(indices, group, outputs, strict=True):
+                output.metadata.replica = self.replica
+                output.metadata.queue_ms = (started - job.arrived) * 1000.0
+                results[index] = output
+        return results
