@@ -1,0 +1,163 @@
+"""Real Ray Serve deployments on the tiny models: batching, reconfigure, health, autoscaling, progress."""
+import asyncio
+import io
+import pickle
+import time
+
+import numpy as np
+import pytest
+import redis
+from PIL import Image
+
+from config.app import Autoscaling, Batching, DeploymentOptions
+from config.families import SDXLArgs
+from deployments.builder import bind
+from deployments.families import SDXLDeployment
+from deployments.progress import task_key
+from models.types import ImageRequest
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def image_request(seed: int, steps: int = 2) -> ImageRequest:
+    return ImageRequest(prompt=f"a lighthouse at dusk {seed}", width=64, height=64, steps=steps, guidance=5.0, seed=seed)
+
+
+def options(**change) -> DeploymentOptions:
+    base = dict(num_gpus=0.25, num_cpus=0.1, max_ongoing_requests=32, health_check_period_s=1.0,
+                health_check_timeout_s=10.0, graceful_shutdown_timeout_s=1.0,
+                batching=Batching(max_batch_size=8, batch_wait_timeout_s=0.3))
+    return DeploymentOptions(**{**base, **change})
+
+
+def deploy(serve, name: str, redis_url: str, **change):
+    return serve.run(bind(SDXLDeployment, name, options(**change), SDXLArgs(), redis_url), name=name,
+                     route_prefix=None)
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16)
+
+
+async def concurrently(handle, requests, **kwargs):
+    return await asyncio.gather(*(handle.generate.remote(r, **kwargs) for r in requests))
+
+
+@pytest.fixture(scope="module")
+def sdxl(ray_serve, redis_url):
+    handle = deploy(ray_serve, "sdxl_batching", redis_url)
+    yield handle
+    ray_serve.delete("sdxl_batching")
+
+
+def test_concurrent_requests_are_batched_and_equal_unbatched(sdxl):
+    requests = [image_request(seed) for seed in range(16)]
+    results = asyncio.run(concurrently(sdxl, requests))
+    sizes = [r.metadata.batch_size for r in results]
+    assert max(sizes) > 1, sizes
+    assert all(r.metadata.replica and r.metadata.queue_ms >= 0 for r in results)
+    for request, result in zip(requests[:4], results[:4], strict=True):
+        single = sdxl.generate.remote(request).result()  # alone: batch of one, same replica
+        assert single.metadata.batch_size == 1 and result.seed == request.seed
+        assert np.abs(pixels(result.png) - pixels(single.png)).max() <= 1  # float noise may flip one level
+
+
+def test_results_cross_the_handle_as_encoded_bytes(sdxl):
+    result = sdxl.generate.remote(image_request(99)).result()
+    assert isinstance(result.png, bytes) and result.png.startswith(b"\x89PNG")
+    assert len(pickle.dumps(result)) < len(result.png) + 4096
+
+
+def deploy_config(batching: dict, redis_url: str) -> None:
+    """A config update (`serve deploy`) that changes only the deployment's user_config: Serve keeps the code
+    version and calls `reconfigure` on the running replica."""
+    from ray.serve._private.api import serve_start
+    from ray.serve.schema import ServeDeploySchema
+
+    family = {"args": {"source": "tiny"},
+              "deployment": {"num_gpus": 0.25, "num_cpus": 0.1, "max_ongoing_requests": 32}}
+    config = {"applications": [{"name": "sdxl_config", "route_prefix": None,
+                                "import_path": "deployments.builder:build_family_app",
+                                "args": {"family": "sdxl", "deployment": family, "redis_url": redis_url},
+                                "deployments": [{"name": "SDXL", "user_config": batching}]}]}
+    serve_start().deploy_apps(ServeDeploySchema.model_validate(config))
+
+
+def wait_for_batching(serve, expected: int) -> dict:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            state = serve.get_app_handle("sdxl_config").batching.remote().result(timeout_s=10)
+            if state["max_batch_size"] == expected:
+                return state
+        except Exception:  # app still deploying
+            pass
+        time.sleep(1)
+    raise AssertionError(f"max_batch_size never became {expected}")
+
+
+def test_batch_size_changes_through_user_config_without_restart(ray_serve, redis_url):
+    deploy_config({"max_batch_size": 8, "batch_wait_timeout_s": 0.3}, redis_url)
+    before = wait_for_batching(ray_serve, 8)
+    deploy_config({"max_batch_size": 2, "batch_wait_timeout_s": 0.3}, redis_url)
+    after = wait_for_batching(ray_serve, 2)
+    assert after["replica"] == before["replica"]  # same replica: reconfigured, not restarted
+    handle = ray_serve.get_app_handle("sdxl_config")
+    results = asyncio.run(concurrently(handle, [image_request(seed) for seed in range(8)]))
+    assert max(r.metadata.batch_size for r in results) == 2
+    ray_serve.delete("sdxl_config")
+
+
+def test_progress_reaches_the_task_record(sdxl, redis_url):
+    sdxl.generate.remote(image_request(5, steps=3), task_id="task-progress").result()
+    record = redis.Redis.from_url(redis_url).hgetall(task_key("task-progress"))
+    assert float(record[b"progress"]) == 1.0 and record[b"stage"] == b"denoising"
+
+
+def test_unhealthy_replica_is_replaced_while_requests_keep_succeeding(ray_serve, redis_url):
+    handle = deploy(ray_serve, "sdxl_health", redis_url, autoscaling=Autoscaling(min_replicas=2, max_replicas=2))
+    replicas_before = {handle.info.remote().result()["replica"] for _ in range(20)}
+    drained = handle.mark_unhealthy.remote("test drain").result()
+    deadline, served = time.monotonic() + 120, 0
+    while time.monotonic() < deadline:
+        result = handle.generate.remote(image_request(served)).result()
+        assert result.png.startswith(b"\x89PNG")
+        served += 1
+        replicas_now = {handle.info.remote().result()["replica"] for _ in range(10)}
+        if drained not in replicas_now and len(replicas_now - replicas_before) >= 1:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"replica {drained} was not replaced")
+    assert served >= 1
+    ray_serve.delete("sdxl_health")
+
+
+def running_replicas(serve, app: str, deployment: str) -> int:
+    status = serve.status().applications[app].deployments[deployment]
+    return status.replica_states.get("RUNNING", 0)
+
+
+def test_autoscaling_scales_up_under_load_and_down_when_idle(ray_serve, redis_url):
+    fast = Autoscaling(min_replicas=1, max_replicas=2, target_ongoing_requests=1, upscale_delay_s=0.5,
+                       downscale_delay_s=2.0, metrics_interval_s=0.5, look_back_period_s=1.0)
+    handle = deploy(ray_serve, "sdxl_autoscale", redis_url, autoscaling=fast,
+                    batching=Batching(max_batch_size=1, batch_wait_timeout_s=0.0))
+    assert running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") == 1
+
+    async def load_until_scaled() -> int:
+        peak, deadline = 1, time.monotonic() + 90
+        pending = [handle.generate.remote(image_request(i, steps=8)) for i in range(12)]
+        while time.monotonic() < deadline and peak < 2:
+            await asyncio.sleep(0.5)
+            peak = max(peak, running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale"))
+            pending += [handle.generate.remote(image_request(i, steps=8)) for i in range(2)]
+        await asyncio.gather(*pending)
+        return peak
+
+    assert asyncio.run(load_until_scaled()) == 2
+    deadline = time.monotonic() + 60
+    while running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") > 1 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") == 1
+    ray_serve.delete("sdxl_autoscale")
