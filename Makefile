@@ -25,7 +25,7 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) -m bench.cpu
+	$(PY) -m bench.families
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

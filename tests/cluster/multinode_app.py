@@ -1,7 +1,7 @@
 """Multi-node placement scenario on a real local Ray cluster (run as a script by test_multinode.py).
 
-Head node CPU-only, one "GPU node" worker (virtual GPUs + the `gpu_node` label resource), optionally a
-CPU-only worker (`cpu_node`). Deploys the real SDXL (2 replicas, GPU share + `gpu_node`) and Embedder
+Head node CPU-only, one "GPU node" worker (virtual GPUs + the `gpu_node` label resource) and one
+CPU-only worker (`cpu_node` label). Deploys the real SDXL (2 replicas, GPU share + `gpu_node`) and Embedder
 deployments through `deployments.builder.bind`, then reports where Ray placed every replica, what it
 reserved, and what real calls returned. Its own process, so its cluster never meets the suite's
 session Ray instance. The last stdout line is one JSON object; everything else goes to stderr.
@@ -84,7 +84,7 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
         time.sleep(interval_s)
 
 
-def scenario(cluster, nodes: dict[str, str], with_cpu_node: bool) -> dict[str, Any]:
+def scenario(nodes: dict[str, str]) -> dict[str, Any]:
     import ray
     from ray import serve
 
@@ -160,12 +160,10 @@ def scenario(cluster, nodes: dict[str, str], with_cpu_node: bool) -> dict[str, A
         time.sleep(1.0)
     result["impossible"] = dict(observed=observed, actors=replica_actors(IMPOSSIBLE_APP, "SDXL", None))
     log("impossible app observed")
-    result["with_cpu_node"] = with_cpu_node
     return result
 
 
 def main() -> int:
-    with_cpu_node = "--cpu-node" in sys.argv
     started = time.monotonic()
     result: dict[str, Any] = {"ok": False}
     cluster = None
@@ -183,13 +181,12 @@ def main() -> int:
         gpu_node = cluster.add_node(num_cpus=1, num_gpus=int(GPU_NODE_GPUS), resources={"gpu_node": 1})
         nodes = {"head": cluster.head_node.node_id, "gpu": gpu_node.node_id}
         result["session_name"] = cluster.head_node.session_name
-        if with_cpu_node:
-            nodes["cpu"] = cluster.add_node(num_cpus=1, num_gpus=0, resources={"cpu_node": 1}).node_id
+        nodes["cpu"] = cluster.add_node(num_cpus=1, num_gpus=0, resources={"cpu_node": 1}).node_id
         cluster.wait_for_nodes()
         context = ray.init(address=cluster.address, log_to_driver=False, namespace="montage-multinode")
         STATE_API["address"] = f"http://{context.dashboard_url or cluster.webui_url}"
         log(f"cluster up: {nodes}")
-        result.update(scenario(cluster, nodes, with_cpu_node))
+        result.update(scenario(nodes))
         result["ok"] = True
     except BaseException as exc:  # report, then clean up, whatever went wrong
         result["error"] = f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,5 @@
-"""Real multi-node placement: on a local Ray cluster (CPU-only head + a "GPU node" with virtual GPUs), the
+"""Real multi-node placement: on a local Ray cluster (CPU-only head, a "GPU node" with virtual GPUs, a
+CPU-only worker), the
 SDXL replicas land only on the node that has their GPUs and `gpu_node` label, reserve them there, and
 serve real requests; the Embedder needs no GPU; a deployment asking for more than any node has stays
 unplaced.
@@ -82,9 +83,11 @@ def scenario() -> dict:
 @pytest.mark.timeout(300)
 def test_replicas_land_only_where_their_resources_are(scenario):
     nodes, resources = scenario["nodes"], scenario["nodes_resources"]
-    head, gpu = nodes["head"], nodes["gpu"]
-    assert head != gpu and set(resources) == set(nodes.values())
-    assert resources[head].get("GPU", 0) == 0 and "gpu_node" not in resources[head]
+    head, gpu, cpu = nodes["head"], nodes["gpu"], nodes["cpu"]
+    assert len({head, gpu, cpu}) == 3 and set(resources) == {head, gpu, cpu}
+    for cpu_only in (head, cpu):
+        assert resources[cpu_only].get("GPU", 0) == 0 and "gpu_node" not in resources[cpu_only]
+    assert resources[cpu]["cpu_node"] == 1
     assert resources[gpu]["GPU"] == 2 and resources[gpu]["gpu_node"] == 1
     assert scenario["app_status"] == {"mn_sdxl": "RUNNING", "mn_embed": "RUNNING"}
 
@@ -96,15 +99,18 @@ def test_replicas_land_only_where_their_resources_are(scenario):
         assert replica["node_id"] == gpu, f"SDXL replica {replica['name']} placed off the GPU node"
         assert replica["required_resources"] == pytest.approx({"CPU": 0.1, "GPU": 0.5, "gpu_node": 0.1})
 
-    # Ray's own ledger: the GPU node lost exactly two half-GPUs and two label shares; the head lent no GPU.
+    # Ray's own ledger: the GPU node lost exactly two half-GPUs and two label shares; no SDXL replica took
+    # CPU on the CPU-only nodes, although both had room (0.1 CPU each).
     available = scenario["available_per_node"]
     assert available[gpu]["GPU"] == pytest.approx(2 - 2 * 0.5)
     assert available[gpu]["gpu_node"] == pytest.approx(1 - 2 * 0.1)
-    assert available[head].get("GPU", 0) == 0
+    for cpu_only in (head, cpu):
+        assert available[cpu_only].get("GPU", 0) == 0
+        assert available[cpu_only]["CPU"] >= 0.9 - 1e-6  # at most the Embedder's 0.1 CPU went here
 
     # The Embedder asks for no GPU and no label.
     (embedder,) = scenario["embedder_replicas"]
-    assert embedder["state"] == "ALIVE" and embedder["node_id"] in (head, gpu)
+    assert embedder["state"] == "ALIVE" and embedder["node_id"] in (head, gpu, cpu)
     assert embedder["required_resources"].get("GPU", 0) == 0 and "gpu_node" not in embedder["required_resources"]
     assert scenario["embedding_dim"] > 0 and scenario["embedding_finite"]
 

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (no timing asserts live in tests)."""
