@@ -167,7 +167,8 @@ def plan(families: AppArgs | Mapping[str, FamilyDeployment], gpu: GPU = H200, *,
     for name, family in families.items():
         declared = family.deployment.memory_gb
         memory = declared if declared is not None else estimate_gb(
-            name, family.args, text_encoder_offload=name in text_encoder_offload)
+            name, family.args,
+            text_encoder_offload=name in text_encoder_offload or getattr(family.args, "text_encoder_offload", False))
         rows.append((name, family, memory, declared is not None))
 
     too_big = [f"{name} {memory:.1f} GB" for name, _, memory, _ in rows if memory > gpu.memory_gb]

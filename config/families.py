@@ -142,6 +142,8 @@ class WanArgs(FamilyArgs):
     """Wan 2.1 image to video."""
 
     vae_tiling: bool = False
+    text_encoder_offload: bool = Field(
+        default=False, description="keep the UMT5 text encoder on CPU (runs once per video; frees ~11 GB of GPU)")
 
     @classmethod
     def tiny_defaults(cls) -> GenerationDefaults:

@@ -86,6 +86,8 @@ class Wan(Family):
         apply_runtime(self.pipe, args, "transformer")
         if args.vae_tiling:
             self.pipe.vae.enable_tiling()
+        if args.text_encoder_offload:
+            self.pipe.text_encoder.to("cpu")
 
     @property
     def size_multiple(self) -> int:
@@ -116,13 +118,24 @@ class Wan(Family):
         image = decode_rgb(first.image).resize((first.width, first.height), Image.Resampling.LANCZOS)
         with torch.inference_mode():
             return self.pipe(
-                image=image, prompt=[r.prompt for r in requests], width=first.width, height=first.height,
+                image=image, **self.prompts(requests), width=first.width, height=first.height,
                 num_frames=first.num_frames, num_inference_steps=first.steps, guidance_scale=first.guidance,
                 max_sequence_length=MAX_SEQUENCE_LENGTH,
                 generator=generators([r.seed for r in requests], self.device),
                 output_type="np",
                 callback_on_step_end=step_callback(on_step, first.steps),
             ).frames
+
+    def prompts(self, requests: list[VideoRequest]) -> dict[str, Any]:
+        """Prompt arguments: the prompts themselves, or embeddings computed on the CPU-resident encoder."""
+        prompts = [r.prompt for r in requests]
+        if not self.args.text_encoder_offload:
+            return dict(prompt=prompts)
+        positive, negative = self.pipe.encode_prompt(
+            prompt=prompts, negative_prompt=[""] * len(prompts), do_classifier_free_guidance=requests[0].guidance > 1,
+            max_sequence_length=MAX_SEQUENCE_LENGTH, device=torch.device("cpu"), dtype=self.dtype)
+        return dict(prompt_embeds=positive.to(self.device),
+                    negative_prompt_embeds=None if negative is None else negative.to(self.device))
 
     def animate(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> list[VideoResult]:
         """Mixed batches are split into compatible groups; results keep the request order."""

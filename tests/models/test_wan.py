@@ -12,6 +12,7 @@ from PIL import Image
 from config.families import Source, WanArgs
 from models.media import read_mp4
 from models.types import VideoRequest
+
 from models.wan import ARCHITECTURES, Wan
 
 FRAMES = 5
@@ -114,3 +115,14 @@ def test_random_transformer_has_wan_14b_i2v_size() -> None:
         transformer = WanTransformer3DModel(**ARCHITECTURES[Source.RANDOM]["transformer"])
     count = sum(p.numel() for p in transformer.parameters())
     assert count == pytest.approx(16.4e9, rel=0.02)
+
+
+def test_text_encoder_offload_gives_the_same_video():
+    from config.families import WanArgs
+    from models.wan import Wan
+
+    requests = [VideoRequest(image=png(3), prompt=p, width=64, height=64, steps=2, guidance=5.0, seed=s,
+                             num_frames=5, fps=8) for s, p in ((1, "a fox"), (2, "a fox running"))]
+    offloaded = Wan(WanArgs(text_encoder_offload=True))
+    assert offloaded.pipe.text_encoder.device.type == "cpu"
+    assert np.abs(offloaded.run(requests) - Wan(WanArgs()).run(requests)).max() <= 1e-4
