@@ -93,6 +93,7 @@ def scenario(nodes: dict[str, str]) -> dict[str, Any]:
     from deployments.builder import bind
     from deployments.families import EmbedderDeployment, SDXLDeployment
     from models.types import ImageRequest
+    from ray.util.state import list_actors
 
     result: dict[str, Any] = {"nodes": nodes}
     result["cluster_resources"] = ray.cluster_resources()
@@ -117,8 +118,8 @@ def scenario(nodes: dict[str, str]) -> dict[str, Any]:
         1 for r in replica_actors(SDXL_APP, "SDXL", None) if r["state"] == "ALIVE")
 
     # Real calls through the handles: four concurrent generations (batched/spread over the replicas).
-    requests = [ImageRequest(prompt=f"a fox {i}", width=64, height=64, steps=2, guidance=5.0, seed=1 + i)
-                for i in range(4)]
+    requests = [ImageRequest(prompt="a fox" + (f" {i}" if i else ""), width=64, height=64, steps=2, guidance=5.0,
+                             seed=1 + i) for i in range(4)]
     responses = [sdxl.generate.remote(request) for request in requests]
     images = [response.result(timeout_s=120) for response in responses]
     result["images"] = [dict(png_magic=image.png[:8].hex(), png_bytes=len(image.png), width=image.width,
@@ -133,8 +134,6 @@ def scenario(nodes: dict[str, str]) -> dict[str, Any]:
     result["sdxl_replicas"] = replica_actors(SDXL_APP, "SDXL")
     result["embedder_replicas"] = replica_actors(EMBED_APP, "Embedder")
     result["available_per_node"] = ray._private.state.available_resources_per_node()
-    from ray.util.state import list_actors
-
     result["actor_pids"] = sorted(a.pid for a in list_actors(address=STATE_API["address"], limit=1000,
                                                                filters=[("state", "=", "ALIVE")]) if a.pid)
 
@@ -170,7 +169,6 @@ def main() -> int:
     address_file = None
     try:
         import ray
-        from ray import serve
         from ray.cluster_utils import Cluster
 
         address_file = _AddressFile()
