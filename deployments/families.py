@@ -1,6 +1,8 @@
 """One deployment class per model family; each a plain class (testable without Ray) with batched methods."""
 from __future__ import annotations
 
+import asyncio
+
 from ray import serve
 
 from config.families import EmbedderArgs, FluxArgs, LLMArgs, SDXLArgs, SVDArgs, WanArgs
@@ -122,8 +124,6 @@ class EmbedderDeployment(ModelDeployment):
 
     @serve.batch(**_BATCH)
     async def _embed(self, texts: list[str]) -> list[list[float]]:
-        import asyncio
-
         return (await asyncio.to_thread(self.model.embed, texts)).tolist()
 
 
