@@ -1,0 +1,111 @@
+"""Prompt-dedup tuning on labelled pairs: `python -m bench.dedup [--pairs PATH] [--out PATH]`.
+
+Embeds both prompts of every pair with the bundled all-MiniLM-L6-v2, then prints, over a sweep of cosine
+thresholds, the merge rate on paraphrases and the false merges on hard negatives, without and with the
+salient-detail guard, and the LSH bucket-sharing recall on paraphrases.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from composition.dedup.matching import (DEFAULT_LSH_BITS, DEFAULT_LSH_TABLES, DEFAULT_THRESHOLD, is_duplicate,
+                                        lsh_signatures, normalize_prompt, salient_conflict)
+
+PAIRS = Path("tests/data/prompt_pairs.jsonl")
+OUT = Path("var/bench/dedup.json")
+THRESHOLDS = [round(0.70 + 0.02 * step, 2) for step in range(14)]
+LSH_SETTINGS = [(8, 8), (DEFAULT_LSH_TABLES, DEFAULT_LSH_BITS), (16, 8), (24, 8)]
+
+
+def load_pairs(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def cosines(pairs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embeddings of every pair's two sides and their cosines."""
+    from config.families import EmbedderArgs
+    from models.embedder import Embedder
+
+    embedder = Embedder(EmbedderArgs())
+    left, right = embedder.embed([p["a"] for p in pairs]), embedder.embed([p["b"] for p in pairs])
+    return left, right, (left * right).sum(axis=1)
+
+
+def rates(pairs: list[dict], cos: np.ndarray, threshold: float, guard: bool) -> dict:
+    merged = [is_duplicate(p["a"], p["b"], c, threshold) if guard else
+              normalize_prompt(p["a"]) == normalize_prompt(p["b"]) or c >= threshold for p, c in zip(pairs, cos)]
+    para = [m for m, p in zip(merged, pairs) if p["label"] == "paraphrase"]
+    neg = [m for m, p in zip(merged, pairs) if p["label"] == "negative"]
+    return dict(merge_rate=round(sum(para) / len(para), 4), false_merges=int(sum(neg)),
+                false_merge_rate=round(sum(neg) / len(neg), 4))
+
+
+def bucket_recall(left: np.ndarray, right: np.ndarray, tables: int, bits: int) -> float:
+    shared = [bool(set(lsh_signatures(a, tables, bits)) & set(lsh_signatures(b, tables, bits)))
+              for a, b in zip(left, right)]
+    return round(sum(shared) / len(shared), 4)
+
+
+def collision_probability(cosine: float, tables: int, bits: int) -> float:
+    """Chance that two vectors at this cosine share at least one bucket (random hyperplanes)."""
+    same_bit = 1 - math.acos(cosine) / math.pi
+    return round(1 - (1 - same_bit ** bits) ** tables, 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pairs", type=Path, default=PAIRS)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    pairs = load_pairs(args.pairs)
+    left, right, cos = cosines(pairs)
+    paraphrase = np.array([p["label"] == "paraphrase" for p in pairs])
+    print(f"{len(pairs)} pairs: {paraphrase.sum()} paraphrases, {(~paraphrase).sum()} hard negatives")
+    print(f"cosine median: paraphrases {np.median(cos[paraphrase]):.3f}, negatives {np.median(cos[~paraphrase]):.3f}")
+
+    sweep = [dict(threshold=t, cosine_only=rates(pairs, cos, t, False), guarded=rates(pairs, cos, t, True))
+             for t in THRESHOLDS]
+    print(f"\n{'threshold':>9} | {'cosine only':^23} | {'cosine + guard':^23}")
+    print(f"{'':>9} | {'merge':>8} {'false merges':>14} | {'merge':>8} {'false merges':>14}")
+    for row in sweep:
+        plain, guarded = row["cosine_only"], row["guarded"]
+        print(f"{row['threshold']:>9.2f} | {plain['merge_rate']:>8.1%} {plain['false_merges']:>14} |"
+              f" {guarded['merge_rate']:>8.1%} {guarded['false_merges']:>14}")
+
+    chosen = rates(pairs, cos, DEFAULT_THRESHOLD, True)
+    conflicts = [salient_conflict(p["a"], p["b"]) for p in pairs]
+    missed = [(round(float(c), 3), conflict, p["a"], p["b"]) for p, c, conflict in zip(pairs, cos, conflicts)
+              if p["label"] == "paraphrase" and not is_duplicate(p["a"], p["b"], c)]
+    caught: dict[str, list[int]] = {}
+    for p, conflict in zip(pairs, conflicts):
+        if p["label"] == "negative":
+            caught.setdefault(p["category"], [0, 0])[conflict is not None] += 1
+    print(f"\nDEFAULT_THRESHOLD {DEFAULT_THRESHOLD}: paraphrase merge rate {chosen['merge_rate']:.1%}, "
+          f"false merges {chosen['false_merges']} ({chosen['false_merge_rate']:.1%})")
+    print("guard catches per negative category: " + ", ".join(f"{k} {v[1]}/{sum(v)}" for k, v in caught.items()))
+    for c, conflict, a, b in missed:
+        print(f"  missed paraphrase (cos {c}, conflict {conflict}): {a!r} / {b!r}")
+
+    lsh = [dict(tables=t, bits=b, paraphrase_recall=bucket_recall(left[paraphrase], right[paraphrase], t, b),
+                p_at_threshold=collision_probability(DEFAULT_THRESHOLD, t, b)) for t, b in LSH_SETTINGS]
+    print(f"\nLSH bucket sharing on paraphrases (defaults {DEFAULT_LSH_TABLES} tables x {DEFAULT_LSH_BITS} bits):")
+    for row in lsh:
+        print(f"  {row['tables']:>2} x {row['bits']:>2} bits: recall {row['paraphrase_recall']:.1%}, "
+              f"P(shared) at cosine {DEFAULT_THRESHOLD} {row['p_at_threshold']:.1%}")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = dict(pairs=len(pairs), threshold=DEFAULT_THRESHOLD, chosen=chosen, sweep=sweep,
+                  missed_paraphrases=missed, negatives_caught=caught,
+                  lsh_defaults=dict(tables=DEFAULT_LSH_TABLES, bits=DEFAULT_LSH_BITS), lsh=lsh)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Prompt deduplication: reuse an earlier result when a new prompt is a near-duplicate of an earlier one."""
