@@ -5,6 +5,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from config.composition import CompositionArgs, RunnerArgs
 from config.families import EmbedderArgs, FamilyArgs, FluxArgs, LLMArgs, SDXLArgs, SVDArgs, WanArgs
 
 A = TypeVar("A", bound=FamilyArgs)
@@ -89,6 +90,20 @@ class IngressOptions(DeploymentOptions):
     max_ongoing_requests: int = Field(default=256, ge=1)
 
 
+class RunnerOptions(DeploymentOptions):
+    """The task-runner deployment: consumes the task streams and runs workflows."""
+
+    batching: None = None
+    num_cpus: float = Field(default=0.1, ge=0.0)
+    max_ongoing_requests: int = Field(default=16, ge=1)
+    runner: RunnerArgs = Field(default_factory=RunnerArgs)
+
+    def ray_options(self) -> dict[str, Any]:
+        options = super().ray_options()
+        options["user_config"] = self.runner.model_dump()
+        return options
+
+
 class FamilyDeployment(_Strict, Generic[A]):
     """One family: its model args and its deployment options."""
 
@@ -111,6 +126,8 @@ class AppArgs(_Strict):
     wan: FamilyDeployment[WanArgs] = _family(WanArgs)
     embedder: FamilyDeployment[EmbedderArgs] = _family(EmbedderArgs)
     ingress: IngressOptions = Field(default_factory=IngressOptions)
+    runner: RunnerOptions = Field(default_factory=RunnerOptions)
+    composition: CompositionArgs = Field(default_factory=CompositionArgs)
     redis_url: str | None = Field(default=None, description="None: the REDIS_URL environment variable")
 
     def families(self) -> dict[str, FamilyDeployment]:

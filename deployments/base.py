@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.app import Batching
-from deployments.progress import ProgressReporter
+from deployments.progress import Cancelled, ProgressReporter
 from models.runtime import Family, group_by
 
 
@@ -44,6 +44,14 @@ class ModelDeployment:
         self.replica = replica_name()
         self.unhealthy_reason: str | None = None
 
+    @staticmethod
+    async def submit(batch_method: Callable[[Job], Any], request: Any, task_id: str | None = None) -> Any:
+        """Queues one request on a batch method; a cancelled task raises `Cancelled` to its caller only."""
+        result = await batch_method(Job(request, task_id))
+        if isinstance(result, Cancelled):
+            raise result
+        return result
+
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Applies batch size and wait to every batch queue, without a restart."""
         batching = Batching.model_validate(user_config)
@@ -69,7 +77,8 @@ class ModelDeployment:
 
     def info(self) -> dict[str, Any]:
         return dict(model=self.model.name, source=self.model.source.value, device=str(self.model.device),
-                    replica=self.replica)
+                    replica=self.replica, size_multiple=getattr(self.model, "size_multiple", 8),
+                    frame_multiple=getattr(self.model, "frame_multiple", 1))
 
     async def execute(self, jobs: list[Job], run: Callable[..., list], key: Callable[[Any], Hashable],
                       stage: str) -> list:
@@ -80,12 +89,17 @@ class ModelDeployment:
             group = [jobs[i] for i in indices]
 
             def on_step(done: int, total: int, group: list[Job] = group) -> None:
-                for job in group:
-                    self.progress.report(job.task_id, done, total, stage)
+                cancelled = [self.progress.report(job.task_id, done, total, stage) for job in group]
+                if all(cancelled):
+                    raise Cancelled(f"{stage} cancelled at step {done}/{total}")
 
-            outputs = await asyncio.to_thread(run, [job.request for job in group], on_step)
+            try:
+                outputs = await asyncio.to_thread(run, [job.request for job in group], on_step)
+            except Cancelled as cancelled:  # only this group stops; the rest of the batch runs on
+                outputs = [cancelled] * len(group)
             for index, job, output in zip(indices, group, outputs, strict=True):
-                output.metadata.replica = self.replica
-                output.metadata.queue_ms = (started - job.arrived) * 1000.0
+                if not isinstance(output, Cancelled):
+                    output.metadata.replica = self.replica
+                    output.metadata.queue_ms = (started - job.arrived) * 1000.0
                 results[index] = output
         return results

@@ -35,7 +35,7 @@ class LLMDeployment(ModelDeployment):
         super().__init__(PromptLLM(args), redis_url)
 
     async def optimize(self, request: PromptRequest) -> OptimizedPrompt:
-        return await self._optimize(Job(request))
+        return await self.submit(self._optimize, request)
 
     @serve.batch(**_BATCH)
     async def _optimize(self, jobs: list[Job]) -> list[OptimizedPrompt]:
@@ -58,7 +58,7 @@ class SDXLDeployment(ModelDeployment):
         super().__init__(SDXL(args), redis_url)
 
     async def generate(self, request: ImageRequest, task_id: str | None = None) -> ImageResult:
-        return await self._generate(Job(request, task_id))
+        return await self.submit(self._generate, request, task_id)
 
     @serve.batch(**_BATCH)
     async def _generate(self, jobs: list[Job]) -> list[ImageResult]:
@@ -74,10 +74,10 @@ class FluxDeployment(ModelDeployment):
         super().__init__(Flux(args), redis_url)
 
     async def generate(self, request: ImageRequest, task_id: str | None = None) -> ImageResult:
-        return await self._generate(Job(request, task_id))
+        return await self.submit(self._generate, request, task_id)
 
     async def edit(self, request: EditRequest, task_id: str | None = None) -> ImageResult:
-        return await self._edit(Job(request, task_id))
+        return await self.submit(self._edit, request, task_id)
 
     @serve.batch(**_BATCH)
     async def _generate(self, jobs: list[Job]) -> list[ImageResult]:
@@ -97,7 +97,7 @@ class SVDDeployment(ModelDeployment):
         super().__init__(SVD(args), redis_url)
 
     async def animate(self, request: VideoRequest, task_id: str | None = None) -> VideoResult:
-        return await self._animate(Job(request, task_id))
+        return await self.submit(self._animate, request, task_id)
 
     @serve.batch(**_BATCH)
     async def _animate(self, jobs: list[Job]) -> list[VideoResult]:

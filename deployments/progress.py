@@ -6,26 +6,27 @@ import time
 
 import redis
 
-
-def task_key(task_id: str) -> str:
-    return f"montage:task:{task_id}"
+from config import keys
 
 
-def task_events(task_id: str) -> str:
-    return f"montage:task:{task_id}:events"
+class Cancelled(Exception):
+    """Every task of a running group was cancelled: the pipeline stops at this step."""
 
 
 class ProgressReporter:
-    """Writes `progress` (0..1) and `stage` to the task hash and publishes the same as JSON."""
+    """Writes `progress` (0..1) and `stage` to the task hash, publishes the same as JSON, reads cancellation."""
 
     def __init__(self, redis_url: str | None) -> None:
         self.client = redis.Redis.from_url(redis_url) if redis_url else None
 
-    def report(self, task_id: str | None, done: int, total: int, stage: str) -> None:
+    def report(self, task_id: str | None, done: int, total: int, stage: str) -> bool:
+        """Records one step; True when the task has been cancelled meanwhile."""
         if self.client is None or task_id is None:
-            return
+            return False
         update = {"progress": round(done / max(total, 1), 4), "stage": stage, "updated_at": time.time()}
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(task_key(task_id), mapping=update)
-        pipe.publish(task_events(task_id), json.dumps({"id": task_id, **update}))
-        pipe.execute()
+        pipe.hget(keys.task(task_id), "status")
+        pipe.hset(keys.task(task_id), mapping=update)
+        pipe.publish(keys.task_events(task_id), json.dumps({"id": task_id, **update}))
+        status = pipe.execute()[0]
+        return status == b"cancelled"

@@ -13,6 +13,11 @@ ACCEPTED_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P"})
 
 def inspect_image(data: bytes, field: str = "image", max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """Reads only the header: returns (width, height) or raises ValueError naming `field`."""
+    return inspect_header(data, field, max_pixels)[1:]
+
+
+def inspect_header(data: bytes, field: str = "image", max_pixels: int = MAX_PIXELS) -> tuple[str, int, int]:
+    """Reads only the header: returns (format, width, height) or raises ValueError naming `field`."""
     if not data:
         raise ValueError(f"{field}: empty image")
     try:
@@ -30,7 +35,7 @@ def inspect_image(data: bytes, field: str = "image", max_pixels: int = MAX_PIXEL
         raise ValueError(f"{field}: image mode {mode} not accepted, use RGB, RGBA, L or P")
     if size[0] * size[1] > max_pixels:
         raise ValueError(f"{field}: {size[0]}x{size[1]} exceeds {max_pixels} pixels")
-    return size
+    return fmt, *size
 
 
 def decode_rgb(data: bytes, field: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:

@@ -94,11 +94,16 @@ class Wan(Family):
         """VAE downsampling times the transformer's spatial patch."""
         return self.pipe.vae_scale_factor_spatial * self.pipe.transformer.config.patch_size[1]
 
+    @property
+    def frame_multiple(self) -> int:
+        """num_frames must be frame_multiple·k + 1 (the VAE's temporal compression)."""
+        return self.pipe.vae_scale_factor_temporal
+
     def validate(self, request: VideoRequest) -> None:
         for field in ("width", "height"):
             if getattr(request, field) % self.size_multiple:
                 raise ValueError(f"{field} must be a multiple of {self.size_multiple} for wan")
-        temporal = self.pipe.vae_scale_factor_temporal
+        temporal = self.frame_multiple
         if (request.num_frames - 1) % temporal:
             raise ValueError(f"num_frames must be {temporal}k + 1 for wan, got {request.num_frames}")
 

@@ -22,3 +22,9 @@ def meta_params(factory) -> float:
     with torch.device("meta"):
         module = factory()
     return sum(p.numel() for p in module.parameters()) / 1e9
+
+
+def decode_png(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image

@@ -1,55 +1,50 @@
-"""The default serve_config.yaml app over real HTTP: every deployment healthy, ingress ready."""
-import time
+"""The default serve_config.yaml app over real HTTP: every deployment healthy, ingress ready, OpenAPI."""
 
-import httpx
-import pytest
-import yaml
-
-pytestmark = pytest.mark.timeout(600)
-BASE = "http://127.0.0.1:18000"
+EXPECTED = {"PromptLLM", "SDXL", "Flux", "SVD", "Wan", "Embedder", "TaskRunner", "Ingress"}
 
 
-@pytest.fixture(scope="module")
-def app(ray_serve, redis_url):
-    from ray.serve._private.api import serve_start
-    from ray.serve.schema import ServeDeploySchema
-
-    with open("serve_config.yaml") as handle:
-        config = yaml.safe_load(handle)
-    application = config["applications"][0]
-    application["args"]["redis_url"] = redis_url
-    serve_start().deploy_apps(ServeDeploySchema.model_validate({"applications": [application]}))
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        status = ray_serve.status().applications.get("montage")
-        if status and status.status == "RUNNING":
-            break
-        time.sleep(2)
-    yield ray_serve.status().applications["montage"]
-    ray_serve.delete("montage")
+def test_every_deployment_is_healthy(montage):
+    status, _ = montage
+    assert status.status == "RUNNING"
+    assert {name: d.status for name, d in status.deployments.items()} == {name: "HEALTHY" for name in EXPECTED}
 
 
-def test_every_deployment_is_healthy(app):
-    assert app.status == "RUNNING"
-    assert {name: d.status for name, d in app.deployments.items()} == {
-        name: "HEALTHY" for name in ("PromptLLM", "SDXL", "Flux", "SVD", "Wan", "Embedder", "Ingress")}
-
-
-def test_ready_reports_every_family_and_redis(app):
-    response = httpx.get(f"{BASE}/ready", timeout=30)
+def test_ready_reports_every_family_runner_and_redis(client):
+    response = client.get("/ready")
     assert response.status_code == 200
     checks = response.json()["checks"]
-    assert set(checks) == {"redis", "llm", "sdxl", "flux", "svd", "wan", "embedder"}
+    assert set(checks) == {"redis", "runner", "llm", "sdxl", "flux", "svd", "wan", "embedder"}
     assert all(check["ok"] for check in checks.values())
 
 
-def test_info_names_models_and_sources(app):
-    models = httpx.get(f"{BASE}/v1/info", timeout=30).json()["models"]
+def test_info_names_models_and_sources(client):
+    models = client.get("/v1/info").json()["models"]
     assert models["sdxl"]["source"] == "tiny" and models["embedder"]["source"] == "pretrained"
-    assert models["wan"]["model"] == "wan"
+    assert models["wan"]["model"] == "wan" and models["wan"]["frame_multiple"] == 4
 
 
-def test_unknown_route_uses_the_error_envelope(app):
-    response = httpx.get(f"{BASE}/v1/nothing-here", timeout=30)
+def test_unknown_route_uses_the_error_envelope(client):
+    response = client.get("/v1/nothing-here")
     assert response.status_code == 404
     assert set(response.json()["error"]) == {"code", "message", "field"}
+
+
+def test_openapi_lists_every_contract_route(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    contract = {
+        "/healthz": {"get"}, "/ready": {"get"}, "/v1/info": {"get"},
+        "/v1/prompts/optimize": {"post"}, "/v1/images/generations": {"post"}, "/v1/images/controlled": {"post"},
+        "/v1/images/edits": {"post"}, "/v1/writing": {"post"}, "/v1/videos/generations": {"post"},
+        "/v1/videos/estimate": {"get"}, "/v1/souls/{soul_id}/image": {"get"},
+        "/v1/variants/{variant_id}/seen": {"post"}, "/v1/prompts/{prompt_key}/variants": {"get"},
+        "/v1/users/{user_id}/seen": {"get"}, "/v1/selfies": {"post"}, "/v1/storyboards": {"post"},
+        "/v1/styles/{soul_id}": {"put", "get", "delete"}, "/v1/styles": {"get"},
+        "/v1/projects": {"post", "get"}, "/v1/projects/{project_id}": {"get"},
+        "/v1/projects/{project_id}/export": {"get"}, "/v1/projects/import": {"post"},
+        "/v1/assets": {"post"}, "/v1/assets/{asset_id}": {"get"},
+        "/v1/tasks/{task_id}": {"get", "delete"}, "/v1/tasks/{task_id}/events": {"get"}, "/v1/tasks": {"get"},
+        "/v1/tasks/stats": {"get"},
+    }
+    missing = {path: methods - set(paths.get(path, {})) for path, methods in contract.items()}
+    assert {path: methods for path, methods in missing.items() if methods} == {}
+    assert client.get("/docs").status_code == 200

@@ -13,7 +13,7 @@ from config.app import Autoscaling, Batching, DeploymentOptions
 from config.families import SDXLArgs
 from deployments.builder import bind
 from deployments.families import SDXLDeployment
-from deployments.progress import task_key
+from config.keys import task as task_key
 from models.types import ImageRequest
 
 pytestmark = pytest.mark.timeout(300)

@@ -1,0 +1,36 @@
+"""The FastAPI app factory: routers, error envelope, and the replica's services on `app.state`."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from composition import errors
+from composition.routers import (
+    assets,
+    images,
+    projects,
+    prompts,
+    selfies,
+    souls,
+    storyboards,
+    styles,
+    system,
+    tasks,
+    videos,
+    writing,
+)
+from composition.services import Services
+from composition.workflows.registry import Workflows
+
+ROUTERS = (system, images, prompts, videos, souls, selfies, storyboards, writing, styles, projects, assets, tasks)
+
+
+def create_api(services: Services, workflows: Workflows) -> FastAPI:
+    api = FastAPI(title="Montage", version=system.VERSION,
+                  description="Generative media on Ray Serve: images, edits, videos, variants, selfies, storyboards.")
+    errors.install(api)
+    for module in ROUTERS:
+        api.include_router(module.router)
+    api.state.services = services
+    api.state.workflows = workflows
+    return api
+

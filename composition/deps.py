@@ -1,0 +1,25 @@
+"""FastAPI dependencies: the replica's services and workflows, and common headers."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+
+from composition.services import Services
+from composition.workflows.registry import Workflows
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _workflows(request: Request) -> Workflows:
+    return request.app.state.workflows
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+WorkflowsDep = Annotated[Workflows, Depends(_workflows)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128, pattern=r"^[\x21-\x7e]+$")]
+IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="letters, digits, _ . -")]
+TaskIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="a task id")]
+AssetIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="an asset id")]

@@ -1,0 +1,31 @@
+"""POST /v1/selfies, GET /v1/selfies/cities."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
+from composition.schemas.common import Accepted
+from composition.schemas.selfies import SelfieBody, SelfieOut
+from composition.submit import submit
+
+router = APIRouter(prefix="/v1/selfies", tags=["selfies"])
+DEFAULT_WAIT_S, VIDEO_WAIT_S = 60.0, 0.0
+
+
+@router.post("", responses={200: {"model": SelfieOut}, 202: {"model": Accepted}})
+async def selfie(body: SelfieBody, services: ServicesDep, workflows: WorkflowsDep,
+                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    job = await workflows.selfies.plan(body)
+    wait_s = body.wait_s if body.wait_s is not None else (VIDEO_WAIT_S if body.video else DEFAULT_WAIT_S)
+    return await submit(services, workflows.selfies.kind, job, wait_s, body.user_id, body.project_id,
+                        idempotency_key)
+
+
+@router.get("/cities")
+async def cities(services: ServicesDep) -> dict[str, Any]:
+    """The built-in catalogue: cities with their landmarks, and the known moods."""
+    catalogue = services.catalogue
+    return {"cities": [city.model_dump() for city in catalogue.cities.values()], "moods": catalogue.moods}

@@ -1,0 +1,51 @@
+"""Souls' variants: GET /v1/souls/{soul_id}/image, seen marks, variant pools, users' seen lists."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from composition.deps import IdPath, ServicesDep, WorkflowsDep
+from composition.errors import not_found
+from composition.schemas.common import Accepted, AssetRef, Id
+from composition.schemas.variants import SeenBody, SeenOut, SoulImageOut, UserSeenOut, VariantOut, VariantsOut
+from composition.submit import submit
+
+router = APIRouter(tags=["variants"])
+
+
+@router.get("/v1/souls/{soul_id}/image", responses={200: {"model": SoulImageOut}, 202: {"model": Accepted}})
+async def soul_image(soul_id: IdPath, services: ServicesDep, workflows: WorkflowsDep,
+                     user_id: Annotated[Id, Query()],
+                     cue: Annotated[str, Query(max_length=500)] = "",
+                     wait_s: Annotated[float, Query(ge=0, le=600)] = 60) -> JSONResponse:
+    body = await workflows.variants.soul_prompt(soul_id, cue.strip())
+    delivery = await workflows.variants.deliver(body, user_id)
+    if delivery.result is not None:
+        return JSONResponse(delivery.result)
+    return await submit(services, workflows.variants.kind, delivery.job, wait_s, user_id)
+
+
+@router.post("/v1/variants/{variant_id}/seen")
+async def seen(variant_id: IdPath, body: SeenBody, services: ServicesDep) -> SeenOut:
+    if await services.prompts.variant(variant_id) is None:
+        raise not_found(f"variant {variant_id}", "variant_id")
+    await services.prompts.mark_seen(variant_id, body.user_id)
+    return SeenOut(variant_id=variant_id, user_id=body.user_id, seen=True)
+
+
+@router.get("/v1/prompts/{prompt_key}/variants")
+async def variants(prompt_key: IdPath, services: ServicesDep) -> VariantsOut:
+    prompt = await services.prompts.prompt_of(prompt_key)
+    if prompt is None:
+        raise not_found(f"prompt key {prompt_key}", "prompt_key")
+    return VariantsOut(prompt_key=prompt_key, prompt=prompt, variants=[
+        VariantOut(variant_id=v.id, seed=v.seed, deliveries=v.deliveries, created_at=v.created_at,
+                   image=AssetRef(asset_id=v.asset_id, url=f"/v1/assets/{v.asset_id}"))
+        for v in await services.prompts.variants(prompt_key)])
+
+
+@router.get("/v1/users/{user_id}/seen")
+async def user_seen(user_id: IdPath, services: ServicesDep) -> UserSeenOut:
+    return UserSeenOut(user_id=user_id, variants=await services.prompts.seen(user_id))

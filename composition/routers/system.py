@@ -1,0 +1,44 @@
+"""GET /healthz, /ready (Redis and every deployment), /v1/info."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from composition.deps import ServicesDep
+
+router = APIRouter(tags=["system"])
+VERSION = "0.2.0"
+READY_TIMEOUT_S = 5.0
+
+
+async def _check(awaitable) -> dict[str, Any]:
+    try:
+        found = await asyncio.wait_for(awaitable, READY_TIMEOUT_S)
+        return {"ok": True, **(found if isinstance(found, dict) else {})}
+    except Exception as exc:  # any failure means not ready
+        return {"ok": False, "error": type(exc).__name__}
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(services: ServicesDep) -> JSONResponse:
+    names = ["redis", "runner", *services.handles]
+    checks = await asyncio.gather(_check(services.redis.ping()), _check(services.runner.status.remote()),
+                                  *(_check(handle.info.remote()) for handle in services.handles.values()))
+    report = dict(zip(names, checks, strict=True))
+    ok = all(check["ok"] for check in checks)
+    return JSONResponse({"ready": ok, "checks": report}, status_code=200 if ok else 503,
+                        headers=None if ok else {"Retry-After": "5"})
+
+
+@router.get("/v1/info")
+async def info(services: ServicesDep) -> dict[str, Any]:
+    found = await asyncio.gather(*(_check(h.info.remote()) for h in services.handles.values()))
+    return {"version": VERSION, "models": dict(zip(services.handles, found, strict=True))}

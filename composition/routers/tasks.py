@@ -1,0 +1,64 @@
+"""Tasks: GET /v1/tasks, /v1/tasks/stats, /v1/tasks/{id}, /v1/tasks/{id}/events (SSE), DELETE /v1/tasks/{id}."""
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from composition.deps import ServicesDep, TaskIdPath
+from composition.errors import not_found
+from composition.schemas.common import Id
+from composition.store.tasks import STATUSES, TaskRecord
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+PUBLIC = {"request", "lane", "attempts"}
+
+
+@router.get("")
+async def list_tasks(services: ServicesDep, user_id: Annotated[Id | None, Query()] = None,
+                     status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
+                     kind: Annotated[str | None, Query(max_length=32)] = None,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, list[dict[str, Any]]]:
+    records = await services.tasks.list(user_id, status, kind, limit)
+    return {"tasks": [record.model_dump(exclude=PUBLIC) for record in records]}
+
+
+@router.get("/stats")
+async def stats(services: ServicesDep) -> dict[str, Any]:
+    return await services.tasks.stats()
+
+
+async def _task(services, task_id: str) -> TaskRecord:
+    record = await services.tasks.get(task_id)
+    if record is None:
+        raise not_found(f"task {task_id}", "task_id")
+    return record
+
+
+@router.get("/{task_id}")
+async def get_task(task_id: TaskIdPath, services: ServicesDep) -> dict[str, Any]:
+    return (await _task(services, task_id)).model_dump(exclude=PUBLIC)
+
+
+@router.delete("/{task_id}")
+async def cancel_task(task_id: TaskIdPath, services: ServicesDep) -> dict[str, Any]:
+    """Cancels a queued or running task (work stops at the next step); a finished task is returned as is."""
+    await _task(services, task_id)
+    await services.tasks.cancel(task_id)
+    return (await _task(services, task_id)).model_dump(exclude=PUBLIC)
+
+
+@router.get("/{task_id}/events", response_class=StreamingResponse)
+async def events(task_id: TaskIdPath, services: ServicesDep) -> StreamingResponse:
+    """Server-sent events: `data: {json}` per update, the last one carrying the terminal status."""
+    await _task(services, task_id)
+
+    async def stream() -> AsyncIterator[str]:
+        async for event in services.tasks.events(task_id):
+            yield f"data: {json.dumps(event)}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,29 @@
+"""POST /v1/videos/generations, GET /v1/videos/estimate."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
+from composition.schemas.common import Accepted
+from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoModel, VideoOut
+from composition.submit import submit
+
+router = APIRouter(prefix="/v1/videos", tags=["videos"])
+
+
+@router.post("/generations", responses={200: {"model": VideoOut}, 202: {"model": Accepted}})
+async def generations(body: VideoGeneration, services: ServicesDep, workflows: WorkflowsDep,
+                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    job = await workflows.videos.plan(body)
+    return await submit(services, workflows.videos.kind, job, body.wait_s, body.user_id, body.project_id,
+                        idempotency_key)
+
+
+@router.get("/estimate")
+async def estimate(workflows: WorkflowsDep, model: VideoModel = "svd",
+                   num_frames: Annotated[int | None, Query(ge=2, le=129)] = None,
+                   steps: Annotated[int | None, Query(ge=1, le=100)] = None) -> VideoEstimate:
+    return await workflows.videos.estimate(model, num_frames, steps)

@@ -1,0 +1,155 @@
+"""Task runners: consume the task streams, run each task's workflow, heartbeat, and reclaim dead runners' tasks."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from composition.errors import ApiError
+from composition.services import Services, build_services
+from composition.store.tasks import Entry
+from composition.workflows.base import TaskCancelled, TaskContext, Workflow
+from config.composition import CompositionArgs, RunnerArgs
+from config.families import GenerationDefaults
+from deployments.base import replica_name
+from deployments.progress import Cancelled
+
+log = logging.getLogger("montage.runner")
+RETRY_BACKOFF_S = 0.5
+
+
+def asset_ids(value: Any) -> list[str]:
+    """Every `asset_id` inside a result, for linking them to the task's project."""
+    if isinstance(value, dict):
+        return [*([value["asset_id"]] if isinstance(value.get("asset_id"), str) else []),
+                *(i for v in value.values() for i in asset_ids(v))]
+    if isinstance(value, list):
+        return [i for v in value for i in asset_ids(v)]
+    return []
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The user-level exception inside a Ray error (whose own text carries a remote traceback)."""
+    return getattr(exc, "cause", None) or exc
+
+
+class TaskRunner:
+    """Runs up to `concurrency` tasks at once. At-least-once: an entry is acked only once its task is terminal."""
+
+    def __init__(self, services: Services, workflows: dict[str, Workflow], args: RunnerArgs,
+                 consumer: str | None = None) -> None:
+        self.services = services
+        self.workflows = workflows
+        self.args = args
+        self.consumer = consumer or f"{replica_name()}-{uuid.uuid4().hex[:6]}"
+        self.active: dict[str, Entry] = {}
+        self.last_reclaim = 0.0
+
+    async def run(self) -> None:
+        await self.services.tasks.ensure_groups()
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            while True:
+                try:
+                    await self._poll()
+                except Exception:  # Redis down or similar: keep the loop alive, retry shortly
+                    log.exception("runner poll failed")
+                    await asyncio.sleep(1.0)
+        finally:
+            heartbeat.cancel()
+
+    async def _poll(self) -> None:
+        free = self.args.concurrency - len(self.active)
+        if free <= 0:
+            await asyncio.sleep(0.01)
+            return
+        entries: list[Entry] = []
+        if time.monotonic() - self.last_reclaim > self.args.claim_idle_s / 2:
+            self.last_reclaim = time.monotonic()
+            entries = await self.services.tasks.reclaim(self.consumer, int(self.args.claim_idle_s * 1000), free)
+            if entries:
+                log.warning("reclaimed %d task(s) from dead runners", len(entries))
+        if len(entries) < free:
+            entries += await self.services.tasks.read(self.consumer, free - len(entries), self.args.block_ms)
+        for entry in entries:
+            if entry.task_id not in self.active:
+                self.active[entry.task_id] = entry
+                asyncio.create_task(self._execute(entry))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.args.heartbeat_s)
+            try:
+                await self.services.tasks.heartbeat(self.consumer, list(self.active.values()))
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _execute(self, entry: Entry) -> None:
+        try:
+            await self._attempts(entry.task_id)
+            await self.services.tasks.ack(entry)
+        except Exception:  # Redis unreachable mid-task: leave the entry pending, it is reclaimed later
+            log.exception("task %s left pending", entry.task_id)
+        finally:
+            self.active.pop(entry.task_id, None)
+
+    async def _attempts(self, task_id: str) -> None:
+        tasks = self.services.tasks
+        while True:
+            attempt = await tasks.start(task_id, self.args.max_attempts)
+            if attempt == 0:
+                return
+            if attempt < 0:
+                await tasks.fail(task_id, "retries_exhausted", f"gave up after {self.args.max_attempts} attempts")
+                return
+            record = await tasks.get(task_id)
+            try:
+                workflow = self.workflows[record.kind]
+                request = workflow.request_type.model_validate(record.request)
+                result = await workflow.run(TaskContext(task_id, record.user_id, self.services), request)
+            except (TaskCancelled, Cancelled):
+                return
+            except ApiError as exc:
+                await tasks.fail(task_id, exc.code, exc.message, exc.field, exc.status)
+                return
+            except Exception as exc:
+                cause = _cause(exc)
+                if isinstance(cause, ValueError):
+                    await tasks.fail(task_id, "invalid_request", str(cause).splitlines()[0], None, 422)
+                    return
+                log.warning("task %s attempt %d failed: %s", task_id, attempt, type(cause).__name__)
+                if attempt >= self.args.max_attempts:
+                    await tasks.fail(task_id, "internal", f"failed after {attempt} attempts: {type(cause).__name__}")
+                    return
+                await asyncio.sleep(RETRY_BACKOFF_S * attempt)
+                continue
+            if await tasks.succeed(task_id, result) and record.project_id:
+                await self.services.projects.add_assets(record.project_id, asset_ids(result))
+            return
+
+
+class TaskRunnerDeployment:
+    """The Serve deployment around a `TaskRunner`; runner args come through `user_config`."""
+
+    def __init__(self, handles: dict, redis_url: str, composition: CompositionArgs,
+                 defaults: dict[str, GenerationDefaults]) -> None:
+        from composition.workflows.registry import build_workflows
+
+        self.services = build_services(composition, redis_url, handles, defaults)
+        self.runner = TaskRunner(self.services, build_workflows(self.services).by_kind(), RunnerArgs())
+        self.loop: asyncio.Task | None = None
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        self.runner.args = RunnerArgs.model_validate(user_config)
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop().create_task(self.runner.run())
+
+    async def check_health(self) -> None:
+        if self.loop is not None and self.loop.done():
+            raise RuntimeError("task runner loop stopped")
+
+    async def status(self) -> dict[str, Any]:
+        return {"consumer": self.runner.consumer, "active": len(self.runner.active),
+                "concurrency": self.runner.args.concurrency}

@@ -1,0 +1,74 @@
+"""Images: text to image, control-guided, and instruction edits."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from composition.schemas.common import AssetId, AssetRef, Body, Id, Prompt, Seed, wait_field
+from models.types import ControlType
+
+Size = Field(default=None, ge=8, le=2048, multiple_of=8)
+
+
+class _ImageOptions(Body):
+    negative_prompt: str = Field(default="", max_length=2000)
+    width: int | None = Size
+    height: int | None = Size
+    steps: int | None = Field(default=None, ge=1, le=100)
+    guidance: float | None = Field(default=None, ge=0.0, le=30.0)
+    seed: Seed | None = Field(default=None, description="None: the prompt key's own variant seeds (cacheable)")
+    style: str | None = Field(default=None, max_length=200)
+    n: int = Field(default=1, ge=1, le=8)
+    user_id: Id | None = None
+    project_id: Id | None = None
+    wait_s: float = wait_field(60)
+
+
+class ImageGeneration(_ImageOptions):
+    prompt: Prompt
+    model: Literal["sdxl", "flux"] = "sdxl"
+
+
+class ControlSpec(Body):
+    type: ControlType
+    image: AssetId = Field(description="the source image; its control map is computed by the server")
+    scale: float = Field(default=1.0, ge=0.0, le=2.0)
+
+
+class ControlledGeneration(_ImageOptions):
+    prompt: Prompt
+    controls: list[ControlSpec] = Field(min_length=1, max_length=4)
+
+
+class ImageEdit(Body):
+    image: AssetId
+    prompt: Prompt
+    steps: int | None = Field(default=None, ge=1, le=100)
+    guidance: float | None = Field(default=None, ge=0.0, le=30.0)
+    seed: Seed | None = None
+    width: int | None = Size
+    height: int | None = Size
+    n: int = Field(default=1, ge=1, le=8)
+    user_id: Id | None = None
+    project_id: Id | None = None
+    wait_s: float = wait_field(60)
+
+
+class ImageOut(AssetRef):
+    seed: int
+    variant_id: str
+    metadata: dict[str, Any] = {}
+
+
+class ControlMapOut(AssetRef):
+    type: ControlType
+
+
+class ImagesResult(BaseModel):
+    images: list[ImageOut]
+    prompt_key: str
+    cache_hit: bool
+    match: Literal["exact", "semantic", "new"]
+    prompt_used: str
+    control_maps: list[ControlMapOut] = []

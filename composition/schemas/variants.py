@@ -1,0 +1,46 @@
+"""Souls' images: per-user variant delivery, seen marks, variant pools."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from composition.schemas.common import AssetRef, Body, Id
+
+
+class SoulImageOut(BaseModel):
+    variant_id: str
+    prompt_key: str
+    image: AssetRef
+    cache_hit: bool
+    repeat: bool = Field(default=False, description="the user had seen every variant and the pool is at its cap")
+    match: Literal["exact", "semantic", "new"]
+
+
+class SeenBody(Body):
+    user_id: Id
+
+
+class SeenOut(BaseModel):
+    variant_id: str
+    user_id: str
+    seen: bool
+
+
+class VariantOut(BaseModel):
+    variant_id: str
+    seed: int
+    image: AssetRef
+    deliveries: int
+    created_at: float
+
+
+class VariantsOut(BaseModel):
+    prompt_key: str
+    prompt: str
+    variants: list[VariantOut]
+
+
+class UserSeenOut(BaseModel):
+    user_id: str
+    variants: list[str]

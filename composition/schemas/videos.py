@@ -1,0 +1,46 @@
+"""Image to video (SVD or Wan) and time estimates."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from composition.schemas.common import AssetId, AssetRef, Body, Id, Seed, wait_field
+
+VideoModel = Literal["svd", "wan"]
+
+
+class VideoGeneration(Body):
+    image: AssetId
+    prompt: str = Field(default="", max_length=2000)
+    model: VideoModel = "svd"
+    num_frames: int | None = Field(default=None, ge=2, le=129)
+    fps: int | None = Field(default=None, ge=1, le=60)
+    steps: int | None = Field(default=None, ge=1, le=100)
+    seed: Seed = 0
+    gif: bool = True
+    width: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
+    height: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
+    user_id: Id | None = None
+    project_id: Id | None = None
+    wait_s: float = wait_field(0)
+
+
+class VideoOut(BaseModel):
+    video: AssetRef
+    gif: AssetRef | None = None
+    num_frames: int
+    fps: int
+    width: int
+    height: int
+    seed: int
+    metadata: dict[str, Any]
+
+
+class VideoEstimate(BaseModel):
+    model: VideoModel
+    num_frames: int
+    steps: int
+    seconds: float
+    measured: bool = Field(description="False until a video of this model has run: then a conservative prior")
+    samples: int

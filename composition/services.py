@@ -1,0 +1,83 @@
+"""Everything a workflow or router needs, built once per replica from the app args."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from ray.serve.handle import DeploymentHandle
+
+from composition.catalogue import Catalogue, load_catalogue
+from composition.errors import ApiError
+from composition.store.assets import AssetStore
+from composition.store.landmarks import LandmarkChooser
+from composition.store.projects import ProjectStore
+from composition.store.prompts import PromptStore
+from composition.store.styles import StyleStore
+from composition.store.tasks import TaskStore
+from composition.store.timings import TimingStore
+from config.composition import CompositionArgs
+from config.families import GenerationDefaults
+from config.settings import Settings
+
+
+@dataclass
+class Services:
+    redis: aioredis.Redis
+    tasks: TaskStore
+    assets: AssetStore
+    prompts: PromptStore
+    styles: StyleStore
+    projects: ProjectStore
+    timings: TimingStore
+    landmarks: LandmarkChooser
+    handles: dict[str, DeploymentHandle]
+    defaults: dict[str, GenerationDefaults]
+    args: CompositionArgs
+    catalogue: Catalogue
+    runner: DeploymentHandle | None = None
+    family_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def info(self, family: str) -> dict[str, Any]:
+        """A family deployment's `info()` (model, source, size multiple), fetched once per replica."""
+        if family not in self.family_info:
+            self.family_info[family] = await self.handles[family].info.remote()
+        return self.family_info[family]
+
+    async def check_size(self, family: str, width: int, height: int, num_frames: int | None = None) -> None:
+        """422 naming the field when a size (or frame count) does not fit the family's latent grid."""
+        info = await self.info(family)
+        multiple = info["size_multiple"]
+        for name, value in (("width", width), ("height", height)):
+            if value % multiple:
+                raise ApiError(422, "invalid_request", f"{name}: must be a multiple of {multiple} for {family}", name)
+        frames = info["frame_multiple"]
+        if num_frames is not None and (num_frames - 1) % frames:
+            raise ApiError(422, "invalid_request", f"num_frames: must be {frames}k + 1 for {family}", "num_frames")
+
+
+def asset_root(args: CompositionArgs) -> Path:
+    """Absolute, so the ingress and every runner (other processes, other cwd) share one directory."""
+    root = args.asset_dir or Settings().asset_dir
+    return root if root.is_absolute() else Path(__file__).resolve().parents[1] / root
+
+
+def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, DeploymentHandle],
+                   defaults: dict[str, GenerationDefaults], runner: DeploymentHandle | None = None) -> Services:
+    client = aioredis.Redis.from_url(redis_url, health_check_interval=10)
+    return Services(
+        redis=client,
+        tasks=TaskStore(client, task_ttl_s=args.task_ttl_s, idempotency_ttl_s=args.idempotency_ttl_s),
+        assets=AssetStore(client, asset_root(args)),
+        prompts=PromptStore(client),
+        styles=StyleStore(client),
+        projects=ProjectStore(client),
+        timings=TimingStore(client),
+        landmarks=LandmarkChooser(client),
+        handles=handles,
+        defaults=defaults,
+        args=args,
+        catalogue=load_catalogue(),
+        runner=runner,
+    )

@@ -1,0 +1,63 @@
+"""Projects: a named group of tasks and assets, owned by a user."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+
+from composition.errors import not_found
+from config import keys
+
+
+class Project(BaseModel):
+    id: str
+    name: str
+    description: str = ""
+    owner: str = ""
+    created_at: float
+    tasks: list[str] = []
+    assets: list[str] = []
+
+
+class ProjectStore:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    async def create(self, name: str, description: str = "", owner: str = "") -> Project:
+        project = Project(id=uuid.uuid4().hex, name=name, description=description, owner=owner,
+                          created_at=time.time())
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.project(project.id), mapping=project.model_dump(exclude={"tasks", "assets"}))
+        pipe.zadd(keys.projects(owner or "-"), {project.id: project.created_at})
+        await pipe.execute()
+        return project
+
+    async def get(self, project_id: str, owner: str | None = None, field: str = "project_id") -> Project:
+        """The project with its tasks and assets; 404 when missing or owned by someone else."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(keys.project(project_id))
+        pipe.smembers(keys.project_tasks(project_id))
+        pipe.smembers(keys.project_assets(project_id))
+        raw, tasks, assets = await pipe.execute()
+        if not raw:
+            raise not_found(f"project {project_id}", field)
+        project = Project.model_validate({k.decode(): v.decode() for k, v in raw.items()} |
+                                         {"tasks": sorted(t.decode() for t in tasks),
+                                          "assets": sorted(a.decode() for a in assets)})
+        if owner is not None and project.owner != owner:
+            raise not_found(f"project {project_id}", field)
+        return project
+
+    async def list(self, owner: str = "") -> list[Project]:
+        ids = await self.client.zrevrange(keys.projects(owner or "-"), 0, -1)
+        return [await self.get(i.decode()) for i in ids]
+
+    async def add_assets(self, project_id: str, asset_ids: list[str]) -> None:
+        if asset_ids:
+            await self.client.sadd(keys.project_assets(project_id), *asset_ids)
+
+    async def add_tasks(self, project_id: str, task_ids: list[str]) -> None:
+        if task_ids:
+            await self.client.sadd(keys.project_tasks(project_id), *task_ids)

@@ -1,0 +1,180 @@
+"""Prompt index (exact and LSH buckets), variant pools with deterministic seeds, and users' seen sets."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+
+from config import keys
+
+_REGISTER = """
+-- KEYS: exact, prompt hash; ARGV: prompt key, prompt, normalised, scope, embedding, now, buckets...
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'prompt', ARGV[2], 'normalized', ARGV[3], 'scope', ARGV[4], 'embedding', ARGV[5],
+  'created_at', ARGV[6])
+for i = 7, #ARGV do redis.call('SADD', ARGV[i], ARGV[1]) end
+return ARGV[1]
+"""
+
+_DELIVER_UNSEEN = """
+-- KEYS: deliveries, seen; returns the unseen variant with the fewest deliveries, now delivered, or nil
+for _, variant in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if redis.call('SISMEMBER', KEYS[2], variant) == 0 then
+    redis.call('ZINCRBY', KEYS[1], 1, variant)
+    redis.call('SADD', KEYS[2], variant)
+    return variant
+  end
+end
+return nil
+"""
+
+_RESERVE_SLOT = """
+-- KEYS: slots; ARGV: cap. The next slot index, or -1 when the pool is full.
+local used = redis.call('HLEN', KEYS[1])
+if used >= tonumber(ARGV[1]) then return -1 end
+redis.call('HSET', KEYS[1], used, 'reserved')
+return used
+"""
+
+
+class Variant(BaseModel):
+    id: str
+    prompt_key: str
+    seed: int
+    asset_id: str
+    created_at: float
+    deliveries: int = 0
+    metadata: dict[str, Any] = {}
+
+
+def digest(*parts: object, length: int = 24) -> str:
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:length]
+
+
+def slot_seed(prompt_key: str, slot: int) -> int:
+    """The seed of a prompt key's n-th variant: deterministic, so retries and races make the same image."""
+    return int(digest(prompt_key, slot, length=12), 16)
+
+
+def variant_id(prompt_key: str, seed: int) -> str:
+    return digest(prompt_key, seed)
+
+
+class PromptStore:
+    """Which prompt key a prompt maps to, and the pool of variants (seeds → assets) behind each key."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._register = client.register_script(_REGISTER)
+        self._deliver_unseen = client.register_script(_DELIVER_UNSEEN)
+        self._reserve_slot = client.register_script(_RESERVE_SLOT)
+
+    # Prompt index.
+
+    async def exact(self, scope: str, normalized: str) -> str | None:
+        found = await self.client.get(keys.prompt_exact(scope, digest(normalized)))
+        return found.decode() if found else None
+
+    async def candidates(self, scope: str, buckets: list[str]) -> list[tuple[str, str, np.ndarray]]:
+        """(prompt key, normalised prompt, embedding) of every key sharing a bucket; never a full scan."""
+        members = await self.client.sunion([keys.prompt_bucket(scope, bucket) for bucket in buckets])
+        pipe = self.client.pipeline(transaction=False)
+        for member in members:
+            pipe.hmget(keys.prompt(member.decode()), "normalized", "embedding")
+        found = []
+        for member, (normalized, embedding) in zip(members, await pipe.execute(), strict=True):
+            if normalized and embedding:
+                found.append((member.decode(), normalized.decode(), np.frombuffer(embedding, dtype=np.float32)))
+        return found
+
+    async def register(self, scope: str, prompt: str, normalized: str, embedding: np.ndarray | None,
+                       buckets: list[str]) -> str:
+        """Indexes a prompt; its key is a digest of (scope, normalised prompt), so concurrent writers agree."""
+        prompt_key = digest(scope, normalized)
+        vector = embedding.astype(np.float32).tobytes() if embedding is not None else b""
+        found = await self._register(
+            keys=[keys.prompt_exact(scope, digest(normalized)), keys.prompt(prompt_key)],
+            args=[prompt_key, prompt, normalized, scope, vector, time.time(),
+                  *(keys.prompt_bucket(scope, bucket) for bucket in (buckets if embedding is not None else []))])
+        return found.decode()
+
+    async def prompt_of(self, prompt_key: str) -> str | None:
+        found = await self.client.hget(keys.prompt(prompt_key), "prompt")
+        return found.decode() if found else None
+
+    # Variants.
+
+    async def variants_for_seeds(self, prompt_key: str, seeds: list[int]) -> list[Variant | None]:
+        ids = await self.client.hmget(keys.prompt_seeds(prompt_key), [str(seed) for seed in seeds])
+        return [await self.variant(i.decode()) if i else None for i in ids]
+
+    async def add_variant(self, prompt_key: str, seed: int, asset_id: str, metadata: dict[str, Any]) -> Variant:
+        """Idempotent: the same (prompt key, seed) is one variant however often it is added."""
+        vid = variant_id(prompt_key, seed)
+        now = time.time()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hsetnx(keys.variant(vid), "created_at", now)
+        pipe.hset(keys.variant(vid), mapping={"id": vid, "prompt_key": prompt_key, "seed": seed, "asset_id": asset_id,
+                                              "metadata": json.dumps(metadata)})
+        pipe.hset(keys.prompt_seeds(prompt_key), str(seed), vid)
+        pipe.zadd(keys.prompt_variants(prompt_key), {vid: now}, nx=True)
+        pipe.zadd(keys.prompt_deliveries(prompt_key), {vid: 0}, nx=True)
+        await pipe.execute()
+        return await self.variant(vid)
+
+    async def variant(self, vid: str) -> Variant | None:
+        raw = await self.client.hgetall(keys.variant(vid))
+        if not raw:
+            return None
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        data["metadata"] = json.loads(data.get("metadata") or "{}")
+        deliveries = await self.client.zscore(keys.prompt_deliveries(data["prompt_key"]), vid)
+        return Variant.model_validate({**data, "deliveries": int(deliveries or 0)})
+
+    async def variants(self, prompt_key: str) -> list[Variant]:
+        ids = await self.client.zrange(keys.prompt_variants(prompt_key), 0, -1)
+        return [v for i in ids if (v := await self.variant(i.decode()))]
+
+    async def reserve_slots(self, prompt_key: str, count: int) -> None:
+        """Slots 0..count-1 exist from now on (images requests take the first n variants)."""
+        await self.client.hsetnx(keys.prompt_slots(prompt_key), "0", "reserved")
+        if count > 1:
+            pipe = self.client.pipeline(transaction=True)
+            for slot in range(1, count):
+                pipe.hsetnx(keys.prompt_slots(prompt_key), str(slot), "reserved")
+            await pipe.execute()
+
+    async def reserve_new_slot(self, prompt_key: str, cap: int) -> int | None:
+        """A fresh slot for one more variant, or None when the pool holds `cap` already."""
+        slot = int(await self._reserve_slot(keys=[keys.prompt_slots(prompt_key)], args=[cap]))
+        return None if slot < 0 else slot
+
+    # Deliveries and seen sets.
+
+    async def deliver_unseen(self, prompt_key: str, user_id: str) -> str | None:
+        """Atomically picks the user's unseen variant with the fewest deliveries and marks it seen."""
+        found = await self._deliver_unseen(keys=[keys.prompt_deliveries(prompt_key), keys.seen(user_id)])
+        return found.decode() if found else None
+
+    async def deliver(self, prompt_key: str, vid: str, user_id: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zincrby(keys.prompt_deliveries(prompt_key), 1, vid)
+        pipe.sadd(keys.seen(user_id), vid)
+        await pipe.execute()
+
+    async def least_delivered(self, prompt_key: str) -> str | None:
+        found = await self.client.zrange(keys.prompt_deliveries(prompt_key), 0, 0)
+        return found[0].decode() if found else None
+
+    async def mark_seen(self, vid: str, user_id: str) -> None:
+        await self.client.sadd(keys.seen(user_id), vid)
+
+    async def seen(self, user_id: str) -> list[str]:
+        return sorted(member.decode() for member in await self.client.smembers(keys.seen(user_id)))

@@ -1,0 +1,290 @@
+"""Tasks: a hash per task, Redis Streams per priority lane, atomic status transitions in Lua."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+
+from config import keys
+from config.composition import LANES, Lane
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL = ("succeeded", "failed", "cancelled")
+STATUSES = ("queued", "running", *TERMINAL)
+
+_CREATE = """
+-- KEYS: task, stream, index, user index, stats, idempotency, project tasks, flight
+-- ARGV: id, kind, request, user, lane, now, project, idempotency ttl, task ttl, task key prefix
+if KEYS[6] ~= '' then
+  local existing = redis.call('GET', KEYS[6])
+  if existing then return {existing, 0} end
+end
+if KEYS[8] ~= '' then
+  local running = redis.call('GET', KEYS[8])
+  if running then
+    local status = redis.call('HGET', ARGV[10] .. running, 'status')
+    if status == 'queued' or status == 'running' then return {running, 0} end
+  end
+  redis.call('SET', KEYS[8], ARGV[1], 'EX', ARGV[9])
+end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'kind', ARGV[2], 'request', ARGV[3], 'user_id', ARGV[4],
+  'lane', ARGV[5], 'status', 'queued', 'stage', 'queued', 'progress', 0, 'attempts', 0,
+  'created_at', ARGV[6], 'updated_at', ARGV[6], 'project_id', ARGV[7])
+redis.call('XADD', KEYS[2], '*', 'task', ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+redis.call('HINCRBY', KEYS[5], 'queued', 1)
+if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[1], 'EX', ARGV[8]) end
+if KEYS[7] ~= '' then redis.call('SADD', KEYS[7], ARGV[1]) end
+return {ARGV[1], 1}
+"""
+
+_START = """
+-- KEYS: task, stats; ARGV: now, max attempts. Returns the attempt number, 0 to skip, -1 when exhausted.
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if attempts >= tonumber(ARGV[2]) then return -1 end
+if status == 'queued' then
+  redis.call('HINCRBY', KEYS[2], 'queued', -1)
+  redis.call('HINCRBY', KEYS[2], 'running', 1)
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+_FINISH = """
+-- KEYS: task, stats, events; ARGV: status, field, value, now, ttl, allowed previous statuses (csv)
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or not string.find(',' .. ARGV[6] .. ',', ',' .. status .. ',', 1, true) then return 0 end
+redis.call('HINCRBY', KEYS[2], status, -1)
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'stage', ARGV[1], 'updated_at', ARGV[4])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
+if ARGV[1] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', KEYS[3], cjson.encode({id = redis.call('HGET', KEYS[1], 'id'), status = ARGV[1]}))
+return 1
+"""
+
+
+class TaskRecord(BaseModel):
+    """A task as the API shows it (`GET /v1/tasks/{id}`)."""
+
+    id: str
+    kind: str
+    status: Status
+    stage: str
+    progress: float
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    created_at: float
+    updated_at: float
+    user_id: str = ""
+    lane: Lane = "normal"
+    attempts: int = 0
+    project_id: str | None = None
+    request: dict[str, Any] | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> TaskRecord:
+        data = {key.decode(): value.decode() for key, value in raw.items()}
+        for name in ("result", "error", "request"):
+            data[name] = json.loads(data[name]) if data.get(name) else None
+        data["project_id"] = data.get("project_id") or None
+        return cls.model_validate(data)
+
+
+class Entry(BaseModel):
+    """One stream entry handed to a runner."""
+
+    lane: Lane
+    entry_id: str
+    task_id: str
+
+
+class TaskStore:
+    """Creates, transitions, queues and lists tasks. Every transition is one atomic script."""
+
+    def __init__(self, client: aioredis.Redis, task_ttl_s: int = 7 * 86_400, idempotency_ttl_s: int = 86_400):
+        self.client = client
+        self.task_ttl_s = task_ttl_s
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self._create = client.register_script(_CREATE)
+        self._start = client.register_script(_START)
+        self._finish = client.register_script(_FINISH)
+        self._reads = 0
+
+    async def create(self, kind: str, request: dict[str, Any], user_id: str = "", lane: Lane = "normal",
+                     project_id: str | None = None, idempotency_key: str | None = None,
+                     flight: str | None = None) -> tuple[str, bool]:
+        """Queues a new task; (task id, created). The same Idempotency-Key returns the first task, and the same
+        `flight` digest returns the task already working on it (single-flight)."""
+        task_id = uuid.uuid4().hex
+        idem = keys.idempotency(user_id or "-", idempotency_key) if idempotency_key else ""
+        found, created = await self._create(
+            keys=[keys.task(task_id), keys.task_stream(lane), keys.task_index(), keys.task_index(user_id or "-"),
+                  keys.task_stats(), idem, keys.project_tasks(project_id) if project_id else "",
+                  keys.flight(flight) if flight else ""],
+            args=[task_id, kind, json.dumps(request), user_id, lane, time.time(), project_id or "",
+                  self.idempotency_ttl_s, self.task_ttl_s, keys.task("")])
+        return found.decode(), bool(created)
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        raw = await self.client.hgetall(keys.task(task_id))
+        return TaskRecord.from_hash(raw) if raw else None
+
+    async def start(self, task_id: str, max_attempts: int) -> int:
+        """Marks a task running; the attempt number, 0 when it is already finished, -1 when retries are spent."""
+        return int(await self._start(keys=[keys.task(task_id), keys.task_stats()], args=[time.time(), max_attempts]))
+
+    async def succeed(self, task_id: str, result: dict[str, Any]) -> bool:
+        return await self._transition(task_id, "succeeded", "result", result, ("running",))
+
+    async def fail(self, task_id: str, code: str, message: str, field: str | None = None, status: int = 500) -> bool:
+        """Terminal failure; `status` is the HTTP status a waiting client gets."""
+        error = {"code": code, "message": message, "field": field, "status": status}
+        return await self._transition(task_id, "failed", "error", error, ("queued", "running"))
+
+    async def cancel(self, task_id: str) -> bool:
+        return await self._transition(task_id, "cancelled", "", None, ("queued", "running"))
+
+    async def _transition(self, task_id: str, status: Status, field: str, value: Any, allowed: tuple[str, ...]) -> bool:
+        done = await self._finish(
+            keys=[keys.task(task_id), keys.task_stats(), keys.task_events(task_id)],
+            args=[status, field, json.dumps(value) if field else "", time.time(), self.task_ttl_s, ",".join(allowed)])
+        return bool(done)
+
+    async def set_stage(self, task_id: str, stage: str, progress: float = 0.0) -> None:
+        update = {"stage": stage, "progress": round(progress, 4), "updated_at": time.time()}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.task(task_id), mapping=update)
+        pipe.publish(keys.task_events(task_id), json.dumps({"id": task_id, **update}))
+        await pipe.execute()
+
+    async def is_cancelled(self, task_id: str) -> bool:
+        return await self.client.hget(keys.task(task_id), "status") == b"cancelled"
+
+    async def list(self, user_id: str | None = None, status: str | None = None, kind: str | None = None,
+                   limit: int = 50) -> list[TaskRecord]:
+        """Newest first; filters are applied over the most recent `limit * 4` tasks."""
+        ids = await self.client.zrevrange(keys.task_index(user_id), 0, limit * 4 - 1)
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(keys.task(task_id.decode()))
+        records = [TaskRecord.from_hash(raw) for raw in await pipe.execute() if raw]
+        matching = [r for r in records if (status is None or r.status == status) and (kind is None or r.kind == kind)]
+        return matching[:limit]
+
+    async def stats(self) -> dict[str, Any]:
+        counts = await self.client.hgetall(keys.task_stats())
+        by_status = {status: 0 for status in STATUSES} | {k.decode(): int(v) for k, v in counts.items()}
+        lanes = {}
+        for lane in LANES:
+            stream = keys.task_stream(lane)
+            pending = await self.client.xpending(stream, keys.RUNNER_GROUP) if await self.client.exists(stream) else None
+            lanes[lane] = {"length": await self.client.xlen(stream), "pending": pending["pending"] if pending else 0}
+        return {"by_status": by_status, "lanes": lanes}
+
+    # Streams: the runners' side.
+
+    async def ensure_groups(self) -> None:
+        for lane in LANES:
+            try:
+                await self.client.xgroup_create(keys.task_stream(lane), keys.RUNNER_GROUP, id="0", mkstream=True)
+            except aioredis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[Entry]:
+        """New entries, higher lanes first; every fourth read starts at the low lane so it never starves."""
+        self._reads += 1
+        order = LANES[::-1] if self._reads % 4 == 0 else LANES
+        entries: list[Entry] = []
+        for lane in order:
+            if len(entries) >= count:
+                break
+            replies = await self.client.xreadgroup(keys.RUNNER_GROUP, consumer, {keys.task_stream(lane): ">"},
+                                                   count=count - len(entries))
+            entries += _entries(lane, replies)
+        if not entries:  # nothing anywhere: block on all lanes at once
+            streams = {keys.task_stream(lane): ">" for lane in LANES}
+            replies = await self.client.xreadgroup(keys.RUNNER_GROUP, consumer, streams, count=count, block=block_ms)
+            for stream, messages in replies or []:
+                entries += _entries(stream.decode().rsplit(":", 1)[1], [(stream, messages)])
+        return entries
+
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+        """Entries idle longer than `min_idle_ms` (their runner died) move to `consumer`."""
+        entries: list[Entry] = []
+        for lane in LANES:
+            reply = await self.client.xautoclaim(keys.task_stream(lane), keys.RUNNER_GROUP, consumer, min_idle_ms,
+                                                 count=count)
+            entries += _entries(lane, [(None, reply[1])])
+        return entries
+
+    async def heartbeat(self, consumer: str, entries: list[Entry]) -> None:
+        """Resets the idle time of entries this runner still works on."""
+        for entry in entries:
+            await self.client.xclaim(keys.task_stream(entry.lane), keys.RUNNER_GROUP, consumer, 0,
+                                     [entry.entry_id], justid=True)
+
+    async def ack(self, entry: Entry) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xack(keys.task_stream(entry.lane), keys.RUNNER_GROUP, entry.entry_id)
+        pipe.xdel(keys.task_stream(entry.lane), entry.entry_id)
+        await pipe.execute()
+
+    # Waiting: the ingress side.
+
+    async def wait(self, task_id: str, timeout_s: float) -> TaskRecord | None:
+        """The task once terminal, or as it stands after `timeout_s`."""
+        if timeout_s <= 0:
+            return await self.get(task_id)
+        async with self.client.pubsub() as pubsub:
+            await pubsub.subscribe(keys.task_events(task_id))
+            deadline = time.monotonic() + timeout_s
+            record = await self.get(task_id)
+            while record and not record.terminal and (left := deadline - time.monotonic()) > 0:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
+                if message is None or b'"status"' in message["data"]:
+                    record = await self.get(task_id)
+            return record
+
+    async def events(self, task_id: str, heartbeat_s: float = 15.0):
+        """Yields the task's state, then every update, ending with the terminal record."""
+        async with self.client.pubsub() as pubsub:
+            await pubsub.subscribe(keys.task_events(task_id))
+            record = await self.get(task_id)
+            if record is None:
+                return
+            yield _event(record)
+            while not record.terminal:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=heartbeat_s)
+                if message is None:
+                    record = await self.get(task_id) or record
+                    yield _event(record)
+                    continue
+                update = json.loads(message["data"])
+                if "status" in update:
+                    record = await self.get(task_id) or record
+                    yield _event(record)
+                else:
+                    yield {"id": task_id, "status": record.status, **update}
+
+
+def _event(record: TaskRecord) -> dict[str, Any]:
+    return record.model_dump(exclude={"request", "user_id", "lane", "attempts"})
+
+
+def _entries(lane: str, replies) -> list[Entry]:
+    return [Entry(lane=lane, entry_id=entry_id.decode(), task_id=fields[b"task"].decode())
+            for _, messages in replies or [] for entry_id, fields in messages if fields]

@@ -1,0 +1,40 @@
+"""Queues a task and answers the contract's way: 200 with the result within `wait_s`, else 202."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from composition.errors import error_body
+from composition.services import Services
+from composition.store.tasks import TaskRecord
+
+
+def task_response(record: TaskRecord) -> JSONResponse:
+    headers = {"X-Task-Id": record.id}
+    if record.status == "succeeded":
+        return JSONResponse(record.result, 200, headers=headers)
+    if record.status == "failed":
+        error = record.error or {}
+        body = error_body(error.get("code", "failed"), error.get("message", "task failed"), error.get("field"))
+        return JSONResponse(body | {"task_id": record.id}, error.get("status", 500), headers=headers)
+    if record.status == "cancelled":
+        return JSONResponse(error_body("cancelled", "the task was cancelled") | {"task_id": record.id}, 409,
+                            headers=headers)
+    return JSONResponse(accepted(record.id, record.status), 202, headers=headers)
+
+
+def accepted(task_id: str, status: str) -> dict[str, Any]:
+    return {"task_id": task_id, "status": status, "status_url": f"/v1/tasks/{task_id}"}
+
+
+async def submit(services: Services, kind: str, job: BaseModel, wait_s: float, user_id: str | None,
+                 project_id: str | None = None, idempotency_key: str | None = None,
+                 flight: str | None = None) -> JSONResponse:
+    """Creates (or joins, by Idempotency-Key or single-flight) a task and waits up to `wait_s` for it."""
+    if project_id:
+        await services.projects.get(project_id, field="project_id")
+    task_id, _ = await services.tasks.create(kind, job.model_dump(mode="json"), user_id or "", "normal", project_id,
+                                             idempotency_key, flight)
+    return task_response(await services.tasks.wait(task_id, wait_s))

@@ -1,0 +1,165 @@
+"""Images: plan (dedup → prompt key → wanted seeds) in the ingress; render the missing variants in a task."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from composition.schemas.images import (
+    ControlledGeneration,
+    ControlMapOut,
+    ControlSpec,
+    ImageEdit,
+    ImageGeneration,
+    ImageOut,
+    ImagesResult,
+)
+from composition.store.prompts import Variant, slot_seed
+from composition.workflows.base import TaskContext, Workflow
+from composition.workflows.dedup import Dedup, Match, scope_of
+from models.conditioning import control_map
+from models.images import decode_rgb
+from models.media import encode_png
+from models.types import MAX_SEED, Control, EditRequest, ImageRequest
+
+
+class ImageJob(BaseModel):
+    """A planned image request, as stored in its task: everything needed to render it, no bytes."""
+
+    operation: Literal["generate", "edit"]
+    family: Literal["sdxl", "flux"]
+    prompt: str
+    negative_prompt: str = ""
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seeds: list[int]
+    prompt_key: str
+    match: Match
+    controls: list[ControlSpec] = []
+    source: str | None = None
+    owner: str = ""
+
+    def flight(self) -> str:
+        """Single-flight identity: the same key and seeds are one generation."""
+        return scope_of(self.prompt_key, *self.seeds)
+
+
+def styled(prompt: str, style: str | None) -> str:
+    return f"{prompt}, {style} style" if style else prompt
+
+
+class ImagesWorkflow(Workflow[ImageJob]):
+    kind = "image"
+    request_type = ImageJob
+
+    def __init__(self, services) -> None:
+        super().__init__(services)
+        self.dedup = Dedup(services.prompts, services.handles.get("embedder"), services.args.dedup)
+
+    # Planning, in the ingress.
+
+    async def plan(self, body: ImageGeneration | ControlledGeneration | ImageEdit, reserve: bool = True) -> ImageJob:
+        """Dedup the prompt to its key and pick the wanted seeds (the key's first n variants unless a seed is
+        given; `reserve=False` leaves the pool's slots to the caller); raises 4xx for unknown assets or bad sizes."""
+        family = "flux" if isinstance(body, ImageEdit) else getattr(body, "model", "sdxl")
+        defaults = self.services.defaults[family]
+        owner = body.user_id or ""
+        fields: dict[str, Any] = dict(
+            family=family, steps=body.steps or defaults.steps,
+            guidance=defaults.guidance if body.guidance is None else body.guidance, owner=owner)
+        if isinstance(body, ImageEdit):
+            source = await self.services.assets.info(body.image, "image")
+            fields |= dict(operation="edit", prompt=body.prompt, source=body.image,
+                           width=body.width or _multiple_of_16(source.width or defaults.width),
+                           height=body.height or _multiple_of_16(source.height or defaults.height))
+            scope = ("image.edit", body.image, owner)
+        else:
+            for index, control in enumerate(getattr(body, "controls", [])):
+                await self.services.assets.info(control.image, f"controls.{index}.image")
+            controls = getattr(body, "controls", [])
+            fields |= dict(operation="generate", prompt=styled(body.prompt, body.style), controls=controls,
+                           negative_prompt=body.negative_prompt, width=body.width or defaults.width,
+                           height=body.height or defaults.height)
+            scope = ("image.controlled", owner, *(c.model_dump_json() for c in controls)) if controls else \
+                ("image.generate",)
+            scope += (body.style or "", body.negative_prompt)
+        scope += (family, fields["width"], fields["height"], fields["steps"], fields["guidance"])
+        await self.services.check_size(family, fields["width"], fields["height"])
+        resolution = await self.dedup.resolve(scope_of(*scope), body.prompt)
+        if body.seed is None:
+            if reserve:
+                await self.services.prompts.reserve_slots(resolution.prompt_key, body.n)
+            seeds = [slot_seed(resolution.prompt_key, slot) for slot in range(body.n)]
+        else:
+            seeds = [(body.seed + i) % (MAX_SEED + 1) for i in range(body.n)]
+        return ImageJob(prompt_key=resolution.prompt_key, match=resolution.match, seeds=seeds, **fields)
+
+    async def cached(self, job: ImageJob) -> dict[str, Any] | None:
+        """The finished result when every wanted variant exists already: no model call."""
+        variants = await self.services.prompts.variants_for_seeds(job.prompt_key, job.seeds)
+        return self.result(job, variants, cache_hit=True) if all(variants) else None
+
+    # Rendering, in a task.
+
+    async def run(self, ctx: TaskContext, job: ImageJob) -> dict[str, Any]:
+        return self.result(job, await self.render(ctx, job), cache_hit=False)
+
+    async def render(self, ctx: TaskContext, job: ImageJob) -> list[Variant]:
+        """Every wanted variant, rendering only those missing (concurrently, so the deployment batches them)."""
+        prompts = self.services.prompts
+        variants = await prompts.variants_for_seeds(job.prompt_key, job.seeds)
+        missing = [seed for seed, variant in zip(job.seeds, variants, strict=True) if variant is None]
+        if missing:
+            await ctx.stage("preparing")
+            controls, control_refs = await self._controls(job)
+            source = await self.services.assets.read(job.source, "image") if job.source else None
+            await ctx.stage("denoising")
+            results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source) for seed in missing))
+            for seed, result in zip(missing, results, strict=True):
+                asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
+                                                       (result.width, result.height))
+                metadata = result.metadata.model_dump() | {"control_maps": control_refs}
+                await prompts.add_variant(job.prompt_key, seed, asset.id, metadata)
+            variants = await prompts.variants_for_seeds(job.prompt_key, job.seeds)
+        return variants
+
+    async def _render_one(self, ctx: TaskContext, job: ImageJob, seed: int, controls: list[Control],
+                          source: bytes | None):
+        common = dict(prompt=job.prompt, width=job.width, height=job.height, steps=job.steps, guidance=job.guidance,
+                      seed=seed)
+        handle = self.handle(job.family)
+        if job.operation == "edit":
+            return await handle.edit.remote(EditRequest(image=source, **common), ctx.task_id)
+        request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), **common)
+        return await handle.generate.remote(request, ctx.task_id)
+
+    async def _controls(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]]]:
+        """Control maps computed from the source images at the output size, each also kept as an asset."""
+        controls, refs = [], []
+        for spec in job.controls:
+            source = await self.services.assets.read(spec.image, "controls.image")
+            png = await asyncio.to_thread(_control_png, spec.type, source, job.width, job.height)
+            asset = await self.services.assets.put(png, "image/png", "control", job.owner, (job.width, job.height))
+            controls.append(Control(type=spec.type, image=png, scale=spec.scale))
+            refs.append({"type": spec.type, **asset.ref()})
+        return controls, refs
+
+    @staticmethod
+    def result(job: ImageJob, variants: list[Variant], cache_hit: bool) -> dict[str, Any]:
+        images = [ImageOut(asset_id=v.asset_id, url=f"/v1/assets/{v.asset_id}", seed=v.seed, variant_id=v.id,
+                           metadata=v.metadata) for v in variants]
+        control_maps = [ControlMapOut(**ref) for ref in variants[0].metadata.get("control_maps", [])]
+        return ImagesResult(images=images, prompt_key=job.prompt_key, cache_hit=cache_hit, match=job.match,
+                            prompt_used=job.prompt, control_maps=control_maps).model_dump()
+
+
+def _multiple_of_16(side: int) -> int:
+    return max(16, min(2048, side // 16 * 16))
+
+
+def _control_png(kind: str, source: bytes, width: int, height: int) -> bytes:
+    image = decode_rgb(source, "controls.image").resize((width, height))
+    return encode_png(control_map(kind, image))

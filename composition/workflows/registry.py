@@ -1,0 +1,38 @@
+"""Builds every workflow over one `Services`; the runner looks them up by task kind."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from composition.services import Services
+from composition.workflows.base import Workflow
+from composition.workflows.images import ImagesWorkflow
+from composition.workflows.prompts import PromptsWorkflow
+from composition.workflows.selfies import SelfiesWorkflow
+from composition.workflows.storyboards import StoryboardsWorkflow
+from composition.workflows.variants import VariantsWorkflow
+from composition.workflows.videos import VideosWorkflow
+from composition.workflows.writing import WritingWorkflow
+
+
+@dataclass(frozen=True)
+class Workflows:
+    images: ImagesWorkflow
+    variants: VariantsWorkflow
+    videos: VideosWorkflow
+    selfies: SelfiesWorkflow
+    storyboards: StoryboardsWorkflow
+    writing: WritingWorkflow
+    prompts: PromptsWorkflow
+
+    def by_kind(self) -> dict[str, Workflow]:
+        return {workflow.kind: workflow for workflow in vars(self).values()}
+
+
+def build_workflows(services: Services) -> Workflows:
+    images = ImagesWorkflow(services)
+    variants = VariantsWorkflow(services, images)
+    videos = VideosWorkflow(services)
+    return Workflows(images=images, variants=variants, videos=videos,
+                     selfies=SelfiesWorkflow(services, variants, videos),
+                     storyboards=StoryboardsWorkflow(services, videos), writing=WritingWorkflow(services),
+                     prompts=PromptsWorkflow(services))

@@ -1,0 +1,70 @@
+"""Per-user variants: deliver the unseen variant with the fewest deliveries, else generate one (up to a cap)."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from composition.errors import ApiError
+from composition.schemas.common import AssetRef
+from composition.schemas.images import ImageGeneration
+from composition.schemas.variants import SoulImageOut
+from composition.store.prompts import Variant, slot_seed
+from composition.workflows.base import TaskContext, Workflow
+from composition.workflows.images import ImageJob, ImagesWorkflow
+
+
+class VariantJob(BaseModel):
+    """One new variant (a reserved slot's seed) to render and deliver to `user_id`."""
+
+    image: ImageJob
+    user_id: str
+
+
+class Delivery(BaseModel):
+    """What the ingress decided: a result now, or a job to queue."""
+
+    result: dict[str, Any] | None = None
+    job: VariantJob | None = None
+
+
+class VariantsWorkflow(Workflow[VariantJob]):
+    kind = "variant"
+    request_type = VariantJob
+
+    def __init__(self, services, images: ImagesWorkflow) -> None:
+        super().__init__(services)
+        self.images = images
+
+    async def soul_prompt(self, soul_id: str, cue: str) -> ImageGeneration:
+        style = await self.services.styles.get(soul_id)
+        prompt = f"{style.prompt}, {cue}" if cue else style.prompt
+        return ImageGeneration(prompt=prompt, negative_prompt=style.negative_prompt, model=style.model,
+                               width=style.width, height=style.height, steps=style.steps)
+
+    async def deliver(self, body: ImageGeneration, user_id: str) -> Delivery:
+        """An unseen variant now (atomically marked seen), or a job for a fresh slot, or a repeat at the cap."""
+        job = await self.images.plan(body, reserve=False)
+        prompts = self.services.prompts
+        if vid := await prompts.deliver_unseen(job.prompt_key, user_id):
+            return Delivery(result=self.result(job, await prompts.variant(vid), cache_hit=True))
+        slot = await prompts.reserve_new_slot(job.prompt_key, self.services.args.variant_cap)
+        if slot is None:
+            vid = await prompts.least_delivered(job.prompt_key)
+            if vid is None:
+                raise ApiError(409, "busy", "the variant pool is full and still rendering; retry shortly")
+            await prompts.deliver(job.prompt_key, vid, user_id)
+            return Delivery(result=self.result(job, await prompts.variant(vid), cache_hit=True, repeat=True))
+        job.seeds = [slot_seed(job.prompt_key, slot)]
+        return Delivery(job=VariantJob(image=job, user_id=user_id))
+
+    async def run(self, ctx: TaskContext, job: VariantJob) -> dict[str, Any]:
+        (variant,) = await self.images.render(ctx, job.image)
+        await self.services.prompts.deliver(job.image.prompt_key, variant.id, job.user_id)
+        return self.result(job.image, variant, cache_hit=False)
+
+    @staticmethod
+    def result(job: ImageJob, variant: Variant, cache_hit: bool, repeat: bool = False) -> dict[str, Any]:
+        return SoulImageOut(variant_id=variant.id, prompt_key=job.prompt_key, match=job.match, cache_hit=cache_hit,
+                            repeat=repeat, image=AssetRef(asset_id=variant.asset_id,
+                                                          url=f"/v1/assets/{variant.asset_id}")).model_dump()

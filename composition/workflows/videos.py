@@ -1,0 +1,80 @@
+"""Image to video: an uploaded or generated image → SVD or Wan → MP4 (+ GIF); estimates from measured times."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from composition.schemas.common import AssetRef
+from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoModel, VideoOut
+from composition.workflows.base import TaskContext, Workflow
+from models.types import VideoRequest
+
+PRIOR_MS_PER_UNIT = 50.0  # per step × frame before anything was measured: the tiny models' order on a CPU
+
+
+class VideoJob(BaseModel):
+    """A video request with every default resolved."""
+
+    image: str
+    prompt: str = ""
+    model: VideoModel
+    num_frames: int
+    fps: int
+    steps: int
+    seed: int
+    gif: bool
+    width: int
+    height: int
+    owner: str = ""
+
+
+class VideosWorkflow(Workflow[VideoJob]):
+    kind = "video"
+    request_type = VideoJob
+
+    async def plan(self, body: VideoGeneration) -> VideoJob:
+        await self.services.assets.info(body.image, "image")
+        return await self.job(body.image, body.model, prompt=body.prompt, num_frames=body.num_frames, fps=body.fps,
+                              steps=body.steps, seed=body.seed, gif=body.gif, width=body.width, height=body.height,
+                              owner=body.user_id or "")
+
+    async def job(self, image: str, model: VideoModel, owner: str = "", **options: Any) -> VideoJob:
+        """Fills the family's defaults into unset options and checks the size."""
+        defaults = self.services.defaults[model]
+        fields = {name: options.get(name) or getattr(defaults, name)
+                  for name in ("num_frames", "fps", "steps", "width", "height")}
+        await self.services.check_size(model, fields["width"], fields["height"], fields["num_frames"])
+        return VideoJob(image=image, model=model, owner=owner, prompt=options.get("prompt") or "",
+                        seed=options.get("seed") or 0, gif=options.get("gif", True), **fields)
+
+    async def run(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
+        await ctx.stage("animating")
+        return await self.animate(ctx, job)
+
+    async def animate(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
+        """Renders and stores one clip (the caller owns the task's stage)."""
+        image = await self.services.assets.read(job.image, "image")
+        request = VideoRequest(image=image, prompt=job.prompt, num_frames=job.num_frames, fps=job.fps,
+                               width=job.width, height=job.height, steps=job.steps, guidance=self.guidance(job.model),
+                               seed=job.seed, gif=job.gif)
+        result = await self.handle(job.model).animate.remote(request, ctx.task_id)
+        assets = self.services.assets
+        video = await assets.put(result.mp4, "video/mp4", "generated", job.owner, (result.width, result.height))
+        gif = await assets.put(result.gif, "image/gif", "generated", job.owner) if result.gif else None
+        await self.services.timings.record(job.model, result.metadata.run_ms / result.metadata.batch_size,
+                                           job.steps * job.num_frames)
+        return VideoOut(video=AssetRef(**video.ref()), gif=AssetRef(**gif.ref()) if gif else None,
+                        num_frames=result.num_frames, fps=result.fps, width=result.width, height=result.height,
+                        seed=result.seed, metadata=result.metadata.model_dump()).model_dump()
+
+    def guidance(self, model: VideoModel) -> float:
+        return self.services.defaults[model].guidance
+
+    async def estimate(self, model: VideoModel, num_frames: int | None, steps: int | None) -> VideoEstimate:
+        defaults = self.services.defaults[model]
+        num_frames, steps = num_frames or defaults.num_frames, steps or defaults.steps
+        measured = await self.services.timings.get(model)
+        ms_per_unit, samples = measured or (PRIOR_MS_PER_UNIT, 0)
+        return VideoEstimate(model=model, num_frames=num_frames, steps=steps, measured=measured is not None,
+                             seconds=round(ms_per_unit * num_frames * steps / 1000.0, 3), samples=samples)

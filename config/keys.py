@@ -1,0 +1,137 @@
+"""Every Redis key Montage uses, in one place. All keys live under the `montage:` namespace.
+
+| key | type | holds |
+|---|---|---|
+| task:{id} | hash | id, kind, status, stage, progress, request, result, error, user_id, lane, attempts, timestamps |
+| task:{id}:events | pub/sub channel | progress and status updates of one task (JSON) |
+| task:{id}:scenes, task:{id}:steps | hash | a workflow's finished steps, so a retried task resumes |
+| tasks:{lane} | stream | queued task ids, one stream per priority lane, consumer group `runners` |
+| tasks:index | sorted set | task ids by creation time; tasks:user:{user} the same per user |
+| tasks:stats | hash | task count by status |
+| idempotency:{user}:{key} | string | task id created for that Idempotency-Key (24 h) |
+| flight:{digest} | string | task id already generating that exact request (single-flight) |
+| prompt:exact:{scope}:{digest} | string | prompt key of a normalised prompt within a scope |
+| prompt:lsh:{scope}:{bucket} | set | prompt keys whose embedding falls in an LSH bucket |
+| prompt:{key} | hash | prompt, normalised text, scope, embedding (float32 bytes), created_at |
+| prompt:{key}:variants | sorted set | variant ids by creation order; prompt:{key}:deliveries: by deliveries |
+| prompt:{key}:seeds | hash | seed → variant id |
+| variant:{id} | hash | prompt_key, seed, asset_id, metadata, created_at |
+| seen:{user} | set | variant ids a user has seen |
+| recent:landmarks:{soul}:{user}:{city} | list | landmarks recently used for that soul/user/city |
+| asset:{id} | hash | content type, bytes, width, height, kind, owner, created_at |
+| style:{soul} / styles | string (JSON) / set | style profiles |
+| project:{id} / projects / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
+| timing:{family} | hash | measured run time per unit of work, for estimates |
+"""
+from __future__ import annotations
+
+PREFIX = "montage"
+RUNNER_GROUP = "runners"
+
+
+def _key(*parts: object) -> str:
+    return ":".join((PREFIX, *map(str, parts)))
+
+
+def task(task_id: str) -> str:
+    return _key("task", task_id)
+
+
+def task_events(task_id: str) -> str:
+    return _key("task", task_id, "events")
+
+
+def task_steps(task_id: str) -> str:
+    return _key("task", task_id, "steps")
+
+
+def task_stream(lane: str) -> str:
+    return _key("tasks", lane)
+
+
+def task_index(user_id: str | None = None) -> str:
+    return _key("tasks", "user", user_id) if user_id else _key("tasks", "index")
+
+
+def task_stats() -> str:
+    return _key("tasks", "stats")
+
+
+def idempotency(user_id: str, key: str) -> str:
+    return _key("idempotency", user_id, key)
+
+
+def flight(digest: str) -> str:
+    return _key("flight", digest)
+
+
+def prompt_exact(scope: str, digest: str) -> str:
+    return _key("prompt", "exact", scope, digest)
+
+
+def prompt_bucket(scope: str, bucket: str) -> str:
+    return _key("prompt", "lsh", scope, bucket)
+
+
+def prompt(prompt_key: str) -> str:
+    return _key("prompt", prompt_key)
+
+
+def prompt_variants(prompt_key: str) -> str:
+    return _key("prompt", prompt_key, "variants")
+
+
+def prompt_deliveries(prompt_key: str) -> str:
+    return _key("prompt", prompt_key, "deliveries")
+
+
+def prompt_seeds(prompt_key: str) -> str:
+    return _key("prompt", prompt_key, "seeds")
+
+
+def prompt_slots(prompt_key: str) -> str:
+    return _key("prompt", prompt_key, "slots")
+
+
+def variant(variant_id: str) -> str:
+    return _key("variant", variant_id)
+
+
+def seen(user_id: str) -> str:
+    return _key("seen", user_id)
+
+
+def recent_landmarks(soul_id: str, user_id: str, city_key: str) -> str:
+    return _key("recent", "landmarks", soul_id, user_id, city_key)
+
+
+def asset(asset_id: str) -> str:
+    return _key("asset", asset_id)
+
+
+def style(soul_id: str) -> str:
+    return _key("style", soul_id)
+
+
+def styles() -> str:
+    return _key("styles")
+
+
+def project(project_id: str) -> str:
+    return _key("project", project_id)
+
+
+def projects(user_id: str) -> str:
+    return _key("projects", user_id)
+
+
+def project_tasks(project_id: str) -> str:
+    return _key("project", project_id, "tasks")
+
+
+def project_assets(project_id: str) -> str:
+    return _key("project", project_id, "assets")
+
+
+def timing(family: str) -> str:
+    return _key("timing", family)

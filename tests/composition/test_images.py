@@ -1,0 +1,130 @@
+"""Images over HTTP: generation (SDXL, FLUX), dedup (exact, paraphrase, salient negatives), single-flight,
+control-guided and edits, each down to the decoded PNG."""
+import concurrent.futures
+import time
+
+import pytest
+import redis
+from helpers import decode_png, png
+
+from config import keys
+
+
+def upload(client, image: bytes, user_id: str | None = None) -> str:
+    params = {"user_id": user_id} if user_id else {}
+    response = client.post("/v1/assets", files={"file": ("in.png", image, "image/png")}, params=params)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def fetch_png(client, ref: dict):
+    response = client.get(ref["url"])
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    return decode_png(response.content)
+
+
+@pytest.mark.parametrize("model", ["sdxl", "flux"])
+def test_generation_returns_pngs_with_metadata(client, model):
+    body = {"prompt": f"a lighthouse on a cliff painted for {model}", "model": model, "width": 64, "height": 64,
+            "n": 2}
+    response = client.post("/v1/images/generations", json=body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["cache_hit"] is False and result["match"] == "new" and len(result["images"]) == 2
+    assert len({image["seed"] for image in result["images"]}) == 2
+    for image in result["images"]:
+        assert fetch_png(client, image).size == (64, 64)
+        assert image["metadata"]["model"] == model and image["metadata"]["batch_size"] >= 1
+    assert response.headers["X-Task-Id"]
+
+
+def test_exact_and_paraphrase_hits_reuse_the_result_without_a_model_call(client, redis_url):
+    first = client.post("/v1/images/generations", json={"prompt": "A red vintage car parked on a rainy street"})
+    assert first.status_code == 200 and first.json()["cache_hit"] is False
+    tasks_before = redis.Redis.from_url(redis_url).zcard(keys.task_index())
+
+    exact = client.post("/v1/images/generations", json={"prompt": "a red vintage car parked on a rainy street."})
+    paraphrase = client.post("/v1/images/generations",
+                             json={"prompt": "a vintage red car parked on a street in the rain"})
+    for response, match in ((exact, "exact"), (paraphrase, "semantic")):
+        assert response.status_code == 200
+        body = response.json()
+        assert body["cache_hit"] is True and body["match"] == match
+        assert body["prompt_key"] == first.json()["prompt_key"]
+        assert body["images"] == first.json()["images"]
+    assert redis.Redis.from_url(redis_url).zcard(keys.task_index()) == tasks_before  # no task, no model call
+
+
+@pytest.mark.parametrize("other", ["a blue vintage car parked on a rainy street",
+                                   "two red vintage cars parked on a rainy street",
+                                   "a red vintage car parked on a rainy street at night"])
+def test_salient_differences_are_not_merged(client, other):
+    base = client.post("/v1/images/generations", json={"prompt": "a red vintage car parked on a rainy street"})
+    response = client.post("/v1/images/generations", json={"prompt": other})
+    assert response.status_code == 200
+    assert response.json()["prompt_key"] != base.json()["prompt_key"]
+    assert response.json()["match"] == "new"
+
+
+def test_concurrent_identical_requests_make_one_generation(client, redis_url):
+    body = {"prompt": "a paper boat sailing across a puddle, single flight", "model": "flux"}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: client.post("/v1/images/generations", json=body), range(8)))
+    assert all(r.status_code == 200 for r in responses)
+    task_ids = {r.headers.get("X-Task-Id") for r in responses} - {None}
+    assert len(task_ids) == 1  # every miss joined the one task; hits carry no task
+    assert len({r.json()["images"][0]["asset_id"] for r in responses}) == 1
+    record = redis.Redis.from_url(redis_url).hgetall(keys.task(task_ids.pop()))
+    assert record[b"status"] == b"succeeded" and record[b"attempts"] == b"1"
+
+
+def test_explicit_seed_is_honoured_and_cached(client):
+    body = {"prompt": "a glass teapot on a wooden table", "seed": 1234, "n": 2}
+    first = client.post("/v1/images/generations", json=body).json()
+    assert [image["seed"] for image in first["images"]] == [1234, 1235]
+    again = client.post("/v1/images/generations", json=body).json()
+    assert again["cache_hit"] is True and again["images"] == first["images"]
+
+
+def test_controlled_generation_returns_images_and_control_maps(client):
+    source = upload(client, png(64, 64, seed=3))
+    body = {"prompt": "a castle drawn from the outline", "controls": [{"type": "canny", "image": source},
+                                                                      {"type": "depth", "image": source,
+                                                                       "scale": 0.5}],
+            "width": 64, "height": 64, "seed": 5}
+    response = client.post("/v1/images/controlled", json=body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert fetch_png(client, result["images"][0]).size == (64, 64)
+    assert [m["type"] for m in result["control_maps"]] == ["canny", "depth"]
+    assert all(fetch_png(client, m).size == (64, 64) for m in result["control_maps"])
+
+
+def test_edit_returns_an_image_of_the_source_size(client):
+    source = upload(client, png(64, 48, seed=4))
+    response = client.post("/v1/images/edits", json={"image": source, "prompt": "make it snow", "seed": 2})
+    assert response.status_code == 200, response.text
+    assert fetch_png(client, response.json()["images"][0]).size == (64, 48)
+
+
+def test_wait_zero_answers_202_and_the_task_finishes_with_the_same_shape(client):
+    response = client.post("/v1/images/generations", json={"prompt": "a snail racing a tortoise", "wait_s": 0})
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["status_url"] == f"/v1/tasks/{accepted['task_id']}"
+    deadline = time.monotonic() + 60
+    while (task := client.get(accepted["status_url"]).json())["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert task["status"] == "succeeded" and task["progress"] == 1.0 and task["kind"] == "image"
+    assert set(task["result"]) >= {"images", "prompt_key", "cache_hit"}
+    assert fetch_png(client, task["result"]["images"][0]).size == (64, 64)
+
+
+def test_idempotency_key_returns_the_same_task(client):
+    body = {"prompt": "an origami crane on a desk", "wait_s": 0, "seed": 77}
+    headers = {"Idempotency-Key": "crane-1"}
+    first = client.post("/v1/images/generations", json=body, headers=headers)
+    second = client.post("/v1/images/generations", json=body | {"seed": 78}, headers=headers)
+    assert first.status_code == 202
+    assert second.headers["X-Task-Id"] == first.headers["X-Task-Id"] == first.json()["task_id"]
