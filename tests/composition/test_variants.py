@@ -1,0 +1,92 @@
+"""Styles, souls' variants and selfies over HTTP: per-user unseen delivery, the cap, landmark diversity."""
+import concurrent.futures
+import uuid
+
+import pytest
+from test_images import fetch_png
+
+CAP = 3  # composition.variant_cap in the test deployment
+
+
+@pytest.fixture
+def soul(client):
+    soul_id = f"soul-{uuid.uuid4().hex[:8]}"
+    profile = {"name": "Mira", "prompt": "a red-haired sailor with freckles, ink illustration", "model": "flux"}
+    response = client.put(f"/v1/styles/{soul_id}", json=profile)
+    assert response.status_code == 200 and response.json()["soul_id"] == soul_id
+    return soul_id
+
+
+def soul_image(client, soul_id: str, user_id: str, cue: str = "on deck"):
+    response = client.get(f"/v1/souls/{soul_id}/image", params={"user_id": user_id, "cue": cue})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_styles_crud(client, soul):
+    assert client.get(f"/v1/styles/{soul}").json()["name"] == "Mira"
+    assert soul in {s["soul_id"] for s in client.get("/v1/styles").json()["styles"]}
+    assert client.delete(f"/v1/styles/{soul}").status_code == 204
+    response = client.get(f"/v1/styles/{soul}")
+    assert response.status_code == 404 and response.json()["error"]["field"] == "soul_id"
+
+
+def test_each_user_gets_unseen_variants_until_the_cap(client, soul):
+    seen = [soul_image(client, soul, "ana") for _ in range(CAP)]
+    assert len({v["variant_id"] for v in seen}) == CAP and not any(v["repeat"] for v in seen)
+    assert fetch_png(client, seen[0]["image"]).size == (64, 64)
+    capped = soul_image(client, soul, "ana")
+    assert capped["repeat"] is True and capped["variant_id"] in {v["variant_id"] for v in seen}
+
+    other = soul_image(client, soul, "ben")  # a new user gets an existing variant, the least delivered
+    assert other["cache_hit"] is True and other["variant_id"] in {v["variant_id"] for v in seen}
+    assert sorted(client.get("/v1/users/ana/seen").json()["variants"]) == sorted(v["variant_id"] for v in seen)
+    pool = client.get(f"/v1/prompts/{seen[0]['prompt_key']}/variants").json()["variants"]
+    assert len(pool) == CAP and sum(v["deliveries"] for v in pool) == CAP + 2
+
+
+def test_concurrent_requests_by_one_user_never_repeat_a_variant(client, soul):
+    with concurrent.futures.ThreadPoolExecutor(CAP) as pool:
+        results = list(pool.map(lambda _: soul_image(client, soul, "cleo", "at the helm"), range(CAP)))
+    assert len({r["variant_id"] for r in results}) == CAP
+
+
+def test_marking_seen_skips_that_variant(client, soul):
+    first = soul_image(client, soul, "dan", "in a storm")
+    response = client.post(f"/v1/variants/{first['variant_id']}/seen", json={"user_id": "eve"})
+    assert response.status_code == 200 and response.json()["seen"] is True
+    assert soul_image(client, soul, "eve", "in a storm")["variant_id"] != first["variant_id"]
+    missing = client.post("/v1/variants/nope/seen", json={"user_id": "eve"})
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "variant_id"
+
+
+def test_selfie_landmarks_do_not_repeat_recently(client, soul):
+    cities = {c["key"]: c for c in client.get("/v1/selfies/cities").json()["cities"]}
+    assert len(cities) >= 20 and all(len(c["landmarks"]) >= 3 for c in cities.values())
+    body = {"soul_id": soul, "city_key": "paris", "mood": "happy", "user_id": "fay"}
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: client.post("/v1/selfies", json=body), range(3)))
+    assert all(r.status_code == 200 for r in results), [r.text for r in results]
+    landmarks = [r.json()["landmark_key"] for r in results]
+    assert len(set(landmarks)) == 3 and set(landmarks) <= {lm["key"] for lm in cities["paris"]["landmarks"]}
+    assert fetch_png(client, results[0].json()["image"]).size == (64, 64)
+
+
+def test_selfie_with_a_clip(client, soul):
+    from test_media_workflows import GIF_HEADER, wait_task
+
+    from models.media import read_mp4
+
+    response = client.post("/v1/selfies", json={"soul_id": soul, "city_key": "tokyo", "mood": "calm",
+                                                "user_id": "gus", "video": "svd"})
+    assert response.status_code == 202
+    result = wait_task(client, response.json()["task_id"])["result"]
+    assert read_mp4(client.get(result["video"]["url"]).content).num_frames >= 2
+    assert client.get(result["gif"]["url"]).content[:6] == GIF_HEADER
+
+
+def test_selfie_rejects_unknown_city_and_soul(client, soul):
+    response = client.post("/v1/selfies", json={"soul_id": soul, "city_key": "atlantis", "user_id": "h"})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "city_key"
+    response = client.post("/v1/selfies", json={"soul_id": "nobody", "city_key": "paris", "user_id": "h"})
+    assert response.status_code == 404 and response.json()["error"]["field"] == "soul_id"
