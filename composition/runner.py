@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from typing import Any
@@ -151,5 +152,5 @@ class TaskRunnerDeployment:
             raise RuntimeError("task runner loop stopped")
 
     async def status(self) -> dict[str, Any]:
-        return {"consumer": self.runner.consumer, "active": len(self.runner.active),
+        return {"consumer": self.runner.consumer, "pid": os.getpid(), "active": len(self.runner.active),
                 "concurrency": self.runner.args.concurrency}
