@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from composition.errors import error_body
 from composition.services import Services
 from composition.store.tasks import TaskRecord
+from composition.workflows.base import Workflow
 
 
 def task_response(record: TaskRecord) -> JSONResponse:
@@ -38,3 +39,11 @@ async def submit(services: Services, kind: str, job: BaseModel, wait_s: float, u
     task_id, _ = await services.tasks.create(kind, job.model_dump(mode="json"), user_id or "", "normal", project_id,
                                              idempotency_key, flight)
     return task_response(await services.tasks.wait(task_id, wait_s))
+
+
+async def plan_and_submit(services: Services, workflow: Workflow, body: Any, idempotency_key: str | None,
+                          wait_s: float | None = None) -> JSONResponse:
+    """The common route: the workflow plans the body into a task request, then it is queued and awaited."""
+    job = await workflow.plan(body)
+    return await submit(services, workflow.kind, job, body.wait_s if wait_s is None else wait_s, body.user_id,
+                        body.project_id, idempotency_key)

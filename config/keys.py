@@ -3,25 +3,25 @@
 | key | type | holds |
 |---|---|---|
 | task:{id} | hash | id, kind, status, stage, progress, request, result, error, user_id, lane, attempts, timestamps |
-| task:{id}:events | pub/sub channel | progress and status updates of one task (JSON) |
-| task:{id}:scenes, task:{id}:steps | hash | a workflow's finished steps, so a retried task resumes |
+| task:{id}:events | pub/sub channel | progress and status updates of one task (JSON), for waiters and SSE |
+| task:{id}:steps | hash | a workflow's finished steps (scenes, keyframes, clips, ...), so a retried task resumes |
 | tasks:{lane} | stream | queued task ids, one stream per priority lane, consumer group `runners` |
-| tasks:index | sorted set | task ids by creation time; tasks:user:{user} the same per user |
-| tasks:stats | hash | task count by status |
-| idempotency:{user}:{key} | string | task id created for that Idempotency-Key (24 h) |
-| flight:{digest} | string | task id already generating that exact request (single-flight) |
+| tasks:index, tasks:user:{user} | sorted set | task ids by creation time, all and per user |
+| tasks:stats | hash | task count by status (kept by the transition scripts) |
+| idempotency:{user}:{key} | string | task id created for that Idempotency-Key |
+| flight:{digest} | string | task id rendering exactly that request (single-flight) |
 | prompt:exact:{scope}:{digest} | string | prompt key of a normalised prompt within a scope |
 | prompt:lsh:{scope}:{bucket} | set | prompt keys whose embedding falls in an LSH bucket |
 | prompt:{key} | hash | prompt, normalised text, scope, embedding (float32 bytes), created_at |
-| prompt:{key}:variants | sorted set | variant ids by creation order; prompt:{key}:deliveries: by deliveries |
-| prompt:{key}:seeds | hash | seed → variant id |
+| prompt:{key}:variants / :deliveries | sorted set | variant ids by creation time / by delivery count |
+| prompt:{key}:seeds / :slots | hash | seed → variant id / reserved slot indices (pool size, for the cap) |
 | variant:{id} | hash | prompt_key, seed, asset_id, metadata, created_at |
 | seen:{user} | set | variant ids a user has seen |
 | recent:landmarks:{soul}:{user}:{city} | list | landmarks recently used for that soul/user/city |
 | asset:{id} | hash | content type, bytes, width, height, kind, owner, created_at |
 | style:{soul} / styles | string (JSON) / set | style profiles |
-| project:{id} / projects / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
-| timing:{family} | hash | measured run time per unit of work, for estimates |
+| project:{id} / projects:{user} / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
+| timing:{family} | hash | measured model time per step × frame, for estimates |
 """
 from __future__ import annotations
 

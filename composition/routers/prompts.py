@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.prompts import OptimizedOut, PromptOptimize
-from composition.submit import submit
+from composition.submit import plan_and_submit
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
 
@@ -15,5 +15,4 @@ router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
 @router.post("/optimize", responses={200: {"model": OptimizedOut}, 202: {"model": Accepted}})
 async def optimize(body: PromptOptimize, services: ServicesDep, workflows: WorkflowsDep,
                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await submit(services, workflows.prompts.kind, body, body.wait_s, body.user_id, body.project_id,
-                        idempotency_key)
+    return await plan_and_submit(services, workflows.prompts, body, idempotency_key)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.selfies import SelfieBody, SelfieOut
-from composition.submit import submit
+from composition.submit import plan_and_submit
 
 router = APIRouter(prefix="/v1/selfies", tags=["selfies"])
 DEFAULT_WAIT_S, VIDEO_WAIT_S = 60.0, 0.0
@@ -18,10 +18,8 @@ DEFAULT_WAIT_S, VIDEO_WAIT_S = 60.0, 0.0
 @router.post("", responses={200: {"model": SelfieOut}, 202: {"model": Accepted}})
 async def selfie(body: SelfieBody, services: ServicesDep, workflows: WorkflowsDep,
                  idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    job = await workflows.selfies.plan(body)
     wait_s = body.wait_s if body.wait_s is not None else (VIDEO_WAIT_S if body.video else DEFAULT_WAIT_S)
-    return await submit(services, workflows.selfies.kind, job, wait_s, body.user_id, body.project_id,
-                        idempotency_key)
+    return await plan_and_submit(services, workflows.selfies, body, idempotency_key, wait_s)
 
 
 @router.get("/cities")

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
-from composition.submit import submit
+from composition.submit import plan_and_submit
 
 router = APIRouter(prefix="/v1/storyboards", tags=["storyboards"])
 
@@ -15,6 +15,4 @@ router = APIRouter(prefix="/v1/storyboards", tags=["storyboards"])
 @router.post("", responses={200: {"model": StoryboardOut}, 202: {"model": Accepted}})
 async def storyboard(body: StoryboardBody, services: ServicesDep, workflows: WorkflowsDep,
                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    job = await workflows.storyboards.plan(body)
-    return await submit(services, workflows.storyboards.kind, job, body.wait_s, body.user_id, body.project_id,
-                        idempotency_key)
+    return await plan_and_submit(services, workflows.storyboards, body, idempotency_key)

@@ -14,7 +14,7 @@ from composition.schemas.common import Id
 from composition.store.tasks import STATUSES, TaskRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
-PUBLIC = {"request", "lane", "attempts"}
+HIDDEN = {"request", "lane", "attempts"}
 
 
 @router.get("")
@@ -23,7 +23,7 @@ async def list_tasks(services: ServicesDep, user_id: Annotated[Id | None, Query(
                      kind: Annotated[str | None, Query(max_length=32)] = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, list[dict[str, Any]]]:
     records = await services.tasks.list(user_id, status, kind, limit)
-    return {"tasks": [record.model_dump(exclude=PUBLIC) for record in records]}
+    return {"tasks": [record.model_dump(exclude=HIDDEN) for record in records]}
 
 
 @router.get("/stats")
@@ -40,7 +40,7 @@ async def _task(services, task_id: str) -> TaskRecord:
 
 @router.get("/{task_id}")
 async def get_task(task_id: TaskIdPath, services: ServicesDep) -> dict[str, Any]:
-    return (await _task(services, task_id)).model_dump(exclude=PUBLIC)
+    return (await _task(services, task_id)).model_dump(exclude=HIDDEN)
 
 
 @router.delete("/{task_id}")
@@ -48,7 +48,7 @@ async def cancel_task(task_id: TaskIdPath, services: ServicesDep) -> dict[str, A
     """Cancels a queued or running task (work stops at the next step); a finished task is returned as is."""
     await _task(services, task_id)
     await services.tasks.cancel(task_id)
-    return (await _task(services, task_id)).model_dump(exclude=PUBLIC)
+    return (await _task(services, task_id)).model_dump(exclude=HIDDEN)
 
 
 @router.get("/{task_id}/events", response_class=StreamingResponse)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoModel, VideoOut
-from composition.submit import submit
+from composition.submit import plan_and_submit
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -17,9 +17,7 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
 @router.post("/generations", responses={200: {"model": VideoOut}, 202: {"model": Accepted}})
 async def generations(body: VideoGeneration, services: ServicesDep, workflows: WorkflowsDep,
                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    job = await workflows.videos.plan(body)
-    return await submit(services, workflows.videos.kind, job, body.wait_s, body.user_id, body.project_id,
-                        idempotency_key)
+    return await plan_and_submit(services, workflows.videos, body, idempotency_key)
 
 
 @router.get("/estimate")

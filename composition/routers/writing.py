@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.writing import WritingBody, WritingOut
-from composition.submit import submit
+from composition.submit import plan_and_submit
 
 router = APIRouter(prefix="/v1/writing", tags=["writing"])
 
@@ -17,9 +17,7 @@ router = APIRouter(prefix="/v1/writing", tags=["writing"])
 @router.post("", responses={200: {"model": WritingOut}, 202: {"model": Accepted}})
 async def writing(body: WritingBody, services: ServicesDep, workflows: WorkflowsDep,
                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    job = await workflows.writing.plan(body)
-    return await submit(services, workflows.writing.kind, job, body.wait_s, body.user_id, body.project_id,
-                        idempotency_key)
+    return await plan_and_submit(services, workflows.writing, body, idempotency_key)
 
 
 @router.get("/styles")

@@ -53,6 +53,10 @@ class Workflow(Generic[R]):
     def __init__(self, services: Services) -> None:
         self.services = services
 
+    async def plan(self, body: Any) -> R:
+        """Ingress side: checks what the body refers to and resolves defaults into the task's request."""
+        return body
+
     async def run(self, ctx: TaskContext, request: R) -> dict[str, Any]:
         raise NotImplementedError
 
