@@ -120,7 +120,7 @@ class TaskRunner:
                 if isinstance(cause, ValueError):
                     await tasks.fail(task_id, "invalid_request", str(cause).splitlines()[0], None, 422)
                     return
-                log.warning("task %s attempt %d failed: %s", task_id, attempt, type(cause).__name__)
+                log.warning("task %s attempt %d failed", task_id, attempt, exc_info=cause)
                 if attempt >= self.args.max_attempts:
                     await tasks.fail(task_id, "internal", f"failed after {attempt} attempts: {type(cause).__name__}")
                     return

@@ -39,10 +39,21 @@ class Services:
     runner: DeploymentHandle | None = None
     family_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def handle(self, family: str) -> DeploymentHandle:
+        """A family's deployment handle, or a 503 when that family is not deployed in this app."""
+        if family not in self.handles:
+            raise ApiError(503, "unavailable", f"model family {family} is not deployed", "model",
+                           headers={"Retry-After": "60"})
+        return self.handles[family]
+
+    def defaults_of(self, family: str) -> GenerationDefaults:
+        self.handle(family)
+        return self.defaults[family]
+
     async def info(self, family: str) -> dict[str, Any]:
         """A family deployment's `info()` (model, source, size multiple), fetched once per replica."""
         if family not in self.family_info:
-            self.family_info[family] = await self.handles[family].info.remote()
+            self.family_info[family] = await self.handle(family).info.remote()
         return self.family_info[family]
 
     async def check_size(self, family: str, width: int, height: int, num_frames: int | None = None) -> None:

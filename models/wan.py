@@ -23,7 +23,7 @@ MAX_SEQUENCE_LENGTH = 512  # the I2V transformer splits image from text context 
 _TINY_TRANSFORMER = dict(
     patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, out_channels=16,
     text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-    eps=1e-6, image_dim=4, added_kv_proj_dim=24, rope_max_seq_len=32,
+    eps=1e-6, image_dim=4, added_kv_proj_dim=24, rope_max_seq_len=1024,
 )
 _FULL_TRANSFORMER = dict(
     patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=36, out_channels=16,

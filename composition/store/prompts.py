@@ -105,6 +105,10 @@ class PromptStore:
                   *(keys.prompt_bucket(scope, bucket) for bucket in (buckets if embedding is not None else []))])
         return found.decode()
 
+    async def alias(self, scope: str, normalized: str, prompt_key: str) -> None:
+        """Remembers a semantic match as exact, so the same wording next time skips the embedding."""
+        await self.client.set(keys.prompt_exact(scope, digest(normalized)), prompt_key, nx=True)
+
     async def prompt_of(self, prompt_key: str) -> str | None:
         found = await self.client.hget(keys.prompt(prompt_key), "prompt")
         return found.decode() if found else None

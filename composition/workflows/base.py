@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from composition.errors import ApiError
 from config import keys
 
 if TYPE_CHECKING:
@@ -61,8 +60,4 @@ class Workflow(Generic[R]):
         raise NotImplementedError
 
     def handle(self, family: str):
-        """The deployment handle of a family, or a 503 when that family is not deployed."""
-        handle = self.services.handles.get(family)
-        if handle is None:
-            raise ApiError(503, "unavailable", f"model family {family} is not deployed", "model")
-        return handle
+        return self.services.handle(family)

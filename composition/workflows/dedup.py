@@ -57,5 +57,6 @@ class Dedup:
                     best is None or similarity > best.similarity):
                 best = Resolution(prompt_key=prompt_key, match="semantic", similarity=round(similarity, 4))
         if best:
+            await self.prompts.alias(scope, normalized, best.prompt_key)
             return best
         return Resolution(prompt_key=await self.prompts.register(scope, prompt, normalized, vector, buckets), match="new")

@@ -65,7 +65,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
         """Dedup the prompt to its key and pick the wanted seeds (the key's first n variants unless a seed is
         given; `reserve=False` leaves the pool's slots to the caller); raises 4xx for unknown assets or bad sizes."""
         family = "flux" if isinstance(body, ImageEdit) else getattr(body, "model", "sdxl")
-        defaults = self.services.defaults[family]
+        defaults = self.services.defaults_of(family)
         owner = body.user_id or ""
         fields: dict[str, Any] = dict(
             family=family, steps=body.steps or defaults.steps,

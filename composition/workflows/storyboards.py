@@ -42,7 +42,7 @@ class StoryboardsWorkflow(Workflow[StoryboardBody]):
         self.videos = videos
 
     def size(self, body: StoryboardBody) -> tuple[int, int]:
-        defaults = self.services.defaults["wan"]
+        defaults = self.services.defaults_of("wan")
         return body.width or defaults.width, body.height or defaults.height
 
     async def plan(self, body: StoryboardBody) -> StoryboardBody:
@@ -57,7 +57,7 @@ class StoryboardsWorkflow(Workflow[StoryboardBody]):
         keyframes = await self._each(ctx, "keyframes", scenes, lambda i, s: self._keyframe(ctx, body, i, s))
         clips = await self._each(ctx, "clips", scenes, lambda i, s: self._clip(ctx, body, i, s, keyframes[i]))
         await ctx.stage("joining")
-        fps = body.fps or self.services.defaults["wan"].fps
+        fps = body.fps or self.services.defaults_of("wan").fps
         joined = await asyncio.to_thread(concat_mp4, [await self.services.assets.read(c) for c in clips], fps)
         gif = await asyncio.to_thread(lambda: frames_to_gif(decode_mp4(joined), fps, max_side=256))
         assets, owner = self.services.assets, body.user_id or ""
@@ -103,7 +103,7 @@ class StoryboardsWorkflow(Workflow[StoryboardBody]):
 
     async def _keyframe(self, ctx: TaskContext, body: StoryboardBody, index: int, scene: Scene) -> str:
         width, height = self.size(body)
-        defaults = self.services.defaults["flux"]
+        defaults = self.services.defaults_of("flux")
         request = ImageRequest(prompt=scene_prompt(scene, body.style), width=width, height=height,
                                steps=defaults.steps, guidance=defaults.guidance, seed=index)
         result = await self.handle("flux").generate.remote(request, ctx.task_id)
@@ -112,7 +112,7 @@ class StoryboardsWorkflow(Workflow[StoryboardBody]):
 
     async def _clip(self, ctx: TaskContext, body: StoryboardBody, index: int, scene: Scene, keyframe: str) -> str:
         width, height = self.size(body)
-        fps = body.fps or self.services.defaults["wan"].fps
+        fps = body.fps or self.services.defaults_of("wan").fps
         frames = clip_frames(body.scene_seconds or scene.duration_s, fps,
                              (await self.services.info("wan"))["frame_multiple"])
         job = await self.videos.job(keyframe, "wan", owner=body.user_id or "", prompt=scene.description,

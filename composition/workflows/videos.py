@@ -41,7 +41,7 @@ class VideosWorkflow(Workflow[VideoJob]):
 
     async def job(self, image: str, model: VideoModel, owner: str = "", **options: Any) -> VideoJob:
         """Fills the family's defaults into unset options and checks the size."""
-        defaults = self.services.defaults[model]
+        defaults = self.services.defaults_of(model)
         fields = {name: options.get(name) or getattr(defaults, name)
                   for name in ("num_frames", "fps", "steps", "width", "height")}
         await self.services.check_size(model, fields["width"], fields["height"], fields["num_frames"])
@@ -69,10 +69,10 @@ class VideosWorkflow(Workflow[VideoJob]):
                         seed=result.seed, metadata=result.metadata.model_dump()).model_dump()
 
     def guidance(self, model: VideoModel) -> float:
-        return self.services.defaults[model].guidance
+        return self.services.defaults_of(model).guidance
 
     async def estimate(self, model: VideoModel, num_frames: int | None, steps: int | None) -> VideoEstimate:
-        defaults = self.services.defaults[model]
+        defaults = self.services.defaults_of(model)
         num_frames, steps = num_frames or defaults.num_frames, steps or defaults.steps
         measured = await self.services.timings.get(model)
         ms_per_unit, samples = measured or (PRIOR_MS_PER_UNIT, 0)

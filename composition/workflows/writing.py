@@ -35,7 +35,7 @@ class WritingWorkflow(Workflow[WritingBody]):
         return body
 
     def size(self, body: WritingBody) -> tuple[int, int]:
-        defaults = self.services.defaults["sdxl"]
+        defaults = self.services.defaults_of("sdxl")
         return body.width or defaults.width, body.height or defaults.height
 
     async def run(self, ctx: TaskContext, body: WritingBody) -> dict[str, Any]:
@@ -47,7 +47,7 @@ class WritingWorkflow(Workflow[WritingBody]):
         refs = {kind: await self.services.assets.put(png, "image/png", "control", owner, (width, height))
                 for kind, png in pngs.items()}
         prompt = style.render(body.word.strip(), body.translation or "")
-        defaults = self.services.defaults["sdxl"]
+        defaults = self.services.defaults_of("sdxl")
         request = ImageRequest(prompt=prompt, negative_prompt=style.negative_prompt, width=width, height=height,
                                steps=defaults.steps, guidance=defaults.guidance, seed=body.seed,
                                controls=tuple(Control(type=kind, image=pngs[kind], scale=scale)

@@ -79,3 +79,27 @@ def test_a_killed_runner_task_is_reclaimed_and_finishes(client, redis_url):
     assert task["status"] == "succeeded", task
     assert redis.Redis.from_url(redis_url).hget(keys.task(task_id), "attempts") == b"2"
     assert client.get("/ready").status_code == 200  # a new runner replica took over
+
+
+def test_a_retried_storyboard_resumes_from_its_cached_steps(client, redis_url):
+    """Kill the runner while clips render, plant a different keyframe in the step cache: the retried task must
+    use the cached keyframe (and scenes) rather than render them again."""
+    from ray import serve
+
+    body = {"theme": "a lantern drifting downriver", "num_scenes": 2, "scene_seconds": 8, "fps": 16, "wait_s": 0}
+    task_id = client.post("/v1/storyboards", json=body).json()["task_id"]
+    deadline = time.monotonic() + 120
+    while client.get(f"/v1/tasks/{task_id}").json()["stage"] not in ("clips", "animating"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    runner = serve.get_deployment_handle("TaskRunner", "montage").status.remote().result()
+    os.kill(runner["pid"], signal.SIGKILL)
+    steps = redis.Redis.from_url(redis_url)
+    planted = upload(client, png(64, 64, seed=23))
+    steps.hset(keys.task_steps(task_id), "keyframes:0", json.dumps(planted))
+    scenes = json.loads(steps.hget(keys.task_steps(task_id), "scenes"))
+    task = wait_task(client, task_id, timeout_s=300)
+    assert task["status"] == "succeeded", task["error"]
+    assert steps.hget(keys.task(task_id), "attempts") == b"2"
+    assert task["result"]["keyframes"][0]["asset_id"] == planted
+    assert task["result"]["scenes"] == scenes["scenes"]
