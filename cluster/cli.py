@@ -14,12 +14,25 @@ def main(argv: list[str] | None = None) -> int:
     plan = commands.add_parser("plan", help="print the GPU placement plan of a serve config")
     plan.add_argument("config", nargs="?", default="config/serve/h200.yaml")
     plan.add_argument("--gpu", default="h200")
+    keys = commands.add_parser("keys", help="API keys: create (prints the key last), list, revoke")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    create = key_commands.add_parser("create")
+    create.add_argument("--user", required=True)
+    create.add_argument("--tier", default="free")
+    key_commands.add_parser("list")
+    revoke = key_commands.add_parser("revoke")
+    revoke.add_argument("key_id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "up":
         from cluster.local import up as run_up
 
         return run_up(args.config)
+    if args.command == "keys":
+        from cluster.keys_cli import main_keys
+
+        return main_keys(args.action, getattr(args, "user", None), getattr(args, "tier", None),
+                         getattr(args, "key_id", None))
     from cluster.plan_cli import main_plan
 
     return main_plan(args.config, args.gpu)

@@ -1,9 +1,10 @@
 """The FastAPI app factory: routers, error envelope, and the replica's services on `app.state`."""
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from composition import errors
+from composition.auth import authenticate
 from composition.routers import (
     assets,
     images,
@@ -21,15 +22,16 @@ from composition.routers import (
 from composition.services import Services
 from composition.workflows.registry import Workflows
 
-ROUTERS = (system, images, prompts, videos, souls, selfies, storyboards, writing, styles, projects, assets, tasks)
+ROUTERS = (images, prompts, videos, souls, selfies, storyboards, writing, styles, projects, assets, tasks)
 
 
 def create_api(services: Services, workflows: Workflows) -> FastAPI:
     api = FastAPI(title="Montage", version=system.VERSION,
                   description="Generative media on Ray Serve: images, edits, videos, variants, selfies, storyboards.")
     errors.install(api)
+    api.include_router(system.router)
     for module in ROUTERS:
-        api.include_router(module.router)
+        api.include_router(module.router, dependencies=[Depends(authenticate)])
     api.state.services = services
     api.state.workflows = workflows
     return api

@@ -10,6 +10,7 @@ from ray.serve.handle import DeploymentHandle
 
 from composition.catalogue import Catalogue, load_catalogue
 from composition.errors import ApiError
+from composition.store.access import AccessStore
 from composition.store.assets import AssetStore
 from composition.store.landmarks import LandmarkChooser
 from composition.store.projects import ProjectStore
@@ -32,6 +33,7 @@ class Services:
     projects: ProjectStore
     timings: TimingStore
     landmarks: LandmarkChooser
+    access: AccessStore
     handles: dict[str, DeploymentHandle]
     defaults: dict[str, GenerationDefaults]
     args: CompositionArgs
@@ -86,6 +88,7 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         projects=ProjectStore(client),
         timings=TimingStore(client),
         landmarks=LandmarkChooser(client),
+        access=AccessStore(client),
         handles=handles,
         defaults=defaults,
         args=args,

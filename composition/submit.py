@@ -6,6 +6,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from composition.auth import Principal, charge
 from composition.errors import error_body
 from composition.services import Services
 from composition.store.tasks import TaskRecord
@@ -30,20 +31,30 @@ def accepted(task_id: str, status: str) -> dict[str, Any]:
     return {"task_id": task_id, "status": status, "status_url": f"/v1/tasks/{task_id}"}
 
 
-async def submit(services: Services, kind: str, job: BaseModel, wait_s: float, user_id: str | None,
-                 project_id: str | None = None, idempotency_key: str | None = None,
+async def submit(services: Services, principal: Principal, kind: str, job: BaseModel, wait_s: float,
+                 user_id: str | None, project_id: str | None = None, idempotency_key: str | None = None,
                  flight: str | None = None) -> JSONResponse:
-    """Creates (or joins, by Idempotency-Key or single-flight) a task and waits up to `wait_s` for it."""
+    """Charges the caller's quota, then creates (or joins, by Idempotency-Key or single-flight) a task on the
+    caller's lane and waits up to `wait_s` for it."""
     if project_id:
         await services.projects.get(project_id, field="project_id")
-    task_id, _ = await services.tasks.create(kind, job.model_dump(mode="json"), user_id or "", "normal", project_id,
-                                             idempotency_key, flight)
+    await charge(services, principal, kind)
+    task_id, _ = await services.tasks.create(kind, job.model_dump(mode="json"), user_id or "", principal.lane,
+                                             project_id, idempotency_key, flight)
     return task_response(await services.tasks.wait(task_id, wait_s))
 
 
-async def plan_and_submit(services: Services, workflow: Workflow, body: Any, idempotency_key: str | None,
-                          wait_s: float | None = None) -> JSONResponse:
-    """The common route: the workflow plans the body into a task request, then it is queued and awaited."""
+async def plan_and_submit(services: Services, principal: Principal, workflow: Workflow, body: Any,
+                          idempotency_key: str | None, wait_s: float | None = None) -> JSONResponse:
+    """The common route: the workflow plans the body (acting for the caller's user) into a task request, then
+    it is queued and awaited."""
+    body = as_user(body, principal)
     job = await workflow.plan(body)
-    return await submit(services, workflow.kind, job, body.wait_s if wait_s is None else wait_s, body.user_id,
-                        body.project_id, idempotency_key)
+    return await submit(services, principal, workflow.kind, job, body.wait_s if wait_s is None else wait_s,
+                        body.user_id, body.project_id, idempotency_key)
+
+
+def as_user(body: Any, principal: Principal) -> Any:
+    """The body with `user_id` set to the authenticated user (bodies only claim a user when auth is off)."""
+    user = principal.user(body.user_id)
+    return body if user == body.user_id else body.model_copy(update={"user_id": user})

@@ -44,3 +44,32 @@ class CompositionArgs(_Strict):
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
     task_ttl_s: int = Field(default=7 * 86_400, ge=60, description="how long finished task records are kept")
     dedup: DedupArgs = Field(default_factory=DedupArgs)
+    access: AccessArgs = Field(default_factory=lambda: AccessArgs())
+
+
+QuotaKind = Literal["images", "videos", "storyboards"]
+
+
+class TierArgs(_Strict):
+    """What a tier of API keys gets: a priority lane, daily quotas and a token-bucket rate limit."""
+
+    lane: Lane = "normal"
+    daily: dict[QuotaKind, int] = Field(default_factory=dict, description="kind → tasks per UTC day; absent: no limit")
+    rate_per_s: float = Field(default=5.0, gt=0, description="sustained requests per second")
+    burst: int = Field(default=20, ge=1, description="bucket size: requests allowed at once")
+
+
+def _default_tiers() -> dict[str, TierArgs]:
+    return {
+        "free": TierArgs(lane="low", daily={"images": 100, "videos": 10, "storyboards": 2}, rate_per_s=1, burst=5),
+        "pro": TierArgs(lane="normal", daily={"images": 2000, "videos": 200, "storyboards": 50}, rate_per_s=10,
+                        burst=40),
+        "studio": TierArgs(lane="high", rate_per_s=50, burst=200),
+    }
+
+
+class AccessArgs(_Strict):
+    """Auth and tiers. `required` (or MONTAGE_AUTH=required) makes API routes need `Authorization: Bearer <key>`."""
+
+    auth: Literal["off", "required"] | None = Field(default=None, description="None: MONTAGE_AUTH, else off")
+    tiers: dict[str, TierArgs] = Field(default_factory=_default_tiers)

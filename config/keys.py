@@ -22,6 +22,9 @@
 | style:{soul} / styles | string (JSON) / set | style profiles |
 | project:{id} / projects:{user} / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
 | timing:{family} | hash | measured model time per step × frame, for estimates |
+| apikey:{sha256} / apikeys / apikeys:{user} | hash / sorted sets | API keys (hashed): user, tier, created, revoked |
+| quota:{user}:{kind}:{day} | string | tasks of a kind created that UTC day (expires after 2 days) |
+| rate:{user} | hash | token bucket: tokens left and last refill time |
 """
 from __future__ import annotations
 
@@ -135,3 +138,19 @@ def project_assets(project_id: str) -> str:
 
 def timing(family: str) -> str:
     return _key("timing", family)
+
+
+def api_key(digest: str) -> str:
+    return _key("apikey", digest)
+
+
+def api_keys(user_id: str | None = None) -> str:
+    return _key("apikeys", user_id) if user_id else _key("apikeys")
+
+
+def quota(user_id: str, kind: str, day: str) -> str:
+    return _key("quota", user_id, kind, day)
+
+
+def rate(user_id: str) -> str:
+    return _key("rate", user_id)

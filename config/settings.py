@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,3 +16,4 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "MONTAGE_REDIS_URL"))
     asset_dir: Path = Path("var/assets")
     data_dir: Path = Path("var")
+    auth: Literal["off", "required"] = "off"

@@ -4,38 +4,40 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.images import ControlledGeneration, ImageEdit, ImageGeneration, ImagesResult
-from composition.submit import submit
+from composition.submit import as_user, submit
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 RESPONSES = {200: {"model": ImagesResult}, 202: {"model": Accepted}}
 
 
-async def _images(body: ImageGeneration | ControlledGeneration | ImageEdit, services, workflows,
+async def _images(body: ImageGeneration | ControlledGeneration | ImageEdit, services, workflows, principal,
                   idempotency_key: str | None) -> JSONResponse:
     """A cache hit answers at once; a miss joins the task already rendering the same variants, or queues one."""
+    body = as_user(body, principal)
     job = await workflows.images.plan(body)
     if (hit := await workflows.images.cached(job)) is not None:
         return JSONResponse(hit)
-    return await submit(services, workflows.images.kind, job, body.wait_s, body.user_id, body.project_id,
+    return await submit(services, principal, workflows.images.kind, job, body.wait_s, body.user_id, body.project_id,
                         idempotency_key, flight=job.flight())
 
 
 @router.post("/generations", responses=RESPONSES)
-async def generations(body: ImageGeneration, services: ServicesDep, workflows: WorkflowsDep,
+async def generations(body: ImageGeneration, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await _images(body, services, workflows, idempotency_key)
+    return await _images(body, services, workflows, principal, idempotency_key)
 
 
 @router.post("/controlled", responses=RESPONSES)
-async def controlled(body: ControlledGeneration, services: ServicesDep, workflows: WorkflowsDep,
+async def controlled(body: ControlledGeneration, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await _images(body, services, workflows, idempotency_key)
+    return await _images(body, services, workflows, principal, idempotency_key)
 
 
 @router.post("/edits", responses=RESPONSES)
-async def edits(body: ImageEdit, services: ServicesDep, workflows: WorkflowsDep,
+async def edits(body: ImageEdit, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await _images(body, services, workflows, idempotency_key)
+    return await _images(body, services, workflows, principal, idempotency_key)

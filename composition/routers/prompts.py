@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.prompts import OptimizedOut, PromptOptimize
@@ -13,6 +14,6 @@ router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
 
 
 @router.post("/optimize", responses={200: {"model": OptimizedOut}, 202: {"model": Accepted}})
-async def optimize(body: PromptOptimize, services: ServicesDep, workflows: WorkflowsDep,
+async def optimize(body: PromptOptimize, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await plan_and_submit(services, workflows.prompts, body, idempotency_key)
+    return await plan_and_submit(services, principal, workflows.prompts, body, idempotency_key)

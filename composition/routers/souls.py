@@ -6,8 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from composition.auth import PrincipalDep
 from composition.deps import IdPath, ServicesDep, WorkflowsDep
-from composition.errors import not_found
+from composition.errors import ApiError, not_found
 from composition.schemas.common import Accepted, AssetRef, Id
 from composition.schemas.variants import SeenBody, SeenOut, SoulImageOut, UserSeenOut, VariantOut, VariantsOut
 from composition.submit import submit
@@ -16,15 +17,18 @@ router = APIRouter(tags=["variants"])
 
 
 @router.get("/v1/souls/{soul_id}/image", responses={200: {"model": SoulImageOut}, 202: {"model": Accepted}})
-async def soul_image(soul_id: IdPath, services: ServicesDep, workflows: WorkflowsDep,
-                     user_id: Annotated[Id, Query()],
+async def soul_image(soul_id: IdPath, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
+                     user_id: Annotated[Id | None, Query(description="required unless authenticated")] = None,
                      cue: Annotated[str, Query(max_length=500)] = "",
                      wait_s: Annotated[float, Query(ge=0, le=600)] = 60) -> JSONResponse:
+    user_id = principal.user(user_id)
+    if not user_id:
+        raise ApiError(422, "invalid_request", "user_id: required", "user_id")
     body = await workflows.variants.soul_prompt(soul_id, cue.strip())
     delivery = await workflows.variants.deliver(body, user_id)
     if delivery.result is not None:
         return JSONResponse(delivery.result)
-    return await submit(services, workflows.variants.kind, delivery.job, wait_s, user_id)
+    return await submit(services, principal, workflows.variants.kind, delivery.job, wait_s, user_id)
 
 
 @router.post("/v1/variants/{variant_id}/seen")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
@@ -13,6 +14,6 @@ router = APIRouter(prefix="/v1/storyboards", tags=["storyboards"])
 
 
 @router.post("", responses={200: {"model": StoryboardOut}, 202: {"model": Accepted}})
-async def storyboard(body: StoryboardBody, services: ServicesDep, workflows: WorkflowsDep,
+async def storyboard(body: StoryboardBody, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await plan_and_submit(services, workflows.storyboards, body, idempotency_key)
+    return await plan_and_submit(services, principal, workflows.storyboards, body, idempotency_key)

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoModel, VideoOut
@@ -15,9 +16,9 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
 
 @router.post("/generations", responses={200: {"model": VideoOut}, 202: {"model": Accepted}})
-async def generations(body: VideoGeneration, services: ServicesDep, workflows: WorkflowsDep,
+async def generations(body: VideoGeneration, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await plan_and_submit(services, workflows.videos, body, idempotency_key)
+    return await plan_and_submit(services, principal, workflows.videos, body, idempotency_key)
 
 
 @router.get("/estimate")

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.writing import WritingBody, WritingOut
@@ -15,9 +16,9 @@ router = APIRouter(prefix="/v1/writing", tags=["writing"])
 
 
 @router.post("", responses={200: {"model": WritingOut}, 202: {"model": Accepted}})
-async def writing(body: WritingBody, services: ServicesDep, workflows: WorkflowsDep,
+async def writing(body: WritingBody, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await plan_and_submit(services, workflows.writing, body, idempotency_key)
+    return await plan_and_submit(services, principal, workflows.writing, body, idempotency_key)
 
 
 @router.get("/styles")

@@ -53,7 +53,7 @@ if status == 'queued' then
   redis.call('HINCRBY', KEYS[2], 'queued', -1)
   redis.call('HINCRBY', KEYS[2], 'running', 1)
 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1], 'started_at', ARGV[1])
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
 
@@ -87,6 +87,7 @@ class TaskRecord(BaseModel):
     user_id: str = ""
     lane: Lane = "normal"
     attempts: int = 0
+    started_at: float | None = None
     project_id: str | None = None
     request: dict[str, Any] | None = None
 

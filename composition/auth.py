@@ -1,0 +1,71 @@
+"""Who is calling: API-key auth (when required), the caller's tier, lane, rate limit and daily quotas."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from composition.deps import ServicesDep
+from composition.errors import ApiError
+from composition.services import Services
+from config.composition import Lane, QuotaKind, TierArgs
+from config.settings import Settings
+
+QUOTA_KINDS: dict[str, QuotaKind] = {"image": "images", "variant": "images", "writing": "images",
+                                     "selfie": "images", "video": "videos", "storyboard": "storyboards"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller; with auth off, an anonymous caller whose bodies name the user."""
+
+    user_id: str | None = None
+    tier: TierArgs | None = None
+
+    @property
+    def lane(self) -> Lane:
+        return self.tier.lane if self.tier else "normal"
+
+    def user(self, claimed: str | None) -> str | None:
+        """The user a request acts for: the key's user when authenticated, else what the body claims."""
+        return self.user_id or claimed
+
+
+def auth_required(services: Services) -> bool:
+    return (services.args.access.auth or Settings().auth) == "required"
+
+
+async def authenticate(request: Request, services: ServicesDep) -> Principal:
+    """401 without a live key, 429 with Retry-After over the tier's rate; the principal lands on request.state."""
+    principal = Principal()
+    if auth_required(services):
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        record = await services.access.lookup(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+        if record is None:
+            raise ApiError(401, "unauthorized", "authorization: a valid `Bearer <key>` is required", "authorization",
+                           headers={"WWW-Authenticate": "Bearer"})
+        tier = services.args.access.tiers.get(record.tier)
+        if tier is None:
+            raise ApiError(403, "forbidden", f"authorization: the key's tier {record.tier!r} is not configured",
+                           "authorization")
+        principal = Principal(record.user_id, tier)
+        wait_s = await services.access.take_token(record.user_id, tier.rate_per_s, tier.burst)
+        if wait_s:
+            raise ApiError(429, "rate_limited", f"rate limit of {tier.rate_per_s:g}/s exceeded", None,
+                           headers={"Retry-After": str(wait_s)})
+    request.state.principal = principal
+    return principal
+
+
+async def charge(services: Services, principal: Principal, task_kind: str) -> None:
+    """Takes one of today's tasks of this kind from the caller's quota; 429 naming the limit when none is left."""
+    kind = QUOTA_KINDS.get(task_kind)
+    if principal.tier is None or kind is None or kind not in principal.tier.daily:
+        return
+    limit = principal.tier.daily[kind]
+    if not await services.access.take_quota(principal.user_id, kind, limit):
+        raise ApiError(429, "quota_exceeded", f"daily quota of {limit} {kind} reached", kind)
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]

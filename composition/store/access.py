@@ -1,0 +1,100 @@
+"""API keys (stored hashed), daily quotas and token-bucket rate limits; every check is one atomic script."""
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import time
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+
+from config import keys
+
+KEY_PREFIX = "mtg_"
+
+_QUOTA = """
+-- KEYS: counter; ARGV: limit, ttl. Counts one more unless that would pass the limit: 1 taken, 0 refused.
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+_BUCKET = """
+-- KEYS: bucket; ARGV: rate per s, burst, now. Returns 0 when a token was taken, else ms until the next one.
+local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1] or burst)
+local at = tonumber(state[2] or now)
+tokens = math.min(burst, tokens + (now - at) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate * 1000) end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return wait
+"""
+
+
+class ApiKey(BaseModel):
+    key_id: str
+    user_id: str
+    tier: str
+    created_at: float
+    revoked: bool = False
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class AccessStore:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._quota = client.register_script(_QUOTA)
+        self._bucket = client.register_script(_BUCKET)
+
+    async def create_key(self, user_id: str, tier: str) -> tuple[str, ApiKey]:
+        """A new random key (shown once) and its record; only its sha256 is stored."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        digest = key_digest(key)
+        record = ApiKey(key_id=digest[:16], user_id=user_id, tier=tier, created_at=time.time())
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.api_key(digest), mapping={**record.model_dump(), "revoked": 0})
+        pipe.zadd(keys.api_keys(), {digest: record.created_at})
+        await pipe.execute()
+        return key, record
+
+    async def lookup(self, key: str) -> ApiKey | None:
+        """The record of a live key, or None for an unknown or revoked one."""
+        raw = await self.client.hgetall(keys.api_key(key_digest(key)))
+        if not raw:
+            return None
+        record = ApiKey.model_validate({k.decode(): v.decode() for k, v in raw.items()})
+        return None if record.revoked else record
+
+    async def list_keys(self) -> list[ApiKey]:
+        digests = await self.client.zrange(keys.api_keys(), 0, -1)
+        pipe = self.client.pipeline(transaction=False)
+        for digest in digests:
+            pipe.hgetall(keys.api_key(digest.decode()))
+        return [ApiKey.model_validate({k.decode(): v.decode() for k, v in raw.items()})
+                for raw in await pipe.execute() if raw]
+
+    async def revoke(self, key_id: str) -> bool:
+        for digest in await self.client.zrange(keys.api_keys(), 0, -1):
+            if digest.decode().startswith(key_id):
+                await self.client.hset(keys.api_key(digest.decode()), "revoked", 1)
+                return True
+        return False
+
+    async def take_quota(self, user_id: str, kind: str, limit: int) -> bool:
+        day = datetime.now(UTC).strftime("%Y%m%d")
+        return bool(await self._quota(keys=[keys.quota(user_id, kind, day)], args=[limit, 2 * 86_400]))
+
+    async def take_token(self, user_id: str, rate_per_s: float, burst: int) -> float:
+        """0 when the request may pass, else the seconds to wait (for `Retry-After`)."""
+        wait_ms = int(await self._bucket(keys=[keys.rate(user_id)], args=[rate_per_s, burst, time.time()]))
+        return math.ceil(wait_ms / 1000) if wait_ms else 0
