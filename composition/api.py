@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from composition import errors
+from composition import errors, metrics
 from composition.auth import authenticate
 from composition.routers import (
     assets,
@@ -29,6 +29,7 @@ def create_api(services: Services, workflows: Workflows) -> FastAPI:
     api = FastAPI(title="Montage", version=system.VERSION,
                   description="Generative media on Ray Serve: images, edits, videos, variants, selfies, storyboards.")
     errors.install(api)
+    metrics.install(api)
     api.include_router(system.router)
     for module in ROUTERS:
         api.include_router(module.router, dependencies=[Depends(authenticate)])

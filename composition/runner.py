@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from composition.errors import ApiError
+from composition.metrics import service_metrics
 from composition.services import Services, build_services
 from composition.store.tasks import Entry
 from composition.workflows.base import TaskCancelled, TaskContext, Workflow
@@ -84,6 +85,8 @@ class TaskRunner:
             await asyncio.sleep(self.args.heartbeat_s)
             try:
                 await self.services.tasks.heartbeat(self.consumer, list(self.active.values()))
+                for status, count in (await self.services.tasks.stats())["by_status"].items():
+                    service_metrics().tasks.set(count, {"status": status})
             except Exception:
                 log.exception("heartbeat failed")
 
@@ -91,10 +94,18 @@ class TaskRunner:
         try:
             await self._attempts(entry.task_id)
             await self.services.tasks.ack(entry)
+            await self._observe(entry.task_id)
         except Exception:  # Redis unreachable mid-task: leave the entry pending, it is reclaimed later
             log.exception("task %s left pending", entry.task_id)
         finally:
             self.active.pop(entry.task_id, None)
+
+    async def _observe(self, task_id: str) -> None:
+        record = await self.services.tasks.get(task_id)
+        if record and record.terminal:
+            tags = {"kind": record.kind, "status": record.status}
+            service_metrics().tasks_finished.inc(1, tags)
+            service_metrics().task_ms.observe((record.updated_at - record.created_at) * 1000.0, tags)
 
     async def _attempts(self, task_id: str) -> None:
         tasks = self.services.tasks

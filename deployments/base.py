@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.app import Batching
+from deployments.metrics import deployment_metrics
 from deployments.progress import Cancelled, ProgressReporter
 from models.runtime import Family, group_by
 
@@ -93,6 +94,7 @@ class ModelDeployment:
                 if all(cancelled):
                     raise Cancelled(f"{stage} cancelled at step {done}/{total}")
 
+            run_started = time.monotonic()
             try:
                 outputs = await asyncio.to_thread(run, [job.request for job in group], on_step)
             except Cancelled as cancelled:  # only this group stops; the rest of the batch runs on
@@ -102,4 +104,17 @@ class ModelDeployment:
                     output.metadata.replica = self.replica
                     output.metadata.queue_ms = (started - job.arrived) * 1000.0
                 results[index] = output
+            self._observe(group, started, (time.monotonic() - run_started) * 1000.0)
         return results
+
+    def _observe(self, group: list[Job], started: float, run_ms: float) -> None:
+        tags = {"deployment": self.model.name}
+        instruments = deployment_metrics()
+        instruments.batch_size.observe(len(group), tags)
+        instruments.run_ms.observe(run_ms, tags)
+        for job in group:
+            instruments.queue_ms.observe((started - job.arrived) * 1000.0, tags)
+        if self.model.device.type == "cuda":
+            import torch
+
+            instruments.gpu_memory.set(torch.cuda.memory_allocated(self.model.device), tags)

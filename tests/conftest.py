@@ -30,9 +30,11 @@ def redis_url(tmp_path_factory):
 def ray_serve():
     """A local Ray with virtual GPUs (fractional placement schedules as on a GPU node) and Serve."""
     import ray
+    from helpers import METRICS_PORT
     from ray import serve
 
     ray.init(num_cpus=4, num_gpus=VIRTUAL_GPUS, include_dashboard=False, log_to_driver=False,
+             _metrics_export_port=METRICS_PORT,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
     serve.start(http_options={"host": "127.0.0.1", "port": 18000})
     yield serve

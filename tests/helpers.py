@@ -1,6 +1,8 @@
 """Small builders shared by tests."""
 from __future__ import annotations
 
+METRICS_PORT = 18080  # Ray's Prometheus endpoint in tests (`montage up` uses 8080)
+
 import io
 
 import numpy as np

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from composition.auth import PrincipalDep
+from composition.metrics import service_metrics
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.images import ControlledGeneration, ImageEdit, ImageGeneration, ImagesResult
@@ -19,7 +20,11 @@ async def _images(body: ImageGeneration | ControlledGeneration | ImageEdit, serv
     """A cache hit answers at once; a miss joins the task already rendering the same variants, or queues one."""
     body = as_user(body, principal)
     job = await workflows.images.plan(body)
-    if (hit := await workflows.images.cached(job)) is not None:
+    hit = await workflows.images.cached(job)
+    instruments = service_metrics()
+    instruments.dedup.inc(1, {"match": job.match})
+    instruments.cache.inc(1, {"result": "miss" if hit is None else "hit"})
+    if hit is not None:
         return JSONResponse(hit)
     return await submit(services, principal, workflows.images.kind, job, body.wait_s, body.user_id, body.project_id,
                         idempotency_key, flight=job.flight())
