@@ -17,6 +17,7 @@ from composition.routers import (
     system,
     tasks,
     videos,
+    web,
     writing,
 )
 from composition.services import Services
@@ -31,6 +32,7 @@ def create_api(services: Services, workflows: Workflows) -> FastAPI:
     errors.install(api)
     metrics.install(api)
     api.include_router(system.router)
+    api.include_router(web.router)
     for module in ROUTERS:
         api.include_router(module.router, dependencies=[Depends(authenticate)])
     api.state.services = services

@@ -1,6 +1,7 @@
 """Small builders shared by tests."""
 from __future__ import annotations
 
+BASE = "http://127.0.0.1:18000"  # Serve's HTTP proxy in tests
 METRICS_PORT = 18080  # Ray's Prometheus endpoint in tests (`montage up` uses 8080)
 
 import io

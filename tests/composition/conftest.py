@@ -4,8 +4,8 @@ import time
 import httpx
 import pytest
 import yaml
+from helpers import BASE
 
-BASE = "http://127.0.0.1:18000"
 CLAIM_IDLE_S = 3.0  # runner reclaim delay in tests, so a killed runner's task is picked up quickly
 
 

@@ -1,0 +1,41 @@
+"""The web page in a real headless Chromium (Debian's): generate an image and run a storyboard through the UI."""
+import shutil
+
+import pytest
+from helpers import BASE
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def page(montage):
+    if CHROMIUM is None:
+        pytest.fail("chromium not found: `make test` installs Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        tab = browser.new_page()
+        tab.goto(BASE + "/")
+        yield tab
+        browser.close()
+
+
+def test_generate_an_image_in_the_browser(page, tmp_path):
+    page.fill("#generate textarea[name=prompt]", "a paper lantern floating over a pond, drawn in the browser")
+    page.select_option("#generate select[name=model]", "flux")
+    page.click("#generate button")
+    image = page.wait_for_selector("#gallery figure img", timeout=120_000)
+    page.wait_for_function("img => img.complete && img.naturalWidth === 64", arg=image, timeout=30_000)
+    assert "paper lantern" in page.inner_text("#gallery figcaption")
+    page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
+    assert (tmp_path / "generate.png").stat().st_size > 1000
+
+
+def test_storyboard_progress_streams_and_the_video_appears(page, tmp_path):
+    page.fill("#storyboard input[name=theme]", "a kite that dreams of the moon")
+    page.click("#storyboard button")
+    page.wait_for_selector("#gallery video", timeout=240_000)
+    assert page.eval_on_selector("#storyboard-progress", "bar => bar.value") == 1
+    assert page.inner_text("#storyboard-status") == "done"
+    page.screenshot(path=str(tmp_path / "storyboard.png"), full_page=True)
