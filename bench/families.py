@@ -10,9 +10,25 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
-from config.families import EmbedderArgs, FluxArgs, LLMArgs, SDXLArgs, SVDArgs, Source, WanArgs
-from models.types import Control, EditRequest, ImageRequest, PromptRequest, StoryboardRequest, VideoRequest
+from config.families import (
+    EmbedderArgs,
+    FluxArgs,
+    LLMArgs,
+    SDXLArgs,
+    Source,
+    SVDArgs,
+    WanArgs,
+)
+from models.types import (
+    Control,
+    EditRequest,
+    ImageRequest,
+    PromptRequest,
+    StoryboardRequest,
+    VideoRequest,
+)
 
 
 def png(size: int = 64) -> bytes:
@@ -51,13 +67,13 @@ def cases() -> dict[str, tuple[Callable[[], object], Callable[[object], object]]
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
-    for name, (load, call) in cases().items():
+    for name, (load, call) in tqdm(cases().items(), desc="benchmark", unit="call"):
         started = time.perf_counter()
         model = load()
         load_s = time.perf_counter() - started

@@ -14,6 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = commands.add_parser("plan", help="print the GPU placement plan of a serve config")
     plan.add_argument("config", nargs="?", default="config/serve/h200.yaml")
     plan.add_argument("--gpu", default="h200")
+    commands.add_parser("status", help="deployments, replicas, GPU shares and Redis of the running cluster")
+    bench = commands.add_parser("bench", help="the CPU benchmark of the tiny families (what `make bench` does)")
+    bench.add_argument("--repeat", type=int, default=3)
     keys = commands.add_parser("keys", help="API keys: create (prints the key last), list, revoke")
     key_commands = keys.add_subparsers(dest="action", required=True)
     create = key_commands.add_parser("create")
@@ -28,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         from cluster.local import up as run_up
 
         return run_up(args.config)
+    if args.command == "status":
+        from cluster.status_cli import main_status
+
+        return main_status()
+    if args.command == "bench":
+        from bench.families import main as bench_main
+
+        return bench_main(["--repeat", str(args.repeat)]) or 0
     if args.command == "keys":
         from cluster.keys_cli import main_keys
 

@@ -48,3 +48,13 @@ def test_openapi_lists_every_contract_route(client):
     missing = {path: methods - set(paths.get(path, {})) for path, methods in contract.items()}
     assert {path: methods for path, methods in missing.items() if methods} == {}
     assert client.get("/docs").status_code == 200
+
+
+def test_status_lists_deployments_replicas_and_gpu_shares(montage):
+    from cluster.status_cli import collect, render
+
+    rows = {row["deployment"]: row for row in collect() if row["app"] == "montage"}
+    assert set(rows) == EXPECTED
+    assert rows["SDXL"]["num_gpus"] == 0.2 and rows["Embedder"]["num_gpus"] == 0
+    assert all(row["replicas"] >= 1 for row in rows.values())
+    assert "GPU in use" in render(list(rows.values()))

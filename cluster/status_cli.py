@@ -1,0 +1,58 @@
+"""`montage status`: deployments, replicas and GPU shares from the running Serve controller, and Redis."""
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from cluster.keys_cli import redis_url
+from config import keys
+
+
+def collect() -> list[dict[str, Any]]:
+    """One row per deployment of every Serve application (call with Ray connected)."""
+    from ray.serve.context import _connect
+
+    details = _connect().get_serve_details()
+    rows = []
+    for app_name, app in details.get("applications", {}).items():
+        for name, deployment in app.get("deployments", {}).items():
+            actor = (deployment.get("deployment_config") or {}).get("ray_actor_options") or {}
+            replicas = deployment.get("replicas") or []
+            rows.append({"app": app_name, "deployment": name, "status": deployment.get("status"),
+                         "replicas": sum(r.get("state") == "RUNNING" for r in replicas),
+                         "num_gpus": actor.get("num_gpus", 0) or 0, "num_cpus": actor.get("num_cpus", 0) or 0})
+    return rows
+
+
+def redis_summary(url: str) -> str:
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=3)
+        info = client.info("server")
+        counts = {k.decode(): int(v) for k, v in client.hgetall(keys.task_stats()).items()}
+        return f"Redis {info['redis_version']} at {url}: tasks {counts or 'none yet'}"
+    except redis.RedisError as exc:
+        return f"Redis at {url}: unreachable ({type(exc).__name__})"
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    header = f"{'app':<10}{'deployment':<14}{'status':<12}{'replicas':>9}{'GPU share':>11}{'GPUs used':>11}"
+    lines = [header]
+    for row in rows:
+        lines.append(f"{row['app']:<10}{row['deployment']:<14}{row['status']:<12}{row['replicas']:>9}"
+                     f"{row['num_gpus']:>11.2f}{row['num_gpus'] * row['replicas']:>11.2f}")
+    lines.append(f"GPU in use: {sum(r['num_gpus'] * r['replicas'] for r in rows):.2f}")
+    return "\n".join(lines)
+
+
+def main_status() -> int:
+    import ray
+
+    try:
+        ray.init(address="auto", log_to_driver=False, logging_level="ERROR")
+    except ConnectionError:
+        print("no Ray cluster running here: start one with `make run` (montage up)")
+        return 1
+    print(render(collect()))
+    print(redis_summary(redis_url()))
+    return 0
