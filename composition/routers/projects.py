@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Query, Response, UploadFile
 
 from composition.archive import IMPORTABLE_TYPES, build_zip, read_zip
+from composition.auth import PrincipalDep
 from composition.deps import ServicesDep, TaskIdPath
 from composition.errors import ApiError
 from composition.schemas.common import Id
@@ -19,25 +20,25 @@ IMPORT_LIMIT_FACTOR = 20  # an archive may hold this many uploads' worth of byte
 
 
 @router.post("", status_code=201)
-async def create(body: ProjectCreate, services: ServicesDep) -> Project:
-    return await services.projects.create(body.name, body.description, body.user_id or "")
+async def create(body: ProjectCreate, services: ServicesDep, principal: PrincipalDep) -> Project:
+    return await services.projects.create(body.name, body.description, principal.user(body.user_id) or "")
 
 
 @router.get("")
-async def list_projects(services: ServicesDep,
+async def list_projects(services: ServicesDep, principal: PrincipalDep,
                         user_id: Annotated[Id | None, Query()] = None) -> dict[str, list[Project]]:
-    return {"projects": await services.projects.list(user_id or "")}
+    return {"projects": await services.projects.list(principal.user(user_id) or "")}
 
 
 @router.get("/{project_id}")
-async def get_project(project_id: TaskIdPath, services: ServicesDep) -> Project:
-    return await services.projects.get(project_id)
+async def get_project(project_id: TaskIdPath, services: ServicesDep, principal: PrincipalDep) -> Project:
+    return await services.projects.get(project_id, owner=principal.user_id)
 
 
 @router.get("/{project_id}/export", response_class=Response)
-async def export(project_id: TaskIdPath, services: ServicesDep) -> Response:
+async def export(project_id: TaskIdPath, services: ServicesDep, principal: PrincipalDep) -> Response:
     """A zip of project.json (project, tasks, asset metadata) and every asset's bytes."""
-    project = await services.projects.get(project_id)
+    project = await services.projects.get(project_id, owner=principal.user_id)
     tasks = [record.model_dump(exclude={"request"}) for t in project.tasks if (record := await services.tasks.get(t))]
     infos = [await services.assets.info(a) for a in project.assets]
     assets = {info.id: await services.assets.read(info.id) for info in infos}
@@ -50,7 +51,8 @@ async def export(project_id: TaskIdPath, services: ServicesDep) -> Response:
 
 @router.post("/import", status_code=201)
 async def import_project(file: Annotated[UploadFile, File(description="a zip made by /export")],
-                         services: ServicesDep, user_id: Annotated[Id | None, Query()] = None) -> Project:
+                         services: ServicesDep, principal: PrincipalDep,
+                         user_id: Annotated[Id | None, Query()] = None) -> Project:
     """A new project from an exported zip; every asset is re-hashed and type-checked before it is stored."""
     limit = services.args.max_upload_bytes * IMPORT_LIMIT_FACTOR
     data = await file.read(limit + 1)
@@ -58,6 +60,7 @@ async def import_project(file: Annotated[UploadFile, File(description="a zip mad
         raise ApiError(413, "too_large", f"file: larger than {limit} bytes", "file")
     manifest, blobs = await asyncio.to_thread(read_zip, data, limit)
     types = {a.get("id"): a.get("content_type") for a in manifest.get("assets", []) if isinstance(a, dict)}
+    user_id = principal.user(user_id)
     stored = [await _store(services, asset_id, blob, types.get(asset_id), user_id or "")
               for asset_id, blob in blobs.items()]
     source = manifest["project"]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from composition.auth import Principal, PrincipalDep
 from composition.deps import ServicesDep, TaskIdPath
 from composition.errors import not_found
 from composition.schemas.common import Id
@@ -18,11 +19,11 @@ HIDDEN = {"request", "lane", "attempts"}
 
 
 @router.get("")
-async def list_tasks(services: ServicesDep, user_id: Annotated[Id | None, Query()] = None,
+async def list_tasks(services: ServicesDep, principal: PrincipalDep, user_id: Annotated[Id | None, Query()] = None,
                      status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
                      kind: Annotated[str | None, Query(max_length=32)] = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, list[dict[str, Any]]]:
-    records = await services.tasks.list(user_id, status, kind, limit)
+    records = await services.tasks.list(principal.user(user_id), status, kind, limit)
     return {"tasks": [record.model_dump(exclude=HIDDEN) for record in records]}
 
 
@@ -31,30 +32,31 @@ async def stats(services: ServicesDep) -> dict[str, Any]:
     return await services.tasks.stats()
 
 
-async def _task(services, task_id: str) -> TaskRecord:
+async def _task(services, principal: Principal, task_id: str) -> TaskRecord:
+    """The task, or a 404 when it does not exist or (with auth) belongs to another user."""
     record = await services.tasks.get(task_id)
-    if record is None:
+    if record is None or (principal.user_id and record.user_id != principal.user_id):
         raise not_found(f"task {task_id}", "task_id")
     return record
 
 
 @router.get("/{task_id}")
-async def get_task(task_id: TaskIdPath, services: ServicesDep) -> dict[str, Any]:
-    return (await _task(services, task_id)).model_dump(exclude=HIDDEN)
+async def get_task(task_id: TaskIdPath, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    return (await _task(services, principal, task_id)).model_dump(exclude=HIDDEN)
 
 
 @router.delete("/{task_id}")
-async def cancel_task(task_id: TaskIdPath, services: ServicesDep) -> dict[str, Any]:
+async def cancel_task(task_id: TaskIdPath, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """Cancels a queued or running task (work stops at the next step); a finished task is returned as is."""
-    await _task(services, task_id)
+    await _task(services, principal, task_id)
     await services.tasks.cancel(task_id)
-    return (await _task(services, task_id)).model_dump(exclude=HIDDEN)
+    return (await _task(services, principal, task_id)).model_dump(exclude=HIDDEN)
 
 
 @router.get("/{task_id}/events", response_class=StreamingResponse)
-async def events(task_id: TaskIdPath, services: ServicesDep) -> StreamingResponse:
+async def events(task_id: TaskIdPath, services: ServicesDep, principal: PrincipalDep) -> StreamingResponse:
     """Server-sent events: `data: {json}` per update, the last one carrying the terminal status."""
-    await _task(services, task_id)
+    await _task(services, principal, task_id)
 
     async def stream() -> AsyncIterator[str]:
         async for event in services.tasks.events(task_id):

@@ -152,3 +152,25 @@ def test_a_high_lane_task_starts_before_earlier_low_lane_tasks(montage, redis_ur
     assert all(task.status == "succeeded" for task in [*low, high])
     started_later = sum(task.started_at > high.started_at for task in low)
     assert started_later >= 8, [t.started_at for t in low]
+
+
+def test_with_auth_a_user_cannot_see_another_users_tasks_or_projects(secured):
+    async def steps(client, services):
+        ana, _ = await services.access.create_key(f"ana-{time.time_ns()}", "pro")
+        ben, _ = await services.access.create_key(f"ben-{time.time_ns()}", "pro")
+        task = await client.post("/v1/prompts/optimize", headers=bearer(ana), json={"prompt": "a fjord", "wait_s": 30})
+        project = await client.post("/v1/projects", headers=bearer(ana), json={"name": "ana's"})
+        task_id, project_id = task.headers["X-Task-Id"], project.json()["id"]
+        return {"own": await client.get(f"/v1/tasks/{task_id}", headers=bearer(ana)),
+                "other": await client.get(f"/v1/tasks/{task_id}", headers=bearer(ben)),
+                "cancel": await client.delete(f"/v1/tasks/{task_id}", headers=bearer(ben)),
+                "list": await client.get("/v1/tasks", headers=bearer(ben), params={"user_id": "anyone"}),
+                "project": await client.get(f"/v1/projects/{project_id}", headers=bearer(ben)),
+                "export": await client.get(f"/v1/projects/{project_id}/export", headers=bearer(ben)),
+                "own_project": await client.get(f"/v1/projects/{project_id}", headers=bearer(ana))}
+
+    out = secured(steps)
+    assert out["own"].status_code == 200 and out["own_project"].status_code == 200
+    assert out["other"].status_code == out["cancel"].status_code == 404
+    assert out["project"].status_code == out["export"].status_code == 404
+    assert out["list"].json()["tasks"] == []

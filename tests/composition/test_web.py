@@ -32,6 +32,13 @@ def test_generate_an_image_in_the_browser(page, tmp_path):
     assert (tmp_path / "generate.png").stat().st_size > 1000
 
 
+def test_browse_a_souls_variants(page):
+    for _ in range(2):
+        page.click("#soul button")
+        page.wait_for_function("document.querySelector('#soul-status').textContent === 'done'", timeout=120_000)
+    assert page.eval_on_selector_all("#variants img", "images => images.length") == 2
+
+
 def test_storyboard_progress_streams_and_the_video_appears(page, tmp_path):
     page.fill("#storyboard input[name=theme]", "a kite that dreams of the moon")
     page.click("#storyboard button")
