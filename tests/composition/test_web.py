@@ -1,5 +1,6 @@
 """The web page in a real headless Chromium (Debian's): generate an image and run a storyboard through the UI."""
 import shutil
+import uuid
 
 import pytest
 from helpers import BASE
@@ -33,7 +34,9 @@ def test_generate_an_image_in_the_browser(page, tmp_path):
 
 
 def test_browse_a_souls_variants(page):
+    page.fill("#soul input[name=style]", f"a lighthouse keeper in a yellow coat, woodcut {uuid.uuid4().hex[:6]}")
     for _ in range(2):
+        page.evaluate("document.querySelector('#soul-status').textContent = ''")
         page.click("#soul button")
         page.wait_for_function("document.querySelector('#soul-status').textContent === 'done'", timeout=120_000)
     assert page.eval_on_selector_all("#variants img", "images => images.length") == 2
