@@ -19,7 +19,8 @@ def collect() -> list[dict[str, Any]]:
         for name, deployment in app.get("deployments", {}).items():
             actor = (deployment.get("deployment_config") or {}).get("ray_actor_options") or {}
             replicas = deployment.get("replicas") or []
-            rows.append({"app": app_name, "deployment": name, "status": deployment.get("status"),
+            status = deployment.get("status")
+            rows.append({"app": app_name, "deployment": name, "status": str(getattr(status, "value", status)),
                          "replicas": sum(r.get("state") == "RUNNING" for r in replicas),
                          "num_gpus": actor.get("num_gpus", 0) or 0, "num_cpus": actor.get("num_cpus", 0) or 0})
     return rows

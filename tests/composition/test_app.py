@@ -56,5 +56,5 @@ def test_status_lists_deployments_replicas_and_gpu_shares(montage):
     rows = {row["deployment"]: row for row in collect() if row["app"] == "montage"}
     assert set(rows) == EXPECTED
     assert rows["SDXL"]["num_gpus"] == 0.2 and rows["Embedder"]["num_gpus"] == 0
-    assert all(row["replicas"] >= 1 for row in rows.values())
+    assert all(row["replicas"] >= 1 and row["status"] == "HEALTHY" for row in rows.values())
     assert "GPU in use" in render(list(rows.values()))
