@@ -10,7 +10,6 @@ from composition.deps import ServicesDep
 from composition.errors import ApiError
 from composition.services import Services
 from config.composition import Lane, QuotaKind, TierArgs
-from config.settings import Settings
 
 QUOTA_KINDS: dict[str, QuotaKind] = {"image": "images", "variant": "images", "writing": "images",
                                      "selfie": "images", "video": "videos", "storyboard": "storyboards"}
@@ -32,29 +31,24 @@ class Principal:
         return self.user_id or claimed
 
 
-def auth_required(services: Services) -> bool:
-    return (services.args.access.auth or Settings().auth) == "required"
-
-
 async def authenticate(request: Request, services: ServicesDep) -> Principal:
-    """401 without a live key, 429 with Retry-After over the tier's rate; the principal lands on request.state."""
-    principal = Principal()
-    if auth_required(services):
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        record = await services.access.lookup(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
-        if record is None:
-            raise ApiError(401, "unauthorized", "authorization: a valid `Bearer <key>` is required", "authorization",
-                           headers={"WWW-Authenticate": "Bearer"})
-        tier = services.args.access.tiers.get(record.tier)
-        if tier is None:
-            raise ApiError(403, "forbidden", f"authorization: the key's tier {record.tier!r} is not configured",
-                           "authorization")
-        principal = Principal(record.user_id, tier)
-        wait_s = await services.access.take_token(record.user_id, tier.rate_per_s, tier.burst)
-        if wait_s:
-            raise ApiError(429, "rate_limited", f"rate limit of {tier.rate_per_s:g}/s exceeded", None,
-                           headers={"Retry-After": str(wait_s)})
-    request.state.principal = principal
+    """401 without a live key, 429 with Retry-After over the tier's rate."""
+    if not services.auth_required:
+        return Principal()
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    record = await services.access.lookup(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+    if record is None:
+        raise ApiError(401, "unauthorized", "authorization: a valid `Bearer <key>` is required", "authorization",
+                       headers={"WWW-Authenticate": "Bearer"})
+    tier = services.args.access.tiers.get(record.tier)
+    if tier is None:
+        raise ApiError(403, "forbidden", f"authorization: the key's tier {record.tier!r} is not configured",
+                       "authorization")
+    principal = Principal(record.user_id, tier)
+    wait_s = await services.access.take_token(record.user_id, tier.rate_per_s, tier.burst)
+    if wait_s:
+        raise ApiError(429, "rate_limited", f"rate limit of {tier.rate_per_s:g}/s exceeded", None,
+                       headers={"Retry-After": str(wait_s)})
     return principal
 
 

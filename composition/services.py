@@ -39,6 +39,7 @@ class Services:
     args: CompositionArgs
     catalogue: Catalogue
     runner: DeploymentHandle | None = None
+    auth_required: bool = False
     family_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def handle(self, family: str) -> DeploymentHandle:
@@ -94,4 +95,5 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         args=args,
         catalogue=load_catalogue(),
         runner=runner,
+        auth_required=(args.access.auth or Settings().auth) == "required",
     )

@@ -24,11 +24,8 @@ def task_response(record: TaskRecord) -> JSONResponse:
     if record.status == "cancelled":
         return JSONResponse(error_body("cancelled", "the task was cancelled") | {"task_id": record.id}, 409,
                             headers=headers)
-    return JSONResponse(accepted(record.id, record.status), 202, headers=headers)
-
-
-def accepted(task_id: str, status: str) -> dict[str, Any]:
-    return {"task_id": task_id, "status": status, "status_url": f"/v1/tasks/{task_id}"}
+    return JSONResponse({"task_id": record.id, "status": record.status, "status_url": f"/v1/tasks/{record.id}"}, 202,
+                        headers=headers)
 
 
 async def submit(services: Services, principal: Principal, kind: str, job: BaseModel, wait_s: float,
