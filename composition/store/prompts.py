@@ -117,7 +117,7 @@ class PromptStore:
 
     async def variants_for_seeds(self, prompt_key: str, seeds: list[int]) -> list[Variant | None]:
         ids = await self.client.hmget(keys.prompt_seeds(prompt_key), [str(seed) for seed in seeds])
-        return [await self.variant(i.decode()) if i else None for i in ids]
+        return await self._load([i.decode() if i else None for i in ids])
 
     async def add_variant(self, prompt_key: str, seed: int, asset_id: str, metadata: dict[str, Any]) -> Variant:
         """Idempotent: the same (prompt key, seed) is one variant however often it is added."""
@@ -134,17 +134,27 @@ class PromptStore:
         return await self.variant(vid)
 
     async def variant(self, vid: str) -> Variant | None:
-        raw = await self.client.hgetall(keys.variant(vid))
-        if not raw:
-            return None
-        data = {k.decode(): v.decode() for k, v in raw.items()}
-        data["metadata"] = json.loads(data.get("metadata") or "{}")
-        deliveries = await self.client.zscore(keys.prompt_deliveries(data["prompt_key"]), vid)
-        return Variant.model_validate({**data, "deliveries": int(deliveries or 0)})
+        return (await self._load([vid]))[0]
 
     async def variants(self, prompt_key: str) -> list[Variant]:
         ids = await self.client.zrange(keys.prompt_variants(prompt_key), 0, -1)
-        return [v for i in ids if (v := await self.variant(i.decode()))]
+        return [v for v in await self._load([i.decode() for i in ids]) if v]
+
+    async def _load(self, ids: list[str | None]) -> list[Variant | None]:
+        """Variants by id (None stays None) in two round trips, whatever their number: the cache-hit path."""
+        pipe = self.client.pipeline(transaction=False)
+        for vid in ids:
+            pipe.hgetall(keys.variant(vid or "-"))
+        records = [{k.decode(): v.decode() for k, v in raw.items()} if raw and vid else None
+                   for vid, raw in zip(ids, await pipe.execute(), strict=True)]
+        pipe = self.client.pipeline(transaction=False)
+        for vid, data in zip(ids, records, strict=True):
+            if data:
+                pipe.zscore(keys.prompt_deliveries(data["prompt_key"]), vid)
+        deliveries = iter(await pipe.execute())
+        return [Variant.model_validate({**data, "metadata": json.loads(data.get("metadata") or "{}"),
+                                        "deliveries": int(next(deliveries) or 0)}) if data else None
+                for data in records]
 
     async def reserve_slots(self, prompt_key: str, count: int) -> None:
         """Slots 0..count-1 exist from now on (images requests take the first n variants)."""
