@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from composition import errors, metrics
+from composition import errors
 from composition.auth import authenticate
+from composition.limits import JsonLimits
+from composition.metrics import RequestMetrics
 from composition.routers import (
     assets,
     images,
@@ -20,6 +22,7 @@ from composition.routers import (
     web,
     writing,
 )
+from composition.schemas.common import ERROR_RESPONSES
 from composition.services import Services
 from composition.workflows.registry import Workflows
 
@@ -30,11 +33,12 @@ def create_api(services: Services, workflows: Workflows) -> FastAPI:
     api = FastAPI(title="Montage", version=system.VERSION,
                   description="Generative media on Ray Serve: images, edits, videos, variants, selfies, storyboards.")
     errors.install(api)
-    metrics.install(api)
+    api.add_middleware(JsonLimits, max_bytes=services.args.max_json_bytes, max_depth=services.args.max_json_depth)
+    api.add_middleware(RequestMetrics)  # outermost: refused bodies are counted too
     api.include_router(system.router)
     api.include_router(web.router)
     for module in ROUTERS:
-        api.include_router(module.router, dependencies=[Depends(authenticate)])
+        api.include_router(module.router, dependencies=[Depends(authenticate)], responses=ERROR_RESPONSES)
     api.state.services = services
     api.state.workflows = workflows
     return api

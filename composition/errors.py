@@ -7,9 +7,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger("montage.ingress")
+STORE_DOWN = (RedisConnectionError, RedisTimeoutError)  # Redis restarting or unreachable: retry later, not a bug
+STORE_RETRY_AFTER_S = 2
 
 
 class ApiError(Exception):
@@ -57,6 +61,13 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(STORE_DOWN[0])
+    @app.exception_handler(STORE_DOWN[1])
+    async def store_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("store unavailable on %s: %s", request.url.path, type(exc).__name__)
+        return JSONResponse(error_body("unavailable", "the store is unavailable; retry shortly"), 503,
+                            headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
 
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError) -> JSONResponse:

@@ -5,8 +5,8 @@ import functools
 import time
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
 from ray.util import metrics
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.metrics import MS_BOUNDARIES
 
@@ -39,15 +39,29 @@ def service_metrics() -> ServiceMetrics:
     )
 
 
-def install(app: FastAPI) -> None:
-    """Counts every request by its route template (not its path, which would explode cardinality)."""
+class RequestMetrics:
+    """ASGI middleware counting every request by its route template (not its path, which would explode
+    cardinality); plain ASGI, so it adds no task or stream per request."""
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        instruments = service_metrics()
-        instruments.requests.inc(1, {"route": route, "method": request.method, "status": str(response.status_code)})
-        instruments.request_ms.observe((time.perf_counter() - started) * 1000.0, {"route": route})
-        return response
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            instruments = service_metrics()
+            instruments.requests.inc(1, {"route": route, "method": scope["method"], "status": str(status)})
+            instruments.request_ms.observe((time.perf_counter() - started) * 1000.0, {"route": route})

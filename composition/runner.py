@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from composition.errors import ApiError
+from composition.errors import STORE_DOWN, ApiError
 from composition.metrics import service_metrics
 from composition.services import Services, build_services
 from composition.store.tasks import Entry
@@ -19,7 +19,7 @@ from deployments.base import replica_name
 from deployments.progress import Cancelled
 
 log = logging.getLogger("montage.runner")
-RETRY_BACKOFF_S = 0.5
+RETRY_BACKOFF_S = 1.0
 
 
 def asset_ids(value: Any) -> list[str]:
@@ -126,6 +126,8 @@ class TaskRunner:
             except ApiError as exc:
                 await tasks.fail(task_id, exc.code, exc.message, exc.field, exc.status)
                 return
+            except STORE_DOWN:
+                raise  # not the task's fault: its entry stays pending and is reclaimed once Redis is back
             except Exception as exc:
                 cause = _cause(exc)
                 if isinstance(cause, ValueError):
@@ -135,7 +137,7 @@ class TaskRunner:
                 if attempt >= self.args.max_attempts:
                     await tasks.fail(task_id, "internal", f"failed after {attempt} attempts: {type(cause).__name__}")
                     return
-                await asyncio.sleep(RETRY_BACKOFF_S * attempt)
+                await asyncio.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))  # time for a replica to come back
                 continue
             if await tasks.succeed(task_id, result) and record.project_id:
                 await self.services.projects.add_assets(record.project_id, asset_ids(result))

@@ -6,6 +6,8 @@ from typing import Any
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from ray.serve.handle import DeploymentHandle
 
 from composition.catalogue import Catalogue, load_catalogue
@@ -71,6 +73,9 @@ class Services:
             raise ApiError(422, "invalid_request", f"num_frames: must be {frames}k + 1 for {family}", "num_frames")
 
 
+STORE_RETRIES = 3
+
+
 def asset_root(args: CompositionArgs) -> Path:
     """Absolute, so the ingress and every runner (other processes, other cwd) share one directory."""
     root = args.asset_dir or Settings().asset_dir
@@ -79,11 +84,14 @@ def asset_root(args: CompositionArgs) -> Path:
 
 def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, DeploymentHandle],
                    defaults: dict[str, GenerationDefaults], runner: DeploymentHandle | None = None) -> Services:
-    client = aioredis.Redis.from_url(redis_url, health_check_interval=10)
+    # Retried on a new connection: after a Redis restart every pooled connection is stale, and fails once.
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), STORE_RETRIES)
+    client = aioredis.Redis.from_url(redis_url, health_check_interval=10, retry=retry)
+    auth_required = (args.access.auth or Settings().auth) == "required"
     return Services(
         redis=client,
         tasks=TaskStore(client, task_ttl_s=args.task_ttl_s, idempotency_ttl_s=args.idempotency_ttl_s),
-        assets=AssetStore(client, asset_root(args)),
+        assets=AssetStore(client, asset_root(args), private=auth_required),
         prompts=PromptStore(client),
         styles=StyleStore(client),
         projects=ProjectStore(client),
@@ -95,5 +103,5 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         args=args,
         catalogue=load_catalogue(),
         runner=runner,
-        auth_required=(args.access.auth or Settings().auth) == "required",
+        auth_required=auth_required,
     )

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from composition.auth import Principal, charge
-from composition.errors import error_body
+from composition.errors import STORE_DOWN, error_body
 from composition.services import Services
 from composition.store.tasks import TaskRecord
 from composition.workflows.base import Workflow
@@ -24,8 +24,12 @@ def task_response(record: TaskRecord) -> JSONResponse:
     if record.status == "cancelled":
         return JSONResponse(error_body("cancelled", "the task was cancelled") | {"task_id": record.id}, 409,
                             headers=headers)
-    return JSONResponse({"task_id": record.id, "status": record.status, "status_url": f"/v1/tasks/{record.id}"}, 202,
-                        headers=headers)
+    return accepted(record.id, record.status)
+
+
+def accepted(task_id: str, status: str = "queued") -> JSONResponse:
+    return JSONResponse({"task_id": task_id, "status": status, "status_url": f"/v1/tasks/{task_id}"}, 202,
+                        headers={"X-Task-Id": task_id})
 
 
 async def submit(services: Services, principal: Principal, kind: str, job: BaseModel, wait_s: float,
@@ -38,7 +42,10 @@ async def submit(services: Services, principal: Principal, kind: str, job: BaseM
     await charge(services, principal, kind)
     task_id, _ = await services.tasks.create(kind, job.model_dump(mode="json"), user_id or "", principal.lane,
                                              project_id, idempotency_key, flight)
-    return task_response(await services.tasks.wait(task_id, wait_s))
+    try:
+        return task_response(await services.tasks.wait(task_id, wait_s))
+    except STORE_DOWN:  # the task is stored: answer with its id, so the client can poll it later
+        return accepted(task_id)
 
 
 async def plan_and_submit(services: Services, principal: Principal, workflow: Workflow, body: Any,

@@ -39,6 +39,8 @@ class CompositionArgs(_Strict):
 
     asset_dir: Path | None = Field(default=None, description="None: MONTAGE_ASSET_DIR (var/assets)")
     max_upload_bytes: int = Field(default=10 * 2**20, ge=1024)
+    max_json_bytes: int = Field(default=2**20, ge=1024, description="largest JSON request body")
+    max_json_depth: int = Field(default=32, ge=2, description="deepest nesting of a JSON request body")
     variant_cap: int = Field(default=8, ge=1, le=1000, description="most variants generated per prompt key")
     recent_landmarks: int = Field(default=3, ge=0, description="landmarks per soul/user/city avoided next time")
     idempotency_ttl_s: int = Field(default=86_400, ge=60)

@@ -8,7 +8,7 @@
 | tasks:{lane} | stream | queued task ids, one stream per priority lane, consumer group `runners` |
 | tasks:index, tasks:user:{user} | sorted set | task ids by creation time, all and per user |
 | tasks:stats | hash | task count by status (kept by the transition scripts) |
-| idempotency:{user}:{key} | string | task id created for that Idempotency-Key |
+| idempotency:{user}:{kind}:{key} | string | task id created for that Idempotency-Key and kind of task |
 | flight:{digest} | string | task id rendering exactly that request (single-flight) |
 | prompt:exact:{scope}:{digest} | string | prompt key of a normalised prompt within a scope |
 | prompt:lsh:{scope}:{bucket} | set | prompt keys whose embedding falls in an LSH bucket |
@@ -18,7 +18,8 @@
 | variant:{id} | hash | prompt_key, seed, asset_id, metadata, created_at |
 | seen:{user} | set | variant ids a user has seen |
 | recent:landmarks:{soul}:{user}:{city} | list | landmarks recently used for that soul/user/city |
-| asset:{id} | hash | content type, bytes, width, height, kind, owner, created_at |
+| asset:{id} | hash | content type, bytes, width, height, kind, created_at, shared ("1": readable by all) |
+| asset:{id}:owners | set | users who uploaded or generated it (with auth, only they read a private asset) |
 | style:{soul} / styles | string (JSON) / set | style profiles |
 | project:{id} / projects:{user} / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
 | timing:{family} | hash | measured model time per step × frame, for estimates |
@@ -60,8 +61,8 @@ def task_stats() -> str:
     return _key("tasks", "stats")
 
 
-def idempotency(user_id: str, key: str) -> str:
-    return _key("idempotency", user_id, key)
+def idempotency(user_id: str, kind: str, key: str) -> str:
+    return _key("idempotency", user_id, kind, key)
 
 
 def flight(digest: str) -> str:
@@ -110,6 +111,10 @@ def recent_landmarks(soul_id: str, user_id: str, city_key: str) -> str:
 
 def asset(asset_id: str) -> str:
     return _key("asset", asset_id)
+
+
+def asset_owners(asset_id: str) -> str:
+    return _key("asset", asset_id, "owners")
 
 
 def style(soul_id: str) -> str:

@@ -5,6 +5,8 @@ import json
 import time
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from config import keys
 
@@ -17,7 +19,8 @@ class ProgressReporter:
     """Writes `progress` (0..1) and `stage` to the task hash, publishes the same as JSON, reads cancellation."""
 
     def __init__(self, redis_url: str | None) -> None:
-        self.client = redis.Redis.from_url(redis_url) if redis_url else None
+        retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2)  # a new connection after a restart
+        self.client = redis.Redis.from_url(redis_url, retry=retry) if redis_url else None
 
     def report(self, task_id: str | None, done: int, total: int, stage: str) -> bool:
         """Records one step; True when the task has been cancelled meanwhile."""
@@ -28,5 +31,8 @@ class ProgressReporter:
         pipe.hget(keys.task(task_id), "status")
         pipe.hset(keys.task(task_id), mapping=update)
         pipe.publish(keys.task_events(task_id), json.dumps({"id": task_id, **update}))
-        status = pipe.execute()[0]
+        try:
+            status = pipe.execute()[0]
+        except (redis.ConnectionError, redis.TimeoutError):  # progress is best effort: Redis restarting
+            return False
         return status == b"cancelled"

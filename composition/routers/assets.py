@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse
 
+from composition.auth import PrincipalDep
 from composition.deps import AssetIdPath, ServicesDep
 from composition.errors import ApiError
 from composition.schemas.common import Id
@@ -18,8 +19,9 @@ CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 @router.post("", status_code=201)
 async def upload(file: Annotated[UploadFile, File(description="PNG, JPEG or WEBP")], services: ServicesDep,
-                 user_id: Annotated[Id | None, Query()] = None) -> AssetInfo:
-    """Stores an image under the digest of its bytes; size, format and pixel count are checked first."""
+                 principal: PrincipalDep, user_id: Annotated[Id | None, Query()] = None) -> AssetInfo:
+    """Stores an image under the digest of its bytes; size, format and pixel count are checked first.
+    With auth, the upload is private to the caller (and to anyone else who uploads the same bytes)."""
     limit = services.args.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
@@ -28,11 +30,13 @@ async def upload(file: Annotated[UploadFile, File(description="PNG, JPEG or WEBP
         fmt, width, height = inspect_header(data, "file")
     except ValueError as exc:
         raise ApiError(415, "unsupported_media_type", str(exc), "file") from None
-    return await services.assets.put(data, CONTENT_TYPES[fmt], "upload", user_id or "", (width, height))
+    owner = principal.user(user_id) or ""
+    return await services.assets.put(data, CONTENT_TYPES[fmt], "upload", owner, (width, height))
 
 
 @router.get("/{asset_id}", response_class=FileResponse)
-async def download(asset_id: AssetIdPath, services: ServicesDep) -> FileResponse:
-    info = await services.assets.info(asset_id)
+async def download(asset_id: AssetIdPath, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+    info = await services.assets.info(asset_id, user=principal.user_id)
+    audience = "private" if services.assets.private else "public"  # no shared cache keeps a private asset
     return FileResponse(services.assets.path(asset_id), media_type=info.content_type,
-                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+                        headers={"Cache-Control": f"{audience}, max-age=31536000, immutable"})

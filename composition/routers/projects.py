@@ -40,8 +40,8 @@ async def export(project_id: TaskIdPath, services: ServicesDep, principal: Princ
     """A zip of project.json (project, tasks, asset metadata) and every asset's bytes."""
     project = await services.projects.get(project_id, owner=principal.user_id)
     tasks = [record.model_dump(exclude={"request"}) for t in project.tasks if (record := await services.tasks.get(t))]
-    infos = [await services.assets.info(a) for a in project.assets]
-    assets = {info.id: await services.assets.read(info.id) for info in infos}
+    infos = [await services.assets.info(a, user=principal.user_id) for a in project.assets]
+    assets = {info.id: services.assets.path(info.id).read_bytes() for info in infos}
     manifest = {"format": "montage-project/1", "project": project.model_dump(), "tasks": tasks,
                 "assets": [info.model_dump() for info in infos]}
     data = await asyncio.to_thread(build_zip, manifest, assets)

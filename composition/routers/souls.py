@@ -11,7 +11,7 @@ from composition.deps import IdPath, ServicesDep, WorkflowsDep
 from composition.errors import ApiError, not_found
 from composition.schemas.common import Accepted, AssetRef, Id
 from composition.schemas.variants import SeenBody, SeenOut, SoulImageOut, UserSeenOut, VariantOut, VariantsOut
-from composition.submit import submit
+from composition.submit import as_user, submit
 
 router = APIRouter(tags=["variants"])
 
@@ -25,16 +25,17 @@ async def soul_image(soul_id: IdPath, services: ServicesDep, workflows: Workflow
     if not user_id:
         raise ApiError(422, "invalid_request", "user_id: required", "user_id")
     body = await workflows.variants.soul_prompt(soul_id, cue.strip())
-    delivery = await workflows.variants.deliver(body, user_id)
+    delivery = await workflows.variants.deliver(body, user_id, wait_s)
     if delivery.result is not None:
         return JSONResponse(delivery.result)
     return await submit(services, principal, workflows.variants.kind, delivery.job, wait_s, user_id)
 
 
 @router.post("/v1/variants/{variant_id}/seen")
-async def seen(variant_id: IdPath, body: SeenBody, services: ServicesDep) -> SeenOut:
+async def seen(variant_id: IdPath, body: SeenBody, services: ServicesDep, principal: PrincipalDep) -> SeenOut:
     if await services.prompts.variant(variant_id) is None:
         raise not_found(f"variant {variant_id}", "variant_id")
+    body = as_user(body, principal)
     await services.prompts.mark_seen(variant_id, body.user_id)
     return SeenOut(variant_id=variant_id, user_id=body.user_id, seen=True)
 
@@ -51,5 +52,7 @@ async def variants(prompt_key: IdPath, services: ServicesDep) -> VariantsOut:
 
 
 @router.get("/v1/users/{user_id}/seen")
-async def user_seen(user_id: IdPath, services: ServicesDep) -> UserSeenOut:
+async def user_seen(user_id: IdPath, services: ServicesDep, principal: PrincipalDep) -> UserSeenOut:
+    if principal.user_id and user_id != principal.user_id:
+        raise not_found(f"user {user_id}", "user_id")
     return UserSeenOut(user_id=user_id, variants=await services.prompts.seen(user_id))

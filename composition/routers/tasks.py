@@ -16,6 +16,12 @@ from composition.store.tasks import STATUSES, TaskRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 HIDDEN = {"request", "lane", "attempts"}
+CREATOR_ONLY = {"user_id", "project_id"}  # not shown to users who joined another user's task
+
+
+def view(record: TaskRecord, principal: Principal) -> dict[str, Any]:
+    joined = principal.user_id and record.user_id != principal.user_id
+    return record.model_dump(exclude=HIDDEN | CREATOR_ONLY if joined else HIDDEN)
 
 
 @router.get("")
@@ -24,7 +30,7 @@ async def list_tasks(services: ServicesDep, principal: PrincipalDep, user_id: An
                      kind: Annotated[str | None, Query(max_length=32)] = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, list[dict[str, Any]]]:
     records = await services.tasks.list(principal.user(user_id), status, kind, limit)
-    return {"tasks": [record.model_dump(exclude=HIDDEN) for record in records]}
+    return {"tasks": [view(record, principal) for record in records]}
 
 
 @router.get("/stats")
@@ -32,23 +38,25 @@ async def stats(services: ServicesDep) -> dict[str, Any]:
     return await services.tasks.stats()
 
 
-async def _task(services, principal: Principal, task_id: str) -> TaskRecord:
-    """The task, or a 404 when it does not exist or (with auth) belongs to another user."""
-    record = await services.tasks.get(task_id)
-    if record is None or (principal.user_id and record.user_id != principal.user_id):
+async def _task(services, principal: Principal, task_id: str, creator_only: bool = False) -> TaskRecord:
+    """The task, or a 404 when it does not exist or (with auth) is not the caller's: readable by its creator and
+    by users who joined it through single-flight; cancellable by its creator only."""
+    record, user = await services.tasks.get(task_id), principal.user_id
+    if record is None or (user and record.user_id != user and (
+            creator_only or not await services.tasks.listed_for(task_id, user))):
         raise not_found(f"task {task_id}", "task_id")
     return record
 
 
 @router.get("/{task_id}")
 async def get_task(task_id: TaskIdPath, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
-    return (await _task(services, principal, task_id)).model_dump(exclude=HIDDEN)
+    return view(await _task(services, principal, task_id), principal)
 
 
 @router.delete("/{task_id}")
 async def cancel_task(task_id: TaskIdPath, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """Cancels a queued or running task (work stops at the next step); a finished task is returned as is."""
-    await _task(services, principal, task_id)
+    await _task(services, principal, task_id, creator_only=True)
     await services.tasks.cancel(task_id)
     return (await _task(services, principal, task_id)).model_dump(exclude=HIDDEN)
 

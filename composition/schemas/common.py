@@ -26,6 +26,27 @@ class AssetRef(BaseModel):
     url: str
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error answer: what went wrong and, when one is to blame, which field; never a stack trace."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorEnvelope, "description": description} for status, description in {
+        400: "a bad value", 401: "no valid API key", 403: "the key's tier is not configured",
+        404: "not found, or not the caller's", 409: "the task was cancelled", 413: "a body or file too large",
+        415: "not a supported image", 422: "an invalid request, naming the field",
+        429: "over the rate limit or a daily quota (Retry-After)", 500: "a task failed inside a model",
+        503: "the store is unavailable (Retry-After)"}.items()}
+
+
 class Accepted(BaseModel):
     """202: the task runs on; poll `status_url` or stream `/events`."""
 

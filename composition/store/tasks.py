@@ -27,7 +27,10 @@ if KEYS[8] ~= '' then
   local running = redis.call('GET', KEYS[8])
   if running then
     local status = redis.call('HGET', ARGV[10] .. running, 'status')
-    if status == 'queued' or status == 'running' then return {running, 0} end
+    if status == 'queued' or status == 'running' then
+      redis.call('ZADD', KEYS[4], ARGV[6], running)  -- a joiner sees the shared task among its own
+      return {running, 0}
+    end
   end
   redis.call('SET', KEYS[8], ARGV[1], 'EX', ARGV[9])
 end
@@ -127,10 +130,10 @@ class TaskStore:
     async def create(self, kind: str, request: dict[str, Any], user_id: str = "", lane: Lane = "normal",
                      project_id: str | None = None, idempotency_key: str | None = None,
                      flight: str | None = None) -> tuple[str, bool]:
-        """Queues a new task; (task id, created). The same Idempotency-Key returns the first task, and the same
-        `flight` digest returns the task already working on it (single-flight)."""
+        """Queues a new task; (task id, created). The same Idempotency-Key for the same kind of task returns the
+        first task, and the same `flight` digest returns the task already working on it (single-flight)."""
         task_id = uuid.uuid4().hex
-        idem = keys.idempotency(user_id or "-", idempotency_key) if idempotency_key else ""
+        idem = keys.idempotency(user_id or "-", kind, idempotency_key) if idempotency_key else ""
         found, created = await self._create(
             keys=[keys.task(task_id), keys.task_stream(lane), keys.task_index(), keys.task_index(user_id or "-"),
                   keys.task_stats(), idem, keys.project_tasks(project_id) if project_id else "",
@@ -184,6 +187,10 @@ class TaskStore:
         records = [TaskRecord.from_hash(raw) for raw in await pipe.execute() if raw]
         matching = [r for r in records if (status is None or r.status == status) and (kind is None or r.kind == kind)]
         return matching[:limit]
+
+    async def listed_for(self, task_id: str, user_id: str) -> bool:
+        """Whether the task is in the user's index: created by them, or joined through single-flight."""
+        return await self.client.zscore(keys.task_index(user_id), task_id) is not None
 
     async def stats(self) -> dict[str, Any]:
         counts = await self.client.hgetall(keys.task_stats())

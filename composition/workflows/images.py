@@ -42,6 +42,11 @@ class ImageJob(BaseModel):
     source: str | None = None
     owner: str = ""
 
+    @property
+    def shared(self) -> bool:
+        """Text-only generations: the prompt cache serves them to every user, so their images are readable by all."""
+        return self.operation == "generate" and not self.controls
+
     def flight(self) -> str:
         """Single-flight identity: the same key and seeds are one generation."""
         return scope_of(self.prompt_key, *self.seeds)
@@ -71,14 +76,14 @@ class ImagesWorkflow(Workflow[ImageJob]):
             family=family, steps=body.steps or defaults.steps,
             guidance=defaults.guidance if body.guidance is None else body.guidance, owner=owner)
         if isinstance(body, ImageEdit):
-            source = await self.services.assets.info(body.image, "image")
+            source = await self.services.assets.info(body.image, "image", owner)
             fields |= dict(operation="edit", prompt=body.prompt, source=body.image,
                            width=body.width or _multiple_of_16(source.width or defaults.width),
                            height=body.height or _multiple_of_16(source.height or defaults.height))
             scope = ("image.edit", body.image, owner)
         else:
             for index, control in enumerate(getattr(body, "controls", [])):
-                await self.services.assets.info(control.image, f"controls.{index}.image")
+                await self.services.assets.info(control.image, f"controls.{index}.image", owner)
             controls = getattr(body, "controls", [])
             fields |= dict(operation="generate", prompt=styled(body.prompt, body.style), controls=controls,
                            negative_prompt=body.negative_prompt, width=body.width or defaults.width,
@@ -115,12 +120,12 @@ class ImagesWorkflow(Workflow[ImageJob]):
         if missing:
             await ctx.stage("preparing")
             controls, control_refs = await self._controls(job)
-            source = await self.services.assets.read(job.source, "image") if job.source else None
+            source = await self.services.assets.read(job.source, "image", job.owner) if job.source else None
             await ctx.stage("denoising")
             results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source) for seed in missing))
             for seed, result in zip(missing, results, strict=True):
                 asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
-                                                       (result.width, result.height))
+                                                       (result.width, result.height), shared=job.shared)
                 metadata = result.metadata.model_dump() | {"control_maps": control_refs}
                 await prompts.add_variant(job.prompt_key, seed, asset.id, metadata)
             variants = await prompts.variants_for_seeds(job.prompt_key, job.seeds)
@@ -140,7 +145,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
         """Control maps computed from the source images at the output size, each also kept as an asset."""
         controls, refs = [], []
         for spec in job.controls:
-            source = await self.services.assets.read(spec.image, "controls.image")
+            source = await self.services.assets.read(spec.image, "controls.image", job.owner)
             png = await asyncio.to_thread(_control_png, spec.type, source, job.width, job.height)
             asset = await self.services.assets.put(png, "image/png", "control", job.owner, (job.width, job.height))
             controls.append(Control(type=spec.type, image=png, scale=spec.scale))

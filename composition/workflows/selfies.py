@@ -12,6 +12,8 @@ from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.variants import VariantsWorkflow
 from composition.workflows.videos import VideosWorkflow
 
+VARIANT_WAIT_S = 60.0  # for the soul's variant pool when every slot is still rendering
+
 
 class SelfieJob(BaseModel):
     """The chosen landmark travels with the task, so a retry draws the same place."""
@@ -47,7 +49,8 @@ class SelfiesWorkflow(Workflow[SelfieJob]):
         image = await ctx.cached_step("image")
         if image is None:
             await ctx.stage("image")
-            delivery = await self.variants.deliver(await self.variants.soul_prompt(body.soul_id, cue), body.user_id)
+            prompt = await self.variants.soul_prompt(body.soul_id, cue)
+            delivery = await self.variants.deliver(prompt, body.user_id, wait_s=VARIANT_WAIT_S)
             image = delivery.result or await self.variants.run(ctx, delivery.job)
             await ctx.save_step("image", image)
         out = SelfieOut(variant_id=image["variant_id"], prompt_key=image["prompt_key"], cache_hit=image["cache_hit"],

@@ -58,9 +58,9 @@ class StoryboardsWorkflow(Workflow[StoryboardBody]):
         clips = await self._each(ctx, "clips", scenes, lambda i, s: self._clip(ctx, body, i, s, keyframes[i]))
         await ctx.stage("joining")
         fps = body.fps or self.services.defaults_of("wan").fps
-        joined = await asyncio.to_thread(concat_mp4, [await self.services.assets.read(c) for c in clips], fps)
-        gif = await asyncio.to_thread(lambda: frames_to_gif(decode_mp4(joined), fps, max_side=256))
         assets, owner = self.services.assets, body.user_id or ""
+        joined = await asyncio.to_thread(concat_mp4, [await assets.read(c, user=owner) for c in clips], fps)
+        gif = await asyncio.to_thread(lambda: frames_to_gif(decode_mp4(joined), fps, max_side=256))
         video = await assets.put(joined, "video/mp4", "generated", owner)
         gif_asset = await assets.put(gif, "image/gif", "generated", owner)
         await ctx.stage("exporting")

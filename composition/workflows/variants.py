@@ -1,6 +1,8 @@
 """Per-user variants: deliver the unseen variant with the fewest deliveries, else generate one (up to a cap)."""
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from pydantic import BaseModel
@@ -12,6 +14,8 @@ from composition.schemas.variants import SoulImageOut
 from composition.store.prompts import Variant, slot_seed
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.images import ImageJob, ImagesWorkflow
+
+POOL_POLL_S = 0.1
 
 
 class VariantJob(BaseModel):
@@ -42,21 +46,30 @@ class VariantsWorkflow(Workflow[VariantJob]):
         return ImageGeneration(prompt=prompt, negative_prompt=style.negative_prompt, model=style.model,
                                width=style.width, height=style.height, steps=style.steps)
 
-    async def deliver(self, body: ImageGeneration, user_id: str) -> Delivery:
-        """An unseen variant now (atomically marked seen), or a job for a fresh slot, or a repeat at the cap."""
+    async def deliver(self, body: ImageGeneration, user_id: str, wait_s: float) -> Delivery:
+        """An unseen variant now (atomically marked seen), or a job for a fresh slot, or a repeat at the cap (when
+        every slot is taken but none rendered yet, waits up to `wait_s` for the first one)."""
         job = await self.images.plan(body, reserve=False)
         prompts = self.services.prompts
         if vid := await prompts.deliver_unseen(job.prompt_key, user_id):
             return Delivery(result=self.result(job, await prompts.variant(vid), cache_hit=True))
         slot = await prompts.reserve_new_slot(job.prompt_key, self.services.args.variant_cap)
         if slot is None:
-            vid = await prompts.least_delivered(job.prompt_key)
-            if vid is None:
-                raise ApiError(409, "busy", "the variant pool is full and still rendering; retry shortly")
+            vid = await self._first_rendered(job.prompt_key, wait_s)
             await prompts.deliver(job.prompt_key, vid, user_id)
             return Delivery(result=self.result(job, await prompts.variant(vid), cache_hit=True, repeat=True))
         job.seeds = [slot_seed(job.prompt_key, slot)]
         return Delivery(job=VariantJob(image=job, user_id=user_id))
+
+    async def _first_rendered(self, prompt_key: str, wait_s: float) -> str:
+        """The least delivered variant, once the other requests' tasks have rendered one."""
+        deadline = time.monotonic() + wait_s
+        while (vid := await self.services.prompts.least_delivered(prompt_key)) is None:
+            if time.monotonic() >= deadline:
+                raise ApiError(503, "busy", "the variant pool is full and still rendering; retry shortly",
+                               headers={"Retry-After": "2"})
+            await asyncio.sleep(POOL_POLL_S)
+        return vid
 
     async def run(self, ctx: TaskContext, job: VariantJob) -> dict[str, Any]:
         (variant,) = await self.images.render(ctx, job.image)

@@ -34,7 +34,7 @@ class VideosWorkflow(Workflow[VideoJob]):
     request_type = VideoJob
 
     async def plan(self, body: VideoGeneration) -> VideoJob:
-        await self.services.assets.info(body.image, "image")
+        await self.services.assets.info(body.image, "image", body.user_id)
         return await self.job(body.image, body.model, prompt=body.prompt, num_frames=body.num_frames, fps=body.fps,
                               steps=body.steps, seed=body.seed, gif=body.gif, width=body.width, height=body.height,
                               owner=body.user_id or "")
@@ -54,7 +54,7 @@ class VideosWorkflow(Workflow[VideoJob]):
 
     async def animate(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
         """Renders and stores one clip (the caller owns the task's stage)."""
-        image = await self.services.assets.read(job.image, "image")
+        image = await self.services.assets.read(job.image, "image", job.owner)
         request = VideoRequest(image=image, prompt=job.prompt, num_frames=job.num_frames, fps=job.fps,
                                width=job.width, height=job.height, steps=job.steps, guidance=self.guidance(job.model),
                                seed=job.seed, gif=job.gif)
