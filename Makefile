@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install browser run test bench clean
+.PHONY: install browser run test soak bench clean
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(STAMP): pyproject.toml
@@ -30,8 +30,13 @@ browser:
 test: install browser
 	$(PY) -m pytest -q
 
+# The reliability suite at length: 5 minutes of 64-client load and a longer fuzz (tests/reliability)
+soak: install
+	LOAD_SECONDS=300 FUZZ_EXAMPLES=60 $(PY) -m pytest -q -s tests/reliability
+
+# CPU suite: its own Redis, Ray and Serve on :18500; table on stdout, figures in var/bench/cpu.json (BENCHMARKS.md)
 bench: install
-	$(PY) -m bench.families
+	$(PY) -m bench.suite
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

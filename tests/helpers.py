@@ -3,8 +3,10 @@ from __future__ import annotations
 
 BASE = "http://127.0.0.1:18000"  # Serve's HTTP proxy in tests
 METRICS_PORT = 18080  # Ray's Prometheus endpoint in tests (`montage up` uses 8080)
+DASHBOARD_PORT = 18265  # Ray's dashboard (and state API) in tests
 
 import io
+import time
 
 import numpy as np
 from PIL import Image
@@ -31,3 +33,49 @@ def decode_png(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def upload(client, image: bytes, user_id: str | None = None) -> str:
+    """POST /v1/assets; the new asset's id."""
+    params = {"user_id": user_id} if user_id else {}
+    response = client.post("/v1/assets", files={"file": ("in.png", image, "image/png")}, params=params)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def wait_task(client, task_id: str, timeout_s: float = 240) -> dict:
+    """Polls GET /v1/tasks/{id} until the task is terminal."""
+    deadline = time.monotonic() + timeout_s
+    while (task := client.get(f"/v1/tasks/{task_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, task
+        time.sleep(0.3)
+    return task
+
+
+def slow_video(client, seed: int, steps: int = 40) -> str:
+    """An SVD task (202) on a fresh upload, slow enough (`steps`) to be caught running."""
+    image = upload(client, png(64, 64, seed=seed))
+    response = client.post("/v1/videos/generations", json={"image": image, "model": "svd", "num_frames": 8,
+                                                            "steps": steps, "seed": seed})
+    assert response.status_code == 202
+    return response.json()["task_id"]
+
+
+def wait_running(client, task_id: str, progress: float = 0.0) -> dict:
+    """Polls until the task runs with progress above `progress`."""
+    deadline = time.monotonic() + 60
+    while True:
+        task = client.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] == "running" and task["progress"] > progress:
+            return task
+        assert time.monotonic() < deadline and task["status"] in ("queued", "running"), task
+        time.sleep(0.05)
+
+
+def replica_pids(deployment: str, app: str = "montage") -> list[int]:
+    """Process ids of a deployment's live replicas, through Ray's state API."""
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=f"http://127.0.0.1:{DASHBOARD_PORT}", detail=True,
+                         filters=[("class_name", "=", f"ServeReplica:{app}:{deployment}"), ("state", "=", "ALIVE")])
+    return [actor.pid for actor in actors]

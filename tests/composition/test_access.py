@@ -3,50 +3,12 @@ deployments and Redis with auth required; the lane order on a real runner."""
 import asyncio
 import time
 
-import httpx
-import pytest
 import redis.asyncio as aioredis
+from secured import bearer, services_for
 
-from composition.api import create_api
 from composition.runner import TaskRunner
-from composition.services import build_services
 from composition.workflows.registry import build_workflows
-from config.app import AppArgs
-from config.composition import AccessArgs, CompositionArgs, RunnerArgs, TierArgs
-
-TIERS = {"tight": TierArgs(lane="low", daily={"images": 7}, rate_per_s=1000, burst=1000),
-         "slow": TierArgs(lane="normal", rate_per_s=0.5, burst=2),
-         "pro": TierArgs(lane="high", rate_per_s=1000, burst=1000)}
-FAMILIES = {"llm": "PromptLLM", "sdxl": "SDXL", "flux": "Flux", "svd": "SVD", "wan": "Wan", "embedder": "Embedder"}
-
-
-def services_for(redis_url: str, asset_dir, auth: str = "required"):
-    from ray import serve
-
-    handles = {key: serve.get_deployment_handle(name, "montage") for key, name in FAMILIES.items()}
-    defaults = {key: family.args.defaults for key, family in AppArgs().families().items()}
-    args = CompositionArgs(asset_dir=asset_dir, access=AccessArgs(auth=auth, tiers=TIERS))
-    return build_services(args, redis_url, handles, defaults)
-
-
-def scenario(redis_url: str, asset_dir, steps):
-    """Runs `steps(client, services)` in one event loop against the app, in-process, with auth required."""
-    async def run():
-        services = services_for(redis_url, asset_dir)
-        transport = httpx.ASGITransport(app=create_api(services, build_workflows(services)))
-        async with httpx.AsyncClient(transport=transport, base_url="http://montage") as client:
-            return await steps(client, services)
-    return asyncio.run(run())
-
-
-@pytest.fixture
-def secured(montage, redis_url):
-    _, asset_dir = montage
-    return lambda steps: scenario(redis_url, asset_dir, steps)
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+from config.composition import RunnerArgs
 
 
 def test_auth_required_needs_a_live_key_except_on_public_routes(secured):
@@ -152,25 +114,3 @@ def test_a_high_lane_task_starts_before_earlier_low_lane_tasks(montage, redis_ur
     assert all(task.status == "succeeded" for task in [*low, high])
     started_later = sum(task.started_at > high.started_at for task in low)
     assert started_later >= 8, [t.started_at for t in low]
-
-
-def test_with_auth_a_user_cannot_see_another_users_tasks_or_projects(secured):
-    async def steps(client, services):
-        ana, _ = await services.access.create_key(f"ana-{time.time_ns()}", "pro")
-        ben, _ = await services.access.create_key(f"ben-{time.time_ns()}", "pro")
-        task = await client.post("/v1/prompts/optimize", headers=bearer(ana), json={"prompt": "a fjord", "wait_s": 30})
-        project = await client.post("/v1/projects", headers=bearer(ana), json={"name": "ana's"})
-        task_id, project_id = task.headers["X-Task-Id"], project.json()["id"]
-        return {"own": await client.get(f"/v1/tasks/{task_id}", headers=bearer(ana)),
-                "other": await client.get(f"/v1/tasks/{task_id}", headers=bearer(ben)),
-                "cancel": await client.delete(f"/v1/tasks/{task_id}", headers=bearer(ben)),
-                "list": await client.get("/v1/tasks", headers=bearer(ben), params={"user_id": "anyone"}),
-                "project": await client.get(f"/v1/projects/{project_id}", headers=bearer(ben)),
-                "export": await client.get(f"/v1/projects/{project_id}/export", headers=bearer(ben)),
-                "own_project": await client.get(f"/v1/projects/{project_id}", headers=bearer(ana))}
-
-    out = secured(steps)
-    assert out["own"].status_code == 200 and out["own_project"].status_code == 200
-    assert out["other"].status_code == out["cancel"].status_code == 404
-    assert out["project"].status_code == out["export"].status_code == 404
-    assert out["list"].json()["tasks"] == []

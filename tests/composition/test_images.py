@@ -5,16 +5,9 @@ import time
 
 import pytest
 import redis
-from helpers import decode_png, png
+from helpers import decode_png, png, upload
 
 from config import keys
-
-
-def upload(client, image: bytes, user_id: str | None = None) -> str:
-    params = {"user_id": user_id} if user_id else {}
-    response = client.post("/v1/assets", files={"file": ("in.png", image, "image/png")}, params=params)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 def fetch_png(client, ref: dict):
@@ -128,3 +121,6 @@ def test_idempotency_key_returns_the_same_task(client):
     second = client.post("/v1/images/generations", json=body | {"seed": 78}, headers=headers)
     assert first.status_code == 202
     assert second.headers["X-Task-Id"] == first.headers["X-Task-Id"] == first.json()["task_id"]
+    other_kind = client.post("/v1/prompts/optimize", json={"prompt": "a crane", "wait_s": 60}, headers=headers)
+    assert other_kind.headers["X-Task-Id"] != first.headers["X-Task-Id"]  # a key is scoped to its kind of task
+    assert other_kind.status_code == 200 and "optimized" in other_kind.json()

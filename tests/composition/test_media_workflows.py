@@ -1,22 +1,13 @@
 """Videos, writing, prompt optimisation and storyboards over HTTP, down to decoded media."""
 import json
-import time
 
 import pytest
-from helpers import decode_png, png
-from test_images import fetch_png, upload
+from helpers import decode_png, png, upload, wait_task
+from test_images import fetch_png
 
 from models.media import read_mp4
 
 GIF_HEADER = b"GIF89a"
-
-
-def wait_task(client, task_id: str, timeout_s: float = 240) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while (task := client.get(f"/v1/tasks/{task_id}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, task
-        time.sleep(0.3)
-    return task
 
 
 def fetch(client, ref: dict, content_type: str) -> bytes:

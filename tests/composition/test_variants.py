@@ -73,7 +73,8 @@ def test_selfie_landmarks_do_not_repeat_recently(client, soul):
 
 
 def test_selfie_with_a_clip(client, soul):
-    from test_media_workflows import GIF_HEADER, wait_task
+    from helpers import wait_task
+    from test_media_workflows import GIF_HEADER
 
     from models.media import read_mp4
 

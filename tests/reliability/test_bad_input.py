@@ -1,0 +1,144 @@
+"""Bad input over real HTTP: every malformed, oversized, hostile or traversing request gets a 4xx with the error
+envelope naming the field, never a 5xx or a stack trace, and nothing is written outside the asset store."""
+import io
+import json
+import zipfile
+
+import pytest
+
+
+def assert_refused(response, status: int | tuple[int, ...], field: str | None = None) -> dict:
+    """A 4xx (`status`) with exactly the envelope's keys, naming `field` when given, and no traceback."""
+    statuses = status if isinstance(status, tuple) else (status,)
+    assert response.status_code in statuses, (response.status_code, response.text[:300])
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "field"}
+    assert "Traceback" not in response.text and 'File "' not in response.text
+    if field is not None:
+        assert error["field"] == field, error
+    return error
+
+
+@pytest.mark.parametrize("payload,status", [(b"not an image at all", 415), (b"", 415)])
+def test_upload_rejects_non_images(client, payload, status):
+    response = client.post("/v1/assets", files={"file": ("x.png", payload, "image/png")})
+    assert_refused(response, status, "file")
+
+
+def test_upload_rejects_decompression_bombs_and_oversize(client):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (20_000, 20_000)).save(buffer, "PNG")  # tiny file, 400 Mpx
+    response = client.post("/v1/assets", files={"file": ("bomb.png", buffer.getvalue(), "image/png")})
+    assert "pixels" in assert_refused(response, 415, "file")["message"]
+    big = client.post("/v1/assets", files={"file": ("big.png", b"\0" * (10 * 2**20 + 1), "image/png")})
+    assert_refused(big, 413, "file")
+
+
+@pytest.mark.parametrize("path", ["/v1/assets/..%2F..%2Fetc%2Fpasswd", "/v1/assets/../../etc/passwd",
+                                  "/v1/assets/%2Fetc%2Fpasswd", "/v1/projects/..%2Fx", "/v1/tasks/..%2Fx",
+                                  "/v1/prompts/..%2F..%2Fx/variants", "/v1/styles/..%2Fx",
+                                  "/v1/assets/" + "a" * 31 + "g"])
+def test_path_traversal_ids_are_refused(client, path):
+    response = client.get(path)
+    assert_refused(response, (404, 422))
+    assert "root:" not in response.text
+
+
+def test_unknown_asset_in_a_body_is_a_404_naming_the_field(client):
+    response = client.post("/v1/images/edits", json={"image": "0" * 32, "prompt": "x"})
+    assert_refused(response, 404, "image")
+    response = client.post("/v1/images/controlled", json={
+        "prompt": "x", "controls": [{"type": "canny", "image": "../../../etc/passwd"}]})
+    assert_refused(response, 422, "controls.0.image")
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"prompt": ""}, "prompt"), ({"prompt": "x" * 2001}, "prompt"), ({"prompt": "x", "width": 63}, "width"),
+    ({"prompt": "x", "width": 4096}, "width"), ({"prompt": "x", "steps": 0}, "steps"), ({"prompt": "x", "n": 99}, "n"),
+    ({"prompt": "x", "model": "dalle"}, "model"), ({"prompt": "x", "colour": "red"}, "colour"),
+    ({"prompt": "x", "user_id": "../root"}, "user_id"),
+])
+def test_bad_generation_bodies_name_the_field(client, body, field):
+    response = client.post("/v1/images/generations", json=body)
+    assert_refused(response, (400, 404, 413, 422), field)
+
+
+def test_malformed_json_and_wrong_content_type_are_4xx(client):
+    response = client.post("/v1/images/generations", content=b"{not json", headers={"content-type": "application/json"})
+    assert_refused(response, 422)
+    response = client.post("/v1/images/generations", content=b"prompt=x",
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+    assert_refused(response, (415, 422))
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+MANIFEST = b'{"project": {"name": "evil"}, "assets": []}'
+
+
+@pytest.mark.parametrize("members", [
+    {"project.json": MANIFEST, "../../evil.txt": b"x"},
+    {"project.json": MANIFEST, "assets/../../../tmp/evil": b"x"},
+    {"project.json": MANIFEST, "/etc/cron.d/evil": b"x"},
+    {"project.json": MANIFEST, "assets/" + "0" * 32: b"\0" * 50_000_000},
+    {"project.json": b"not json"},
+    {"assets/" + "0" * 32: b"x"},
+])
+def test_hostile_project_zips_are_refused(client, members, montage):
+    _, asset_dir = montage
+    before = sorted(p.name for p in asset_dir.rglob("*"))
+    response = client.post("/v1/projects/import", files={"file": ("p.zip", _zip(members), "application/zip")})
+    assert_refused(response, 422, "file")
+    assert sorted(p.name for p in asset_dir.rglob("*")) == before
+
+
+def test_import_of_a_non_zip_is_refused(client):
+    response = client.post("/v1/projects/import", files={"file": ("p.zip", b"PK\3\4garbage", "application/zip")})
+    assert assert_refused(response, 422, "file")["code"] == "invalid_archive"
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("content,status", [
+    (f'{{"prompt": "x", "style": {nested(40)}}}', 422),  # deeper than max_json_depth (32)
+    (f'{{"prompt": "x", "style": {nested(100_000)}}}', 422),  # would blow the parser's recursion
+    (json.dumps({"prompt": "x", "negative_prompt": "y" * (2**20)}), 413),  # over max_json_bytes (1 MiB)
+])
+def test_deep_or_huge_json_is_refused_before_parsing(client, content, status):
+    response = client.post("/v1/images/generations", content=content, headers={"content-type": "application/json"})
+    assert_refused(response, status, "body")
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/v1/videos/generations", {"image": "0" * 32, "num_frames": 10_000}, "num_frames"),
+    ("/v1/videos/generations", {"image": "0" * 32, "steps": 10_000}, "steps"),
+    ("/v1/videos/generations", {"image": "0" * 32, "width": 100_000}, "width"),
+    ("/v1/videos/generations", {"image": "../../etc/passwd"}, "image"),
+    ("/v1/storyboards", {"theme": "x", "num_scenes": 1000}, "num_scenes"),
+    ("/v1/storyboards", {"theme": "t" * 100_000}, "theme"),
+    ("/v1/images/edits", {"image": "0" * 32, "prompt": "x", "n": 1000}, "n"),
+    ("/v1/prompts/optimize", {"prompt": "p" * 100_000}, "prompt"),
+    ("/v1/writing", {"word": "w" * 10_000}, "word"),
+])
+def test_limits_on_frames_steps_sizes_counts_and_lengths(client, path, body, field):
+    assert_refused(client.post(path, json=body), (413, 422), field)
+
+
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/v1/variants/..%2F..%2Fetc%2Fpasswd/seen"), ("GET", "/v1/souls/..%2Fx/image"),
+    ("GET", "/v1/users/..%2Froot/seen"), ("DELETE", "/v1/tasks/..%2Fx"), ("GET", "/v1/tasks/..%2Fx/events"),
+    ("GET", "/v1/projects/..%2F..%2Fx/export"), ("PUT", "/v1/styles/..%2Fx"),
+])
+def test_traversal_in_every_kind_of_id(client, method, path):
+    response = client.request(method, path, params={"user_id": "u"}, json={"prompt": "x"} if method == "PUT" else None)
+    assert_refused(response, (404, 422))
