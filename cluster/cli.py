@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("config", nargs="?", default="config/serve/h200.yaml")
     plan.add_argument("--gpu", default="h200")
     commands.add_parser("status", help="deployments, replicas, GPU shares and Redis of the running cluster")
-    bench = commands.add_parser("bench", help="the CPU benchmark of the tiny families (what `make bench` does)")
+    bench = commands.add_parser("bench", help="per-call time of each tiny family, in-process (`make bench` runs the whole CPU suite)")
     bench.add_argument("--repeat", type=int, default=3)
     keys = commands.add_parser("keys", help="API keys: create (prints the key last), list, revoke")
     key_commands = keys.add_subparsers(dest="action", required=True)
