@@ -47,9 +47,9 @@ def ray_serve():
     from ray import serve
 
     # The dashboard serves Ray's state API, through which fault tests find replica processes to kill.
-    ray.init(num_cpus=4, num_gpus=VIRTUAL_GPUS, include_dashboard=True, dashboard_port=DASHBOARD_PORT,
-             log_to_driver=False,
-             _metrics_export_port=METRICS_PORT,
+    # address="local": a new cluster, never one that `ray start` (`make run`) left running on this machine.
+    ray.init(address="local", num_cpus=4, num_gpus=VIRTUAL_GPUS, include_dashboard=True,
+             dashboard_port=DASHBOARD_PORT, log_to_driver=False, _metrics_export_port=METRICS_PORT,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
     serve.start(http_options={"host": "127.0.0.1", "port": 18000})
     yield serve
