@@ -85,7 +85,7 @@ class TaskRunner:
             await asyncio.sleep(self.args.heartbeat_s)
             try:
                 await self.services.tasks.heartbeat(self.consumer, list(self.active.values()))
-                for status, count in (await self.services.tasks.stats())["by_status"].items():
+                for status, count in (await self.services.tasks.counts()).items():
                     service_metrics().tasks.set(count, {"status": status})
             except Exception:
                 log.exception("heartbeat failed")

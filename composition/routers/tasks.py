@@ -58,7 +58,7 @@ async def cancel_task(task_id: TaskIdPath, services: ServicesDep, principal: Pri
     """Cancels a queued or running task (work stops at the next step); a finished task is returned as is."""
     await _task(services, principal, task_id, creator_only=True)
     await services.tasks.cancel(task_id)
-    return (await _task(services, principal, task_id)).model_dump(exclude=HIDDEN)
+    return view(await _task(services, principal, task_id), principal)
 
 
 @router.get("/{task_id}/events", response_class=StreamingResponse)

@@ -192,9 +192,13 @@ class TaskStore:
         """Whether the task is in the user's index: created by them, or joined through single-flight."""
         return await self.client.zscore(keys.task_index(user_id), task_id) is not None
 
-    async def stats(self) -> dict[str, Any]:
+    async def counts(self) -> dict[str, int]:
+        """Tasks by status (one read of the counters the transition scripts keep)."""
         counts = await self.client.hgetall(keys.task_stats())
-        by_status = {status: 0 for status in STATUSES} | {k.decode(): int(v) for k, v in counts.items()}
+        return {status: 0 for status in STATUSES} | {k.decode(): int(v) for k, v in counts.items()}
+
+    async def stats(self) -> dict[str, Any]:
+        by_status = await self.counts()
         lanes = {}
         for lane in LANES:
             stream = keys.task_stream(lane)
