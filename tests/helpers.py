@@ -8,6 +8,7 @@ DASHBOARD_PORT = 18265  # Ray's dashboard (and state API) in tests
 import io
 import time
 
+import httpx
 import numpy as np
 from PIL import Image
 
@@ -79,3 +80,16 @@ def replica_pids(deployment: str, app: str = "montage") -> list[int]:
     actors = list_actors(address=f"http://127.0.0.1:{DASHBOARD_PORT}", detail=True,
                          filters=[("class_name", "=", f"ServeReplica:{app}:{deployment}"), ("state", "=", "ALIVE")])
     return [actor.pid for actor in actors]
+
+
+def wait_ready(client, timeout_s: float = 90) -> None:
+    """Polls /ready until 200: the service recovered by itself (connection errors while replicas restart)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if client.get("/ready").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"/ready not 200 after {timeout_s:.0f} s"
+        time.sleep(0.5)

@@ -10,9 +10,10 @@ import uuid
 from pathlib import Path
 
 import httpx
-import numpy as np
 import psutil
 from helpers import BASE, replica_pids
+
+from bench.stats import percentiles
 
 SECONDS = float(os.environ.get("LOAD_SECONDS", "30"))
 CLIENTS = 64
@@ -102,12 +103,8 @@ async def run_load() -> dict:
                     break
                 await asyncio.sleep(0.5)
             outcomes[task_id] = task["status"]
-    latencies = [ms for _, ms, _ in mix.samples]
-    by_kind = {}
-    for kind in sorted({k for k, _, _ in mix.samples}):
-        values = [ms for k, ms, _ in mix.samples if k == kind]
-        by_kind[kind] = {"n": len(values), "p50_ms": round(float(np.percentile(values, 50)), 1),
-                         "p99_ms": round(float(np.percentile(values, 99)), 1)}
+    by_kind = {kind: percentiles([ms for k, ms, _ in mix.samples if k == kind])
+               for kind in sorted({k for k, _, _ in mix.samples})}
     return {
         "seconds": round(elapsed, 1), "clients": CLIENTS, "requests": len(mix.samples),
         "requests_per_s": round(len(mix.samples) / elapsed, 1),
@@ -116,8 +113,8 @@ async def run_load() -> dict:
         "rate_limited": sum(s == 429 for _, _, s in mix.samples),
         "tasks": len(outcomes), "lost": sum(s in ("queued", "running") for s in outcomes.values()),
         "failed": sum(s in ("failed", "cancelled") for s in outcomes.values()),
-        "p50_ms": round(float(np.percentile(latencies, 50)), 1), "p99_ms": round(float(np.percentile(latencies, 99)), 1),
-        "by_kind": by_kind, "rss_warm_mb": round(rss_warm / 2**20), "rss_end_mb": round(rss_end / 2**20),
+        **percentiles([ms for _, ms, _ in mix.samples]), "by_kind": by_kind,
+        "rss_warm_mb": round(rss_warm / 2**20), "rss_end_mb": round(rss_end / 2**20),
         "rss_growth": round(rss_end / rss_warm - 1, 4),
     }
 

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 import redis
-from helpers import BASE, wait_task
+from helpers import BASE, wait_ready, wait_task
 
 from config import keys
 
@@ -43,13 +43,6 @@ class Load:
         self.stop.set()
         for thread in self.threads:
             thread.join(timeout=90)
-
-
-def wait_ready(client, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while client.get("/ready").status_code != 200:
-        assert time.monotonic() < deadline, "the service did not recover after Redis came back"
-        time.sleep(0.5)
 
 
 def test_redis_restart_under_load(client, redis_server, redis_url):

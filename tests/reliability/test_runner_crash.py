@@ -5,9 +5,8 @@ import os
 import signal
 import time
 
-import httpx
 import redis
-from helpers import png, replica_pids, slow_video, upload, wait_running, wait_task
+from helpers import png, replica_pids, slow_video, upload, wait_ready, wait_running, wait_task
 
 from config import keys
 
@@ -38,15 +37,7 @@ def test_a_storyboard_resumes_from_its_cached_steps_after_runner_and_ingress_die
     scenes = json.loads(steps.hget(keys.task_steps(task_id), "scenes"))
     for pid in replica_pids("TaskRunner") + replica_pids("Ingress"):
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while True:  # the ingress comes back by itself
-        try:
-            if client.get("/ready").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    wait_ready(client, timeout_s=60)  # the ingress comes back by itself
     task = wait_task(client, task_id, timeout_s=300)
     assert task["status"] == "succeeded", task["error"]
     assert steps.hget(keys.task(task_id), "attempts") == b"2"
