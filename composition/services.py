@@ -62,7 +62,8 @@ class Services:
         return self.family_info[family]
 
     async def check_size(self, family: str, width: int, height: int, num_frames: int | None = None) -> None:
-        """422 naming the field when a size (or frame count) does not fit the family's latent grid."""
+        """422 naming the field when a size (or frame count) does not fit the family's latent grid or its
+        pixel limit."""
         info = await self.info(family)
         multiple = info["size_multiple"]
         for name, value in (("width", width), ("height", height)):
@@ -71,6 +72,10 @@ class Services:
         frames = info["frame_multiple"]
         if num_frames is not None and (num_frames - 1) % frames:
             raise ApiError(422, "invalid_request", f"num_frames: must be {frames}k + 1 for {family}", "num_frames")
+        limit = self.defaults_of(family).max_pixels
+        if limit and width * height > limit:
+            raise ApiError(422, "invalid_request", f"width: {width}×{height} exceeds the {limit} pixels per frame "
+                                                   f"{family} serves here", "width")
 
 
 STORE_RETRIES = 3

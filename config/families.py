@@ -21,8 +21,13 @@ Attention = Literal["sdpa", "xformers"]
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
+# One tiny-model request on a CPU core stays within seconds per step (a 2048² one would hold its replica for
+# minutes before the first step ends, the first point where it can be cancelled).
+TINY_MAX_PIXELS = 512 * 512
+
+
 class GenerationDefaults(BaseModel):
-    """Defaults a request falls back to when it leaves a field out."""
+    """Defaults a request falls back to when it leaves a field out, and the largest frame one may ask."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -32,6 +37,8 @@ class GenerationDefaults(BaseModel):
     guidance: float = Field(ge=0.0, le=30.0)
     num_frames: int = Field(default=1, ge=1, le=256)
     fps: int = Field(default=8, ge=1, le=60)
+    max_pixels: int | None = Field(
+        default=None, ge=64, description="largest width × height one request may ask; None: the API's bounds")
 
 
 class FamilyArgs(BaseModel):
@@ -62,7 +69,8 @@ class FamilyArgs(BaseModel):
             raise ValueError("model_id is required when source is 'pretrained'")
         if self.defaults is None:
             tiny = self.source is Source.TINY
-            self.defaults = self.tiny_defaults() if tiny else self.production_defaults()
+            self.defaults = self.tiny_defaults().model_copy(update={"max_pixels": TINY_MAX_PIXELS}) if tiny else \
+                self.production_defaults()
         return self
 
     def bundled_model(self) -> bool:

@@ -86,7 +86,16 @@ class ModelDeployment:
         """Runs compatible groups (off the event loop) and stamps each result with serving metadata."""
         started = time.monotonic()
         results: list[Any] = [None] * len(jobs)
-        for indices in group_by([job.request for job in jobs], key):
+        for candidates in group_by([job.request for job in jobs], key):
+            gone = await asyncio.to_thread(self.progress.cancelled, [jobs[i].task_id for i in candidates])
+            indices = []
+            for index, cancelled in zip(candidates, gone, strict=True):
+                if cancelled:  # cancelled while it waited in the batch queue: it costs no step
+                    results[index] = Cancelled(f"{stage} cancelled before it started")
+                else:
+                    indices.append(index)
+            if not indices:
+                continue
             group = [jobs[i] for i in indices]
 
             def on_step(done: int, total: int, group: list[Job] = group) -> None:

@@ -36,3 +36,17 @@ class ProgressReporter:
         except (redis.ConnectionError, redis.TimeoutError):  # progress is best effort: Redis restarting
             return False
         return status == b"cancelled"
+
+    def cancelled(self, task_ids: list[str | None]) -> list[bool]:
+        """Which of these tasks are cancelled already, in one round trip (best effort, like `report`)."""
+        known = [task_id for task_id in task_ids if task_id is not None]
+        if self.client is None or not known:
+            return [False] * len(task_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in known:
+            pipe.hget(keys.task(task_id), "status")
+        try:
+            status = dict(zip(known, pipe.execute(), strict=True))
+        except (redis.ConnectionError, redis.TimeoutError):
+            return [False] * len(task_ids)
+        return [status.get(task_id) == b"cancelled" for task_id in task_ids]

@@ -13,6 +13,7 @@ from config.app import Autoscaling, Batching, DeploymentOptions
 from config.families import SDXLArgs
 from deployments.builder import bind
 from deployments.families import SDXLDeployment
+from deployments.progress import Cancelled
 from config.keys import task as task_key
 from models.types import ImageRequest
 
@@ -112,6 +113,18 @@ def test_progress_reaches_the_task_record(sdxl, redis_url):
     sdxl.generate.remote(image_request(5, steps=3), task_id="task-progress").result()
     record = redis.Redis.from_url(redis_url).hgetall(task_key("task-progress"))
     assert float(record[b"progress"]) == 1.0 and record[b"stage"] == b"denoising"
+
+
+def test_a_task_cancelled_before_its_batch_runs_costs_no_step(sdxl, redis_url):
+    store = redis.Redis.from_url(redis_url)
+    store.hset(task_key("task-cancelled-early"), "status", "cancelled")
+    early = sdxl.generate.remote(image_request(6, steps=3), task_id="task-cancelled-early")
+    live = sdxl.generate.remote(image_request(7, steps=3), task_id="task-live")
+    with pytest.raises(Cancelled, match="before it started"):
+        early.result()
+    assert live.result().seed == 7  # its batch neighbour still runs
+    assert store.hget(task_key("task-cancelled-early"), "progress") is None  # not one step was run for it
+    assert float(store.hget(task_key("task-live"), "progress")) == 1.0
 
 
 def test_unhealthy_replica_is_replaced_while_requests_keep_succeeding(ray_serve, redis_url):

@@ -5,6 +5,7 @@ import json
 import zipfile
 
 import pytest
+from helpers import png, upload
 
 
 def assert_refused(response, status: int | tuple[int, ...], field: str | None = None) -> dict:
@@ -132,6 +133,18 @@ def test_deep_or_huge_json_is_refused_before_parsing(client, content, status):
 ])
 def test_limits_on_frames_steps_sizes_counts_and_lengths(client, path, body, field):
     assert_refused(client.post(path, json=body), (413, 422), field)
+
+
+def test_sizes_past_the_tiny_deployments_pixel_limit_are_refused(client):
+    """The API allows 2048²; a tiny CPU deployment serves frames of at most 512² pixels."""
+    response = client.post("/v1/images/generations", json={"prompt": "x", "width": 1024, "height": 1024})
+    assert "1024×1024 exceeds the 262144 pixels per frame sdxl" in assert_refused(response, 422, "width")["message"]
+    response = client.post("/v1/storyboards", json={"theme": "x", "width": 1024, "height": 768})
+    assert_refused(response, 422, "width")
+    image = upload(client, png(64, 64))
+    response = client.post("/v1/videos/generations", json={"image": image, "model": "svd", "width": 576,
+                                                           "height": 512})
+    assert "576×512 exceeds" in assert_refused(response, 422, "width")["message"]
 
 
 @pytest.mark.parametrize("method,path", [
