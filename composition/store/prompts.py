@@ -35,6 +35,22 @@ end
 return nil
 """
 
+_VARIANTS_FOR_SEEDS = """
+-- KEYS: seeds hash, deliveries; ARGV: variant key prefix, seeds... For each seed: {} when it has no variant yet,
+-- else {deliveries, field, value, ...} of its variant hash.
+local found = {}
+for i = 2, #ARGV do
+  local record = {}
+  local vid = redis.call('HGET', KEYS[1], ARGV[i])
+  if vid then
+    record = redis.call('HGETALL', ARGV[1] .. vid)
+    if #record > 0 then table.insert(record, 1, redis.call('ZSCORE', KEYS[2], vid) or '0') end
+  end
+  found[#found + 1] = record
+end
+return found
+"""
+
 _RESERVE_SLOT = """
 -- KEYS: slots; ARGV: cap. The next slot index, or -1 when the pool is full.
 local used = redis.call('HLEN', KEYS[1])
@@ -52,6 +68,13 @@ class Variant(BaseModel):
     created_at: float
     deliveries: int = 0
     metadata: dict[str, Any] = {}
+
+
+def _variant(record: dict[bytes, bytes], deliveries: bytes | float | None) -> Variant:
+    """A variant from its raw hash and its delivery count."""
+    data = {k.decode(): v.decode() for k, v in record.items()}
+    return Variant.model_validate({**data, "metadata": json.loads(data.get("metadata") or "{}"),
+                                   "deliveries": int(float(deliveries or 0))})
 
 
 def digest(*parts: object, length: int = 24) -> str:
@@ -75,6 +98,7 @@ class PromptStore:
         self._register = client.register_script(_REGISTER)
         self._deliver_unseen = client.register_script(_DELIVER_UNSEEN)
         self._reserve_slot = client.register_script(_RESERVE_SLOT)
+        self._variants_for_seeds = client.register_script(_VARIANTS_FOR_SEEDS)
 
     # Prompt index.
 
@@ -116,8 +140,10 @@ class PromptStore:
     # Variants.
 
     async def variants_for_seeds(self, prompt_key: str, seeds: list[int]) -> list[Variant | None]:
-        ids = await self.client.hmget(keys.prompt_seeds(prompt_key), [str(seed) for seed in seeds])
-        return await self._load([i.decode() if i else None for i in ids])
+        """Each seed's variant (None where there is none yet) in one round trip: the cache-hit path."""
+        found = await self._variants_for_seeds(keys=[keys.prompt_seeds(prompt_key), keys.prompt_deliveries(prompt_key)],
+                                               args=[keys.variant(""), *map(str, seeds)])
+        return [_variant(dict(zip(record[1::2], record[2::2])), record[0]) if record else None for record in found]
 
     async def add_variant(self, prompt_key: str, seed: int, asset_id: str, metadata: dict[str, Any]) -> Variant:
         """Idempotent: the same (prompt key, seed) is one variant however often it is added."""
@@ -141,20 +167,17 @@ class PromptStore:
         return [v for v in await self._load([i.decode() for i in ids]) if v]
 
     async def _load(self, ids: list[str | None]) -> list[Variant | None]:
-        """Variants by id (None stays None) in two round trips, whatever their number: the cache-hit path."""
+        """Variants by id (None stays None) in two round trips, whatever their number."""
         pipe = self.client.pipeline(transaction=False)
         for vid in ids:
             pipe.hgetall(keys.variant(vid or "-"))
-        records = [{k.decode(): v.decode() for k, v in raw.items()} if raw and vid else None
-                   for vid, raw in zip(ids, await pipe.execute(), strict=True)]
+        records = [raw if raw and vid else None for vid, raw in zip(ids, await pipe.execute(), strict=True)]
         pipe = self.client.pipeline(transaction=False)
         for vid, data in zip(ids, records, strict=True):
             if data:
-                pipe.zscore(keys.prompt_deliveries(data["prompt_key"]), vid)
+                pipe.zscore(keys.prompt_deliveries(data[b"prompt_key"].decode()), vid)
         deliveries = iter(await pipe.execute())
-        return [Variant.model_validate({**data, "metadata": json.loads(data.get("metadata") or "{}"),
-                                        "deliveries": int(next(deliveries) or 0)}) if data else None
-                for data in records]
+        return [_variant(data, next(deliveries)) if data else None for data in records]
 
     async def reserve_slots(self, prompt_key: str, count: int) -> None:
         """Slots 0..count-1 exist from now on (images requests take the first n variants)."""
