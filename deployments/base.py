@@ -23,6 +23,10 @@ class Job:
     task_id: str | None = None
     arrived: float = field(default_factory=time.monotonic)
 
+    def queued_ms(self, started: float) -> float:
+        """How long it waited in the batch queue before its batch started."""
+        return (started - self.arrived) * 1000.0
+
 
 def replica_name() -> str:
     """The Serve replica id inside Ray, host:pid outside it."""
@@ -111,7 +115,7 @@ class ModelDeployment:
             for index, job, output in zip(indices, group, outputs, strict=True):
                 if not isinstance(output, Cancelled):
                     output.metadata.replica = self.replica
-                    output.metadata.queue_ms = (started - job.arrived) * 1000.0
+                    output.metadata.queue_ms = job.queued_ms(started)
                 results[index] = output
             self._observe(group, started, (time.monotonic() - run_started) * 1000.0)
         return results
@@ -122,7 +126,7 @@ class ModelDeployment:
         instruments.batch_size.observe(len(group), tags)
         instruments.run_ms.observe(run_ms, tags)
         for job in group:
-            instruments.queue_ms.observe((started - job.arrived) * 1000.0, tags)
+            instruments.queue_ms.observe(job.queued_ms(started), tags)
         if self.model.device.type == "cuda":
             import torch
 
