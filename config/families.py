@@ -68,9 +68,10 @@ class FamilyArgs(BaseModel):
         if self.source is Source.PRETRAINED and not self.model_id and not self.bundled_model():
             raise ValueError("model_id is required when source is 'pretrained'")
         if self.defaults is None:
-            tiny = self.source is Source.TINY
-            self.defaults = self.tiny_defaults().model_copy(update={"max_pixels": TINY_MAX_PIXELS}) if tiny else \
-                self.production_defaults()
+            if self.source is Source.TINY:
+                self.defaults = self.tiny_defaults().model_copy(update={"max_pixels": TINY_MAX_PIXELS})
+            else:
+                self.defaults = self.production_defaults()
         return self
 
     def bundled_model(self) -> bool:
