@@ -7,7 +7,6 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from ray.serve.handle import DeploymentHandle
 
 from composition.catalogue import Catalogue, load_catalogue
@@ -22,7 +21,7 @@ from composition.store.tasks import TaskStore
 from composition.store.timings import TimingStore
 from config.composition import CompositionArgs
 from config.families import GenerationDefaults
-from config.settings import Settings
+from config.settings import Settings, store_backoff
 
 
 @dataclass
@@ -89,8 +88,7 @@ def asset_root(args: CompositionArgs) -> Path:
 
 def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, DeploymentHandle],
                    defaults: dict[str, GenerationDefaults], runner: DeploymentHandle | None = None) -> Services:
-    # Retried on a new connection: after a Redis restart every pooled connection is stale, and fails once.
-    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), STORE_RETRIES)
+    retry = Retry(store_backoff(), STORE_RETRIES)
     client = aioredis.Redis.from_url(redis_url, health_check_interval=10, retry=retry)
     auth_required = (args.access.auth or Settings().auth) == "required"
     return Services(

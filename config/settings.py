@@ -1,4 +1,4 @@
-"""Process settings read from the environment."""
+"""Process settings read from the environment, and how every Redis client reconnects."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.backoff import ExponentialWithJitterBackoff
 
 
 class Settings(BaseSettings):
@@ -17,3 +18,9 @@ class Settings(BaseSettings):
     asset_dir: Path = Path("var/assets")
     data_dir: Path = Path("var")
     auth: Literal["off", "required"] = "off"
+
+
+def store_backoff() -> ExponentialWithJitterBackoff:
+    """Backoff between a Redis client's retries, each on a new connection: after a Redis restart every pooled
+    connection is stale and fails once (redis-py's `from_url` clients retry 0 times unless given one)."""
+    return ExponentialWithJitterBackoff(base=0.05, cap=0.5)

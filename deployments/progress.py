@@ -5,10 +5,10 @@ import json
 import time
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from config import keys
+from config.settings import store_backoff
 
 
 class Cancelled(Exception):
@@ -19,8 +19,7 @@ class ProgressReporter:
     """Writes `progress` (0..1) and `stage` to the task hash, publishes the same as JSON, reads cancellation."""
 
     def __init__(self, redis_url: str | None) -> None:
-        retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2)  # a new connection after a restart
-        self.client = redis.Redis.from_url(redis_url, retry=retry) if redis_url else None
+        self.client = redis.Redis.from_url(redis_url, retry=Retry(store_backoff(), 2)) if redis_url else None
 
     def report(self, task_id: str | None, done: int, total: int, stage: str) -> bool:
         """Records one step; True when the task has been cancelled meanwhile."""
