@@ -1,22 +1,37 @@
-"""The GPU suite: `python -m bench.gpu [--source random] [--workloads sdxl flux ...] [--repeat 3]`.
+"""The GPU suite, sized for a short GPU window: `python -m bench.gpu [--budget-s 420] [--workloads sdxl flux ...]`.
 
-For every workload (bench/gpu_workloads.py), in one run: the plain diffusers/transformers baseline, then the Montage
-model class path, each on freshly built full-size random bf16 weights (`random` source): end-to-end time, per-step
-time (between `callback_on_step_end` calls, synchronised; per token for decode), peak memory and the FLOP floor.
-The floor is the FLOPs of one denoising step (or decode step), counted with `FlopCounterMode` as the difference
-between a 3-step and a 2-step call, over the bf16 matmul rate measured here on a large matmul.
-Smoke mode on a CPU: `python -m bench.gpu --device cpu --source tiny --workloads sdxl --repeat 1`.
+Every workload (bench/gpu_workloads.py) runs in its own process, so its memory figures are its own: the plain
+diffusers/transformers baseline, then the Montage model class path, each on freshly built full-size random bf16
+weights (`random` source). Neither runs a whole request: one call of a few steps gives
+
+- the per-step time (median between `callback_on_step_end` calls, device synchronised, after one warm-up step);
+- the fixed parts, timed once: before the first step (text and image encoding, latents; the warm-up step's extra
+  cost is counted here) and after the last (VAE decode), and for the Montage path the media encode (PNG, or MP4
+  where imageio-ffmpeg is installed);
+- end-to-end, **extrapolated**: before + steps × per-step + after;
+- the FLOPs of one step, counted with `FlopCounterMode` over one more step of the baseline call, and the floor they
+  give over the bf16 matmul rate measured here;
+- memory in GiB: reserved by the caching allocator after construction (what other processes cannot use), the peak
+  reserved during the call, and the device memory in use after construction (CUDA context included).
+
+Rows go to `OUT/gpu.jsonl` as soon as each workload is measured, and the table to `OUT/gpu.md` after each one. The
+estimates of bench/gpu_workloads.py give the predicted duration, printed first; with `--budget-s`, a workload whose
+estimate exceeds the time left is skipped and listed as such. Smoke mode on a CPU: `--device cpu --source tiny`.
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import json
+import platform
 import resource
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +42,8 @@ from bench.gpu_workloads import WORKLOADS, Workload, production_args
 from bench.stats import median
 from config.families import Source
 
-OUT = Path("var/bench/gpu.json")
+OUT = Path("var/bench/gpu")
+GIB = 2**30
 
 
 def _sync(device: torch.device) -> None:
@@ -36,7 +52,7 @@ def _sync(device: torch.device) -> None:
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, iters: int = 20) -> float:
-    """FLOP/s of a large square matmul (8192² bf16 on CUDA, 512² on a CPU)."""
+    """FLOP/s of a large square matmul on random data (8192² on CUDA, 512² on a CPU)."""
     n = 8192 if device.type == "cuda" else 512
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     for _ in range(3):
@@ -49,107 +65,292 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, iters: int = 20) -> fl
     return 2 * n**3 * iters / (time.perf_counter() - started)
 
 
-def step_flops(call: Callable[[dict], Any], fields: dict) -> int:
-    """FLOPs of one step: a 3-step call minus a 2-step call (encoders and decoders cancel out)."""
-    counts = []
-    for steps in (2, 3):
-        with FlopCounterMode(display=False) as counter:
-            call({**fields, "steps": steps})
-        counts.append(counter.get_total_flops())
-    return counts[1] - counts[0]
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions and the device, for the record."""
+    import diffusers
+    import transformers
+
+    env = dict(python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda,
+               diffusers=diffusers.__version__, transformers=transformers.__version__, device=str(device))
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / GIB, 1), sms=props.multi_processor_count)
+        try:
+            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                           capture_output=True, text=True, timeout=30).stdout.strip()
+        except OSError:
+            env["driver"] = None
+    return env
 
 
-def _reset_memory(device: torch.device) -> None:
+def release(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _peak_memory(device: torch.device) -> int:
-    """CUDA: max_memory_allocated since the last reset; CPU: the process's peak RSS (a high-water mark)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def memory(device: torch.device) -> dict[str, float]:
+    """GiB: reserved now and at its peak, and in use on the device (CUDA); the process's peak RSS on a CPU."""
+    if device.type != "cuda":
+        return dict(peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB)
+    free, total = torch.cuda.mem_get_info(device)
+    return dict(reserved_gib=torch.cuda.memory_reserved(device) / GIB,
+                peak_reserved_gib=torch.cuda.max_memory_reserved(device) / GIB, device_used_gib=(total - free) / GIB)
 
 
-def timed(call: Callable[[dict, Any], Any], fields: dict, repeat: int, device: torch.device,
-          tokens: bool) -> tuple[float, float]:
-    """(median end-to-end s, median per-step ms) over `repeat` calls after one warm-up."""
-    totals, steps_ms, marks = [], [], []
+@dataclass
+class StepTiming:
+    """One short call: marks after every step, and the FLOPs of its last step when counted."""
 
-    def on_step(done: int, total: int) -> None:
+    started: float
+    ended: float = 0.0
+    marks: list[float] = field(default_factory=list)
+    step_flops: int = 0
+    output: Any = None
+
+    def per_step_s(self, timed: int) -> float:
+        """Median of the steps after the warm-up one, leaving out the counted step."""
+        return median([b - a for a, b in zip(self.marks[:timed], self.marks[1:timed + 1], strict=True)])
+
+    def figures(self, timed: int, steps: int) -> dict[str, float]:
+        step = self.per_step_s(timed)
+        before, after = self.marks[0] - self.started - step, self.ended - self.marks[-1]
+        return dict(before_s=before, per_step_ms=step * 1000.0, after_s=after, e2e_s=before + steps * step + after,
+                    call_s=self.ended - self.started)
+
+
+def timed_call(call: Callable[[dict, Any], Any], fields: dict, timed: int, device: torch.device,
+               count_flops: bool) -> StepTiming:
+    """Runs 1 warm-up + `timed` steps (+ 1 counted step), marking the end of each."""
+    total = 1 + timed + int(count_flops)
+    counter = FlopCounterMode(display=False)
+
+    def on_step(done: int, steps: int) -> None:
         _sync(device)
-        marks.append(time.perf_counter())
+        timing.marks.append(time.perf_counter())
+        if count_flops and done == total - 1:
+            counter.__enter__()
+        elif count_flops and done == total:
+            counter.__exit__(None, None, None)
+            timing.step_flops = counter.get_total_flops()
 
-    for attempt in range(repeat + 1):
-        marks.clear()
+    _sync(device)
+    timing = StepTiming(started=time.perf_counter())
+    timing.output = call({**fields, "steps": total}, on_step)
+    _sync(device)
+    timing.ended = time.perf_counter()
+    if len(timing.marks) != total:
+        raise RuntimeError(f"expected {total} step callbacks, got {len(timing.marks)}")
+    return timing
+
+
+def token_call(call: Callable[[dict, Any], Any], fields: dict, device: torch.device) -> dict[str, float]:
+    """Decode: a short warm-up, then `steps` new tokens timed whole (prefill of a short prompt included)."""
+    call({**fields, "steps": 4}, None)
+    _sync(device)
+    started = time.perf_counter()
+    call(fields, None)
+    _sync(device)
+    wall = time.perf_counter() - started
+    return dict(call_s=wall, e2e_s=wall, per_step_ms=wall * 1000.0 / fields["steps"],
+                tokens_per_s=fields["steps"] / wall)
+
+
+def token_flops(call: Callable[[dict, Any], Any], fields: dict) -> int:
+    """FLOPs of one decode step: a 3-token call minus a 2-token call."""
+    counts = []
+    for steps in (2, 3):
+        with FlopCounterMode(display=False) as counter:
+            call({**fields, "steps": steps}, None)
+        counts.append(counter.get_total_flops())
+    return counts[1] - counts[0]
+
+
+def measure_path(workload: Workload, path: str, build: Callable[[], Any], call: Callable[[Any, dict, Any], Any],
+                 fields: dict, device: torch.device, timed: int, count_flops: bool) -> dict[str, Any]:
+    """Builds one path and runs its short call: its row, with `step_flops` when `count_flops`."""
+    release(device)
+    started = time.perf_counter()
+    model = build()
+    _sync(device)
+    built = memory(device)
+    row: dict[str, Any] = dict(workload=workload.name, path=path, steps=fields["steps"], goal=workload.goal,
+                               build_s=time.perf_counter() - started, resident_gib=built.get("reserved_gib"),
+                               device_used_gib=built.get("device_used_gib"))
+    bound = partial(call, model)
+    if workload.warmup:
+        warm_started = time.perf_counter()
+        bound({**fields, "steps": 2}, None)
         _sync(device)
-        started = time.perf_counter()
-        call(fields, on_step)
-        _sync(device)
-        if attempt:
-            totals.append(time.perf_counter() - started)
-            steps_ms += [(later - earlier) * 1000.0 for earlier, later in pairwise(marks)]
-    e2e = median(totals)
-    return e2e, median(steps_ms) if steps_ms and not tokens else e2e * 1000.0 / fields["steps"]
+        row["warmup_s"] = time.perf_counter() - warm_started
+    if workload.tokens:
+        row |= token_call(bound, fields, device)
+        if count_flops:
+            row["step_flops"] = token_flops(bound, fields)
+    else:
+        timing = timed_call(bound, fields, timed, device, count_flops)
+        row |= timing.figures(timed, fields["steps"]) | dict(timed_steps=timed)
+        if count_flops:
+            row["step_flops"] = timing.step_flops
+        if workload.encode is not None and path != "baseline":
+            encode_started = time.perf_counter()
+            encoded = workload.encode(timing.output, fields)
+            row["encode_s"] = None if encoded is None else time.perf_counter() - encode_started
+    row |= {k: v for k, v in memory(device).items() if k != "reserved_gib"}
+    del model, bound
+    release(device)
+    return row
 
 
-def _row(workload: Workload, path: str, fields: dict, device: torch.device, flops: int, rate: float,
-         e2e: float, per_step: float) -> dict:
-    floor_ms = flops / rate * 1000.0
-    return dict(workload=workload.name, path=path, device=str(device), steps=fields["steps"], e2e_s=e2e,
-                per_step_ms=per_step, peak_memory_gb=_peak_memory(device) / 2**30, step_flops=flops,
-                floor_ms_per_step=floor_ms, floor_share=floor_ms / per_step, goal=workload.goal) \
-        | ({"tokens_per_s": fields["steps"] / e2e} if workload.tokens else {})
-
-
-def measure(workload: Workload, source: Source, device: torch.device, dtype: torch.dtype, repeat: int,
-            rate: float) -> list[dict]:
-    """Baseline, then the Montage path; never resident together, so each peak memory is its own."""
+def measure(workload: Workload, source: Source, device: torch.device, dtype: torch.dtype, timed: int,
+            rate: float, emit: Callable[[dict], None]) -> None:
+    """Baseline (when the workload has one, counting the step FLOPs), then the Montage path; never resident
+    together. A workload without a baseline (a compiled variant) has no floor of its own: see its eager row."""
     fields = workload.fields(source)
-    _reset_memory(device)
-    baseline = workload.baseline(source, device, dtype)
-    flops = step_flops(partial(workload.call_baseline, baseline, on_step=None), fields)
-    rows = [_row(workload, "baseline", fields, device, flops, rate,
-                 *timed(partial(workload.call_baseline, baseline), fields, repeat, device, workload.tokens))]
-    del baseline
-    _reset_memory(device)
-    args = production_args(workload.family, source, str(device), str(dtype).removeprefix("torch."))
-    montage = workload.montage(args, fields)
-    rows.append(_row(workload, "montage", fields, device, flops, rate,
-                     *timed(partial(workload.call_montage, montage), fields, repeat, device, workload.tokens)))
-    return rows
+    paths = []
+    if workload.baseline is not None:
+        paths.append(("baseline", partial(workload.baseline, source, device, dtype), workload.call_baseline))
+    args = production_args(workload.family, source, str(device), str(dtype).removeprefix("torch.")) | workload.args
+    paths.append(("montage", partial(workload.montage, args, fields), workload.call_montage))
+    flops = None
+    for path, build, call in paths:
+        row = measure_path(workload, path, build, call, fields, device, timed, count_flops=path == "baseline")
+        flops = row.pop("step_flops", None) or flops
+        floor_ms = flops / rate * 1000.0 if flops else None
+        emit(row | dict(device=str(device), step_flops=flops, floor_ms_per_step=floor_ms,
+                        floor_share=floor_ms / row["per_step_ms"] if floor_ms else None))
 
 
-def render(rows: list[dict], rate: float) -> str:
-    lines = [f"bf16 matmul: {rate / 1e12:.1f} TFLOP/s" if rate > 1e12 else f"matmul: {rate / 1e9:.1f} GFLOP/s",
-             (f"{'workload':<14}{'path':<10}{'e2e s':>9}{'step ms':>10}{'peak GB':>9}{'floor ms':>10}{'floor %':>9}"
-              "  goal")]
+def _fmt(value: Any, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def render(rows: list[dict], env: dict) -> str:
+    """The markdown table of BENCHMARKS.md."""
+    lines = [f"{env.get('gpu', env.get('device'))}; torch {env.get('torch')} (CUDA {env.get('cuda')}), diffusers "
+             f"{env.get('diffusers')}, transformers {env.get('transformers')}, driver {env.get('driver')}; bf16 "
+             f"matmul {_fmt(env.get('matmul_tflops'), '.0f')} TFLOP/s",
+             "",
+             "| workload | path | e2e s (extrap.) | step ms | before s | after s | encode s | floor ms | floor % "
+             "| resident GiB | peak GiB | device GiB | build (+ warm-up) s | goal |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"{r['workload']:<14}{r['path']:<10}{r['e2e_s']:>9.3f}{r['per_step_ms']:>10.2f}"
-                     f"{r['peak_memory_gb']:>9.2f}{r['floor_ms_per_step']:>10.3f}{r['floor_share']:>9.1%}  "
-                     f"{r['goal']}" + (f" ({r['tokens_per_s']:.0f} tok/s)" if "tokens_per_s" in r else ""))
+        if "skipped" in r:
+            lines.append(f"| {r['workload']} | — | skipped: {r['skipped']} |" + " |" * 11)
+            continue
+        goal = r["goal"] + (f" ({r['tokens_per_s']:.0f} tok/s)" if "tokens_per_s" in r else "")
+        peak = r.get("peak_reserved_gib", r.get("peak_rss_gib"))
+        lines.append(
+            f"| {r['workload']} | {r['path']} | {r['e2e_s']:.3f} | {r['per_step_ms']:.2f} | "
+            f"{_fmt(r.get('before_s'), '.3f')} | {_fmt(r.get('after_s'), '.3f')} | {_fmt(r.get('encode_s'), '.3f')} | "
+            f"{_fmt(r['floor_ms_per_step'], '.2f')} | {_fmt(r['floor_share'], '.0%')} | "
+            f"{_fmt(r.get('resident_gib'), '.2f')} | {_fmt(peak, '.2f')} | {_fmt(r.get('device_used_gib'), '.2f')} | "
+            f"{r['build_s']:.1f}{' + ' + format(r['warmup_s'], '.0f') if 'warmup_s' in r else ''} | {goal} |")
     return "\n".join(lines)
 
 
+def child(argv: list[str]) -> None:
+    """One workload (or `matmul`) in this process; JSON lines on stdout."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("name")
+    parser.add_argument("--device")
+    parser.add_argument("--source", type=Source)
+    parser.add_argument("--timed-steps", type=int)
+    parser.add_argument("--rate", type=float)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+
+    def emit(row: dict) -> None:
+        print("ROW " + json.dumps(row), flush=True)
+
+    if args.name == "matmul":
+        emit(environment(device) | dict(matmul_tflops=matmul_rate(device, dtype) / 1e12))
+        return
+    workload = WORKLOADS[args.name]
+    timed = args.timed_steps or (workload.timed_steps if args.source is Source.RANDOM else 2)
+    measure(workload, args.source, device, dtype, timed, args.rate * 1e12, emit)
+
+
+def run_child(name: str, args: argparse.Namespace, rate: float, timeout: float) -> tuple[list[dict], str | None]:
+    """Rows a child printed, and why it stopped early (None when it finished)."""
+    command = [sys.executable, "-m", "bench.gpu", "--child", name, "--device", args.device,
+               "--source", args.source.value, "--rate", str(rate)]
+    if args.timed_steps:
+        command += ["--timed-steps", str(args.timed_steps)]
+    rows: list[dict] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        expired = threading.Event()
+        timer = threading.Timer(timeout, lambda: (expired.set(), process.kill()))
+        timer.start()
+        try:
+            for line in process.stdout:
+                if line.startswith("ROW "):
+                    rows.append(json.loads(line[4:]))
+                else:
+                    print(f"  [{name}] {line.rstrip()}", flush=True)
+            code = process.wait()
+        finally:
+            timer.cancel()
+            process.kill()
+    if expired.is_set():
+        return rows, f"stopped: budget spent after {timeout:.0f} s"
+    return rows, f"exit {code}" if code else None
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        child(argv[1:])
+        return []
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--source", type=Source, choices=[Source.RANDOM, Source.TINY], default=Source.RANDOM)
-    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=list(WORKLOADS))
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--timed-steps", type=int, help="steps timed after the warm-up one (default per workload)")
+    parser.add_argument("--budget-s", type=float, help="skip workloads whose estimate exceeds the time left")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    print(f"source {args.source.value} on {args.device}", flush=True)
-    device = torch.device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    rate = matmul_rate(device, dtype)
-    rows = [row for name in args.workloads
-            for row in measure(WORKLOADS[name], args.source, device, dtype, args.repeat, rate)]
-    print(render(rows, rate))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(matmul_flops_per_s=rate, rows=rows), indent=2, ensure_ascii=False))
+    started = time.monotonic()
+    estimated = args.device.startswith("cuda") and args.source is Source.RANDOM
+    if estimated:
+        predicted = sum(WORKLOADS[name].estimate_s for name in args.workloads)
+        print(f"predicted duration on an H200: {predicted:.0f} s ({predicted / 60:.1f} min) for "
+              f"{', '.join(args.workloads)}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    jsonl, table = args.out / "gpu.jsonl", args.out / "gpu.md"
+    jsonl.write_text("")
+    env_rows, error = run_child("matmul", args, 0.0, timeout=300)
+    if error or not env_rows:
+        raise SystemExit(f"matmul/environment child failed: {error}")
+    env = env_rows[0]
+    print(json.dumps(env), flush=True)
+    rows: list[dict] = []
+
+    def record(new: list[dict]) -> None:
+        rows.extend(new)
+        with jsonl.open("a") as handle:
+            for row in new:
+                handle.write(json.dumps(row) + "\n")
+        table.write_text(render(rows, env) + "\n")
+
+    for name in args.workloads:
+        left = args.budget_s - (time.monotonic() - started) if args.budget_s else float("inf")
+        estimate = WORKLOADS[name].estimate_s if estimated else 0.0
+        if estimate > left:
+            record([dict(workload=name, skipped=f"estimate {estimate:.0f} s > {left:.0f} s left")])
+            print(f"{name}: skipped, estimate {estimate:.0f} s > {left:.0f} s left", flush=True)
+            continue
+        workload_started = time.monotonic()
+        new, error = run_child(name, args, env["matmul_tflops"], timeout=min(left, 600.0))
+        if error:
+            new.append(dict(workload=name, skipped=error))
+        record(new)
+        print(f"{name}: {time.monotonic() - workload_started:.0f} s (estimate {estimate:.0f} s)"
+              + (f", {error}" if error else ""), flush=True)
+    print(f"total {time.monotonic() - started:.0f} s")
+    print(render(rows, env))
     return rows
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +41,28 @@ def production_args(family: str, source: Source, device: str, dtype: str) -> dic
 
 @dataclass(frozen=True)
 class Workload:
-    """One benchmark request for both paths. `full`/`tiny` are the request fields at each scale."""
+    """One benchmark request for both paths. `full`/`tiny` are the request fields at each scale.
+
+    `estimate_s` is the predicted wall time of the whole workload on one H200 (both paths: process start, builds,
+    the short calls), from the counted FLOPs of its steps at about half the matmul rate plus the fixed parts; the
+    suite skips what would not fit its budget. `timed_steps` are the steps timed after the warm-up one (full size).
+    A workload without a baseline measures a Montage option (`args`), e.g. compilation, after a `warmup` call.
+    """
 
     name: str
     family: str
     goal: str
     full: dict[str, Any]
     tiny: dict[str, Any]
-    baseline: Callable[[Source, torch.device, torch.dtype], Any]
-    call_baseline: Callable[[Any, dict, StepCallback], Any]
+    baseline: Callable[[Source, torch.device, torch.dtype], Any] | None
+    call_baseline: Callable[[Any, dict, StepCallback], Any] | None
     montage: Callable[[dict[str, Any], dict[str, Any]], Any]
     call_montage: Callable[[Any, dict, StepCallback], Any]
+    estimate_s: float
+    encode: Callable[[Any, dict], bytes | None] | None = None
+    timed_steps: int = 3
+    args: dict[str, Any] = field(default_factory=dict)
+    warmup: bool = False
 
     def fields(self, source: Source) -> dict[str, Any]:
         return self.tiny if source is Source.TINY else self.full
@@ -60,6 +71,23 @@ class Workload:
     def tokens(self) -> bool:
         """Decode workloads count tokens, not denoising steps."""
         return self.family == "llm"
+
+
+def _encode_png(images: Any, f: dict) -> bytes:
+    from models.media import encode_png
+
+    return encode_png(images[0])
+
+
+def _encode_mp4(videos: Any, f: dict) -> bytes | None:
+    """MP4 of the first clip; None where imageio-ffmpeg is not installed (a bare GPU box)."""
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        return None
+    from models.media import frames_to_mp4
+
+    return frames_to_mp4(videos[0], f["fps"])
 
 
 def _callback(on_step: StepCallback, fields: dict) -> Any:
@@ -151,9 +179,10 @@ def _flux_montage_call(model: Any, f: dict, on_step: StepCallback) -> Any:
     from models.types import EditRequest
 
     if f.get("edit"):
-        return model.edit([EditRequest(prompt=f["prompt"], image=png(f["width"], f["height"]), width=f["width"],
-                                       height=f["height"], steps=f["steps"], guidance=f["guidance"], seed=0)], on_step)
-    return model.generate([_image_request(f)], on_step)
+        return model.run_edit([EditRequest(prompt=f["prompt"], image=png(f["width"], f["height"]), width=f["width"],
+                                           height=f["height"], steps=f["steps"], guidance=f["guidance"], seed=0)],
+                              on_step)
+    return model.run([_image_request(f)], on_step)
 
 
 # SVD and Wan (image to video).
@@ -209,9 +238,9 @@ def _video_montage(family: str) -> Callable[[dict[str, Any], dict], Any]:
 def _video_montage_call(model: Any, f: dict, on_step: StepCallback) -> Any:
     from models.types import VideoRequest
 
-    return model.animate([VideoRequest(image=png(f["width"], f["height"]), prompt=f["prompt"], width=f["width"],
-                                       height=f["height"], num_frames=f["num_frames"], fps=f["fps"],
-                                       steps=f["steps"], guidance=f["guidance"], seed=0)], on_step)
+    return model.run([VideoRequest(image=png(f["width"], f["height"]), prompt=f["prompt"], width=f["width"],
+                                   height=f["height"], num_frames=f["num_frames"], fps=f["fps"],
+                                   steps=f["steps"], guidance=f["guidance"], seed=0)], on_step)
 
 
 # Qwen2.5 decode: "steps" are new tokens; min_new_tokens keeps random weights from stopping early.
@@ -251,27 +280,34 @@ _TINY_IMAGE = dict(_IMAGE, width=64, height=64, steps=2)
 _FLUX = dict(_IMAGE, guidance=3.5, max_sequence_length=512)
 _VIDEO = dict(prompt="the car drives away", fps=7)
 
+def _sdxl_montage_call(model: Any, f: dict, on_step: StepCallback) -> Any:
+    return model.run([_image_request(f)], on_step)
+
+
+_SDXL = dict(_IMAGE, width=1024, height=1024, steps=30)
+_FLUX_FULL = dict(_FLUX, width=1024, height=1024, steps=28)
+_FLUX_TINY = dict(_FLUX, width=64, height=64, steps=2)
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
-    Workload("sdxl", "sdxl", "≤ 0.9 s", dict(_IMAGE, width=1024, height=1024, steps=30), _TINY_IMAGE,
-             _sdxl_baseline(False), _sdxl_call, _sdxl_montage,
-             lambda m, f, s: m.generate([_image_request(f)], s)),
-    Workload("sdxl_union", "sdxl", "≤ 1.3 s", dict(_IMAGE, width=1024, height=1024, steps=30, control=True),
-             dict(_TINY_IMAGE, control=True), _sdxl_baseline(True), _sdxl_call, _sdxl_montage,
-             lambda m, f, s: m.generate([_image_request(f)], s)),
-    Workload("flux", "flux", "≤ 3.3 s", dict(_FLUX, width=1024, height=1024, steps=28),
-             dict(_FLUX, width=64, height=64, steps=2), _flux_baseline(False), _flux_call, _flux_montage,
-             _flux_montage_call),
-    Workload("flux_kontext", "flux", "≤ 7 s", dict(_FLUX, width=1024, height=1024, steps=28, edit=True),
-             dict(_FLUX, width=64, height=64, steps=2, edit=True), _flux_baseline(True), _flux_call, _flux_montage,
-             _flux_montage_call),
+    Workload("llm", "llm", "≥ 300 tok/s", dict(steps=128), dict(steps=16), _llm_baseline, _llm_call, _llm_montage,
+             _llm_montage_call, estimate_s=25),
+    Workload("sdxl", "sdxl", "≤ 0.9 s", _SDXL, _TINY_IMAGE, _sdxl_baseline(False), _sdxl_call, _sdxl_montage,
+             _sdxl_montage_call, estimate_s=30, encode=_encode_png),
+    Workload("sdxl_union", "sdxl", "≤ 1.3 s", dict(_SDXL, control=True), dict(_TINY_IMAGE, control=True),
+             _sdxl_baseline(True), _sdxl_call, _sdxl_montage, _sdxl_montage_call, estimate_s=30, encode=_encode_png),
+    Workload("flux", "flux", "≤ 3.3 s", _FLUX_FULL, _FLUX_TINY, _flux_baseline(False), _flux_call, _flux_montage,
+             _flux_montage_call, estimate_s=40, encode=_encode_png),
+    Workload("flux_kontext", "flux", "≤ 7 s", dict(_FLUX_FULL, edit=True), dict(_FLUX_TINY, edit=True),
+             _flux_baseline(True), _flux_call, _flux_montage, _flux_montage_call, estimate_s=45, encode=_encode_png),
     Workload("svd", "svd", "≤ 8 s", dict(_VIDEO, width=1024, height=576, num_frames=25, steps=25, guidance=3.0),
              dict(_VIDEO, width=64, height=64, num_frames=8, steps=2, guidance=3.0), _video_baseline("svd"),
-             _svd_call, _video_montage("svd"), _video_montage_call),
+             _svd_call, _video_montage("svd"), _video_montage_call, estimate_s=40, encode=_encode_mp4),
     Workload("wan", "wan", "≤ 190 s",
              dict(_VIDEO, fps=16, width=832, height=480, num_frames=81, steps=40, guidance=5.0),
              dict(_VIDEO, fps=16, width=64, height=64, num_frames=9, steps=2, guidance=5.0), _video_baseline("wan"),
-             _wan_call, _video_montage("wan"), _video_montage_call),
-    Workload("llm", "llm", "≥ 300 tok/s", dict(steps=128), dict(steps=16), _llm_baseline, _llm_call, _llm_montage,
-             _llm_montage_call),
+             _wan_call, _video_montage("wan"), _video_montage_call, estimate_s=190, encode=_encode_mp4,
+             timed_steps=2),
+    Workload("flux_compiled", "flux", "≤ 3.3 s", _FLUX_FULL, _FLUX_TINY, None, None, _flux_montage,
+             _flux_montage_call, estimate_s=90, encode=_encode_png, args=dict(compile=True), warmup=True),
+    Workload("sdxl_compiled", "sdxl", "≤ 0.9 s", _SDXL, _TINY_IMAGE, None, None, _sdxl_montage, _sdxl_montage_call,
+             estimate_s=70, encode=_encode_png, args=dict(compile=True), warmup=True),
 )}
-

@@ -69,7 +69,10 @@ def load_pipelines(args: FluxArgs, device: torch.device, dtype: torch.dtype) -> 
         text_to_image = FluxPipeline.from_pretrained(args.model_id, torch_dtype=dtype).to(device)
     else:
         text_to_image = FluxPipeline(**random_components(args.source, device, dtype))
-    components = dict(text_to_image.components)
+    # Modules are shared; the scheduler is not: it holds one call's timesteps and step index, and the deployment runs
+    # text-to-image and edit batches in two threads.
+    scheduler = text_to_image.scheduler
+    components = dict(text_to_image.components, scheduler=type(scheduler).from_config(scheduler.config))
     if args.kontext_id:
         components["transformer"] = FluxTransformer2DModel.from_pretrained(
             args.kontext_id, subfolder="transformer", torch_dtype=dtype).to(device)

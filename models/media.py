@@ -1,4 +1,7 @@
-"""Frames <-> media (MP4/GIF/PNG) using imageio-ffmpeg's bundled ffmpeg and Pillow."""
+"""Frames <-> media (MP4/GIF/PNG) using imageio-ffmpeg's bundled ffmpeg and Pillow.
+
+OpenCV and imageio-ffmpeg are imported where video is encoded or resized, so images need neither (a GPU box
+that only benchmarks the models may lack both)."""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -67,6 +68,8 @@ def frames_to_mp4(frames: np.ndarray | Sequence[np.ndarray], fps: int) -> bytes:
     _check_fps(fps)
     arr = _pad_even(as_uint8(frames))
     _, h, w, _ = arr.shape
+    import imageio_ffmpeg
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "out.mp4"
         writer = imageio_ffmpeg.write_frames(
@@ -117,6 +120,8 @@ def _reader(data: bytes, name: str = "data") -> Iterator[tuple[dict, Iterator[by
     """
     if not data:
         raise ValueError(f"{name} must be non-empty MP4 bytes")
+    import imageio_ffmpeg
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.mp4"
         path.write_bytes(data)
@@ -155,6 +160,8 @@ def _letterbox(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     h, w = frame.shape[:2]
     if (w, h) == (width, height):
         return frame
+    import cv2
+
     scale = min(width / w, height / h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)

@@ -107,7 +107,9 @@ class SDXL(Family):
     def __init__(self, args: SDXLArgs) -> None:
         super().__init__(args)
         self.union = load_pipeline(args, self.device, self.dtype)
-        self.plain = StableDiffusionXLPipeline.from_pipe(self.union)
+        # Its own scheduler: a scheduler holds one call's timesteps and step index (see models/flux.py).
+        self.plain = StableDiffusionXLPipeline.from_pipe(
+            self.union, scheduler=type(self.union.scheduler).from_config(self.union.scheduler.config))
         apply_runtime(self.union, args, "unet")
         self.plain.set_progress_bar_config(disable=True)
         if args.vae_slicing:

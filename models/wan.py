@@ -55,13 +55,17 @@ def scheduler() -> UniPCMultistepScheduler:
     return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
 
 
-def random_components(source: Source, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-    """Every Wan I2V component from a config, random weights (tiny or full size)."""
+def random_components(source: Source, device: torch.device, dtype: torch.dtype,
+                      text_encoder_device: torch.device | None = None) -> dict[str, Any]:
+    """Every Wan I2V component from a config, random weights (tiny or full size); the text encoder is built on
+    `text_encoder_device` (default `device`), so an offloaded encoder never occupies the GPU."""
     arch = ARCHITECTURES[source]
+    encoder_device = torch.device(text_encoder_device or device)
     return dict(
         transformer=build(lambda: WanTransformer3DModel(**arch["transformer"]), device, dtype),
         vae=build(lambda: AutoencoderKLWan(**arch["vae"]), device, dtype),
-        text_encoder=build(lambda: UMT5EncoderModel(UMT5Config(**arch["text"])), device, dtype),
+        text_encoder=build(lambda: UMT5EncoderModel(UMT5Config(**arch["text"])), encoder_device, dtype,
+                           fast_init=source is Source.RANDOM and encoder_device.type == "cpu"),
         image_encoder=build(lambda: CLIPVisionModel(CLIPVisionConfig(**arch["image"])), device, dtype),
         image_processor=CLIPImageProcessor(crop_size=arch["image_size"], size=arch["image_size"]),
         tokenizer=tokenizers.t5(MAX_SEQUENCE_LENGTH),
@@ -70,9 +74,16 @@ def random_components(source: Source, device: torch.device, dtype: torch.dtype) 
 
 
 def load_pipeline(args: WanArgs, device: torch.device, dtype: torch.dtype) -> WanImageToVideoPipeline:
-    if args.source is Source.PRETRAINED:
-        return WanImageToVideoPipeline.from_pretrained(args.model_id, torch_dtype=dtype).to(device)
-    return WanImageToVideoPipeline(**random_components(args.source, device, dtype))
+    """The pipeline on `device`; with `text_encoder_offload` its UMT5 encoder is loaded or built on the CPU and
+    stays there (moving it after a GPU build would leave its memory in the caching allocator)."""
+    encoder_device = torch.device("cpu") if args.text_encoder_offload else device
+    if args.source is not Source.PRETRAINED:
+        return WanImageToVideoPipeline(**random_components(args.source, device, dtype, encoder_device))
+    pipe = WanImageToVideoPipeline.from_pretrained(args.model_id, torch_dtype=dtype)
+    for name, component in pipe.components.items():
+        if isinstance(component, torch.nn.Module):
+            component.to(encoder_device if name == "text_encoder" else device)
+    return pipe
 
 
 class Wan(Family):
@@ -86,8 +97,7 @@ class Wan(Family):
         apply_runtime(self.pipe, args, "transformer")
         if args.vae_tiling:
             self.pipe.vae.enable_tiling()
-        if args.text_encoder_offload:
-            self.pipe.text_encoder.to("cpu")
+        self._negative_embeds: torch.Tensor | None = None
 
     @property
     def size_multiple(self) -> int:
@@ -132,15 +142,24 @@ class Wan(Family):
             ).frames
 
     def prompts(self, requests: list[VideoRequest]) -> dict[str, Any]:
-        """Prompt arguments: the prompts themselves, or embeddings computed on the CPU-resident encoder."""
+        """Prompt arguments: the prompts themselves, or embeddings computed on the CPU-resident encoder (the
+        negative prompt is the same for every request, so its embedding is computed once)."""
         prompts = [r.prompt for r in requests]
         if not self.args.text_encoder_offload:
             return dict(prompt=prompts)
-        positive, negative = self.pipe.encode_prompt(
-            prompt=prompts, negative_prompt=[""] * len(prompts), do_classifier_free_guidance=requests[0].guidance > 1,
-            max_sequence_length=MAX_SEQUENCE_LENGTH, device=torch.device("cpu"), dtype=self.dtype)
-        return dict(prompt_embeds=positive.to(self.device),
-                    negative_prompt_embeds=None if negative is None else negative.to(self.device))
+        positive = self.encode(prompts)
+        if requests[0].guidance <= 1:
+            return dict(prompt_embeds=positive)
+        if self._negative_embeds is None:
+            self._negative_embeds = self.encode([""])
+        return dict(prompt_embeds=positive, negative_prompt_embeds=self._negative_embeds.expand(len(prompts), -1, -1))
+
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        """UMT5 embeddings (B, 512, C) on the encoder's own device, moved to the denoiser's device."""
+        embeds, _ = self.pipe.encode_prompt(prompt=prompts, do_classifier_free_guidance=False,
+                                            max_sequence_length=MAX_SEQUENCE_LENGTH,
+                                            device=self.pipe.text_encoder.device, dtype=self.dtype)
+        return embeds.to(self.device)
 
     def animate(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> list[VideoResult]:
         """Mixed batches are split into compatible groups; results keep the request order."""
