@@ -58,7 +58,8 @@ def build(factory: Callable[[], T], device: torch.device | str, dtype: torch.dty
     if isinstance(module, torch.nn.Module):
         if fast_init:
             fill_random(module, seed)
-        module.eval().requires_grad_(False)
+        # Legacy constructors (torch.Tensor([...]), e.g. SVD's AlphaBlender) ignore the device context.
+        module.to(device).eval().requires_grad_(False)
     return module
 
 

@@ -107,9 +107,11 @@ class SDXL(Family):
     def __init__(self, args: SDXLArgs) -> None:
         super().__init__(args)
         self.union = load_pipeline(args, self.device, self.dtype)
-        # Its own scheduler: a scheduler holds one call's timesteps and step index (see models/flux.py).
+        # Its own scheduler: a scheduler holds one call's timesteps and step index (see models/flux.py). The dtype
+        # is explicit: from_pipe casts the shared modules to float32 otherwise.
         self.plain = StableDiffusionXLPipeline.from_pipe(
-            self.union, scheduler=type(self.union.scheduler).from_config(self.union.scheduler.config))
+            self.union, scheduler=type(self.union.scheduler).from_config(self.union.scheduler.config),
+            torch_dtype=self.dtype)
         apply_runtime(self.union, args, "unet")
         self.plain.set_progress_bar_config(disable=True)
         if args.vae_slicing:
