@@ -44,9 +44,9 @@ class Workload:
     """One benchmark request for both paths. `full`/`tiny` are the request fields at each scale.
 
     `estimate_s` is the predicted wall time of the whole workload on one H200 (both paths: process start, builds,
-    the short calls), from the counted FLOPs of its steps at about half the matmul rate plus the fixed parts; the
+    warm-up, the short calls): its measured time there (BENCHMARKS.md, 2026-11-27) rounded up by a quarter; the
     suite skips what would not fit its budget. `timed_steps` are the steps timed after the warm-up one (full size).
-    A workload without a baseline measures a Montage option (`args`), e.g. compilation, after a `warmup` call.
+    A workload without a baseline measures a Montage option (`args`), e.g. compilation (warm-up included).
     """
 
     name: str
@@ -62,7 +62,6 @@ class Workload:
     encode: Callable[[Any, dict], bytes | None] | None = None
     timed_steps: int = 3
     args: dict[str, Any] = field(default_factory=dict)
-    warmup: bool = False
 
     def fields(self, source: Source) -> dict[str, Any]:
         return self.tiny if source is Source.TINY else self.full
@@ -289,25 +288,25 @@ _FLUX_FULL = dict(_FLUX, width=1024, height=1024, steps=28)
 _FLUX_TINY = dict(_FLUX, width=64, height=64, steps=2)
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("llm", "llm", "≥ 300 tok/s", dict(steps=128), dict(steps=16), _llm_baseline, _llm_call, _llm_montage,
-             _llm_montage_call, estimate_s=25),
+             _llm_montage_call, estimate_s=40),
     Workload("sdxl", "sdxl", "≤ 0.9 s", _SDXL, _TINY_IMAGE, _sdxl_baseline(False), _sdxl_call, _sdxl_montage,
-             _sdxl_montage_call, estimate_s=30, encode=_encode_png),
+             _sdxl_montage_call, estimate_s=25, encode=_encode_png),
     Workload("sdxl_union", "sdxl", "≤ 1.3 s", dict(_SDXL, control=True), dict(_TINY_IMAGE, control=True),
-             _sdxl_baseline(True), _sdxl_call, _sdxl_montage, _sdxl_montage_call, estimate_s=30, encode=_encode_png),
+             _sdxl_baseline(True), _sdxl_call, _sdxl_montage, _sdxl_montage_call, estimate_s=25, encode=_encode_png),
     Workload("flux", "flux", "≤ 3.3 s", _FLUX_FULL, _FLUX_TINY, _flux_baseline(False), _flux_call, _flux_montage,
-             _flux_montage_call, estimate_s=40, encode=_encode_png),
+             _flux_montage_call, estimate_s=25, encode=_encode_png),
     Workload("flux_kontext", "flux", "≤ 7 s", dict(_FLUX_FULL, edit=True), dict(_FLUX_TINY, edit=True),
-             _flux_baseline(True), _flux_call, _flux_montage, _flux_montage_call, estimate_s=45, encode=_encode_png),
+             _flux_baseline(True), _flux_call, _flux_montage, _flux_montage_call, estimate_s=30, encode=_encode_png),
     Workload("svd", "svd", "≤ 8 s", dict(_VIDEO, width=1024, height=576, num_frames=25, steps=25, guidance=3.0),
              dict(_VIDEO, width=64, height=64, num_frames=8, steps=2, guidance=3.0), _video_baseline("svd"),
-             _svd_call, _video_montage("svd"), _video_montage_call, estimate_s=40, encode=_encode_mp4),
+             _svd_call, _video_montage("svd"), _video_montage_call, estimate_s=35, encode=_encode_mp4),
     Workload("wan", "wan", "≤ 190 s",
              dict(_VIDEO, fps=16, width=832, height=480, num_frames=81, steps=40, guidance=5.0),
              dict(_VIDEO, fps=16, width=64, height=64, num_frames=9, steps=2, guidance=5.0), _video_baseline("wan"),
-             _wan_call, _video_montage("wan"), _video_montage_call, estimate_s=190, encode=_encode_mp4,
+             _wan_call, _video_montage("wan"), _video_montage_call, estimate_s=105, encode=_encode_mp4,
              timed_steps=2),
     Workload("flux_compiled", "flux", "≤ 3.3 s", _FLUX_FULL, _FLUX_TINY, None, None, _flux_montage,
-             _flux_montage_call, estimate_s=90, encode=_encode_png, args=dict(compile=True), warmup=True),
+             _flux_montage_call, estimate_s=60, encode=_encode_png, args=dict(compile=True)),
     Workload("sdxl_compiled", "sdxl", "≤ 0.9 s", _SDXL, _TINY_IMAGE, None, None, _sdxl_montage, _sdxl_montage_call,
-             estimate_s=70, encode=_encode_png, args=dict(compile=True), warmup=True),
+             estimate_s=45, encode=_encode_png, args=dict(compile=True)),
 )}

@@ -44,6 +44,8 @@ class ModelDeployment:
     batch_methods: tuple[str, ...] = ()
 
     def __init__(self, model: Family, redis_url: str | None = None) -> None:
+        """Serve routes no request to a replica before its constructor returns, so a compiled model warms up here."""
+        model.warmup()
         self.model = model
         self.progress = ProgressReporter(redis_url or os.environ.get("REDIS_URL"))
         self.replica = replica_name()

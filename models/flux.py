@@ -20,7 +20,16 @@ from config.families import FluxArgs, Source
 from models import tokenizers
 from models.images import decode_rgb
 from models.results import image_result
-from models.runtime import Family, StepCallback, apply_runtime, build, generators, run_grouped, step_callback
+from models.runtime import (
+    Family,
+    StepCallback,
+    apply_runtime,
+    blank_png,
+    build,
+    generators,
+    run_grouped,
+    step_callback,
+)
 from models.types import EditRequest, ImageRequest, ImageResult
 
 _TINY_TRANSFORMER = dict(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
@@ -102,6 +111,13 @@ class Flux(Family):
                 raise ValueError(f"{field} must be a multiple of {self.size_multiple} for flux")
         if isinstance(request, ImageRequest) and request.controls:
             raise ValueError("controls: flux takes no control images, use model 'sdxl'")
+
+    def warmup_requests(self) -> list[tuple[Callable[[list], Any], ImageRequest | EditRequest]]:
+        """An edit carries its source image's tokens too: another sequence length, another graph."""
+        d = self.defaults
+        size = dict(width=d.width, height=d.height, steps=2, guidance=d.guidance, seed=0)
+        return [(self.run, ImageRequest(prompt="warm-up", **size)),
+                (self.run_edit, EditRequest(prompt="warm-up", image=blank_png(d.width, d.height), **size))]
 
     @staticmethod
     def group_key(request: ImageRequest | EditRequest) -> tuple:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from config.families import FamilyArgs, Source
@@ -151,11 +152,31 @@ class Family:
             extra=extra,
         )
 
+    def warmup(self) -> None:
+        """With `compile`: runs every operation at the default shape, batch 1 then 2 (the second call makes the batch
+        dimension dynamic), so compilation happens while the replica starts, never in a request."""
+        if not self.args.compile:
+            return
+        for run, request in self.warmup_requests():
+            for size in (1, 2):
+                run([request.model_copy(update={"seed": seed}) for seed in range(size)])
+
+    def warmup_requests(self) -> list[tuple[Callable[[list], Any], Any]]:
+        """(operation, default-shape request) pairs that compile distinct graphs; none by default."""
+        return []
+
     def check(self) -> None:
         """Raises when the model or its device is unusable (used by health checks)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.empty(1, device=self.device).add_(1)
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A mid-grey PNG: the conditioning image of warm-up requests."""
+    from models.media import encode_png
+
+    return encode_png(np.full((height, width, 3), 0.5, np.float32))
 
 
 def apply_runtime(pipe: Any, args: FamilyArgs, denoiser: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,17 @@ from config.families import SDXLArgs, Source
 from models import tokenizers
 from models.images import decode_rgb
 from models.results import image_result
-from models.runtime import Family, StepCallback, apply_runtime, build, generators, run_grouped, step_callback
-from models.types import ImageRequest, ImageResult
+from models.runtime import (
+    Family,
+    StepCallback,
+    apply_runtime,
+    blank_png,
+    build,
+    generators,
+    run_grouped,
+    step_callback,
+)
+from models.types import Control, ImageRequest, ImageResult
 
 CONTROL_MODES = {"depth": 1, "scribble": 2, "canny": 3, "segmentation": 5}
 
@@ -126,6 +136,13 @@ class SDXL(Family):
         for field in ("width", "height"):
             if getattr(request, field) % self.size_multiple:
                 raise ValueError(f"{field} must be a multiple of {self.size_multiple} for sdxl")
+
+    def warmup_requests(self) -> list[tuple[Callable[[list], Any], ImageRequest]]:
+        """Plain and ControlNet calls feed the UNet different inputs, so both compile."""
+        d = self.defaults
+        plain = ImageRequest(prompt="warm-up", width=d.width, height=d.height, steps=2, guidance=d.guidance, seed=0)
+        control = Control(type="canny", image=blank_png(d.width, d.height))
+        return [(self.run, plain), (self.run, plain.model_copy(update={"controls": (control,)}))]
 
     @staticmethod
     def group_key(request: ImageRequest) -> tuple:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,16 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 from config.families import Source, SVDArgs
 from models.images import decode_rgb
 from models.results import video_result
-from models.runtime import Family, StepCallback, apply_runtime, build, generators, run_grouped, step_callback
+from models.runtime import (
+    Family,
+    StepCallback,
+    apply_runtime,
+    blank_png,
+    build,
+    generators,
+    run_grouped,
+    step_callback,
+)
 from models.types import VideoRequest, VideoResult
 
 _TINY_UNET = dict(
@@ -97,6 +107,12 @@ class SVD(Family):
         for field in ("width", "height"):
             if getattr(request, field) % self.size_multiple:
                 raise ValueError(f"{field} must be a multiple of {self.size_multiple} for svd")
+
+    def warmup_requests(self) -> list[tuple[Callable[[list], Any], VideoRequest]]:
+        d = self.defaults
+        return [(self.run, VideoRequest(image=blank_png(d.width, d.height), prompt="warm-up", width=d.width,
+                                        height=d.height, num_frames=d.num_frames, fps=d.fps, steps=2,
+                                        guidance=d.guidance, seed=0))]
 
     @staticmethod
     def group_key(request: VideoRequest) -> tuple:

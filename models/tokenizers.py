@@ -23,7 +23,7 @@ def byte_level(
 ) -> PreTrainedTokenizerFast:
     """Specials take ids 0..k-1, then one id per byte; `wrap` adds BOS/EOS around every text."""
     vocab = {token: index for index, token in enumerate(specials)}
-    for char in pre_tokenizers.ByteLevel.alphabet():
+    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):  # a set: unsorted, ids would differ per process
         vocab.setdefault(char, len(vocab))
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=unk))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

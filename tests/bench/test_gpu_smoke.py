@@ -1,19 +1,50 @@
-"""The GPU suite's code path, in its CPU smoke mode (tiny models): every row has its figures, all positive."""
+"""The GPU script (bench/device/run.sh → bench.gpu) in its CPU smoke mode on the tiny models: every row has its
+figures, the table is written, and the install step is skipped where the packages are present."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from bench import gpu
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ("e2e_s", "per_step_ms", "call_s", "build_s", "peak_rss_gib")
 
-FIGURES = ("e2e_s", "per_step_ms", "peak_memory_gb", "step_flops", "floor_ms_per_step", "floor_share")
 
+def test_device_script_smoke_mode_reports_every_figure(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(["bash", "bench/device/run.sh", str(out), "--device", "cpu", "--source", "tiny",
+                           "--workloads", "llm", "flux_kontext", "svd"], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHON=sys.executable), timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    import torch
 
-def test_gpu_suite_smoke_mode_reports_positive_figures(tmp_path):
-    out = tmp_path / "gpu.json"
-    gpu.main(["--device", "cpu", "--source", "tiny", "--workloads", "flux", "llm", "--repeat", "1",
-              "--out", str(out)])
-    report = json.loads(out.read_text())
-    assert report["matmul_flops_per_s"] > 0
-    rows = report["rows"]
+    assert torch.__version__ in (out / "env.txt").read_text()
+    rows = [json.loads(line) for line in (out / "gpu.jsonl").read_text().splitlines()]
     assert [(r["workload"], r["path"]) for r in rows] == [
-        ("flux", "baseline"), ("flux", "montage"), ("llm", "baseline"), ("llm", "montage")]
+        ("llm", "baseline"), ("llm", "montage"), ("flux_kontext", "baseline"), ("flux_kontext", "montage"),
+        ("svd", "baseline"), ("svd", "montage")]
     for row in rows:
         assert all(row[name] > 0 for name in FIGURES), row
+    for row in rows[2:]:
+        assert row["step_flops"] > 0 and row["floor_ms_per_step"] > 0 and row["timed_steps"] == 2, row
+        assert row["before_s"] + row["after_s"] < row["call_s"], row
+    montage = [r for r in rows[2:] if r["path"] == "montage"]
+    assert all(r["encode_s"] > 0 for r in montage)  # PNG and, with imageio-ffmpeg installed here, MP4
+    table = (out / "gpu.md").read_text()
+    assert table.count("\n| flux_kontext | ") == 2 and "| svd | montage |" in table
+
+
+def test_budget_skips_and_reports_what_would_not_fit(tmp_path):
+    from bench import gpu
+
+    rows = gpu.main(["--device", "cpu", "--source", "tiny", "--workloads", "llm", "--budget-s", "0.001",
+                     "--out", str(tmp_path)])
+    assert rows == [dict(workload="llm", skipped=rows[0]["skipped"])] and "left" in rows[0]["skipped"]
+    assert "skipped" in (tmp_path / "gpu.md").read_text()
+
+
+def test_the_whole_suite_is_predicted_to_fit_seven_minutes_on_an_h200():
+    from bench import gpu
+    from bench.gpu_workloads import WORKLOADS
+
+    assert gpu.predicted_s(list(WORKLOADS)) <= 7 * 60

@@ -66,3 +66,20 @@ def test_controls_are_refused_for_flux(model):
 def test_random_source_builds_flux_dev_transformer():
     arch = flux.ARCHITECTURES[Source.RANDOM]["transformer"]
     assert meta_params(lambda: FluxTransformer2DModel(**arch)) == pytest.approx(11.9, rel=0.01)
+
+
+def test_concurrent_text_to_image_and_edit_equal_sequential_calls(model):
+    """The Flux deployment runs its text-to-image and edit batch queues in two threads: the pipelines share the
+    transformer, encoders and VAE, and must not share the scheduler (it holds one call's timesteps)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t2i = [ImageRequest(prompt="a harbour at dawn", seed=3, width=128, height=128, steps=30, guidance=3.5)]
+    edit = [EditRequest(prompt="make it night", image=png(seed=2), seed=4, width=96, height=96, steps=20,
+                        guidance=3.5)]
+    sequential = model.run(t2i), model.run_edit(edit)
+    for _ in range(2):
+        with ThreadPoolExecutor(2) as pool:
+            concurrent = pool.submit(model.run, t2i), pool.submit(model.run_edit, edit)
+            for alone, together in zip(sequential, (f.result() for f in concurrent), strict=True):
+                assert np.abs(alone - together).max() <= 1e-5
+    assert model.kontext.scheduler is not model.text_to_image.scheduler

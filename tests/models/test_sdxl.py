@@ -93,3 +93,14 @@ def test_pretrained_source_requires_both_ids():
         SDXLArgs(source="pretrained")
     with pytest.raises(ValueError, match="controlnet_id"):
         SDXLArgs(source="pretrained", model_id="stabilityai/stable-diffusion-xl-base-1.0")
+
+
+def test_plain_and_union_pipelines_keep_the_serving_dtype_and_own_their_schedulers():
+    """from_pipe casts the modules it shares to float32 unless told the dtype (on a GPU: fp32 SDXL, and a dtype
+    error on every ControlNet request); a scheduler holds one call's timesteps, so none is shared."""
+    import torch
+
+    model = sdxl.SDXL(SDXLArgs(device="cpu", dtype="bfloat16"))
+    assert model.plain.unet.dtype == model.union.controlnet.dtype == torch.bfloat16
+    assert model.plain.text_encoder_2.dtype == torch.bfloat16
+    assert model.plain.unet is model.union.unet and model.plain.scheduler is not model.union.scheduler

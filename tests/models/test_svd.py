@@ -100,3 +100,13 @@ def test_random_unet_has_svd_xt_size() -> None:
         unet = UNetSpatioTemporalConditionModel(**ARCHITECTURES[Source.RANDOM]["unet"])
     count = sum(p.numel() for p in unet.parameters())
     assert count == pytest.approx(1.52e9, rel=0.02)
+
+
+def test_random_build_puts_every_tensor_on_the_target_device():
+    """AlphaBlender's mix_factor comes from the legacy torch.Tensor([...]) constructor, which ignores the device
+    context: build() must still place it (on a GPU it stayed on the CPU and every SVD call failed)."""
+    from models.runtime import build
+
+    unet = build(lambda: UNetSpatioTemporalConditionModel(**ARCHITECTURES[Source.TINY]["unet"]), "meta",
+                 torch.float32)
+    assert {t.device.type for t in [*unet.parameters(), *unet.buffers()]} == {"meta"}

@@ -27,3 +27,15 @@ def test_qwen_chat_template_and_left_padding():
     batch = tokenizer(["a", "abc"], padding=True, add_special_tokens=False)
     assert batch.input_ids[0][:2] == [tokenizer.pad_token_id] * 2
     assert batch.attention_mask[0] == [0, 0, 1]
+
+
+def test_generated_tokenizers_give_the_same_ids_in_every_process():
+    """Byte ids must not follow a set's iteration order: two replicas of a tiny model would then encode one prompt
+    differently and render different images for the same seed."""
+    import subprocess
+    import sys
+
+    script = "from models import tokenizers; print(tokenizers.clip()('a red fox, 雨').input_ids)"
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+            for _ in range(3)}
+    assert len(runs) == 1

@@ -128,3 +128,31 @@ def test_text_encoder_offload_keeps_the_encoder_on_cpu_and_renders():
     frames = offloaded.run(requests)
     assert offloaded.pipe.text_encoder.device.type == "cpu"
     assert frames.shape == (2, 5, 64, 64, 3) and np.isfinite(frames).all()
+
+
+def test_offloaded_prompts_reuse_one_negative_embedding_and_match_the_pipelines_encoding():
+    from models.wan import MAX_SEQUENCE_LENGTH
+
+    wan = Wan(WanArgs(text_encoder_offload=True))
+    requests = [VideoRequest(image=png(3), prompt=p, width=64, height=64, steps=2, guidance=5.0, seed=1,
+                             num_frames=5, fps=8) for p in ("a fox", "a fox running")]
+    first, second = wan.prompts(requests), wan.prompts(requests[:1])
+    assert first["negative_prompt_embeds"].shape == first["prompt_embeds"].shape
+    assert second["negative_prompt_embeds"].data_ptr() == first["negative_prompt_embeds"].data_ptr()
+    positive, negative = wan.pipe.encode_prompt(prompt=[r.prompt for r in requests], negative_prompt=["", ""],
+                                                max_sequence_length=MAX_SEQUENCE_LENGTH, device=torch.device("cpu"))
+    assert torch.equal(first["prompt_embeds"], positive) and torch.equal(first["negative_prompt_embeds"], negative)
+
+
+def test_fast_random_init_fills_every_parameter_with_seeded_finite_values():
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from models.runtime import build
+
+    def encoder(seed: int):
+        return build(lambda: UMT5EncoderModel(UMT5Config(**ARCHITECTURES[Source.TINY]["text"])), "cpu",
+                     torch.float32, seed, fast_init=True)
+
+    a, b, c = encoder(0), encoder(0), encoder(1)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters(), strict=True):
+        assert torch.isfinite(pa).all() and pa.std() > 0.01 and torch.equal(pa, pb) and not torch.equal(pa, pc)
