@@ -24,20 +24,20 @@ def app_args(serve_config: Mapping[str, Any]) -> AppArgs:
 
 def render(result: Plan) -> str:
     """A table of families, then the total and headroom line."""
-    header = ("family", "source", "replicas", "GB/replica", "GPU share", "GPU index")
+    header = ("family", "source", "replicas", "GiB/replica", "GPU share", "GPU index")
     rows = [header] + [
-        (f.name, f.source.value, str(f.replicas), f"{f.memory_gb:.2f}" + ("" if f.declared else " (est)"),
+        (f.name, f.source.value, str(f.replicas), f"{f.memory_gib:.2f}" + ("" if f.declared else " (est)"),
          f"{f.num_gpus:.2f}", ",".join(map(str, f.gpus)) or "-")
         for f in result.families
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     gpu = result.gpu
-    loads = ", ".join(f"GPU{load.index} {load.memory_gb:.1f} GB / share {load.share:.2f}" for load in result.loads)
+    loads = ", ".join(f"GPU{load.index} {load.memory_gib:.1f} GiB / share {load.share:.2f}" for load in result.loads)
     lines += [
         f"per GPU: {loads}",
-        f"total {result.total_gb:.1f} GB of {result.capacity_gb:g} GB ({gpu.count} × {gpu.name}): headroom "
-        f"{result.headroom_gb:.1f} GB ({result.headroom_fraction:.1%}, required {result.headroom:.0%})",
+        f"total {result.total_gib:.1f} GiB of {result.capacity_gib:g} GiB ({gpu.count} × {gpu.name}): headroom "
+        f"{result.headroom_gib:.1f} GiB ({result.headroom_fraction:.1%}, required {result.headroom:.0%})",
     ]
     return "\n".join(lines)
 

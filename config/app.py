@@ -46,7 +46,8 @@ class DeploymentOptions(_Strict):
 
     num_gpus: float = Field(default=0.0, ge=0.0, description="GPU share per replica (fraction of one GPU or whole GPUs)")
     num_cpus: float = Field(default=1.0, ge=0.0)
-    memory_gb: float | None = Field(default=None, gt=0, description="resident GPU memory per replica, for the planner")
+    memory_gib: float | None = Field(
+        default=None, gt=0, description="GPU memory per replica for the planner: GiB, a full batch and the CUDA context")
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources, e.g. node labels")
     max_ongoing_requests: int = Field(default=16, ge=1)
     max_queued_requests: int = Field(default=-1, ge=-1)

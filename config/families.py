@@ -17,7 +17,6 @@ class Source(str, Enum):
 
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
-Attention = Literal["sdpa", "xformers"]
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -50,7 +49,6 @@ class FamilyArgs(BaseModel):
     model_id: str | None = Field(default=None, description="hub id or local folder (pretrained)")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     dtype: Dtype = Field(default="auto", description="auto: bfloat16 on CUDA, float32 on CPU")
-    attention: Attention = "sdpa"
     compile: bool = Field(default=False, description="torch.compile the denoiser")
     defaults: GenerationDefaults | None = Field(
         default=None, description="request defaults; None picks the source's own (tiny: 64², 2 steps)"

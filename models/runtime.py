@@ -180,10 +180,8 @@ def blank_png(width: int, height: int) -> bytes:
 
 
 def apply_runtime(pipe: Any, args: FamilyArgs, denoiser: str) -> None:
-    """Attention backend, optional compile and progress bars, the same for every pipeline."""
+    """Fused projections, memory format, optional compile and progress bars, the same for every pipeline."""
     pipe.set_progress_bar_config(disable=True)
-    if args.attention == "xformers":
-        pipe.enable_xformers_memory_efficient_attention()
     if getattr(args, "fuse_qkv", False):
         getattr(pipe, denoiser).fuse_qkv_projections()
     if getattr(args, "channels_last", False):
