@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install browser run test soak bench clean
+.PHONY: install browser run test soak bench floor clean
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(STAMP): pyproject.toml
@@ -38,5 +38,11 @@ soak: install
 bench: install
 	$(PY) -m bench.suite
 
+# The dependency floor (transformers 5.17, as on the lent GPU machines) under the model and benchmark tests
+floor:
+	test -x .venv-floor/bin/python || $(PYTHON) -m venv .venv-floor
+	.venv-floor/bin/pip install -q torch==2.13.0 && .venv-floor/bin/pip install -q -e ".[test]" transformers==5.17.0
+	.venv-floor/bin/python -m pytest -q tests/models tests/bench
+
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) .venv-floor var .pytest_cache
