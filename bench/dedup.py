@@ -92,6 +92,13 @@ def main() -> None:
     for c, conflict, a, b in missed:
         print(f"  missed paraphrase (cos {c}, conflict {conflict}): {a!r} / {b!r}")
 
+    composed = [p for p in pairs if "style" in p]
+    cue_pairs = [dict(p, a=p["cue_a"], b=p["cue_b"]) for p in composed]
+    cues = rates(cue_pairs, cosines([dict(a=normalize_prompt(p["a"]), b=normalize_prompt(p["b"])) for p in cue_pairs])[2],
+                 DEFAULT_THRESHOLD, True)
+    print(f"composed (style + cue), matched on the cue within the style's scope as souls are: {len(composed)} pairs, "
+          f"paraphrase merge rate {cues['merge_rate']:.1%}, false merges {cues['false_merges']}")
+
     lsh = [dict(tables=t, bits=b, paraphrase_recall=bucket_recall(left[paraphrase], right[paraphrase], t, b),
                 p_at_threshold=collision_probability(DEFAULT_THRESHOLD, t, b)) for t, b in LSH_SETTINGS]
     print(f"\nLSH bucket sharing on paraphrases (defaults {DEFAULT_LSH_TABLES} tables x {DEFAULT_LSH_BITS} bits):")
@@ -100,7 +107,7 @@ def main() -> None:
               f"P(shared) at cosine {DEFAULT_THRESHOLD} {row['p_at_threshold']:.1%}")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = dict(pairs=len(pairs), threshold=DEFAULT_THRESHOLD, chosen=chosen, sweep=sweep,
+    report = dict(pairs=len(pairs), threshold=DEFAULT_THRESHOLD, chosen=chosen, composed_cues=cues, sweep=sweep,
                   missed_paraphrases=missed, negatives_caught=caught,
                   lsh_defaults=dict(tables=DEFAULT_LSH_TABLES, bits=DEFAULT_LSH_BITS), lsh=lsh)
     args.out.write_text(json.dumps(report, indent=2))

@@ -140,6 +140,43 @@ SEASONS: dict[str, tuple[str, ...]] = {
     "autumn": ("fall", "autumnal"),
     "winter": ("wintertime", "wintry", "wintery"),
 }
+PLACES: dict[str, tuple[str, ...]] = {
+    "market": ("marketplace", "bazaar", "market square"), "library": (), "deck": (), "cockpit": (), "galley": (),
+    "harbour": ("harbor", "port", "docks", "dock", "pier", "quay", "marina"), "beach": ("shore", "seashore", "seaside"),
+    "sea": ("ocean",), "forest": ("woods", "woodland"), "jungle": ("rainforest",), "desert": (),
+    "mountain": ("mountains", "mountaintop", "peak"), "hill": ("hills", "hillside"), "valley": (),
+    "river": ("riverbank", "stream"), "lake": (), "waterfall": (), "cave": ("cavern",), "island": (),
+    "field": ("meadow", "fields"), "farm": ("farmyard",), "garden": (), "park": (),
+    "street": ("road", "avenue"), "alley": ("alleyway",), "city": ("town", "downtown", "cityscape"), "village": (),
+    "kitchen": (), "bedroom": (), "living room": (), "bathroom": (), "office": (), "classroom": ("school",),
+    "cafe": ("café", "coffee shop"), "restaurant": ("diner",), "bar": ("pub", "tavern"), "museum": ("gallery",),
+    "station": ("train station", "railway station"), "airport": (), "hospital": (), "stage": (), "stadium": (),
+    "rooftop": ("roof",), "balcony": (), "outer space": ("space",), "underwater": (), "attic": (), "cellar": (),
+}
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "reading": ("reads",), "writing": ("writes",), "climbing": ("climbs",), "running": ("runs",),
+    "walking": ("walks", "strolling"), "swimming": ("swims",), "dancing": ("dances",), "singing": ("sings",),
+    "eating": ("eats",), "drinking": ("drinks", "sipping"), "sleeping": ("sleeps", "asleep", "napping"),
+    "sitting": ("sits", "seated"), "standing": ("stands",), "lying": ("lies", "lying down"), "jumping": ("jumps",),
+    "flying": ("flies",), "riding": ("rides",), "fishing": (), "sailing": ("sails",), "rowing": ("rows",),
+    "steering": ("steers", "at the helm"), "cooking": ("cooks",), "playing": ("plays",), "fighting": ("fights",),
+    "laughing": ("laughs",), "crying": ("cries", "weeping"), "smiling": ("smiles",), "waving": ("waves",),
+    "holding": ("holds", "carrying", "carries"), "working": ("works",), "shopping": ("shops",),
+    "praying": ("prays",), "hugging": ("hugs",), "kissing": ("kisses",), "talking": ("talks", "chatting"),
+    "surfing": (), "skiing": (), "skating": (), "hiking": (), "cycling": (), "driving": ("drives",),
+    "studying": (), "meditating": (), "kneeling": ("kneels",), "selfie": ("taking a selfie",),
+}
+OBJECTS: dict[str, tuple[str, ...]] = {
+    "lantern": (), "lamp": (), "candle": ("candles",), "sword": (), "spear": (), "shield": (), "axe": (), "knife": (),
+    "gun": ("pistol", "rifle"), "book": ("books", "novel"), "map": ("maps", "chart"), "letter": ("letters",),
+    "umbrella": (), "guitar": (), "violin": (), "piano": (), "drum": ("drums",), "flute": (),
+    "flower": ("flowers", "bouquet"), "cup": ("mug",), "coffee": (), "tea": (), "wine": (), "bottle": (),
+    "phone": ("smartphone",), "camera": (), "telescope": ("spyglass",), "compass": (), "clock": (),
+    "mirror": (), "hat": (), "crown": (), "mask": (), "scarf": (), "glasses": ("spectacles", "sunglasses"),
+    "bag": ("backpack", "handbag"), "basket": (), "anchor": (), "rope": (), "net": (), "flag": (), "mast": (),
+    "balloon": ("balloons",), "kite": (), "ball": (), "bread": (), "cake": (), "apple": ("apples",),
+    "ice cream": (), "pizza": (), "newspaper": (), "laptop": ("computer",), "key": ("keys",),
+}
 NUMBER_WORDS: dict[str, int] = {
     **{word: n for n, word in enumerate(("zero one two three four five six seven eight nine ten eleven "
                                          "twelve thirteen fourteen fifteen sixteen seventeen eighteen "
@@ -151,9 +188,24 @@ QUANTIFIERS = frozenset({"many", "several", "multiple", "numerous", "countless",
 NEGATORS = frozenset({"no", "without", "not", "never", "dont", "doesnt", "isnt", "nor"})
 _NEGATION_SKIP = frozenset({"a", "an", "the", "any", "some", "single", "visible"})
 
-CATEGORIES = ("colour", "count", "subject", "material", "time_of_day", "negation", "medium", "weather", "season")
+
+
+def _landmarks() -> dict[str, tuple[str, ...]]:
+    """The catalogue's landmark names ("Spanish Steps", "Colosseum"): places of their own."""
+    from composition.catalogue import load_catalogue
+
+    return {normalize_prompt(landmark.name): () for city in load_catalogue().cities.values()
+            for landmark in city.landmarks}
+
+
+CATEGORIES = ("colour", "count", "subject", "material", "time_of_day", "negation", "medium", "weather", "season",
+              "landmark", "place", "action", "object")
+# Often implied rather than said ("an owl on a branch" is sitting, "a samurai with a sword" holds it): these
+# conflict only when both prompts name one.
+IMPLICIT = frozenset({"action", "object"})
 _LEXICONS = {"colour": COLOURS, "subject": SUBJECTS, "material": MATERIALS, "time_of_day": TIMES_OF_DAY,
-             "medium": MEDIA, "weather": WEATHER, "season": SEASONS}
+             "medium": MEDIA, "weather": WEATHER, "season": SEASONS, "landmark": _landmarks(), "place": PLACES,
+             "action": ACTIONS, "object": OBJECTS}
 _PHRASES: dict[tuple[str, ...], tuple[str, str]] = {
     tuple(form.split()): (category, canonical)
     for category, lexicon in _LEXICONS.items()
@@ -230,10 +282,12 @@ def salient_conflict(a: str, b: str) -> str | None:
     """First category in `CATEGORIES` whose canonical details differ between the prompts, else None.
 
     A detail named on one side only conflicts too ("red car" vs "car", "street" vs "street at night"):
-    the unspecific prompt's image may show any colour or time, so reusing it is unsafe.
+    the unspecific prompt's image may show any colour or time, so reusing it is unsafe; actions and objects
+    (`IMPLICIT`) conflict only when both sides name one.
     """
     left, right = salient_details(a), salient_details(b)
-    return next((category for category in CATEGORIES if left[category] != right[category]), None)
+    return next((category for category in CATEGORIES if left[category] != right[category]
+                 and (category not in IMPLICIT or (left[category] and right[category]))), None)
 
 
 def is_duplicate(a: str, b: str, cosine: float, threshold: float = DEFAULT_THRESHOLD) -> bool:

@@ -66,9 +66,13 @@ class ImagesWorkflow(Workflow[ImageJob]):
 
     # Planning, in the ingress.
 
-    async def plan(self, body: ImageGeneration | ControlledGeneration | ImageEdit, reserve: bool = True) -> ImageJob:
+    async def plan(self, body: ImageGeneration | ControlledGeneration | ImageEdit, reserve: bool = True,
+                   context: str = "") -> ImageJob:
         """Dedup the prompt to its key and pick the wanted seeds (the key's first n variants unless a seed is
-        given; `reserve=False` leaves the pool's slots to the caller); raises 4xx for unknown assets or bad sizes."""
+        given; `reserve=False` leaves the pool's slots to the caller); raises 4xx for unknown assets or bad sizes.
+
+        `context` is fixed text the prompt is rendered after (a soul's style, a selfie's landmark): it joins the
+        dedup scope, so only `body.prompt`, what the user asked within it, is matched against other prompts."""
         family = "flux" if isinstance(body, ImageEdit) else getattr(body, "model", "sdxl")
         defaults = self.services.defaults_of(family)
         owner = body.user_id or ""
@@ -85,12 +89,13 @@ class ImagesWorkflow(Workflow[ImageJob]):
             for index, control in enumerate(getattr(body, "controls", [])):
                 await self.services.assets.info(control.image, f"controls.{index}.image", owner)
             controls = getattr(body, "controls", [])
-            fields |= dict(operation="generate", prompt=styled(body.prompt, body.style), controls=controls,
+            prompt = f"{context}, {body.prompt}" if context else body.prompt
+            fields |= dict(operation="generate", prompt=styled(prompt, body.style), controls=controls,
                            negative_prompt=body.negative_prompt, width=body.width or defaults.width,
                            height=body.height or defaults.height)
             scope = ("image.controlled", owner, *(c.model_dump_json() for c in controls)) if controls else \
                 ("image.generate",)
-            scope += (body.style or "", body.negative_prompt)
+            scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
         scope += (family, fields["width"], fields["height"], fields["steps"], fields["guidance"])
         await self.services.check_size(family, fields["width"], fields["height"])
         resolution = await self.dedup.resolve(scope_of(*scope), body.prompt)

@@ -45,18 +45,19 @@ class SelfiesWorkflow(Workflow[SelfieJob]):
         city = self.services.catalogue.cities[body.city_key]
         landmark = city.landmark(job.landmark_key)
         mood = self.services.catalogue.moods.get(body.mood, body.mood)
-        cue = f"taking a selfie in front of {landmark.prompt}, {city.name}, {mood}"
+        scene = f"taking a selfie in front of {landmark.prompt}, {city.name}"
         image = await ctx.cached_step("image")
         if image is None:
             await ctx.stage("image")
-            prompt = await self.variants.soul_prompt(body.soul_id, cue)
-            delivery = await self.variants.deliver(prompt, body.user_id, wait_s=VARIANT_WAIT_S)
+            soul = await self.variants.soul_prompt(body.soul_id, mood, scene)  # the landmark is in the scope
+            delivery = await self.variants.deliver(soul, body.user_id, wait_s=VARIANT_WAIT_S)
             image = delivery.result or await self.variants.run(ctx, delivery.job)
             await ctx.save_step("image", image)
         out = SelfieOut(variant_id=image["variant_id"], prompt_key=image["prompt_key"], cache_hit=image["cache_hit"],
                         image=AssetRef(**image["image"]), landmark_key=landmark.key, city_key=city.key)
         if body.video:
-            video_job = await self.videos.job(out.image.asset_id, body.video, owner=body.user_id, prompt=cue, gif=True)
+            video_job = await self.videos.job(out.image.asset_id, body.video, owner=body.user_id,
+                                              prompt=f"{scene}, {mood}", gif=True)
             await ctx.stage("animating")
             clip = await self.videos.animate(ctx, video_job)
             out.video, out.gif = AssetRef(**clip["video"]), AssetRef(**clip["gif"])

@@ -32,6 +32,13 @@ class Delivery(BaseModel):
     job: VariantJob | None = None
 
 
+class SoulPrompt(BaseModel):
+    """A soul's request: `body.prompt` is what the user asked (the cue), rendered after the fixed `context`."""
+
+    body: ImageGeneration
+    context: str = ""
+
+
 class VariantsWorkflow(Workflow[VariantJob]):
     kind = "variant"
     request_type = VariantJob
@@ -40,16 +47,19 @@ class VariantsWorkflow(Workflow[VariantJob]):
         super().__init__(services)
         self.images = images
 
-    async def soul_prompt(self, soul_id: str, cue: str) -> ImageGeneration:
+    async def soul_prompt(self, soul_id: str, cue: str, scene: str = "") -> SoulPrompt:
+        """The style and `scene` (a selfie's landmark) are the context; the cue alone is deduplicated within it,
+        so "at the market" never resolves to "on deck" however much style text they share."""
         style = await self.services.styles.get(soul_id)
-        prompt = f"{style.prompt}, {cue}" if cue else style.prompt
-        return ImageGeneration(prompt=prompt, negative_prompt=style.negative_prompt, model=style.model,
+        context = ", ".join(part for part in (style.prompt, scene) if part)
+        body = ImageGeneration(prompt=cue or context, negative_prompt=style.negative_prompt, model=style.model,
                                width=style.width, height=style.height, steps=style.steps)
+        return SoulPrompt(body=body, context=context if cue else "")
 
-    async def deliver(self, body: ImageGeneration, user_id: str, wait_s: float) -> Delivery:
+    async def deliver(self, soul: SoulPrompt, user_id: str, wait_s: float) -> Delivery:
         """An unseen variant now (atomically marked seen), or a job for a fresh slot, or a repeat at the cap (when
         every slot is taken but none rendered yet, waits up to `wait_s` for the first one)."""
-        job = await self.images.plan(body, reserve=False)
+        job = await self.images.plan(soul.body, reserve=False, context=soul.context)
         prompts = self.services.prompts
         if vid := await prompts.deliver_unseen(job.prompt_key, user_id):
             return Delivery(result=self.result(job, await prompts.variant(vid), cache_hit=True))

@@ -28,7 +28,10 @@ def test_file_has_enough_pairs_of_both_labels():
     assert len(PAIRS) >= 100 and set(labels) == {"paraphrase", "negative"}
     assert min(labels.values()) >= 50
     assert {p["category"] for p in PAIRS if p["label"] == "negative"} >= {
-        "colour", "count", "subject", "material", "time_of_day", "negation", "medium", "weather", "season"}
+        "colour", "count", "subject", "material", "time_of_day", "negation", "medium", "weather", "season",
+        "composed-place", "composed-action", "composed-object", "composed-landmark"}
+    composed = [p for p in PAIRS if "style" in p]
+    assert len(composed) >= 40 and all(p["a"] == f"{p['style']}, {p['cue_a']}" for p in composed)
 
 
 @pytest.mark.parametrize("a, b", [("A red car.", "a  red car"), ("“Sunset”, over the SEA!", "sunset over the sea"),
@@ -86,6 +89,35 @@ def test_labelled_pairs_at_the_default_threshold(embedded):
                     if p["label"] == "negative" and is_duplicate(p["a"], p["b"], c, DEFAULT_THRESHOLD)]
     assert sum(paraphrases) / len(paraphrases) >= 0.90
     assert false_merges == []
+
+
+def test_composed_pairs_matched_on_their_cues_within_the_style_scope():
+    """What a soul's dedup compares: the cues alone (the style is in the scope)."""
+    from config.families import EmbedderArgs
+    from models.embedder import Embedder
+
+    composed = [p for p in PAIRS if "style" in p]
+    embedder = Embedder(EmbedderArgs())
+    left, right = (embedder.embed([normalize_prompt(p[side]) for p in composed]) for side in ("cue_a", "cue_b"))
+    merged = [is_duplicate(p["cue_a"], p["cue_b"], float(a @ b)) for p, a, b in zip(composed, left, right)]
+    paraphrases = [m for m, p in zip(merged, composed) if p["label"] == "paraphrase"]
+    assert sum(paraphrases) / len(paraphrases) >= 0.90
+    assert [p["cue_b"] for m, p in zip(merged, composed) if m and p["label"] == "negative"] == []
+
+
+@pytest.mark.parametrize("a, b, category", [
+    ("a sailor, ink, on deck", "a sailor, ink, at the market", "place"),
+    ("a selfie in front of the Colosseum", "a selfie in front of the Spanish Steps", "landmark"),
+    ("a knight reading a book", "a knight writing a book", "action"),
+    ("a knight holding a lantern", "a knight holding a sword", "object"),
+])
+def test_places_landmarks_actions_and_objects_conflict(a, b, category):
+    assert salient_conflict(a, b) == category
+
+
+def test_actions_and_objects_named_on_one_side_only_do_not_conflict():
+    assert salient_conflict("an owl on a branch", "an owl sitting on a branch") is None
+    assert salient_conflict("a samurai with a sword", "a samurai with a sword, holding it") is None
 
 
 def test_identical_vectors_share_every_bucket():

@@ -91,3 +91,33 @@ def test_selfie_rejects_unknown_city_and_soul(client, soul):
     assert response.status_code == 422 and response.json()["error"]["field"] == "city_key"
     response = client.post("/v1/selfies", json={"soul_id": "nobody", "city_key": "paris", "user_id": "h"})
     assert response.status_code == 404 and response.json()["error"]["field"] == "soul_id"
+
+
+def test_a_souls_cues_are_matched_on_the_cue_within_its_style(client):
+    """A long shared style must not merge different cues: each cue is its own prompt, its paraphrases are not."""
+    soul_id = f"soul-{uuid.uuid4().hex[:8]}"
+    style = {"name": "Mira", "model": "flux",
+             "prompt": "a red-haired sailor, ink illustration, dramatic lighting, detailed linework"}
+    assert client.put(f"/v1/styles/{soul_id}", json=style).status_code == 200
+    cues = ("on deck", "at the market", "in a library", "climbing the mast")
+    first = {cue: soul_image(client, soul_id, "ivy", cue) for cue in cues}
+    assert len({r["prompt_key"] for r in first.values()}) == len(cues)
+    assert all(r["match"] == "new" for r in first.values())
+    recased = soul_image(client, soul_id, "ivy", "On Deck!")
+    assert recased["prompt_key"] == first["on deck"]["prompt_key"] and recased["match"] == "exact"
+    paraphrase = soul_image(client, soul_id, "ivy", "on the deck")
+    assert paraphrase["prompt_key"] == first["on deck"]["prompt_key"] and paraphrase["match"] == "semantic"
+    assert soul_image(client, soul_id, "ivy", "at the marketplace")["prompt_key"] == first["at the market"]["prompt_key"]
+
+
+def test_selfies_at_different_landmarks_never_share_a_prompt(client, soul):
+    """Rome's landmark prompts share most of their words; each landmark is in the dedup scope, so no selfie shows
+    another landmark than the one it names."""
+    by_landmark: dict[str, set[str]] = {}
+    for _ in range(8):
+        response = client.post("/v1/selfies", json={"soul_id": soul, "city_key": "rome", "mood": "happy",
+                                                     "user_id": "kim"})
+        assert response.status_code == 200, response.text
+        by_landmark.setdefault(response.json()["landmark_key"], set()).add(response.json()["prompt_key"])
+    assert len(by_landmark) >= 4 and all(len(keys) == 1 for keys in by_landmark.values())
+    assert len(set().union(*by_landmark.values())) == len(by_landmark)
