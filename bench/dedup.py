@@ -94,8 +94,8 @@ def main() -> None:
 
     composed = [p for p in pairs if "style" in p]
     cue_pairs = [dict(p, a=p["cue_a"], b=p["cue_b"]) for p in composed]
-    cues = rates(cue_pairs, cosines([dict(a=normalize_prompt(p["a"]), b=normalize_prompt(p["b"])) for p in cue_pairs])[2],
-                 DEFAULT_THRESHOLD, True)
+    normalised = [dict(a=normalize_prompt(p["a"]), b=normalize_prompt(p["b"])) for p in cue_pairs]
+    cues = rates(cue_pairs, cosines(normalised)[2], DEFAULT_THRESHOLD, True)
     print(f"composed (style + cue), matched on the cue within the style's scope as souls are: {len(composed)} pairs, "
           f"paraphrase merge rate {cues['merge_rate']:.1%}, false merges {cues['false_merges']}")
 

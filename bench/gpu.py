@@ -247,12 +247,13 @@ def render(rows: list[dict], env: dict) -> str:
             continue
         goal = r["goal"] + (f" ({r['tokens_per_s']:.0f} tok/s)" if "tokens_per_s" in r else "")
         peak = r.get("peak_reserved_gib", r.get("peak_rss_gib"))
+        warmup = f" + {r['warmup_s']:.0f}" if r.get("warmup_s", 0) > 0.5 else ""
         lines.append(
             f"| {r['workload']} | {r['path']} | {r['e2e_s']:.3f} | {r['per_step_ms']:.2f} | "
             f"{_fmt(r.get('before_s'), '.3f')} | {_fmt(r.get('after_s'), '.3f')} | {_fmt(r.get('encode_s'), '.3f')} | "
             f"{_fmt(r['floor_ms_per_step'], '.2f')} | {_fmt(r['floor_share'], '.0%')} | "
             f"{_fmt(r.get('resident_gib'), '.2f')} | {_fmt(peak, '.2f')} | {_fmt(r.get('device_used_gib'), '.2f')} | "
-            f"{r['build_s']:.1f}{' + ' + format(r['warmup_s'], '.0f') if r.get('warmup_s', 0) > 0.5 else ''} | {goal} |")
+            f"{r['build_s']:.1f}{warmup} | {goal} |")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from config.app import AppArgs, FamilyDeployment
 from config.families import FamilyArgs, FluxArgs, Source
 
 GIB = 2**30
-CUDA_CONTEXT_GIB = 0.8  # measured 0.68–0.77 GiB per process (torch 2.11, CUDA 13, cuBLAS/cuDNN workspaces), rounded up
+CUDA_CONTEXT_GIB = 0.8  # measured 0.68–0.77 GiB per process (torch 2.11, CUDA 13, cuBLAS/cuDNN), rounded up
 KONTEXT_TRANSFORMER_GIB = 11.9e9 * 2 / GIB  # a separate FLUX.1 Kontext transformer (`kontext_id` set), bf16
 _DTYPE_SCALE = {"auto": 1, "bfloat16": 1, "float16": 1, "float32": 2}  # relative to the bf16 measurements
 

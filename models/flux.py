@@ -20,16 +20,7 @@ from config.families import FluxArgs, Source
 from models import tokenizers
 from models.images import decode_rgb
 from models.results import image_result
-from models.runtime import (
-    Family,
-    StepCallback,
-    apply_runtime,
-    blank_png,
-    build,
-    generators,
-    run_grouped,
-    step_callback,
-)
+from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, run_grouped, step_callback
 from models.types import EditRequest, ImageRequest, ImageResult
 
 _TINY_TRANSFORMER = dict(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,

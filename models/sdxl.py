@@ -21,16 +21,7 @@ from config.families import SDXLArgs, Source
 from models import tokenizers
 from models.images import decode_rgb
 from models.results import image_result
-from models.runtime import (
-    Family,
-    StepCallback,
-    apply_runtime,
-    blank_png,
-    build,
-    generators,
-    run_grouped,
-    step_callback,
-)
+from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, run_grouped, step_callback
 from models.types import Control, ImageRequest, ImageResult
 
 CONTROL_MODES = {"depth": 1, "scribble": 2, "canny": 3, "segmentation": 5}

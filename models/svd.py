@@ -19,16 +19,7 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 from config.families import Source, SVDArgs
 from models.images import decode_rgb
 from models.results import video_result
-from models.runtime import (
-    Family,
-    StepCallback,
-    apply_runtime,
-    blank_png,
-    build,
-    generators,
-    run_grouped,
-    step_callback,
-)
+from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, run_grouped, step_callback
 from models.types import VideoRequest, VideoResult
 
 _TINY_UNET = dict(

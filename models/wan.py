@@ -15,16 +15,7 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, 
 from config.families import Source, WanArgs
 from models import tokenizers
 from models.images import decode_rgb
-from models.runtime import (
-    Family,
-    StepCallback,
-    apply_runtime,
-    blank_png,
-    build,
-    generators,
-    run_grouped,
-    step_callback,
-)
+from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, run_grouped, step_callback
 from models.results import video_result
 from models.types import VideoRequest, VideoResult
 

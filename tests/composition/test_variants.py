@@ -107,7 +107,8 @@ def test_a_souls_cues_are_matched_on_the_cue_within_its_style(client):
     assert recased["prompt_key"] == first["on deck"]["prompt_key"] and recased["match"] == "exact"
     paraphrase = soul_image(client, soul_id, "ivy", "on the deck")
     assert paraphrase["prompt_key"] == first["on deck"]["prompt_key"] and paraphrase["match"] == "semantic"
-    assert soul_image(client, soul_id, "ivy", "at the marketplace")["prompt_key"] == first["at the market"]["prompt_key"]
+    synonym = soul_image(client, soul_id, "ivy", "at the marketplace")
+    assert synonym["prompt_key"] == first["at the market"]["prompt_key"]
 
 
 def test_selfies_at_different_landmarks_never_share_a_prompt(client, soul):
