@@ -1,6 +1,7 @@
 """Tasks: a hash per task, Redis Streams per priority lane, atomic status transitions in Lua."""
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -179,14 +180,19 @@ class TaskStore:
 
     async def list(self, user_id: str | None = None, status: str | None = None, kind: str | None = None,
                    limit: int = 50) -> list[TaskRecord]:
-        """Newest first; filters are applied over the most recent `limit * 4` tasks."""
-        ids = await self.client.zrevrange(keys.task_index(user_id), 0, limit * 4 - 1)
-        pipe = self.client.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.hgetall(keys.task(task_id.decode()))
-        records = [TaskRecord.from_hash(raw) for raw in await pipe.execute() if raw]
-        matching = [r for r in records if (status is None or r.status == status) and (kind is None or r.kind == kind)]
-        return matching[:limit]
+        """Newest first: the index is read a page at a time until `limit` tasks match the filters or it ends."""
+        page = max(limit * 4, 200)
+        matching: list[TaskRecord] = []
+        for start in itertools.count(0, page):
+            ids = await self.client.zrevrange(keys.task_index(user_id), start, start + page - 1)
+            pipe = self.client.pipeline(transaction=False)
+            for task_id in ids:
+                pipe.hgetall(keys.task(task_id.decode()))
+            records = [TaskRecord.from_hash(raw) for raw in await pipe.execute() if raw]
+            matching += [r for r in records
+                         if (status is None or r.status == status) and (kind is None or r.kind == kind)]
+            if len(matching) >= limit or len(ids) < page:
+                return matching[:limit]
 
     async def listed_for(self, task_id: str, user_id: str) -> bool:
         """Whether the task is in the user's index: created by them, or joined through single-flight."""

@@ -43,3 +43,36 @@ def test_list_and_stats(client):
     assert stats["by_status"]["succeeded"] >= 1 and set(stats["lanes"]) == {"high", "normal", "low"}
     assert client.get(f"/v1/tasks/{'0' * 32}").status_code == 404
     assert client.get("/v1/tasks/..%2F..%2Fetc").status_code in (404, 422)
+
+
+def test_filtered_list_finds_older_matches_past_the_newest_tasks(redis_url):
+    """Five failed tasks behind 300 newer successful ones: `?status=failed&limit=5` lists all five."""
+    import asyncio
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from composition.store.tasks import TaskStore
+
+    user = f"pager-{uuid.uuid4().hex[:8]}"
+
+    async def run():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            store = TaskStore(client)
+            failed = []
+            for _ in range(5):
+                task_id, _ = await store.create("prompt", {"prompt": "x"}, user_id=user)
+                await store.fail(task_id, "boom", "test failure")
+                failed.append(task_id)
+            for _ in range(300):
+                task_id, _ = await store.create("prompt", {"prompt": "y"}, user_id=user)
+                await store.start(task_id, 3)
+                await store.succeed(task_id, {})
+            return failed, await store.list(user, "failed", None, 5), await store.list(user, None, None, 7)
+        finally:
+            await client.aclose()
+
+    failed, listed, newest = asyncio.run(run())
+    assert [r.id for r in listed] == failed[::-1] and all(r.status == "failed" for r in listed)
+    assert len(newest) == 7 and all(r.status == "succeeded" for r in newest)
