@@ -16,7 +16,8 @@ def inspect_image(data: bytes, field: str = "image", max_pixels: int = MAX_PIXEL
     return inspect_header(data, field, max_pixels)[1:]
 
 
-def inspect_header(data: bytes, field: str = "image", max_pixels: int = MAX_PIXELS) -> tuple[str, int, int]:
+def inspect_header(data: bytes, field: str = "image", max_pixels: int = MAX_PIXELS,
+                   formats: frozenset[str] = ACCEPTED_FORMATS) -> tuple[str, int, int]:
     """Reads only the header: returns (format, width, height) or raises ValueError naming `field`."""
     if not data:
         raise ValueError(f"{field}: empty image")
@@ -29,8 +30,8 @@ def inspect_header(data: bytes, field: str = "image", max_pixels: int = MAX_PIXE
         raise ValueError(f"{field}: image has too many pixels") from None
     except Exception:
         raise ValueError(f"{field}: not a decodable image") from None
-    if fmt not in ACCEPTED_FORMATS:
-        raise ValueError(f"{field}: format {fmt} not accepted, use PNG, JPEG or WEBP")
+    if fmt not in formats:
+        raise ValueError(f"{field}: format {fmt} not accepted, use {', '.join(sorted(formats))}")
     if mode not in ACCEPTED_MODES:
         raise ValueError(f"{field}: image mode {mode} not accepted, use RGB, RGBA, L or P")
     if size[0] * size[1] > max_pixels:

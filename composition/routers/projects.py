@@ -13,7 +13,7 @@ from composition.errors import ApiError
 from composition.schemas.common import Id
 from composition.schemas.projects import ProjectCreate
 from composition.store.projects import Project
-from models.images import inspect_header
+from models.images import ACCEPTED_FORMATS, inspect_header
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 IMPORT_LIMIT_FACTOR = 20  # an archive may hold this many uploads' worth of bytes
@@ -75,10 +75,12 @@ async def _store(services, asset_id: str, blob: bytes, content_type: Any, owner:
         raise ApiError(422, "invalid_archive", f"file: asset {asset_id} has no importable content type", "file")
     size = None
     if content_type.startswith("image/"):
-        try:
-            _, *size = inspect_header(blob, "file")
+        try:  # the app's own GIFs (video previews) come back too; uploads stay PNG, JPEG or WEBP
+            fmt, *size = inspect_header(blob, "file", formats=ACCEPTED_FORMATS | {"GIF"})
         except ValueError as exc:
             raise ApiError(422, "invalid_archive", f"file: asset {asset_id}: {exc}", "file") from None
+        if content_type != f"image/{fmt.lower()}":
+            raise ApiError(422, "invalid_archive", f"file: asset {asset_id} is {fmt}, not {content_type}", "file")
     info = await services.assets.put(blob, content_type, "import", owner, tuple(size) if size else None)
     if info.id != asset_id:
         raise ApiError(422, "invalid_archive", f"file: asset {asset_id} does not match its content", "file")
