@@ -18,7 +18,9 @@ fi
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 {
   date -u +"%Y-%m-%dT%H:%M:%SZ"
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader || true
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+  fi
   nproc
   "$python" -c 'import sys, torch, transformers, diffusers, pydantic; print(sys.version.split()[0], torch.__version__,
 torch.version.cuda, transformers.__version__, diffusers.__version__, pydantic.__version__)'
