@@ -359,8 +359,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if error:
             new.append(dict(workload=name, skipped=error))
         record(new)
-        took = f"{name}: {time.monotonic() - workload_started:.0f} s"
-        print(took + (f" (estimate {estimate:.0f} s)" if estimated else "") + (f", {error}" if error else ""), flush=True)
+        took = f"{name}: {time.monotonic() - workload_started:.0f} s" + (f" (estimate {estimate:.0f} s)" if estimated else "")
+        print(took + (f", {error}" if error else ""), flush=True)
     print(f"total {time.monotonic() - started:.0f} s")
     print(render(rows, env))
     return rows
