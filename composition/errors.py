@@ -47,6 +47,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def invalid(request: Request, exc: RequestValidationError | ValidationError) -> JSONResponse:
         first = exc.errors()[0]
+        if first.get("type") == "json_invalid":  # loc is ("body", character offset): say where the JSON broke
+            where = first.get("loc", ("body", "?"))[-1]
+            reason = (first.get("ctx") or {}).get("error", "invalid JSON")
+            return JSONResponse(error_body("invalid_request", f"body: invalid JSON at character {where}: {reason}",
+                                           "body"), 422)
         location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         field = ".".join(location) or _field_of(message)

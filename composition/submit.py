@@ -1,13 +1,14 @@
 """Queues a task and answers the contract's way: 200 with the result within `wait_s`, else 202."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from composition.auth import Principal, charge
-from composition.errors import STORE_DOWN, error_body
+from composition.errors import STORE_DOWN, ApiError, error_body
 from composition.services import Services
 from composition.store.tasks import TaskRecord
 from composition.workflows.base import Workflow
@@ -32,16 +33,28 @@ def accepted(task_id: str, status: str = "queued") -> JSONResponse:
                         headers={"X-Task-Id": task_id})
 
 
+def fingerprint(body: BaseModel) -> str:
+    """What an Idempotency-Key is bound to: the request body, however long the client waits for it."""
+    return hashlib.sha256(body.model_dump_json(exclude={"wait_s"}).encode()).hexdigest()
+
+
 async def submit(services: Services, principal: Principal, kind: str, job: BaseModel, wait_s: float,
                  user_id: str | None, project_id: str | None = None, idempotency_key: str | None = None,
-                 flight: str | None = None) -> JSONResponse:
+                 flight: str | None = None, body: BaseModel | None = None) -> JSONResponse:
     """Charges the caller's quota, then creates (or joins, by Idempotency-Key or single-flight) a task on the
     caller's lane and waits up to `wait_s` for it."""
     if project_id:
         await services.projects.get(project_id, field="project_id")
-    await charge(services, principal, kind)
-    task_id, _ = await services.tasks.create(kind, job.model_dump(mode="json"), user_id or "", principal.lane,
-                                             project_id, idempotency_key, flight)
+    bound_to = fingerprint(body or job) if idempotency_key else None
+    earlier = await services.tasks.idempotent(user_id or "", kind, idempotency_key) if idempotency_key else None
+    if earlier is not None and earlier.fingerprint not in (None, bound_to):
+        raise ApiError(422, "invalid_request", "Idempotency-Key: already used for a different request",
+                       "Idempotency-Key")
+    if earlier is None:  # a retry of the same request neither charges again nor queues another task
+        await charge(services, principal, kind)
+    task_id = earlier.id if earlier else (await services.tasks.create(
+        kind, job.model_dump(mode="json"), user_id or "", principal.lane, project_id, idempotency_key, flight,
+        bound_to))[0]
     try:
         return task_response(await services.tasks.wait(task_id, wait_s))
     except STORE_DOWN:  # the task is stored: answer with its id, so the client can poll it later
@@ -55,7 +68,7 @@ async def plan_and_submit(services: Services, principal: Principal, workflow: Wo
     body = as_user(body, principal)
     job = await workflow.plan(body)
     return await submit(services, principal, workflow.kind, job, body.wait_s if wait_s is None else wait_s,
-                        body.user_id, body.project_id, idempotency_key)
+                        body.user_id, body.project_id, idempotency_key, body=body)
 
 
 def as_user(body: Any, principal: Principal) -> Any:

@@ -2,12 +2,13 @@
 
 | key | type | holds |
 |---|---|---|
-| task:{id} | hash | id, kind, status, stage, progress, request, result, error, user_id, lane, attempts, timestamps |
+| task:{id} | hash | id, kind, status, stage, progress, request, result, error, user_id, lane, attempts, timestamps, waiting_for |
 | task:{id}:events | pub/sub channel | progress and status updates of one task (JSON), for waiters and SSE |
 | task:{id}:steps | hash | a workflow's finished steps (scenes, keyframes, clips, ...), so a retried task resumes |
 | tasks:{lane} | stream | queued task ids, one stream per priority lane, consumer group `runners` |
 | tasks:index, tasks:user:{user} | sorted set | task ids by creation time, all and per user |
 | tasks:stats | hash | task count by status (kept by the transition scripts) |
+| waiting:{family} | sorted set | running tasks waiting for a family's replicas, by when they began to wait |
 | idempotency:{user}:{kind}:{key} | string | task id created for that Idempotency-Key and kind of task |
 | flight:{digest} | string | task id rendering exactly that request (single-flight) |
 | prompt:exact:{scope}:{digest} | string | prompt key of a normalised prompt within a scope |
@@ -22,7 +23,7 @@
 | asset:{id}:owners | set | users who uploaded or generated it (with auth, only they read a private asset) |
 | style:{soul} / styles | string (JSON) / set | style profiles |
 | project:{id} / projects:{user} / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
-| timing:{family} | hash | measured model time per step × frame, for estimates |
+| timing:{family} | hash | measured model time per unit of work (step × frame) and per request, for estimates |
 | apikey:{sha256} / apikeys / apikeys:{user} | hash / sorted sets | API keys (hashed): user, tier, created, revoked |
 | quota:{user}:{kind}:{day} | string | tasks of a kind created that UTC day (expires after 2 days) |
 | rate:{user} | hash | token bucket: tokens left and last refill time |
@@ -47,6 +48,10 @@ def task_events(task_id: str) -> str:
 
 def task_steps(task_id: str) -> str:
     return _key("task", task_id, "steps")
+
+
+def waiting(family: str) -> str:
+    return _key("waiting", family)
 
 
 def task_stream(lane: str) -> str:
@@ -131,6 +136,11 @@ def project(project_id: str) -> str:
 
 def projects(user_id: str) -> str:
     return _key("projects", user_id)
+
+
+def projects_index() -> str:
+    """Every project, newest first: what GET /v1/projects lists without a user."""
+    return _key("project_index")
 
 
 def project_tasks(project_id: str) -> str:

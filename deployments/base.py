@@ -109,6 +109,7 @@ class ModelDeployment:
                 if all(cancelled):
                     raise Cancelled(f"{stage} cancelled at step {done}/{total}")
 
+            await asyncio.to_thread(self.progress.started, [job.task_id for job in group], stage)
             run_started = time.monotonic()
             try:
                 outputs = await asyncio.to_thread(run, [job.request for job in group], on_step)

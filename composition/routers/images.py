@@ -27,7 +27,7 @@ async def _images(body: ImageGeneration | ControlledGeneration | ImageEdit, serv
     if hit is not None:
         return JSONResponse(hit)
     return await submit(services, principal, workflows.images.kind, job, body.wait_s, body.user_id, body.project_id,
-                        idempotency_key, flight=job.flight())
+                        idempotency_key, flight=job.flight(), body=body)
 
 
 @router.post("/generations", responses=RESPONSES)

@@ -27,7 +27,7 @@ async def create(body: ProjectCreate, services: ServicesDep, principal: Principa
 @router.get("")
 async def list_projects(services: ServicesDep, principal: PrincipalDep,
                         user_id: Annotated[Id | None, Query()] = None) -> dict[str, list[Project]]:
-    return {"projects": await services.projects.list(principal.user(user_id) or "")}
+    return {"projects": await services.projects.list(principal.user(user_id))}
 
 
 @router.get("/{project_id}")

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from composition.auth import Principal, PrincipalDep
 from composition.deps import ServicesDep, TaskIdPath
-from composition.errors import not_found
+from composition.errors import ApiError, not_found
 from composition.schemas.common import Id
 from composition.store.tasks import STATUSES, TaskRecord
 
@@ -55,9 +55,13 @@ async def get_task(task_id: TaskIdPath, services: ServicesDep, principal: Princi
 
 @router.delete("/{task_id}")
 async def cancel_task(task_id: TaskIdPath, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
-    """Cancels a queued or running task (work stops at the next step); a finished task is returned as is."""
+    """Cancels a queued or running task (work stops at the next step); 409 for a task that already succeeded or
+    failed (cancelling a cancelled task again is a no-op)."""
     await _task(services, principal, task_id, creator_only=True)
-    await services.tasks.cancel(task_id)
+    if not await services.tasks.cancel(task_id):
+        record = await _task(services, principal, task_id)
+        if record.status != "cancelled":
+            raise ApiError(409, "conflict", f"task_id: task already {record.status}", "task_id")
     return view(await _task(services, principal, task_id), principal)
 
 

@@ -1,7 +1,7 @@
 """Souls' images: per-user variant delivery, seen marks, variant pools."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,6 +15,7 @@ class SoulImageOut(BaseModel):
     cache_hit: bool
     repeat: bool = Field(default=False, description="the user had seen every variant and the pool is at its cap")
     match: Literal["exact", "semantic", "new"]
+    metadata: dict[str, Any] = Field(default={}, description="how the variant was made: model, batch, replica, timings")
 
 
 class SeenBody(Body):

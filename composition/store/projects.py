@@ -31,6 +31,7 @@ class ProjectStore:
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(keys.project(project.id), mapping=project.model_dump(exclude={"tasks", "assets"}))
         pipe.zadd(keys.projects(owner or "-"), {project.id: project.created_at})
+        pipe.zadd(keys.projects_index(), {project.id: project.created_at})
         await pipe.execute()
         return project
 
@@ -50,8 +51,9 @@ class ProjectStore:
             raise not_found(f"project {project_id}", field)
         return project
 
-    async def list(self, owner: str = "") -> list[Project]:
-        ids = await self.client.zrevrange(keys.projects(owner or "-"), 0, -1)
+    async def list(self, owner: str | None = None) -> list[Project]:
+        """An owner's projects, or every project when no owner is named (auth off, no user_id)."""
+        ids = await self.client.zrevrange(keys.projects(owner) if owner else keys.projects_index(), 0, -1)
         return [await self.get(i.decode()) for i in ids]
 
     async def add_assets(self, project_id: str, asset_ids: list[str]) -> None:

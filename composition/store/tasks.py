@@ -8,18 +8,20 @@ import uuid
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from config import keys
+from deployments.progress import LIVE_UPDATE, live_update
 from config.composition import LANES, Lane
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUSES = ("queued", "running", *TERMINAL)
+WAITING_REFRESH_S = 2.0  # SSE: how often a waiting task's queue position and ETA are sent
 
 _CREATE = """
 -- KEYS: task, stream, index, user index, stats, idempotency, project tasks, flight
--- ARGV: id, kind, request, user, lane, now, project, idempotency ttl, task ttl, task key prefix
+-- ARGV: id, kind, request, user, lane, now, project, idempotency ttl, task ttl, task key prefix, fingerprint
 if KEYS[6] ~= '' then
   local existing = redis.call('GET', KEYS[6])
   if existing then return {existing, 0} end
@@ -37,7 +39,7 @@ if KEYS[8] ~= '' then
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'kind', ARGV[2], 'request', ARGV[3], 'user_id', ARGV[4],
   'lane', ARGV[5], 'status', 'queued', 'stage', 'queued', 'progress', 0, 'attempts', 0,
-  'created_at', ARGV[6], 'updated_at', ARGV[6], 'project_id', ARGV[7])
+  'created_at', ARGV[6], 'updated_at', ARGV[6], 'project_id', ARGV[7], 'fingerprint', ARGV[11])
 redis.call('XADD', KEYS[2], '*', 'task', ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
@@ -62,18 +64,41 @@ return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
 
 _FINISH = """
--- KEYS: task, stats, events; ARGV: status, field, value, now, ttl, allowed previous statuses (csv)
+-- KEYS: task, stats, events; ARGV: status, field, value, now, ttl, allowed previous statuses (csv), waiting prefix
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or not string.find(',' .. ARGV[6] .. ',', ',' .. status .. ',', 1, true) then return 0 end
 redis.call('HINCRBY', KEYS[2], status, -1)
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'stage', ARGV[1], 'updated_at', ARGV[4])
+local family = redis.call('HGET', KEYS[1], 'waiting_for')
+if family then
+  redis.call('ZREM', ARGV[7] .. family, redis.call('HGET', KEYS[1], 'id'))
+  redis.call('HDEL', KEYS[1], 'waiting_for')
+end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
 if ARGV[1] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('PUBLISH', KEYS[3], cjson.encode({id = redis.call('HGET', KEYS[1], 'id'), status = ARGV[1]}))
 return 1
 """
+
+
+_WAIT_FOR = """
+-- KEYS: task, events, waiting set; ARGV: family, now, id. Only a running task waits.
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'stage', 'waiting', 'progress', 0, 'waiting_for', ARGV[1], 'updated_at', ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+redis.call('PUBLISH', KEYS[2], cjson.encode({id = ARGV[3], stage = 'waiting', progress = 0, waiting_for = ARGV[1],
+  updated_at = tonumber(ARGV[2])}))
+return 1
+"""
+
+
+class Earlier(BaseModel):
+    """A task found by its Idempotency-Key, and the fingerprint of the request it was created for."""
+
+    id: str
+    fingerprint: str | None
 
 
 class TaskRecord(BaseModel):
@@ -94,6 +119,9 @@ class TaskRecord(BaseModel):
     started_at: float | None = None
     project_id: str | None = None
     request: dict[str, Any] | None = None
+    waiting_for: str | None = Field(default=None, description="the model family whose replicas the task waits for")
+    queue_position: int | None = Field(default=None, description="tasks waiting for that family ahead of this one")
+    eta_s: float | None = Field(default=None, description="estimated seconds until its model work ends")
 
     @property
     def terminal(self) -> bool:
@@ -105,6 +133,7 @@ class TaskRecord(BaseModel):
         for name in ("result", "error", "request"):
             data[name] = json.loads(data[name]) if data.get(name) else None
         data["project_id"] = data.get("project_id") or None
+        data["waiting_for"] = data.get("waiting_for") or None
         return cls.model_validate(data)
 
 
@@ -126,13 +155,16 @@ class TaskStore:
         self._create = client.register_script(_CREATE)
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
+        self._live_update = client.register_script(LIVE_UPDATE)
+        self._wait_for = client.register_script(_WAIT_FOR)
         self._reads = 0
 
     async def create(self, kind: str, request: dict[str, Any], user_id: str = "", lane: Lane = "normal",
                      project_id: str | None = None, idempotency_key: str | None = None,
-                     flight: str | None = None) -> tuple[str, bool]:
+                     flight: str | None = None, fingerprint: str | None = None) -> tuple[str, bool]:
         """Queues a new task; (task id, created). The same Idempotency-Key for the same kind of task returns the
-        first task, and the same `flight` digest returns the task already working on it (single-flight)."""
+        first task, and the same `flight` digest returns the task already working on it (single-flight);
+        `fingerprint` is what the key is bound to (see `idempotent`)."""
         task_id = uuid.uuid4().hex
         idem = keys.idempotency(user_id or "-", kind, idempotency_key) if idempotency_key else ""
         found, created = await self._create(
@@ -140,12 +172,32 @@ class TaskStore:
                   keys.task_stats(), idem, keys.project_tasks(project_id) if project_id else "",
                   keys.flight(flight) if flight else ""],
             args=[task_id, kind, json.dumps(request), user_id, lane, time.time(), project_id or "",
-                  self.idempotency_ttl_s, self.task_ttl_s, keys.task("")])
+                  self.idempotency_ttl_s, self.task_ttl_s, keys.task(""), fingerprint or ""])
         return found.decode(), bool(created)
 
+    async def idempotent(self, user_id: str, kind: str, idempotency_key: str) -> Earlier | None:
+        """The task an Idempotency-Key already names for this user and kind of task, with its fingerprint."""
+        task_id = await self.client.get(keys.idempotency(user_id or "-", kind, idempotency_key))
+        if task_id is None:
+            return None
+        found = await self.client.hget(keys.task(task_id.decode()), "fingerprint")
+        return Earlier(id=task_id.decode(), fingerprint=found.decode() if found else None)
+
     async def get(self, task_id: str) -> TaskRecord | None:
+        """The task; while it waits for a model, with its place in that model's queue and an estimate of when its
+        model work ends: (tasks ahead + 1) × the measured time of one request on that model."""
         raw = await self.client.hgetall(keys.task(task_id))
-        return TaskRecord.from_hash(raw) if raw else None
+        record = TaskRecord.from_hash(raw) if raw else None
+        if record is None or record.waiting_for is None or record.terminal:
+            return record
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrank(keys.waiting(record.waiting_for), task_id)
+        pipe.hget(keys.timing(record.waiting_for), "ms_per_job")
+        ahead, ms_per_job = await pipe.execute()
+        if ahead is not None:
+            record.queue_position = int(ahead)
+            record.eta_s = round((ahead + 1) * float(ms_per_job) / 1000.0, 1) if ms_per_job else None
+        return record
 
     async def start(self, task_id: str, max_attempts: int) -> int:
         """Marks a task running; the attempt number, 0 when it is already finished, -1 when retries are spent."""
@@ -165,15 +217,18 @@ class TaskStore:
     async def _transition(self, task_id: str, status: Status, field: str, value: Any, allowed: tuple[str, ...]) -> bool:
         done = await self._finish(
             keys=[keys.task(task_id), keys.task_stats(), keys.task_events(task_id)],
-            args=[status, field, json.dumps(value) if field else "", time.time(), self.task_ttl_s, ",".join(allowed)])
+            args=[status, field, json.dumps(value) if field else "", time.time(), self.task_ttl_s, ",".join(allowed),
+                  keys.waiting("")])
         return bool(done)
 
     async def set_stage(self, task_id: str, stage: str, progress: float = 0.0) -> None:
-        update = {"stage": stage, "progress": round(progress, 4), "updated_at": time.time()}
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(keys.task(task_id), mapping=update)
-        pipe.publish(keys.task_events(task_id), json.dumps({"id": task_id, **update}))
-        await pipe.execute()
+        """Stage and progress of a live task (a cancelled or finished one keeps its own), with its event."""
+        await self._live_update(*live_update(task_id, progress, stage))
+
+    async def wait_for(self, task_id: str, family: str) -> None:
+        """The task now waits for `family`'s replicas (stage "waiting") until one starts its model work."""
+        await self._wait_for(keys=[keys.task(task_id), keys.task_events(task_id), keys.waiting(family)],
+                             args=[family, time.time(), task_id])
 
     async def is_cancelled(self, task_id: str) -> bool:
         return await self.client.hget(keys.task(task_id), "status") == b"cancelled"
@@ -286,16 +341,18 @@ class TaskStore:
                 return
             yield _event(record)
             while not record.terminal:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=heartbeat_s)
+                wait_s = WAITING_REFRESH_S if record.waiting_for else heartbeat_s
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait_s)
                 if message is None:
                     record = await self.get(task_id) or record
                     yield _event(record)
                     continue
                 update = json.loads(message["data"])
-                if "status" in update:
+                if "status" in update or "waiting_for" in update:
                     record = await self.get(task_id) or record
                     yield _event(record)
                 else:
+                    record.waiting_for = None  # a stage or step update: the model work has begun
                     yield {"id": task_id, "status": record.status, **update}
 
 

@@ -1,4 +1,4 @@
-"""Measured model time per unit of work (step × frame), for `/v1/videos/estimate`."""
+"""Measured model time per unit of work (step × frame) and per request: `/v1/videos/estimate`, queue ETAs."""
 from __future__ import annotations
 
 import redis.asyncio as aioredis
@@ -6,11 +6,14 @@ import redis.asyncio as aioredis
 from config import keys
 
 _RECORD = """
--- KEYS: timing; ARGV: ms per unit, weight of the new sample (exponential moving average)
-local old = redis.call('HGET', KEYS[1], 'ms_per_unit')
-local value = tonumber(ARGV[1])
-if old then value = tonumber(old) * (1 - tonumber(ARGV[2])) + value * tonumber(ARGV[2]) end
-redis.call('HSET', KEYS[1], 'ms_per_unit', value)
+-- KEYS: timing; ARGV: ms per unit, ms per request, weight of the new sample (exponential moving averages)
+local weight = tonumber(ARGV[3])
+for index, field in ipairs({'ms_per_unit', 'ms_per_job'}) do
+  local old = redis.call('HGET', KEYS[1], field)
+  local value = tonumber(ARGV[index])
+  if old then value = tonumber(old) * (1 - weight) + value * weight end
+  redis.call('HSET', KEYS[1], field, value)
+end
 return redis.call('HINCRBY', KEYS[1], 'samples', 1)
 """
 
@@ -22,7 +25,8 @@ class TimingStore:
         self._record = client.register_script(_RECORD)
 
     async def record(self, family: str, run_ms: float, units: int) -> None:
-        await self._record(keys=[keys.timing(family)], args=[run_ms / max(units, 1), self.weight])
+        """One request's model time (`run_ms`) and its units of work (steps, × frames for videos)."""
+        await self._record(keys=[keys.timing(family)], args=[run_ms / max(units, 1), run_ms, self.weight])
 
     async def get(self, family: str) -> tuple[float, int] | None:
         """(ms per unit, samples), or None before the first measurement."""

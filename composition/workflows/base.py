@@ -31,6 +31,13 @@ class TaskContext:
             raise TaskCancelled(name)
         await self.services.tasks.set_stage(self.task_id, name, progress)
 
+    async def wait_for(self, family: str) -> None:
+        """The task waits for `family`'s replicas (stage "waiting", with its queue position and an ETA) until a
+        replica starts its model work; raises `TaskCancelled` if the task was cancelled meanwhile."""
+        if await self.services.tasks.is_cancelled(self.task_id):
+            raise TaskCancelled("waiting")
+        await self.services.tasks.wait_for(self.task_id, family)
+
     async def cached_step(self, name: str) -> Any | None:
         """A step this task finished on an earlier attempt (JSON), or None."""
         found = await self.services.redis.hget(keys.task_steps(self.task_id), name)

@@ -54,7 +54,8 @@ class SelfiesWorkflow(Workflow[SelfieJob]):
             image = delivery.result or await self.variants.run(ctx, delivery.job)
             await ctx.save_step("image", image)
         out = SelfieOut(variant_id=image["variant_id"], prompt_key=image["prompt_key"], cache_hit=image["cache_hit"],
-                        image=AssetRef(**image["image"]), landmark_key=landmark.key, city_key=city.key)
+                        match=image["match"], metadata=image.get("metadata", {}), image=AssetRef(**image["image"]),
+                        landmark_key=landmark.key, city_key=city.key)
         if body.video:
             video_job = await self.videos.job(out.image.asset_id, body.video, owner=body.user_id,
                                               prompt=f"{scene}, {mood}", gif=True)

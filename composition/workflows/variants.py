@@ -88,6 +88,6 @@ class VariantsWorkflow(Workflow[VariantJob]):
 
     @staticmethod
     def result(job: ImageJob, variant: Variant, cache_hit: bool, repeat: bool = False) -> dict[str, Any]:
+        image = AssetRef(asset_id=variant.asset_id, url=f"/v1/assets/{variant.asset_id}")
         return SoulImageOut(variant_id=variant.id, prompt_key=job.prompt_key, match=job.match, cache_hit=cache_hit,
-                            repeat=repeat, image=AssetRef(asset_id=variant.asset_id,
-                                                          url=f"/v1/assets/{variant.asset_id}")).model_dump()
+                            repeat=repeat, metadata=variant.metadata, image=image).model_dump()

@@ -49,7 +49,7 @@ class VideosWorkflow(Workflow[VideoJob]):
                         seed=options.get("seed") or 0, gif=options.get("gif", True), **fields)
 
     async def run(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
-        await ctx.stage("animating")
+        await ctx.wait_for(job.model)
         return await self.animate(ctx, job)
 
     async def animate(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:

@@ -28,6 +28,7 @@ def test_project_groups_tasks_and_assets_and_round_trips_through_a_zip(client):
     assert stored["tasks"] == [made.headers["X-Task-Id"]]
     assert stored["assets"] == [made.json()["images"][0]["asset_id"]]
     assert project_id in {p["id"] for p in client.get("/v1/projects", params={"user_id": "pia"}).json()["projects"]}
+    assert project_id in {p["id"] for p in client.get("/v1/projects").json()["projects"]}  # auth off: every project
 
     exported = client.get(f"/v1/projects/{project_id}/export")
     assert exported.headers["content-type"] == "application/zip"

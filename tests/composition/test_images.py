@@ -115,12 +115,17 @@ def test_wait_zero_answers_202_and_the_task_finishes_with_the_same_shape(client)
 
 
 def test_idempotency_key_returns_the_same_task(client):
-    body = {"prompt": "an origami crane on a desk", "wait_s": 0, "seed": 77}
+    body = {"prompt": "an origami crane on a desk", "wait_s": 0, "seed": 77, "steps": 60}
     headers = {"Idempotency-Key": "crane-1"}
     first = client.post("/v1/images/generations", json=body, headers=headers)
-    second = client.post("/v1/images/generations", json=body | {"seed": 78}, headers=headers)
+    retry = client.post("/v1/images/generations", json=body, headers=headers)
     assert first.status_code == 202
-    assert second.headers["X-Task-Id"] == first.headers["X-Task-Id"] == first.json()["task_id"]
+    if retry.status_code == 202:  # still rendering: the same task
+        assert retry.headers["X-Task-Id"] == first.headers["X-Task-Id"] == first.json()["task_id"]
+    else:  # already rendered: the cache answers with its images
+        assert retry.status_code == 200 and retry.json()["cache_hit"] is True
+    changed = client.post("/v1/images/generations", json=body | {"seed": 78}, headers=headers)
+    assert changed.status_code == 422 and changed.json()["error"]["field"] == "Idempotency-Key"
     other_kind = client.post("/v1/prompts/optimize", json={"prompt": "a crane", "wait_s": 60}, headers=headers)
     assert other_kind.headers["X-Task-Id"] != first.headers["X-Task-Id"]  # a key is scoped to its kind of task
     assert other_kind.status_code == 200 and "optimized" in other_kind.json()

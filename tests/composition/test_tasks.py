@@ -30,6 +30,9 @@ def test_cancel_stops_a_running_task_between_steps(client, redis_url):
     time.sleep(2.0)
     task = client.get(f"/v1/tasks/{task_id}").json()
     assert task["status"] == "cancelled" and task["progress"] < 1.0 and task["result"] is None
+    assert task["stage"] == "cancelled"  # no late step moves it back to "animating"
+    again = client.delete(f"/v1/tasks/{task_id}")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
     stream = redis.Redis.from_url(redis_url).xpending(keys.task_stream("normal"), keys.RUNNER_GROUP)
     assert stream["pending"] == 0  # the runner acknowledged it: nothing left to reclaim
 
@@ -76,3 +79,71 @@ def test_filtered_list_finds_older_matches_past_the_newest_tasks(redis_url):
     failed, listed, newest = asyncio.run(run())
     assert [r.id for r in listed] == failed[::-1] and all(r.status == "failed" for r in listed)
     assert len(newest) == 7 and all(r.status == "succeeded" for r in newest)
+
+
+def test_a_finished_task_cannot_be_cancelled(client):
+    done = client.post("/v1/prompts/optimize", json={"prompt": "a quiet harbour", "user_id": "finisher"})
+    assert done.status_code == 200
+    refused = client.delete(f"/v1/tasks/{done.headers['X-Task-Id']}")
+    assert refused.status_code == 409 and refused.json()["error"]["field"] == "task_id"
+    assert "succeeded" in refused.json()["error"]["message"]
+    assert client.get(f"/v1/tasks/{done.headers['X-Task-Id']}").json()["status"] == "succeeded"
+
+
+def test_late_progress_never_moves_a_cancelled_task_back(redis_url):
+    """A replica's step report or a workflow's stage that arrives after the cancel leaves the task as cancelled."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from composition.store.tasks import TaskStore
+    from deployments.progress import ProgressReporter
+
+    async def run():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            store = TaskStore(client)
+            task_id, _ = await store.create("video", {"x": 1}, user_id="late")
+            await store.start(task_id, 3)
+            await store.set_stage(task_id, "animating", 0.3)
+            await store.cancel(task_id)
+            reported = ProgressReporter(redis_url).report(task_id, 7, 10, "animating")
+            await store.set_stage(task_id, "encoding")
+            return reported, await store.get(task_id)
+        finally:
+            await client.aclose()
+
+    reported, task = asyncio.run(run())
+    assert reported is True and (task.status, task.stage, task.progress) == ("cancelled", "cancelled", 0.3)
+
+
+def test_a_task_waiting_for_a_busy_model_shows_its_queue_position_and_eta(client):
+    """While SVD renders a long clip, later clips wait: stage "waiting", their place in SVD's queue and an ETA from
+    measured request times, on GET and SSE; a waiting task is never shown as animating at 0.0."""
+    from helpers import png, upload, wait_task
+
+    def video(frames: int, steps: int, seed: int) -> str:
+        body = {"image": upload(client, png(64, 64, seed=seed)), "model": "svd", "num_frames": frames,
+                "steps": steps, "seed": seed}
+        response = client.post("/v1/videos/generations", json=body)
+        assert response.status_code == 202, response.text
+        return response.json()["task_id"]
+
+    assert wait_task(client, video(4, 2, 60))["status"] == "succeeded"  # a measured request time for the ETA
+    busy = slow_video(client, seed=61, steps=100)
+    wait_running(client, busy, progress=0.01)
+    first, second = video(6, 2, 62), video(5, 2, 63)  # other frame counts: groups of their own, run after busy
+    deadline = time.monotonic() + 30
+    while (task := client.get(f"/v1/tasks/{second}").json())["stage"] != "waiting":
+        assert time.monotonic() < deadline, task
+        time.sleep(0.05)
+    assert task["status"] == "running" and task["waiting_for"] == "svd" and task["eta_s"] > 0
+    positions = {client.get(f"/v1/tasks/{t}").json()["queue_position"] for t in (first, second)}
+    assert positions == {0, 1}
+    with client.stream("GET", f"/v1/tasks/{second}/events") as stream:
+        event = json.loads(next(line for line in stream.iter_lines() if line.startswith("data:"))[5:])
+    assert event["stage"] == "waiting" and event["queue_position"] in (0, 1) and event["eta_s"] > 0
+    assert client.delete(f"/v1/tasks/{busy}").status_code == 200
+    for task_id in (first, second):
+        done = wait_task(client, task_id)
+        assert done["status"] == "succeeded" and done["waiting_for"] is None and done["queue_position"] is None

@@ -102,7 +102,7 @@ def test_a_souls_cues_are_matched_on_the_cue_within_its_style(client):
     cues = ("on deck", "at the market", "in a library", "climbing the mast")
     first = {cue: soul_image(client, soul_id, "ivy", cue) for cue in cues}
     assert len({r["prompt_key"] for r in first.values()}) == len(cues)
-    assert all(r["match"] == "new" for r in first.values())
+    assert all(r["match"] == "new" and r["metadata"]["model"] == "flux" for r in first.values())
     recased = soul_image(client, soul_id, "ivy", "On Deck!")
     assert recased["prompt_key"] == first["on deck"]["prompt_key"] and recased["match"] == "exact"
     paraphrase = soul_image(client, soul_id, "ivy", "on the deck")
@@ -119,6 +119,7 @@ def test_selfies_at_different_landmarks_never_share_a_prompt(client, soul):
         response = client.post("/v1/selfies", json={"soul_id": soul, "city_key": "rome", "mood": "happy",
                                                      "user_id": "kim"})
         assert response.status_code == 200, response.text
+        assert response.json()["metadata"]["model"] == "flux" and response.json()["match"] in ("new", "exact")
         by_landmark.setdefault(response.json()["landmark_key"], set()).add(response.json()["prompt_key"])
     assert len(by_landmark) >= 4 and all(len(keys) == 1 for keys in by_landmark.values())
     assert len(set().union(*by_landmark.values())) == len(by_landmark)

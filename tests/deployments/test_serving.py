@@ -110,14 +110,20 @@ def test_batch_size_changes_through_user_config_without_restart(ray_serve, redis
 
 
 def test_progress_reaches_the_task_record(sdxl, redis_url):
+    store = redis.Redis.from_url(redis_url)
+    store.hset(task_key("task-progress"), mapping={"id": "task-progress", "status": "running"})
     sdxl.generate.remote(image_request(5, steps=3), task_id="task-progress").result()
-    record = redis.Redis.from_url(redis_url).hgetall(task_key("task-progress"))
+    record = store.hgetall(task_key("task-progress"))
     assert float(record[b"progress"]) == 1.0 and record[b"stage"] == b"denoising"
+    store.hset(task_key("task-finished"), mapping={"id": "task-finished", "status": "succeeded", "stage": "succeeded"})
+    sdxl.generate.remote(image_request(5, steps=3), task_id="task-finished").result()
+    assert store.hget(task_key("task-finished"), "stage") == b"succeeded"  # a finished task's record stays as it is
 
 
 def test_a_task_cancelled_before_its_batch_runs_costs_no_step(sdxl, redis_url):
     store = redis.Redis.from_url(redis_url)
     store.hset(task_key("task-cancelled-early"), "status", "cancelled")
+    store.hset(task_key("task-live"), mapping={"id": "task-live", "status": "running"})
     early = sdxl.generate.remote(image_request(6, steps=3), task_id="task-cancelled-early")
     live = sdxl.generate.remote(image_request(7, steps=3), task_id="task-live")
     with pytest.raises(Cancelled, match="before it started"):

@@ -69,6 +69,10 @@ def test_bad_generation_bodies_name_the_field(client, body, field):
 def test_malformed_json_and_wrong_content_type_are_4xx(client):
     response = client.post("/v1/images/generations", content=b"{not json", headers={"content-type": "application/json"})
     assert_refused(response, 422)
+    broken = client.post("/v1/images/generations", content=b'{"prompt": "a cat",}',
+                         headers={"content-type": "application/json"})
+    assert broken.status_code == 422 and broken.json()["error"]["field"] == "body"
+    assert broken.json()["error"]["message"].startswith("body: invalid JSON at character 19: Expecting property name")
     response = client.post("/v1/images/generations", content=b"prompt=x",
                            headers={"content-type": "application/x-www-form-urlencoded"})
     assert_refused(response, (415, 422))
