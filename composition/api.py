@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from composition import errors
 from composition.auth import authenticate
@@ -30,8 +31,10 @@ ROUTERS = (images, prompts, videos, souls, selfies, storyboards, writing, styles
 
 
 def create_api(services: Services, workflows: Workflows) -> FastAPI:
-    api = FastAPI(title="Montage", version=system.VERSION,
-                  description="Generative media on Ray Serve: images, edits, videos, variants, selfies, storyboards.")
+    # /docs and /redoc from packaged Swagger UI and ReDoc assets: they work without a network
+    api = FastAPIOffline(title="Montage", version=system.VERSION,
+                         description="Generative media on Ray Serve: images, edits, videos, variants, selfies, "
+                                     "storyboards.")
     errors.install(api)
     api.add_middleware(JsonLimits, max_bytes=services.args.max_json_bytes, max_depth=services.args.max_json_depth)
     api.add_middleware(RequestMetrics)  # outermost: refused bodies are counted too

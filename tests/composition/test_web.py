@@ -49,3 +49,25 @@ def test_storyboard_progress_streams_and_the_video_appears(page, tmp_path):
     assert page.eval_on_selector("#storyboard-progress", "bar => bar.value") == 1
     assert page.inner_text("#storyboard-status") == "done"
     page.screenshot(path=str(tmp_path / "storyboard.png"), full_page=True)
+
+
+def test_the_api_docs_render_with_the_network_blocked(page):
+    """Swagger UI and ReDoc load their scripts from the app itself: nothing outside it is requested."""
+    outside: list[str] = []
+
+    def only_the_app(route):
+        if route.request.url.startswith(BASE):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    tab = page.context.browser.new_page()
+    tab.route("**/*", only_the_app)
+    tab.goto(BASE + "/docs")
+    tab.wait_for_selector('.opblock-summary-path[data-path="/v1/images/generations"]', timeout=60_000)
+    assert "Montage" in tab.inner_text(".swagger-ui .info")
+    tab.goto(BASE + "/redoc")
+    tab.wait_for_function("document.body.innerText.includes('/v1/images/generations')", timeout=60_000)
+    tab.close()
+    assert outside == []
