@@ -12,6 +12,18 @@ from config import keys
 from config.settings import store_backoff
 
 
+def end_wait(prefix: str) -> str:
+    """Lua: the task (KEYS[1]) no longer waits for a model's replicas; `prefix` is the Lua expression holding the
+    waiting-set key prefix."""
+    return f"""
+local waited = redis.call('HGET', KEYS[1], 'waiting_for')
+if waited then
+  redis.call('ZREM', {prefix} .. waited, redis.call('HGET', KEYS[1], 'id'))
+  redis.call('HDEL', KEYS[1], 'waiting_for')
+end
+"""
+
+
 LIVE_UPDATE = """
 -- KEYS: task, events channel; ARGV: progress, stage, now, event JSON, waiting-set key prefix. Only a queued or
 -- running task changes, so a late step never moves a cancelled or finished task's stage back; a task that was
@@ -19,11 +31,7 @@ LIVE_UPDATE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'running' then
   redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'stage', ARGV[2], 'updated_at', ARGV[3])
-  local family = redis.call('HGET', KEYS[1], 'waiting_for')
-  if family then
-    redis.call('ZREM', ARGV[5] .. family, redis.call('HGET', KEYS[1], 'id'))
-    redis.call('HDEL', KEYS[1], 'waiting_for')
-  end
+""" + end_wait("ARGV[5]") + """
   redis.call('PUBLISH', KEYS[2], ARGV[4])
 end
 return status

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 
 from config import keys
-from deployments.progress import LIVE_UPDATE, live_update
+from deployments.progress import LIVE_UPDATE, end_wait, live_update
 from config.composition import LANES, Lane
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -70,11 +70,7 @@ if not status or not string.find(',' .. ARGV[6] .. ',', ',' .. status .. ',', 1,
 redis.call('HINCRBY', KEYS[2], status, -1)
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'stage', ARGV[1], 'updated_at', ARGV[4])
-local family = redis.call('HGET', KEYS[1], 'waiting_for')
-if family then
-  redis.call('ZREM', ARGV[7] .. family, redis.call('HGET', KEYS[1], 'id'))
-  redis.call('HDEL', KEYS[1], 'waiting_for')
-end
+""" + end_wait("ARGV[7]") + """
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
 if ARGV[1] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
