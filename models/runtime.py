@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from config.families import FamilyArgs, Source
-from models.types import Metadata
+from config.families import FamilyArgs, GenerationDefaults, Source
+from models.types import Metadata, VideoRequest
 
 T = TypeVar("T")
 StepCallback = Callable[[int, int], None]
@@ -179,6 +179,13 @@ def blank_png(width: int, height: int) -> bytes:
     from models.media import encode_png
 
     return encode_png(np.full((height, width, 3), 0.5, np.float32))
+
+
+def warmup_video(defaults: GenerationDefaults) -> VideoRequest:
+    """The default-shape video request of the image-to-video families' warm-up."""
+    return VideoRequest(image=blank_png(defaults.width, defaults.height), prompt="warm-up", width=defaults.width,
+                        height=defaults.height, num_frames=defaults.num_frames, fps=defaults.fps, steps=2,
+                        guidance=defaults.guidance, seed=0)
 
 
 def apply_runtime(pipe: Any, args: FamilyArgs, denoiser: str) -> None:

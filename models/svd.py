@@ -19,7 +19,8 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 from config.families import Source, SVDArgs
 from models.images import decode_rgb
 from models.results import video_result
-from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, run_grouped, step_callback
+from models.runtime import (Family, StepCallback, apply_runtime, build, generators, run_grouped, step_callback,
+                            warmup_video)
 from models.types import VideoRequest, VideoResult
 
 _TINY_UNET = dict(
@@ -100,10 +101,7 @@ class SVD(Family):
                 raise ValueError(f"{field} must be a multiple of {self.size_multiple} for svd")
 
     def warmup_requests(self) -> list[tuple[Callable[[list], Any], VideoRequest]]:
-        d = self.defaults
-        return [(self.run, VideoRequest(image=blank_png(d.width, d.height), prompt="warm-up", width=d.width,
-                                        height=d.height, num_frames=d.num_frames, fps=d.fps, steps=2,
-                                        guidance=d.guidance, seed=0))]
+        return [(self.run, warmup_video(self.defaults))]
 
     @staticmethod
     def group_key(request: VideoRequest) -> tuple:

@@ -15,7 +15,8 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, 
 from config.families import Source, WanArgs
 from models import tokenizers
 from models.images import decode_rgb
-from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, run_grouped, step_callback
+from models.runtime import (Family, StepCallback, apply_runtime, build, generators, run_grouped, step_callback,
+                            warmup_video)
 from models.results import video_result
 from models.types import VideoRequest, VideoResult
 
@@ -119,10 +120,7 @@ class Wan(Family):
             raise ValueError(f"num_frames must be {temporal}k + 1 for wan, got {request.num_frames}")
 
     def warmup_requests(self) -> list[tuple[Callable[[list], Any], VideoRequest]]:
-        d = self.defaults
-        return [(self.run, VideoRequest(image=blank_png(d.width, d.height), prompt="warm-up", width=d.width,
-                                        height=d.height, num_frames=d.num_frames, fps=d.fps, steps=2,
-                                        guidance=d.guidance, seed=0))]
+        return [(self.run, warmup_video(self.defaults))]
 
     @staticmethod
     def group_key(request: VideoRequest) -> tuple:

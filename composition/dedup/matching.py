@@ -189,7 +189,6 @@ NEGATORS = frozenset({"no", "without", "not", "never", "dont", "doesnt", "isnt",
 _NEGATION_SKIP = frozenset({"a", "an", "the", "any", "some", "single", "visible"})
 
 
-
 def _landmarks() -> dict[str, tuple[str, ...]]:
     """The catalogue's landmark names ("Spanish Steps", "Colosseum"): places of their own."""
     from composition.catalogue import load_catalogue

@@ -58,11 +58,11 @@ async def cancel_task(task_id: TaskIdPath, services: ServicesDep, principal: Pri
     """Cancels a queued or running task (work stops at the next step); 409 for a task that already succeeded or
     failed (cancelling a cancelled task again is a no-op)."""
     await _task(services, principal, task_id, creator_only=True)
-    if not await services.tasks.cancel(task_id):
-        record = await _task(services, principal, task_id)
-        if record.status != "cancelled":
-            raise ApiError(409, "conflict", f"task_id: task already {record.status}", "task_id")
-    return view(await _task(services, principal, task_id), principal)
+    await services.tasks.cancel(task_id)
+    record = await _task(services, principal, task_id)
+    if record.status != "cancelled":
+        raise ApiError(409, "conflict", f"task_id: task already {record.status}", "task_id")
+    return view(record, principal)
 
 
 @router.get("/{task_id}/events", response_class=StreamingResponse)

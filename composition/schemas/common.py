@@ -41,7 +41,8 @@ class ErrorEnvelope(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorEnvelope, "description": description} for status, description in {
         400: "a bad value", 401: "no valid API key", 403: "the key's tier is not configured",
-        404: "not found, or not the caller's", 409: "the task was cancelled, or has already finished", 413: "a body or file too large",
+        404: "not found, or not the caller's", 409: "the task was cancelled, or has already finished",
+        413: "a body or file too large",
         415: "not a supported image", 422: "an invalid request, naming the field",
         429: "over the rate limit or a daily quota (Retry-After)", 500: "a task failed inside a model",
         503: "the store is unavailable (Retry-After)"}.items()}

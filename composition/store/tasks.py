@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 
 from config import keys
-from deployments.progress import LIVE_UPDATE, end_wait, live_update
 from config.composition import LANES, Lane
+from deployments.progress import LIVE_UPDATE, end_wait, live_update
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from config import keys
+from models.types import Metadata
 
 _RECORD = """
 -- KEYS: timing; ARGV: ms per unit, ms per request, weight of the new sample (exponential moving averages)
@@ -24,8 +25,10 @@ class TimingStore:
         self.weight = weight
         self._record = client.register_script(_RECORD)
 
-    async def record(self, family: str, run_ms: float, units: int) -> None:
-        """One request's model time (`run_ms`) and its units of work (steps, × frames for videos)."""
+    async def record(self, family: str, metadata: Metadata, units: int) -> None:
+        """One result's model time (its batch's run time over the batch size) and its units of work (steps, ×
+        frames for videos)."""
+        run_ms = metadata.run_ms / max(metadata.batch_size, 1)
         await self._record(keys=[keys.timing(family)], args=[run_ms / max(units, 1), run_ms, self.weight])
 
     async def get(self, family: str) -> tuple[float, int] | None:

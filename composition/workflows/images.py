@@ -129,8 +129,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
             await ctx.wait_for(job.family)
             results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source) for seed in missing))
             for seed, result in zip(missing, results, strict=True):
-                await self.services.timings.record(job.family, result.metadata.run_ms / result.metadata.batch_size,
-                                                   job.steps)
+                await self.services.timings.record(job.family, result.metadata, job.steps)
                 asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
                                                        (result.width, result.height), shared=job.shared)
                 metadata = result.metadata.model_dump() | {"control_maps": control_refs}

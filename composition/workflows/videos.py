@@ -62,8 +62,7 @@ class VideosWorkflow(Workflow[VideoJob]):
         assets = self.services.assets
         video = await assets.put(result.mp4, "video/mp4", "generated", job.owner, (result.width, result.height))
         gif = await assets.put(result.gif, "image/gif", "generated", job.owner) if result.gif else None
-        await self.services.timings.record(job.model, result.metadata.run_ms / result.metadata.batch_size,
-                                           job.steps * job.num_frames)
+        await self.services.timings.record(job.model, result.metadata, job.steps * job.num_frames)
         return VideoOut(video=AssetRef(**video.ref()), gif=AssetRef(**gif.ref()) if gif else None,
                         num_frames=result.num_frames, fps=result.fps, width=result.width, height=result.height,
                         seed=result.seed, metadata=result.metadata.model_dump()).model_dump()

@@ -54,7 +54,7 @@ class WritingWorkflow(Workflow[WritingBody]):
                                               for kind, scale in style.controls.items()))
         await ctx.wait_for("sdxl")
         result = await self.handle("sdxl").generate.remote(request, ctx.task_id)
-        await self.services.timings.record("sdxl", result.metadata.run_ms / result.metadata.batch_size, request.steps)
+        await self.services.timings.record("sdxl", result.metadata, request.steps)
         image = await self.services.assets.put(result.png, "image/png", "generated", owner, (width, height))
         return WritingOut(image=AssetRef(**image.ref()), conditioning={k: v.url for k, v in refs.items()},
                           controls=dict(style.controls), prompt_used=prompt,
