@@ -12,7 +12,8 @@ from composition.services import Services
 from config.composition import Lane, QuotaKind, TierArgs
 
 QUOTA_KINDS: dict[str, QuotaKind] = {"image": "images", "variant": "images", "writing": "images",
-                                     "selfie": "images", "video": "videos", "storyboard": "storyboards"}
+                                     "selfie": "images", "video": "videos", "soul_video": "videos",
+                                     "storyboard": "storyboards"}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Souls' variants: GET /v1/souls/{soul_id}/image, seen marks, variant pools, users' seen lists."""
+"""Souls' variants: GET /v1/souls/{soul_id}/image, a soul's or a variant's clip, seen marks, variant pools, users'
+seen lists."""
 from __future__ import annotations
 
 from typing import Annotated
@@ -7,11 +8,22 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from composition.auth import PrincipalDep
-from composition.deps import IdPath, ServicesDep, WorkflowsDep
+from composition.deps import IdempotencyKey, IdPath, ServicesDep, WorkflowsDep
 from composition.errors import ApiError, not_found
 from composition.schemas.common import Accepted, AssetRef, Id
-from composition.schemas.variants import SeenBody, SeenOut, SoulImageOut, UserSeenOut, VariantOut, VariantsOut
-from composition.submit import as_user, submit
+from composition.schemas.variants import (
+    SeenBody,
+    SeenOut,
+    SoulImageOut,
+    SoulVideo,
+    SoulVideoBody,
+    SoulVideoOut,
+    UserSeenOut,
+    VariantOut,
+    VariantsOut,
+)
+from composition.schemas.videos import VideoGeneration, VideoOptions, VideoOut
+from composition.submit import as_user, plan_and_submit, submit
 
 router = APIRouter(tags=["variants"])
 
@@ -29,6 +41,27 @@ async def soul_image(soul_id: IdPath, services: ServicesDep, workflows: Workflow
     if delivery.result is not None:
         return JSONResponse(delivery.result)
     return await submit(services, principal, workflows.variants.kind, delivery.job, wait_s, user_id)
+
+
+@router.post("/v1/souls/{soul_id}/video", responses={200: {"model": SoulVideoOut}, 202: {"model": Accepted}})
+async def soul_video(soul_id: IdPath, body: SoulVideoBody, services: ServicesDep, workflows: WorkflowsDep,
+                     principal: PrincipalDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """The user's unseen variant for `cue` (as the soul's image route delivers it), animated."""
+    request = SoulVideo(soul_id=soul_id, **body.model_dump())
+    return await plan_and_submit(services, principal, workflows.soul_videos, request, idempotency_key)
+
+
+@router.post("/v1/variants/{variant_id}/video", responses={200: {"model": VideoOut}, 202: {"model": Accepted}})
+async def variant_video(variant_id: IdPath, body: VideoOptions, services: ServicesDep, workflows: WorkflowsDep,
+                        principal: PrincipalDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """A clip of one variant's image, as POST /v1/videos/generations makes of an upload."""
+    variant = await services.prompts.variant(variant_id)
+    if variant is None:
+        raise not_found(f"variant {variant_id}", "variant_id")
+    body = as_user(body, principal)
+    await services.assets.info(variant.asset_id, "variant_id", body.user_id)
+    generation = VideoGeneration(image=variant.asset_id, **body.model_dump())
+    return await plan_and_submit(services, principal, workflows.videos, generation, idempotency_key)
 
 
 @router.post("/v1/variants/{variant_id}/seen")

@@ -24,5 +24,7 @@ async def generations(body: VideoGeneration, services: ServicesDep, workflows: W
 @router.get("/estimate")
 async def estimate(workflows: WorkflowsDep, model: VideoModel = "svd",
                    num_frames: Annotated[int | None, Query(ge=2, le=129)] = None,
-                   steps: Annotated[int | None, Query(ge=1, le=100)] = None) -> VideoEstimate:
-    return await workflows.videos.estimate(model, num_frames, steps)
+                   steps: Annotated[int | None, Query(ge=1, le=100)] = None,
+                   width: Annotated[int | None, Query(ge=8, le=2048, multiple_of=8)] = None,
+                   height: Annotated[int | None, Query(ge=8, le=2048, multiple_of=8)] = None) -> VideoEstimate:
+    return await workflows.videos.estimate(model, num_frames, steps, width, height)

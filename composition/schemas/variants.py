@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from composition.schemas.common import AssetRef, Body, Id
+from composition.schemas.videos import VideoOptions
 
 
 class SoulImageOut(BaseModel):
@@ -16,6 +17,24 @@ class SoulImageOut(BaseModel):
     repeat: bool = Field(default=False, description="the user had seen every variant and the pool is at its cap")
     match: Literal["exact", "semantic", "new"]
     metadata: dict[str, Any] = Field(default={}, description="how the variant was made: model, batch, replica, timings")
+
+
+class SoulVideoBody(VideoOptions):
+    """A soul's clip: the user's unseen variant for `cue` (as GET /v1/souls/{soul_id}/image), then animated."""
+
+    user_id: Id | None = Field(default=None, description="required unless authenticated")
+    cue: str = Field(default="", max_length=500)
+
+
+class SoulVideo(SoulVideoBody):
+    """The body with its path's soul."""
+
+    soul_id: Id
+
+
+class SoulVideoOut(SoulImageOut):
+    video: AssetRef
+    gif: AssetRef | None = None
 
 
 class SeenBody(Body):

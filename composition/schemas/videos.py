@@ -10,8 +10,9 @@ from composition.schemas.common import AssetId, AssetRef, Body, Id, Seed, wait_f
 VideoModel = Literal["svd", "wan"]
 
 
-class VideoGeneration(Body):
-    image: AssetId
+class VideoOptions(Body):
+    """How to animate an image; unset sizes, frames, fps and steps take the model's defaults."""
+
     prompt: str = Field(default="", max_length=2000)
     model: VideoModel = "svd"
     num_frames: int | None = Field(default=None, ge=2, le=129)
@@ -24,6 +25,10 @@ class VideoGeneration(Body):
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(0)
+
+
+class VideoGeneration(VideoOptions):
+    image: AssetId
 
 
 class VideoOut(BaseModel):
@@ -41,6 +46,9 @@ class VideoEstimate(BaseModel):
     model: VideoModel
     num_frames: int
     steps: int
-    seconds: float
+    width: int
+    height: int
+    seconds: float = Field(description="model time: a fixed cost per clip plus a cost per pixel-frame-step, both "
+                                       "fitted to this model's measured clips")
     measured: bool = Field(description="False until a video of this model has run: then a conservative prior")
     samples: int

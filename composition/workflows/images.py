@@ -16,6 +16,7 @@ from composition.schemas.images import (
     ImagesResult,
 )
 from composition.store.prompts import Variant, slot_seed
+from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.dedup import Dedup, Match, scope_of
 from models.conditioning import control_map
@@ -129,7 +130,8 @@ class ImagesWorkflow(Workflow[ImageJob]):
             await ctx.wait_for(job.family)
             results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source) for seed in missing))
             for seed, result in zip(missing, results, strict=True):
-                await self.services.timings.record(job.family, result.metadata, job.steps)
+                await self.services.timings.record(job.family, result.metadata,
+                                                   work_units(result.width, result.height, job.steps))
                 asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
                                                        (result.width, result.height), shared=job.shared)
                 metadata = result.metadata.model_dump() | {"control_maps": control_refs}

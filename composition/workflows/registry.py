@@ -8,6 +8,7 @@ from composition.workflows.base import Workflow
 from composition.workflows.images import ImagesWorkflow
 from composition.workflows.prompts import PromptsWorkflow
 from composition.workflows.selfies import SelfiesWorkflow
+from composition.workflows.soul_videos import SoulVideosWorkflow
 from composition.workflows.storyboards import StoryboardsWorkflow
 from composition.workflows.variants import VariantsWorkflow
 from composition.workflows.videos import VideosWorkflow
@@ -20,6 +21,7 @@ class Workflows:
     variants: VariantsWorkflow
     videos: VideosWorkflow
     selfies: SelfiesWorkflow
+    soul_videos: SoulVideosWorkflow
     storyboards: StoryboardsWorkflow
     writing: WritingWorkflow
     prompts: PromptsWorkflow
@@ -34,5 +36,6 @@ def build_workflows(services: Services) -> Workflows:
     videos = VideosWorkflow(services)
     return Workflows(images=images, variants=variants, videos=videos,
                      selfies=SelfiesWorkflow(services, variants, videos),
+                     soul_videos=SoulVideosWorkflow(services, variants, videos),
                      storyboards=StoryboardsWorkflow(services, videos), writing=WritingWorkflow(services),
                      prompts=PromptsWorkflow(services))

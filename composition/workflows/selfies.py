@@ -12,8 +12,6 @@ from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.variants import VariantsWorkflow
 from composition.workflows.videos import VideosWorkflow
 
-VARIANT_WAIT_S = 60.0  # for the soul's variant pool when every slot is still rendering
-
 
 class SelfieJob(BaseModel):
     """The chosen landmark travels with the task, so a retry draws the same place."""
@@ -46,20 +44,12 @@ class SelfiesWorkflow(Workflow[SelfieJob]):
         landmark = city.landmark(job.landmark_key)
         mood = self.services.catalogue.moods.get(body.mood, body.mood)
         scene = f"taking a selfie in front of {landmark.prompt}, {city.name}"
-        image = await ctx.cached_step("image")
-        if image is None:
-            await ctx.stage("image")
-            soul = await self.variants.soul_prompt(body.soul_id, mood, scene)  # the landmark is in the scope
-            delivery = await self.variants.deliver(soul, body.user_id, wait_s=VARIANT_WAIT_S)
-            image = delivery.result or await self.variants.run(ctx, delivery.job)
-            await ctx.save_step("image", image)
-        out = SelfieOut(variant_id=image["variant_id"], prompt_key=image["prompt_key"], cache_hit=image["cache_hit"],
-                        match=image["match"], metadata=image.get("metadata", {}), image=AssetRef(**image["image"]),
-                        landmark_key=landmark.key, city_key=city.key)
+        soul = await self.variants.soul_prompt(body.soul_id, mood, scene)  # the landmark is in the scope
+        image = await self.variants.deliver_in_task(ctx, soul, body.user_id)
+        out = SelfieOut(**image, landmark_key=landmark.key, city_key=city.key)
         if body.video:
             video_job = await self.videos.job(out.image.asset_id, body.video, owner=body.user_id,
                                               prompt=f"{scene}, {mood}", gif=True)
-            await ctx.stage("animating")
-            clip = await self.videos.animate(ctx, video_job)
+            clip = await self.videos.run(ctx, video_job)
             out.video, out.gif = AssetRef(**clip["video"]), AssetRef(**clip["gif"])
         return out.model_dump()

@@ -16,6 +16,7 @@ from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.images import ImageJob, ImagesWorkflow
 
 POOL_POLL_S = 0.1
+VARIANT_WAIT_S = 60.0  # inside a task, for the variant pool when every slot is still rendering
 
 
 class VariantJob(BaseModel):
@@ -37,6 +38,11 @@ class SoulPrompt(BaseModel):
 
     body: ImageGeneration
     context: str = ""
+
+    @property
+    def text(self) -> str:
+        """The prompt as rendered."""
+        return f"{self.context}, {self.body.prompt}" if self.context else self.body.prompt
 
 
 class VariantsWorkflow(Workflow[VariantJob]):
@@ -80,6 +86,17 @@ class VariantsWorkflow(Workflow[VariantJob]):
                                headers={"Retry-After": "2"})
             await asyncio.sleep(POOL_POLL_S)
         return vid
+
+    async def deliver_in_task(self, ctx: TaskContext, soul: SoulPrompt, user_id: str) -> dict[str, Any]:
+        """Inside a task that goes on with the image (a selfie, a soul's clip): the user's unseen variant, or a new
+        one rendered here; kept as the task's "image" step, so a retry goes on with the same variant."""
+        image = await ctx.cached_step("image")
+        if image is None:
+            await ctx.stage("image")
+            delivery = await self.deliver(soul, user_id, wait_s=VARIANT_WAIT_S)
+            image = delivery.result or await self.run(ctx, delivery.job)
+            await ctx.save_step("image", image)
+        return image
 
     async def run(self, ctx: TaskContext, job: VariantJob) -> dict[str, Any]:
         (variant,) = await self.images.render(ctx, job.image)

@@ -6,11 +6,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from composition.schemas.common import AssetRef
-from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoModel, VideoOut
+from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoModel, VideoOptions, VideoOut
+from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from models.types import VideoRequest
 
-PRIOR_MS_PER_UNIT = 50.0  # per step × frame before anything was measured: the tiny models' order on a CPU
+PRIOR_MS_PER_UNIT = 50.0 / (64 * 64)  # per pixel-frame-step before anything was measured: tiny models on a CPU
 
 
 class VideoJob(BaseModel):
@@ -35,9 +36,12 @@ class VideosWorkflow(Workflow[VideoJob]):
 
     async def plan(self, body: VideoGeneration) -> VideoJob:
         await self.services.assets.info(body.image, "image", body.user_id)
-        return await self.job(body.image, body.model, prompt=body.prompt, num_frames=body.num_frames, fps=body.fps,
-                              steps=body.steps, seed=body.seed, gif=body.gif, width=body.width, height=body.height,
-                              owner=body.user_id or "")
+        return await self.from_options(body.image, body)
+
+    async def from_options(self, image: str, options: VideoOptions) -> VideoJob:
+        """The job animating `image` as a request's video options ask."""
+        return await self.job(image, options.model, owner=options.user_id or "", **options.model_dump(
+            include={"prompt", "num_frames", "fps", "steps", "seed", "gif", "width", "height"}))
 
     async def job(self, image: str, model: VideoModel, owner: str = "", **options: Any) -> VideoJob:
         """Fills the family's defaults into unset options and checks the size."""
@@ -49,6 +53,7 @@ class VideosWorkflow(Workflow[VideoJob]):
                         seed=options.get("seed") or 0, gif=options.get("gif", True), **fields)
 
     async def run(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
+        """Waits for the model (stage "waiting") and renders the clip."""
         await ctx.wait_for(job.model)
         return await self.animate(ctx, job)
 
@@ -62,7 +67,8 @@ class VideosWorkflow(Workflow[VideoJob]):
         assets = self.services.assets
         video = await assets.put(result.mp4, "video/mp4", "generated", job.owner, (result.width, result.height))
         gif = await assets.put(result.gif, "image/gif", "generated", job.owner) if result.gif else None
-        await self.services.timings.record(job.model, result.metadata, job.steps * job.num_frames)
+        await self.services.timings.record(job.model, result.metadata,
+                                           work_units(result.width, result.height, job.steps, result.num_frames))
         return VideoOut(video=AssetRef(**video.ref()), gif=AssetRef(**gif.ref()) if gif else None,
                         num_frames=result.num_frames, fps=result.fps, width=result.width, height=result.height,
                         seed=result.seed, metadata=result.metadata.model_dump()).model_dump()
@@ -70,10 +76,13 @@ class VideosWorkflow(Workflow[VideoJob]):
     def guidance(self, model: VideoModel) -> float:
         return self.services.defaults_of(model).guidance
 
-    async def estimate(self, model: VideoModel, num_frames: int | None, steps: int | None) -> VideoEstimate:
-        defaults = self.services.defaults_of(model)
-        num_frames, steps = num_frames or defaults.num_frames, steps or defaults.steps
-        measured = await self.services.timings.get(model)
-        ms_per_unit, samples = measured or (PRIOR_MS_PER_UNIT, 0)
-        return VideoEstimate(model=model, num_frames=num_frames, steps=steps, measured=measured is not None,
-                             seconds=round(ms_per_unit * num_frames * steps / 1000.0, 3), samples=samples)
+    async def estimate(self, model: VideoModel, num_frames: int | None, steps: int | None, width: int | None,
+                       height: int | None) -> VideoEstimate:
+        """Model time of one clip from the family's measured cost: fixed + per pixel-frame-step."""
+        job = await self.job("", model, num_frames=num_frames, steps=steps, width=width, height=height)
+        units = work_units(job.width, job.height, job.steps, job.num_frames)
+        cost = await self.services.timings.get(model)
+        ms = cost.ms(units) if cost else PRIOR_MS_PER_UNIT * units
+        return VideoEstimate(model=model, num_frames=job.num_frames, steps=job.steps, width=job.width,
+                             height=job.height, seconds=round(ms / 1000.0, 3), measured=cost is not None,
+                             samples=cost.samples if cost else 0)

@@ -7,6 +7,7 @@ from typing import Any
 from composition.errors import ApiError
 from composition.schemas.common import AssetRef
 from composition.schemas.writing import WritingBody, WritingOut
+from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from models.conditioning import control_map, missing_glyphs, render_text
 from models.media import encode_png
@@ -54,7 +55,7 @@ class WritingWorkflow(Workflow[WritingBody]):
                                               for kind, scale in style.controls.items()))
         await ctx.wait_for("sdxl")
         result = await self.handle("sdxl").generate.remote(request, ctx.task_id)
-        await self.services.timings.record("sdxl", result.metadata, request.steps)
+        await self.services.timings.record("sdxl", result.metadata, work_units(width, height, request.steps))
         image = await self.services.assets.put(result.png, "image/png", "generated", owner, (width, height))
         return WritingOut(image=AssetRef(**image.ref()), conditioning={k: v.url for k, v in refs.items()},
                           controls=dict(style.controls), prompt_used=prompt,

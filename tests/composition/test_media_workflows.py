@@ -29,13 +29,62 @@ def test_video_from_an_upload_is_an_mp4_and_gif(client, model, frames):
     assert fetch(client, task["result"]["gif"], "image/gif")[:6] == GIF_HEADER
 
 
-def test_video_estimate_comes_from_measured_step_times(client):
-    image = upload(client, png(64, 64, seed=10))
-    client.post("/v1/videos/generations", json={"image": image, "model": "svd", "num_frames": 4, "wait_s": 120})
-    estimate = client.get("/v1/videos/estimate", params={"model": "svd", "num_frames": 8}).json()
-    assert estimate["measured"] is True and estimate["samples"] >= 1 and estimate["seconds"] > 0
-    double = client.get("/v1/videos/estimate", params={"model": "svd", "num_frames": 16}).json()
-    assert double["seconds"] == pytest.approx(2 * estimate["seconds"], rel=0.01)
+def test_video_estimate_follows_size_frames_and_steps(client):
+    """After clips at two sizes, the estimate is affine in pixel-frame-steps: a fixed cost plus a cost per unit."""
+    for size, frames in ((64, 4), (128, 6)):
+        image = upload(client, png(size, size, seed=10))
+        body = {"image": image, "model": "svd", "num_frames": frames, "width": size, "height": size, "wait_s": 120}
+        assert client.post("/v1/videos/generations", json=body).status_code == 200
+
+    def seconds(**params) -> float:
+        estimate = client.get("/v1/videos/estimate", params={"model": "svd", **params}).json()
+        assert estimate["measured"] is True and estimate["samples"] >= 2
+        assert {k: estimate[k] for k in params} == params
+        return estimate["seconds"]
+
+    small = seconds(num_frames=8, width=64, height=64, steps=4)
+    assert seconds(num_frames=8, width=128, height=128, steps=4) > small
+    # equal steps in units give equal steps in time: 1×, 2× and 3× the frames
+    one, two, three = (seconds(num_frames=8 * k, width=64, height=64, steps=4) for k in (1, 2, 3))
+    assert two - one == pytest.approx(three - two, rel=0.02, abs=0.002) and two > one
+    assert seconds(num_frames=4, width=128, height=64, steps=8) == pytest.approx(two, rel=0.02, abs=0.002)
+    assert client.get("/v1/videos/estimate", params={"width": 100}).json()["error"]["field"] == "width"
+
+
+def test_cost_model_recovers_a_fixed_and_a_per_unit_cost(redis_url):
+    """Exact samples ms = 120 + 0.002 × units at three sizes give back both terms; one size alone is proportional."""
+    import asyncio
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from composition.store.timings import TimingStore, work_units
+    from models.types import Metadata
+
+    family = f"cost-{uuid.uuid4().hex[:8]}"
+
+    async def run():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            store = TimingStore(client)
+
+            def measured(units: int, batch: int = 1) -> Metadata:
+                return Metadata(model="svd", source="tiny", device="cpu", batch_size=batch,
+                                run_ms=batch * (120 + 0.002 * units))
+
+            sizes = [work_units(64, 64, 4, 8), work_units(128, 128, 4, 8), work_units(256, 128, 8, 16)]
+            await store.record(family, measured(sizes[0]), sizes[0])
+            single = await store.get(family)
+            for units in sizes * 2:
+                await store.record(family, measured(units, batch=2), units)
+            return single, await store.get(family), sizes
+        finally:
+            await client.aclose()
+
+    single, fitted, sizes = asyncio.run(run())
+    assert single.fixed_ms == 0 and single.ms(sizes[0]) == pytest.approx(120 + 0.002 * sizes[0])
+    assert fitted.samples == 7
+    assert fitted.fixed_ms == pytest.approx(120, rel=1e-6) and fitted.ms_per_unit == pytest.approx(0.002, rel=1e-6)
 
 
 def test_wan_frame_count_is_checked_before_queueing(client):

@@ -86,6 +86,42 @@ def test_selfie_with_a_clip(client, soul):
     assert client.get(result["gif"]["url"]).content[:6] == GIF_HEADER
 
 
+def test_a_souls_clip_animates_the_users_unseen_variant_and_a_variant_can_be_animated(client, soul):
+    from helpers import wait_task
+    from test_media_workflows import GIF_HEADER
+
+    from models.media import read_mp4
+
+    seen = soul_image(client, soul, "ivy", cue="at the market")
+    clip = {"model": "svd", "num_frames": 4, "width": 64, "height": 64, "wait_s": 240}
+    response = client.post(f"/v1/souls/{soul}/video", json={"user_id": "ivy", "cue": "at the market", **clip})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    # the variant the user had not seen yet, from the same prompt as the soul's image for that cue
+    assert result["prompt_key"] == seen["prompt_key"] and result["variant_id"] != seen["variant_id"]
+    assert {v["variant_id"] for v in client.get(f"/v1/prompts/{seen['prompt_key']}/variants").json()["variants"]} \
+        >= {seen["variant_id"], result["variant_id"]}
+    assert result["variant_id"] in client.get("/v1/users/ivy/seen").json()["variants"]
+    info = read_mp4(client.get(result["video"]["url"]).content)
+    assert (info.num_frames, info.width, info.height) == (4, 64, 64)
+    assert client.get(result["gif"]["url"]).content[:6] == GIF_HEADER
+
+    response = client.post(f"/v1/variants/{seen['variant_id']}/video", json={**clip, "wait_s": 0, "fps": 5})
+    assert response.status_code == 202
+    task = wait_task(client, response.json()["task_id"])
+    assert task["kind"] == "video" and task["result"]["fps"] == 5
+    assert read_mp4(client.get(task["result"]["video"]["url"]).content).num_frames == 4
+
+    missing = client.post("/v1/variants/0123456789abcdef/video", json={})
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "variant_id"
+    for path, body, field in ((f"/v1/souls/{soul}/video", {"cue": "x"}, "user_id"),
+                              ("/v1/souls/nobody/video", {"user_id": "ivy"}, "soul_id"),
+                              (f"/v1/souls/{soul}/video", {"user_id": "ivy", "model": "wan", "num_frames": 8},
+                               "num_frames")):
+        response = client.post(path, json=body)
+        assert response.status_code in (404, 422) and response.json()["error"]["field"] == field, response.text
+
+
 def test_selfie_rejects_unknown_city_and_soul(client, soul):
     response = client.post("/v1/selfies", json={"soul_id": soul, "city_key": "atlantis", "user_id": "h"})
     assert response.status_code == 422 and response.json()["error"]["field"] == "city_key"

@@ -1,0 +1,88 @@
+"""Video time estimates against measured clips at three sizes: `python -m bench.estimates [--families svd wan]`.
+
+Each tiny video family renders every size `--train` times; the results go through the app's `TimingStore` (a real
+embedded Redis), whose fitted cost (fixed + per pixel-frame-step) then predicts a fresh clip of each size. The old
+estimate (one mean cost per step × frame, any size) is computed from the same clips, side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+
+import redis.asyncio as aioredis
+
+from bench.families import png
+from cluster.redis_server import EmbeddedRedis
+from composition.store.timings import TimingStore, work_units
+from config.families import SVDArgs, WanArgs
+from models.types import VideoRequest
+
+SIZES = {"svd": [(64, 64, 8), (128, 128, 8), (192, 128, 16)], "wan": [(64, 64, 9), (128, 128, 9), (192, 128, 17)]}
+STEPS = 4
+
+
+def load(family: str):
+    if family == "svd":
+        from models.svd import SVD
+
+        return SVD(SVDArgs())
+    from models.wan import Wan
+
+    return Wan(WanArgs())
+
+
+def clip_ms(model, width: int, height: int, frames: int):
+    request = VideoRequest(image=png(), num_frames=frames, fps=8, width=width, height=height, steps=STEPS,
+                           guidance=3.0, seed=0, gif=False)
+    return model.animate([request])[0].metadata
+
+
+async def measure(family: str, train: int, redis_url: str) -> list[dict]:
+    model = load(family)
+    clip_ms(model, *SIZES[family][0])  # warm-up
+    client = aioredis.Redis.from_url(redis_url)
+    store = TimingStore(client)
+    per_step_frame = []
+    for _ in range(train):
+        for width, height, frames in SIZES[family]:
+            metadata = clip_ms(model, width, height, frames)
+            await store.record(family, metadata, work_units(width, height, STEPS, frames))
+            per_step_frame.append(metadata.run_ms / (STEPS * frames))
+    cost = await store.get(family)
+    await client.aclose()
+    rows = []
+    for width, height, frames in SIZES[family]:
+        actual = statistics.median(clip_ms(model, width, height, frames).run_ms for _ in range(2))
+        fitted = cost.ms(work_units(width, height, STEPS, frames))
+        old = statistics.fmean(per_step_frame) * STEPS * frames
+        rows.append(dict(family=family, size=f"{width}x{height}x{frames}", actual_ms=actual, estimate_ms=fitted,
+                         error=fitted / actual - 1, old_ms=old, old_error=old / actual - 1))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--families", nargs="+", default=["svd", "wan"], choices=sorted(SIZES))
+    parser.add_argument("--train", type=int, default=3, help="clips of each size before predicting")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as data:
+        redis = EmbeddedRedis(data, appendonly=False).start()
+        try:
+            started = time.perf_counter()
+            rows = [row for family in args.families for row in asyncio.run(measure(family, args.train, redis.url))]
+        finally:
+            redis.stop()
+    print(f"{'family':<7}{'W×H×frames':<13}{'actual ms':>10}{'estimate':>10}{'error':>8}{'old est.':>10}{'old err':>9}")
+    for row in rows:
+        print(f"{row['family']:<7}{row['size']:<13}{row['actual_ms']:>10.0f}{row['estimate_ms']:>10.0f}"
+              f"{row['error']:>+8.0%}{row['old_ms']:>10.0f}{row['old_error']:>+9.0%}")
+    worst = max(abs(row["error"]) for row in rows)
+    print(f"worst error {worst:.0%} (goal ±30%), old model {max(abs(r['old_error']) for r in rows):.0%}; "
+          f"{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
