@@ -22,6 +22,7 @@ from models.types import VideoRequest
 
 SIZES = {"svd": [(64, 64, 8), (128, 128, 8), (192, 128, 16)], "wan": [(64, 64, 9), (128, 128, 9), (192, 128, 17)]}
 STEPS = 4
+WIDTHS = (7, 13, 10, 10, 8, 10, 9)
 
 
 def load(family: str):
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
             rows = [row for family in args.families for row in asyncio.run(measure(family, args.train, redis.url))]
         finally:
             redis.stop()
-    print(f"{'family':<7}{'W×H×frames':<13}{'actual ms':>10}{'estimate':>10}{'error':>8}{'old est.':>10}{'old err':>9}")
+    header = ("family", "W×H×frames", "actual ms", "estimate", "error", "old est.", "old err")
+    print("".join(f"{text:<{w}}" if i < 2 else f"{text:>{w}}" for i, (text, w) in enumerate(zip(header, WIDTHS))))
     for row in rows:
         print(f"{row['family']:<7}{row['size']:<13}{row['actual_ms']:>10.0f}{row['estimate_ms']:>10.0f}"
               f"{row['error']:>+8.0%}{row['old_ms']:>10.0f}{row['old_error']:>+9.0%}")

@@ -51,7 +51,7 @@ def cases() -> dict[str, tuple[Callable[[], object], Callable[[object], object]]
     return {
         "llm.optimize": (lambda: PromptLLM(LLMArgs(max_new_tokens=32)),
                          lambda m: m.optimize([PromptRequest(prompt="a fox in the snow")])),
-        "llm.storyboard": (lambda: PromptLLM(LLMArgs(storyboard_max_new_tokens=64)),
+        "llm.storyboard": (lambda: PromptLLM(LLMArgs()),
                            lambda m: m.storyboard(StoryboardRequest(theme="a fox in winter", num_scenes=4))),
         "sdxl.generate": (lambda: SDXL(SDXLArgs()), lambda m: m.generate([ImageRequest(prompt="a fox", **image)])),
         "sdxl.controlled": (lambda: SDXL(SDXLArgs()), lambda m: m.generate(

@@ -10,10 +10,12 @@ from composition.limits import JsonLimits
 from composition.metrics import RequestMetrics
 from composition.routers import (
     assets,
+    health,
     images,
     projects,
     prompts,
     selfies,
+    settings,
     souls,
     storyboards,
     styles,
@@ -27,7 +29,8 @@ from composition.schemas.common import ERROR_RESPONSES
 from composition.services import Services
 from composition.workflows.registry import Workflows
 
-ROUTERS = (images, prompts, videos, souls, selfies, storyboards, writing, styles, projects, assets, tasks)
+ROUTERS = (images, prompts, videos, souls, selfies, storyboards, writing, styles, projects, assets, tasks, health,
+           settings)
 
 
 def create_api(services: Services, workflows: Workflows) -> FastAPI:

@@ -25,7 +25,8 @@ class Ingress:
 
     def __init__(self, handles: dict[str, DeploymentHandle], redis_url: str, composition: CompositionArgs,
                  defaults: dict[str, GenerationDefaults], runner: DeploymentHandle) -> None:
-        self.services = build_services(composition, redis_url, handles, defaults, runner)
+        self.services = build_services(composition, redis_url, handles, defaults, runner,
+                                       serve.get_replica_context().app_name)
         self.workflows = build_workflows(self.services)
 
     def __serve_build_asgi_app__(self) -> FastAPI:

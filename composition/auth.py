@@ -27,6 +27,11 @@ class Principal:
     def lane(self) -> Lane:
         return self.tier.lane if self.tier else "normal"
 
+    @property
+    def admin(self) -> bool:
+        """Operators' keys; with auth off (local use) every caller."""
+        return self.tier is None or self.tier.admin
+
     def user(self, claimed: str | None) -> str | None:
         """The user a request acts for: the key's user when authenticated, else what the body claims."""
         return self.user_id or claimed
@@ -64,3 +69,13 @@ async def charge(services: Services, principal: Principal, task_kind: str) -> No
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def require_admin(principal: PrincipalDep) -> Principal:
+    """403 unless the caller's key is of an admin tier (auth off: everyone)."""
+    if not principal.admin:
+        raise ApiError(403, "forbidden", "authorization: this route needs an admin key", "authorization")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]

@@ -52,7 +52,8 @@ def install(app: FastAPI) -> None:
             reason = (first.get("ctx") or {}).get("error", "invalid JSON")
             return JSONResponse(error_body("invalid_request", f"body: invalid JSON at character {where}: {reason}",
                                            "body"), 422)
-        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        location = [str(part) for part in first.get("loc", ())
+                    if part not in ("body", "query", "path", "header", "[key]")]
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         field = ".".join(location) or _field_of(message)
         text = message if message.startswith(f"{field}:") else f"{field or 'request'}: {message}"

@@ -41,6 +41,7 @@ class Services:
     catalogue: Catalogue
     runner: DeploymentHandle | None = None
     auth_required: bool = False
+    app_name: str = "montage"
     family_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def handle(self, family: str) -> DeploymentHandle:
@@ -87,7 +88,8 @@ def asset_root(args: CompositionArgs) -> Path:
 
 
 def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, DeploymentHandle],
-                   defaults: dict[str, GenerationDefaults], runner: DeploymentHandle | None = None) -> Services:
+                   defaults: dict[str, GenerationDefaults], runner: DeploymentHandle | None = None,
+                   app_name: str = "montage") -> Services:
     retry = Retry(store_backoff(), STORE_RETRIES)
     client = aioredis.Redis.from_url(redis_url, health_check_interval=10, retry=retry)
     auth_required = (args.access.auth or Settings().auth) == "required"
@@ -107,4 +109,5 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         catalogue=load_catalogue(),
         runner=runner,
         auth_required=auth_required,
+        app_name=app_name,
     )

@@ -59,6 +59,7 @@ class TierArgs(_Strict):
     daily: dict[QuotaKind, int] = Field(default_factory=dict, description="kind → tasks per UTC day; absent: no limit")
     rate_per_s: float = Field(default=5.0, gt=0, description="sustained requests per second")
     burst: int = Field(default=20, ge=1, description="bucket size: requests allowed at once")
+    admin: bool = Field(default=False, description="may change runtime settings and run warm-ups")
 
 
 def _default_tiers() -> dict[str, TierArgs]:
@@ -67,6 +68,7 @@ def _default_tiers() -> dict[str, TierArgs]:
         "pro": TierArgs(lane="normal", daily={"images": 2000, "videos": 200, "storyboards": 50}, rate_per_s=10,
                         burst=40),
         "studio": TierArgs(lane="high", rate_per_s=50, burst=200),
+        "admin": TierArgs(lane="high", rate_per_s=50, burst=200, admin=True),
     }
 
 

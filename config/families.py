@@ -88,8 +88,9 @@ class FamilyArgs(BaseModel):
 class LLMArgs(FamilyArgs):
     """Qwen2.5-instruct prompt model."""
 
-    max_new_tokens: int = Field(default=96, ge=1, le=4096)
-    storyboard_max_new_tokens: int = Field(default=768, ge=16, le=8192)
+    max_new_tokens: int = Field(default=96, ge=8, le=4096, description="longest enrichment of an optimised prompt")
+    timeout_s: float = Field(default=60.0, gt=0.0, le=600.0,
+                             description="time limit of one generation; past it the deterministic template answers")
 
     @classmethod
     def tiny_defaults(cls) -> GenerationDefaults:

@@ -28,6 +28,19 @@ class Job:
         return (started - self.arrived) * 1000.0
 
 
+def memory(device: Any) -> dict[str, int]:
+    """Bytes in use: the CUDA allocator's and the device's (CUDA), else this process's resident set."""
+    if device.type == "cuda":
+        import torch
+
+        free, total = torch.cuda.mem_get_info(device)
+        return dict(allocated=torch.cuda.memory_allocated(device), reserved=torch.cuda.memory_reserved(device),
+                    device_used=total - free, device_total=total)
+    import psutil
+
+    return dict(resident=psutil.Process().memory_info().rss)
+
+
 def replica_name() -> str:
     """The Serve replica id inside Ray, host:pid outside it."""
     try:
@@ -85,7 +98,16 @@ class ModelDeployment:
     def info(self) -> dict[str, Any]:
         return dict(model=self.model.name, source=self.model.source.value, device=str(self.model.device),
                     replica=self.replica, size_multiple=getattr(self.model, "size_multiple", 8),
-                    frame_multiple=getattr(self.model, "frame_multiple", 1))
+                    frame_multiple=getattr(self.model, "frame_multiple", 1), memory=memory(self.model.device))
+
+    async def probe(self) -> dict[str, Any]:
+        """Health warm-up: the family's smallest requests through this replica's own batch queues, timed."""
+        started = time.monotonic()
+        await self.probe_requests()
+        return dict(replica=self.replica, ms=round((time.monotonic() - started) * 1000.0, 1))
+
+    async def probe_requests(self) -> None:
+        raise NotImplementedError
 
     async def execute(self, jobs: list[Job], run: Callable[..., list], key: Callable[[Any], Hashable],
                       stage: str) -> list:

@@ -7,6 +7,7 @@ from ray import serve
 
 from config.families import EmbedderArgs, FluxArgs, LLMArgs, SDXLArgs, SVDArgs, WanArgs
 from deployments.base import Job, ModelDeployment
+from models.runtime import blank_png
 from models.types import (
     EditRequest,
     ImageRequest,
@@ -20,6 +21,11 @@ from models.types import (
 )
 
 _BATCH = dict(max_batch_size=4, batch_wait_timeout_s=0.05)  # replaced by user_config at start
+PROBE_SIZE = 64  # health warm-up requests: 64² pixels, one step
+
+
+def _probe_image() -> ImageRequest:
+    return ImageRequest(prompt="a warm-up probe", width=PROBE_SIZE, height=PROBE_SIZE, steps=1, guidance=1.0, seed=0)
 
 
 def _one_group(request: object) -> int:
@@ -48,6 +54,9 @@ class LLMDeployment(ModelDeployment):
                                       "scenes")
         return board
 
+    async def probe_requests(self) -> None:
+        await self.optimize(PromptRequest(prompt="a warm-up probe"))
+
 
 class SDXLDeployment(ModelDeployment):
     batch_methods = ("_generate",)
@@ -63,6 +72,9 @@ class SDXLDeployment(ModelDeployment):
     @serve.batch(**_BATCH)
     async def _generate(self, jobs: list[Job]) -> list[ImageResult]:
         return await self.execute(jobs, self.model.generate, self.model.group_key, "denoising")
+
+    async def probe_requests(self) -> None:
+        await self.generate(_probe_image())
 
 
 class FluxDeployment(ModelDeployment):
@@ -87,6 +99,12 @@ class FluxDeployment(ModelDeployment):
     async def _edit(self, jobs: list[Job]) -> list[ImageResult]:
         return await self.execute(jobs, self.model.edit, self.model.group_key, "editing")
 
+    async def probe_requests(self) -> None:
+        image = _probe_image()
+        await self.generate(image)
+        await self.edit(EditRequest(image=blank_png(PROBE_SIZE, PROBE_SIZE), **image.model_dump(exclude={
+            "negative_prompt", "controls"})))
+
 
 class SVDDeployment(ModelDeployment):
     batch_methods = ("_animate",)
@@ -102,6 +120,11 @@ class SVDDeployment(ModelDeployment):
     @serve.batch(**_BATCH)
     async def _animate(self, jobs: list[Job]) -> list[VideoResult]:
         return await self.execute(jobs, self.model.animate, self.model.group_key, "animating")
+
+    async def probe_requests(self) -> None:
+        frames = 1 + self.model.frame_multiple
+        await self.animate(VideoRequest(image=blank_png(PROBE_SIZE, PROBE_SIZE), num_frames=frames, fps=8,
+                                        width=PROBE_SIZE, height=PROBE_SIZE, steps=1, guidance=1.0, seed=0))
 
 
 class WanDeployment(SVDDeployment):
@@ -125,6 +148,9 @@ class EmbedderDeployment(ModelDeployment):
     @serve.batch(**_BATCH)
     async def _embed(self, texts: list[str]) -> list[list[float]]:
         return (await asyncio.to_thread(self.model.embed, texts)).tolist()
+
+    async def probe_requests(self) -> None:
+        await self.embed("a warm-up probe")
 
 
 DEPLOYMENTS: dict[str, tuple[str, type[ModelDeployment]]] = {

@@ -1,22 +1,26 @@
 """Qwen2.5-instruct prompt model: prompt optimisation and script → storyboard JSON.
 
-LLM output is never trusted: every answer is validated, and a deterministic template answers instead when
-validation fails (random-weight sources always take that path, which is why both paths are tested)."""
+Every answer is decoded under a grammar (`models.constrained`): an optimised prompt is the user's prompt followed by
+a bounded, readable enrichment; a storyboard is JSON of exactly the asked number of scenes with bounded fields. So
+any model, random weights included, answers validly; a deterministic template answers only when the time limit
+(`timeout_s`) cuts generation short, and results say so (`fallback`)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
+from typing import Any, get_args
 
 import torch
-from pydantic import ValidationError
-from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, Qwen2Config, Qwen2ForCausalLM
 
 from config.families import LLMArgs, Source
 from models import tokenizers
-from models.runtime import Family, build, chunks
-from models.types import OptimizedPrompt, PromptRequest, Scene, Storyboard, StoryboardRequest
+from models.constrained import GrammarLogits, Grammars, json_grammar, lark_grammar
+from models.runtime import Family, build
+from models.types import CameraMove, OptimizedPrompt, PromptRequest, Scene, ShotType, Storyboard, StoryboardRequest
 
 _TINY = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
 _FULL = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
@@ -39,13 +43,17 @@ TARGET_SUFFIX = {"image": "", "video": ", smooth natural motion, steady camera"}
 STORYBOARD_SYSTEM = (
     "You are a storyboard artist. Answer only JSON: {\"scenes\": [{\"description\": str, \"shot_type\": one of "
     "wide|medium|close-up|extreme close-up|over-the-shoulder|aerial, \"camera_move\": one of static|pan|tilt|dolly|"
-    "tracking|crane|handheld|zoom, \"duration_s\": number, \"visual_style\": str}]}"
+    "tracking|crane|handheld|zoom, \"duration_s\": whole seconds, \"visual_style\": str}]}, in English."
 )
+# Decoded text is English prompt text (the image and video text encoders are English-trained), in bounded fields,
+# so an answer's length is bounded in bytes and thus in tokens: generation never truncates a valid answer.
+PROMPT_CHARS = r"[A-Za-z0-9 ,.;:'()!?-]"
+DESCRIPTION_CHARS, STYLE_CHARS = 160, 48
+_SCENE_OVERHEAD_BYTES = 160  # keys, quotes, separators, the longest shot type and camera move, two digits
 FALLBACK_SHOTS = ("wide", "medium", "close-up", "aerial", "over-the-shoulder", "extreme close-up")
 FALLBACK_MOVES = ("dolly", "pan", "static", "crane", "tracking", "zoom")
 FALLBACK_BEATS = ("establishing view of", "first encounter within", "rising tension in", "turning point of",
                   "climax of", "quiet resolution of")
-_PREFIX = re.compile(r"^(optimi[sz]ed prompt|prompt|rewritten prompt)\s*:\s*", re.I)
 
 
 def load(args: LLMArgs, device: torch.device, dtype: torch.dtype):
@@ -62,18 +70,32 @@ def load(args: LLMArgs, device: torch.device, dtype: torch.dtype):
     return build(lambda: Qwen2ForCausalLM(config), device, dtype), tokenizer
 
 
-def clean_prompt(text: str, original: str) -> str | None:
-    """The first line of an answer, if it reads as a usable prompt; None otherwise."""
-    line = _PREFIX.sub("", text.strip().split("\n", 1)[0]).strip().strip("\"'").strip()
-    if not 8 <= len(line) <= 600:
-        return None
-    readable = sum(ch.isalnum() or ch.isspace() or ch in ",.;:'-!?()" for ch in line)
-    if readable / len(line) < 0.9:
-        return None
-    words = {w.lower() for w in re.findall(r"\w{3,}", original)}
-    if words and not words & {w.lower() for w in re.findall(r"\w{3,}", line)}:
-        return None  # an answer that drops every content word of the request is about something else
-    return line
+def enrichment_grammar(max_chars: int) -> str:
+    """What follows the user's prompt in an optimised one: ", " and 8 to `max_chars` readable characters."""
+    return lark_grammar(f'start: ", " /{PROMPT_CHARS}{{8,{max(8, max_chars)}}}/')
+
+
+def storyboard_schema(num_scenes: int, scene_seconds: float) -> dict[str, Any]:
+    """JSON schema of exactly `num_scenes` scenes, every field bounded; durations in whole seconds from half to
+    one and a half times the asked scene length."""
+    shortest = max(1, math.floor(scene_seconds / 2))
+    longest = min(30, max(shortest, math.ceil(scene_seconds * 1.5)))
+    text = {"type": "string", "pattern": f"^{PROMPT_CHARS}*$"}
+    scene = {"type": "object", "additionalProperties": False,
+             "required": ["description", "shot_type", "camera_move", "duration_s", "visual_style"],
+             "properties": {"description": text | {"minLength": 3, "maxLength": DESCRIPTION_CHARS},
+                            "shot_type": {"enum": list(get_args(ShotType))},
+                            "camera_move": {"enum": list(get_args(CameraMove))},
+                            "duration_s": {"type": "integer", "minimum": shortest, "maximum": longest},
+                            "visual_style": text | {"minLength": 2, "maxLength": STYLE_CHARS}}}
+    return {"type": "object", "additionalProperties": False, "required": ["scenes"],
+            "properties": {"scenes": {"type": "array", "minItems": num_scenes, "maxItems": num_scenes,
+                                      "items": scene}}}
+
+
+def storyboard_tokens(num_scenes: int) -> int:
+    """An upper bound on a storyboard answer's tokens: its bytes (every token is at least one byte), plus EOS."""
+    return num_scenes * (DESCRIPTION_CHARS + STYLE_CHARS + _SCENE_OVERHEAD_BYTES) + 16
 
 
 def template_prompt(request: PromptRequest) -> str:
@@ -81,18 +103,9 @@ def template_prompt(request: PromptRequest) -> str:
     return f"{request.prompt.rstrip(' .,')}, {MODE_SUFFIX[request.mode]}{TARGET_SUFFIX[request.target]}"
 
 
-def parse_scenes(text: str, request: StoryboardRequest) -> list[Scene] | None:
-    """Scenes from the first JSON object or array in `text`, exactly `num_scenes` valid ones, else None."""
-    match = re.search(r"[\[{].*[\]}]", text, re.S)
-    if not match:
-        return None
-    try:
-        data = json.loads(match.group(0))
-        items = data.get("scenes") if isinstance(data, dict) else data
-        scenes = [Scene.model_validate(item) for item in items]
-    except (ValueError, TypeError, AttributeError, ValidationError):
-        return None
-    return scenes[: request.num_scenes] if len(scenes) >= request.num_scenes else None
+def parse_scenes(text: str) -> list[Scene]:
+    """Scenes of a storyboard answer that its grammar accepted."""
+    return [Scene.model_validate(item) for item in json.loads(text)["scenes"]]
 
 
 def template_scenes(request: StoryboardRequest) -> list[Scene]:
@@ -122,22 +135,32 @@ class PromptLLM(Family):
     def __init__(self, args: LLMArgs, max_batch: int = 16) -> None:
         super().__init__(args)
         self.model, self.tokenizer = load(args, self.device, self.dtype)
+        self.grammars = Grammars(self.tokenizer, self.model.config.vocab_size)
         self.max_batch = max_batch
 
-    def chat(self, conversations: Sequence[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
-        """Greedy answers for a batch of conversations (left padded, so the batch does not change them)."""
-        answers: list[str] = []
-        for batch in chunks(conversations, self.max_batch):
-            texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in batch]
+    def chat(self, conversations: Sequence[list[dict[str, str]]], grammars: Sequence[str], max_new_tokens: int,
+             answer_prefixes: Sequence[str] | None = None) -> list[str | None]:
+        """Greedy answers for a batch of conversations (left padded, so the batch does not change them), each
+        under its grammar and after its answer prefix; None where the time limit cut an answer short."""
+        prefixes = list(answer_prefixes or [""] * len(conversations))
+        answers: list[str | None] = []
+        for start in range(0, len(conversations), self.max_batch):
+            batch = slice(start, start + self.max_batch)
+            texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) + prefix
+                     for c, prefix in zip(conversations[batch], prefixes[batch], strict=True)]
             inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            constraint = GrammarLogits([self.grammars.matcher(g) for g in grammars[batch]])
             with torch.inference_mode():
                 output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                             pad_token_id=self.tokenizer.pad_token_id)
+                                             max_time=self.args.timeout_s, logits_processor=LogitsProcessorList(
+                                                 [constraint]), pad_token_id=self.tokenizer.pad_token_id)
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
-            answers += self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            answers += [text if done else None for text, done in zip(texts, constraint.complete(output), strict=True)]
         return answers
 
     def optimize(self, requests: list[PromptRequest]) -> list[OptimizedPrompt]:
+        """The user's prompt, enriched by the model as the mode and target ask."""
         started = time.perf_counter()
         conversations = [
             [{"role": "system", "content": f"{MODE_INSTRUCTIONS[r.mode]} {TARGET_HINT[r.target]} Answer with the "
@@ -145,23 +168,22 @@ class PromptLLM(Family):
              {"role": "user", "content": r.prompt}]
             for r in requests
         ]
-        answers = self.chat(conversations, self.args.max_new_tokens)
+        prompts = [r.prompt.strip().rstrip(" .,") for r in requests]
+        grammar = enrichment_grammar(self.args.max_new_tokens)
+        answers = self.chat(conversations, [grammar] * len(requests), self.args.max_new_tokens, prompts)
         meta = self.metadata(len(requests), started)
-        results = []
-        for request, answer in zip(requests, answers, strict=True):
-            cleaned = clean_prompt(answer, request.prompt)
-            results.append(OptimizedPrompt(prompt=request.prompt, optimized=cleaned or template_prompt(request),
-                                           mode=request.mode, target=request.target, fallback=cleaned is None,
-                                           metadata=meta))
-        return results
+        return [OptimizedPrompt(prompt=request.prompt, optimized=f"{prompt}{answer}" if answer is not None else
+                                template_prompt(request), mode=request.mode, target=request.target,
+                                fallback=answer is None, metadata=meta)
+                for request, prompt, answer in zip(requests, prompts, answers, strict=True)]
 
     def storyboard(self, request: StoryboardRequest) -> Storyboard:
         started = time.perf_counter()
         source = f"Theme: {request.theme}" if request.theme else f"Script:\n{request.script}"
         ask = (f"{source}\nMake exactly {request.num_scenes} scenes of about {request.scene_seconds:g} s each"
                + (f", visual style: {request.style}." if request.style else "."))
-        answer = self.chat([[{"role": "system", "content": STORYBOARD_SYSTEM}, {"role": "user", "content": ask}]],
-                           self.args.storyboard_max_new_tokens)[0]
-        scenes = parse_scenes(answer, request)
-        return Storyboard(scenes=scenes or template_scenes(request), fallback=scenes is None,
-                          metadata=self.metadata(1, started))
+        (answer,) = self.chat([[{"role": "system", "content": STORYBOARD_SYSTEM}, {"role": "user", "content": ask}]],
+                              [json_grammar(storyboard_schema(request.num_scenes, request.scene_seconds))],
+                              storyboard_tokens(request.num_scenes))
+        scenes = parse_scenes(answer) if answer is not None else template_scenes(request)
+        return Storyboard(scenes=scenes, fallback=answer is None, metadata=self.metadata(1, started))

@@ -84,6 +84,7 @@ class SVD(Family):
     """`animate(batch)`: each request's image becomes a `num_frames` clip at `fps`."""
 
     name = "svd"
+    frame_multiple = 1  # any frame count
 
     def __init__(self, args: SVDArgs) -> None:
         super().__init__(args)

@@ -11,7 +11,8 @@ from config.composition import AccessArgs, CompositionArgs, TierArgs
 
 TIERS = {"tight": TierArgs(lane="low", daily={"images": 7}, rate_per_s=1000, burst=1000),
          "slow": TierArgs(lane="normal", rate_per_s=0.5, burst=2),
-         "pro": TierArgs(lane="high", rate_per_s=1000, burst=1000)}
+         "pro": TierArgs(lane="high", rate_per_s=1000, burst=1000),
+         "ops": TierArgs(lane="high", rate_per_s=1000, burst=1000, admin=True)}
 FAMILIES = {"llm": "PromptLLM", "sdxl": "SDXL", "flux": "Flux", "svd": "SVD", "wan": "Wan", "embedder": "Embedder"}
 
 
@@ -21,7 +22,7 @@ def services_for(redis_url: str, asset_dir, auth: str = "required"):
     handles = {key: serve.get_deployment_handle(name, "montage") for key, name in FAMILIES.items()}
     defaults = {key: family.args.defaults for key, family in AppArgs().families().items()}
     args = CompositionArgs(asset_dir=asset_dir, access=AccessArgs(auth=auth, tiers=TIERS))
-    return build_services(args, redis_url, handles, defaults)
+    return build_services(args, redis_url, handles, defaults, serve.get_deployment_handle("TaskRunner", "montage"))
 
 
 def scenario(redis_url: str, asset_dir, steps):

@@ -14,9 +14,10 @@ VERSION = "0.2.0"
 READY_TIMEOUT_S = 5.0
 
 
-async def _check(awaitable) -> dict[str, Any]:
+async def check(awaitable, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
+    """`{"ok": True, **result}`, or `{"ok": False, "error": kind}` on any failure or timeout."""
     try:
-        found = await asyncio.wait_for(awaitable, READY_TIMEOUT_S)
+        found = await asyncio.wait_for(awaitable, timeout_s)
         return {"ok": True, **(found if isinstance(found, dict) else {})}
     except Exception as exc:  # any failure means not ready
         return {"ok": False, "error": type(exc).__name__}
@@ -30,8 +31,8 @@ async def healthz() -> dict[str, str]:
 @router.get("/ready")
 async def ready(services: ServicesDep) -> JSONResponse:
     names = ["redis", "runner", *services.handles]
-    checks = await asyncio.gather(_check(services.redis.ping()), _check(services.runner.status.remote()),
-                                  *(_check(handle.info.remote()) for handle in services.handles.values()))
+    checks = await asyncio.gather(check(services.redis.ping()), check(services.runner.status.remote()),
+                                  *(check(handle.info.remote()) for handle in services.handles.values()))
     report = dict(zip(names, checks, strict=True))
     ok = all(check["ok"] for check in checks)
     return JSONResponse({"ready": ok, "checks": report}, status_code=200 if ok else 503,
@@ -40,5 +41,5 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 @router.get("/v1/info")
 async def info(services: ServicesDep) -> dict[str, Any]:
-    found = await asyncio.gather(*(_check(h.info.remote()) for h in services.handles.values()))
+    found = await asyncio.gather(*(check(h.info.remote()) for h in services.handles.values()))
     return {"version": VERSION, "models": dict(zip(services.handles, found, strict=True))}

@@ -1,17 +1,30 @@
 """Prompt optimisation."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, Field
 
 from composition.schemas.common import Body, Id, Prompt, wait_field
 from models.types import PromptMode, PromptTarget
 
 
+# The seed app's Chinese mode names, accepted as aliases of the English ones
+MODE_ALIASES = {"通用型": "general", "通用": "general", "艺术型": "artistic", "艺术": "artistic",
+                "电影型": "cinematic", "电影感": "cinematic", "电影": "cinematic"}
+
+
+def _mode(value: Any) -> Any:
+    return MODE_ALIASES.get(value.strip(), value.strip()) if isinstance(value, str) else value
+
+
+ModeIn = Annotated[PromptMode, BeforeValidator(_mode), Field(
+    description="general, artistic or cinematic; or 通用型, 艺术型, 电影型 (answers use the English name)")]
+
+
 class PromptOptimize(Body):
     prompt: Prompt
-    mode: PromptMode = "general"
+    mode: ModeIn = "general"
     target: PromptTarget = "image"
     user_id: Id | None = None
     project_id: Id | None = None

@@ -29,17 +29,18 @@ _SPREAD = 0.05  # sizes must differ by this share of their mean before the fixed
 
 @dataclass(frozen=True)
 class CostModel:
-    """ms = fixed_ms + ms_per_unit × units, from `samples` measured results."""
+    """ms = fixed_ms + ms_per_unit × units, from `samples` measured results (whose mean is `ms_per_job`)."""
 
     fixed_ms: float
     ms_per_unit: float
     samples: int
+    ms_per_job: float
 
     def ms(self, units: int) -> float:
         return self.fixed_ms + self.ms_per_unit * units
 
     @classmethod
-    def fit(cls, n: float, sx: float, sy: float, sxx: float, sxy: float, samples: int) -> CostModel:
+    def fit(cls, n: float, sx: float, sy: float, sxx: float, sxy: float, samples: int, ms_per_job: float) -> CostModel:
         """Least squares on the decayed sums; proportional (no fixed cost) while every sample had one size, or
         when the fit would make either term negative."""
         mean_x = sx / n
@@ -48,8 +49,8 @@ class CostModel:
             slope = (sxy / n - mean_x * sy / n) / variance
             fixed = sy / n - slope * mean_x
             if slope > 0 and fixed >= 0:
-                return cls(fixed, slope, samples)
-        return cls(0.0, sy / sx, samples)
+                return cls(fixed, slope, samples, ms_per_job)
+        return cls(0.0, sy / sx, samples, ms_per_job)
 
 
 def work_units(width: int, height: int, steps: int, num_frames: int = 1) -> int:
@@ -70,8 +71,8 @@ class TimingStore:
 
     async def get(self, family: str) -> CostModel | None:
         """The fitted cost, or None before the first measurement."""
-        found = await self.client.hmget(keys.timing(family), "n", "sx", "sy", "sxx", "sxy", "samples")
+        found = await self.client.hmget(keys.timing(family), "n", "sx", "sy", "sxx", "sxy", "ms_per_job", "samples")
         if found[0] is None:
             return None
-        n, sx, sy, sxx, sxy = (float(value) for value in found[:5])
-        return CostModel.fit(n, sx, sy, sxx, sxy, int(found[5]))
+        n, sx, sy, sxx, sxy, ms_per_job = (float(value) for value in found[:6])
+        return CostModel.fit(n, sx, sy, sxx, sxy, int(found[6]), ms_per_job)

@@ -112,11 +112,17 @@ def test_writing_rejects_an_unknown_style(client):
     assert response.status_code == 422 and response.json()["error"]["field"] == "style"
 
 
-def test_prompt_optimize_answers_with_the_contract_fields(client):
+def test_prompt_optimize_answers_with_the_models_own_words_and_takes_chinese_mode_names(client):
     response = client.post("/v1/prompts/optimize", json={"prompt": "a cat on a roof", "mode": "cinematic"})
     assert response.status_code == 200, response.text
     result = response.json()
-    assert result["prompt"] == "a cat on a roof" and result["mode"] == "cinematic" and result["optimized"]
+    assert result["prompt"] == "a cat on a roof" and result["mode"] == "cinematic" and result["fallback"] is False
+    assert result["optimized"].startswith("a cat on a roof, ")
+    for alias, mode in (("艺术型", "artistic"), ("通用型", "general"), ("电影型", "cinematic")):
+        response = client.post("/v1/prompts/optimize", json={"prompt": "a boat at dawn", "mode": alias})
+        assert response.status_code == 200 and response.json()["mode"] == mode, response.text
+    response = client.post("/v1/prompts/optimize", json={"prompt": "a boat", "mode": "抽象型"})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "mode"
 
 
 def test_storyboard_makes_scenes_keyframes_clips_one_video_and_exports(client):

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -11,69 +12,64 @@ from models.types import PromptRequest, StoryboardRequest
 
 @pytest.fixture(scope="module")
 def model():
-    return llm.PromptLLM(LLMArgs(max_new_tokens=24, storyboard_max_new_tokens=48))
+    return llm.PromptLLM(LLMArgs(max_new_tokens=24))
 
 
-def test_random_weights_take_the_deterministic_fallback(model):
-    requests = [PromptRequest(prompt="a cat on a roof", mode=mode, target="video")
+@pytest.fixture(scope="module")
+def hurried():
+    """A model whose time limit ends every generation after its first token."""
+    return llm.PromptLLM(LLMArgs(max_new_tokens=24, timeout_s=1e-6))
+
+
+def test_random_weights_answer_under_the_grammar_not_the_template(model):
+    requests = [PromptRequest(prompt="a cat on a roof.", mode=mode, target="video")
                 for mode in ("general", "artistic", "cinematic")]
     first, again = model.optimize(requests), model.optimize(requests)
-    assert all(r.fallback for r in first)
+    assert not any(r.fallback for r in first)
     assert [r.optimized for r in first] == [r.optimized for r in again]
-    assert len({r.optimized for r in first}) == 3
-    assert all(r.optimized.startswith("a cat on a roof, ") and "motion" in r.optimized for r in first)
+    for result in first:
+        assert result.optimized.startswith("a cat on a roof, ")
+        enrichment = result.optimized.removeprefix("a cat on a roof, ")
+        assert 8 <= len(enrichment) <= 24 and re.fullmatch(f"{llm.PROMPT_CHARS}+", enrichment), enrichment
+        assert "motion" not in result.optimized  # the model's words, not the template's
 
 
 def test_batched_greedy_answers_equal_single_answers(model):
     conversations = [[{"role": "user", "content": text}] for text in ("hi", "a much longer question here")]
-    assert model.chat(conversations, 12) == [model.chat([c], 12)[0] for c in conversations]
+    grammar = llm.enrichment_grammar(12)
+    assert model.chat(conversations, [grammar] * 2, 16) == [model.chat([c], [grammar], 16)[0] for c in conversations]
 
 
-def test_clean_prompt_accepts_a_real_answer():
-    answer = 'Optimized prompt: "A tabby cat on a moonlit tin roof, soft rim light"\nExplanation: ...'
-    assert llm.clean_prompt(answer, "a cat on a roof") == "A tabby cat on a moonlit tin roof, soft rim light"
+@pytest.mark.parametrize("num_scenes", [1, 3, 6])
+def test_storyboard_from_random_weights_is_exactly_the_asked_scenes(model, num_scenes):
+    request = StoryboardRequest(theme="a fox learns to fly", num_scenes=num_scenes, scene_seconds=3)
+    board = model.storyboard(request)
+    assert board.fallback is False and len(board.scenes) == num_scenes
+    for scene in board.scenes:
+        assert 3 <= len(scene.description) <= llm.DESCRIPTION_CHARS and 2 <= len(scene.visual_style) <= llm.STYLE_CHARS
+        assert re.fullmatch(f"{llm.PROMPT_CHARS}+", scene.description + scene.visual_style)
+        assert scene.duration_s in (1, 2, 3, 4, 5)  # whole seconds, 0.5× to 1.5× the asked 3 s
+    assert model.storyboard(request).scenes == board.scenes
 
 
-@pytest.mark.parametrize("answer", ["", "\x00\x01 garbage ####!!!!@@@", "A bowl of soup on a wooden table"])
-def test_clean_prompt_rejects_unusable_answers(answer):
-    assert llm.clean_prompt(answer, "a cat on a roof") is None
+def test_parse_scenes_reads_the_grammars_json():
+    scenes = [dict(description=f"scene {i} at dawn", shot_type="wide", camera_move="pan", duration_s=3,
+                   visual_style="watercolor") for i in range(2)]
+    parsed = llm.parse_scenes(json.dumps({"scenes": scenes}))
+    assert [s.description for s in parsed] == ["scene 0 at dawn", "scene 1 at dawn"]
 
 
-def scene(i: int) -> dict:
-    return dict(description=f"scene {i} at dawn", shot_type="wide", camera_move="pan", duration_s=3,
-                visual_style="watercolor")
-
-
-def test_parse_scenes_accepts_valid_json_inside_prose():
-    request = StoryboardRequest(theme="dawn", num_scenes=2)
-    text = "Sure! " + json.dumps({"scenes": [scene(0), scene(1), scene(2)]}) + " Enjoy."
-    scenes = llm.parse_scenes(text, request)
-    assert [s.description for s in scenes] == ["scene 0 at dawn", "scene 1 at dawn"]
-
-
-@pytest.mark.parametrize("text", [
-    "no json here",
-    '{"scenes": [{"description": "x y z", "shot_type": "sideways"}]}',
-    json.dumps({"scenes": [scene(0)]}),  # too few scenes
-])
-def test_parse_scenes_rejects_invalid_answers(text):
-    assert llm.parse_scenes(text, StoryboardRequest(theme="dawn", num_scenes=2)) is None
-
-
-def test_storyboard_fallback_spreads_a_script_over_scenes(model):
+def test_a_timeout_takes_the_template_and_says_so(hurried):
+    (prompt,) = hurried.optimize([PromptRequest(prompt="a cat on a roof", target="video")])
+    assert prompt.fallback and prompt.optimized.startswith("a cat on a roof, ") and "motion" in prompt.optimized
     script = "A girl finds a key. She opens the door. A garden glows. She steps in. The door closes."
-    board = model.storyboard(StoryboardRequest(script=script, num_scenes=3, style="ink", scene_seconds=2.5))
+    board = hurried.storyboard(StoryboardRequest(script=script, num_scenes=3, style="ink", scene_seconds=2.5))
     assert board.fallback
     assert [s.description for s in board.scenes] == [
         "A girl finds a key. She opens the door.", "A garden glows. She steps in.", "The door closes."]
     assert {s.visual_style for s in board.scenes} == {"ink"} and board.scenes[0].duration_s == 2.5
-
-
-def test_storyboard_fallback_from_a_theme_is_deterministic(model):
-    request = StoryboardRequest(theme="a fox in winter", num_scenes=4)
-    first, again = model.storyboard(request), model.storyboard(request)
-    assert first.scenes == again.scenes and len(first.scenes) == 4
-    assert len({s.shot_type for s in first.scenes}) == 4
+    themed = hurried.storyboard(StoryboardRequest(theme="a fox in winter", num_scenes=4))
+    assert themed.fallback and len({s.shot_type for s in themed.scenes}) == 4
 
 
 def test_random_source_is_qwen25_15b():

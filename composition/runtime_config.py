@@ -1,0 +1,89 @@
+"""Runtime batching settings (GET/PATCH /v1/config): read from the Serve controller and changed through the app's
+own declarative config, as `serve deploy` would, so Serve calls `reconfigure` on every replica, running and future,
+without a restart or a rebuild (only `user_config` changes)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from composition.errors import ApiError
+from composition.schemas.common import Body
+
+FamilyKey = Literal["llm", "sdxl", "flux", "svd", "wan", "embedder"]
+
+
+class BatchingPatch(Body):
+    max_batch_size: int | None = Field(default=None, ge=1, le=256)
+    batch_wait_timeout_s: float | None = Field(default=None, ge=0.0, le=10.0)
+
+
+class ConfigPatch(Body):
+    deployments: dict[FamilyKey, BatchingPatch] = Field(description="family → the batching settings to change")
+
+
+class DeploymentSettings(BaseModel):
+    deployment: str
+    max_batch_size: int
+    batch_wait_timeout_s: float
+    max_ongoing_requests: int
+    replicas: int
+    applied: dict[str, Any] | None = Field(default=None, description="what one running replica uses now")
+
+
+class RuntimeConfig(BaseModel):
+    app: str
+    deployments: dict[str, DeploymentSettings]
+
+
+def _client():
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client()
+
+
+def _app_details(app: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    details = _client().get_serve_details()
+    return details, details["applications"][app]
+
+
+def read(app: str, names: dict[str, str]) -> RuntimeConfig:
+    """The target batching of each family deployment (family → deployment name), as the controller holds it."""
+    _, found = _app_details(app)
+    settings = {}
+    for family, name in names.items():
+        deployment = found["deployments"][name]
+        config = deployment["deployment_config"]
+        settings[family] = DeploymentSettings(deployment=name, max_ongoing_requests=config["max_ongoing_requests"],
+                                              replicas=len(deployment.get("replicas", [])), **config["user_config"])
+    return RuntimeConfig(app=app, deployments=settings)
+
+
+def apply(app: str, names: dict[str, str], patch: ConfigPatch) -> None:
+    """Merges `patch` into the deployments' `user_config` and redeploys the app's config with it."""
+    from ray.serve.schema import ServeDeploySchema
+
+    details, found = _app_details(app)
+    configs = {name: entry.get("deployed_app_config") for name, entry in details["applications"].items()}
+    if any(config is None for config in configs.values()):
+        raise ApiError(409, "conflict", "the Serve apps were not deployed from a config file (serve run/deploy), "
+                                        "so their settings cannot change at runtime", None)
+    overrides = {entry["name"]: entry for entry in configs[app].setdefault("deployments", [])}
+    for family, change in patch.deployments.items():
+        name = names.get(family)
+        if name is None:
+            raise ApiError(422, "invalid_request", f"deployments.{family}: not deployed in this app",
+                           f"deployments.{family}")
+        deployment = found["deployments"][name]["deployment_config"]
+        merged = deployment["user_config"] | change.model_dump(exclude_none=True)
+        if merged["max_batch_size"] > deployment["max_ongoing_requests"]:
+            field = f"deployments.{family}.max_batch_size"
+            raise ApiError(422, "invalid_request", f"{field}: above the deployment's max_ongoing_requests "
+                                                   f"({deployment['max_ongoing_requests']}), batches would never fill",
+                           field)
+        overrides.setdefault(name, {"name": name})["user_config"] = merged
+    configs[app]["deployments"] = list(overrides.values())
+    schema = ServeDeploySchema.parse_obj(dict(applications=list(configs.values()),
+                                              proxy_location=details["proxy_location"],
+                                              http_options=details["http_options"]))
+    _client().deploy_apps(schema)
