@@ -1,4 +1,5 @@
-"""Built-in catalogue: cities with landmarks, writing styles and moods, loaded from ``data/*.json``."""
+"""Built-in catalogue: cities with landmarks, writing styles, moods and project templates, loaded from
+``data/*.json``."""
 from __future__ import annotations
 
 import functools
@@ -80,6 +81,18 @@ class WritingStyle(BaseModel):
         return self.prompt.format(word=word, translation=translation or word)
 
 
+class ProjectTemplate(BaseModel):
+    """A starting point for a project: defaults for the requests made in it, per task kind (`image`, `video`,
+    `storyboard`, ...); a request's own fields always win."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: Key
+    name: Text
+    description: Text
+    defaults: dict[Key, dict[str, Any]] = Field(min_length=1)
+
+
 @dataclass(frozen=True)
 class Catalogue:
     """All built-in catalogue data, keyed by ``key``."""
@@ -87,6 +100,7 @@ class Catalogue:
     cities: dict[str, City]
     writing_styles: dict[str, WritingStyle]
     moods: dict[str, str]
+    project_templates: dict[str, ProjectTemplate]
 
 
 def _read(name: str) -> Any:
@@ -114,4 +128,6 @@ def load_catalogue() -> Catalogue:
         isinstance(key, str) and isinstance(value, str) and value for key, value in moods.items()
     ):
         raise ValueError("moods.json: 'moods' must map names to non-empty prompt fragments")
-    return Catalogue(cities=cities, writing_styles=styles, moods=dict(moods))
+    templates = _by_key([ProjectTemplate.model_validate(template)
+                         for template in _read("project_templates.json")["templates"]], "project template")
+    return Catalogue(cities=cities, writing_styles=styles, moods=dict(moods), project_templates=templates)

@@ -59,8 +59,9 @@ def read(app: str, names: dict[str, str]) -> RuntimeConfig:
     return RuntimeConfig(app=app, deployments=settings)
 
 
-def apply(app: str, names: dict[str, str], patch: ConfigPatch) -> None:
-    """Merges `patch` into the deployments' `user_config` and redeploys the app's config with it."""
+def apply(app: str, names: dict[str, str], patch: ConfigPatch) -> dict[str, dict[str, Any]]:
+    """Merges `patch` into the deployments' `user_config` and redeploys the app's config with it; the new
+    `user_config` of each patched family."""
     from ray.serve.schema import ServeDeploySchema
 
     details, found = _app_details(app)
@@ -69,6 +70,7 @@ def apply(app: str, names: dict[str, str], patch: ConfigPatch) -> None:
         raise ApiError(409, "conflict", "the Serve apps were not deployed from a config file (serve run/deploy), "
                                         "so their settings cannot change at runtime", None)
     overrides = {entry["name"]: entry for entry in configs[app].setdefault("deployments", [])}
+    targets = {}
     for family, change in patch.deployments.items():
         name = names.get(family)
         if name is None:
@@ -81,9 +83,16 @@ def apply(app: str, names: dict[str, str], patch: ConfigPatch) -> None:
             raise ApiError(422, "invalid_request", f"{field}: above the deployment's max_ongoing_requests "
                                                    f"({deployment['max_ongoing_requests']}), batches would never fill",
                            field)
-        overrides.setdefault(name, {"name": name})["user_config"] = merged
+        overrides.setdefault(name, {"name": name})["user_config"] = targets[family] = merged
     configs[app]["deployments"] = list(overrides.values())
     schema = ServeDeploySchema.parse_obj(dict(applications=list(configs.values()),
                                               proxy_location=details["proxy_location"],
                                               http_options=details["http_options"]))
     _client().deploy_apps(schema)
+    return targets
+
+
+def settled(config: RuntimeConfig, targets: dict[str, dict[str, Any]]) -> bool:
+    """The controller holds every target (it takes the new config a moment after `apply`)."""
+    return all(config.deployments[family].model_dump(include=set(target)) == target
+               for family, target in targets.items())

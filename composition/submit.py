@@ -63,12 +63,24 @@ async def submit(services: Services, principal: Principal, kind: str, job: BaseM
 
 async def plan_and_submit(services: Services, principal: Principal, workflow: Workflow, body: Any,
                           idempotency_key: str | None, wait_s: float | None = None) -> JSONResponse:
-    """The common route: the workflow plans the body (acting for the caller's user) into a task request, then
-    it is queued and awaited."""
-    body = as_user(body, principal)
+    """The common route: the workflow plans the body (acting for the caller's user, with its project's defaults)
+    into a task request, then it is queued and awaited."""
+    body = await with_project_defaults(services, workflow.kind, as_user(body, principal))
     job = await workflow.plan(body)
     return await submit(services, principal, workflow.kind, job, body.wait_s if wait_s is None else wait_s,
                         body.user_id, body.project_id, idempotency_key, body=body)
+
+
+async def with_project_defaults(services: Services, kind: str, body: Any) -> Any:
+    """The body with the fields it left out taken from its project's defaults for this kind of task (a project made
+    from a template); 404 naming `project_id` for an unknown project."""
+    if not getattr(body, "project_id", None):
+        return body
+    project = await services.projects.get(body.project_id, field="project_id")
+    fields = type(body).model_fields
+    defaults = {name: value for name, value in project.defaults.get(kind, {}).items()
+                if name in fields and name not in body.model_fields_set}
+    return type(body).model_validate(body.model_dump() | defaults) if defaults else body
 
 
 def as_user(body: Any, principal: Principal) -> Any:

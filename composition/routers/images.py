@@ -9,7 +9,7 @@ from composition.metrics import service_metrics
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.images import ControlledGeneration, ImageEdit, ImageGeneration, ImagesResult
-from composition.submit import as_user, submit
+from composition.submit import as_user, submit, with_project_defaults
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 RESPONSES = {200: {"model": ImagesResult}, 202: {"model": Accepted}}
@@ -18,7 +18,7 @@ RESPONSES = {200: {"model": ImagesResult}, 202: {"model": Accepted}}
 async def _images(body: ImageGeneration | ControlledGeneration | ImageEdit, services, workflows, principal,
                   idempotency_key: str | None) -> JSONResponse:
     """A cache hit answers at once; a miss joins the task already rendering the same variants, or queues one."""
-    body = as_user(body, principal)
+    body = await with_project_defaults(services, workflows.images.kind, as_user(body, principal))
     job = await workflows.images.plan(body)
     hit = await workflows.images.cached(job)
     instruments = service_metrics()

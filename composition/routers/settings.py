@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter
 
 from composition.auth import AdminDep
 from composition.deps import ServicesDep
 from composition.routers.system import check
-from composition.runtime_config import ConfigPatch, RuntimeConfig, apply, read
+from composition.runtime_config import ConfigPatch, RuntimeConfig, apply, read, settled
 from deployments.families import DEPLOYMENTS
 
 router = APIRouter(prefix="/v1/config", tags=["system"])
+SETTLE_S, SETTLE_POLL_S = 30.0, 0.2
 
 
 def _names(services) -> dict[str, str]:
@@ -31,6 +33,12 @@ async def get_config(services: ServicesDep, _: AdminDep) -> RuntimeConfig:
 
 @router.patch("")
 async def patch_config(body: ConfigPatch, services: ServicesDep, principal: AdminDep) -> RuntimeConfig:
-    """Changes batch size or wait of the named deployments; replicas apply it within seconds, without a restart."""
-    await asyncio.to_thread(apply, services.app_name, _names(services), body)
+    """Changes batch size or wait of the named deployments; answers once Serve holds the new config (its replicas
+    apply it within seconds, without a restart: see each deployment's `applied`)."""
+    names = _names(services)
+    targets = await asyncio.to_thread(apply, services.app_name, names, body)
+    deadline = time.monotonic() + SETTLE_S
+    while not settled(await asyncio.to_thread(read, services.app_name, names), targets) and \
+            time.monotonic() < deadline:
+        await asyncio.sleep(SETTLE_POLL_S)
     return await get_config(services, principal)

@@ -47,7 +47,7 @@ async def soul_image(soul_id: IdPath, services: ServicesDep, workflows: Workflow
 async def soul_video(soul_id: IdPath, body: SoulVideoBody, services: ServicesDep, workflows: WorkflowsDep,
                      principal: PrincipalDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """The user's unseen variant for `cue` (as the soul's image route delivers it), animated."""
-    request = SoulVideo(soul_id=soul_id, **body.model_dump())
+    request = SoulVideo(soul_id=soul_id, **body.model_dump(exclude_unset=True))  # unset: a project may fill it
     return await plan_and_submit(services, principal, workflows.soul_videos, request, idempotency_key)
 
 
@@ -60,7 +60,7 @@ async def variant_video(variant_id: IdPath, body: VideoOptions, services: Servic
         raise not_found(f"variant {variant_id}", "variant_id")
     body = as_user(body, principal)
     await services.assets.info(variant.asset_id, "variant_id", body.user_id)
-    generation = VideoGeneration(image=variant.asset_id, **body.model_dump())
+    generation = VideoGeneration(image=variant.asset_id, **body.model_dump(exclude_unset=True))
     return await plan_and_submit(services, principal, workflows.videos, generation, idempotency_key)
 
 

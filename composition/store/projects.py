@@ -1,11 +1,13 @@
 """Projects: a named group of tasks and assets, owned by a user."""
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from composition.errors import not_found
 from config import keys
@@ -17,6 +19,8 @@ class Project(BaseModel):
     description: str = ""
     owner: str = ""
     created_at: float
+    template: str = ""
+    defaults: dict[str, dict[str, Any]] = Field(default={}, description="task kind → request field defaults")
     tasks: list[str] = []
     assets: list[str] = []
 
@@ -25,11 +29,13 @@ class ProjectStore:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
 
-    async def create(self, name: str, description: str = "", owner: str = "") -> Project:
+    async def create(self, name: str, description: str = "", owner: str = "", template: str = "",
+                     defaults: dict[str, dict[str, Any]] | None = None) -> Project:
         project = Project(id=uuid.uuid4().hex, name=name, description=description, owner=owner,
-                          created_at=time.time())
+                          created_at=time.time(), template=template, defaults=defaults or {})
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(keys.project(project.id), mapping=project.model_dump(exclude={"tasks", "assets"}))
+        pipe.hset(keys.project(project.id), mapping=project.model_dump(exclude={"tasks", "assets", "defaults"}) |
+                  {"defaults": json.dumps(project.defaults)})
         pipe.zadd(keys.projects(owner or "-"), {project.id: project.created_at})
         pipe.zadd(keys.projects_index(), {project.id: project.created_at})
         await pipe.execute()
@@ -44,9 +50,10 @@ class ProjectStore:
         raw, tasks, assets = await pipe.execute()
         if not raw:
             raise not_found(f"project {project_id}", field)
-        project = Project.model_validate({k.decode(): v.decode() for k, v in raw.items()} |
-                                         {"tasks": sorted(t.decode() for t in tasks),
-                                          "assets": sorted(a.decode() for a in assets)})
+        record = {k.decode(): v.decode() for k, v in raw.items()}
+        project = Project.model_validate(record | {"defaults": json.loads(record.get("defaults") or "{}"),
+                                                   "tasks": sorted(t.decode() for t in tasks),
+                                                   "assets": sorted(a.decode() for a in assets)})
         if owner is not None and project.owner != owner:
             raise not_found(f"project {project_id}", field)
         return project

@@ -56,3 +56,40 @@ def test_a_project_with_a_video_and_its_gif_round_trips(client):
     imported = client.post("/v1/projects/import", files={"file": ("p.zip", exported.content, "application/zip")})
     assert imported.status_code == 201, imported.text
     assert sorted(imported.json()["assets"]) == sorted(client.get(f"/v1/projects/{project_id}").json()["assets"])
+
+    failed = client.post("/v1/videos/generations", json={"image": source, "model": "wan", "num_frames": 8,
+                                                         "project_id": project_id, "user_id": "quin"})
+    assert failed.status_code == 422  # refused before queueing: not a task of the project
+    stats = client.get(f"/v1/projects/{project_id}/stats").json()
+    assert stats["tasks"] == 1 and stats["tasks_by_status"] == {"succeeded": 1} and stats["tasks_by_kind"] == {
+        "video": 1}
+    assert stats["assets_by_type"] == {"video/mp4": 1, "image/gif": 1} and stats["assets"] == 2
+    assert stats["asset_bytes"] == sum(len(client.get(f"/v1/assets/{a}").content)
+                                       for a in client.get(f"/v1/projects/{project_id}").json()["assets"])
+    assert 0 < stats["task_seconds"] and stats["first_task_at"] == stats["last_task_at"]
+    assert client.get("/v1/projects/" + "0" * 32 + "/stats").json()["error"]["field"] == "project_id"
+
+
+def test_a_project_from_a_template_fills_the_fields_its_requests_leave_out(client):
+    templates = {t["key"]: t for t in client.get("/v1/projects/templates").json()["templates"]}
+    assert {"short_film", "comic_strip", "travel_diary"} <= set(templates)
+    created = client.post("/v1/projects", json={"name": "strips", "template": "comic_strip", "user_id": "rae"})
+    assert created.status_code == 201 and created.json()["defaults"] == templates["comic_strip"]["defaults"]
+    project_id = created.json()["id"]
+    assert client.get(f"/v1/projects/{project_id}").json()["template"] == "comic_strip"
+
+    def generate(body: dict) -> tuple[str, str]:
+        made = client.post("/v1/images/generations", json=body | {"project_id": project_id, "user_id": "rae"})
+        assert made.status_code == 200, made.text
+        return made.json()["images"][0]["metadata"]["model"], made.json()["prompt_used"]
+
+    model, prompt = generate({"prompt": "a heron in the reeds, template probe"})
+    assert model == "sdxl" and prompt.endswith("inked comic panel style")
+    model, prompt = generate({"prompt": "a heron in the reeds, template probe", "model": "flux", "style": "pastel"})
+    assert model == "flux" and prompt.endswith("pastel style")  # a request's own fields win
+    optimized = client.post("/v1/prompts/optimize", json={"prompt": "a heron", "project_id": project_id})
+    assert optimized.status_code == 200 and optimized.json()["mode"] == "artistic"
+    unknown = client.post("/v1/projects", json={"name": "x", "template": "opera"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "template"
+    missing = client.post("/v1/prompts/optimize", json={"prompt": "a heron", "project_id": "nope"})
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "project_id"

@@ -63,3 +63,28 @@ def test_models_reject_bad_data():
         WritingStyle(key="s", name="S", prompt="{word}", controls={"canny": 2.5})
     with pytest.raises(ValidationError):
         WritingStyle(key="s", name="S", prompt="{word}", controls={"openpose": 1.0})
+
+
+def test_project_templates_name_real_fields_of_their_task_kinds(catalogue):
+    """Each default is a field of a request body of that task kind, and a minimal body with it validates."""
+    from composition.schemas.images import ControlledGeneration, ImageEdit, ImageGeneration
+    from composition.schemas.prompts import PromptOptimize
+    from composition.schemas.storyboards import StoryboardBody
+    from composition.schemas.variants import SoulVideoBody
+    from composition.schemas.videos import VideoGeneration
+    from composition.schemas.writing import WritingBody
+
+    asset = "0" * 32
+    minimal = {"image": [(ImageGeneration, {"prompt": "x"}), (ImageEdit, {"prompt": "x", "image": asset}),
+                         (ControlledGeneration, {"prompt": "x", "controls": [{"type": "canny", "image": asset}]})],
+               "video": [(VideoGeneration, {"image": asset})], "soul_video": [(SoulVideoBody, {})],
+               "storyboard": [(StoryboardBody, {"theme": "x"})], "prompt": [(PromptOptimize, {"prompt": "x"})],
+               "writing": [(WritingBody, {"word": "x"})]}
+    assert len(catalogue.project_templates) >= 3
+    for template in catalogue.project_templates.values():
+        for kind, defaults in template.defaults.items():
+            bodies = minimal[kind]
+            for name in defaults:
+                assert any(name in body.model_fields for body, _ in bodies), (template.key, kind, name)
+            for body, required in bodies:
+                body.model_validate(required | {k: v for k, v in defaults.items() if k in body.model_fields})

@@ -42,12 +42,53 @@ def test_browse_a_souls_variants(page):
     assert page.eval_on_selector_all("#variants img", "images => images.length") == 2
 
 
+def test_the_soul_form_never_resets_a_profile_it_did_not_edit(page, client):
+    soul = f"keeper-{uuid.uuid4().hex[:6]}"
+    profile = {"name": "Keeper", "prompt": "a lighthouse keeper, woodcut", "model": "sdxl", "width": 64,
+               "height": 64, "steps": 2}
+    assert client.put(f"/v1/styles/{soul}", json=profile).status_code == 200
+    page.fill("#soul input[name=soul_id]", soul)
+    page.dispatch_event("#soul input[name=soul_id]", "change")
+    page.wait_for_function(f"document.querySelector('#soul input[name=style]').value === '{profile['prompt']}'")
+    page.evaluate("document.querySelector('#soul-status').textContent = ''")
+    page.click("#soul button")
+    page.wait_for_function("document.querySelector('#soul-status').textContent === 'done'", timeout=120_000)
+    assert {k: v for k, v in client.get(f"/v1/styles/{soul}").json().items() if k in profile} == profile
+    page.fill("#soul input[name=style]", "a lighthouse keeper, linocut")  # an edit changes the prompt only
+    page.evaluate("document.querySelector('#soul-status').textContent = ''")
+    page.click("#soul button")
+    page.wait_for_function("document.querySelector('#soul-status').textContent === 'done'", timeout=120_000)
+    stored = client.get(f"/v1/styles/{soul}").json()
+    assert stored["prompt"] == "a lighthouse keeper, linocut" and stored["model"] == "sdxl" and stored["steps"] == 2
+
+
+def test_edit_controlled_writing_and_video_forms(page, tmp_path):
+    from helpers import png
+
+    (tmp_path / "source.png").write_bytes(png(64, 64, seed=31))
+    page.set_input_files("#source", str(tmp_path / "source.png"))
+    for form, caption in (("edit", "edit: make it snowy"), ("controlled", "canny: a castle on a hill"),
+                          ("writing", "雨 (comic)")):
+        page.evaluate(f"document.querySelector('#{form}-status').textContent = ''")
+        page.click(f"#{form} button")
+        page.wait_for_function(f"document.querySelector('#{form}-status').textContent === 'done'", timeout=120_000)
+        assert page.inner_text("#gallery figure figcaption") == caption  # the newest figure comes first
+        image = page.query_selector("#gallery figure img")
+        page.wait_for_function("img => img.complete && img.naturalWidth === 64", arg=image, timeout=30_000)
+    page.fill("#video input[name=num_frames]", "4")
+    page.click("#video button")
+    video = page.wait_for_selector("#gallery figure video", timeout=240_000)
+    assert page.inner_text("#video-status") == "done" and "4 frames" in page.inner_text("#gallery figcaption")
+    assert video.get_attribute("src").startswith("/v1/assets/")
+
+
 def test_storyboard_progress_streams_and_the_video_appears(page, tmp_path):
     page.fill("#storyboard input[name=theme]", "a kite that dreams of the moon")
     page.click("#storyboard button")
-    page.wait_for_selector("#gallery video", timeout=240_000)
+    page.wait_for_function("document.querySelector('#storyboard-status').textContent === 'done'", timeout=240_000)
     assert page.eval_on_selector("#storyboard-progress", "bar => bar.value") == 1
-    assert page.inner_text("#storyboard-status") == "done"
+    assert page.query_selector("#gallery figure video") is not None
+    assert page.inner_text("#gallery figure figcaption") == "storyboard: a kite that dreams of the moon"
     page.screenshot(path=str(tmp_path / "storyboard.png"), full_page=True)
 
 
