@@ -21,12 +21,11 @@ async def detailed(services: ServicesDep) -> dict[str, Any]:
     """Redis, the task runner and every model deployment (one replica each answers), with the models' measured
     generation times and the task counters."""
     families = list(services.handles)
-    found = await asyncio.gather(check(services.redis.info("server")), check(services.redis.info("memory")),
-                                 check(services.runner.status.remote()),
-                                 *(check(services.handles[f].info.remote()) for f in families),
-                                 *(services.timings.get(f) for f in families), services.tasks.stats())
-    server, memory, runner = found[:3]
-    infos, costs, tasks = found[3:3 + len(families)], found[3 + len(families):-1], found[-1]
+    (server, memory, runner, tasks), infos, costs = await asyncio.gather(
+        asyncio.gather(check(services.redis.info("server")), check(services.redis.info("memory")),
+                       check(services.runner.status.remote()), services.tasks.stats()),
+        asyncio.gather(*(check(services.handles[f].info.remote()) for f in families)),
+        asyncio.gather(*(services.timings.get(f) for f in families)))
     models = {family: info | {"generation": vars(cost) if cost else None}
               for family, info, cost in zip(families, infos, costs, strict=True)}
     redis = {"ok": server["ok"] and memory["ok"], "version": server.get("redis_version"),

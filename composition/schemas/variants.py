@@ -33,8 +33,11 @@ class SoulVideo(SoulVideoBody):
 
 
 class SoulVideoOut(SoulImageOut):
+    """The variant (its `metadata` is the image's), its clip and the clip's details."""
+
     video: AssetRef
     gif: AssetRef | None = None
+    clip: dict[str, Any] = Field(description="num_frames, fps, width, height, seed and metadata of the clip")
 
 
 class SeenBody(Body):

@@ -80,9 +80,11 @@ return 1
 
 
 _WAIT_FOR = """
--- KEYS: task, events, waiting set; ARGV: family, now, id. Only a running task waits.
+-- KEYS: task, events, waiting set; ARGV: family, now, id, estimated model ms ('' when unknown). Only a running task
+-- waits.
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'stage', 'waiting', 'progress', 0, 'waiting_for', ARGV[1], 'updated_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'stage', 'waiting', 'progress', 0, 'waiting_for', ARGV[1], 'updated_at', ARGV[2],
+  'estimate_ms', ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 redis.call('PUBLISH', KEYS[2], cjson.encode({id = ARGV[3], stage = 'waiting', progress = 0, waiting_for = ARGV[1],
   updated_at = tonumber(ARGV[2])}))
@@ -181,18 +183,26 @@ class TaskStore:
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task; while it waits for a model, with its place in that model's queue and an estimate of when its
-        model work ends: (tasks ahead + 1) × the measured time of one request on that model."""
+        model work ends: the estimated model time of the tasks ahead and its own (each from the family's measured
+        cost at that task's size; the mean request where a task has none)."""
         raw = await self.client.hgetall(keys.task(task_id))
         record = TaskRecord.from_hash(raw) if raw else None
         if record is None or record.waiting_for is None or record.terminal:
             return record
+        waiting = keys.waiting(record.waiting_for)
         pipe = self.client.pipeline(transaction=False)
-        pipe.zrank(keys.waiting(record.waiting_for), task_id)
+        pipe.zrank(waiting, task_id)
         pipe.hget(keys.timing(record.waiting_for), "ms_per_job")
         ahead, ms_per_job = await pipe.execute()
-        if ahead is not None:
-            record.queue_position = int(ahead)
-            record.eta_s = round((ahead + 1) * float(ms_per_job) / 1000.0, 1) if ms_per_job else None
+        if ahead is None:
+            return record
+        queue = await self.client.zrange(waiting, 0, ahead)
+        pipe = self.client.pipeline(transaction=False)
+        for other in queue:
+            pipe.hget(keys.task(other.decode()), "estimate_ms")
+        estimates = [found or ms_per_job for found in await pipe.execute()]
+        record.queue_position = int(ahead)
+        record.eta_s = round(sum(map(float, estimates)) / 1000.0, 1) if all(estimates) else None
         return record
 
     async def start(self, task_id: str, max_attempts: int) -> int:
@@ -221,10 +231,11 @@ class TaskStore:
         """Stage and progress of a live task (a cancelled or finished one keeps its own), with its event."""
         await self._live_update(*live_update(task_id, progress, stage))
 
-    async def wait_for(self, task_id: str, family: str) -> None:
-        """The task now waits for `family`'s replicas (stage "waiting") until one starts its model work."""
+    async def wait_for(self, task_id: str, family: str, estimate_ms: float | None) -> None:
+        """The task now waits for `family`'s replicas (stage "waiting") until one starts its model work, which is
+        estimated to take `estimate_ms` (None before the family was measured)."""
         await self._wait_for(keys=[keys.task(task_id), keys.task_events(task_id), keys.waiting(family)],
-                             args=[family, time.time(), task_id])
+                             args=[family, time.time(), task_id, "" if estimate_ms is None else estimate_ms])
 
     async def is_cancelled(self, task_id: str) -> bool:
         return await self.client.hget(keys.task(task_id), "status") == b"cancelled"

@@ -31,12 +31,14 @@ class TaskContext:
             raise TaskCancelled(name)
         await self.services.tasks.set_stage(self.task_id, name, progress)
 
-    async def wait_for(self, family: str) -> None:
+    async def wait_for(self, family: str, units: int) -> None:
         """The task waits for `family`'s replicas (stage "waiting", with its queue position and an ETA) until a
-        replica starts its model work; raises `TaskCancelled` if the task was cancelled meanwhile."""
+        replica starts its model work, `units` of it (pixel-frame-steps: `work_units`); raises `TaskCancelled` if the
+        task was cancelled meanwhile."""
         if await self.services.tasks.is_cancelled(self.task_id):
             raise TaskCancelled("waiting")
-        await self.services.tasks.wait_for(self.task_id, family)
+        cost = await self.services.timings.get(family)
+        await self.services.tasks.wait_for(self.task_id, family, cost.ms(units) if cost else None)
 
     async def cached_step(self, name: str) -> Any | None:
         """A step this task finished on an earlier attempt (JSON), or None."""

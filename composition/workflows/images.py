@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ from composition.store.prompts import Variant, slot_seed
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.dedup import Dedup, Match, scope_of
+from config.families import GenerationDefaults
 from models.conditioning import control_map
 from models.images import decode_rgb
 from models.media import encode_png
@@ -82,9 +84,9 @@ class ImagesWorkflow(Workflow[ImageJob]):
             guidance=defaults.guidance if body.guidance is None else body.guidance, owner=owner)
         if isinstance(body, ImageEdit):
             source = await self.services.assets.info(body.image, "image", owner)
-            fields |= dict(operation="edit", prompt=body.prompt, source=body.image,
-                           width=body.width or _multiple_of_16(source.width or defaults.width),
-                           height=body.height or _multiple_of_16(source.height or defaults.height))
+            width, height = _edit_size(source.width or defaults.width, source.height or defaults.height, defaults)
+            fields |= dict(operation="edit", prompt=body.prompt, source=body.image, width=body.width or width,
+                           height=body.height or height)
             scope = ("image.edit", body.image, owner)
         else:
             for index, control in enumerate(getattr(body, "controls", [])):
@@ -127,7 +129,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
             await ctx.stage("preparing")
             controls, control_refs = await self._controls(job)
             source = await self.services.assets.read(job.source, "image", job.owner) if job.source else None
-            await ctx.wait_for(job.family)
+            await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps))
             results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source) for seed in missing))
             for seed, result in zip(missing, results, strict=True):
                 await self.services.timings.record(job.family, result.metadata,
@@ -169,8 +171,15 @@ class ImagesWorkflow(Workflow[ImageJob]):
                             prompt_used=job.prompt, control_maps=control_maps).model_dump()
 
 
-def _multiple_of_16(side: int) -> int:
-    return max(16, min(2048, side // 16 * 16))
+def _edit_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[int, int]:
+    """An edit's default size: the source's aspect ratio at the family's default pixel count, in multiples of 16
+    (a large photo neither exceeds a replica's limit nor holds it for minutes)."""
+    target, aspect = defaults.width * defaults.height, width / height
+
+    def error(size: tuple[int, int]) -> float:
+        return abs(math.log(size[0] * size[1] / target)) + abs(math.log(size[0] / size[1] / aspect))
+
+    return min(((side, max(16, min(2048, round(side / aspect / 16) * 16))) for side in range(16, 2049, 16)), key=error)
 
 
 def _control_png(kind: str, source: bytes, width: int, height: int) -> bytes:

@@ -16,4 +16,5 @@ class PromptsWorkflow(Workflow[PromptOptimize]):
         await ctx.stage("optimizing")
         request = PromptRequest(prompt=body.prompt, mode=body.mode, target=body.target)
         optimized = await self.handle("llm").optimize.remote(request)
+        await self.services.timings.record("llm", optimized.metadata, 1)  # the unit of LLM work: one request
         return OptimizedOut.model_validate(optimized.model_dump()).model_dump()

@@ -42,4 +42,5 @@ class SoulVideosWorkflow(Workflow[SoulVideoJob]):
         video = job.video.model_copy(update={"image": image["image"]["asset_id"],
                                              "prompt": job.video.prompt or soul.text})
         clip = await self.videos.run(ctx, video)
-        return SoulVideoOut(**image, video=clip["video"], gif=clip["gif"]).model_dump()
+        details = {name: clip[name] for name in ("num_frames", "fps", "width", "height", "seed", "metadata")}
+        return SoulVideoOut(**image, video=clip["video"], gif=clip["gif"], clip=details).model_dump()

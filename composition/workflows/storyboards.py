@@ -79,6 +79,7 @@ class StoryboardsWorkflow(Workflow[StoryboardBody]):
         if cached is None:
             await ctx.stage("scenes")
             board = await self.handle("llm").storyboard.remote(body.llm_request(), ctx.task_id)
+            await self.services.timings.record("llm", board.metadata, 1)
             cached = {"scenes": [scene.model_dump() for scene in board.scenes], "fallback": board.fallback}
             await ctx.save_step("scenes", cached)
         return [Scene.model_validate(scene) for scene in cached["scenes"]], cached["fallback"]

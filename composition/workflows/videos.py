@@ -54,7 +54,7 @@ class VideosWorkflow(Workflow[VideoJob]):
 
     async def run(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
         """Waits for the model (stage "waiting") and renders the clip."""
-        await ctx.wait_for(job.model)
+        await ctx.wait_for(job.model, work_units(job.width, job.height, job.steps, job.num_frames))
         return await self.animate(ctx, job)
 
     async def animate(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:

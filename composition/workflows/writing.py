@@ -53,7 +53,7 @@ class WritingWorkflow(Workflow[WritingBody]):
                                steps=defaults.steps, guidance=defaults.guidance, seed=body.seed,
                                controls=tuple(Control(type=kind, image=pngs[kind], scale=scale)
                                               for kind, scale in style.controls.items()))
-        await ctx.wait_for("sdxl")
+        await ctx.wait_for("sdxl", work_units(width, height, request.steps))
         result = await self.handle("sdxl").generate.remote(request, ctx.task_id)
         await self.services.timings.record("sdxl", result.metadata, work_units(width, height, request.steps))
         image = await self.services.assets.put(result.png, "image/png", "generated", owner, (width, height))

@@ -10,14 +10,16 @@ def test_detailed_health_reports_each_models_device_memory_and_measured_times(cl
     image = client.post("/v1/images/generations", json={"prompt": "a lighthouse at dusk, health probe",
                                                         "model": "sdxl"})
     assert image.status_code == 200, image.text
+    assert client.post("/v1/prompts/optimize", json={"prompt": "a lighthouse at dusk"}).status_code == 200
     health = client.get("/v1/health/detailed").json()
     assert health["status"] == "ok" and health["redis"]["ok"] and health["runner"]["ok"]
     assert int(health["redis"]["version"].split(".")[0]) >= 6 and health["redis"]["used_memory_bytes"] > 0
     assert set(health["models"]) == FAMILIES
     for family, model in health["models"].items():
         assert model["ok"] and model["device"] == "cpu" and model["memory"]["resident"] > 50 * 2**20, family
-    generation = health["models"]["sdxl"]["generation"]
-    assert generation["samples"] >= 1 and generation["ms_per_job"] > 0 and generation["ms_per_unit"] > 0
+    for family in ("sdxl", "llm"):
+        generation = health["models"][family]["generation"]
+        assert generation["samples"] >= 1 and generation["ms_per_job"] > 0 and generation["ms_per_unit"] > 0
     assert health["tasks"]["by_status"]["succeeded"] >= 1 and set(health["tasks"]["lanes"]) == {"high", "normal", "low"}
 
 

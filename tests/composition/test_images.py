@@ -93,11 +93,15 @@ def test_controlled_generation_returns_images_and_control_maps(client):
     assert all(fetch_png(client, m).size == (64, 64) for m in result["control_maps"])
 
 
-def test_edit_returns_an_image_of_the_source_size(client):
-    source = upload(client, png(64, 48, seed=4))
+@pytest.mark.parametrize("size", [(64, 48), (1024, 768), (300, 600)])
+def test_an_edit_keeps_the_sources_aspect_at_the_models_default_pixel_count(client, size):
+    """The tiny FLUX serves 64² by default: a photo of any size edits at about 4096 pixels, in its own shape."""
+    source = upload(client, png(*size, seed=4))
     response = client.post("/v1/images/edits", json={"image": source, "prompt": "make it snow", "seed": 2})
     assert response.status_code == 200, response.text
-    assert fetch_png(client, response.json()["images"][0]).size == (64, 48)
+    width, height = fetch_png(client, response.json()["images"][0]).size
+    assert width % 16 == height % 16 == 0 and 0.7 < width * height / 4096 < 1.4
+    assert abs(width / height / (size[0] / size[1]) - 1) < 0.1
 
 
 def test_wait_zero_answers_202_and_the_task_finishes_with_the_same_shape(client):

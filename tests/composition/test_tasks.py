@@ -147,3 +147,38 @@ def test_a_task_waiting_for_a_busy_model_shows_its_queue_position_and_eta(client
     for task_id in (first, second):
         done = wait_task(client, task_id)
         assert done["status"] == "succeeded" and done["waiting_for"] is None and done["queue_position"] is None
+
+
+def test_the_eta_adds_the_estimates_of_the_tasks_ahead_at_their_own_sizes(redis_url):
+    """A small clip waiting behind a large one: its ETA is both estimates, not twice a mean request. (Database 9:
+    the session's runner, which reads database 0, must not run these tasks.)"""
+    import asyncio
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from composition.store.tasks import TaskStore
+    from composition.store.timings import TimingStore
+    from models.types import Metadata
+
+    family = f"fam-{uuid.uuid4().hex[:8]}"
+
+    async def run():
+        client = aioredis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/9")
+        try:
+            store = TaskStore(client)
+            await TimingStore(client).record(family, Metadata(model="x", source="tiny", device="cpu", run_ms=500), 1)
+            ids = []
+            for estimate in (3000.0, 1000.0, None):
+                task_id, _ = await store.create("video", {}, user_id="eta")
+                await store.start(task_id, 3)
+                await store.wait_for(task_id, family, estimate)
+                ids.append(task_id)
+            return [await store.get(task_id) for task_id in ids]
+        finally:
+            await client.aclose()
+
+    large, small, unmeasured = asyncio.run(run())
+    assert (large.queue_position, large.eta_s) == (0, 3.0)
+    assert (small.queue_position, small.eta_s) == (1, 4.0)
+    assert (unmeasured.queue_position, unmeasured.eta_s) == (2, 4.5)  # no estimate of its own: the mean request

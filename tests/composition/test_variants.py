@@ -104,6 +104,7 @@ def test_a_souls_clip_animates_the_users_unseen_variant_and_a_variant_can_be_ani
     assert result["variant_id"] in client.get("/v1/users/ivy/seen").json()["variants"]
     info = read_mp4(client.get(result["video"]["url"]).content)
     assert (info.num_frames, info.width, info.height) == (4, 64, 64)
+    assert result["clip"]["num_frames"] == 4 and result["clip"]["metadata"]["model"] == "svd"
     assert client.get(result["gif"]["url"]).content[:6] == GIF_HEADER
 
     response = client.post(f"/v1/variants/{seen['variant_id']}/video", json={**clip, "wait_s": 0, "fps": 5})
