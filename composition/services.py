@@ -16,6 +16,7 @@ from composition.store.assets import AssetStore
 from composition.store.landmarks import LandmarkChooser
 from composition.store.projects import ProjectStore
 from composition.store.prompts import PromptStore
+from composition.store.redis_version import require_redis_8
 from composition.store.styles import StyleStore
 from composition.store.tasks import TaskStore
 from composition.store.timings import TimingStore
@@ -90,6 +91,7 @@ def asset_root(args: CompositionArgs) -> Path:
 def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, DeploymentHandle],
                    defaults: dict[str, GenerationDefaults], runner: DeploymentHandle | None = None,
                    app_name: str = "montage") -> Services:
+    require_redis_8(redis_url)
     retry = Retry(store_backoff(), STORE_RETRIES)
     client = aioredis.Redis.from_url(redis_url, health_check_interval=10, retry=retry)
     auth_required = (args.access.auth or Settings().auth) == "required"
@@ -97,7 +99,7 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         redis=client,
         tasks=TaskStore(client, task_ttl_s=args.task_ttl_s, idempotency_ttl_s=args.idempotency_ttl_s),
         assets=AssetStore(client, asset_root(args), private=auth_required),
-        prompts=PromptStore(client),
+        prompts=PromptStore(client, index_ttl_s=args.dedup.index_ttl_days * 86400),
         styles=StyleStore(client),
         projects=ProjectStore(client),
         timings=TimingStore(client),

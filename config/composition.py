@@ -30,8 +30,8 @@ class DedupArgs(_Strict):
 
     enabled: bool = True
     threshold: float | None = Field(default=None, ge=0.0, le=1.0, description="cosine; None: the tuned default")
-    lsh_tables: int | None = Field(default=None, ge=1, le=64)
-    lsh_bits: int | None = Field(default=None, ge=1, le=32)
+    candidates: int = Field(default=8, ge=1, le=100, description="nearest indexed prompts checked per lookup")
+    index_ttl_days: float = Field(default=30.0, gt=0.0, description="a prompt unused this long leaves the index")
 
 
 class CompositionArgs(_Strict):

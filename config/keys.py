@@ -12,8 +12,9 @@
 | idempotency:{user}:{kind}:{key} | string | task id created for that Idempotency-Key and kind of task |
 | flight:{digest} | string | task id rendering exactly that request (single-flight) |
 | prompt:exact:{scope}:{digest} | string | prompt key of a normalised prompt within a scope |
-| prompt:lsh:{scope}:{bucket} | set | prompt keys whose embedding falls in an LSH bucket |
-| prompt:{key} | hash | prompt, normalised text, scope, embedding (float32 bytes), created_at |
+| prompt:vectors:{scope} | vector set | prompt keys by embedding (HNSW, int8), the semantic candidates of a scope |
+| prompt:recent | sorted set | indexed prompt keys by last use; those unused for `dedup.index_ttl_days` leave the index |
+| prompt:{key} | hash | prompt, normalised text, scope, embedding (float32 bytes, while indexed), exact key, created_at |
 | prompt:{key}:variants / :deliveries | sorted set | variant ids by creation time / by delivery count |
 | prompt:{key}:seeds / :slots | hash | seed → variant id / reserved slot indices (pool size, for the cap) |
 | variant:{id} | hash | prompt_key, seed, asset_id, metadata, created_at |
@@ -23,7 +24,7 @@
 | asset:{id}:owners | set | users who uploaded or generated it (with auth, only they read a private asset) |
 | style:{soul} / styles | string (JSON) / set | style profiles |
 | project:{id} / projects:{user} / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
-| timing:{family} | hash | measured model time per unit of work (step × frame) and per request, for estimates |
+| timing:{family} | hash | decayed sums fitting model time to pixel-frame-steps, and the mean per request |
 | apikey:{sha256} / apikeys / apikeys:{user} | hash / sorted sets | API keys (hashed): user, tier, created, revoked |
 | quota:{user}:{kind}:{day} | string | tasks of a kind created that UTC day (expires after 2 days) |
 | rate:{user} | hash | token bucket: tokens left and last refill time |
@@ -78,8 +79,12 @@ def prompt_exact(scope: str, digest: str) -> str:
     return _key("prompt", "exact", scope, digest)
 
 
-def prompt_bucket(scope: str, bucket: str) -> str:
-    return _key("prompt", "lsh", scope, bucket)
+def prompt_vectors(scope: str) -> str:
+    return _key("prompt", "vectors", scope)
+
+
+def prompt_recent() -> str:
+    return _key("prompt", "recent")
 
 
 def prompt(prompt_key: str) -> str:

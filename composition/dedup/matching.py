@@ -2,7 +2,7 @@
 
 Two prompts are duplicates when their normalised text is equal, or when their embedding cosine reaches
 `DEFAULT_THRESHOLD` and `salient_conflict` finds no detail (colour, count, subject, ...) that differs.
-Candidates for the cosine check are found through `lsh_signatures` buckets.
+Candidates for the cosine check are a scope's nearest prompts in its vector set (composition/store/prompts.py).
 Tuned on tests/data/prompt_pairs.jsonl with all-MiniLM-L6-v2: `python -m bench.dedup`.
 """
 from __future__ import annotations
@@ -12,11 +12,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
 
-import numpy as np
-
 DEFAULT_THRESHOLD = 0.80
-DEFAULT_LSH_TABLES = 16
-DEFAULT_LSH_BITS = 7
 
 _APOSTROPHES = frozenset("'’‘ʼ`´")
 
@@ -294,22 +290,3 @@ def is_duplicate(a: str, b: str, cosine: float, threshold: float = DEFAULT_THRES
     if normalize_prompt(a) == normalize_prompt(b):
         return True
     return bool(cosine >= threshold) and salient_conflict(a, b) is None
-
-
-@lru_cache(maxsize=16)
-def _hyperplanes(dim: int, tables: int, bits: int, seed: int) -> np.ndarray:
-    planes = np.random.default_rng(seed).standard_normal((tables, bits, dim)).astype(np.float32)
-    planes.flags.writeable = False
-    return planes
-
-
-def lsh_signatures(vector: np.ndarray, tables: int = DEFAULT_LSH_TABLES, bits: int = DEFAULT_LSH_BITS,
-                   seed: int = 0) -> list[str]:
-    """Random-hyperplane LSH of one vector: one bucket key per table, e.g. "t0:a3"."""
-    vector = np.asarray(vector, dtype=np.float32)
-    if vector.ndim != 1 or tables < 1 or not 1 <= bits <= 32:
-        raise ValueError("need a 1-D vector, tables >= 1 and 1 <= bits <= 32")
-    signs = _hyperplanes(vector.shape[0], tables, bits, seed) @ vector > 0
-    codes = (signs.astype(np.int64) << np.arange(bits)).sum(axis=1)
-    width = (bits + 3) // 4
-    return [f"t{table}:{int(code):0{width}x}" for table, code in enumerate(codes)]

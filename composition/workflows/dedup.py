@@ -1,4 +1,5 @@
-"""Prompt dedup: exact normalised match, then an LSH-indexed semantic match guarded by salient details."""
+"""Prompt dedup: exact normalised match, then a semantic match among the scope's nearest prompts (a vector set),
+guarded by salient details."""
 from __future__ import annotations
 
 from typing import Literal
@@ -6,14 +7,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
-from composition.dedup.matching import (
-    DEFAULT_LSH_BITS,
-    DEFAULT_LSH_TABLES,
-    DEFAULT_THRESHOLD,
-    is_duplicate,
-    lsh_signatures,
-    normalize_prompt,
-)
+from composition.dedup.matching import DEFAULT_THRESHOLD, is_duplicate, normalize_prompt
 from composition.store.prompts import PromptStore, digest
 from config.composition import DedupArgs
 
@@ -39,19 +33,19 @@ class Dedup:
         self.embedder = embedder
         self.enabled = args.enabled and embedder is not None
         self.threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
-        self.tables = args.lsh_tables or DEFAULT_LSH_TABLES
-        self.bits = args.lsh_bits or DEFAULT_LSH_BITS
+        self.candidates = args.candidates
 
     async def resolve(self, scope: str, prompt: str) -> Resolution:
         normalized = normalize_prompt(prompt)
         if found := await self.prompts.exact(scope, normalized):
             return Resolution(prompt_key=found, match="exact")
         if not self.enabled:
-            return Resolution(prompt_key=await self.prompts.register(scope, prompt, normalized, None, []), match="new")
+            return Resolution(prompt_key=await self.prompts.register(scope, prompt, normalized, None), match="new")
         vector = np.asarray(await self.embedder.embed.remote(normalized), dtype=np.float32)
-        buckets = lsh_signatures(vector, self.tables, self.bits)
         best: Resolution | None = None
-        for prompt_key, other, embedding in await self.prompts.candidates(scope, buckets):
+        for prompt_key, other, embedding in await self.prompts.candidates(scope, vector, self.candidates):
+            if other == normalized:  # registered by a concurrent request since the exact lookup
+                return Resolution(prompt_key=prompt_key, match="exact")
             similarity = float(vector @ embedding)
             if is_duplicate(normalized, other, similarity, self.threshold) and (
                     best is None or similarity > best.similarity):
@@ -59,4 +53,4 @@ class Dedup:
         if best:
             await self.prompts.alias(scope, normalized, best.prompt_key)
             return best
-        return Resolution(prompt_key=await self.prompts.register(scope, prompt, normalized, vector, buckets), match="new")
+        return Resolution(prompt_key=await self.prompts.register(scope, prompt, normalized, vector), match="new")

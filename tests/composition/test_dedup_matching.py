@@ -1,4 +1,5 @@
-"""Prompt-dedup matching on the labelled pairs with the bundled MiniLM: no Redis, no Ray."""
+"""Prompt-dedup matching on the labelled pairs with the bundled MiniLM, and the prompt index (a vector set in the
+session's real Redis); no Ray."""
 import json
 from collections import Counter
 from pathlib import Path
@@ -6,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from composition.dedup.matching import (DEFAULT_THRESHOLD, is_duplicate, lsh_signatures, normalize_prompt,
-                                        salient_conflict)
+from composition.dedup.matching import DEFAULT_THRESHOLD, is_duplicate, normalize_prompt, salient_conflict
 
 PAIRS = [json.loads(line) for line in Path("tests/data/prompt_pairs.jsonl").read_text().splitlines() if line]
 
@@ -120,14 +120,64 @@ def test_actions_and_objects_named_on_one_side_only_do_not_conflict():
     assert salient_conflict("a samurai with a sword", "a samurai with a sword, holding it") is None
 
 
-def test_identical_vectors_share_every_bucket():
-    vector = np.random.default_rng(1).standard_normal(384).astype(np.float32)
-    signatures = lsh_signatures(vector, tables=8, bits=8)
-    assert signatures == lsh_signatures(vector.copy(), tables=8, bits=8) and len(set(signatures)) == 8
-    assert signatures[0].startswith("t0:") and signatures != lsh_signatures(vector, tables=8, bits=8, seed=1)
+def index_scenario(redis_url, steps, **options):
+    """Runs `steps(store, scope)` with a PromptStore on the real Redis, in a fresh scope."""
+    import asyncio
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from composition.store.prompts import PromptStore
+
+    async def run():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await steps(PromptStore(client, **options), f"test-{uuid.uuid4().hex[:12]}")
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
 
 
-def test_paraphrases_share_a_bucket(embedded):
-    shared = [bool(set(lsh_signatures(a)) & set(lsh_signatures(b)))
-              for p, _, a, b in embedded if p["label"] == "paraphrase"]
-    assert sum(shared) / len(shared) >= 0.95
+def test_the_index_returns_each_paraphrases_partner_among_its_nearest(embedded, redis_url):
+    """Every paraphrase's partner is among the 8 nearest of 438 indexed prompts (both sides of every pair)."""
+    async def steps(store, scope):
+        keys = {}
+        for index, (p, _, a, b) in enumerate(embedded):
+            for side, text, vector in (("a", p["a"], a), ("b", p["b"], b)):
+                keys[index, side] = await store.register(scope, text, f"{index}{side} {normalize_prompt(text)}", vector)
+        found = [[key for key, _, _ in await store.candidates(scope, a, 8)] for _, _, a, _ in embedded]
+        return keys, found
+
+    keys, found = index_scenario(redis_url, steps)
+    paraphrases = [i for i, (p, *_) in enumerate(embedded) if p["label"] == "paraphrase"]
+    assert all(keys[i, "b"] in found[i] for i in paraphrases)
+    assert all(keys[i, "a"] in found[i] for i in range(len(embedded)))  # a prompt finds itself
+
+
+def test_prompts_unused_for_the_index_ttl_leave_the_index_but_keep_their_variants(embedded, redis_url):
+    import time
+
+    import redis as sync_redis
+
+    from config import keys as redis_keys
+
+    (_, _, used, _), (_, _, unused, _) = embedded[0], embedded[1]
+
+    async def steps(store, scope):
+        kept = await store.register(scope, "a used prompt", "a used prompt", used)
+        gone = await store.register(scope, "an unused prompt", "an unused prompt", unused)
+        await store.add_variant(gone, 7, "0" * 32, {})
+        await store.client.zadd(redis_keys.prompt_recent(), {kept: time.time() - 50, gone: time.time() - 100})
+        assert await store.exact(scope, "a used prompt") == kept  # a use: its recency is now
+        evicted = await store.evict(time.time() - 10)
+        nearest = [key for key, _, _ in await store.candidates(scope, unused, 8)]
+        return kept, gone, evicted, nearest, await store.exact(scope, "an unused prompt"), scope
+
+    kept, gone, evicted, nearest, exact, scope = index_scenario(redis_url, steps)
+    client = sync_redis.Redis.from_url(redis_url)
+    assert evicted == 1 and nearest == [kept] and exact is None
+    assert client.execute_command("VCARD", redis_keys.prompt_vectors(scope)) == 1
+    assert client.hget(redis_keys.prompt(gone), "embedding") is None
+    assert client.hget(redis_keys.prompt(gone), "prompt") == b"an unused prompt"
+    assert client.hlen(redis_keys.prompt_seeds(gone)) == 1 and client.ttl(redis_keys.prompt_exact(scope, "x")) == -2
