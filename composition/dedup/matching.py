@@ -193,13 +193,30 @@ def _landmarks() -> dict[str, tuple[str, ...]]:
             for landmark in city.landmarks}
 
 
+# Well-known cities beyond the selfie catalogue's
+WORLD_CITIES = ("venice", "florence", "milan", "berlin", "munich", "vienna", "madrid", "lisbon", "dublin", "edinburgh",
+                "copenhagen", "stockholm", "oslo", "helsinki", "moscow", "budapest", "warsaw", "brussels", "zurich",
+                "geneva", "los angeles", "las vegas", "miami", "boston", "seattle", "toronto", "montreal", "havana",
+                "shanghai", "osaka", "hanoi", "delhi", "jerusalem", "petra", "lima", "santiago", "melbourne")
+
+
+def _cities() -> dict[str, tuple[str, ...]]:
+    """Cities and countries (the catalogue's, "Rome", "Japan", and `WORLD_CITIES`): places, so "in Paris" never
+    merges with "in Tokyo"."""
+    from composition.catalogue import load_catalogue
+
+    cities = load_catalogue().cities.values()
+    return {normalize_prompt(name): () for name in (*(n for c in cities for n in (c.name, c.country)), *WORLD_CITIES)}
+
+
 CATEGORIES = ("colour", "count", "subject", "material", "time_of_day", "negation", "medium", "weather", "season",
               "landmark", "place", "action", "object")
 # Often implied rather than said ("an owl on a branch" is sitting, "a samurai with a sword" holds it): these
 # conflict only when both prompts name one.
 IMPLICIT = frozenset({"action", "object"})
 _LEXICONS = {"colour": COLOURS, "subject": SUBJECTS, "material": MATERIALS, "time_of_day": TIMES_OF_DAY,
-             "medium": MEDIA, "weather": WEATHER, "season": SEASONS, "landmark": _landmarks(), "place": PLACES,
+             "medium": MEDIA, "weather": WEATHER, "season": SEASONS, "landmark": _landmarks(),
+             "place": PLACES | _cities(),
              "action": ACTIONS, "object": OBJECTS}
 _PHRASES: dict[tuple[str, ...], tuple[str, str]] = {
     tuple(form.split()): (category, canonical)
@@ -273,13 +290,22 @@ def salient_details(prompt: str) -> Mapping[str, frozenset]:
     return MappingProxyType({category: frozenset(values) for category, values in found.items()})
 
 
+def readable(prompt: str) -> bool:
+    """Whether the guard can judge the prompt: its vocabulary (and the embedder) is English, so letters of another
+    script (雨中的红色老爷车) make it unreadable."""
+    return all(not char.isalpha() or unicodedata.name(char, "").startswith("LATIN") for char in prompt)
+
+
 def salient_conflict(a: str, b: str) -> str | None:
-    """First category in `CATEGORIES` whose canonical details differ between the prompts, else None.
+    """"script" when either prompt is not `readable`, else the first category in `CATEGORIES` whose canonical
+    details differ between the prompts, else None.
 
     A detail named on one side only conflicts too ("red car" vs "car", "street" vs "street at night"):
     the unspecific prompt's image may show any colour or time, so reusing it is unsafe; actions and objects
     (`IMPLICIT`) conflict only when both sides name one.
     """
+    if not (readable(a) and readable(b)):
+        return "script"
     left, right = salient_details(a), salient_details(b)
     return next((category for category in CATEGORIES if left[category] != right[category]
                  and (category not in IMPLICIT or (left[category] and right[category]))), None)

@@ -24,9 +24,10 @@ return found
 """
 
 _REGISTER = """
--- KEYS: exact, prompt hash, vectors, recent; ARGV: prompt key, prompt, normalised, scope, embedding, now, ttl s
+-- KEYS: exact, prompt hash, vectors, recent; ARGV: prompt key, prompt, normalised, scope, embedding, now, ttl s.
+-- {prompt key, 1 when this call indexed it, 0 when another request had}.
 local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
+if existing then return {existing, 0} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[7])
 redis.call('HSET', KEYS[2], 'prompt', ARGV[2], 'normalized', ARGV[3], 'scope', ARGV[4], 'exact', KEYS[1],
   'created_at', ARGV[6])
@@ -35,7 +36,7 @@ if ARGV[5] ~= '' then
   redis.call('VADD', KEYS[3], 'FP32', ARGV[5], ARGV[1], 'Q8')
 end
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
-return ARGV[1]
+return {ARGV[1], 1}
 """
 
 _EVICT = """
@@ -154,18 +155,20 @@ class PromptStore:
                 for member, (normalized, embedding) in zip(members, await pipe.execute(), strict=True)
                 if normalized and embedding]
 
-    async def register(self, scope: str, prompt: str, normalized: str, embedding: np.ndarray | None) -> str:
-        """Indexes a prompt (its key is a digest of scope and normalised prompt, so concurrent writers agree), and
-        lets up to `evict_batch` prompts unused for the index TTL leave the index, so it never grows without bound."""
+    async def register(self, scope: str, prompt: str, normalized: str,
+                       embedding: np.ndarray | None) -> tuple[str, bool]:
+        """Indexes a prompt (its key is a digest of scope and normalised prompt, so concurrent writers agree):
+        (prompt key, whether this call indexed it); lets up to `evict_batch` prompts unused for the index TTL leave
+        the index, so it never grows without bound."""
         prompt_key = digest(scope, normalized)
         vector = embedding.astype(np.float32).tobytes() if embedding is not None else b""
         now = time.time()
-        found = await self._register(
+        found, created = await self._register(
             keys=[keys.prompt_exact(scope, digest(normalized)), keys.prompt(prompt_key), keys.prompt_vectors(scope),
                   keys.prompt_recent()],
             args=[prompt_key, prompt, normalized, scope, vector, now, self.index_ttl_s])
         await self.evict(now - self.index_ttl_s)
-        return found.decode()
+        return found.decode(), bool(created)
 
     async def evict(self, cutoff: float) -> int:
         """Prompts unused since `cutoff` (at most `evict_batch`) leave the index; how many did."""

@@ -40,7 +40,7 @@ class Dedup:
         if found := await self.prompts.exact(scope, normalized):
             return Resolution(prompt_key=found, match="exact")
         if not self.enabled:
-            return Resolution(prompt_key=await self.prompts.register(scope, prompt, normalized, None), match="new")
+            return await self._register(scope, prompt, normalized, None)
         vector = np.asarray(await self.embedder.embed.remote(normalized), dtype=np.float32)
         best: Resolution | None = None
         for prompt_key, other, embedding in await self.prompts.candidates(scope, vector, self.candidates):
@@ -53,4 +53,9 @@ class Dedup:
         if best:
             await self.prompts.alias(scope, normalized, best.prompt_key)
             return best
-        return Resolution(prompt_key=await self.prompts.register(scope, prompt, normalized, vector), match="new")
+        return await self._register(scope, prompt, normalized, vector)
+
+    async def _register(self, scope: str, prompt: str, normalized: str, vector: np.ndarray | None) -> Resolution:
+        """A new prompt, unless a concurrent request registered the same one first: then an exact match."""
+        prompt_key, created = await self.prompts.register(scope, prompt, normalized, vector)
+        return Resolution(prompt_key=prompt_key, match="new" if created else "exact")

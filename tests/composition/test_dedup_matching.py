@@ -110,6 +110,10 @@ def test_composed_pairs_matched_on_their_cues_within_the_style_scope():
     ("a selfie in front of the Colosseum", "a selfie in front of the Spanish Steps", "landmark"),
     ("a knight reading a book", "a knight writing a book", "action"),
     ("a knight holding a lantern", "a knight holding a sword", "object"),
+    ("a red car on a rainy street in Paris", "a red car on a rainy street in Tokyo", "place"),
+    ("a rainy Venice street with a red car", "a red car on a rainy street", "place"),
+    ("雨中的红色老爷车", "一辆蓝色的老爷车在雨中", "script"),  # the guard reads English: other scripts merge exactly only
+    ("a cat on a roof", "一只猫在屋顶上", "script"),
 ])
 def test_places_landmarks_actions_and_objects_conflict(a, b, category):
     assert salient_conflict(a, b) == category
@@ -145,7 +149,8 @@ def test_the_index_returns_each_paraphrases_partner_among_its_nearest(embedded, 
         keys = {}
         for index, (p, _, a, b) in enumerate(embedded):
             for side, text, vector in (("a", p["a"], a), ("b", p["b"], b)):
-                keys[index, side] = await store.register(scope, text, f"{index}{side} {normalize_prompt(text)}", vector)
+                keys[index, side], _ = await store.register(scope, text, f"{index}{side} {normalize_prompt(text)}",
+                                                            vector)
         found = [[key for key, _, _ in await store.candidates(scope, a, 8)] for _, _, a, _ in embedded]
         return keys, found
 
@@ -165,8 +170,10 @@ def test_prompts_unused_for_the_index_ttl_leave_the_index_but_keep_their_variant
     (_, _, used, _), (_, _, unused, _) = embedded[0], embedded[1]
 
     async def steps(store, scope):
-        kept = await store.register(scope, "a used prompt", "a used prompt", used)
-        gone = await store.register(scope, "an unused prompt", "an unused prompt", unused)
+        (kept, created), (again, repeated) = [await store.register(scope, "a used prompt", "a used prompt", used)
+                                              for _ in range(2)]
+        assert created and (again, repeated) == (kept, False)  # the second registration found the first
+        gone, _ = await store.register(scope, "an unused prompt", "an unused prompt", unused)
         await store.add_variant(gone, 7, "0" * 32, {})
         await store.client.zadd(redis_keys.prompt_recent(), {kept: time.time() - 50, gone: time.time() - 100})
         assert await store.exact(scope, "a used prompt") == kept  # a use: its recency is now

@@ -71,6 +71,32 @@ def test_concurrent_identical_requests_make_one_generation(client, redis_url):
     assert record[b"status"] == b"succeeded" and record[b"attempts"] == b"1"
 
 
+def test_concurrent_identical_prompts_resolve_to_one_new_key_and_exact_matches(montage, redis_url):
+    """Eight resolutions of one new prompt at once: one indexes it ("new"), the rest find it ("exact")."""
+    import asyncio
+    import uuid
+
+    import redis.asyncio as aioredis
+    from ray import serve
+
+    from composition.store.prompts import PromptStore
+    from composition.workflows.dedup import Dedup
+    from config.composition import DedupArgs
+
+    async def run():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            dedup = Dedup(PromptStore(client), serve.get_deployment_handle("Embedder", "montage"), DedupArgs())
+            scope = f"race-{uuid.uuid4().hex[:8]}"
+            return await asyncio.gather(*(dedup.resolve(scope, "an origami crane on a chessboard") for _ in range(8)))
+        finally:
+            await client.aclose()
+
+    resolutions = asyncio.run(run())
+    assert len({r.prompt_key for r in resolutions}) == 1
+    assert sorted(r.match for r in resolutions) == ["exact"] * 7 + ["new"]
+
+
 def test_explicit_seed_is_honoured_and_cached(client):
     body = {"prompt": "a glass teapot on a wooden table", "seed": 1234, "n": 2}
     first = client.post("/v1/images/generations", json=body).json()
