@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 
 from composition.errors import ApiError
 from composition.schemas.common import Body
+from deployments.families import DEPLOYMENTS
 
-FamilyKey = Literal["llm", "sdxl", "flux", "svd", "wan", "embedder"]
+FamilyKey = Literal[tuple(DEPLOYMENTS)]  # "llm", "sdxl", ...
 
 
 class BatchingPatch(Body):
