@@ -42,9 +42,7 @@ async def submit(services: Services, principal: Principal, kind: str, job: BaseM
                  user_id: str | None, project_id: str | None = None, idempotency_key: str | None = None,
                  flight: str | None = None, body: BaseModel | None = None) -> JSONResponse:
     """Charges the caller's quota, then creates (or joins, by Idempotency-Key or single-flight) a task on the
-    caller's lane and waits up to `wait_s` for it."""
-    if project_id:
-        await services.projects.get(project_id, field="project_id")
+    caller's lane and waits up to `wait_s` for it; `project_id` was checked by `with_project_defaults`."""
     bound_to = fingerprint(body or job) if idempotency_key else None
     earlier = await services.tasks.idempotent(user_id or "", kind, idempotency_key) if idempotency_key else None
     if earlier is not None and earlier.fingerprint not in (None, bound_to):
@@ -76,9 +74,9 @@ async def with_project_defaults(services: Services, kind: str, body: Any) -> Any
     from a template); 404 naming `project_id` for an unknown project."""
     if not getattr(body, "project_id", None):
         return body
-    project = await services.projects.get(body.project_id, field="project_id")
+    project_defaults = await services.projects.defaults(body.project_id)
     fields = type(body).model_fields
-    defaults = {name: value for name, value in project.defaults.get(kind, {}).items()
+    defaults = {name: value for name, value in project_defaults.get(kind, {}).items()
                 if name in fields and name not in body.model_fields_set}
     return type(body).model_validate(body.model_dump() | defaults) if defaults else body
 

@@ -58,6 +58,14 @@ class ProjectStore:
             raise not_found(f"project {project_id}", field)
         return project
 
+    async def defaults(self, project_id: str, field: str = "project_id") -> dict[str, dict[str, Any]]:
+        """A project's request defaults per task kind (one field read: the request path's check that it exists);
+        404 naming `field` when it does not."""
+        found = await self.client.hmget(keys.project(project_id), "id", "defaults")
+        if found[0] is None:
+            raise not_found(f"project {project_id}", field)
+        return json.loads(found[1] or "{}")
+
     async def list(self, owner: str | None = None) -> list[Project]:
         """An owner's projects, or every project when no owner is named (auth off, no user_id)."""
         ids = await self.client.zrevrange(keys.projects(owner) if owner else keys.projects_index(), 0, -1)

@@ -92,7 +92,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
             for index, control in enumerate(getattr(body, "controls", [])):
                 await self.services.assets.info(control.image, f"controls.{index}.image", owner)
             controls = getattr(body, "controls", [])
-            prompt = f"{context}, {body.prompt}" if context else body.prompt
+            prompt = in_context(context, body.prompt)
             fields |= dict(operation="generate", prompt=styled(prompt, body.style), controls=controls,
                            negative_prompt=body.negative_prompt, width=body.width or defaults.width,
                            height=body.height or defaults.height)
@@ -169,6 +169,11 @@ class ImagesWorkflow(Workflow[ImageJob]):
         control_maps = [ControlMapOut(**ref) for ref in variants[0].metadata.get("control_maps", [])]
         return ImagesResult(images=images, prompt_key=job.prompt_key, cache_hit=cache_hit, match=job.match,
                             prompt_used=job.prompt, control_maps=control_maps).model_dump()
+
+
+def in_context(context: str, prompt: str) -> str:
+    """A prompt as rendered after its fixed context (a soul's style, a selfie's landmark)."""
+    return f"{context}, {prompt}" if context else prompt
 
 
 def _edit_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from composition.schemas.images import ImageGeneration
 from composition.schemas.variants import SoulImageOut
 from composition.store.prompts import Variant, slot_seed
 from composition.workflows.base import TaskContext, Workflow
-from composition.workflows.images import ImageJob, ImagesWorkflow
+from composition.workflows.images import ImageJob, ImagesWorkflow, in_context
 
 POOL_POLL_S = 0.1
 VARIANT_WAIT_S = 60.0  # inside a task, for the variant pool when every slot is still rendering
@@ -42,7 +42,7 @@ class SoulPrompt(BaseModel):
     @property
     def text(self) -> str:
         """The prompt as rendered."""
-        return f"{self.context}, {self.body.prompt}" if self.context else self.body.prompt
+        return in_context(self.context, self.body.prompt)
 
 
 class VariantsWorkflow(Workflow[VariantJob]):
