@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from bench.families import png
 from cluster.redis_server import EmbeddedRedis
 from composition.store.timings import TimingStore, work_units
-from config.families import SVDArgs, WanArgs
+from config.specs import SPECS
 from models.types import VideoRequest
 
 SIZES = {"svd": [(64, 64, 8), (128, 128, 8), (192, 128, 16)], "wan": [(64, 64, 9), (128, 128, 9), (192, 128, 17)]}
@@ -26,13 +26,8 @@ WIDTHS = (7, 13, 10, 10, 8, 10, 9)
 
 
 def load(family: str):
-    if family == "svd":
-        from models.svd import SVD
-
-        return SVD(SVDArgs())
-    from models.wan import Wan
-
-    return Wan(WanArgs())
+    spec = SPECS[family]
+    return spec.model_class(spec.args())
 
 
 def clip_ms(model, width: int, height: int, frames: int):

@@ -41,7 +41,7 @@ def cases() -> dict[str, tuple[Callable[[], object], Callable[[object], object]]
     """name → (load, call) pairs on the tiny sources at 64², 2 steps."""
     from models.embedder import Embedder
     from models.flux import Flux
-    from models.llm import PromptLLM
+    from models.llm import LLM
     from models.sdxl import SDXL
     from models.svd import SVD
     from models.wan import Wan
@@ -49,9 +49,9 @@ def cases() -> dict[str, tuple[Callable[[], object], Callable[[object], object]]
     image = dict(width=64, height=64, steps=2, guidance=5.0, seed=0)
     video = dict(image=png(), num_frames=8, fps=7, **image)
     return {
-        "llm.optimize": (lambda: PromptLLM(LLMArgs(max_new_tokens=32)),
+        "llm.optimize": (lambda: LLM(LLMArgs(max_new_tokens=32)),
                          lambda m: m.optimize([PromptRequest(prompt="a fox in the snow")])),
-        "llm.storyboard": (lambda: PromptLLM(LLMArgs()),
+        "llm.storyboard": (lambda: LLM(LLMArgs()),
                            lambda m: m.storyboard(StoryboardRequest(theme="a fox in winter", num_scenes=4))),
         "sdxl.generate": (lambda: SDXL(SDXLArgs()), lambda m: m.generate([ImageRequest(prompt="a fox", **image)])),
         "sdxl.controlled": (lambda: SDXL(SDXLArgs()), lambda m: m.generate(

@@ -261,9 +261,9 @@ def _llm_call(loaded: Any, f: dict, on_step: StepCallback) -> Any:
 
 def _llm_montage(args: dict[str, Any], f: dict) -> Any:
     from config.families import LLMArgs
-    from models.llm import PromptLLM
+    from models.llm import LLM
 
-    llm = PromptLLM(LLMArgs.model_validate({**args, "max_new_tokens": f["steps"]}))
+    llm = LLM(LLMArgs.model_validate({**args, "max_new_tokens": f["steps"]}))
     llm.model.generation_config.min_new_tokens = f["steps"]
     return llm
 

@@ -1,9 +1,8 @@
 """GPU placement planner: GPU memory per replica (GiB) → `num_gpus` fractions → replicas packed on GPUs.
 
-A replica's memory is its deployment's `memory_gib` when the config declares one, else an estimate from the
-measured `FOOTPRINTS`: what the Montage model classes held on one H200 (BENCHMARKS.md, 2026-11-27; `random`
-source, bf16, production defaults): the resident memory after construction, plus the peak working set of one
-request times the deployment's `max_batch_size`, plus one CUDA context (every Ray replica is its own process).
+A replica's memory is its deployment's `memory_gib` when the config declares one, else an estimate from its
+family's measured `Footprint` (`config/specs.py`): the resident memory after construction, plus the peak working set
+of one request times the deployment's `max_batch_size`, plus one CUDA context (every Ray replica is its own process).
 `tiny` sources run on the CPU and need nothing.
 
 All five families fit one H200 only with images at batch 1, Kontext sharing the FLUX transformer and Wan's
@@ -18,11 +17,10 @@ from collections.abc import Collection, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from config.app import AppArgs, FamilyDeployment
-from config.families import FamilyArgs, FluxArgs, Source
+from config.families import FamilyArgs, Source
+from config.specs import SPECS
 
-GIB = 2**30
 CUDA_CONTEXT_GIB = 0.8  # measured 0.68–0.77 GiB per process (torch 2.11, CUDA 13, cuBLAS/cuDNN), rounded up
-KONTEXT_TRANSFORMER_GIB = 11.9e9 * 2 / GIB  # a separate FLUX.1 Kontext transformer (`kontext_id` set), bf16
 _DTYPE_SCALE = {"auto": 1, "bfloat16": 1, "float16": 1, "float32": 2}  # relative to the bf16 measurements
 
 
@@ -56,47 +54,23 @@ def gpu_spec(spec: str) -> GPU:
     return GPUS[match.group(1)].model_copy(update={"count": int(match.group(2) or 1)})
 
 
-class Footprint(_Frozen):
-    """GPU memory of one full-size bf16 replica of a family, in GiB."""
-
-    resident_gib: float = Field(description="reserved after construction")
-    per_request_gib: float = Field(description="peak reserved minus resident, one request at the production defaults")
-    text_encoder_gib: float | None = Field(
-        default=None, description="what `text_encoder_offload` takes off the GPU at peak (None: no such option)")
-
-
-FOOTPRINTS: dict[str, Footprint] = {
-    # Measured on one H200 except where noted. LLM: 128 tokens cost 0.01; the allowance is a 2k-token storyboard's
-    # KV cache (28 KiB/token).
-    "llm": Footprint(resident_gib=3.51, per_request_gib=0.06),
-    "sdxl": Footprint(resident_gib=9.29, per_request_gib=4.58),  # UNet + Union ControlNet, 1024², canny
-    "flux": Footprint(resident_gib=31.72, per_request_gib=4.22,  # 1024², 512 T5 tokens
-                      text_encoder_gib=4.76e9 * 2 / GIB),  # T5-XXL's weights (not measured apart)
-    "svd": Footprint(resident_gib=4.44, per_request_gib=23.65),  # 25 × 1024×576, decode chunk 8
-    # UMT5 on the GPU: 43.44 resident, 51.09 peak; offloaded: 37.57 peak.
-    "wan": Footprint(resident_gib=43.44, per_request_gib=7.65, text_encoder_gib=13.52),
-    "embedder": Footprint(resident_gib=0.1, per_request_gib=0.01),  # MiniLM: estimated, 22 M parameters
-}
-
-
 class PlanError(ValueError):
     """The families cannot be placed on the GPUs with the requested headroom."""
 
 
 def estimate_gib(name: str, family: FamilyDeployment, *, text_encoder_offload: bool = False) -> float:
-    """GPU memory of one replica of family `name` (GiB) from `FOOTPRINTS` and its batch size."""
+    """GPU memory of one replica of family `name` (GiB) from its measured footprint and its batch size."""
     args: FamilyArgs = family.args
     if args.source is Source.TINY:
         return 0.0
-    footprint = FOOTPRINTS[name]
+    footprint = SPECS[name].footprint
     batching = family.deployment.batching
     memory = footprint.resident_gib + footprint.per_request_gib * (batching.max_batch_size if batching else 1)
     if text_encoder_offload:
         if footprint.text_encoder_gib is None:
             raise ValueError(f"{name}: no text encoder to offload")
         memory -= footprint.text_encoder_gib
-    if isinstance(args, FluxArgs) and args.kontext_id:
-        memory += KONTEXT_TRANSFORMER_GIB
+    memory += sum(gib for option, gib in footprint.option_gib.items() if getattr(args, option))
     return round(memory * _DTYPE_SCALE[args.dtype] + CUDA_CONTEXT_GIB, 2)
 
 
@@ -110,7 +84,7 @@ class FamilyPlan(_Frozen):
     source: Source
     replicas: int
     memory_gib: float = Field(description="resident memory per replica")
-    declared: bool = Field(description="memory_gib from the config (else from FOOTPRINTS)")
+    declared: bool = Field(description="memory_gib from the config (else from the family's footprint)")
     num_gpus: float = Field(description="GPU share per replica")
     gpus: list[int] = Field(description="GPU index of each replica; empty when it needs no GPU")
 

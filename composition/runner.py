@@ -16,7 +16,7 @@ from composition.workflows.base import TaskCancelled, TaskContext, Workflow
 from config.composition import CompositionArgs, RunnerArgs
 from config.families import GenerationDefaults
 from deployments.base import replica_name
-from deployments.progress import Cancelled
+from records.tasks import Cancelled
 
 log = logging.getLogger("montage.runner")
 RETRY_BACKOFF_S = 1.0

@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 
 from composition.errors import ApiError
 from composition.schemas.common import Body
-from deployments.families import DEPLOYMENTS
+from config.specs import SPECS
 
-FamilyKey = Literal[tuple(DEPLOYMENTS)]  # "llm", "sdxl", ...
+FamilyKey = Literal[tuple(SPECS)]  # "llm", "sdxl", ...
 
 
 class BatchingPatch(Body):

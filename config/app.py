@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from config.composition import CompositionArgs, RunnerArgs
-from config.families import EmbedderArgs, FamilyArgs, FluxArgs, LLMArgs, SDXLArgs, SVDArgs, WanArgs
+from config.families import FamilyArgs
+from config.specs import SPECS
 
 A = TypeVar("A", bound=FamilyArgs)
 
@@ -44,10 +45,12 @@ class Batching(_Strict):
 class DeploymentOptions(_Strict):
     """Placement, concurrency, scaling and health options of one deployment."""
 
-    num_gpus: float = Field(default=0.0, ge=0.0, description="GPU share per replica (fraction of one GPU or whole GPUs)")
+    num_gpus: float = Field(default=0.0, ge=0.0,
+                            description="GPU share per replica (fraction of one GPU or whole GPUs)")
     num_cpus: float = Field(default=1.0, ge=0.0)
     memory_gib: float | None = Field(
-        default=None, gt=0, description="GPU memory per replica for the planner: GiB, a full batch and the CUDA context")
+        default=None, gt=0,
+        description="GPU memory per replica for the planner: GiB, a full batch and the CUDA context")
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources, e.g. node labels")
     max_ongoing_requests: int = Field(default=16, ge=1)
     max_queued_requests: int = Field(default=-1, ge=-1)
@@ -113,25 +116,23 @@ class FamilyDeployment(_Strict, Generic[A]):
     deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
 
 
-def _family(args: type[A], **options: Any):
-    return Field(default_factory=lambda: FamilyDeployment[args](args=args(), deployment=DeploymentOptions(**options)))
+def _family(args: type[A]) -> Any:
+    return Field(default_factory=lambda: FamilyDeployment[args](args=args()))
 
 
-class AppArgs(_Strict):
-    """Everything `build_app` needs; each deployment gets only its own sub-config."""
+_Families = create_model("_Families", __base__=_Strict, **{
+    key: (FamilyDeployment[spec.args], _family(spec.args)) for key, spec in SPECS.items()})
 
-    llm: FamilyDeployment[LLMArgs] = _family(LLMArgs)
-    sdxl: FamilyDeployment[SDXLArgs] = _family(SDXLArgs)
-    flux: FamilyDeployment[FluxArgs] = _family(FluxArgs)
-    svd: FamilyDeployment[SVDArgs] = _family(SVDArgs)
-    wan: FamilyDeployment[WanArgs] = _family(WanArgs)
-    embedder: FamilyDeployment[EmbedderArgs] = _family(EmbedderArgs)
+
+class AppArgs(_Families):
+    """Everything `build_app` needs: a `{enabled, args, deployment}` field per family of `config.specs.SPECS`, in its
+    order (`llm`, `sdxl`, ...), then the ingress, the runner and composition; each deployment gets only its own."""
+
     ingress: IngressOptions = Field(default_factory=IngressOptions)
     runner: RunnerOptions = Field(default_factory=RunnerOptions)
     composition: CompositionArgs = Field(default_factory=CompositionArgs)
     redis_url: str | None = Field(default=None, description="None: the REDIS_URL environment variable")
 
     def families(self) -> dict[str, FamilyDeployment]:
-        """Enabled families by deployment key."""
-        names = ("llm", "sdxl", "flux", "svd", "wan", "embedder")
-        return {name: getattr(self, name) for name in names if getattr(self, name).enabled}
+        """Enabled families by registry key."""
+        return {key: getattr(self, key) for key in SPECS if getattr(self, key).enabled}

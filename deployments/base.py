@@ -5,14 +5,20 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray import serve
+
 from config.app import Batching
+from config.families import FamilyArgs
+from config.specs import spec_for
 from deployments.metrics import deployment_metrics
-from deployments.progress import Cancelled, ProgressReporter
 from models.runtime import Family, group_by
+from records.tasks import Cancelled, ProgressReporter
+
+BATCH_DEFAULTS = dict(max_batch_size=4, batch_wait_timeout_s=0.05)  # replaced by user_config at start
 
 
 @dataclass
@@ -44,20 +50,29 @@ def memory(device: Any) -> dict[str, int]:
 def replica_name() -> str:
     """The Serve replica id inside Ray, host:pid outside it."""
     try:
-        from ray import serve
-
         return serve.get_replica_context().replica_id.unique_id
     except Exception:  # not running inside a Serve replica
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def batch_method(operation: str, stage: str) -> Callable[[ModelDeployment, list[Job]], Awaitable[list]]:
+    """A `@serve.batch` method that runs `model.<operation>` over compatible groups, to assign as `_<operation>`
+    (Serve finds a batch method by its name); each assignment has its own queue."""
+
+    async def run(self: ModelDeployment, jobs: list[Job]) -> list:
+        return await self.execute(jobs, getattr(self.model, operation), self.model.group_key, stage)
+
+    run.__name__ = run.__qualname__ = f"_{operation}"
+    return serve.batch(**BATCH_DEFAULTS)(run)
+
+
 class ModelDeployment:
-    """Base class: subclasses load `self.model` and declare their `@serve.batch` methods in `batch_methods`."""
+    """Base class of the family deployments: the model of the args' family (`config.specs`), its batch queues (the
+    `@serve.batch` class attributes), progress, health and reconfigure."""
 
-    batch_methods: tuple[str, ...] = ()
-
-    def __init__(self, model: Family, redis_url: str | None = None) -> None:
+    def __init__(self, args: FamilyArgs, redis_url: str | None = None) -> None:
         """Serve routes no request to a replica before its constructor returns, so a compiled model warms up here."""
+        model: Family = spec_for(args).model_class(args)
         model.warmup()
         self.model = model
         self.progress = ProgressReporter(redis_url or os.environ.get("REDIS_URL"))
@@ -65,25 +80,30 @@ class ModelDeployment:
         self.unhealthy_reason: str | None = None
 
     @staticmethod
-    async def submit(batch_method: Callable[[Job], Any], request: Any, task_id: str | None = None) -> Any:
+    async def submit(queue: Callable[[Job], Any], request: Any, task_id: str | None = None) -> Any:
         """Queues one request on a batch method; a cancelled task raises `Cancelled` to its caller only."""
-        result = await batch_method(Job(request, task_id))
+        result = await queue(Job(request, task_id))
         if isinstance(result, Cancelled):
             raise result
         return result
 
+    @classmethod
+    def batch_methods(cls) -> list[str]:
+        """Names of the `@serve.batch` methods, sorted."""
+        return [name for name in sorted(dir(cls)) if hasattr(getattr(cls, name), "set_max_batch_size")]
+
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Applies batch size and wait to every batch queue, without a restart."""
         batching = Batching.model_validate(user_config)
-        for name in self.batch_methods:
+        for name in self.batch_methods():
             method = getattr(self, name)
             method.set_max_batch_size(batching.max_batch_size)
             method.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
     def batching(self) -> dict[str, Any]:
-        method = getattr(self, self.batch_methods[0])
-        return dict(max_batch_size=method._get_max_batch_size(), batch_wait_timeout_s=method._get_batch_wait_timeout_s(),
-                    replica=self.replica)
+        method = getattr(self, self.batch_methods()[0])
+        return dict(max_batch_size=method._get_max_batch_size(),
+                    batch_wait_timeout_s=method._get_batch_wait_timeout_s(), replica=self.replica)
 
     def check_health(self) -> None:
         if self.unhealthy_reason:
@@ -97,8 +117,8 @@ class ModelDeployment:
 
     def info(self) -> dict[str, Any]:
         return dict(model=self.model.name, source=self.model.source.value, device=str(self.model.device),
-                    replica=self.replica, size_multiple=getattr(self.model, "size_multiple", 8),
-                    frame_multiple=getattr(self.model, "frame_multiple", 1), memory=memory(self.model.device))
+                    replica=self.replica, size_multiple=self.model.size_multiple,
+                    frame_multiple=self.model.frame_multiple, memory=memory(self.model.device))
 
     async def probe(self) -> dict[str, Any]:
         """Health warm-up: the family's smallest requests through this replica's own batch queues, timed."""

@@ -1,24 +1,29 @@
-"""Wraps the plain deployment classes into Ray Serve applications, options from validated config."""
+"""Wraps the family deployment classes into Ray Serve applications, names and options from the specs and config."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from ray import serve
 from ray.serve.deployment import Application
 
 from config.app import AppArgs, DeploymentOptions, FamilyDeployment
-from deployments.families import DEPLOYMENTS
+from config.specs import SPECS
 
 
 def bind(cls: type, name: str, options: DeploymentOptions, *init_args: object) -> Application:
     return serve.deployment(cls, name=name, **options.ray_options()).bind(*init_args)
 
 
+def bind_family(key: str, family: FamilyDeployment, redis_url: str | None) -> Application:
+    """Family `key`'s deployment class under its Serve deployment name, with its options and args."""
+    spec = SPECS[key]
+    return bind(spec.deployment_class, spec.deployment_name, family.deployment, family.args, redis_url)
+
+
 def bind_families(args: AppArgs, redis_url: str | None) -> dict[str, Application]:
     """One bound deployment per enabled family, keyed like AppArgs (llm, sdxl, flux, svd, wan, embedder)."""
-    return {
-        key: bind(DEPLOYMENTS[key][1], DEPLOYMENTS[key][0], family.deployment, family.args, redis_url)
-        for key, family in args.families().items()
-    }
+    return {key: bind_family(key, family, redis_url) for key, family in args.families().items()}
 
 
 class SingleFamilyArgs(BaseModel):
@@ -26,20 +31,17 @@ class SingleFamilyArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: str
+    family: Literal[tuple(SPECS)]
     deployment: FamilyDeployment
     redis_url: str | None = None
 
-    @model_validator(mode="after")
-    def _known(self) -> SingleFamilyArgs:
-        if self.family not in DEPLOYMENTS:
-            raise ValueError(f"family must be one of {sorted(DEPLOYMENTS)}")
-        args_type = AppArgs.model_fields[self.family].annotation
-        self.deployment = args_type.model_validate(self.deployment.model_dump())
-        return self
+    @field_validator("deployment", mode="before")
+    @classmethod
+    def _of_the_family(cls, value: Any, info: ValidationInfo) -> Any:
+        family = info.data.get("family")
+        return FamilyDeployment[SPECS[family].args].model_validate(value) if family else value
 
 
 def build_family_app(args: dict) -> Application:
-    spec = SingleFamilyArgs.model_validate(args)
-    name, cls = DEPLOYMENTS[spec.family]
-    return bind(cls, name, spec.deployment.deployment, spec.deployment.args, spec.redis_url)
+    single = SingleFamilyArgs.model_validate(args)
+    return bind_family(single.family, single.deployment, single.redis_url)

@@ -24,7 +24,7 @@ def bundled_model_path() -> str:
 class Embedder(Family):
     """`embed(texts)` → float32 (N, D), unit rows: cosine similarity is a dot product."""
 
-    name = "minilm"
+    name = "embedder"
 
     def __init__(self, args: EmbedderArgs, max_batch: int = 64) -> None:
         super().__init__(args)

@@ -1,7 +1,6 @@
 """FLUX.1 text-to-image and FLUX.1 Kontext image editing, sharing text encoders and VAE."""
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +17,10 @@ from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
 from config.families import FluxArgs, Source
 from models import tokenizers
+from models.errors import InvalidRequest
 from models.images import decode_rgb
 from models.results import image_result
-from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, run_grouped, step_callback
+from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, step_callback
 from models.types import EditRequest, ImageRequest, ImageResult
 
 _TINY_TRANSFORMER = dict(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
@@ -63,7 +63,8 @@ def random_components(source: Source, device: torch.device, dtype: torch.dtype) 
     )
 
 
-def load_pipelines(args: FluxArgs, device: torch.device, dtype: torch.dtype) -> tuple[FluxPipeline, FluxKontextPipeline]:
+def load_pipelines(args: FluxArgs, device: torch.device,
+                   dtype: torch.dtype) -> tuple[FluxPipeline, FluxKontextPipeline]:
     """Text-to-image and Kontext pipelines over one set of encoders and VAE."""
     if args.source is Source.PRETRAINED:
         text_to_image = FluxPipeline.from_pretrained(args.model_id, torch_dtype=dtype).to(device)
@@ -97,11 +98,9 @@ class Flux(Family):
         return self.text_to_image.vae_scale_factor * 2
 
     def validate(self, request: ImageRequest | EditRequest) -> None:
-        for field in ("width", "height"):
-            if getattr(request, field) % self.size_multiple:
-                raise ValueError(f"{field} must be a multiple of {self.size_multiple} for flux")
+        super().validate(request)
         if isinstance(request, ImageRequest) and request.controls:
-            raise ValueError("controls: flux takes no control images, use model 'sdxl'")
+            raise InvalidRequest("controls", "flux takes no control images, use model 'sdxl'")
 
     def warmup_requests(self) -> list[tuple[Callable[[list], Any], ImageRequest | EditRequest]]:
         """An edit carries its source image's tokens too: another sequence length, another graph."""
@@ -115,11 +114,7 @@ class Flux(Family):
         return request.width, request.height, request.steps, request.guidance
 
     def _call(self, pipe: Any, requests: list, on_step: StepCallback | None, **kwargs: Any) -> np.ndarray:
-        for request in requests:
-            self.validate(request)
-        if len({self.group_key(r) for r in requests}) != 1:
-            raise ValueError("requests: one call takes one compatible group; use generate()/edit() for mixed batches")
-        first = requests[0]
+        first = self.one_group(requests)
         with torch.inference_mode():
             return pipe(
                 prompt=[r.prompt for r in requests],
@@ -144,19 +139,7 @@ class Flux(Family):
                           max_area=size[0] * size[1])
 
     def generate(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> list[ImageResult]:
-        return self._batched(requests, self.run, on_step)
+        return self.grouped(requests, self.run, image_result, on_step)
 
     def edit(self, requests: list[EditRequest], on_step: StepCallback | None = None) -> list[ImageResult]:
-        return self._batched(requests, self.run_edit, on_step)
-
-    def _batched(self, requests: list, run: Callable[..., np.ndarray], on_step: StepCallback | None) -> list[ImageResult]:
-        for request in requests:
-            self.validate(request)
-
-        def run_group(group: list) -> list[ImageResult]:
-            started = time.perf_counter()
-            images = run(group, on_step)
-            meta = self.metadata(len(group), started)
-            return [image_result(r, image, meta) for r, image in zip(group, images, strict=True)]
-
-        return run_grouped(requests, self.group_key, run_group)
+        return self.grouped(requests, self.run_edit, image_result, on_step)

@@ -127,10 +127,10 @@ def template_scenes(request: StoryboardRequest) -> list[Scene]:
     ]
 
 
-class PromptLLM(Family):
+class LLM(Family):
     """`optimize(batch)` and `storyboard(request)` over a chat-templated causal LM (greedy decoding)."""
 
-    name = "qwen"
+    name = "llm"
 
     def __init__(self, args: LLMArgs, max_batch: int = 16) -> None:
         super().__init__(args)

@@ -4,16 +4,19 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from config.families import FamilyArgs, GenerationDefaults, Source
-from models.types import Metadata, VideoRequest
+from config.families import FamilyArgs, Source
+from models.errors import InvalidRequest
+from models.results import video_result
+from models.types import Metadata, VideoRequest, VideoResult
 
 T = TypeVar("T")
+R = TypeVar("R")
 StepCallback = Callable[[int, int], None]
 """Called as on_step(done, total) after every denoising step."""
 
@@ -128,7 +131,8 @@ def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
 
 
 class Family:
-    """Base for a model family: resolved device/dtype and the metadata every result carries."""
+    """Base for a model family: resolved device/dtype, request validation, grouped batch execution and the metadata
+    every result carries. Subclasses set `name` to their key in `config.specs.SPECS`."""
 
     name: str = "model"
 
@@ -151,6 +155,55 @@ class Family:
             run_ms=(time.perf_counter() - started) * 1000.0,
             extra=extra,
         )
+
+    @property
+    def size_multiple(self) -> int:
+        """Width and height must be multiples of it (pixels per latent cell at the coarsest level)."""
+        return 8
+
+    @property
+    def frame_multiple(self) -> int:
+        """num_frames must be frame_multiple·k + 1 (1: any count)."""
+        return 1
+
+    def validate(self, request: Any) -> None:
+        """Raises `InvalidRequest` naming the field when a request's size is off the latent grid."""
+        for field in ("width", "height"):
+            if getattr(request, field) % self.size_multiple:
+                raise InvalidRequest(field, f"must be a multiple of {self.size_multiple} for {self.name}")
+
+    @staticmethod
+    def group_key(request: Any) -> Hashable:
+        """Requests with equal keys run in one model call; by default any requests do."""
+        return 0
+
+    def one_group(self, requests: Sequence[R]) -> R:
+        """The first of `requests` once each is valid and all share one group key: what one pipeline call takes."""
+        for request in requests:
+            self.validate(request)
+        if len({self.group_key(r) for r in requests}) != 1:
+            raise ValueError("requests: one pipeline call takes one compatible group; the batch operations (generate, "
+                             "edit, animate) split mixed batches")
+        return requests[0]
+
+    def grouped(self, requests: Sequence[R], run: Callable[[list[R], StepCallback | None], Sequence[Any]],
+                encode: Callable[[R, Any, Metadata], T], on_step: StepCallback | None = None) -> list[T]:
+        """Validates every request, runs each compatible group in one `run(group, on_step)` and encodes each output
+        with `encode(request, output, metadata)`; results keep the request order."""
+        for request in requests:
+            self.validate(request)
+
+        def run_group(group: list[R]) -> list[T]:
+            started = time.perf_counter()
+            outputs = run(group, on_step)
+            meta = self.metadata(len(group), started, **self.group_metadata(group))
+            return [encode(request, output, meta) for request, output in zip(group, outputs, strict=True)]
+
+        return run_grouped(requests, self.group_key, run_group)
+
+    def group_metadata(self, group: list[Any]) -> dict[str, Any]:
+        """Extra metadata of one group's results; none by default."""
+        return {}
 
     def warmup(self) -> None:
         """With `compile`: runs every operation at the default shape, batch 1 then 2 (the second call makes the batch
@@ -181,11 +234,22 @@ def blank_png(width: int, height: int) -> bytes:
     return encode_png(np.full((height, width, 3), 0.5, np.float32))
 
 
-def warmup_video(defaults: GenerationDefaults) -> VideoRequest:
-    """The default-shape video request of the image-to-video families' warm-up."""
-    return VideoRequest(image=blank_png(defaults.width, defaults.height), prompt="warm-up", width=defaults.width,
-                        height=defaults.height, num_frames=defaults.num_frames, fps=defaults.fps, steps=2,
-                        guidance=defaults.guidance, seed=0)
+class VideoFamily(Family):
+    """An image-to-video family: `animate(batch)` over its `run(group)`, one compatible group per pipeline call."""
+
+    def run(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> np.ndarray:
+        """Float frames (B, F, H, W, 3) in [0, 1] of one compatible group."""
+        raise NotImplementedError
+
+    def animate(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> list[VideoResult]:
+        """Mixed batches are split into compatible groups; results keep the request order."""
+        return self.grouped(requests, self.run, video_result, on_step)
+
+    def warmup_requests(self) -> list[tuple[Callable[[list], Any], VideoRequest]]:
+        d = self.defaults
+        return [(self.run, VideoRequest(image=blank_png(d.width, d.height), prompt="warm-up", width=d.width,
+                                        height=d.height, num_frames=d.num_frames, fps=d.fps, steps=2,
+                                        guidance=d.guidance, seed=0))]
 
 
 def apply_runtime(pipe: Any, args: FamilyArgs, denoiser: str) -> None:

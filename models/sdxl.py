@@ -1,7 +1,6 @@
 """SDXL with the Union ControlNet: styled text-to-image and control-guided images."""
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from config.families import SDXLArgs, Source
 from models import tokenizers
 from models.images import decode_rgb
 from models.results import image_result
-from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, run_grouped, step_callback
+from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, step_callback
 from models.types import Control, ImageRequest, ImageResult
 
 CONTROL_MODES = {"depth": 1, "scribble": 2, "canny": 3, "segmentation": 5}
@@ -123,11 +122,6 @@ class SDXL(Family):
         """Pixels per latent cell at the UNet's coarsest level (full size: 8 × 4 = 32)."""
         return self.union.vae_scale_factor * 2 ** (len(self.union.unet.config.block_out_channels) - 1)
 
-    def validate(self, request: ImageRequest) -> None:
-        for field in ("width", "height"):
-            if getattr(request, field) % self.size_multiple:
-                raise ValueError(f"{field} must be a multiple of {self.size_multiple} for sdxl")
-
     def warmup_requests(self) -> list[tuple[Callable[[list], Any], ImageRequest]]:
         """Plain and ControlNet calls feed the UNet different inputs, so both compile."""
         d = self.defaults
@@ -143,11 +137,7 @@ class SDXL(Family):
 
     def run(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> np.ndarray:
         """One pipeline call for compatible requests; returns float images (B, H, W, 3) in [0, 1]."""
-        for request in requests:
-            self.validate(request)
-        if len({self.group_key(r) for r in requests}) != 1:
-            raise ValueError("requests: run() takes one compatible group; use generate() for mixed batches")
-        first = requests[0]
+        first = self.one_group(requests)
         kwargs: dict[str, Any] = dict(
             prompt=[r.prompt for r in requests],
             negative_prompt=[r.negative_prompt for r in requests],
@@ -172,13 +162,7 @@ class SDXL(Family):
 
     def generate(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> list[ImageResult]:
         """Mixed batches are split into compatible groups; results keep the request order."""
-        for request in requests:
-            self.validate(request)
+        return self.grouped(requests, self.run, image_result, on_step)
 
-        def run_group(group: list[ImageRequest]) -> list[ImageResult]:
-            started = time.perf_counter()
-            images = self.run(group, on_step)
-            meta = self.metadata(len(group), started, controls=[c.type for c in group[0].controls])
-            return [image_result(r, image, meta) for r, image in zip(group, images, strict=True)]
-
-        return run_grouped(requests, self.group_key, run_group)
+    def group_metadata(self, group: list[ImageRequest]) -> dict[str, Any]:
+        return dict(controls=[c.type for c in group[0].controls])

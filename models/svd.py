@@ -1,8 +1,6 @@
 """Stable Video Diffusion (SVD-XT): image to video, a different conditioning image per request."""
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,10 +16,8 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 
 from config.families import Source, SVDArgs
 from models.images import decode_rgb
-from models.results import video_result
-from models.runtime import (Family, StepCallback, apply_runtime, build, generators, run_grouped, step_callback,
-                            warmup_video)
-from models.types import VideoRequest, VideoResult
+from models.runtime import StepCallback, VideoFamily, apply_runtime, build, generators, step_callback
+from models.types import VideoRequest
 
 _TINY_UNET = dict(
     block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=8, out_channels=4,
@@ -80,11 +76,10 @@ def load_pipeline(args: SVDArgs, device: torch.device, dtype: torch.dtype) -> St
     return StableVideoDiffusionPipeline(**random_components(args.source, device, dtype))
 
 
-class SVD(Family):
+class SVD(VideoFamily):
     """`animate(batch)`: each request's image becomes a `num_frames` clip at `fps`."""
 
     name = "svd"
-    frame_multiple = 1  # any frame count
 
     def __init__(self, args: SVDArgs) -> None:
         super().__init__(args)
@@ -96,14 +91,6 @@ class SVD(Family):
         """VAE downsampling times the UNet's own (one halving per block but the last)."""
         return self.pipe.vae_scale_factor * 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
 
-    def validate(self, request: VideoRequest) -> None:
-        for field in ("width", "height"):
-            if getattr(request, field) % self.size_multiple:
-                raise ValueError(f"{field} must be a multiple of {self.size_multiple} for svd")
-
-    def warmup_requests(self) -> list[tuple[Callable[[list], Any], VideoRequest]]:
-        return [(self.run, warmup_video(self.defaults))]
-
     @staticmethod
     def group_key(request: VideoRequest) -> tuple:
         """Requests with equal keys run in one pipeline call (images may differ)."""
@@ -111,11 +98,7 @@ class SVD(Family):
 
     def run(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> np.ndarray:
         """One pipeline call for compatible requests; returns float frames (B, F, H, W, 3) in [0, 1]."""
-        for request in requests:
-            self.validate(request)
-        if len({self.group_key(r) for r in requests}) != 1:
-            raise ValueError("requests: run() takes one compatible group; use animate() for mixed batches")
-        first = requests[0]
+        first = self.one_group(requests)
         size = (first.width, first.height)
         images = [decode_rgb(r.image).resize(size, Image.Resampling.LANCZOS) for r in requests]
         with torch.inference_mode():
@@ -137,17 +120,3 @@ class SVD(Family):
         """
         frames = self.pipe.decode_latents(latents, latents.shape[1], self.args.decode_chunk_size)
         return self.pipe.video_processor.postprocess_video(frames, output_type="np")
-
-    def animate(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> list[VideoResult]:
-        """Mixed batches are split into compatible groups; results keep the request order."""
-        for request in requests:
-            self.validate(request)
-
-        def run_group(group: list[VideoRequest]) -> list[VideoResult]:
-            started = time.perf_counter()
-            videos = self.run(group, on_step)
-            meta = self.metadata(len(group), started)
-            return [video_result(r, frames, meta)
-                    for r, frames in zip(group, videos, strict=True)]
-
-        return run_grouped(requests, self.group_key, run_group)

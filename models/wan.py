@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,11 +12,10 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, 
 
 from config.families import Source, WanArgs
 from models import tokenizers
+from models.errors import InvalidRequest
 from models.images import decode_rgb
-from models.runtime import (Family, StepCallback, apply_runtime, build, generators, run_grouped, step_callback,
-                            warmup_video)
-from models.results import video_result
-from models.types import VideoRequest, VideoResult
+from models.runtime import StepCallback, VideoFamily, apply_runtime, build, generators, step_callback
+from models.types import VideoRequest
 
 MAX_SEQUENCE_LENGTH = 512  # the I2V transformer splits image from text context assuming 512 text tokens
 
@@ -88,7 +85,7 @@ def load_pipeline(args: WanArgs, device: torch.device, dtype: torch.dtype) -> Wa
     return pipe
 
 
-class Wan(Family):
+class Wan(VideoFamily):
     """`animate(batch)`: each request's image and prompt become a `num_frames` clip."""
 
     name = "wan"
@@ -112,15 +109,9 @@ class Wan(Family):
         return self.pipe.vae_scale_factor_temporal
 
     def validate(self, request: VideoRequest) -> None:
-        for field in ("width", "height"):
-            if getattr(request, field) % self.size_multiple:
-                raise ValueError(f"{field} must be a multiple of {self.size_multiple} for wan")
-        temporal = self.frame_multiple
-        if (request.num_frames - 1) % temporal:
-            raise ValueError(f"num_frames must be {temporal}k + 1 for wan, got {request.num_frames}")
-
-    def warmup_requests(self) -> list[tuple[Callable[[list], Any], VideoRequest]]:
-        return [(self.run, warmup_video(self.defaults))]
+        super().validate(request)
+        if (request.num_frames - 1) % self.frame_multiple:
+            raise InvalidRequest("num_frames", f"must be {self.frame_multiple}k + 1 for wan, got {request.num_frames}")
 
     @staticmethod
     def group_key(request: VideoRequest) -> tuple:
@@ -130,11 +121,7 @@ class Wan(Family):
 
     def run(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> np.ndarray:
         """One pipeline call for compatible requests; returns float frames (B, F, H, W, 3) in [0, 1]."""
-        for request in requests:
-            self.validate(request)
-        if len({self.group_key(r) for r in requests}) != 1:
-            raise ValueError("requests: run() takes one compatible group; use animate() for mixed batches")
-        first = requests[0]
+        first = self.one_group(requests)
         image = decode_rgb(first.image).resize((first.width, first.height), Image.Resampling.LANCZOS)
         with torch.inference_mode():
             return self.pipe(
@@ -165,17 +152,3 @@ class Wan(Family):
                                             max_sequence_length=MAX_SEQUENCE_LENGTH,
                                             device=self.pipe.text_encoder.device, dtype=self.dtype)
         return embeds.to(self.device)
-
-    def animate(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> list[VideoResult]:
-        """Mixed batches are split into compatible groups; results keep the request order."""
-        for request in requests:
-            self.validate(request)
-
-        def run_group(group: list[VideoRequest]) -> list[VideoResult]:
-            started = time.perf_counter()
-            videos = self.run(group, on_step)
-            meta = self.metadata(len(group), started)
-            return [video_result(r, frames, meta)
-                    for r, frames in zip(group, videos, strict=True)]
-
-        return run_grouped(requests, self.group_key, run_group)

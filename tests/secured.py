@@ -8,12 +8,13 @@ from composition.services import build_services
 from composition.workflows.registry import build_workflows
 from config.app import AppArgs
 from config.composition import AccessArgs, CompositionArgs, TierArgs
+from config.specs import SPECS
 
 TIERS = {"tight": TierArgs(lane="low", daily={"images": 7}, rate_per_s=1000, burst=1000),
          "slow": TierArgs(lane="normal", rate_per_s=0.5, burst=2),
          "pro": TierArgs(lane="high", rate_per_s=1000, burst=1000),
          "ops": TierArgs(lane="high", rate_per_s=1000, burst=1000, admin=True)}
-FAMILIES = {"llm": "PromptLLM", "sdxl": "SDXL", "flux": "Flux", "svd": "SVD", "wan": "Wan", "embedder": "Embedder"}
+FAMILIES = {key: spec.deployment_name for key, spec in SPECS.items()}
 
 
 def services_for(redis_url: str, asset_dir, auth: str = "required"):

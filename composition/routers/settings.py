@@ -11,14 +11,14 @@ from composition.auth import AdminDep
 from composition.deps import ServicesDep
 from composition.routers.system import check
 from composition.runtime_config import ConfigPatch, RuntimeConfig, apply, read, settled
-from deployments.families import DEPLOYMENTS
+from config.specs import SPECS
 
 router = APIRouter(prefix="/v1/config", tags=["system"])
 SETTLE_S, SETTLE_POLL_S = 30.0, 0.2
 
 
 def _names(services) -> dict[str, str]:
-    return {family: DEPLOYMENTS[family][0] for family in services.handles}
+    return {family: SPECS[family].deployment_name for family in services.handles}
 
 
 @router.get("")

@@ -1,138 +1,27 @@
-"""Tasks: a hash per task, Redis Streams per priority lane, atomic status transitions in Lua."""
+"""Tasks: Redis Streams per priority lane, the task indexes, idempotency and single-flight, waiting and events; the
+task hash itself is the record module's (`records.tasks`)."""
 from __future__ import annotations
 
 import itertools
 import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from config import keys
 from config.composition import LANES, Lane
-from deployments.progress import LIVE_UPDATE, end_wait, live_update
+from records.tasks import CREATE, FINISH, LIVE_UPDATE, START, STATUSES, WAIT_FOR, Status, TaskRecord, live_update
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-TERMINAL = ("succeeded", "failed", "cancelled")
-STATUSES = ("queued", "running", *TERMINAL)
 WAITING_REFRESH_S = 2.0  # SSE: how often a waiting task's queue position and ETA are sent
-
-_CREATE = """
--- KEYS: task, stream, index, user index, stats, idempotency, project tasks, flight
--- ARGV: id, kind, request, user, lane, now, project, idempotency ttl, task ttl, task key prefix, fingerprint
-if KEYS[6] ~= '' then
-  local existing = redis.call('GET', KEYS[6])
-  if existing then return {existing, 0} end
-end
-if KEYS[8] ~= '' then
-  local running = redis.call('GET', KEYS[8])
-  if running then
-    local status = redis.call('HGET', ARGV[10] .. running, 'status')
-    if status == 'queued' or status == 'running' then
-      redis.call('ZADD', KEYS[4], ARGV[6], running)  -- a joiner sees the shared task among its own
-      return {running, 0}
-    end
-  end
-  redis.call('SET', KEYS[8], ARGV[1], 'EX', ARGV[9])
-end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'kind', ARGV[2], 'request', ARGV[3], 'user_id', ARGV[4],
-  'lane', ARGV[5], 'status', 'queued', 'stage', 'queued', 'progress', 0, 'attempts', 0,
-  'created_at', ARGV[6], 'updated_at', ARGV[6], 'project_id', ARGV[7], 'fingerprint', ARGV[11])
-redis.call('XADD', KEYS[2], '*', 'task', ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
-redis.call('HINCRBY', KEYS[5], 'queued', 1)
-if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[1], 'EX', ARGV[8]) end
-if KEYS[7] ~= '' then redis.call('SADD', KEYS[7], ARGV[1]) end
-return {ARGV[1], 1}
-"""
-
-_START = """
--- KEYS: task, stats; ARGV: now, max attempts. Returns the attempt number, 0 to skip, -1 when exhausted.
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return 0 end
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-if attempts >= tonumber(ARGV[2]) then return -1 end
-if status == 'queued' then
-  redis.call('HINCRBY', KEYS[2], 'queued', -1)
-  redis.call('HINCRBY', KEYS[2], 'running', 1)
-end
-redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1], 'started_at', ARGV[1])
-return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-"""
-
-_FINISH = """
--- KEYS: task, stats, events; ARGV: status, field, value, now, ttl, allowed previous statuses (csv), waiting prefix
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or not string.find(',' .. ARGV[6] .. ',', ',' .. status .. ',', 1, true) then return 0 end
-redis.call('HINCRBY', KEYS[2], status, -1)
-redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'stage', ARGV[1], 'updated_at', ARGV[4])
-""" + end_wait("ARGV[7]") + """
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
-if ARGV[1] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('PUBLISH', KEYS[3], cjson.encode({id = redis.call('HGET', KEYS[1], 'id'), status = ARGV[1]}))
-return 1
-"""
-
-
-_WAIT_FOR = """
--- KEYS: task, events, waiting set; ARGV: family, now, id, estimated model ms ('' when unknown). Only a running task
--- waits.
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'stage', 'waiting', 'progress', 0, 'waiting_for', ARGV[1], 'updated_at', ARGV[2],
-  'estimate_ms', ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = ARGV[3], stage = 'waiting', progress = 0, waiting_for = ARGV[1],
-  updated_at = tonumber(ARGV[2])}))
-return 1
-"""
-
 
 class Earlier(BaseModel):
     """A task found by its Idempotency-Key, and the fingerprint of the request it was created for."""
 
     id: str
     fingerprint: str | None
-
-
-class TaskRecord(BaseModel):
-    """A task as the API shows it (`GET /v1/tasks/{id}`)."""
-
-    id: str
-    kind: str
-    status: Status
-    stage: str
-    progress: float
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    created_at: float
-    updated_at: float
-    user_id: str = ""
-    lane: Lane = "normal"
-    attempts: int = 0
-    started_at: float | None = None
-    project_id: str | None = None
-    request: dict[str, Any] | None = None
-    waiting_for: str | None = Field(default=None, description="the model family whose replicas the task waits for")
-    queue_position: int | None = Field(default=None, description="tasks waiting for that family ahead of this one")
-    eta_s: float | None = Field(default=None, description="estimated seconds until its model work ends")
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    @classmethod
-    def from_hash(cls, raw: dict[bytes, bytes]) -> TaskRecord:
-        data = {key.decode(): value.decode() for key, value in raw.items()}
-        for name in ("result", "error", "request"):
-            data[name] = json.loads(data[name]) if data.get(name) else None
-        data["project_id"] = data.get("project_id") or None
-        data["waiting_for"] = data.get("waiting_for") or None
-        return cls.model_validate(data)
 
 
 class Entry(BaseModel):
@@ -150,11 +39,11 @@ class TaskStore:
         self.client = client
         self.task_ttl_s = task_ttl_s
         self.idempotency_ttl_s = idempotency_ttl_s
-        self._create = client.register_script(_CREATE)
-        self._start = client.register_script(_START)
-        self._finish = client.register_script(_FINISH)
+        self._create = client.register_script(CREATE)
+        self._start = client.register_script(START)
+        self._finish = client.register_script(FINISH)
         self._live_update = client.register_script(LIVE_UPDATE)
-        self._wait_for = client.register_script(_WAIT_FOR)
+        self._wait_for = client.register_script(WAIT_FOR)
         self._reads = 0
 
     async def create(self, kind: str, request: dict[str, Any], user_id: str = "", lane: Lane = "normal",

@@ -8,11 +8,9 @@ import yaml
 
 from cluster.placement import (
     CUDA_CONTEXT_GIB,
-    FOOTPRINTS,
     GPU,
     H100,
     H200,
-    KONTEXT_TRANSFORMER_GIB,
     PlanError,
     apply,
     estimate_gib,
@@ -21,6 +19,7 @@ from cluster.placement import (
 )
 from cluster.plan_cli import app_args, main_plan
 from config.app import AppArgs, Batching
+from config.specs import SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
 H200_YAML = ROOT / "config/serve/h200.yaml"
@@ -90,7 +89,7 @@ def test_h100_yaml_serves_prompts_and_images_with_headroom():
 
 def test_estimates_follow_the_measured_footprints_and_the_batch_size():
     args = pretrained()  # default batching: 4 per batch
-    wan = FOOTPRINTS["wan"]
+    wan = SPECS["wan"].footprint
     assert estimate_gib("wan", args.wan) == pytest.approx(
         wan.resident_gib + 4 * wan.per_request_gib + CUDA_CONTEXT_GIB, abs=0.01)
     assert estimate_gib("wan", args.wan) - estimate_gib("wan", args.wan, text_encoder_offload=True) == pytest.approx(
@@ -98,10 +97,10 @@ def test_estimates_follow_the_measured_footprints_and_the_batch_size():
     one = args.sdxl.model_copy(update={"deployment": args.sdxl.deployment.model_copy(
         update={"batching": Batching(max_batch_size=1)})})
     assert estimate_gib("sdxl", args.sdxl) - estimate_gib("sdxl", one) == pytest.approx(
-        3 * FOOTPRINTS["sdxl"].per_request_gib, abs=0.01)
+        3 * SPECS["sdxl"].footprint.per_request_gib, abs=0.01)
     shared = args.flux.model_copy(update={"args": args.flux.args.model_copy(update={"kontext_id": None})})
     assert estimate_gib("flux", args.flux) - estimate_gib("flux", shared) == pytest.approx(
-        KONTEXT_TRANSFORMER_GIB, abs=0.01)
+        11.9e9 * 2 / 2**30, abs=0.01)  # a separate Kontext transformer: 11.9 B parameters in bf16
     with pytest.raises(ValueError, match="no text encoder"):
         estimate_gib("svd", args.svd, text_encoder_offload=True)
 

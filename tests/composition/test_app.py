@@ -1,6 +1,7 @@
 """The default serve_config.yaml app over real HTTP: every deployment healthy, ingress ready, OpenAPI."""
+from config.specs import SPECS
 
-EXPECTED = {"PromptLLM", "SDXL", "Flux", "SVD", "Wan", "Embedder", "TaskRunner", "Ingress"}
+EXPECTED = {spec.deployment_name for spec in SPECS.values()} | {"TaskRunner", "Ingress"}
 
 
 def test_every_deployment_is_healthy(montage):
@@ -13,7 +14,7 @@ def test_ready_reports_every_family_runner_and_redis(client):
     response = client.get("/ready")
     assert response.status_code == 200
     checks = response.json()["checks"]
-    assert set(checks) == {"redis", "runner", "llm", "sdxl", "flux", "svd", "wan", "embedder"}
+    assert set(checks) == {"redis", "runner", *SPECS}
     assert all(check["ok"] for check in checks.values())
 
 

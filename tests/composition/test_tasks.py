@@ -97,7 +97,7 @@ def test_late_progress_never_moves_a_cancelled_task_back(redis_url):
     import redis.asyncio as aioredis
 
     from composition.store.tasks import TaskStore
-    from deployments.progress import ProgressReporter
+    from records.tasks import ProgressReporter
 
     async def run():
         client = aioredis.Redis.from_url(redis_url)

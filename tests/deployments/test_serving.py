@@ -11,11 +11,11 @@ from PIL import Image
 
 from config.app import Autoscaling, Batching, DeploymentOptions
 from config.families import SDXLArgs
+from config.keys import task as task_key
 from deployments.builder import bind
 from deployments.families import SDXLDeployment
-from deployments.progress import Cancelled
-from config.keys import task as task_key
 from models.types import ImageRequest
+from records.tasks import Cancelled
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -12,13 +12,13 @@ from models.types import PromptRequest, StoryboardRequest
 
 @pytest.fixture(scope="module")
 def model():
-    return llm.PromptLLM(LLMArgs(max_new_tokens=24))
+    return llm.LLM(LLMArgs(max_new_tokens=24))
 
 
 @pytest.fixture(scope="module")
 def hurried():
     """A model whose time limit ends every generation after its first token."""
-    return llm.PromptLLM(LLMArgs(max_new_tokens=24, timeout_s=1e-6))
+    return llm.LLM(LLMArgs(max_new_tokens=24, timeout_s=1e-6))
 
 
 def test_random_weights_answer_under_the_grammar_not_the_template(model):

@@ -1,14 +1,12 @@
 """SVD family on tiny random weights: shapes, per-request seeds, media encoding, validation, full-size config."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
 from diffusers import StableVideoDiffusionPipeline, UNetSpatioTemporalConditionModel
-from PIL import Image
 
+import helpers
 from config.families import Source, SVDArgs
 from models.media import read_mp4
 from models.svd import ARCHITECTURES, SVD
@@ -18,10 +16,7 @@ FRAMES = 4
 
 
 def png(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (48, 40, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return helpers.png(40, 48, seed)
 
 
 def request(seed: int, image: int = 0, **overrides) -> VideoRequest:

@@ -1,14 +1,12 @@
 """Wan 2.1 I2V family on tiny random weights: one image per call, per-request seeds, media, validation."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
 from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
-from PIL import Image
 
+import helpers
 from config.families import Source, WanArgs
 from models.media import read_mp4
 from models.types import VideoRequest
@@ -19,10 +17,7 @@ FRAMES = 5
 
 
 def png(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (48, 40, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return helpers.png(40, 48, seed)
 
 
 def request(seed: int, image: int = 0, **overrides) -> VideoRequest:

@@ -1,0 +1,210 @@
+"""The task record: one Redis hash per task, owned here. Its fields, its atomic transitions (start, finish,
+stage and progress, waiting for a model), the events it publishes and its cancellation are written only through this
+module: by the composition layer's task store and by the model replicas' progress reporter alike."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+import redis
+from pydantic import BaseModel, Field
+from redis.retry import Retry
+
+from config import keys
+from config.composition import Lane
+from config.settings import store_backoff
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL = ("succeeded", "failed", "cancelled")
+STATUSES = ("queued", "running", *TERMINAL)
+
+
+class TaskRecord(BaseModel):
+    """A task as the API shows it (`GET /v1/tasks/{id}`)."""
+
+    id: str
+    kind: str
+    status: Status
+    stage: str
+    progress: float
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    created_at: float
+    updated_at: float
+    user_id: str = ""
+    lane: Lane = "normal"
+    attempts: int = 0
+    started_at: float | None = None
+    project_id: str | None = None
+    request: dict[str, Any] | None = None
+    waiting_for: str | None = Field(default=None, description="the model family whose replicas the task waits for")
+    queue_position: int | None = Field(default=None, description="tasks waiting for that family ahead of this one")
+    eta_s: float | None = Field(default=None, description="estimated seconds until its model work ends")
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> TaskRecord:
+        data = {key.decode(): value.decode() for key, value in raw.items()}
+        for name in ("result", "error", "request"):
+            data[name] = json.loads(data[name]) if data.get(name) else None
+        data["project_id"] = data.get("project_id") or None
+        data["waiting_for"] = data.get("waiting_for") or None
+        return cls.model_validate(data)
+
+
+def end_wait(prefix: str) -> str:
+    """Lua: the task (KEYS[1]) no longer waits for a model's replicas; `prefix` is the Lua expression holding the
+    waiting-set key prefix."""
+    return f"""
+local waited = redis.call('HGET', KEYS[1], 'waiting_for')
+if waited then
+  redis.call('ZREM', {prefix} .. waited, redis.call('HGET', KEYS[1], 'id'))
+  redis.call('HDEL', KEYS[1], 'waiting_for')
+end
+"""
+
+
+LIVE_UPDATE = """
+-- KEYS: task, events channel; ARGV: progress, stage, now, event JSON, waiting-set key prefix. Only a queued or
+-- running task changes, so a late step never moves a cancelled or finished task's stage back; a task that was
+-- waiting for a model's replicas is not any more. Returns the status.
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'queued' or status == 'running' then
+  redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'stage', ARGV[2], 'updated_at', ARGV[3])
+""" + end_wait("ARGV[5]") + """
+  redis.call('PUBLISH', KEYS[2], ARGV[4])
+end
+return status
+"""
+
+CREATE = """
+-- KEYS: task, stream, index, user index, stats, idempotency, project tasks, flight
+-- ARGV: id, kind, request, user, lane, now, project, idempotency ttl, task ttl, task key prefix, fingerprint
+if KEYS[6] ~= '' then
+  local existing = redis.call('GET', KEYS[6])
+  if existing then return {existing, 0} end
+end
+if KEYS[8] ~= '' then
+  local running = redis.call('GET', KEYS[8])
+  if running then
+    local status = redis.call('HGET', ARGV[10] .. running, 'status')
+    if status == 'queued' or status == 'running' then
+      redis.call('ZADD', KEYS[4], ARGV[6], running)  -- a joiner sees the shared task among its own
+      return {running, 0}
+    end
+  end
+  redis.call('SET', KEYS[8], ARGV[1], 'EX', ARGV[9])
+end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'kind', ARGV[2], 'request', ARGV[3], 'user_id', ARGV[4],
+  'lane', ARGV[5], 'status', 'queued', 'stage', 'queued', 'progress', 0, 'attempts', 0,
+  'created_at', ARGV[6], 'updated_at', ARGV[6], 'project_id', ARGV[7], 'fingerprint', ARGV[11])
+redis.call('XADD', KEYS[2], '*', 'task', ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+redis.call('HINCRBY', KEYS[5], 'queued', 1)
+if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[1], 'EX', ARGV[8]) end
+if KEYS[7] ~= '' then redis.call('SADD', KEYS[7], ARGV[1]) end
+return {ARGV[1], 1}
+"""
+
+START = """
+-- KEYS: task, stats; ARGV: now, max attempts. Returns the attempt number, 0 to skip, -1 when exhausted.
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if attempts >= tonumber(ARGV[2]) then return -1 end
+if status == 'queued' then
+  redis.call('HINCRBY', KEYS[2], 'queued', -1)
+  redis.call('HINCRBY', KEYS[2], 'running', 1)
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1], 'started_at', ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+FINISH = """
+-- KEYS: task, stats, events; ARGV: status, field, value, now, ttl, allowed previous statuses (csv), waiting prefix
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or not string.find(',' .. ARGV[6] .. ',', ',' .. status .. ',', 1, true) then return 0 end
+redis.call('HINCRBY', KEYS[2], status, -1)
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'stage', ARGV[1], 'updated_at', ARGV[4])
+""" + end_wait("ARGV[7]") + """
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
+if ARGV[1] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', KEYS[3], cjson.encode({id = redis.call('HGET', KEYS[1], 'id'), status = ARGV[1]}))
+return 1
+"""
+
+
+WAIT_FOR = """
+-- KEYS: task, events, waiting set; ARGV: family, now, id, estimated model ms ('' when unknown). Only a running task
+-- waits.
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'stage', 'waiting', 'progress', 0, 'waiting_for', ARGV[1], 'updated_at', ARGV[2],
+  'estimate_ms', ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+redis.call('PUBLISH', KEYS[2], cjson.encode({id = ARGV[3], stage = 'waiting', progress = 0, waiting_for = ARGV[1],
+  updated_at = tonumber(ARGV[2])}))
+return 1
+"""
+
+
+def live_update(task_id: str, progress: float, stage: str) -> tuple[list[str], list[Any]]:
+    """(keys, args) of `LIVE_UPDATE` for one task."""
+    update = {"progress": round(progress, 4), "stage": stage, "updated_at": time.time()}
+    return ([keys.task(task_id), keys.task_events(task_id)],
+            [*update.values(), json.dumps({"id": task_id, **update}), keys.waiting("")])
+
+
+class Cancelled(Exception):
+    """Every task of a running group was cancelled: the pipeline stops at this step."""
+
+
+class ProgressReporter:
+    """Writes `progress` (0..1) and `stage` to the task hash, publishes the same as JSON, reads cancellation."""
+
+    def __init__(self, redis_url: str | None) -> None:
+        self.client = redis.Redis.from_url(redis_url, retry=Retry(store_backoff(), 2)) if redis_url else None
+        self._update = self.client.register_script(LIVE_UPDATE) if self.client else None
+
+    def report(self, task_id: str | None, done: int, total: int, stage: str) -> bool:
+        """Records one step; True when the task has been cancelled meanwhile."""
+        if self.client is None or task_id is None:
+            return False
+        try:
+            status = self._update(*live_update(task_id, done / max(total, 1), stage))
+        except (redis.ConnectionError, redis.TimeoutError):  # progress is best effort: Redis restarting
+            return False
+        return status == b"cancelled"
+
+    def started(self, task_ids: list[str | None], stage: str) -> None:
+        """The model work of these tasks begins: their wait for a replica ends (best effort, like `report`)."""
+        known = [task_id for task_id in task_ids if task_id is not None]
+        if self.client is None or not known:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in known:
+            self._update(*live_update(task_id, 0.0, stage), client=pipe)
+        try:
+            pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+
+    def cancelled(self, task_ids: list[str | None]) -> list[bool]:
+        """Which of these tasks are cancelled already, in one round trip (best effort, like `report`)."""
+        known = [task_id for task_id in task_ids if task_id is not None]
+        if self.client is None or not known:
+            return [False] * len(task_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in known:
+            pipe.hget(keys.task(task_id), "status")
+        try:
+            status = dict(zip(known, pipe.execute(), strict=True))
+        except (redis.ConnectionError, redis.TimeoutError):
+            return [False] * len(task_ids)
+        return [status.get(task_id) == b"cancelled" for task_id in task_ids]
