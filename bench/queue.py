@@ -34,7 +34,7 @@ class NoopWorkflow(Workflow[Noop]):
     """Succeeds at once with an empty result: all that is left to time is the task system."""
 
     kind = KIND
-    request_type = Noop
+    job_type = Noop
 
     async def run(self, ctx: TaskContext, request: Noop) -> dict[str, Any]:
         return {}

@@ -11,11 +11,6 @@ from composition.errors import ApiError
 from composition.services import Services
 from config.composition import Lane, QuotaKind, TierArgs
 
-QUOTA_KINDS: dict[str, QuotaKind] = {"image": "images", "variant": "images", "writing": "images",
-                                     "selfie": "images", "video": "videos", "soul_video": "videos",
-                                     "storyboard": "storyboards"}
-
-
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller; with auth off, an anonymous caller whose bodies name the user."""
@@ -58,9 +53,8 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
     return principal
 
 
-async def charge(services: Services, principal: Principal, task_kind: str) -> None:
+async def charge(services: Services, principal: Principal, kind: QuotaKind | None) -> None:
     """Takes one of today's tasks of this kind from the caller's quota; 429 naming the limit when none is left."""
-    kind = QUOTA_KINDS.get(task_kind)
     if principal.tier is None or kind is None or kind not in principal.tier.daily:
         return
     limit = principal.tier.daily[kind]

@@ -6,13 +6,14 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from models.types import ControlType
+
 DATA_DIR = Path(__file__).parent / "data"
 
-ControlType = Literal["canny", "depth", "segmentation", "scribble"]
 Key = Annotated[str, Field(pattern=r"^[a-z0-9]+(?:_[a-z0-9]+)*$")]
 Text = Annotated[str, Field(min_length=1)]
 

@@ -7,6 +7,7 @@ from fastapi import Depends, Header, Path, Request
 
 from composition.services import Services
 from composition.workflows.registry import Workflows
+from config.ids import HEX_ID, NAME_ID
 
 
 def _services(request: Request) -> Services:
@@ -20,6 +21,6 @@ def _workflows(request: Request) -> Workflows:
 ServicesDep = Annotated[Services, Depends(_services)]
 WorkflowsDep = Annotated[Workflows, Depends(_workflows)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128, pattern=r"^[\x21-\x7e]+$")]
-IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="letters, digits, _ . -")]
-TaskIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="a task id")]
-AssetIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="an asset id")]
+IdPath = Annotated[str, Path(pattern=NAME_ID, description="letters, digits, _ . -")]
+TaskIdPath = Annotated[str, Path(pattern=HEX_ID, description="a task id")]
+AssetIdPath = Annotated[str, Path(pattern=HEX_ID, description="an asset id")]

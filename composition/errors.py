@@ -1,4 +1,6 @@
-"""The contract's error envelope: {"error": {"code", "message", "field"}}, never a stack trace."""
+"""Errors and their one mapping to HTTP, the same in the ingress and the task runner: the contract's envelope
+{"error": {"code", "message", "field"}}, never a stack trace. A request's own fault is an `InvalidRequest`, a missing
+thing a `NotFound`; anything else a library raises (a `ValueError` included) is a server failure, logged."""
 from __future__ import annotations
 
 import logging
@@ -11,13 +13,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
+from models.errors import InvalidRequest
+
 log = logging.getLogger("montage.ingress")
 STORE_DOWN = (RedisConnectionError, RedisTimeoutError)  # Redis restarting or unreachable: retry later, not a bug
 STORE_RETRY_AFTER_S = 2
 
 
 class ApiError(Exception):
-    """A client-facing failure with its HTTP status; raised by routers, workflows and stores alike."""
+    """A client-facing failure with its HTTP status."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -28,8 +32,26 @@ class ApiError(Exception):
         return error_body(self.code, self.message, self.field)
 
 
-def not_found(what: str, field: str | None = None) -> ApiError:
-    return ApiError(404, "not_found", f"{what} not found", field)
+class NotFound(ApiError):
+    def __init__(self, what: str, field: str | None = None) -> None:
+        super().__init__(404, "not_found", f"{what} not found", field)
+
+
+class Conflict(ApiError):
+    """The request is valid but the state of what it names forbids it."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(409, "conflict", f"{field}: {message}" if field else message, field)
+
+
+def as_api_error(exc: BaseException) -> ApiError | None:
+    """The client-facing form of an error (also inside a Ray error from a replica), or None for a server failure."""
+    exc = getattr(exc, "cause", None) or exc
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, InvalidRequest):
+        return ApiError(422, "invalid_request", f"{exc.field}: {exc.message}", exc.field)
+    return None
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict:
@@ -37,7 +59,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
 
 
 def _field_of(message: str) -> str | None:
-    """`ValueError`s from models/ start with the field name: "width: must be ..." → "width"."""
+    """A model validator's message starts with the field it checks: "theme: give exactly one ..." → "theme"."""
     head = message.split(":", 1)[0]
     return head if head and head.replace(".", "").replace("_", "").isalnum() and " " not in head else None
 
@@ -60,8 +82,10 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_request", text, field), 422)
 
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+    @app.exception_handler(InvalidRequest)
+    async def api_error(request: Request, exc: ApiError | InvalidRequest) -> JSONResponse:
+        error = as_api_error(exc)
+        return JSONResponse(error.body(), error.status, headers=error.headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -74,11 +98,6 @@ def install(app: FastAPI) -> None:
         log.warning("store unavailable on %s: %s", request.url.path, type(exc).__name__)
         return JSONResponse(error_body("unavailable", "the store is unavailable; retry shortly"), 503,
                             headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
-
-    @app.exception_handler(ValueError)
-    async def bad_value(request: Request, exc: ValueError) -> JSONResponse:
-        message = str(exc).splitlines()[0] if str(exc) else "invalid value"
-        return JSONResponse(error_body("invalid_request", message, _field_of(message)), 400)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

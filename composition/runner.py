@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from composition.errors import STORE_DOWN, ApiError
+from composition.errors import STORE_DOWN, as_api_error
 from composition.metrics import service_metrics
 from composition.services import Services, build_services
 from composition.store.tasks import Entry
@@ -119,20 +119,17 @@ class TaskRunner:
             record = await tasks.get(task_id)
             try:
                 workflow = self.workflows[record.kind]
-                request = workflow.request_type.model_validate(record.request)
-                result = await workflow.run(TaskContext(task_id, record.user_id, self.services), request)
+                job = workflow.job_type.model_validate(record.request)
+                result = await workflow.run(TaskContext(task_id, record.user_id, self.services), job)
             except (TaskCancelled, Cancelled):
-                return
-            except ApiError as exc:
-                await tasks.fail(task_id, exc.code, exc.message, exc.field, exc.status)
                 return
             except STORE_DOWN:
                 raise  # not the task's fault: its entry stays pending and is reclaimed once Redis is back
             except Exception as exc:
-                cause = _cause(exc)
-                if isinstance(cause, ValueError):
-                    await tasks.fail(task_id, "invalid_request", str(cause).splitlines()[0], None, 422)
+                if (error := as_api_error(exc)) is not None:  # the request's own fault, as the ingress answers it
+                    await tasks.fail(task_id, error.code, error.message, error.field, error.status)
                     return
+                cause = _cause(exc)  # a server failure (a library's ValueError included): logged and retried
                 log.warning("task %s attempt %d failed", task_id, attempt, exc_info=cause)
                 if attempt >= self.args.max_attempts:
                     await tasks.fail(task_id, "internal", f"failed after {attempt} attempts: {type(cause).__name__}")

@@ -7,9 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from composition.errors import ApiError
+from composition.errors import Conflict
 from composition.schemas.common import Body
 from config.specs import SPECS
+from models.errors import InvalidRequest
 
 FamilyKey = Literal[tuple(SPECS)]  # "llm", "sdxl", ...
 
@@ -68,22 +69,20 @@ def apply(app: str, names: dict[str, str], patch: ConfigPatch) -> dict[str, dict
     details, found = _app_details(app)
     configs = {name: entry.get("deployed_app_config") for name, entry in details["applications"].items()}
     if any(config is None for config in configs.values()):
-        raise ApiError(409, "conflict", "the Serve apps were not deployed from a config file (serve run/deploy), "
-                                        "so their settings cannot change at runtime", None)
+        raise Conflict(None, "the Serve apps were not deployed from a config file (serve run/deploy), so their "
+                             "settings cannot change at runtime")
     overrides = {entry["name"]: entry for entry in configs[app].setdefault("deployments", [])}
     targets = {}
     for family, change in patch.deployments.items():
         name = names.get(family)
         if name is None:
-            raise ApiError(422, "invalid_request", f"deployments.{family}: not deployed in this app",
-                           f"deployments.{family}")
+            raise InvalidRequest(f"deployments.{family}", "not deployed in this app")
         deployment = found["deployments"][name]["deployment_config"]
         merged = deployment["user_config"] | change.model_dump(exclude_none=True)
         if merged["max_batch_size"] > deployment["max_ongoing_requests"]:
             field = f"deployments.{family}.max_batch_size"
-            raise ApiError(422, "invalid_request", f"{field}: above the deployment's max_ongoing_requests "
-                                                   f"({deployment['max_ongoing_requests']}), batches would never fill",
-                           field)
+            raise InvalidRequest(field, f"above the deployment's max_ongoing_requests "
+                                        f"({deployment['max_ongoing_requests']}), batches would never fill")
         overrides.setdefault(name, {"name": name})["user_config"] = targets[family] = merged
     configs[app]["deployments"] = list(overrides.values())
     schema = ServeDeploySchema.parse_obj(dict(applications=list(configs.values()),

@@ -10,19 +10,21 @@ from redis.asyncio.retry import Retry
 from ray.serve.handle import DeploymentHandle
 
 from composition.catalogue import Catalogue, load_catalogue
-from composition.errors import ApiError
+from composition.errors import ApiError, NotFound
 from composition.store.access import AccessStore
-from composition.store.assets import AssetStore
+from composition.store.assets import AssetInfo, AssetStore
 from composition.store.landmarks import LandmarkChooser
-from composition.store.projects import ProjectStore
+from composition.store.projects import Project, ProjectStore
 from composition.store.prompts import PromptStore
 from composition.store.redis_version import require_redis_8
-from composition.store.styles import StyleStore
+from composition.store.styles import Style, StyleStore
 from composition.store.tasks import TaskStore
 from composition.store.timings import TimingStore
 from config.composition import CompositionArgs
 from config.families import GenerationDefaults
 from config.settings import Settings, store_backoff
+from models.errors import InvalidRequest
+from models.runtime import check_grid
 
 
 @dataclass
@@ -63,20 +65,35 @@ class Services:
         return self.family_info[family]
 
     async def check_size(self, family: str, width: int, height: int, num_frames: int | None = None) -> None:
-        """422 naming the field when a size (or frame count) does not fit the family's latent grid or its
-        pixel limit."""
+        """`InvalidRequest` naming the field when a size (or frame count) does not fit the family's latent grid or
+        its pixel limit."""
         info = await self.info(family)
-        multiple = info["size_multiple"]
-        for name, value in (("width", width), ("height", height)):
-            if value % multiple:
-                raise ApiError(422, "invalid_request", f"{name}: must be a multiple of {multiple} for {family}", name)
-        frames = info["frame_multiple"]
-        if num_frames is not None and (num_frames - 1) % frames:
-            raise ApiError(422, "invalid_request", f"num_frames: must be {frames}k + 1 for {family}", "num_frames")
+        check_grid(family, info["size_multiple"], info["frame_multiple"], width, height, num_frames)
         limit = self.defaults_of(family).max_pixels
         if limit and width * height > limit:
-            raise ApiError(422, "invalid_request", f"width: {width}×{height} exceeds the {limit} pixels per frame "
-                                                   f"{family} serves here", "width")
+            raise InvalidRequest("width", f"{width}×{height} exceeds the {limit} pixels per frame {family} serves here")
+
+    # What a request names, or `NotFound` naming the field it came from.
+
+    async def asset(self, asset_id: str, field: str, user: str | None) -> AssetInfo:
+        if (info := await self.assets.info(asset_id, user)) is None:
+            raise NotFound(f"asset {asset_id}", field)
+        return info
+
+    async def asset_bytes(self, asset_id: str, field: str, user: str | None) -> bytes:
+        if (data := await self.assets.read(asset_id, user)) is None:
+            raise NotFound(f"asset {asset_id}", field)
+        return data
+
+    async def style(self, soul_id: str, field: str = "soul_id") -> Style:
+        if (style := await self.styles.get(soul_id)) is None:
+            raise NotFound(f"style of soul {soul_id}", field)
+        return style
+
+    async def project(self, project_id: str, owner: str | None) -> Project:
+        if (project := await self.projects.get(project_id, owner)) is None:
+            raise NotFound(f"project {project_id}", "project_id")
+        return project
 
 
 STORE_RETRIES = 3

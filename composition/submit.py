@@ -1,4 +1,5 @@
-"""Queues a task and answers the contract's way: 200 with the result within `wait_s`, else 202."""
+"""The one submit path of every generation route: plan, cache, charge, reserve, queue, and answer the contract's
+way: 200 with the result within the wait, else 202."""
 from __future__ import annotations
 
 import hashlib
@@ -8,10 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from composition.auth import Principal, charge
-from composition.errors import STORE_DOWN, ApiError, error_body
+from composition.errors import STORE_DOWN, NotFound, error_body
 from composition.services import Services
-from composition.store.tasks import TaskRecord
 from composition.workflows.base import Workflow
+from models.errors import InvalidRequest
+from records.tasks import TaskRecord
 
 
 def task_response(record: TaskRecord) -> JSONResponse:
@@ -38,35 +40,35 @@ def fingerprint(body: BaseModel) -> str:
     return hashlib.sha256(body.model_dump_json(exclude={"wait_s"}).encode()).hexdigest()
 
 
-async def submit(services: Services, principal: Principal, kind: str, job: BaseModel, wait_s: float,
-                 user_id: str | None, project_id: str | None = None, idempotency_key: str | None = None,
-                 flight: str | None = None, body: BaseModel | None = None) -> JSONResponse:
-    """Charges the caller's quota, then creates (or joins, by Idempotency-Key or single-flight) a task on the
-    caller's lane and waits up to `wait_s` for it; `project_id` was checked by `with_project_defaults`."""
-    bound_to = fingerprint(body or job) if idempotency_key else None
-    earlier = await services.tasks.idempotent(user_id or "", kind, idempotency_key) if idempotency_key else None
-    if earlier is not None and earlier.fingerprint not in (None, bound_to):
-        raise ApiError(422, "invalid_request", "Idempotency-Key: already used for a different request",
-                       "Idempotency-Key")
-    if earlier is None:  # a retry of the same request neither charges again nor queues another task
-        await charge(services, principal, kind)
-    task_id = earlier.id if earlier else (await services.tasks.create(
-        kind, job.model_dump(mode="json"), user_id or "", principal.lane, project_id, idempotency_key, flight,
-        bound_to))[0]
-    try:
-        return task_response(await services.tasks.wait(task_id, wait_s))
-    except STORE_DOWN:  # the task is stored: answer with its id, so the client can poll it later
-        return accepted(task_id)
-
-
-async def plan_and_submit(services: Services, principal: Principal, workflow: Workflow, body: Any,
-                          idempotency_key: str | None, wait_s: float | None = None) -> JSONResponse:
-    """The common route: the workflow plans the body (acting for the caller's user, with its project's defaults)
-    into a task request, then it is queued and awaited."""
+async def submit(services: Services, principal: Principal, workflow: Workflow, body: Any,
+                 idempotency_key: str | None = None) -> JSONResponse:
+    """Every generation route: the body, acting for the caller's user with its project's defaults, is planned into a
+    job (reading only); a cached result answers at once; otherwise the caller's quota is charged, the job reserves
+    what it needs and a task is created (or joined, by Idempotency-Key or single-flight) on the caller's lane and
+    awaited up to the workflow's wait."""
     body = await with_project_defaults(services, workflow.kind, as_user(body, principal))
     job = await workflow.plan(body)
-    return await submit(services, principal, workflow.kind, job, body.wait_s if wait_s is None else wait_s,
-                        body.user_id, body.project_id, idempotency_key, body=body)
+    if (hit := await workflow.cached(job)) is not None:
+        return JSONResponse(hit)
+    bound_to = fingerprint(body) if idempotency_key else None
+    earlier = await services.tasks.idempotent(body.user_id or "", workflow.kind, idempotency_key) \
+        if idempotency_key else None
+    if earlier is not None and earlier.fingerprint not in (None, bound_to):
+        raise InvalidRequest("Idempotency-Key", "already used for a different request")
+    if earlier is not None:  # a retry of the same request neither charges again nor queues another task
+        task_id = earlier.id
+    else:
+        await charge(services, principal, workflow.quota)
+        reserved = await workflow.reserve(job)
+        if isinstance(reserved, dict):
+            return JSONResponse(reserved)
+        task_id, _ = await services.tasks.create(
+            workflow.kind, reserved.model_dump(mode="json"), body.user_id or "", principal.lane,
+            getattr(body, "project_id", None), idempotency_key, workflow.flight(reserved), bound_to)
+    try:
+        return task_response(await services.tasks.wait(task_id, workflow.wait_s(body)))
+    except STORE_DOWN:  # the task is stored: answer with its id, so the client can poll it later
+        return accepted(task_id)
 
 
 async def with_project_defaults(services: Services, kind: str, body: Any) -> Any:
@@ -75,6 +77,8 @@ async def with_project_defaults(services: Services, kind: str, body: Any) -> Any
     if not getattr(body, "project_id", None):
         return body
     project_defaults = await services.projects.defaults(body.project_id)
+    if project_defaults is None:
+        raise NotFound(f"project {body.project_id}", "project_id")
     fields = type(body).model_fields
     defaults = {name: value for name, value in project_defaults.get(kind, {}).items()
                 if name in fields and name not in body.model_fields_set}

@@ -130,6 +130,17 @@ def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+def check_grid(family: str, size_multiple: int, frame_multiple: int, width: int, height: int,
+               num_frames: int | None = None) -> None:
+    """The latent grid's rule, for a replica and for the ingress (which checks before queueing): width and height
+    multiples of `size_multiple`, num_frames `frame_multiple`·k + 1; `InvalidRequest` naming the field otherwise."""
+    for field, value in (("width", width), ("height", height)):
+        if value % size_multiple:
+            raise InvalidRequest(field, f"must be a multiple of {size_multiple} for {family}")
+    if num_frames is not None and (num_frames - 1) % frame_multiple:
+        raise InvalidRequest("num_frames", f"must be {frame_multiple}k + 1 for {family}")
+
+
 class Family:
     """Base for a model family: resolved device/dtype, request validation, grouped batch execution and the metadata
     every result carries. Subclasses set `name` to their key in `config.specs.SPECS`."""
@@ -167,10 +178,9 @@ class Family:
         return 1
 
     def validate(self, request: Any) -> None:
-        """Raises `InvalidRequest` naming the field when a request's size is off the latent grid."""
-        for field in ("width", "height"):
-            if getattr(request, field) % self.size_multiple:
-                raise InvalidRequest(field, f"must be a multiple of {self.size_multiple} for {self.name}")
+        """Raises `InvalidRequest` naming the field when a request's size (or frame count) is off the latent grid."""
+        check_grid(self.name, self.size_multiple, self.frame_multiple, request.width, request.height,
+                   getattr(request, "num_frames", None))
 
     @staticmethod
     def group_key(request: Any) -> Hashable:

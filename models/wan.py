@@ -12,7 +12,6 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, 
 
 from config.families import Source, WanArgs
 from models import tokenizers
-from models.errors import InvalidRequest
 from models.images import decode_rgb
 from models.runtime import StepCallback, VideoFamily, apply_runtime, build, generators, step_callback
 from models.types import VideoRequest
@@ -107,11 +106,6 @@ class Wan(VideoFamily):
     def frame_multiple(self) -> int:
         """num_frames must be frame_multiple·k + 1 (the VAE's temporal compression)."""
         return self.pipe.vae_scale_factor_temporal
-
-    def validate(self, request: VideoRequest) -> None:
-        super().validate(request)
-        if (request.num_frames - 1) % self.frame_multiple:
-            raise InvalidRequest("num_frames", f"must be {self.frame_multiple}k + 1 for wan, got {request.num_frames}")
 
     @staticmethod
     def group_key(request: VideoRequest) -> tuple:

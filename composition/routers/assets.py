@@ -11,6 +11,7 @@ from composition.deps import AssetIdPath, ServicesDep
 from composition.errors import ApiError
 from composition.schemas.common import Id
 from composition.store.assets import AssetInfo
+from models.errors import InvalidRequest
 from models.images import inspect_header
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
@@ -28,7 +29,7 @@ async def upload(file: Annotated[UploadFile, File(description="PNG, JPEG or WEBP
         raise ApiError(413, "too_large", f"file: larger than {limit} bytes", "file")
     try:
         fmt, width, height = inspect_header(data, "file")
-    except ValueError as exc:
+    except InvalidRequest as exc:
         raise ApiError(415, "unsupported_media_type", str(exc), "file") from None
     owner = principal.user(user_id) or ""
     return await services.assets.put(data, CONTENT_TYPES[fmt], "upload", owner, (width, height))
@@ -36,7 +37,7 @@ async def upload(file: Annotated[UploadFile, File(description="PNG, JPEG or WEBP
 
 @router.get("/{asset_id}", response_class=FileResponse)
 async def download(asset_id: AssetIdPath, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
-    info = await services.assets.info(asset_id, user=principal.user_id)
+    info = await services.asset(asset_id, "asset_id", principal.user_id)
     audience = "private" if services.assets.private else "public"  # no shared cache keeps a private asset
     return FileResponse(services.assets.path(asset_id), media_type=info.content_type,
                         headers={"Cache-Control": f"{audience}, max-age=31536000, immutable"})

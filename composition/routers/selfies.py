@@ -10,17 +10,15 @@ from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.selfies import SelfieBody, SelfieOut
-from composition.submit import plan_and_submit
+from composition.submit import submit
 
 router = APIRouter(prefix="/v1/selfies", tags=["selfies"])
-DEFAULT_WAIT_S, VIDEO_WAIT_S = 60.0, 0.0
 
 
 @router.post("", responses={200: {"model": SelfieOut}, 202: {"model": Accepted}})
 async def selfie(body: SelfieBody, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                  idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    wait_s = body.wait_s if body.wait_s is not None else (VIDEO_WAIT_S if body.video else DEFAULT_WAIT_S)
-    return await plan_and_submit(services, principal, workflows.selfies, body, idempotency_key, wait_s)
+    return await submit(services, principal, workflows.selfies, body, idempotency_key)
 
 
 @router.get("/cities")

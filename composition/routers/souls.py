@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, IdPath, ServicesDep, WorkflowsDep
-from composition.errors import ApiError, not_found
+from composition.errors import NotFound
 from composition.schemas.common import Accepted, AssetRef, Id
 from composition.schemas.variants import (
     SeenBody,
@@ -23,7 +23,8 @@ from composition.schemas.variants import (
     VariantsOut,
 )
 from composition.schemas.videos import VideoGeneration, VideoOptions, VideoOut
-from composition.submit import as_user, plan_and_submit, submit
+from composition.submit import as_user, submit
+from composition.workflows.variants import SoulImage
 
 router = APIRouter(tags=["variants"])
 
@@ -33,14 +34,8 @@ async def soul_image(soul_id: IdPath, services: ServicesDep, workflows: Workflow
                      user_id: Annotated[Id | None, Query(description="required unless authenticated")] = None,
                      cue: Annotated[str, Query(max_length=500)] = "",
                      wait_s: Annotated[float, Query(ge=0, le=600)] = 60) -> JSONResponse:
-    user_id = principal.user(user_id)
-    if not user_id:
-        raise ApiError(422, "invalid_request", "user_id: required", "user_id")
-    body = await workflows.variants.soul_prompt(soul_id, cue.strip())
-    delivery = await workflows.variants.deliver(body, user_id, wait_s)
-    if delivery.result is not None:
-        return JSONResponse(delivery.result)
-    return await submit(services, principal, workflows.variants.kind, delivery.job, wait_s, user_id)
+    request = SoulImage(soul_id=soul_id, cue=cue, user_id=user_id, wait_s=wait_s)
+    return await submit(services, principal, workflows.variants, request)
 
 
 @router.post("/v1/souls/{soul_id}/video", responses={200: {"model": SoulVideoOut}, 202: {"model": Accepted}})
@@ -48,7 +43,7 @@ async def soul_video(soul_id: IdPath, body: SoulVideoBody, services: ServicesDep
                      principal: PrincipalDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """The user's unseen variant for `cue` (as the soul's image route delivers it), animated."""
     request = SoulVideo(soul_id=soul_id, **body.model_dump(exclude_unset=True))  # unset: a project may fill it
-    return await plan_and_submit(services, principal, workflows.soul_videos, request, idempotency_key)
+    return await submit(services, principal, workflows.soul_videos, request, idempotency_key)
 
 
 @router.post("/v1/variants/{variant_id}/video", responses={200: {"model": VideoOut}, 202: {"model": Accepted}})
@@ -57,17 +52,16 @@ async def variant_video(variant_id: IdPath, body: VideoOptions, services: Servic
     """A clip of one variant's image, as POST /v1/videos/generations makes of an upload."""
     variant = await services.prompts.variant(variant_id)
     if variant is None:
-        raise not_found(f"variant {variant_id}", "variant_id")
-    body = as_user(body, principal)
-    await services.assets.info(variant.asset_id, "variant_id", body.user_id)
+        raise NotFound(f"variant {variant_id}", "variant_id")
+    await services.asset(variant.asset_id, "variant_id", principal.user(body.user_id))  # the variant's, not an upload
     generation = VideoGeneration(image=variant.asset_id, **body.model_dump(exclude_unset=True))
-    return await plan_and_submit(services, principal, workflows.videos, generation, idempotency_key)
+    return await submit(services, principal, workflows.videos, generation, idempotency_key)
 
 
 @router.post("/v1/variants/{variant_id}/seen")
 async def seen(variant_id: IdPath, body: SeenBody, services: ServicesDep, principal: PrincipalDep) -> SeenOut:
     if await services.prompts.variant(variant_id) is None:
-        raise not_found(f"variant {variant_id}", "variant_id")
+        raise NotFound(f"variant {variant_id}", "variant_id")
     body = as_user(body, principal)
     await services.prompts.mark_seen(variant_id, body.user_id)
     return SeenOut(variant_id=variant_id, user_id=body.user_id, seen=True)
@@ -77,15 +71,15 @@ async def seen(variant_id: IdPath, body: SeenBody, services: ServicesDep, princi
 async def variants(prompt_key: IdPath, services: ServicesDep) -> VariantsOut:
     prompt = await services.prompts.prompt_of(prompt_key)
     if prompt is None:
-        raise not_found(f"prompt key {prompt_key}", "prompt_key")
+        raise NotFound(f"prompt key {prompt_key}", "prompt_key")
     return VariantsOut(prompt_key=prompt_key, prompt=prompt, variants=[
         VariantOut(variant_id=v.id, seed=v.seed, deliveries=v.deliveries, created_at=v.created_at,
-                   image=AssetRef(asset_id=v.asset_id, url=f"/v1/assets/{v.asset_id}"))
+                   image=AssetRef.of(v.asset_id))
         for v in await services.prompts.variants(prompt_key)])
 
 
 @router.get("/v1/users/{user_id}/seen")
 async def user_seen(user_id: IdPath, services: ServicesDep, principal: PrincipalDep) -> UserSeenOut:
     if principal.user_id and user_id != principal.user_id:
-        raise not_found(f"user {user_id}", "user_id")
+        raise NotFound(f"user {user_id}", "user_id")
     return UserSeenOut(user_id=user_id, variants=await services.prompts.seen(user_id))

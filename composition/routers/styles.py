@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from composition.deps import IdPath, ServicesDep
+from composition.errors import NotFound
 from composition.schemas.styles import StyleEntry, StyleProfile
 
 router = APIRouter(prefix="/v1/styles", tags=["styles"])
@@ -11,20 +12,23 @@ router = APIRouter(prefix="/v1/styles", tags=["styles"])
 
 @router.put("/{soul_id}")
 async def put_style(soul_id: IdPath, profile: StyleProfile, services: ServicesDep) -> StyleEntry:
-    return await services.styles.put(soul_id, profile)
+    await services.styles.put(soul_id, profile)
+    return StyleEntry(soul_id=soul_id, **profile.model_dump())
 
 
 @router.get("/{soul_id}")
 async def get_style(soul_id: IdPath, services: ServicesDep) -> StyleEntry:
-    return await services.styles.get(soul_id)
+    return StyleEntry(soul_id=soul_id, **(await services.style(soul_id)).model_dump())
 
 
 @router.delete("/{soul_id}", status_code=204)
 async def delete_style(soul_id: IdPath, services: ServicesDep) -> Response:
-    await services.styles.delete(soul_id)
+    if not await services.styles.delete(soul_id):
+        raise NotFound(f"style of soul {soul_id}", "soul_id")
     return Response(status_code=204)
 
 
 @router.get("")
 async def list_styles(services: ServicesDep) -> dict[str, list[StyleEntry]]:
-    return {"styles": await services.styles.all()}
+    return {"styles": [StyleEntry(soul_id=soul, **style.model_dump())
+                       for soul, style in (await services.styles.all()).items()]}

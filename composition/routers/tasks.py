@@ -10,9 +10,9 @@ from fastapi.responses import StreamingResponse
 
 from composition.auth import Principal, PrincipalDep
 from composition.deps import ServicesDep, TaskIdPath
-from composition.errors import ApiError, not_found
+from composition.errors import Conflict, NotFound
 from composition.schemas.common import Id
-from composition.store.tasks import STATUSES, TaskRecord
+from records.tasks import STATUSES, TaskRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 HIDDEN = {"request", "lane", "attempts"}
@@ -44,7 +44,7 @@ async def _task(services, principal: Principal, task_id: str, creator_only: bool
     record, user = await services.tasks.get(task_id), principal.user_id
     if record is None or (user and record.user_id != user and (
             creator_only or not await services.tasks.listed_for(task_id, user))):
-        raise not_found(f"task {task_id}", "task_id")
+        raise NotFound(f"task {task_id}", "task_id")
     return record
 
 
@@ -61,7 +61,7 @@ async def cancel_task(task_id: TaskIdPath, services: ServicesDep, principal: Pri
     await services.tasks.cancel(task_id)
     record = await _task(services, principal, task_id)
     if record.status != "cancelled":
-        raise ApiError(409, "conflict", f"task_id: task already {record.status}", "task_id")
+        raise Conflict("task_id", f"task already {record.status}")
     return view(record, principal)
 
 

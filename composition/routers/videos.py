@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse
 
 from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
-from composition.schemas.common import Accepted
-from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoModel, VideoOut
-from composition.submit import plan_and_submit
+from composition.schemas.common import Accepted, VideoModel
+from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoOut
+from composition.submit import submit
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
 @router.post("/generations", responses={200: {"model": VideoOut}, 202: {"model": Accepted}})
 async def generations(body: VideoGeneration, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await plan_and_submit(services, principal, workflows.videos, body, idempotency_key)
+    return await submit(services, principal, workflows.videos, body, idempotency_key)
 
 
 @router.get("/estimate")

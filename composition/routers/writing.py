@@ -10,7 +10,7 @@ from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.writing import WritingBody, WritingOut
-from composition.submit import plan_and_submit
+from composition.submit import submit
 
 router = APIRouter(prefix="/v1/writing", tags=["writing"])
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/writing", tags=["writing"])
 @router.post("", responses={200: {"model": WritingOut}, 202: {"model": Accepted}})
 async def writing(body: WritingBody, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await plan_and_submit(services, principal, workflows.writing, body, idempotency_key)
+    return await submit(services, principal, workflows.writing, body, idempotency_key)
 
 
 @router.get("/styles")

@@ -1,14 +1,21 @@
 """Shared field types and response shapes."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="letters, digits, _ . -")]
-AssetId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="an asset id from POST /v1/assets")]
+from composition.store.assets import asset_url
+from config.ids import HEX_ID, NAME_ID
+from config.specs import families_with
+
+Id = Annotated[str, Field(pattern=NAME_ID, description="letters, digits, _ . -")]
+AssetId = Annotated[str, Field(pattern=HEX_ID, description="an asset id from POST /v1/assets")]
 Prompt = Annotated[str, Field(min_length=1, max_length=2000)]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Match = Literal["exact", "semantic", "new"]  # how dedup found a prompt's key
+ImageModel = Literal[families_with("generate")]  # "sdxl", "flux": the registry's image families
+VideoModel = Literal[families_with("animate")]  # "svd", "wan"
 
 
 def wait_field(default: float) -> Any:
@@ -25,6 +32,10 @@ class AssetRef(BaseModel):
     asset_id: str
     url: str
 
+    @classmethod
+    def of(cls, asset_id: str) -> AssetRef:
+        return cls(asset_id=asset_id, url=asset_url(asset_id))
+
 
 class ErrorDetail(BaseModel):
     code: str
@@ -40,7 +51,7 @@ class ErrorEnvelope(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorEnvelope, "description": description} for status, description in {
-        400: "a bad value", 401: "no valid API key", 403: "the key's tier is not configured",
+        400: "a body that cannot be parsed", 401: "no valid API key", 403: "the key's tier is not configured",
         404: "not found, or not the caller's", 409: "the task was cancelled, or has already finished",
         413: "a body or file too large",
         415: "not a supported image", 422: "an invalid request, naming the field",

@@ -1,11 +1,11 @@
 """Images: text to image, control-guided, and instruction edits."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetId, AssetRef, Body, Id, Prompt, Seed, wait_field
+from composition.schemas.common import AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, wait_field
 from models.types import ControlType
 
 Size = Field(default=None, ge=8, le=2048, multiple_of=8)
@@ -27,7 +27,15 @@ class _ImageOptions(Body):
 
 class ImageGeneration(_ImageOptions):
     prompt: Prompt
-    model: Literal["sdxl", "flux"] = "sdxl"
+    model: ImageModel = "sdxl"
+
+    @property
+    def family(self) -> str:
+        return self.model
+
+    @property
+    def control_list(self) -> list[ControlSpec]:
+        return []
 
 
 class ControlSpec(Body):
@@ -39,9 +47,16 @@ class ControlSpec(Body):
 class ControlledGeneration(_ImageOptions):
     prompt: Prompt
     controls: list[ControlSpec] = Field(min_length=1, max_length=4)
+    family: ClassVar[str] = "sdxl"  # the Union ControlNet's
+
+    @property
+    def control_list(self) -> list[ControlSpec]:
+        return self.controls
 
 
 class ImageEdit(Body):
+    family: ClassVar[str] = "flux"  # Kontext's
+
     image: AssetId
     prompt: Prompt
     steps: int | None = Field(default=None, ge=1, le=100)
@@ -69,6 +84,6 @@ class ImagesResult(BaseModel):
     images: list[ImageOut]
     prompt_key: str
     cache_hit: bool
-    match: Literal["exact", "semantic", "new"]
+    match: Match
     prompt_used: str
     control_maps: list[ControlMapOut] = []

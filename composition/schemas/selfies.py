@@ -1,12 +1,11 @@
 """Selfies: a soul at a landmark of a city, in a mood; optionally animated."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetRef, Body, Id
-from composition.schemas.videos import VideoModel
+from composition.schemas.common import AssetRef, Body, Id, Match, VideoModel
 
 
 class SelfieBody(Body):
@@ -26,7 +25,7 @@ class SelfieOut(BaseModel):
     prompt_key: str
     image: AssetRef
     cache_hit: bool
-    match: Literal["exact", "semantic", "new"]
+    match: Match
     metadata: dict[str, Any] = Field(default={}, description="how the image was made: model, batch, replica, timings")
     video: AssetRef | None = None
     gif: AssetRef | None = None

@@ -1,11 +1,11 @@
 """Souls' images: per-user variant delivery, seen marks, variant pools."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetRef, Body, Id
+from composition.schemas.common import AssetRef, Body, Id, Match
 from composition.schemas.videos import VideoOptions
 
 
@@ -15,7 +15,7 @@ class SoulImageOut(BaseModel):
     image: AssetRef
     cache_hit: bool
     repeat: bool = Field(default=False, description="the user had seen every variant and the pool is at its cap")
-    match: Literal["exact", "semantic", "new"]
+    match: Match
     metadata: dict[str, Any] = Field(default={}, description="how the variant was made: model, batch, replica, timings")
 
 

@@ -1,13 +1,12 @@
 """Image to video (SVD or Wan) and time estimates."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetId, AssetRef, Body, Id, Seed, wait_field
+from composition.schemas.common import AssetId, AssetRef, Body, Id, Seed, VideoModel, wait_field
 
-VideoModel = Literal["svd", "wan"]
 
 
 class VideoOptions(Body):

@@ -1,6 +1,8 @@
-"""Assets: content-addressed files on disk, metadata in Redis. Clients name assets by id, never by path."""
+"""Assets: content-addressed files on disk, metadata in Redis. Clients name assets by id, never by path; file I/O
+runs off the event loop."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -11,10 +13,15 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
-from composition.errors import ApiError, not_found
 from config import keys
+from config.ids import HEX_ID
 
-ASSET_ID = re.compile(r"^[0-9a-f]{32}$")
+ASSET_ID = re.compile(HEX_ID)
+
+
+def asset_url(asset_id: str) -> str:
+    """Where the API serves an asset's bytes."""
+    return f"/v1/assets/{asset_id}"
 
 
 class AssetInfo(BaseModel):
@@ -28,16 +35,7 @@ class AssetInfo(BaseModel):
 
     @property
     def url(self) -> str:
-        return f"/v1/assets/{self.id}"
-
-    def ref(self) -> dict[str, str]:
-        return {"asset_id": self.id, "url": self.url}
-
-
-def check_asset_id(asset_id: str, field: str = "asset_id") -> str:
-    if not isinstance(asset_id, str) or not ASSET_ID.match(asset_id):
-        raise ApiError(422, "invalid_request", f"{field}: not an asset id (32 hex characters)", field)
-    return asset_id
+        return asset_url(self.id)
 
 
 class AssetStore:
@@ -53,18 +51,15 @@ class AssetStore:
         self.private = private
 
     def path(self, asset_id: str) -> Path:
-        check_asset_id(asset_id)
+        """Where an asset's bytes live: only ever under the root (ids are validated at every API boundary)."""
+        if not isinstance(asset_id, str) or not ASSET_ID.match(asset_id):
+            raise ValueError(f"not an asset id: {asset_id!r}")
         return self.root / asset_id[:2] / asset_id
 
     async def put(self, data: bytes, content_type: str, kind: str, owner: str = "",
                   size: tuple[int, int] | None = None, shared: bool = False) -> AssetInfo:
         asset_id = hashlib.sha256(data).hexdigest()[:32]
-        target = self.path(asset_id)
-        if not target.exists():
-            target.parent.mkdir(exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-                handle.write(data)
-            os.replace(handle.name, target)
+        await asyncio.to_thread(_write_once, self.path(asset_id), data)
         info = AssetInfo(id=asset_id, content_type=content_type, bytes=len(data), kind=kind,
                          width=size[0] if size else None, height=size[1] if size else None, created_at=time.time())
         record = {k: str(v) for k, v in info.model_dump(exclude_none=True).items()}
@@ -78,18 +73,28 @@ class AssetStore:
             await pipe.execute()
         return info
 
-    async def info(self, asset_id: str, field: str = "asset_id", user: str | None = None) -> AssetInfo:
-        """Metadata of an asset `user` may read, or a 404 naming `field` (also for another user's private one)."""
-        check_asset_id(asset_id, field)
+    async def info(self, asset_id: str, user: str | None = None) -> AssetInfo | None:
+        """Metadata of an asset `user` may read; None when it is missing or another user's private one."""
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.asset(asset_id))
             pipe.sismember(keys.asset_owners(asset_id), user or "")
             raw, owned = await pipe.execute()
         readable = not self.private or owned or raw.get(b"shared") == b"1"
-        if not raw or not readable or not self.path(asset_id).exists():
-            raise not_found(f"asset {asset_id}", field)
+        if not raw or not readable or not await asyncio.to_thread(self.path(asset_id).exists):
+            return None
         return AssetInfo.model_validate({k.decode(): v.decode() for k, v in raw.items() if k != b"shared"})
 
-    async def read(self, asset_id: str, field: str = "asset_id", user: str | None = None) -> bytes:
-        await self.info(asset_id, field, user)
-        return self.path(asset_id).read_bytes()
+    async def read(self, asset_id: str, user: str | None = None) -> bytes | None:
+        """The bytes of an asset `user` may read, or None (as `info`)."""
+        if await self.info(asset_id, user) is None:
+            return None
+        return await asyncio.to_thread(self.path(asset_id).read_bytes)
+
+
+def _write_once(target: Path, data: bytes) -> None:
+    """Writes content-addressed bytes unless present, by atomic rename (concurrent writers agree)."""
+    if not target.exists():
+        target.parent.mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
+            handle.write(data)
+        os.replace(handle.name, target)

@@ -13,8 +13,8 @@ from pydantic import BaseModel
 
 from config import keys
 
-_EXACT = """
--- KEYS: exact, recent; ARGV: now, ttl s. The prompt key of an exact match, its use recorded, or nil.
+_TOUCH = """
+-- KEYS: exact, recent; ARGV: now, ttl s. Records a use of an exact match (it stays indexed).
 local found = redis.call('GET', KEYS[1])
 if found then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -127,7 +127,7 @@ class PromptStore:
         self.client = client
         self.index_ttl_s = int(index_ttl_s)
         self.evict_batch = evict_batch
-        self._exact = client.register_script(_EXACT)
+        self._touch = client.register_script(_TOUCH)
         self._register = client.register_script(_REGISTER)
         self._evict = client.register_script(_EVICT)
         self._deliver_unseen = client.register_script(_DELIVER_UNSEEN)
@@ -137,10 +137,14 @@ class PromptStore:
     # Prompt index.
 
     async def exact(self, scope: str, normalized: str) -> str | None:
-        """The prompt key of this normalised prompt in the scope (its use keeps it indexed), or None."""
-        found = await self._exact(keys=[keys.prompt_exact(scope, digest(normalized)), keys.prompt_recent()],
-                                  args=[time.time(), self.index_ttl_s])
+        """The prompt key of this normalised prompt in the scope, or None."""
+        found = await self.client.get(keys.prompt_exact(scope, digest(normalized)))
         return found.decode() if found else None
+
+    async def touch(self, scope: str, normalized: str) -> None:
+        """A use of an exactly matched prompt: it stays indexed for another index TTL."""
+        await self._touch(keys=[keys.prompt_exact(scope, digest(normalized)), keys.prompt_recent()],
+                          args=[time.time(), self.index_ttl_s])
 
     async def candidates(self, scope: str, vector: np.ndarray, count: int) -> list[tuple[str, str, np.ndarray]]:
         """(prompt key, normalised prompt, float32 embedding) of the scope's `count` nearest prompts: an HNSW

@@ -1,38 +1,50 @@
 """Style profiles by soul id, as JSON."""
 from __future__ import annotations
 
-import redis.asyncio as aioredis
+from typing import Literal
 
-from composition.errors import not_found
-from composition.schemas.styles import StyleEntry, StyleProfile
+import redis.asyncio as aioredis
+from pydantic import BaseModel, Field
+
 from config import keys
+from config.specs import families_with
+
+
+class Style(BaseModel):
+    """What a soul looks like and how it is drawn; prompts of souls and selfies start from it."""
+
+    name: str = Field(default="", max_length=100)
+    prompt: str = Field(min_length=1, max_length=1000, description="look and art style, e.g. 'a red-haired sailor, ink'")
+    negative_prompt: str = Field(default="", max_length=1000)
+    model: Literal[families_with("generate")] = "flux"
+    width: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
+    height: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
+    steps: int | None = Field(default=None, ge=1, le=100)
 
 
 class StyleStore:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
 
-    async def put(self, soul_id: str, profile: StyleProfile) -> StyleEntry:
+    async def put(self, soul_id: str, style: Style) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(keys.style(soul_id), profile.model_dump_json())
+        pipe.set(keys.style(soul_id), style.model_dump_json())
         pipe.sadd(keys.styles(), soul_id)
         await pipe.execute()
-        return StyleEntry(soul_id=soul_id, **profile.model_dump())
 
-    async def get(self, soul_id: str, field: str = "soul_id") -> StyleEntry:
+    async def get(self, soul_id: str) -> Style | None:
         found = await self.client.get(keys.style(soul_id))
-        if found is None:
-            raise not_found(f"style of soul {soul_id}", field)
-        return StyleEntry(soul_id=soul_id, **StyleProfile.model_validate_json(found).model_dump())
+        return None if found is None else Style.model_validate_json(found)
 
-    async def delete(self, soul_id: str) -> None:
+    async def delete(self, soul_id: str) -> bool:
+        """Whether there was a style to delete."""
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(keys.style(soul_id))
         pipe.srem(keys.styles(), soul_id)
         deleted, _ = await pipe.execute()
-        if not deleted:
-            raise not_found(f"style of soul {soul_id}", "soul_id")
+        return bool(deleted)
 
-    async def all(self) -> list[StyleEntry]:
+    async def all(self) -> dict[str, Style]:
+        """Every style by soul id, in soul id order."""
         souls = sorted(member.decode() for member in await self.client.smembers(keys.styles()))
-        return [await self.get(soul) for soul in souls]
+        return {soul: style for soul in souls if (style := await self.get(soul)) is not None}

@@ -1,4 +1,5 @@
-"""What a workflow sees while it runs a task: its id, user, stage reporting, cancellation and step cache."""
+"""A workflow is the whole of one feature: what its task stores, its quota, how a request is planned, served from
+cache or reserved, and how its task runs. `TaskContext` is what it sees while a task runs."""
 from __future__ import annotations
 
 import json
@@ -8,11 +9,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel
 
 from config import keys
+from config.composition import QuotaKind
 
 if TYPE_CHECKING:
     from composition.services import Services
 
-R = TypeVar("R", bound=BaseModel)
+J = TypeVar("J", bound=BaseModel)
 
 
 class TaskCancelled(Exception):
@@ -52,20 +54,39 @@ class TaskContext:
         await pipe.execute()
 
 
-class Workflow(Generic[R]):
-    """One task kind: `request_type` is what the task stores; `run` returns the API result as a dict."""
+class Workflow(Generic[J]):
+    """One task kind. In the ingress (`composition.submit`): `plan` → `cached` → quota charge → `reserve` → a task
+    storing the job (`job_type`, never the HTTP body); in the runner: `run` returns the API result as a dict."""
 
     kind: ClassVar[str]
-    request_type: ClassVar[type[BaseModel]]
+    job_type: ClassVar[type[BaseModel]]
+    quota: ClassVar[QuotaKind | None] = None  # the caller's daily quota each new task takes from
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def plan(self, body: Any) -> R:
-        """Ingress side: checks what the body refers to and resolves defaults into the task's request."""
-        return body
+    async def plan(self, body: Any) -> J:
+        """Resolves a request into its job, reading only: raises for what the body names wrongly or not found."""
+        raise NotImplementedError
 
-    async def run(self, ctx: TaskContext, request: R) -> dict[str, Any]:
+    def wait_s(self, body: Any) -> float:
+        """How long the request waits for its result before answering 202."""
+        return body.wait_s
+
+    async def cached(self, job: J) -> dict[str, Any] | None:
+        """A result served at once, with no task and no charge; None to go on."""
+        return None
+
+    async def reserve(self, job: J) -> J | dict[str, Any]:
+        """After the charge, what the job claims in the stores (its prompt's place in the index, variant slots): the
+        job to queue, or a result when there is nothing left to render."""
+        return job
+
+    def flight(self, job: J) -> str | None:
+        """Single-flight identity: a request equal to a queued or running task's joins it."""
+        return None
+
+    async def run(self, ctx: TaskContext, job: J) -> dict[str, Any]:
         raise NotImplementedError
 
     def handle(self, family: str):

@@ -2,24 +2,24 @@
 guarded by salient details."""
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from composition.dedup.matching import DEFAULT_THRESHOLD, is_duplicate, normalize_prompt
+from composition.schemas.common import Match
 from composition.store.prompts import PromptStore, digest
 from config.composition import DedupArgs
 
-Match = Literal["exact", "semantic", "new"]
-
-
 class Resolution(BaseModel):
-    """The prompt key a prompt maps to, and how it was found."""
+    """The prompt key a prompt maps to, how it was found, and what `Dedup.commit` writes for it."""
 
     prompt_key: str
     match: Match
     similarity: float | None = None
+    scope: str
+    prompt: str
+    normalized: str
+    vector: bytes | None = Field(default=None, repr=False, description="float32 embedding of a new prompt")
 
 
 def scope_of(*parts: object) -> str:
@@ -28,6 +28,8 @@ def scope_of(*parts: object) -> str:
 
 
 class Dedup:
+    """`resolve` reads the index only; `commit`, once the request may proceed, records the prompt's use."""
+
     def __init__(self, prompts: PromptStore, embedder, args: DedupArgs) -> None:
         self.prompts = prompts
         self.embedder = embedder
@@ -37,25 +39,33 @@ class Dedup:
 
     async def resolve(self, scope: str, prompt: str) -> Resolution:
         normalized = normalize_prompt(prompt)
-        if found := await self.prompts.exact(scope, normalized):
-            return Resolution(prompt_key=found, match="exact")
+        found = dict(scope=scope, prompt=prompt, normalized=normalized)
+        if prompt_key := await self.prompts.exact(scope, normalized):
+            return Resolution(prompt_key=prompt_key, match="exact", **found)
+        new = Resolution(prompt_key=digest(scope, normalized), match="new", **found)
         if not self.enabled:
-            return await self._register(scope, prompt, normalized, None)
+            return new
         vector = np.asarray(await self.embedder.embed.remote(normalized), dtype=np.float32)
         best: Resolution | None = None
         for prompt_key, other, embedding in await self.prompts.candidates(scope, vector, self.candidates):
             if other == normalized:  # registered by a concurrent request since the exact lookup
-                return Resolution(prompt_key=prompt_key, match="exact")
+                return Resolution(prompt_key=prompt_key, match="exact", **found)
             similarity = float(vector @ embedding)
             if is_duplicate(normalized, other, similarity, self.threshold) and (
                     best is None or similarity > best.similarity):
-                best = Resolution(prompt_key=prompt_key, match="semantic", similarity=round(similarity, 4))
-        if best:
-            await self.prompts.alias(scope, normalized, best.prompt_key)
-            return best
-        return await self._register(scope, prompt, normalized, vector)
+                best = Resolution(prompt_key=prompt_key, match="semantic", similarity=round(similarity, 4), **found)
+        return best or new.model_copy(update={"vector": vector.tobytes()})
 
-    async def _register(self, scope: str, prompt: str, normalized: str, vector: np.ndarray | None) -> Resolution:
-        """A new prompt, unless a concurrent request registered the same one first: then an exact match."""
-        prompt_key, created = await self.prompts.register(scope, prompt, normalized, vector)
-        return Resolution(prompt_key=prompt_key, match="new" if created else "exact")
+    async def commit(self, resolution: Resolution) -> Resolution:
+        """Records the use: an exact match keeps its prompt indexed, a semantic one is remembered as exact, a new
+        prompt is indexed (unless a concurrent request indexed it first: then it is an exact match)."""
+        if resolution.match == "exact":
+            await self.prompts.touch(resolution.scope, resolution.normalized)
+            return resolution
+        if resolution.match == "semantic":
+            await self.prompts.alias(resolution.scope, resolution.normalized, resolution.prompt_key)
+            return resolution
+        vector = np.frombuffer(resolution.vector, dtype=np.float32) if resolution.vector else None
+        prompt_key, created = await self.prompts.register(resolution.scope, resolution.prompt, resolution.normalized,
+                                                          vector)
+        return resolution.model_copy(update={"prompt_key": prompt_key, "match": "new" if created else "exact"})

@@ -5,8 +5,10 @@ import asyncio
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
+from composition.metrics import service_metrics
+from composition.schemas.common import AssetRef, ImageModel, Match
 from composition.schemas.images import (
     ControlledGeneration,
     ControlMapOut,
@@ -19,7 +21,7 @@ from composition.schemas.images import (
 from composition.store.prompts import Variant, slot_seed
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
-from composition.workflows.dedup import Dedup, Match, scope_of
+from composition.workflows.dedup import Dedup, Resolution, scope_of
 from config.families import GenerationDefaults
 from models.conditioning import control_map
 from models.images import decode_rgb
@@ -31,7 +33,7 @@ class ImageJob(BaseModel):
     """A planned image request, as stored in its task: everything needed to render it, no bytes."""
 
     operation: Literal["generate", "edit"]
-    family: Literal["sdxl", "flux"]
+    family: ImageModel
     prompt: str
     negative_prompt: str = ""
     width: int
@@ -44,76 +46,92 @@ class ImageJob(BaseModel):
     controls: list[ControlSpec] = []
     source: str | None = None
     owner: str = ""
+    _resolution: Resolution | None = PrivateAttr(default=None)  # planned, not yet committed (never stored)
+    _slots: int = PrivateAttr(default=0)  # the prompt key's first variant slots the request takes
 
     @property
     def shared(self) -> bool:
         """Text-only generations: the prompt cache serves them to every user, so their images are readable by all."""
         return self.operation == "generate" and not self.controls
 
-    def flight(self) -> str:
-        """Single-flight identity: the same key and seeds are one generation."""
-        return scope_of(self.prompt_key, *self.seeds)
-
 
 def styled(prompt: str, style: str | None) -> str:
     return f"{prompt}, {style} style" if style else prompt
 
 
+ImageBody = ImageGeneration | ControlledGeneration | ImageEdit
+
+
 class ImagesWorkflow(Workflow[ImageJob]):
     kind = "image"
-    request_type = ImageJob
+    job_type = ImageJob
+    quota = "images"
 
     def __init__(self, services) -> None:
         super().__init__(services)
         self.dedup = Dedup(services.prompts, services.handles.get("embedder"), services.args.dedup)
 
-    # Planning, in the ingress.
+    # In the ingress.
 
-    async def plan(self, body: ImageGeneration | ControlledGeneration | ImageEdit, reserve: bool = True,
-                   context: str = "") -> ImageJob:
+    async def plan(self, body: ImageBody, context: str = "") -> ImageJob:
         """Dedup the prompt to its key and pick the wanted seeds (the key's first n variants unless a seed is
-        given; `reserve=False` leaves the pool's slots to the caller); raises 4xx for unknown assets or bad sizes.
+        given); raises for unknown assets or bad sizes.
 
         `context` is fixed text the prompt is rendered after (a soul's style, a selfie's landmark): it joins the
         dedup scope, so only `body.prompt`, what the user asked within it, is matched against other prompts."""
-        family = "flux" if isinstance(body, ImageEdit) else getattr(body, "model", "sdxl")
-        defaults = self.services.defaults_of(family)
+        defaults = self.services.defaults_of(body.family)
         owner = body.user_id or ""
         fields: dict[str, Any] = dict(
-            family=family, steps=body.steps or defaults.steps,
-            guidance=defaults.guidance if body.guidance is None else body.guidance, owner=owner)
+            family=body.family, steps=body.steps or defaults.steps, owner=owner,
+            guidance=defaults.guidance if body.guidance is None else body.guidance)
         if isinstance(body, ImageEdit):
-            source = await self.services.assets.info(body.image, "image", owner)
+            source = await self.services.asset(body.image, "image", owner)
             width, height = _edit_size(source.width or defaults.width, source.height or defaults.height, defaults)
             fields |= dict(operation="edit", prompt=body.prompt, source=body.image, width=body.width or width,
                            height=body.height or height)
             scope = ("image.edit", body.image, owner)
         else:
-            for index, control in enumerate(getattr(body, "controls", [])):
-                await self.services.assets.info(control.image, f"controls.{index}.image", owner)
-            controls = getattr(body, "controls", [])
-            prompt = in_context(context, body.prompt)
-            fields |= dict(operation="generate", prompt=styled(prompt, body.style), controls=controls,
-                           negative_prompt=body.negative_prompt, width=body.width or defaults.width,
-                           height=body.height or defaults.height)
-            scope = ("image.controlled", owner, *(c.model_dump_json() for c in controls)) if controls else \
-                ("image.generate",)
+            for index, control in enumerate(body.control_list):
+                await self.services.asset(control.image, f"controls.{index}.image", owner)
+            fields |= dict(operation="generate", prompt=styled(in_context(context, body.prompt), body.style),
+                           controls=body.control_list, negative_prompt=body.negative_prompt,
+                           width=body.width or defaults.width, height=body.height or defaults.height)
+            scope = ("image.controlled", owner, *(c.model_dump_json() for c in body.control_list)) \
+                if body.control_list else ("image.generate",)
             scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
-        scope += (family, fields["width"], fields["height"], fields["steps"], fields["guidance"])
-        await self.services.check_size(family, fields["width"], fields["height"])
+        scope += (body.family, fields["width"], fields["height"], fields["steps"], fields["guidance"])
+        await self.services.check_size(body.family, fields["width"], fields["height"])
         resolution = await self.dedup.resolve(scope_of(*scope), body.prompt)
         if body.seed is None:
-            if reserve:
-                await self.services.prompts.reserve_slots(resolution.prompt_key, body.n)
             seeds = [slot_seed(resolution.prompt_key, slot) for slot in range(body.n)]
         else:
             seeds = [(body.seed + i) % (MAX_SEED + 1) for i in range(body.n)]
-        return ImageJob(prompt_key=resolution.prompt_key, match=resolution.match, seeds=seeds, **fields)
+        job = ImageJob(prompt_key=resolution.prompt_key, match=resolution.match, seeds=seeds, **fields)
+        job._resolution, job._slots = resolution, body.n if body.seed is None else 0
+        return job
 
     async def cached(self, job: ImageJob) -> dict[str, Any] | None:
         """The finished result when every wanted variant exists already: no model call."""
         variants = await self.services.prompts.variants_for_seeds(job.prompt_key, job.seeds)
-        return self.result(job, variants, cache_hit=True) if all(variants) else None
+        hit = all(variants)
+        instruments = service_metrics()
+        instruments.dedup.inc(1, {"match": job.match})
+        instruments.cache.inc(1, {"result": "hit" if hit else "miss"})
+        return self.result(job, variants, cache_hit=True) if hit else None
+
+    async def reserve(self, job: ImageJob) -> ImageJob:
+        """The prompt's use is recorded in the index (a concurrent request may have indexed it first, under its own
+        key: the job follows), and the variant slots the job renders are taken."""
+        resolution = await self.dedup.commit(job._resolution)
+        update: dict[str, Any] = dict(match=resolution.match, prompt_key=resolution.prompt_key)
+        if job._slots:
+            await self.services.prompts.reserve_slots(resolution.prompt_key, job._slots)
+            update["seeds"] = [slot_seed(resolution.prompt_key, slot) for slot in range(job._slots)]
+        return job.model_copy(update=update)
+
+    def flight(self, job: ImageJob) -> str:
+        """The same key and seeds are one generation."""
+        return scope_of(job.prompt_key, *job.seeds)
 
     # Rendering, in a task.
 
@@ -128,7 +146,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
         if missing:
             await ctx.stage("preparing")
             controls, control_refs = await self._controls(job)
-            source = await self.services.assets.read(job.source, "image", job.owner) if job.source else None
+            source = await self.services.asset_bytes(job.source, "image", job.owner) if job.source else None
             await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps))
             results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source) for seed in missing))
             for seed, result in zip(missing, results, strict=True):
@@ -155,17 +173,17 @@ class ImagesWorkflow(Workflow[ImageJob]):
         """Control maps computed from the source images at the output size, each also kept as an asset."""
         controls, refs = [], []
         for spec in job.controls:
-            source = await self.services.assets.read(spec.image, "controls.image", job.owner)
+            source = await self.services.asset_bytes(spec.image, "controls.image", job.owner)
             png = await asyncio.to_thread(_control_png, spec.type, source, job.width, job.height)
             asset = await self.services.assets.put(png, "image/png", "control", job.owner, (job.width, job.height))
             controls.append(Control(type=spec.type, image=png, scale=spec.scale))
-            refs.append({"type": spec.type, **asset.ref()})
+            refs.append({"type": spec.type, **AssetRef.of(asset.id).model_dump()})
         return controls, refs
 
     @staticmethod
     def result(job: ImageJob, variants: list[Variant], cache_hit: bool) -> dict[str, Any]:
-        images = [ImageOut(asset_id=v.asset_id, url=f"/v1/assets/{v.asset_id}", seed=v.seed, variant_id=v.id,
-                           metadata=v.metadata) for v in variants]
+        images = [ImageOut(**AssetRef.of(v.asset_id).model_dump(), seed=v.seed, variant_id=v.id, metadata=v.metadata)
+                  for v in variants]
         control_maps = [ControlMapOut(**ref) for ref in variants[0].metadata.get("control_maps", [])]
         return ImagesResult(images=images, prompt_key=job.prompt_key, cache_hit=cache_hit, match=job.match,
                             prompt_used=job.prompt, control_maps=control_maps).model_dump()

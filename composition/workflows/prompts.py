@@ -8,13 +8,15 @@ from composition.workflows.base import TaskContext, Workflow
 from models.types import PromptRequest
 
 
-class PromptsWorkflow(Workflow[PromptOptimize]):
+class PromptsWorkflow(Workflow[PromptRequest]):
     kind = "prompt"
-    request_type = PromptOptimize
+    job_type = PromptRequest
 
-    async def run(self, ctx: TaskContext, body: PromptOptimize) -> dict[str, Any]:
+    async def plan(self, body: PromptOptimize) -> PromptRequest:
+        return PromptRequest(prompt=body.prompt, mode=body.mode, target=body.target)
+
+    async def run(self, ctx: TaskContext, request: PromptRequest) -> dict[str, Any]:
         await ctx.stage("optimizing")
-        request = PromptRequest(prompt=body.prompt, mode=body.mode, target=body.target)
         optimized = await self.handle("llm").optimize.remote(request)
         await self.services.timings.record("llm", optimized.metadata, 1)  # the unit of LLM work: one request
         return OptimizedOut.model_validate(optimized.model_dump()).model_dump()

@@ -5,11 +5,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from composition.errors import ApiError
 from composition.schemas.variants import SoulVideo, SoulVideoOut
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.variants import VariantsWorkflow
 from composition.workflows.videos import VideoJob, VideosWorkflow
+from models.errors import InvalidRequest
 
 
 class SoulVideoJob(BaseModel):
@@ -23,7 +23,8 @@ class SoulVideoJob(BaseModel):
 
 class SoulVideosWorkflow(Workflow[SoulVideoJob]):
     kind = "soul_video"
-    request_type = SoulVideoJob
+    job_type = SoulVideoJob
+    quota = "videos"
 
     def __init__(self, services, variants: VariantsWorkflow, videos: VideosWorkflow) -> None:
         super().__init__(services)
@@ -31,8 +32,8 @@ class SoulVideosWorkflow(Workflow[SoulVideoJob]):
 
     async def plan(self, body: SoulVideo) -> SoulVideoJob:
         if not body.user_id:
-            raise ApiError(422, "invalid_request", "user_id: required", "user_id")
-        await self.services.styles.get(body.soul_id)
+            raise InvalidRequest("user_id", "required")
+        await self.services.style(body.soul_id)
         video = await self.videos.from_options("", body)
         return SoulVideoJob(soul_id=body.soul_id, cue=body.cue.strip(), user_id=body.user_id, video=video)
 

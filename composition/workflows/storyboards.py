@@ -6,12 +6,14 @@ import asyncio
 import json
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from composition.schemas.common import AssetRef
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.videos import VideosWorkflow
 from models.media import concat_mp4, decode_mp4, frames_to_gif
-from models.types import ImageRequest, Scene
+from models.types import ImageRequest, Scene, StoryboardRequest
 
 
 def scene_prompt(scene: Scene, style: str | None) -> str:
@@ -25,60 +27,70 @@ def clip_frames(seconds: float, fps: int, frame_multiple: int) -> int:
     return steps * frame_multiple + 1
 
 
-def as_text(body: StoryboardBody, scenes: list[Scene]) -> str:
-    lines = [f"STORYBOARD: {body.theme or 'script'}", ""]
+class StoryboardJob(BaseModel):
+    """The LLM's request and the clips' size and rate, resolved."""
+
+    llm: StoryboardRequest
+    scene_seconds: float | None = Field(description="None: each scene's own duration")
+    fps: int
+    width: int
+    height: int
+    owner: str = ""
+
+
+def as_text(job: StoryboardJob, scenes: list[Scene]) -> str:
+    lines = [f"STORYBOARD: {job.llm.theme or 'script'}", ""]
     for number, scene in enumerate(scenes, 1):
         lines += [f"SCENE {number} ({scene.duration_s:g} s, {scene.shot_type}, camera {scene.camera_move})",
                   f"  {scene.description}", f"  style: {scene.visual_style}", ""]
     return "\n".join(lines)
 
 
-class StoryboardsWorkflow(Workflow[StoryboardBody]):
+class StoryboardsWorkflow(Workflow[StoryboardJob]):
     kind = "storyboard"
-    request_type = StoryboardBody
+    job_type = StoryboardJob
+    quota = "storyboards"
 
     def __init__(self, services, videos: VideosWorkflow) -> None:
         super().__init__(services)
         self.videos = videos
 
-    def size(self, body: StoryboardBody) -> tuple[int, int]:
-        defaults = self.services.defaults_of("wan")
-        return body.width or defaults.width, body.height or defaults.height
-
-    async def plan(self, body: StoryboardBody) -> StoryboardBody:
+    async def plan(self, body: StoryboardBody) -> StoryboardJob:
         """Checks the size against both FLUX (keyframes) and Wan (clips) before queueing."""
-        width, height = self.size(body)
+        defaults = self.services.defaults_of("wan")
+        width, height = body.width or defaults.width, body.height or defaults.height
         for family in ("flux", "wan"):
             await self.services.check_size(family, width, height)
-        return body
+        return StoryboardJob(llm=body.llm_request(), scene_seconds=body.scene_seconds, fps=body.fps or defaults.fps,
+                             width=width, height=height, owner=body.user_id or "")
 
-    async def run(self, ctx: TaskContext, body: StoryboardBody) -> dict[str, Any]:
-        scenes, fallback = await self._scenes(ctx, body)
-        keyframes = await self._each(ctx, "keyframes", scenes, lambda i, s: self._keyframe(ctx, body, i, s))
-        clips = await self._each(ctx, "clips", scenes, lambda i, s: self._clip(ctx, body, i, s, keyframes[i]))
+    async def run(self, ctx: TaskContext, job: StoryboardJob) -> dict[str, Any]:
+        scenes, fallback = await self._scenes(ctx, job)
+        keyframes = await self._each(ctx, "keyframes", scenes, lambda i, s: self._keyframe(ctx, job, i, s))
+        clips = await self._each(ctx, "clips", scenes, lambda i, s: self._clip(ctx, job, i, s, keyframes[i]))
         await ctx.stage("joining")
-        fps = body.fps or self.services.defaults_of("wan").fps
-        assets, owner = self.services.assets, body.user_id or ""
-        joined = await asyncio.to_thread(concat_mp4, [await assets.read(c, user=owner) for c in clips], fps)
+        assets, owner, fps = self.services.assets, job.owner, job.fps
+        joined = await asyncio.to_thread(concat_mp4, [await self.services.asset_bytes(c, "clips", owner)
+                                                      for c in clips], fps)
         gif = await asyncio.to_thread(lambda: frames_to_gif(decode_mp4(joined), fps, max_side=256))
         video = await assets.put(joined, "video/mp4", "generated", owner)
         gif_asset = await assets.put(gif, "image/gif", "generated", owner)
         await ctx.stage("exporting")
-        export = {"theme": body.theme, "script": body.script, "scenes": [s.model_dump() for s in scenes],
+        export = {"theme": job.llm.theme, "script": job.llm.script, "scenes": [s.model_dump() for s in scenes],
                   "keyframes": keyframes, "clips": clips, "video": video.id, "gif": gif_asset.id}
         json_asset = await assets.put(json.dumps(export, indent=2).encode(), "application/json", "export", owner)
-        text_asset = await assets.put(as_text(body, scenes).encode(), "text/plain; charset=utf-8", "export", owner)
+        text_asset = await assets.put(as_text(job, scenes).encode(), "text/plain; charset=utf-8", "export", owner)
         return StoryboardOut(
-            scenes=export["scenes"], fallback=fallback, keyframes=[_ref(a) for a in keyframes],
-            clips=[_ref(a) for a in clips], video=AssetRef(**video.ref()), gif=AssetRef(**gif_asset.ref()),
-            export={"json": AssetRef(**json_asset.ref()), "text": AssetRef(**text_asset.ref())},
+            scenes=export["scenes"], fallback=fallback, keyframes=[AssetRef.of(a) for a in keyframes],
+            clips=[AssetRef.of(a) for a in clips], video=AssetRef.of(video.id), gif=AssetRef.of(gif_asset.id),
+            export={"json": AssetRef.of(json_asset.id), "text": AssetRef.of(text_asset.id)},
         ).model_dump(by_alias=True)
 
-    async def _scenes(self, ctx: TaskContext, body: StoryboardBody) -> tuple[list[Scene], bool]:
+    async def _scenes(self, ctx: TaskContext, job: StoryboardJob) -> tuple[list[Scene], bool]:
         cached = await ctx.cached_step("scenes")
         if cached is None:
             await ctx.stage("scenes")
-            board = await self.handle("llm").storyboard.remote(body.llm_request(), ctx.task_id)
+            board = await self.handle("llm").storyboard.remote(job.llm, ctx.task_id)
             await self.services.timings.record("llm", board.metadata, 1)
             cached = {"scenes": [scene.model_dump() for scene in board.scenes], "fallback": board.fallback}
             await ctx.save_step("scenes", cached)
@@ -102,24 +114,17 @@ class StoryboardsWorkflow(Workflow[StoryboardBody]):
 
         return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(scenes))))
 
-    async def _keyframe(self, ctx: TaskContext, body: StoryboardBody, index: int, scene: Scene) -> str:
-        width, height = self.size(body)
+    async def _keyframe(self, ctx: TaskContext, job: StoryboardJob, index: int, scene: Scene) -> str:
         defaults = self.services.defaults_of("flux")
-        request = ImageRequest(prompt=scene_prompt(scene, body.style), width=width, height=height,
+        request = ImageRequest(prompt=scene_prompt(scene, job.llm.style), width=job.width, height=job.height,
                                steps=defaults.steps, guidance=defaults.guidance, seed=index)
         result = await self.handle("flux").generate.remote(request, ctx.task_id)
-        return (await self.services.assets.put(result.png, "image/png", "generated", body.user_id or "",
-                                               (width, height))).id
+        return (await self.services.assets.put(result.png, "image/png", "generated", job.owner,
+                                               (job.width, job.height))).id
 
-    async def _clip(self, ctx: TaskContext, body: StoryboardBody, index: int, scene: Scene, keyframe: str) -> str:
-        width, height = self.size(body)
-        fps = body.fps or self.services.defaults_of("wan").fps
-        frames = clip_frames(body.scene_seconds or scene.duration_s, fps,
+    async def _clip(self, ctx: TaskContext, job: StoryboardJob, index: int, scene: Scene, keyframe: str) -> str:
+        frames = clip_frames(job.scene_seconds or scene.duration_s, job.fps,
                              (await self.services.info("wan"))["frame_multiple"])
-        job = await self.videos.job(keyframe, "wan", owner=body.user_id or "", prompt=scene.description,
-                                    num_frames=frames, fps=fps, seed=index, gif=False, width=width, height=height)
-        return (await self.videos.animate(ctx, job))["video"]["asset_id"]
-
-
-def _ref(asset_id: str) -> AssetRef:
-    return AssetRef(asset_id=asset_id, url=f"/v1/assets/{asset_id}")
+        clip = await self.videos.job(keyframe, "wan", owner=job.owner, prompt=scene.description, num_frames=frames,
+                                     fps=job.fps, seed=index, gif=False, width=job.width, height=job.height)
+        return (await self.videos.animate(ctx, clip))["video"]["asset_id"]

@@ -5,7 +5,7 @@ import asyncio
 import time
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from composition.errors import ApiError
 from composition.schemas.common import AssetRef
@@ -14,6 +14,7 @@ from composition.schemas.variants import SoulImageOut
 from composition.store.prompts import Variant, slot_seed
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.images import ImageJob, ImagesWorkflow, in_context
+from models.errors import InvalidRequest
 
 POOL_POLL_S = 0.1
 VARIANT_WAIT_S = 60.0  # inside a task, for the variant pool when every slot is still rendering
@@ -24,13 +25,16 @@ class VariantJob(BaseModel):
 
     image: ImageJob
     user_id: str
+    _wait_s: float = PrivateAttr(default=VARIANT_WAIT_S)  # for the pool's first variant, when at the cap
 
 
-class Delivery(BaseModel):
-    """What the ingress decided: a result now, or a job to queue."""
+class SoulImage(BaseModel):
+    """GET /v1/souls/{soul_id}/image as a request: the user's next unseen variant of the soul for `cue`."""
 
-    result: dict[str, Any] | None = None
-    job: VariantJob | None = None
+    soul_id: str
+    cue: str = ""
+    user_id: str | None = None
+    wait_s: float = 60.0
 
 
 class SoulPrompt(BaseModel):
@@ -47,7 +51,8 @@ class SoulPrompt(BaseModel):
 
 class VariantsWorkflow(Workflow[VariantJob]):
     kind = "variant"
-    request_type = VariantJob
+    job_type = VariantJob
+    quota = "images"
 
     def __init__(self, services, images: ImagesWorkflow) -> None:
         super().__init__(services)
@@ -56,26 +61,44 @@ class VariantsWorkflow(Workflow[VariantJob]):
     async def soul_prompt(self, soul_id: str, cue: str, scene: str = "") -> SoulPrompt:
         """The style and `scene` (a selfie's landmark) are the context; the cue alone is deduplicated within it,
         so "at the market" never resolves to "on deck" however much style text they share."""
-        style = await self.services.styles.get(soul_id)
+        style = await self.services.style(soul_id)
         context = ", ".join(part for part in (style.prompt, scene) if part)
         body = ImageGeneration(prompt=cue or context, negative_prompt=style.negative_prompt, model=style.model,
                                width=style.width, height=style.height, steps=style.steps)
         return SoulPrompt(body=body, context=context if cue else "")
 
-    async def deliver(self, soul: SoulPrompt, user_id: str, wait_s: float) -> Delivery:
-        """An unseen variant now (atomically marked seen), or a job for a fresh slot, or a repeat at the cap (when
-        every slot is taken but none rendered yet, waits up to `wait_s` for the first one)."""
-        job = await self.images.plan(soul.body, reserve=False, context=soul.context)
+    # In the ingress: an unseen variant now (atomically marked seen), else a job for a fresh slot, else a repeat.
+
+    async def plan(self, request: SoulImage) -> VariantJob:
+        if not request.user_id:
+            raise InvalidRequest("user_id", "required")
+        soul = await self.soul_prompt(request.soul_id, request.cue.strip())
+        return await self.plan_soul(soul, request.user_id, request.wait_s)
+
+    async def plan_soul(self, soul: SoulPrompt, user_id: str, wait_s: float) -> VariantJob:
+        job = VariantJob(image=await self.images.plan(soul.body, context=soul.context), user_id=user_id)
+        job._wait_s = wait_s
+        return job
+
+    async def cached(self, job: VariantJob) -> dict[str, Any] | None:
         prompts = self.services.prompts
-        if vid := await prompts.deliver_unseen(job.prompt_key, user_id):
-            return Delivery(result=self.result(job, await prompts.variant(vid), cache_hit=True))
-        slot = await prompts.reserve_new_slot(job.prompt_key, self.services.args.variant_cap)
+        if vid := await prompts.deliver_unseen(job.image.prompt_key, job.user_id):
+            return self.result(job.image, await prompts.variant(vid), cache_hit=True)
+        return None
+
+    async def reserve(self, job: VariantJob) -> VariantJob | dict[str, Any]:
+        """A fresh slot's seed, or, when the pool is at its cap, the least delivered variant as a repeat (when
+        every slot is taken but none rendered yet, waiting up to the request's wait for the first one)."""
+        resolution = await self.images.dedup.commit(job.image._resolution)
+        image = job.image.model_copy(update={"match": resolution.match, "prompt_key": resolution.prompt_key})
+        prompts = self.services.prompts
+        slot = await prompts.reserve_new_slot(image.prompt_key, self.services.args.variant_cap)
         if slot is None:
-            vid = await self._first_rendered(job.prompt_key, wait_s)
-            await prompts.deliver(job.prompt_key, vid, user_id)
-            return Delivery(result=self.result(job, await prompts.variant(vid), cache_hit=True, repeat=True))
-        job.seeds = [slot_seed(job.prompt_key, slot)]
-        return Delivery(job=VariantJob(image=job, user_id=user_id))
+            vid = await self._first_rendered(image.prompt_key, job._wait_s)
+            await prompts.deliver(image.prompt_key, vid, job.user_id)
+            return self.result(image, await prompts.variant(vid), cache_hit=True, repeat=True)
+        image.seeds = [slot_seed(image.prompt_key, slot)]
+        return VariantJob(image=image, user_id=job.user_id)
 
     async def _first_rendered(self, prompt_key: str, wait_s: float) -> str:
         """The least delivered variant, once the other requests' tasks have rendered one."""
@@ -87,14 +110,18 @@ class VariantsWorkflow(Workflow[VariantJob]):
             await asyncio.sleep(POOL_POLL_S)
         return vid
 
+    # In a task.
+
     async def deliver_in_task(self, ctx: TaskContext, soul: SoulPrompt, user_id: str) -> dict[str, Any]:
         """Inside a task that goes on with the image (a selfie, a soul's clip): the user's unseen variant, or a new
         one rendered here; kept as the task's "image" step, so a retry goes on with the same variant."""
         image = await ctx.cached_step("image")
         if image is None:
             await ctx.stage("image")
-            delivery = await self.deliver(soul, user_id, wait_s=VARIANT_WAIT_S)
-            image = delivery.result or await self.run(ctx, delivery.job)
+            job = await self.plan_soul(soul, user_id, VARIANT_WAIT_S)
+            image = await self.cached(job) or await self.reserve(job)
+            if isinstance(image, VariantJob):
+                image = await self.run(ctx, image)
             await ctx.save_step("image", image)
         return image
 
@@ -105,6 +132,5 @@ class VariantsWorkflow(Workflow[VariantJob]):
 
     @staticmethod
     def result(job: ImageJob, variant: Variant, cache_hit: bool, repeat: bool = False) -> dict[str, Any]:
-        image = AssetRef(asset_id=variant.asset_id, url=f"/v1/assets/{variant.asset_id}")
         return SoulImageOut(variant_id=variant.id, prompt_key=job.prompt_key, match=job.match, cache_hit=cache_hit,
-                            repeat=repeat, metadata=variant.metadata, image=image).model_dump()
+                            repeat=repeat, metadata=variant.metadata, image=AssetRef.of(variant.asset_id)).model_dump()

@@ -5,8 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from composition.schemas.common import AssetRef
-from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoModel, VideoOptions, VideoOut
+from composition.schemas.common import AssetRef, VideoModel
+from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoOptions, VideoOut
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from models.types import VideoRequest
@@ -32,10 +32,11 @@ class VideoJob(BaseModel):
 
 class VideosWorkflow(Workflow[VideoJob]):
     kind = "video"
-    request_type = VideoJob
+    job_type = VideoJob
+    quota = "videos"
 
     async def plan(self, body: VideoGeneration) -> VideoJob:
-        await self.services.assets.info(body.image, "image", body.user_id)
+        await self.services.asset(body.image, "image", body.user_id)
         return await self.from_options(body.image, body)
 
     async def from_options(self, image: str, options: VideoOptions) -> VideoJob:
@@ -59,7 +60,7 @@ class VideosWorkflow(Workflow[VideoJob]):
 
     async def animate(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
         """Renders and stores one clip (the caller owns the task's stage)."""
-        image = await self.services.assets.read(job.image, "image", job.owner)
+        image = await self.services.asset_bytes(job.image, "image", job.owner)
         request = VideoRequest(image=image, prompt=job.prompt, num_frames=job.num_frames, fps=job.fps,
                                width=job.width, height=job.height, steps=job.steps, guidance=self.guidance(job.model),
                                seed=job.seed, gif=job.gif)
@@ -69,7 +70,7 @@ class VideosWorkflow(Workflow[VideoJob]):
         gif = await assets.put(result.gif, "image/gif", "generated", job.owner) if result.gif else None
         await self.services.timings.record(job.model, result.metadata,
                                            work_units(result.width, result.height, job.steps, result.num_frames))
-        return VideoOut(video=AssetRef(**video.ref()), gif=AssetRef(**gif.ref()) if gif else None,
+        return VideoOut(video=AssetRef.of(video.id), gif=AssetRef.of(gif.id) if gif else None,
                         num_frames=result.num_frames, fps=result.fps, width=result.width, height=result.height,
                         seed=result.seed, metadata=result.metadata.model_dump()).model_dump()
 

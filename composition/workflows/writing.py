@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from composition.errors import ApiError
+from pydantic import BaseModel
+
 from composition.schemas.common import AssetRef
 from composition.schemas.writing import WritingBody, WritingOut
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
+from models.errors import InvalidRequest
 from models.conditioning import control_map, missing_glyphs, render_text
 from models.media import encode_png
 from models.types import Control, ImageRequest
@@ -20,43 +22,54 @@ def conditioning_pngs(word: str, controls: list[str], width: int, height: int) -
     return {"glyph": encode_png(glyph), **{kind: encode_png(control_map(kind, glyph)) for kind in controls}}
 
 
-class WritingWorkflow(Workflow[WritingBody]):
-    kind = "writing"
-    request_type = WritingBody
+class WritingJob(BaseModel):
+    """A word to draw, with its size resolved."""
 
-    async def plan(self, body: WritingBody) -> WritingBody:
+    word: str
+    translation: str = ""
+    style: str
+    width: int
+    height: int
+    seed: int
+    owner: str = ""
+
+
+class WritingWorkflow(Workflow[WritingJob]):
+    kind = "writing"
+    job_type = WritingJob
+    quota = "images"
+
+    async def plan(self, body: WritingBody) -> WritingJob:
         if body.style not in self.services.catalogue.writing_styles:
             styles = ", ".join(sorted(self.services.catalogue.writing_styles))
-            raise ApiError(422, "invalid_request", f"style: unknown writing style, use one of {styles}", "style")
+            raise InvalidRequest("style", f"unknown writing style, use one of {styles}")
         if not body.word.strip():
-            raise ApiError(422, "invalid_request", "word: must not be blank", "word")
+            raise InvalidRequest("word", "must not be blank")
         if missing := missing_glyphs(body.word):
-            raise ApiError(422, "invalid_request", f"word: the font cannot render {''.join(missing)!r}", "word")
-        await self.services.check_size("sdxl", *self.size(body))
-        return body
-
-    def size(self, body: WritingBody) -> tuple[int, int]:
+            raise InvalidRequest("word", f"the font cannot render {''.join(missing)!r}")
         defaults = self.services.defaults_of("sdxl")
-        return body.width or defaults.width, body.height or defaults.height
+        width, height = body.width or defaults.width, body.height or defaults.height
+        await self.services.check_size("sdxl", width, height)
+        return WritingJob(word=body.word.strip(), translation=body.translation or "", style=body.style, width=width,
+                          height=height, seed=body.seed, owner=body.user_id or "")
 
-    async def run(self, ctx: TaskContext, body: WritingBody) -> dict[str, Any]:
-        style = self.services.catalogue.writing_styles[body.style]
-        width, height = self.size(body)
+    async def run(self, ctx: TaskContext, job: WritingJob) -> dict[str, Any]:
+        style = self.services.catalogue.writing_styles[job.style]
+        width, height, owner = job.width, job.height, job.owner
         await ctx.stage("conditioning")
-        pngs = await asyncio.to_thread(conditioning_pngs, body.word.strip(), list(style.controls), width, height)
-        owner = body.user_id or ""
+        pngs = await asyncio.to_thread(conditioning_pngs, job.word, list(style.controls), width, height)
         refs = {kind: await self.services.assets.put(png, "image/png", "control", owner, (width, height))
                 for kind, png in pngs.items()}
-        prompt = style.render(body.word.strip(), body.translation or "")
+        prompt = style.render(job.word, job.translation)
         defaults = self.services.defaults_of("sdxl")
         request = ImageRequest(prompt=prompt, negative_prompt=style.negative_prompt, width=width, height=height,
-                               steps=defaults.steps, guidance=defaults.guidance, seed=body.seed,
+                               steps=defaults.steps, guidance=defaults.guidance, seed=job.seed,
                                controls=tuple(Control(type=kind, image=pngs[kind], scale=scale)
                                               for kind, scale in style.controls.items()))
         await ctx.wait_for("sdxl", work_units(width, height, request.steps))
         result = await self.handle("sdxl").generate.remote(request, ctx.task_id)
         await self.services.timings.record("sdxl", result.metadata, work_units(width, height, request.steps))
         image = await self.services.assets.put(result.png, "image/png", "generated", owner, (width, height))
-        return WritingOut(image=AssetRef(**image.ref()), conditioning={k: v.url for k, v in refs.items()},
+        return WritingOut(image=AssetRef.of(image.id), conditioning={k: v.url for k, v in refs.items()},
                           controls=dict(style.controls), prompt_used=prompt,
                           metadata=result.metadata.model_dump()).model_dump()

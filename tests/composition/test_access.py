@@ -6,8 +6,11 @@ import time
 import redis.asyncio as aioredis
 from secured import bearer, services_for
 
+from composition.dedup.matching import normalize_prompt
 from composition.runner import TaskRunner
+from composition.store.prompts import digest
 from composition.workflows.registry import build_workflows
+from config import keys
 from config.composition import RunnerArgs
 
 
@@ -44,15 +47,22 @@ def test_revoked_key_is_refused(secured):
     assert before.status_code == 200 and after.status_code == 401
 
 
-def test_quota_is_exact_under_50_parallel_requests(secured):
-    async def steps(client, services):
-        key, _ = await services.access.create_key(f"kim-{time.time_ns()}", "tight")
-        return await asyncio.gather(*(client.post("/v1/images/generations", headers=bearer(key), json={
-            "prompt": f"a lighthouse number {i} in a storm", "seed": i, "wait_s": 0}) for i in range(50)))
+def test_quota_is_exact_under_50_parallel_requests_and_refused_ones_leave_no_trace(secured):
+    """Exactly the tier's 7 are accepted; the 43 refused prompts never reach the prompt index."""
+    run = time.time_ns()
 
-    responses = secured(steps)
+    async def steps(client, services):
+        key, _ = await services.access.create_key(f"kim-{run}", "tight")
+        responses = await asyncio.gather(*(client.post("/v1/images/generations", headers=bearer(key), json={
+            "prompt": f"a lighthouse number {i} in a storm, run {run}", "seed": i, "wait_s": 0}) for i in range(50)))
+        indexed = [bool([k async for k in services.redis.scan_iter(keys.prompt_exact("*", digest(normalize_prompt(
+            f"a lighthouse number {i} in a storm, run {run}"))))]) for i in range(50)]
+        return responses, indexed
+
+    responses, indexed = secured(steps)
     codes = [r.status_code for r in responses]
     assert codes.count(202) + codes.count(200) == 7 and codes.count(429) == 43, codes
+    assert indexed == [code != 429 for code in codes]
     refused = next(r for r in responses if r.status_code == 429).json()["error"]
     assert refused["code"] == "quota_exceeded" and refused["field"] == "images" and "7" in refused["message"]
 
@@ -99,7 +109,7 @@ def test_a_high_lane_task_starts_before_earlier_low_lane_tasks(montage, redis_ur
     async def run():
         services = services_for(lane_url, asset_dir, auth="off")
         await aioredis.Redis.from_url(lane_url).flushdb()
-        body = {"prompt": "a quiet harbour", "mode": "general", "target": "image", "wait_s": 0}
+        body = {"prompt": "a quiet harbour", "mode": "general", "target": "image"}  # the stored job: no HTTP fields
         low = [(await services.tasks.create("prompt", body, lane="low"))[0] for _ in range(10)]
         high, _ = await services.tasks.create("prompt", body, lane="high")
         runner = TaskRunner(services, build_workflows(services).by_kind(), RunnerArgs(concurrency=1, block_ms=50))

@@ -176,13 +176,16 @@ def test_prompts_unused_for_the_index_ttl_leave_the_index_but_keep_their_variant
         gone, _ = await store.register(scope, "an unused prompt", "an unused prompt", unused)
         await store.add_variant(gone, 7, "0" * 32, {})
         await store.client.zadd(redis_keys.prompt_recent(), {kept: time.time() - 50, gone: time.time() - 100})
-        assert await store.exact(scope, "a used prompt") == kept  # a use: its recency is now
+        assert await store.exact(scope, "a used prompt") == kept
+        await store.touch(scope, "a used prompt")  # a use: its recency is now
         evicted = await store.evict(time.time() - 10)
         nearest = [key for key, _, _ in await store.candidates(scope, unused, 8)]
         return kept, gone, evicted, nearest, await store.exact(scope, "an unused prompt"), scope
 
-    kept, gone, evicted, nearest, exact, scope = index_scenario(redis_url, steps)
-    client = sync_redis.Redis.from_url(redis_url)
+    own_db = redis_url.rsplit("/", 1)[0] + "/9"  # the recency index is global: no other test's prompts in it
+    client = sync_redis.Redis.from_url(own_db)
+    client.flushdb()
+    kept, gone, evicted, nearest, exact, scope = index_scenario(own_db, steps)
     assert evicted == 1 and nearest == [kept] and exact is None
     assert client.execute_command("VCARD", redis_keys.prompt_vectors(scope)) == 1
     assert client.hget(redis_keys.prompt(gone), "embedding") is None

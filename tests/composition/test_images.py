@@ -72,7 +72,8 @@ def test_concurrent_identical_requests_make_one_generation(client, redis_url):
 
 
 def test_concurrent_identical_prompts_resolve_to_one_new_key_and_exact_matches(montage, redis_url):
-    """Eight resolutions of one new prompt at once: one indexes it ("new"), the rest find it ("exact")."""
+    """Eight requests of one new prompt at once, each resolved then committed: one indexes it ("new"), the rest
+    find it ("exact")."""
     import asyncio
     import uuid
 
@@ -88,13 +89,28 @@ def test_concurrent_identical_prompts_resolve_to_one_new_key_and_exact_matches(m
         try:
             dedup = Dedup(PromptStore(client), serve.get_deployment_handle("Embedder", "montage"), DedupArgs())
             scope = f"race-{uuid.uuid4().hex[:8]}"
-            return await asyncio.gather(*(dedup.resolve(scope, "an origami crane on a chessboard") for _ in range(8)))
+            prompt = "an origami crane on a chessboard"
+            planned = await asyncio.gather(*(dedup.resolve(scope, prompt) for _ in range(8)))
+            return await asyncio.gather(*(dedup.commit(resolution) for resolution in planned))
         finally:
             await client.aclose()
 
     resolutions = asyncio.run(run())
     assert len({r.prompt_key for r in resolutions}) == 1
     assert sorted(r.match for r in resolutions) == ["exact"] * 7 + ["new"]
+
+
+def test_a_request_refused_for_an_unknown_project_leaves_the_prompt_index_unchanged(client, redis_url):
+    from composition.dedup.matching import normalize_prompt
+    from composition.store.prompts import digest
+
+    prompt = f"a paper boat on a puddle, {time.time_ns()}"
+    response = client.post("/v1/images/generations", json={"prompt": prompt, "project_id": "no-such-project"})
+    assert response.status_code == 404 and response.json()["error"]["field"] == "project_id"
+    pattern = keys.prompt_exact("*", digest(normalize_prompt(prompt)))
+    assert list(redis.Redis.from_url(redis_url).scan_iter(pattern)) == []
+    assert client.post("/v1/images/generations", json={"prompt": prompt, "wait_s": 0}).status_code == 202
+    assert len(list(redis.Redis.from_url(redis_url).scan_iter(pattern))) == 1  # an accepted one is indexed
 
 
 def test_explicit_seed_is_honoured_and_cached(client):

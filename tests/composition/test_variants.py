@@ -115,12 +115,12 @@ def test_a_souls_clip_animates_the_users_unseen_variant_and_a_variant_can_be_ani
 
     missing = client.post("/v1/variants/0123456789abcdef/video", json={})
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "variant_id"
-    for path, body, field in ((f"/v1/souls/{soul}/video", {"cue": "x"}, "user_id"),
-                              ("/v1/souls/nobody/video", {"user_id": "ivy"}, "soul_id"),
-                              (f"/v1/souls/{soul}/video", {"user_id": "ivy", "model": "wan", "num_frames": 8},
-                               "num_frames")):
+    for path, body, status, field in ((f"/v1/souls/{soul}/video", {"cue": "x"}, 422, "user_id"),
+                                      ("/v1/souls/nobody/video", {"user_id": "ivy"}, 404, "soul_id"),
+                                      (f"/v1/souls/{soul}/video", {"user_id": "ivy", "model": "wan", "num_frames": 8},
+                                       422, "num_frames")):
         response = client.post(path, json=body)
-        assert response.status_code in (404, 422) and response.json()["error"]["field"] == field, response.text
+        assert response.status_code == status and response.json()["error"]["field"] == field, response.text
 
 
 def test_selfie_rejects_unknown_city_and_soul(client, soul):
