@@ -32,25 +32,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from bench.gpu_timing import sync, timed_call, token_call, token_flops
 from bench.gpu_workloads import WORKLOADS, Workload, production_args
-from bench.stats import median
 from config.families import Source
 
 OUT = Path("var/bench/gpu")
 GIB = 2**30
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, iters: int = 20) -> float:
@@ -59,11 +52,11 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, iters: int = 20) -> fl
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     for _ in range(3):
         a @ b
-    _sync(device)
+    sync(device)
     started = time.perf_counter()
     for _ in range(iters):
         a @ b
-    _sync(device)
+    sync(device)
     return 2 * n**3 * iters / (time.perf_counter() - started)
 
 
@@ -101,85 +94,13 @@ def memory(device: torch.device) -> dict[str, float]:
                 peak_reserved_gib=torch.cuda.max_memory_reserved(device) / GIB, device_used_gib=(total - free) / GIB)
 
 
-@dataclass
-class StepTiming:
-    """One short call: marks after every step, and the FLOPs of its last step when counted."""
-
-    started: float
-    ended: float = 0.0
-    marks: list[float] = field(default_factory=list)
-    step_flops: int = 0
-    output: Any = None
-
-    def per_step_s(self, timed: int) -> float:
-        """Median of the steps after the warm-up one, leaving out the counted step."""
-        return median([b - a for a, b in zip(self.marks[:timed], self.marks[1:timed + 1], strict=True)])
-
-    def figures(self, timed: int, steps: int) -> dict[str, float]:
-        step = self.per_step_s(timed)
-        before, after = self.marks[0] - self.started - step, self.ended - self.marks[-1]
-        return dict(before_s=before, per_step_ms=step * 1000.0, after_s=after, e2e_s=before + steps * step + after,
-                    call_s=self.ended - self.started)
-
-
-def timed_call(call: Callable[[dict, Any], Any], fields: dict, timed: int, device: torch.device,
-               count_flops: bool) -> StepTiming:
-    """Runs 1 warm-up + `timed` steps (+ 1 counted step), marking the end of each."""
-    total = 1 + timed + int(count_flops)
-    counter = FlopCounterMode(display=False)
-
-    def on_step(done: int, steps: int) -> None:
-        _sync(device)
-        timing.marks.append(time.perf_counter())
-        if count_flops and done == total - 1:
-            counter.__enter__()
-        elif count_flops and done == total:
-            counter.__exit__(None, None, None)
-            timing.step_flops = counter.get_total_flops()
-
-    _sync(device)
-    timing = StepTiming(started=time.perf_counter())
-    timing.output = call({**fields, "steps": total}, on_step)
-    _sync(device)
-    timing.ended = time.perf_counter()
-    if len(timing.marks) != total:
-        raise RuntimeError(f"expected {total} step callbacks, got {len(timing.marks)}")
-    return timing
-
-
-def token_call(call: Callable[[dict, Any], Any], fields: dict, device: torch.device) -> dict[str, float]:
-    """Decode: a short warm-up, then `steps` new tokens timed whole (prefill of a short prompt included)."""
-    call({**fields, "steps": 4}, None)
-    _sync(device)
-    started = time.perf_counter()
-    call(fields, None)
-    _sync(device)
-    wall = time.perf_counter() - started
-    return dict(call_s=wall, e2e_s=wall, per_step_ms=wall * 1000.0 / fields["steps"],
-                tokens_per_s=fields["steps"] / wall)
-
-
-def token_flops(call: Callable[[dict, Any], Any], fields: dict) -> int | None:
-    """FLOPs of one decode step: a 3-token call minus a 2-token call. None where the counter cannot count the
-    attention (torch 2.11 asserts on grouped-query SDPA shapes)."""
-    counts = []
-    for steps in (2, 3):
-        try:
-            with FlopCounterMode(display=False) as counter:
-                call({**fields, "steps": steps}, None)
-        except AssertionError:
-            return None
-        counts.append(counter.get_total_flops())
-    return counts[1] - counts[0]
-
-
 def measure_path(workload: Workload, path: str, build: Callable[[], Any], call: Callable[[Any, dict, Any], Any],
                  fields: dict, device: torch.device, timed: int, count_flops: bool) -> dict[str, Any]:
     """Builds one path and runs its short call: its row, with `step_flops` when `count_flops`."""
     release(device)
     started = time.perf_counter()
     model = build()
-    _sync(device)
+    sync(device)
     built = memory(device)
     row: dict[str, Any] = dict(workload=workload.name, path=path, steps=fields["steps"], goal=workload.goal,
                                build_s=time.perf_counter() - started, resident_gib=built.get("reserved_gib"),
@@ -188,7 +109,7 @@ def measure_path(workload: Workload, path: str, build: Callable[[], Any], call: 
     if path == "montage" and hasattr(model, "warmup"):  # what a replica does before it takes requests
         warm_started = time.perf_counter()
         model.warmup()
-        _sync(device)
+        sync(device)
         row["warmup_s"] = time.perf_counter() - warm_started
     if workload.tokens:
         row |= token_call(bound, fields, device)

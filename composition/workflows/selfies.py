@@ -21,7 +21,7 @@ class SelfieJob(BaseModel):
     mood: str
     user_id: str
     video: VideoModel | None = None
-    landmark_key: str
+    landmark_key: str = ""  # drawn by `reserve`
 
 
 class SelfiesWorkflow(Workflow[SelfieJob]):
@@ -36,14 +36,17 @@ class SelfiesWorkflow(Workflow[SelfieJob]):
 
     async def plan(self, body: SelfieBody) -> SelfieJob:
         await self.services.style(body.soul_id)
-        city = self.services.catalogue.cities.get(body.city_key)
-        if city is None:
+        if body.city_key not in self.services.catalogue.cities:
             raise InvalidRequest("city_key", f"unknown city {body.city_key!r}")
-        landmark = await self.services.landmarks.choose(body.soul_id, body.user_id, city.key,
+        return SelfieJob(**body.model_dump(include={"soul_id", "city_key", "mood", "user_id", "video"}))
+
+    async def reserve(self, job: SelfieJob) -> SelfieJob:
+        """The landmark, drawn once the request may proceed (it becomes one of the user's recent places)."""
+        city = self.services.catalogue.cities[job.city_key]
+        landmark = await self.services.landmarks.choose(job.soul_id, job.user_id, city.key,
                                                         [landmark.key for landmark in city.landmarks],
                                                         self.services.args.recent_landmarks)
-        return SelfieJob(landmark_key=landmark, **body.model_dump(include={"soul_id", "city_key", "mood", "user_id",
-                                                                           "video"}))
+        return job.model_copy(update={"landmark_key": landmark})
 
     def wait_s(self, body: SelfieBody) -> float:
         return body.wait_s if body.wait_s is not None else (self.VIDEO_WAIT_S if body.video else self.WAIT_S)
