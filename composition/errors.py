@@ -77,7 +77,8 @@ def install(app: FastAPI) -> None:
         location = [str(part) for part in first.get("loc", ())
                     if part not in ("body", "query", "path", "header", "[key]")]
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        field = ".".join(location) or _field_of(message)
+        whole_body = tuple(first.get("loc", ())) == ("body",)  # a model check, or not a JSON object at all
+        field = ".".join(location) or _field_of(message) or ("body" if whole_body else None)
         text = message if message.startswith(f"{field}:") else f"{field or 'request'}: {message}"
         return JSONResponse(error_body("invalid_request", text, field), 422)
 

@@ -22,16 +22,6 @@ log = logging.getLogger("montage.runner")
 RETRY_BACKOFF_S = 1.0
 
 
-def asset_ids(value: Any) -> list[str]:
-    """Every `asset_id` inside a result, for linking them to the task's project."""
-    if isinstance(value, dict):
-        return [*([value["asset_id"]] if isinstance(value.get("asset_id"), str) else []),
-                *(i for v in value.values() for i in asset_ids(v))]
-    if isinstance(value, list):
-        return [i for v in value for i in asset_ids(v)]
-    return []
-
-
 def _cause(exc: BaseException) -> BaseException:
     """The user-level exception inside a Ray error (whose own text carries a remote traceback)."""
     return getattr(exc, "cause", None) or exc
@@ -137,7 +127,7 @@ class TaskRunner:
                 await asyncio.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))  # time for a replica to come back
                 continue
             if await tasks.succeed(task_id, result) and record.project_id:
-                await self.services.projects.add_assets(record.project_id, asset_ids(result))
+                await self.services.projects.add_result(record.project_id, result)
             return
 
 

@@ -48,7 +48,10 @@ async def submit(services: Services, principal: Principal, workflow: Workflow, b
     awaited up to the workflow's wait."""
     body = await with_project_defaults(services, workflow.kind, as_user(body, principal))
     job = await workflow.plan(body)
+    project_id = getattr(body, "project_id", None)
     if (hit := await workflow.cached(job)) is not None:
+        if project_id:
+            await services.projects.add_result(project_id, hit)
         return JSONResponse(hit)
     bound_to = fingerprint(body) if idempotency_key else None
     earlier = await services.tasks.idempotent(body.user_id or "", workflow.kind, idempotency_key) \
@@ -64,7 +67,7 @@ async def submit(services: Services, principal: Principal, workflow: Workflow, b
             return JSONResponse(reserved)
         task_id, _ = await services.tasks.create(
             workflow.kind, reserved.model_dump(mode="json"), body.user_id or "", principal.lane,
-            getattr(body, "project_id", None), idempotency_key, workflow.flight(reserved), bound_to)
+            project_id, idempotency_key, workflow.flight(reserved), bound_to)
     try:
         return task_response(await services.tasks.wait(task_id, workflow.wait_s(body)))
     except STORE_DOWN:  # the task is stored: answer with its id, so the client can poll it later

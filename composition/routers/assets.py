@@ -35,7 +35,7 @@ async def upload(file: Annotated[UploadFile, File(description="PNG, JPEG or WEBP
     return await services.assets.put(data, CONTENT_TYPES[fmt], "upload", owner, (width, height))
 
 
-@router.get("/{asset_id}", response_class=FileResponse)
+@router.api_route("/{asset_id}", methods=["GET", "HEAD"], response_class=FileResponse)
 async def download(asset_id: AssetIdPath, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
     info = await services.asset(asset_id, "asset_id", principal.user_id)
     audience = "private" if services.assets.private else "public"  # no shared cache keeps a private asset

@@ -12,6 +12,9 @@ router = APIRouter(prefix="/v1/styles", tags=["styles"])
 
 @router.put("/{soul_id}")
 async def put_style(soul_id: IdPath, profile: StyleProfile, services: ServicesDep) -> StyleEntry:
+    """Saves a soul's style; its size must be one its model serves here (every image of the soul uses it)."""
+    defaults = services.defaults_of(profile.model)
+    await services.check_size(profile.model, profile.width or defaults.width, profile.height or defaults.height)
     await services.styles.put(soul_id, profile)
     return StyleEntry(soul_id=soul_id, **profile.model_dump())
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from composition.store.assets import asset_url
 from config.ids import HEX_ID, NAME_ID
@@ -11,7 +11,20 @@ from config.specs import families_with
 
 Id = Annotated[str, Field(pattern=NAME_ID, description="letters, digits, _ . -")]
 AssetId = Annotated[str, Field(pattern=HEX_ID, description="an asset id from POST /v1/assets")]
-Prompt = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def text(max_length: int) -> Any:
+    """Free text a request gives: at least one character that is not whitespace, at most `max_length`."""
+    return Annotated[str, Field(min_length=1, max_length=max_length), AfterValidator(_not_blank)]
+
+
+Prompt = text(2000)
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Match = Literal["exact", "semantic", "new"]  # how dedup found a prompt's key
 ImageModel = Literal[families_with("generate")]  # "sdxl", "flux": the registry's image families

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import Body, Id
+from composition.schemas.common import Body, Id, text
 
 
 class ProjectCreate(Body):
-    name: str = Field(min_length=1, max_length=200)
+    name: text(200)
     description: str = Field(default="", max_length=2000)
     template: str | None = Field(default=None, max_length=64, description="a key of GET /v1/projects/templates: "
                                  "requests made in the project take its defaults for the fields they leave out")

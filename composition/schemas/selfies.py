@@ -5,13 +5,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetRef, Body, Id, Match, VideoModel
+from composition.schemas.common import AssetRef, Body, Id, Match, VideoModel, text
 
 
 class SelfieBody(Body):
     soul_id: Id
     city_key: str = Field(min_length=1, max_length=64, description="a key of GET /v1/selfies/cities")
-    mood: str = Field(default="happy", min_length=1, max_length=100, description="a known mood key, or free text")
+    mood: text(100) = Field(default="happy", description="a known mood key, or free text")
     user_id: Id
     video: VideoModel | None = None
     project_id: Id | None = None

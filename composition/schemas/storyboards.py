@@ -5,13 +5,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from composition.schemas.common import AssetRef, Body, Id, wait_field
+from composition.schemas.common import AssetRef, Body, Id, text, wait_field
 from models.types import StoryboardRequest
 
 
 class StoryboardBody(Body):
-    theme: str | None = Field(default=None, max_length=2000)
-    script: str | None = Field(default=None, max_length=20_000)
+    theme: text(2000) | None = None
+    script: text(20_000) | None = None
     num_scenes: int = Field(default=4, ge=1, le=12)
     style: str | None = Field(default=None, max_length=200)
     scene_seconds: float | None = Field(default=None, gt=0, le=30, description="None: each scene's own duration")

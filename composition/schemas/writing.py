@@ -5,12 +5,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetRef, Body, Id, Seed, wait_field
+from composition.schemas.common import AssetRef, Body, Id, Seed, text, wait_field
 
 
 class WritingBody(Body):
     word: str = Field(min_length=1, max_length=32)
-    translation: str | None = Field(default=None, max_length=64)
+    translation: text(64) | None = None
     style: str = Field(default="comic", min_length=1, max_length=64, description="a key of GET /v1/writing/styles")
     width: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
     height: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)

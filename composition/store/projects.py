@@ -66,6 +66,20 @@ class ProjectStore:
         ids = await self.client.zrevrange(keys.projects(owner) if owner else keys.projects_index(), 0, -1)
         return [project for i in ids if (project := await self.get(i.decode()))]
 
+    async def add_result(self, project_id: str, result: dict[str, Any]) -> None:
+        """Links every asset of a result (a task's, or one served from cache) to the project."""
+        await self.add_assets(project_id, asset_ids(result))
+
     async def add_assets(self, project_id: str, asset_ids: list[str]) -> None:
         if asset_ids:
             await self.client.sadd(keys.project_assets(project_id), *asset_ids)
+
+
+def asset_ids(value: Any) -> list[str]:
+    """Every `asset_id` inside a result."""
+    if isinstance(value, dict):
+        return [*([value["asset_id"]] if isinstance(value.get("asset_id"), str) else []),
+                *(i for v in value.values() for i in asset_ids(v))]
+    if isinstance(value, list):
+        return [i for v in value for i in asset_ids(v)]
+    return []

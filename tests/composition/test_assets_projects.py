@@ -93,3 +93,15 @@ def test_a_project_from_a_template_fills_the_fields_its_requests_leave_out(clien
     assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "template"
     missing = client.post("/v1/prompts/optimize", json={"prompt": "a heron", "project_id": "nope"})
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "project_id"
+
+
+def test_a_cached_result_requested_in_a_project_joins_the_project(client):
+    body = {"prompt": "a brass compass on an old map", "n": 2}
+    first = client.post("/v1/images/generations", json=body).json()
+    project = client.post("/v1/projects", json={"name": "maps"}).json()["id"]
+    again = client.post("/v1/images/generations", json=body | {"project_id": project}).json()
+    assert again["cache_hit"] is True
+    assets = client.get(f"/v1/projects/{project}").json()["assets"]
+    assert sorted(assets) == sorted(image["asset_id"] for image in first["images"])
+    head = client.head(first["images"][0]["url"])
+    assert head.status_code == 200 and head.headers["content-type"] == "image/png" and head.content == b""

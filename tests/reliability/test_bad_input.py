@@ -59,7 +59,7 @@ def test_unknown_asset_in_a_body_is_a_404_naming_the_field(client):
     ({"prompt": ""}, "prompt"), ({"prompt": "x" * 2001}, "prompt"), ({"prompt": "x", "width": 63}, "width"),
     ({"prompt": "x", "width": 4096}, "width"), ({"prompt": "x", "steps": 0}, "steps"), ({"prompt": "x", "n": 99}, "n"),
     ({"prompt": "x", "model": "dalle"}, "model"), ({"prompt": "x", "colour": "red"}, "colour"),
-    ({"prompt": "x", "user_id": "../root"}, "user_id"),
+    ({"prompt": "x", "user_id": "../root"}, "user_id"), ({"prompt": " \t\n", "model": "flux"}, "prompt"),
 ])
 def test_bad_generation_bodies_name_the_field(client, body, field):
     response = client.post("/v1/images/generations", json=body)
@@ -75,7 +75,8 @@ def test_malformed_json_and_wrong_content_type_are_4xx(client):
     assert broken.json()["error"]["message"].startswith("body: invalid JSON at character 19: Expecting property name")
     response = client.post("/v1/images/generations", content=b"prompt=x",
                            headers={"content-type": "application/x-www-form-urlencoded"})
-    assert_refused(response, 422)
+    assert_refused(response, 422, "body")
+    assert_refused(client.post("/v1/images/generations", json=[]), 422, "body")
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
@@ -159,3 +160,22 @@ def test_sizes_past_the_tiny_deployments_pixel_limit_are_refused(client):
 def test_traversal_in_every_kind_of_id(client, method, path):
     response = client.request(method, path, params={"user_id": "u"}, json={"prompt": "x"} if method == "PUT" else None)
     assert_refused(response, 404)  # the decoded slash leaves the route
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/v1/images/edits", {"image": "0" * 32, "prompt": "  "}, "prompt"),
+    ("/v1/storyboards", {"script": " \t "}, "script"),
+    ("/v1/selfies", {"soul_id": "s", "city_key": "rome", "user_id": "u", "mood": "  "}, "mood"),
+    ("/v1/writing", {"word": "hi", "translation": " "}, "translation"),
+    ("/v1/projects", {"name": "   "}, "name"),
+])
+def test_blank_text_is_refused_naming_its_field(client, path, body, field):
+    """Whitespace is not text: refused at the door, never a task that fails inside a model."""
+    assert "must not be blank" in assert_refused(client.post(path, json=body), 422, field)["message"]
+
+
+def test_a_style_must_have_a_size_its_model_serves(client):
+    response = client.put("/v1/styles/too-big", json={"prompt": "a giant", "model": "flux", "width": 1024,
+                                                      "height": 1024})
+    assert "exceeds" in assert_refused(response, 422, "width")["message"]
+    assert client.get("/v1/styles/too-big").status_code == 404
