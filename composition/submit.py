@@ -50,9 +50,7 @@ async def submit(services: Services, principal: Principal, workflow: Workflow, b
     job = await workflow.plan(body)
     project_id = getattr(body, "project_id", None)
     if (hit := await workflow.cached(job)) is not None:
-        if project_id:
-            await services.projects.add_result(project_id, hit)
-        return JSONResponse(hit)
+        return await served(services, project_id, hit)
     bound_to = fingerprint(body) if idempotency_key else None
     earlier = await services.tasks.idempotent(body.user_id or "", workflow.kind, idempotency_key) \
         if idempotency_key else None
@@ -64,7 +62,7 @@ async def submit(services: Services, principal: Principal, workflow: Workflow, b
         await charge(services, principal, workflow.quota)
         reserved = await workflow.reserve(job)
         if isinstance(reserved, dict):
-            return JSONResponse(reserved)
+            return await served(services, project_id, reserved)
         task_id, _ = await services.tasks.create(
             workflow.kind, reserved.model_dump(mode="json"), body.user_id or "", principal.lane,
             project_id, idempotency_key, workflow.flight(reserved), bound_to)
@@ -72,6 +70,13 @@ async def submit(services: Services, principal: Principal, workflow: Workflow, b
         return task_response(await services.tasks.wait(task_id, workflow.wait_s(body)))
     except STORE_DOWN:  # the task is stored: answer with its id, so the client can poll it later
         return accepted(task_id)
+
+
+async def served(services: Services, project_id: str | None, result: dict[str, Any]) -> JSONResponse:
+    """A result answered without a task (from cache, a repeated variant): it joins the request's project too."""
+    if project_id:
+        await services.projects.add_result(project_id, result)
+    return JSONResponse(result)
 
 
 async def with_project_defaults(services: Services, kind: str, body: Any) -> Any:
