@@ -81,7 +81,7 @@ async def export_project(services: Services, project: Project, user: str | None)
     """A zip of project.json (project, tasks, asset metadata) and every asset's bytes."""
     tasks = [record.model_dump(exclude={"request"}) for t in project.tasks if (record := await services.tasks.get(t))]
     infos = [info for a in project.assets if (info := await services.assets.info(a, user))]
-    assets = {info.id: await services.assets.read(info.id, user) for info in infos}
+    assets = {info.id: await services.assets.bytes_of(info.id) for info in infos}
     manifest = {"format": "montage-project/1", "project": project.model_dump(), "tasks": tasks,
                 "assets": [info.model_dump() for info in infos]}
     return await asyncio.to_thread(build_zip, manifest, assets)

@@ -44,9 +44,14 @@ class Conflict(ApiError):
         super().__init__(409, "conflict", f"{field}: {message}" if field else message, field)
 
 
+def cause_of(exc: BaseException) -> BaseException:
+    """The user-level exception inside a Ray error from a replica (whose own text carries a remote traceback)."""
+    return getattr(exc, "cause", None) or exc
+
+
 def as_api_error(exc: BaseException) -> ApiError | None:
     """The client-facing form of an error (also inside a Ray error from a replica), or None for a server failure."""
-    exc = getattr(exc, "cause", None) or exc
+    exc = cause_of(exc)
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, InvalidRequest):

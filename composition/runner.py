@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from composition.errors import STORE_DOWN, as_api_error
+from composition.errors import STORE_DOWN, as_api_error, cause_of
 from composition.metrics import service_metrics
 from composition.services import Services, build_services
 from composition.store.tasks import Entry
@@ -20,11 +20,6 @@ from records.tasks import Cancelled
 
 log = logging.getLogger("montage.runner")
 RETRY_BACKOFF_S = 1.0
-
-
-def _cause(exc: BaseException) -> BaseException:
-    """The user-level exception inside a Ray error (whose own text carries a remote traceback)."""
-    return getattr(exc, "cause", None) or exc
 
 
 class TaskRunner:
@@ -119,7 +114,7 @@ class TaskRunner:
                 if (error := as_api_error(exc)) is not None:  # the request's own fault, as the ingress answers it
                     await tasks.fail(task_id, error.code, error.message, error.field, error.status)
                     return
-                cause = _cause(exc)  # a server failure (a library's ValueError included): logged and retried
+                cause = cause_of(exc)  # a server failure (a library's ValueError included): logged and retried
                 log.warning("task %s attempt %d failed", task_id, attempt, exc_info=cause)
                 if attempt >= self.args.max_attempts:
                     await tasks.fail(task_id, "internal", f"failed after {attempt} attempts: {type(cause).__name__}")

@@ -86,8 +86,10 @@ class AssetStore:
 
     async def read(self, asset_id: str, user: str | None = None) -> bytes | None:
         """The bytes of an asset `user` may read, or None (as `info`)."""
-        if await self.info(asset_id, user) is None:
-            return None
+        return None if await self.info(asset_id, user) is None else await self.bytes_of(asset_id)
+
+    async def bytes_of(self, asset_id: str) -> bytes:
+        """The bytes of an asset whose `info` the caller has read."""
         return await asyncio.to_thread(self.path(asset_id).read_bytes)
 
 
