@@ -20,7 +20,10 @@ import yaml
 from PIL import Image
 
 from config.families import Source
-from models.runtime import StepCallback, step_callback
+from models.steps import Steps
+
+StepCallback = Callable[[int, int], None]
+"""Called as on_step(done, total) after every denoising step."""
 
 H200 = Path("config/serve/h200.yaml")
 LLM_PROMPT = "a lighthouse on a cliff at dusk, waves below"
@@ -90,7 +93,17 @@ def _encode_mp4(videos: Any, f: dict) -> bytes | None:
 
 
 def _callback(on_step: StepCallback, fields: dict) -> Any:
-    return step_callback(on_step, fields["steps"])
+    """A baseline pipeline's `callback_on_step_end` reporting `on_step(done, total)`."""
+    def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
+        on_step(step + 1, fields["steps"])
+        return {}
+
+    return callback
+
+
+def _steps(on_step: StepCallback) -> Steps:
+    """The Montage path's step hook reporting `on_step(done, total)`."""
+    return Steps(on_step=lambda boundary: on_step(boundary.done, boundary.total))
 
 
 def _generator(device: torch.device) -> torch.Generator:
@@ -180,8 +193,8 @@ def _flux_montage_call(model: Any, f: dict, on_step: StepCallback) -> Any:
     if f.get("edit"):
         return model.run_edit([EditRequest(prompt=f["prompt"], image=png(f["width"], f["height"]), width=f["width"],
                                            height=f["height"], steps=f["steps"], guidance=f["guidance"], seed=0)],
-                              on_step)
-    return model.run([_image_request(f)], on_step)
+                              _steps(on_step))
+    return model.run([_image_request(f)], _steps(on_step))
 
 
 # SVD and Wan (image to video).
@@ -239,7 +252,7 @@ def _video_montage_call(model: Any, f: dict, on_step: StepCallback) -> Any:
 
     return model.run([VideoRequest(image=png(f["width"], f["height"]), prompt=f["prompt"], width=f["width"],
                                    height=f["height"], num_frames=f["num_frames"], fps=f["fps"],
-                                   steps=f["steps"], guidance=f["guidance"], seed=0)], on_step)
+                                   steps=f["steps"], guidance=f["guidance"], seed=0)], _steps(on_step))
 
 
 # Qwen2.5 decode: "steps" are new tokens; min_new_tokens keeps random weights from stopping early.
@@ -280,7 +293,7 @@ _FLUX = dict(_IMAGE, guidance=3.5, max_sequence_length=512)
 _VIDEO = dict(prompt="the car drives away", fps=7)
 
 def _sdxl_montage_call(model: Any, f: dict, on_step: StepCallback) -> Any:
-    return model.run([_image_request(f)], on_step)
+    return model.run([_image_request(f)], _steps(on_step))
 
 
 _SDXL = dict(_IMAGE, width=1024, height=1024, steps=30)

@@ -20,7 +20,9 @@ from models import tokenizers
 from models.errors import InvalidRequest
 from models.images import decode_rgb
 from models.results import image_result
-from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, step_callback
+from models.previews import Previewer
+from models.runtime import Family, apply_runtime, blank_png, build, generators
+from models.steps import Steps, stepped_call
 from models.types import EditRequest, ImageRequest, ImageResult
 
 _TINY_TRANSFORMER = dict(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
@@ -92,6 +94,15 @@ class Flux(Family):
         if args.kontext_id:
             apply_runtime(self.kontext, args, "transformer")
         self.kontext.set_progress_bar_config(disable=True)
+        vae = self.text_to_image.vae
+        self.previewer = Previewer(self.decode, vae.config.latent_channels, self.text_to_image.vae_scale_factor)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Unpacked latents (N, C, h, w) in the transformer's space to images (N, 3, H, W) in [0, 1]."""
+        vae = self.text_to_image.vae
+        latents = latents.to(self.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+        with torch.inference_mode():
+            return (vae.decode(latents).sample / 2 + 0.5).clamp(0, 1)
 
     @property
     def size_multiple(self) -> int:
@@ -113,33 +124,38 @@ class Flux(Family):
     def group_key(request: ImageRequest | EditRequest) -> tuple:
         return request.width, request.height, request.steps, request.guidance
 
-    def _call(self, pipe: Any, requests: list, on_step: StepCallback | None, **kwargs: Any) -> np.ndarray:
+    def _call(self, pipe: Any, requests: list, steps: Steps | None, **kwargs: Any) -> np.ndarray:
         first = self.one_group(requests)
+
+        def previews(packed: torch.Tensor) -> list[bytes]:
+            return self.previewer.images(pipe._unpack_latents(packed, first.height, first.width, pipe.vae_scale_factor))
+
+        view, stepping = stepped_call(pipe, steps, len(requests), first.steps, previews)
         with torch.inference_mode():
-            return pipe(
+            return view(
                 prompt=[r.prompt for r in requests],
                 width=first.width, height=first.height,
                 num_inference_steps=first.steps, guidance_scale=first.guidance,
                 generator=generators([r.seed for r in requests], self.device),
                 max_sequence_length=self.args.max_sequence_length,
                 output_type="np",
-                callback_on_step_end=step_callback(on_step, first.steps),
+                **stepping,
                 **kwargs,
             ).images
 
-    def run(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> np.ndarray:
+    def run(self, requests: list[ImageRequest], steps: Steps | None = None) -> np.ndarray:
         """Text to image for one compatible group: float images (B, H, W, 3) in [0, 1]."""
-        return self._call(self.text_to_image, requests, on_step)
+        return self._call(self.text_to_image, requests, steps)
 
-    def run_edit(self, requests: list[EditRequest], on_step: StepCallback | None = None) -> np.ndarray:
+    def run_edit(self, requests: list[EditRequest], steps: Steps | None = None) -> np.ndarray:
         """Kontext edit for one compatible group; each source image is resized to the output size."""
         size = (requests[0].width, requests[0].height)
         images = [decode_rgb(r.image).resize(size) for r in requests]
-        return self._call(self.kontext, requests, on_step, image=images, _auto_resize=False,
+        return self._call(self.kontext, requests, steps, image=images, _auto_resize=False,
                           max_area=size[0] * size[1])
 
-    def generate(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> list[ImageResult]:
-        return self.grouped(requests, self.run, image_result, on_step)
+    def generate(self, requests: list[ImageRequest], steps: Steps | None = None) -> list[ImageResult]:
+        return self.grouped(requests, self.run, image_result, steps)
 
-    def edit(self, requests: list[EditRequest], on_step: StepCallback | None = None) -> list[ImageResult]:
-        return self.grouped(requests, self.run_edit, image_result, on_step)
+    def edit(self, requests: list[EditRequest], steps: Steps | None = None) -> list[ImageResult]:
+        return self.grouped(requests, self.run_edit, image_result, steps)

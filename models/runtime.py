@@ -13,12 +13,11 @@ import torch
 from config.families import FamilyArgs, Source
 from models.errors import InvalidRequest
 from models.results import video_result
+from models.steps import Steps
 from models.types import Metadata, VideoRequest, VideoResult
 
 T = TypeVar("T")
 R = TypeVar("R")
-StepCallback = Callable[[int, int], None]
-"""Called as on_step(done, total) after every denoising step."""
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -93,18 +92,6 @@ def generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generat
     """One generator per request: a request's noise never depends on its batch-mates."""
     gen_device = "cpu" if device.type == "mps" else device
     return [torch.Generator(gen_device).manual_seed(seed) for seed in seeds]
-
-
-def step_callback(on_step: StepCallback | None, total: int) -> Callable[..., dict] | None:
-    """Adapts `on_step` to diffusers' `callback_on_step_end`."""
-    if on_step is None:
-        return None
-
-    def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
-        on_step(step + 1, total)
-        return {}
-
-    return callback
 
 
 def group_by(items: Sequence[T], key: Callable[[T], Any]) -> list[list[int]]:
@@ -196,16 +183,16 @@ class Family:
                              "edit, animate) split mixed batches")
         return requests[0]
 
-    def grouped(self, requests: Sequence[R], run: Callable[[list[R], StepCallback | None], Sequence[Any]],
-                encode: Callable[[R, Any, Metadata], T], on_step: StepCallback | None = None) -> list[T]:
-        """Validates every request, runs each compatible group in one `run(group, on_step)` and encodes each output
+    def grouped(self, requests: Sequence[R], run: Callable[[list[R], Steps | None], Sequence[Any]],
+                encode: Callable[[R, Any, Metadata], T], steps: Steps | None = None) -> list[T]:
+        """Validates every request, runs each compatible group in one `run(group, steps)` and encodes each output
         with `encode(request, output, metadata)`; results keep the request order."""
         for request in requests:
             self.validate(request)
 
         def run_group(group: list[R]) -> list[T]:
             started = time.perf_counter()
-            outputs = run(group, on_step)
+            outputs = run(group, steps)
             meta = self.metadata(len(group), started, **self.group_metadata(group))
             return [encode(request, output, meta) for request, output in zip(group, outputs, strict=True)]
 
@@ -247,13 +234,13 @@ def blank_png(width: int, height: int) -> bytes:
 class VideoFamily(Family):
     """An image-to-video family: `animate(batch)` over its `run(group)`, one compatible group per pipeline call."""
 
-    def run(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> np.ndarray:
+    def run(self, requests: list[VideoRequest], steps: Steps | None = None) -> np.ndarray:
         """Float frames (B, F, H, W, 3) in [0, 1] of one compatible group."""
         raise NotImplementedError
 
-    def animate(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> list[VideoResult]:
+    def animate(self, requests: list[VideoRequest], steps: Steps | None = None) -> list[VideoResult]:
         """Mixed batches are split into compatible groups; results keep the request order."""
-        return self.grouped(requests, self.run, video_result, on_step)
+        return self.grouped(requests, self.run, video_result, steps)
 
     def warmup_requests(self) -> list[tuple[Callable[[list], Any], VideoRequest]]:
         d = self.defaults

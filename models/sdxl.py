@@ -20,7 +20,9 @@ from config.families import SDXLArgs, Source
 from models import tokenizers
 from models.images import decode_rgb
 from models.results import image_result
-from models.runtime import Family, StepCallback, apply_runtime, blank_png, build, generators, step_callback
+from models.previews import Previewer
+from models.runtime import Family, apply_runtime, blank_png, build, generators
+from models.steps import Steps, stepped_call
 from models.types import Control, ImageRequest, ImageResult
 
 CONTROL_MODES = {"depth": 1, "scribble": 2, "canny": 3, "segmentation": 5}
@@ -116,6 +118,15 @@ class SDXL(Family):
         self.plain.set_progress_bar_config(disable=True)
         if args.vae_slicing:
             self.union.vae.enable_slicing()
+        vae = self.union.vae
+        self.previewer = Previewer(self.decode, vae.config.latent_channels, self.union.vae_scale_factor)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents in the UNet's space to images (N, 3, H, W) in [0, 1] (the previews' calibration)."""
+        vae = self.union.vae
+        with torch.inference_mode():
+            images = vae.decode(latents.to(self.device, vae.dtype) / vae.config.scaling_factor).sample
+        return (images / 2 + 0.5).clamp(0, 1)
 
     @property
     def size_multiple(self) -> int:
@@ -135,9 +146,11 @@ class SDXL(Family):
         controls = tuple(sorted((c.type, c.scale) for c in request.controls))
         return request.width, request.height, request.steps, request.guidance, controls
 
-    def run(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> np.ndarray:
+    def run(self, requests: list[ImageRequest], steps: Steps | None = None) -> np.ndarray:
         """One pipeline call for compatible requests; returns float images (B, H, W, 3) in [0, 1]."""
         first = self.one_group(requests)
+        pipe, stepping = stepped_call(self.union if first.controls else self.plain, steps, len(requests), first.steps,
+                                      self.previewer.images)
         kwargs: dict[str, Any] = dict(
             prompt=[r.prompt for r in requests],
             negative_prompt=[r.negative_prompt for r in requests],
@@ -145,11 +158,9 @@ class SDXL(Family):
             num_inference_steps=first.steps, guidance_scale=first.guidance,
             generator=generators([r.seed for r in requests], self.device),
             output_type="np",
-            callback_on_step_end=step_callback(on_step, first.steps),
+            **stepping,
         )
-        pipe = self.plain
         if first.controls:
-            pipe = self.union
             types = sorted(c.type for c in first.controls)
             by_type = [{c.type: c for c in r.controls} for r in requests]
             kwargs.update(
@@ -160,9 +171,9 @@ class SDXL(Family):
         with torch.inference_mode():
             return pipe(**kwargs).images
 
-    def generate(self, requests: list[ImageRequest], on_step: StepCallback | None = None) -> list[ImageResult]:
+    def generate(self, requests: list[ImageRequest], steps: Steps | None = None) -> list[ImageResult]:
         """Mixed batches are split into compatible groups; results keep the request order."""
-        return self.grouped(requests, self.run, image_result, on_step)
+        return self.grouped(requests, self.run, image_result, steps)
 
     def group_metadata(self, group: list[ImageRequest]) -> dict[str, Any]:
         return dict(controls=[c.type for c in group[0].controls])

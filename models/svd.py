@@ -16,7 +16,9 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 
 from config.families import Source, SVDArgs
 from models.images import decode_rgb
-from models.runtime import StepCallback, VideoFamily, apply_runtime, build, generators, step_callback
+from models.previews import Previewer
+from models.runtime import VideoFamily, apply_runtime, build, generators
+from models.steps import Steps, stepped_call
 from models.types import VideoRequest
 
 _TINY_UNET = dict(
@@ -85,6 +87,14 @@ class SVD(VideoFamily):
         super().__init__(args)
         self.pipe = load_pipeline(args, self.device, self.dtype)
         apply_runtime(self.pipe, args, "unet")
+        self.previewer = Previewer(self.decode_images, self.pipe.vae.config.latent_channels, self.pipe.vae_scale_factor)
+
+    def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (N, C, h, w) as N frames of one clip to images (N, 3, H, W) in [0, 1] (the previews')."""
+        vae = self.pipe.vae
+        latents = latents.to(self.device, vae.dtype) / vae.config.scaling_factor
+        with torch.inference_mode():
+            return (vae.decode(latents, num_frames=len(latents)).sample / 2 + 0.5).clamp(0, 1)
 
     @property
     def size_multiple(self) -> int:
@@ -96,19 +106,20 @@ class SVD(VideoFamily):
         """Requests with equal keys run in one pipeline call (images may differ)."""
         return request.width, request.height, request.steps, request.guidance, request.num_frames, request.fps
 
-    def run(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> np.ndarray:
+    def run(self, requests: list[VideoRequest], steps: Steps | None = None) -> np.ndarray:
         """One pipeline call for compatible requests; returns float frames (B, F, H, W, 3) in [0, 1]."""
         first = self.one_group(requests)
         size = (first.width, first.height)
         images = [decode_rgb(r.image).resize(size, Image.Resampling.LANCZOS) for r in requests]
+        pipe, stepping = stepped_call(self.pipe, steps, len(requests), first.steps, self.previewer.clips)
         with torch.inference_mode():
-            latents = self.pipe(
+            latents = pipe(
                 image=images, width=first.width, height=first.height,
                 num_frames=first.num_frames, fps=first.fps, num_inference_steps=first.steps,
                 min_guidance_scale=1.0, max_guidance_scale=first.guidance,
                 generator=generators([r.seed for r in requests], self.device),
                 output_type="latent",
-                callback_on_step_end=step_callback(on_step, first.steps),
+                **stepping,
             ).frames
             return np.concatenate([self.decode(clip[None]) for clip in latents])
 

@@ -13,7 +13,9 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, 
 from config.families import Source, WanArgs
 from models import tokenizers
 from models.images import decode_rgb
-from models.runtime import StepCallback, VideoFamily, apply_runtime, build, generators, step_callback
+from models.previews import Previewer
+from models.runtime import VideoFamily, apply_runtime, build, generators
+from models.steps import Steps, stepped_call
 from models.types import VideoRequest
 
 MAX_SEQUENCE_LENGTH = 512  # the I2V transformer splits image from text context assuming 512 text tokens
@@ -96,6 +98,20 @@ class Wan(VideoFamily):
         if args.vae_tiling:
             self.pipe.vae.enable_tiling()
         self._negative_embeds: torch.Tensor | None = None
+        self.previewer = Previewer(self.decode_images, self.pipe.vae.config.z_dim, self.pipe.vae_scale_factor_spatial)
+
+    def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (N, C, h, w), each one frame, to images (N, 3, H, W) in [0, 1] (the previews')."""
+        vae = self.pipe.vae
+        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1)
+        std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1)
+        latents = (latents * std + mean).unsqueeze(2).to(self.device, vae.dtype)
+        with torch.inference_mode():
+            return (vae.decode(latents).sample[:, :, 0] / 2 + 0.5).clamp(0, 1)
+
+    def previews(self, latents: torch.Tensor) -> list[bytes]:
+        """Latents (B, C, F, h, w) to one strip per clip."""
+        return self.previewer.clips(latents.transpose(1, 2))
 
     @property
     def size_multiple(self) -> int:
@@ -113,18 +129,19 @@ class Wan(VideoFamily):
         image = hashlib.sha256(request.image).digest()
         return image, request.width, request.height, request.steps, request.guidance, request.num_frames
 
-    def run(self, requests: list[VideoRequest], on_step: StepCallback | None = None) -> np.ndarray:
+    def run(self, requests: list[VideoRequest], steps: Steps | None = None) -> np.ndarray:
         """One pipeline call for compatible requests; returns float frames (B, F, H, W, 3) in [0, 1]."""
         first = self.one_group(requests)
         image = decode_rgb(first.image).resize((first.width, first.height), Image.Resampling.LANCZOS)
+        pipe, stepping = stepped_call(self.pipe, steps, len(requests), first.steps, self.previews)
         with torch.inference_mode():
-            return self.pipe(
+            return pipe(
                 image=image, **self.prompts(requests), width=first.width, height=first.height,
                 num_frames=first.num_frames, num_inference_steps=first.steps, guidance_scale=first.guidance,
                 max_sequence_length=MAX_SEQUENCE_LENGTH,
                 generator=generators([r.seed for r in requests], self.device),
                 output_type="np",
-                callback_on_step_end=step_callback(on_step, first.steps),
+                **stepping,
             ).frames
 
     def prompts(self, requests: list[VideoRequest]) -> dict[str, Any]:

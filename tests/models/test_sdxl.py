@@ -5,6 +5,7 @@ from diffusers import ControlNetUnionModel, UNet2DConditionModel
 from config.families import SDXLArgs, Source
 from helpers import meta_params, png
 from models import sdxl
+from models.steps import Steps
 from models.media import decode_png_size
 from models.types import Control, ImageRequest
 
@@ -73,7 +74,7 @@ def test_run_refuses_an_incompatible_group(model):
 
 def test_progress_is_reported_per_step(model):
     seen = []
-    model.generate([request(0, steps=3)], on_step=lambda done, total: seen.append((done, total)))
+    model.generate([request(0, steps=3)], Steps(on_step=lambda b: seen.append((b.done, b.total))))
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 

@@ -8,6 +8,7 @@ from diffusers import StableVideoDiffusionPipeline, UNetSpatioTemporalConditionM
 
 import helpers
 from config.families import Source, SVDArgs
+from models.steps import Steps
 from models.media import read_mp4
 from models.svd import ARCHITECTURES, SVD
 from models.types import VideoRequest
@@ -71,7 +72,7 @@ def test_animate_encodes_mp4_and_gif_in_request_order(svd: SVD) -> None:
 
 def test_on_step_reports_every_step(svd: SVD) -> None:
     calls: list[tuple[int, int]] = []
-    svd.run([request(1)], on_step=lambda done, total: calls.append((done, total)))
+    svd.run([request(1)], Steps(on_step=lambda b: calls.append((b.done, b.total))))
     assert calls == [(1, 2), (2, 2)]
 
 

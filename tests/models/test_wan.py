@@ -8,6 +8,7 @@ from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
 
 import helpers
 from config.families import Source, WanArgs
+from models.steps import Steps
 from models.media import read_mp4
 from models.types import VideoRequest
 
@@ -92,7 +93,7 @@ def test_run_rejects_mixed_images(wan: Wan, no_compute: None) -> None:
 
 def test_on_step_reports_every_step(wan: Wan) -> None:
     steps: list[tuple[int, int]] = []
-    wan.run([request(1)], on_step=lambda done, total: steps.append((done, total)))
+    wan.run([request(1)], Steps(on_step=lambda b: steps.append((b.done, b.total))))
     assert steps == [(1, 2), (2, 2)]
 
 

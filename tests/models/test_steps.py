@@ -1,0 +1,104 @@
+"""Step state on every diffusion pipeline (tiny, CPU): a job saved at step k, serialised, restored and run to the end
+equals the uninterrupted run; previews of x0 decode; resuming after the last step only decodes."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import helpers
+from config.families import FluxArgs, SDXLArgs, Source, SVDArgs, WanArgs
+from models.flux import Flux
+from models.previews import MAX_SIDE
+from models.sdxl import SDXL
+from models.steps import Boundary, Steps, StepState
+from models.svd import SVD
+from models.types import Control, EditRequest, ImageRequest, VideoRequest
+from models.wan import Wan
+
+STEPS = 6
+SIZE = dict(width=64, height=64, steps=STEPS)
+
+
+@pytest.fixture(scope="module")
+def families() -> dict:
+    return dict(sdxl=SDXL(SDXLArgs(source=Source.TINY, device="cpu")),
+                flux=Flux(FluxArgs(source=Source.TINY, device="cpu")),
+                svd=SVD(SVDArgs(source=Source.TINY, device="cpu")),
+                wan=Wan(WanArgs(source=Source.TINY, device="cpu")))
+
+
+def _jobs(name: str, families: dict):
+    """(run, two requests) of one pipeline."""
+    image = helpers.png(64, 64, 5)
+    plain = [ImageRequest(prompt="a red kite", guidance=5.0, seed=seed, **SIZE) for seed in (1, 2)]
+    if name == "sdxl":
+        return families["sdxl"].run, plain
+    if name == "sdxl_union":
+        control = Control(type="canny", image=helpers.png(64, 64, 3))
+        return families["sdxl"].run, [r.model_copy(update={"controls": (control,)}) for r in plain]
+    if name == "flux":
+        return families["flux"].run, plain
+    if name == "kontext":
+        return families["flux"].run_edit, [EditRequest(prompt="add snow", image=image, guidance=3.5, seed=s, **SIZE)
+                                           for s in (1, 2)]
+    frames = dict(svd=8, wan=5)[name]
+    return families[name].run, [VideoRequest(image=image, prompt="a cat", guidance=5.0, seed=s, num_frames=frames,
+                                             fps=8, **SIZE) for s in (1, 2)]
+
+
+PIPELINES = ["sdxl", "sdxl_union", "flux", "kontext", "svd", "wan"]
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+@pytest.mark.parametrize("k", [STEPS // 2, STEPS])
+def test_a_job_restored_at_step_k_ends_as_the_uninterrupted_run(families: dict, name: str, k: int) -> None:
+    run, requests = _jobs(name, families)
+    saved: list[bytes] = []
+
+    def keep(boundary: Boundary) -> None:
+        if boundary.done == k:
+            saved.extend(state.to_bytes() for state in boundary.states())
+
+    uninterrupted = run(requests, Steps(on_step=keep))
+    assert len(saved) == len(requests)
+    restored = [StepState.from_bytes(data) for data in saved]
+    assert [(s.step, s.total, s.latents.shape[0]) for s in restored] == [(k, STEPS, 1)] * len(requests)
+
+    seen: list[tuple[int, int]] = []
+    resumed = run(requests, Steps(on_step=lambda b: seen.append((b.done, b.resumed_from)), resume=restored))
+    assert seen == [(done, k) for done in range(k + 1, STEPS + 1)]  # only the steps left are computed
+    assert resumed.shape == uninterrupted.shape
+    np.testing.assert_allclose(resumed, uninterrupted, atol=1e-5, rtol=0)
+    # Each request resumes from its own state: a single request restored alone ends as it did in the batch.
+    alone = run(requests[1:], Steps(resume=restored[1:]))
+    np.testing.assert_allclose(alone[0], uninterrupted[1], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_previews_of_x0_are_small_jpegs_every_k_steps_and_change_nothing(families: dict, name: str) -> None:
+    run, requests = _jobs(name, families)
+    previews: dict[int, list[bytes]] = {}
+
+    def keep(boundary: Boundary) -> None:
+        if images := boundary.previews():
+            previews[boundary.done] = images
+
+    with_previews = run(requests, Steps(on_step=keep, preview_every=2))
+    assert sorted(previews) == [2, 4, 6]
+    for images in previews.values():
+        assert len(images) == len(requests)
+        for data in images:
+            picture = Image.open(io.BytesIO(data))
+            assert picture.format == "JPEG" and max(picture.size) <= MAX_SIDE
+    np.testing.assert_array_equal(with_previews, run(requests))
+
+
+def test_a_state_saved_for_another_number_of_steps_is_refused(families: dict) -> None:
+    run, requests = _jobs("sdxl", families)
+    saved: list[StepState] = []
+    run(requests[:1], Steps(on_step=lambda b: saved.extend(b.states()) if b.done == 2 else None))
+    with pytest.raises(ValueError, match="resume"):
+        run([requests[0].model_copy(update={"steps": STEPS + 2})], Steps(resume=saved))
