@@ -99,7 +99,40 @@ class LLMArgs(FamilyArgs):
     production_defaults = tiny_defaults
 
 
-class SDXLArgs(FamilyArgs):
+class StepPolicy(BaseModel):
+    """What a diffusion family's replica does at its jobs' step boundaries: checkpoints and previews."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint_every: int = Field(default=0, ge=0, le=1000,
+                                  description="write each job's step state every N steps (0: not by count)")
+    checkpoint_every_s: float | None = Field(
+        default=None, gt=0.0, description="also write it once T seconds passed since the job's last one")
+    checkpoint_ttl_s: int = Field(default=6 * 3600, ge=60, le=7 * 86400,
+                                  description="how long a checkpoint outlives a replica that stopped writing")
+    checkpoint_max_mb: float = Field(default=512.0, gt=0.0, description="a larger state is not written")
+    preview_every: int = Field(default=5, ge=0, le=1000,
+                               description="a preview of the predicted result every K steps (0: never; low lane: none)")
+
+    @property
+    def checkpoints(self) -> bool:
+        """Whether jobs are checkpointed; then also after their last step, before the VAE decode."""
+        return self.checkpoint_every > 0 or self.checkpoint_every_s is not None
+
+
+class DiffusionArgs(FamilyArgs):
+    """A denoising family: its step policy (images: no checkpoints; their steps are seconds, see BENCHMARKS.md)."""
+
+    steps: StepPolicy = Field(default_factory=StepPolicy)
+
+
+class VideoArgs(DiffusionArgs):
+    """An image-to-video family: minutes of steps, so jobs checkpoint every 5 steps and after the last."""
+
+    steps: StepPolicy = Field(default_factory=lambda: StepPolicy(checkpoint_every=5))
+
+
+class SDXLArgs(DiffusionArgs):
     """SDXL base with the Union ControlNet."""
 
     controlnet_id: str | None = Field(default=None, description="Union ControlNet id or folder")
@@ -114,7 +147,7 @@ class SDXLArgs(FamilyArgs):
         return self
 
 
-class FluxArgs(FamilyArgs):
+class FluxArgs(DiffusionArgs):
     """FLUX.1 text-to-image and FLUX.1 Kontext editing on shared encoders and VAE."""
 
     kontext_id: str | None = Field(
@@ -132,7 +165,7 @@ class FluxArgs(FamilyArgs):
         return GenerationDefaults(width=1024, height=1024, steps=28, guidance=3.5)
 
 
-class SVDArgs(FamilyArgs):
+class SVDArgs(VideoArgs):
     """Stable Video Diffusion (image to video)."""
 
     decode_chunk_size: int = Field(default=8, ge=1, le=64)
@@ -146,7 +179,7 @@ class SVDArgs(FamilyArgs):
         return GenerationDefaults(width=1024, height=576, steps=25, guidance=3.0, num_frames=25, fps=7)
 
 
-class WanArgs(FamilyArgs):
+class WanArgs(VideoArgs):
     """Wan 2.1 image to video."""
 
     vae_tiling: bool = False

@@ -5,6 +5,7 @@
 | task:{id} | hash | id, kind, status, stage, progress, request, result, error, user_id, lane, attempts, timestamps, waiting_for |
 | task:{id}:events | pub/sub channel | progress and status updates of one task (JSON), for waiters and SSE |
 | task:{id}:steps | hash | a workflow's finished steps (scenes, keyframes, clips, ...), so a retried task resumes |
+| task:{id}:checkpoints | hash | request digest → a denoising job's step state (safetensors), so a retried job resumes |
 | tasks:{lane} | stream | queued task ids, one stream per priority lane, consumer group `runners` |
 | tasks:index, tasks:user:{user} | sorted set | task ids by creation time, all and per user |
 | tasks:stats | hash | task count by status (kept by the transition scripts) |
@@ -49,6 +50,10 @@ def task_events(task_id: str) -> str:
 
 def task_steps(task_id: str) -> str:
     return _key("task", task_id, "steps")
+
+
+def task_checkpoints(task_id: str) -> str:
+    return _key("task", task_id, "checkpoints")
 
 
 def waiting(family: str) -> str:

@@ -15,7 +15,10 @@ from config.app import Batching
 from config.families import FamilyArgs
 from config.specs import spec_for
 from deployments.metrics import deployment_metrics
+from deployments.steps import GroupSteps, job_digest, restored
 from models.runtime import Family, group_by
+from models.steps import StepState
+from records.checkpoints import Checkpoints
 from records.tasks import Cancelled, ProgressReporter
 
 BATCH_DEFAULTS = dict(max_batch_size=4, batch_wait_timeout_s=0.05)  # replaced by user_config at start
@@ -55,6 +58,10 @@ def replica_name() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _step_of(state: StepState | None) -> int:
+    return state.step if state is not None else 0
+
+
 def batch_method(operation: str, stage: str) -> Callable[[ModelDeployment, list[Job]], Awaitable[list]]:
     """A `@serve.batch` method that runs `model.<operation>` over compatible groups, to assign as `_<operation>`
     (Serve finds a batch method by its name); each assignment has its own queue."""
@@ -76,6 +83,8 @@ class ModelDeployment:
         model.warmup()
         self.model = model
         self.progress = ProgressReporter(redis_url or os.environ.get("REDIS_URL"))
+        self.checkpoints = Checkpoints(self.progress.client)
+        self.policy = getattr(args, "steps", None)  # a diffusion family's StepPolicy
         self.replica = replica_name()
         self.unhealthy_reason: str | None = None
 
@@ -111,7 +120,8 @@ class ModelDeployment:
         self.model.check()
 
     def mark_unhealthy(self, reason: str) -> str:
-        """Operator drain: the next health check fails and Serve replaces this replica."""
+        """Operator drain: the next health check fails and Serve replaces this replica; meanwhile every running job
+        checkpoints at each step, so what Serve cuts off at the end of the graceful window resumes elsewhere."""
         self.unhealthy_reason = reason
         return self.replica
 
@@ -131,10 +141,13 @@ class ModelDeployment:
 
     async def execute(self, jobs: list[Job], run: Callable[..., list], key: Callable[[Any], Hashable],
                       stage: str) -> list:
-        """Runs compatible groups (off the event loop) and stamps each result with serving metadata."""
+        """Runs compatible groups (off the event loop), each resuming its jobs' checkpoints (jobs saved at different
+        steps run in different calls), and stamps each result with serving metadata."""
         started = time.monotonic()
         results: list[Any] = [None] * len(jobs)
-        for candidates in group_by([job.request for job in jobs], key):
+        digests = [job_digest(job.request) if self.policy else "" for job in jobs]
+        saved = await asyncio.to_thread(self._saved, jobs, digests)
+        for candidates in group_by(range(len(jobs)), lambda i: (key(jobs[i].request), _step_of(saved[i][1]))):
             gone = await asyncio.to_thread(self.progress.cancelled, [jobs[i].task_id for i in candidates])
             indices = []
             for index, cancelled in zip(candidates, gone, strict=True):
@@ -145,25 +158,31 @@ class ModelDeployment:
             if not indices:
                 continue
             group = [jobs[i] for i in indices]
-
-            def on_step(done: int, total: int, group: list[Job] = group) -> None:
-                cancelled = [self.progress.report(job.task_id, done, total, stage) for job in group]
-                if all(cancelled):
-                    raise Cancelled(f"{stage} cancelled at step {done}/{total}")
-
+            resume = [state for i in indices if (state := saved[i][1]) is not None] or None
+            steps = GroupSteps([job.task_id for job in group], [digests[i] for i in indices],
+                               [saved[i][0] for i in indices], stage, self.policy, self.progress, self.checkpoints,
+                               lambda: self.unhealthy_reason is not None)
             await asyncio.to_thread(self.progress.started, [job.task_id for job in group], stage)
             run_started = time.monotonic()
             try:
-                outputs = await asyncio.to_thread(run, [job.request for job in group], on_step)
+                outputs = await asyncio.to_thread(run, [job.request for job in group], steps.steps(resume))
             except Cancelled as cancelled:  # only this group stops; the rest of the batch runs on
                 outputs = [cancelled] * len(group)
             for index, job, output in zip(indices, group, outputs, strict=True):
                 if not isinstance(output, Cancelled):
                     output.metadata.replica = self.replica
                     output.metadata.queue_ms = job.queued_ms(started)
+                    output.metadata.resumed_from_step = resume[0].step if resume else None
                 results[index] = output
             self._observe(group, started, (time.monotonic() - run_started) * 1000.0)
         return results
+
+    def _saved(self, jobs: list[Job], digests: list[str]) -> list[tuple[str | None, StepState | None]]:
+        """(lane, checkpointed state) of each job; nothing to read for a family without steps."""
+        if self.policy is None:
+            return [(None, None)] * len(jobs)
+        found = self.checkpoints.load([(job.task_id, digest) for job, digest in zip(jobs, digests, strict=True)])
+        return [(lane, restored(data, job.task_id)) for job, (lane, data) in zip(jobs, found, strict=True)]
 
     def _observe(self, group: list[Job], started: float, run_ms: float) -> None:
         tags = {"deployment": self.model.name}

@@ -35,12 +35,12 @@ class LLMDeployment(ModelDeployment):
 
     @serve.batch(**BATCH_DEFAULTS)
     async def _optimize(self, jobs: list[Job]) -> list[OptimizedPrompt]:
-        return await self.execute(jobs, lambda requests, on_step: self.model.optimize(requests), self.model.group_key,
+        return await self.execute(jobs, lambda requests, steps: self.model.optimize(requests), self.model.group_key,
                                   "optimize")
 
     async def storyboard(self, request: StoryboardRequest, task_id: str | None = None) -> Storyboard:
         (board,) = await self.execute([Job(request, task_id)],
-                                      lambda requests, on_step: [self.model.storyboard(requests[0])],
+                                      lambda requests, steps: [self.model.storyboard(requests[0])],
                                       self.model.group_key, "scenes")
         return board
 

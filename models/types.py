@@ -156,6 +156,7 @@ class Metadata(BaseModel):
     run_ms: float = 0.0
     replica: str | None = None
     queue_ms: float | None = None
+    resumed_from_step: int | None = Field(default=None, description="the checkpointed step a retried job resumed from")
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

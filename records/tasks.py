@@ -126,7 +126,8 @@ return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
 
 FINISH = """
--- KEYS: task, stats, events; ARGV: status, field, value, now, ttl, allowed previous statuses (csv), waiting prefix
+-- KEYS: task, stats, events, checkpoints; ARGV: status, field, value, now, ttl, allowed previous statuses (csv),
+-- waiting prefix. The task's step checkpoints go with it.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or not string.find(',' .. ARGV[6] .. ',', ',' .. status .. ',', 1, true) then return 0 end
 redis.call('HINCRBY', KEYS[2], status, -1)
@@ -136,6 +137,7 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'stage', ARGV[1], 'updated_at', A
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
 if ARGV[1] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('DEL', KEYS[4])
 redis.call('PUBLISH', KEYS[3], cjson.encode({id = redis.call('HGET', KEYS[1], 'id'), status = ARGV[1]}))
 return 1
 """
@@ -154,11 +156,11 @@ return 1
 """
 
 
-def live_update(task_id: str, progress: float, stage: str) -> tuple[list[str], list[Any]]:
-    """(keys, args) of `LIVE_UPDATE` for one task."""
+def live_update(task_id: str, progress: float, stage: str, **event: Any) -> tuple[list[str], list[Any]]:
+    """(keys, args) of `LIVE_UPDATE` for one task; `event` adds fields to its published event only."""
     update = {"progress": round(progress, 4), "stage": stage, "updated_at": time.time()}
     return ([keys.task(task_id), keys.task_events(task_id)],
-            [*update.values(), json.dumps({"id": task_id, **update}), keys.waiting("")])
+            [*update.values(), json.dumps({"id": task_id, **update, **event}), keys.waiting("")])
 
 
 class Cancelled(Exception):
@@ -172,12 +174,16 @@ class ProgressReporter:
         self.client = redis.Redis.from_url(redis_url, retry=Retry(store_backoff(), 2)) if redis_url else None
         self._update = self.client.register_script(LIVE_UPDATE) if self.client else None
 
-    def report(self, task_id: str | None, done: int, total: int, stage: str) -> bool:
-        """Records one step; True when the task has been cancelled meanwhile."""
+    def report(self, task_id: str | None, done: int, total: int, stage: str, resumed_from: int = 0) -> bool:
+        """Records one step (its event says `step` of `steps`, and `resumed_from_step` when the job resumed from a
+        checkpoint); True when the task has been cancelled meanwhile."""
         if self.client is None or task_id is None:
             return False
+        event: dict[str, Any] = {"step": done, "steps": total}
+        if resumed_from:
+            event["resumed_from_step"] = resumed_from
         try:
-            status = self._update(*live_update(task_id, done / max(total, 1), stage))
+            status = self._update(*live_update(task_id, done / max(total, 1), stage, **event))
         except (redis.ConnectionError, redis.TimeoutError):  # progress is best effort: Redis restarting
             return False
         return status == b"cancelled"

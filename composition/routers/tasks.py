@@ -67,12 +67,14 @@ async def cancel_task(task_id: TaskIdPath, services: ServicesDep, principal: Pri
 
 @router.get("/{task_id}/events", response_class=StreamingResponse)
 async def events(task_id: TaskIdPath, services: ServicesDep, principal: PrincipalDep) -> StreamingResponse:
-    """Server-sent events: `data: {json}` per update, the last one carrying the terminal status."""
+    """Server-sent events: `data: {json}` per update, the last one carrying the terminal status; a job's previews
+    (`event: preview`, `image` a JPEG data URL) and checkpoints (`event: checkpoint`) are named events."""
     await _task(services, principal, task_id)
 
     async def stream() -> AsyncIterator[str]:
         async for event in services.tasks.events(task_id):
-            yield f"data: {json.dumps(event)}\n\n"
+            named = f"event: {event['event']}\n" if "event" in event else ""  # preview, checkpoint
+            yield f"{named}data: {json.dumps(event)}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

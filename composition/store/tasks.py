@@ -111,7 +111,7 @@ class TaskStore:
 
     async def _transition(self, task_id: str, status: Status, field: str, value: Any, allowed: tuple[str, ...]) -> bool:
         done = await self._finish(
-            keys=[keys.task(task_id), keys.task_stats(), keys.task_events(task_id)],
+            keys=[keys.task(task_id), keys.task_stats(), keys.task_events(task_id), keys.task_checkpoints(task_id)],
             args=[status, field, json.dumps(value) if field else "", time.time(), self.task_ttl_s, ",".join(allowed),
                   keys.waiting("")])
         return bool(done)

@@ -1,0 +1,89 @@
+"""A batch group's step boundaries inside a model replica: progress and cancellation, checkpoints by the family's
+policy (and at every step while the replica drains), previews for the tasks that want them."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from config.families import StepPolicy
+from models.steps import Boundary, Steps, StepState
+from records.checkpoints import Checkpoints
+from records.tasks import Cancelled, ProgressReporter
+
+log = logging.getLogger("montage.steps")
+NO_PREVIEW_LANE = "low"  # batch work: no previews
+
+
+def job_digest(request: Any) -> str:
+    """Names one model request of a task (a storyboard's scenes are several): its checkpoint's field."""
+    fields = json.dumps(request.model_dump(), sort_keys=True, default=lambda data: hashlib.sha256(data).hexdigest())
+    return hashlib.sha256(fields.encode()).hexdigest()[:32]
+
+
+def restored(data: bytes | None, task_id: str | None) -> StepState | None:
+    """The state in a checkpoint, or None (none written, or unreadable: the job starts over)."""
+    if data is None:
+        return None
+    try:
+        return StepState.from_bytes(data)
+    except Exception:  # a corrupt or foreign value must not fail the task
+        log.exception("checkpoint of task %s unreadable; the job starts from step 0", task_id)
+        return None
+
+
+class GroupSteps:
+    """What one pipeline call of `task_ids` does at each step boundary."""
+
+    def __init__(self, task_ids: list[str | None], digests: list[str], lanes: list[str | None], stage: str,
+                 policy: StepPolicy | None, progress: ProgressReporter, checkpoints: Checkpoints,
+                 draining: Callable[[], bool]) -> None:
+        self.task_ids = task_ids
+        self.digests = digests
+        self.previewed = [lane != NO_PREVIEW_LANE for lane in lanes]
+        self.stage = stage
+        self.policy = policy
+        self.progress = progress
+        self.checkpoints = checkpoints
+        self.draining = draining
+        self.last_checkpoint = time.monotonic()
+
+    def steps(self, resume: list[StepState] | None) -> Steps:
+        preview_every = self.policy.preview_every if self.policy and any(self.previewed) else 0
+        return Steps(on_step=self.on_step, resume=resume, preview_every=preview_every)
+
+    def on_step(self, boundary: Boundary) -> None:
+        cancelled = [self.progress.report(task_id, boundary.done, boundary.total, self.stage, boundary.resumed_from)
+                     for task_id in self.task_ids]
+        if all(cancelled):
+            raise Cancelled(f"{self.stage} cancelled at step {boundary.done}/{boundary.total}")
+        if self._checkpoint_due(boundary):
+            self._checkpoint(boundary)
+        for task_id, wanted, image in zip(self.task_ids, self.previewed, boundary.previews()):
+            if wanted:
+                url = "data:image/jpeg;base64," + base64.b64encode(image).decode()
+                self.checkpoints.preview(task_id, boundary.done, boundary.total, url)
+
+    def _checkpoint_due(self, boundary: Boundary) -> bool:
+        policy = self.policy
+        if policy is None or not (policy.checkpoints or self.draining()):
+            return False
+        return (boundary.done == boundary.total or self.draining()
+                or (policy.checkpoint_every > 0 and boundary.done % policy.checkpoint_every == 0)
+                or (policy.checkpoint_every_s is not None
+                    and time.monotonic() - self.last_checkpoint >= policy.checkpoint_every_s))
+
+    def _checkpoint(self, boundary: Boundary) -> None:
+        self.last_checkpoint = time.monotonic()
+        states = boundary.states()
+        assert self.policy is not None
+        for task_id, digest, state in zip(self.task_ids, self.digests, states, strict=True):
+            if state.nbytes > self.policy.checkpoint_max_mb * 2**20:
+                log.warning("step state of task %s is %.0f MB, over checkpoint_max_mb: not written", task_id,
+                            state.nbytes / 2**20)
+                continue
+            self.checkpoints.save(task_id, digest, state.to_bytes(), boundary.done, self.policy.checkpoint_ttl_s)

@@ -1,0 +1,75 @@
+"""Step checkpoints of a task's denoising jobs, in Redis next to the task record: one hash per task, a field per
+job (the digest of its model request: a storyboard's scenes are several jobs of one task). Written by the model
+replicas while the task is live, read by whichever replica runs a retry, deleted with the task's end (`FINISH`).
+
+Redis is the one place: every node reaches it, AOF makes it durable, and a state is megabytes at most (BENCHMARKS.md
+lists the sizes per family)."""
+from __future__ import annotations
+
+import json
+import logging
+
+import redis
+
+from config import keys
+
+log = logging.getLogger("montage.checkpoints")
+
+SAVE = """
+-- KEYS: task, checkpoints, events; ARGV: job digest, state, ttl, event JSON. Only a live task keeps a checkpoint,
+-- so a job still running after its task was cancelled leaves nothing behind.
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('PUBLISH', KEYS[3], ARGV[4])
+return 1
+"""
+
+
+class Checkpoints:
+    """A replica's reads and writes of step checkpoints and previews (best effort: Redis may be restarting)."""
+
+    def __init__(self, client: redis.Redis | None) -> None:
+        self.client = client
+        self._save = client.register_script(SAVE) if client else None
+
+    def load(self, jobs: list[tuple[str | None, str]]) -> list[tuple[str | None, bytes | None]]:
+        """(lane, newest state or None) of each (task id, job digest), in one round trip."""
+        known = [(task_id, digest) for task_id, digest in jobs if task_id is not None]
+        if self.client is None or not known:
+            return [(None, None)] * len(jobs)
+        pipe = self.client.pipeline(transaction=False)
+        for task_id, digest in known:
+            pipe.hget(keys.task(task_id), "lane")
+            pipe.hget(keys.task_checkpoints(task_id), digest)
+        try:
+            replies = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            return [(None, None)] * len(jobs)
+        found = {job: (lane.decode() if lane else None, state)
+                 for job, lane, state in zip(known, replies[::2], replies[1::2], strict=True)}
+        return [found.get(job, (None, None)) for job in jobs]
+
+    def save(self, task_id: str | None, digest: str, state: bytes, step: int, ttl_s: int) -> bool:
+        """Keeps `state` (after `step`) as the job's newest checkpoint while its task is live; publishes a
+        `checkpoint` event. False when the task has ended or Redis is unreachable."""
+        if self._save is None or task_id is None:
+            return False
+        event = json.dumps({"id": task_id, "event": "checkpoint", "step": step, "bytes": len(state)})
+        try:
+            return bool(self._save(keys=[keys.task(task_id), keys.task_checkpoints(task_id), keys.task_events(task_id)],
+                                   args=[digest, state, ttl_s, event]))
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("checkpoint of task %s at step %d not written: Redis unreachable", task_id, step)
+            return False
+
+    def preview(self, task_id: str | None, step: int, total: int, image: str) -> None:
+        """Publishes a `preview` event: `image` is a data URL."""
+        if self.client is None or task_id is None:
+            return
+        event = {"id": task_id, "event": "preview", "step": step, "steps": total, "image": image}
+        try:
+            self.client.publish(keys.task_events(task_id), json.dumps(event))
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
