@@ -50,6 +50,19 @@ def memory(device: Any) -> dict[str, int]:
     return dict(resident=psutil.Process().memory_info().rss)
 
 
+def serve_is_stopping() -> bool:
+    """Whether Serve has begun this replica's graceful shutdown (downscale, redeploy, replacement). Serve offers no
+    public signal; this reads the replica actor's own flag, and is False wherever that cannot be found."""
+    try:
+        import ray
+
+        worker = ray._private.worker.global_worker
+        replica = worker.actors.get(worker.actor_id)
+        return bool(getattr(getattr(replica, "_replica_impl", None), "_shutting_down", False))
+    except Exception:  # outside Ray, or its internals moved: no drain signal, checkpoints still bound the loss
+        return False
+
+
 def replica_name() -> str:
     """The Serve replica id inside Ray, host:pid outside it."""
     try:
@@ -161,7 +174,7 @@ class ModelDeployment:
             resume = [state for i in indices if (state := saved[i][1]) is not None] or None
             steps = GroupSteps([job.task_id for job in group], [digests[i] for i in indices],
                                [saved[i][0] for i in indices], stage, self.policy, self.progress, self.checkpoints,
-                               lambda: self.unhealthy_reason is not None)
+                               lambda: self.unhealthy_reason is not None, serve_is_stopping)
             await asyncio.to_thread(self.progress.started, [job.task_id for job in group], stage)
             run_started = time.monotonic()
             try:

@@ -1,5 +1,6 @@
 """A batch group's step boundaries inside a model replica: progress and cancellation, checkpoints by the family's
-policy (and at every step while the replica drains), previews for the tasks that want them."""
+policy, previews for the tasks that want them, and the drain: while an operator drains the replica every step is
+checkpointed, and once Serve stops it (downscale, redeploy, replacement) its jobs checkpoint and are handed back."""
 from __future__ import annotations
 
 import base64
@@ -17,6 +18,11 @@ from records.tasks import Cancelled, ProgressReporter
 
 log = logging.getLogger("montage.steps")
 NO_PREVIEW_LANE = "low"  # batch work: no previews
+
+
+class HandedBack(RuntimeError):
+    """Serve is stopping this replica: the group's jobs were checkpointed and go back to the runner, which retries
+    them on another replica, from that step."""
 
 
 def job_digest(request: Any) -> str:
@@ -41,7 +47,7 @@ class GroupSteps:
 
     def __init__(self, task_ids: list[str | None], digests: list[str], lanes: list[str | None], stage: str,
                  policy: StepPolicy | None, progress: ProgressReporter, checkpoints: Checkpoints,
-                 draining: Callable[[], bool]) -> None:
+                 draining: Callable[[], bool], stopping: Callable[[], bool]) -> None:
         self.task_ids = task_ids
         self.digests = digests
         self.previewed = [lane != NO_PREVIEW_LANE for lane in lanes]
@@ -50,6 +56,7 @@ class GroupSteps:
         self.progress = progress
         self.checkpoints = checkpoints
         self.draining = draining
+        self.stopping = stopping
         self.last_checkpoint = time.monotonic()
 
     def steps(self, resume: list[StepState] | None) -> Steps:
@@ -61,6 +68,9 @@ class GroupSteps:
                      for task_id in self.task_ids]
         if all(cancelled):
             raise Cancelled(f"{self.stage} cancelled at step {boundary.done}/{boundary.total}")
+        if self.policy is not None and boundary.done < boundary.total and self.stopping():
+            self._checkpoint(boundary)
+            raise HandedBack(f"replica stopping: {self.stage} handed back at step {boundary.done}/{boundary.total}")
         if self._checkpoint_due(boundary):
             self._checkpoint(boundary)
         for task_id, wanted, image in zip(self.task_ids, self.previewed, boundary.previews()):

@@ -104,7 +104,7 @@ def capture(latents: torch.Tensor, scheduler: Any, step: int, total: int) -> lis
                 return value[index:index + 1].clone()
             if isinstance(value, list):
                 return [own(item) for item in value]
-            return value.clone() if isinstance(value, torch.Tensor) else copy.copy(value)
+            return value.clone() if isinstance(value, torch.Tensor) else value
 
         states.append(StepState(step, total, latents[index:index + 1].clone(), {k: own(v) for k, v in attrs.items()}))
     return states
@@ -122,14 +122,14 @@ def stack(states: list[StepState]) -> StepState:
     if len({(s.step, s.total) for s in states}) != 1:
         raise ValueError("states: a pipeline call resumes requests from one step")
 
-    def joined(name: str, value: Any, pick: Callable[[StepState], Any]) -> Any:
+    def joined(value: Any, pick: Callable[[StepState], Any]) -> Any:
         if _per_sample(value, first.latents.shape):
             return torch.cat([pick(s) for s in states])
         if isinstance(value, list):
-            return [joined(name, item, lambda s, i=i: pick(s)[i]) for i, item in enumerate(value)]
+            return [joined(item, lambda s, i=i: pick(s)[i]) for i, item in enumerate(value)]
         return value
 
-    attrs = {name: joined(name, value, lambda s, n=name: s.scheduler[n]) for name, value in first.scheduler.items()}
+    attrs = {name: joined(value, lambda s, n=name: s.scheduler[n]) for name, value in first.scheduler.items()}
     return StepState(first.step, first.total, torch.cat([s.latents for s in states]), attrs)
 
 

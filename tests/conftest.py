@@ -57,8 +57,9 @@ def ray_serve():
     ray.shutdown()
 
 
-def deploy_config(ray_serve, redis_url: str, asset_dir, **overrides) -> dict:
-    """Deploys serve_config.yaml's app declaratively (as `serve deploy` does) and waits until it runs."""
+def deploy_config(ray_serve, redis_url: str, asset_dir, family_args: dict | None = None, **overrides) -> dict:
+    """Deploys serve_config.yaml's app declaratively (as `serve deploy` does) and waits until it runs;
+    `family_args` updates families' args (family → fields)."""
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
@@ -67,6 +68,8 @@ def deploy_config(ray_serve, redis_url: str, asset_dir, **overrides) -> dict:
     application["args"]["redis_url"] = redis_url
     application["args"]["composition"] = {"asset_dir": str(asset_dir), "variant_cap": 3}
     application["args"]["runner"]["runner"] = {"concurrency": 32, "claim_idle_s": CLAIM_IDLE_S, "heartbeat_s": 0.5}
+    for family, fields in (family_args or {}).items():
+        application["args"][family]["args"].update(fields)
     application.update(overrides)
     serve_start().deploy_apps(ServeDeploySchema.model_validate({"applications": [application]}))
     deadline = time.monotonic() + 300

@@ -1,5 +1,6 @@
 """Redis restarted under load: while it is down `/ready` and requests answer 503 with Retry-After (never a 500),
-the service recovers by itself, and tasks, variants, seen sets and keys survive through the AOF."""
+the service recovers by itself, and tasks, variants, seen sets and keys survive through the AOF; SIGKILLed under
+load, every task accepted a second before the kill finishes once."""
 import concurrent.futures
 import threading
 import time
@@ -18,6 +19,7 @@ class Load:
 
     def __init__(self, clients: int = 4) -> None:
         self.answers: list[httpx.Response | Exception] = []
+        self.times: list[float] = []  # when each answer arrived (time.monotonic)
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
         self.tag = uuid.uuid4().hex[:8]
@@ -32,6 +34,7 @@ class Load:
                     self.answers.append(http.post("/v1/images/generations", json=body))
                 except httpx.HTTPError as exc:
                     self.answers.append(exc)
+                self.times.append(time.monotonic())
                 time.sleep(0.2)
 
     def __enter__(self) -> "Load":
@@ -98,3 +101,28 @@ def test_redis_restart_under_load(client, redis_server, redis_url):
     pool = client.get(f"/v1/prompts/{variant['prompt_key']}/variants").json()["variants"]
     assert variant["variant_id"] in {v["variant_id"] for v in pool}
     assert client.get(f"/v1/styles/{soul}").status_code == 200
+
+
+def test_redis_sigkill_under_load_loses_no_task_accepted_a_second_before(client, redis_server, redis_url):
+    if redis_server is None:
+        pytest.skip("REDIS_URL names an external Redis this test cannot kill")
+    with Load() as load:
+        time.sleep(3)
+        killed_at = time.monotonic()
+        redis_server.process.kill()  # SIGKILL: no shutdown, no last AOF flush
+        redis_server.process.wait()
+        time.sleep(2)
+        redis_server.start()  # same port and directory: the AOF is replayed
+        wait_ready(client)
+        time.sleep(2)
+    accepted = [(answer.json()["task_id"], at) for answer, at in zip(load.answers, load.times, strict=False)
+                if not isinstance(answer, Exception) and answer.status_code == 202]
+    before = [task_id for task_id, at in accepted if at < killed_at - 1.0]
+    assert len(before) >= 8, "the load did not run before the kill"
+    tasks = [wait_task(client, task_id, timeout_s=300) for task_id in before]
+    assert [task["status"] for task in tasks] == ["succeeded"] * len(tasks)  # nothing accepted was lost
+    images = [image for task in tasks for image in task["result"]["images"]]
+    assert len({image["variant_id"] for image in images}) == len(images)  # each ran once: no duplicated result
+    pool = client.get(f"/v1/prompts/{tasks[0]['result']['prompt_key']}/variants").json()["variants"]
+    seeds = [variant["seed"] for variant in pool]
+    assert len(seeds) == len(set(seeds))  # no seed rendered twice into the pool

@@ -89,6 +89,35 @@ def test_a_video_job_killed_past_half_resumes_from_its_checkpoint_with_the_same_
     assert redis.Redis.from_url(redis_url).exists(keys.task_checkpoints(task_id)) == 0
 
 
+def test_a_redeploy_hands_running_jobs_back_and_they_resume_where_they_stopped(client, redis_url, montage,
+                                                                               ray_serve):
+    """Serve stops the SVD replica (a changed arg restarts it): its job checkpoints at the next step boundary and is
+    handed back; the new replica resumes it from there, losing no step."""
+    from conftest import deploy_config
+
+    image = upload(client, png(64, 64, seed=34))
+    response = client.post("/v1/videos/generations", json={
+        "image": image, "model": "svd", "num_frames": 8, "width": 128, "height": 128, "steps": 100, "seed": 34,
+        "gif": False})
+    task_id = response.json()["task_id"]
+    events = Events(redis_url, task_id)
+    policy = {"checkpoint_every": CHECKPOINT_EVERY, "preview_every": 1}
+    try:
+        events.wait(lambda e: e.get("step", 0) >= 3)
+        deploy_config(ray_serve, redis_url, montage[1], {"svd": {"steps": {**policy, "checkpoint_ttl_s": 7200}}})
+        task = wait_task(client, task_id)
+    finally:
+        events.close()
+        deploy_config(ray_serve, redis_url, montage[1], {"svd": {"steps": policy}})
+    assert task["status"] == "succeeded", task
+    first_run = [e["step"] for e in events.items if "step" in e and "event" not in e and "resumed_from_step" not in e]
+    resumed = [e for e in events.items if "resumed_from_step" in e]
+    start = resumed[0]["resumed_from_step"]
+    assert start == max(first_run)  # handed back at the step it had reached: nothing is computed twice
+    assert [e["step"] for e in resumed] == list(range(start + 1, 101))
+    assert task["result"]["metadata"]["resumed_from_step"] == start
+
+
 def test_checkpoints_leave_with_a_cancelled_task(client, redis_url):
     task_id = _video(client, "svd", seed=32, wait_s=0)["task_id"]
     events = Events(redis_url, task_id)
