@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import time
@@ -15,6 +16,7 @@ from config.app import Batching
 from config.families import FamilyArgs
 from config.specs import spec_for
 from deployments.metrics import deployment_metrics
+from deployments.scheduler import StepScheduler, Ticket
 from deployments.steps import GroupSteps, job_digest, restored
 from models.runtime import Family, group_by
 from models.steps import StepState
@@ -22,6 +24,16 @@ from records.checkpoints import Checkpoints
 from records.tasks import Cancelled, ProgressReporter
 
 BATCH_DEFAULTS = dict(max_batch_size=4, batch_wait_timeout_s=0.05)  # replaced by user_config at start
+CONCURRENT_BATCHES = 4  # batches a diffusion replica holds at once; its step scheduler interleaves their steps
+
+
+@dataclass
+class LiveJob:
+    """What the task record says of a queued job: its lane and user (scheduling) and its newest checkpoint."""
+
+    lane: str | None = None
+    user: str | None = None
+    state: StepState | None = None
 
 
 @dataclass
@@ -83,7 +95,7 @@ def batch_method(operation: str, stage: str) -> Callable[[ModelDeployment, list[
         return await self.execute(jobs, getattr(self.model, operation), self.model.group_key, stage)
 
     run.__name__ = run.__qualname__ = f"_{operation}"
-    return serve.batch(**BATCH_DEFAULTS)(run)
+    return serve.batch(max_concurrent_batches=CONCURRENT_BATCHES, **BATCH_DEFAULTS)(run)
 
 
 class ModelDeployment:
@@ -98,6 +110,7 @@ class ModelDeployment:
         self.progress = ProgressReporter(redis_url or os.environ.get("REDIS_URL"))
         self.checkpoints = Checkpoints(self.progress.client)
         self.policy = getattr(args, "steps", None)  # a diffusion family's StepPolicy
+        self.scheduler = StepScheduler() if self.policy else None
         self.replica = replica_name()
         self.unhealthy_reason: str | None = None
 
@@ -154,48 +167,67 @@ class ModelDeployment:
 
     async def execute(self, jobs: list[Job], run: Callable[..., list], key: Callable[[Any], Hashable],
                       stage: str) -> list:
-        """Runs compatible groups (off the event loop), each resuming its jobs' checkpoints (jobs saved at different
-        steps run in different calls), and stamps each result with serving metadata."""
+        """Runs compatible groups off the event loop, each resuming its jobs' checkpoints (jobs saved at different
+        steps run in different calls), and stamps each result with serving metadata. A diffusion family's groups
+        run concurrently under the replica's step scheduler; other families' one after another."""
         started = time.monotonic()
-        results: list[Any] = [None] * len(jobs)
         digests = [job_digest(job.request) if self.policy else "" for job in jobs]
-        saved = await asyncio.to_thread(self._saved, jobs, digests)
-        for candidates in group_by(range(len(jobs)), lambda i: (key(jobs[i].request), _step_of(saved[i][1]))):
-            gone = await asyncio.to_thread(self.progress.cancelled, [jobs[i].task_id for i in candidates])
-            indices = []
-            for index, cancelled in zip(candidates, gone, strict=True):
-                if cancelled:  # cancelled while it waited in the batch queue: it costs no step
-                    results[index] = Cancelled(f"{stage} cancelled before it started")
-                else:
-                    indices.append(index)
-            if not indices:
-                continue
-            group = [jobs[i] for i in indices]
-            resume = [state for i in indices if (state := saved[i][1]) is not None] or None
-            steps = GroupSteps([job.task_id for job in group], [digests[i] for i in indices],
-                               [saved[i][0] for i in indices], stage, self.policy, self.progress, self.checkpoints,
-                               lambda: self.unhealthy_reason is not None, serve_is_stopping)
-            await asyncio.to_thread(self.progress.started, [job.task_id for job in group], stage)
-            run_started = time.monotonic()
-            try:
-                outputs = await asyncio.to_thread(run, [job.request for job in group], steps.steps(resume))
-            except Cancelled as cancelled:  # only this group stops; the rest of the batch runs on
-                outputs = [cancelled] * len(group)
-            for index, job, output in zip(indices, group, outputs, strict=True):
-                if not isinstance(output, Cancelled):
-                    output.metadata.replica = self.replica
-                    output.metadata.queue_ms = job.queued_ms(started)
-                    output.metadata.resumed_from_step = resume[0].step if resume else None
+        found = await asyncio.to_thread(self._live_jobs, jobs, digests)
+        groups = group_by(range(len(jobs)), lambda i: (key(jobs[i].request), _step_of(found[i].state)))
+        runs = [self._group([jobs[i] for i in g], [digests[i] for i in g], [found[i] for i in g], run, stage, started)
+                for g in groups]
+        outcomes = await asyncio.gather(*runs) if self.scheduler else [await one for one in runs]
+        results: list[Any] = [None] * len(jobs)
+        for indices, outputs in zip(groups, outcomes, strict=True):
+            for index, output in zip(indices, outputs, strict=True):
                 results[index] = output
-            self._observe(group, started, (time.monotonic() - run_started) * 1000.0)
         return results
 
-    def _saved(self, jobs: list[Job], digests: list[str]) -> list[tuple[str | None, StepState | None]]:
-        """(lane, checkpointed state) of each job; nothing to read for a family without steps."""
+    async def _group(self, candidates: list[Job], digests: list[str], found: list[LiveJob], run: Callable[..., list],
+                     stage: str, started: float) -> list:
+        """One compatible group's results (a job cancelled while it waited in the batch queue costs no step)."""
+        gone = await asyncio.to_thread(self.progress.cancelled, [job.task_id for job in candidates])
+        results: list[Any] = [Cancelled(f"{stage} cancelled before it started")] * len(candidates)
+        kept = [index for index, cancelled in enumerate(gone) if not cancelled]
+        if not kept:
+            return results
+        group = [candidates[i] for i in kept]
+        resume = [state for i in kept if (state := found[i].state) is not None] or None
+        ticket = self.scheduler.ticket(found[kept[0]].lane, found[kept[0]].user) if self.scheduler else None
+        steps = GroupSteps([job.task_id for job in group], [digests[i] for i in kept], [found[i].lane for i in kept],
+                           stage, self.policy, self.progress, self.checkpoints,
+                           lambda: self.unhealthy_reason is not None, serve_is_stopping,
+                           functools.partial(self.scheduler.boundary, ticket) if ticket else None)
+        await asyncio.to_thread(self.progress.started, [job.task_id for job in group], stage)
+        run_started = time.monotonic()
+        try:
+            outputs = await asyncio.to_thread(self._scheduled, ticket, run, [job.request for job in group],
+                                              steps.steps(resume))
+        except Cancelled as cancelled:  # only this group stops; the rest of the batch runs on
+            outputs = [cancelled] * len(group)
+        for index, job, output in zip(kept, group, outputs, strict=True):
+            if not isinstance(output, Cancelled):
+                output.metadata.replica = self.replica
+                output.metadata.queue_ms = job.queued_ms(started)
+                output.metadata.resumed_from_step = resume[0].step if resume else None
+            results[index] = output
+        self._observe(group, started, (time.monotonic() - run_started) * 1000.0)
+        return results
+
+    def _scheduled(self, ticket: Ticket | None, run: Callable[..., list], requests: list, steps: Any) -> list:
+        """`run` holding the device for each of its steps in turn (see `deployments.scheduler`)."""
+        if ticket is None or self.scheduler is None:
+            return run(requests, steps)
+        with self.scheduler.running(ticket):
+            return run(requests, steps)
+
+    def _live_jobs(self, jobs: list[Job], digests: list[str]) -> list[LiveJob]:
+        """Each job's lane, user and checkpointed state; nothing to read for a family without steps."""
         if self.policy is None:
-            return [(None, None)] * len(jobs)
+            return [LiveJob()] * len(jobs)
         found = self.checkpoints.load([(job.task_id, digest) for job, digest in zip(jobs, digests, strict=True)])
-        return [(lane, restored(data, job.task_id)) for job, (lane, data) in zip(jobs, found, strict=True)]
+        return [LiveJob(lane, user, restored(data, job.task_id))
+                for job, (lane, user, data) in zip(jobs, found, strict=True)]
 
     def _observe(self, group: list[Job], started: float, run_ms: float) -> None:
         tags = {"deployment": self.model.name}

@@ -47,7 +47,8 @@ class GroupSteps:
 
     def __init__(self, task_ids: list[str | None], digests: list[str], lanes: list[str | None], stage: str,
                  policy: StepPolicy | None, progress: ProgressReporter, checkpoints: Checkpoints,
-                 draining: Callable[[], bool], stopping: Callable[[], bool]) -> None:
+                 draining: Callable[[], bool], stopping: Callable[[], bool],
+                 turn: Callable[[], None] | None = None) -> None:
         self.task_ids = task_ids
         self.digests = digests
         self.previewed = [lane != NO_PREVIEW_LANE for lane in lanes]
@@ -57,6 +58,7 @@ class GroupSteps:
         self.checkpoints = checkpoints
         self.draining = draining
         self.stopping = stopping
+        self.turn = turn  # the step scheduler's boundary: another call may run before this one's next step
         self.last_checkpoint = time.monotonic()
 
     def steps(self, resume: list[StepState] | None) -> Steps:
@@ -77,6 +79,8 @@ class GroupSteps:
             if wanted:
                 url = "data:image/jpeg;base64," + base64.b64encode(image).decode()
                 self.checkpoints.preview(task_id, boundary.done, boundary.total, url)
+        if self.turn is not None:
+            self.turn()
 
     def _checkpoint_due(self, boundary: Boundary) -> bool:
         policy = self.policy

@@ -34,22 +34,23 @@ class Checkpoints:
         self.client = client
         self._save = client.register_script(SAVE) if client else None
 
-    def load(self, jobs: list[tuple[str | None, str]]) -> list[tuple[str | None, bytes | None]]:
-        """(lane, newest state or None) of each (task id, job digest), in one round trip."""
+    def load(self, jobs: list[tuple[str | None, str]]) -> list[tuple[str | None, str | None, bytes | None]]:
+        """(lane, user, newest state or None) of each (task id, job digest), in one round trip."""
+        nothing = (None, None, None)
         known = [(task_id, digest) for task_id, digest in jobs if task_id is not None]
         if self.client is None or not known:
-            return [(None, None)] * len(jobs)
+            return [nothing] * len(jobs)
         pipe = self.client.pipeline(transaction=False)
         for task_id, digest in known:
-            pipe.hget(keys.task(task_id), "lane")
+            pipe.hmget(keys.task(task_id), "lane", "user_id")
             pipe.hget(keys.task_checkpoints(task_id), digest)
         try:
             replies = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError):
-            return [(None, None)] * len(jobs)
-        found = {job: (lane.decode() if lane else None, state)
-                 for job, lane, state in zip(known, replies[::2], replies[1::2], strict=True)}
-        return [found.get(job, (None, None)) for job in jobs]
+            return [nothing] * len(jobs)
+        found = {job: (*(value.decode() if value else None for value in record), state)
+                 for job, record, state in zip(known, replies[::2], replies[1::2], strict=True)}
+        return [found.get(job, nothing) for job in jobs]
 
     def save(self, task_id: str | None, digest: str, state: bytes, step: int, ttl_s: int) -> bool:
         """Keeps `state` (after `step`) as the job's newest checkpoint while its task is live; publishes a

@@ -53,11 +53,12 @@ def wait_task(client, task_id: str, timeout_s: float = 240) -> dict:
     return task
 
 
-def slow_video(client, seed: int, steps: int = 40) -> str:
-    """An SVD task (202) on a fresh upload, slow enough (`steps`) to be caught running."""
+def slow_video(client, seed: int, steps: int = 40, size: int = 64, frames: int = 8) -> str:
+    """An SVD task (202) on a fresh upload, slow enough (`steps`, `size`², `frames`) to be caught running."""
     image = upload(client, png(64, 64, seed=seed))
-    response = client.post("/v1/videos/generations", json={"image": image, "model": "svd", "num_frames": 8,
-                                                            "steps": steps, "seed": seed})
+    response = client.post("/v1/videos/generations", json={"image": image, "model": "svd", "num_frames": frames,
+                                                            "steps": steps, "seed": seed, "width": size,
+                                                            "height": size})
     assert response.status_code == 202
     return response.json()["task_id"]
 

@@ -1,0 +1,121 @@
+"""The replica's step scheduler (the deployment class in-process, tiny SDXL on the CPU, a real Redis): a high-lane job
+overtakes a running low-lane one at a step boundary, the paused job continues from its step and both equal their
+solo runs; users take turns step by step, so one user's backlog does not hold another user's single job."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import redis
+
+from config import keys
+from config.families import SDXLArgs, StepPolicy
+from deployments.base import Job
+from deployments.families import SDXLDeployment
+from deployments.scheduler import StepScheduler
+from models.types import ImageRequest
+
+
+@pytest.fixture(scope="module")
+def store(redis_url):
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/10")
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(scope="module")
+def replica(store) -> SDXLDeployment:
+    kwargs = store.connection_pool.connection_kwargs
+    deployment = SDXLDeployment(SDXLArgs(), f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}")
+    deployment.policy = StepPolicy(preview_every=0)
+    return deployment
+
+
+def _request(steps: int, seed: int) -> ImageRequest:
+    return ImageRequest(prompt="a red kite", width=64, height=64, steps=steps, guidance=5.0, seed=seed)
+
+
+class Run:
+    """Jobs submitted to the replica concurrently; each task's step events (with their time) and end time."""
+
+    def __init__(self, replica: SDXLDeployment, store: redis.Redis) -> None:
+        self.replica, self.store = replica, store
+        self.pubsub = store.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.psubscribe(keys.task_events("sched-*"))
+        self.pubsub.get_message(timeout=1.0)
+        self.ended: dict[str, float] = {}
+
+    async def job(self, task_id: str, request: ImageRequest, lane: str, user: str, after: float = 0.0):
+        await asyncio.sleep(after)
+        self.store.hset(keys.task(task_id), mapping={"id": task_id, "status": "running", "lane": lane,
+                                                     "user_id": user})
+        (result,) = await self.replica.execute([Job(request, task_id)], self.replica.model.generate,
+                                               self.replica.model.group_key, "denoising")
+        self.ended[task_id] = time.time()
+        return result
+
+    async def when_at_step(self, task_id: str, step: int, total: int) -> None:
+        while float(self.store.hget(keys.task(task_id), "progress") or 0) < step / total:
+            await asyncio.sleep(0.005)
+
+    def steps(self) -> list[tuple[str, int, float]]:
+        """(task id, step, time) of every step event, in publication order."""
+        found = []
+        while message := self.pubsub.get_message(timeout=0.5):
+            event = json.loads(message["data"])
+            if "step" in event and "event" not in event:
+                found.append((event["id"], event["step"], event["updated_at"]))
+        self.pubsub.close()
+        return found
+
+
+def test_a_high_lane_job_overtakes_a_running_low_lane_job_at_a_step_boundary(replica, store):
+    run = Run(replica, store)
+    low, high = _request(30, seed=1), _request(3, seed=2)
+
+    async def both():
+        slow = asyncio.ensure_future(run.job("sched-low", low, "low", "ann"))
+        await run.when_at_step("sched-low", 5, 30)
+        quick = await run.job("sched-high", high, "high", "bob")
+        return await slow, quick
+
+    slow, quick = asyncio.run(both())
+    events = run.steps()
+    low_steps = [(step, at) for task, step, at in events if task == "sched-low"]
+    high_steps = [(step, at) for task, step, at in events if task == "sched-high"]
+    assert [s for s, _ in low_steps] == list(range(1, 31))  # paused, then continued: never restarted
+    assert [s for s, _ in high_steps] == [1, 2, 3]
+    first, last = high_steps[0][1], high_steps[-1][1]
+    assert not [s for s, at in low_steps if first < at < last]  # the low job held no step meanwhile
+    assert run.ended["sched-high"] < run.ended["sched-low"]
+    solo = replica.model.generate([low, high])  # the same requests without any scheduling
+    assert (slow.png, quick.png) == (solo[0].png, solo[1].png)
+
+
+def test_users_take_turns_so_a_backlog_does_not_hold_another_users_job(replica, store):
+    run = Run(replica, store)
+    backlog = {f"sched-a{i}": _request(6, seed=10 + i) for i in range(3)}
+
+    async def all_jobs():
+        jobs = [run.job(task_id, request, "normal", "ann") for task_id, request in backlog.items()]
+        jobs.append(run.job("sched-b", _request(6, seed=20), "normal", "bob", after=0.3))
+        return await asyncio.gather(*jobs)
+
+    asyncio.run(all_jobs())
+    order = [task for task, _, _ in run.steps()]
+    bob = [index for index, task in enumerate(order) if task == "sched-b"]
+    assert len(bob) == 6
+    assert max(b - a - 1 for a, b in zip(bob, bob[1:])) <= 1, order  # one step of ann's between bob's: turns
+    assert run.ended["sched-b"] < sorted(run.ended[t] for t in backlog)[1]  # before ann's second job ends
+
+
+def test_a_lone_call_holds_the_device_without_waiting():
+    scheduler = StepScheduler()
+    ticket = scheduler.ticket("normal", "ann")
+    with scheduler.running(ticket):
+        for _ in range(3):
+            scheduler.boundary(ticket)  # nobody waits: returns at once
+        assert scheduler.waiting() == 0
