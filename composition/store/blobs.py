@@ -44,8 +44,6 @@ class Blobs(ABC):
     """Write-once bytes by asset id. `stream` yields bytes [start, end) in pieces; `signed_url` is a time-limited
     URL a client may fetch the bytes from directly, where the backend can make one."""
 
-    where: str  # the folder or URL, for logs and errors
-
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
 
@@ -78,7 +76,6 @@ class LocalBlobs(Blobs):
         super().__init__(max_bytes)
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.where = str(self.root)
 
     def path(self, asset_id: str) -> Path:
         return self.root / blob_key(asset_id)
@@ -126,8 +123,8 @@ class ObjectBlobs(Blobs):
 
     def __init__(self, url: str, max_bytes: int) -> None:
         super().__init__(max_bytes)
+        self.url = url
         self.store = from_url(url)
-        self.where = url
 
     async def put_once(self, asset_id: str, data: bytes) -> None:
         self._check_size(asset_id, len(data))

@@ -109,7 +109,7 @@ def test_size_limits_hold_for_writes_and_reads(backend, tmp_path):
         with pytest.raises(AssetTooLarge):
             await blobs.put_once(asset_id(big), big)
         await blobs.put_once(asset_id(fits), fits)
-        roomier = type(blobs)(blobs.root if isinstance(blobs, LocalBlobs) else blobs.where, LIMIT * 2)
+        roomier = type(blobs)(blobs.root if isinstance(blobs, LocalBlobs) else blobs.url, LIMIT * 2)
         await roomier.put_once(asset_id(big), big)  # written by a store with a higher limit: read back refused
         with pytest.raises(AssetTooLarge):
             await blobs.get(asset_id(big))
@@ -136,7 +136,7 @@ def test_settings_choose_the_backend(monkeypatch, tmp_path):
     monkeypatch.delenv("MONTAGE_ASSET_URL", raising=False)
     monkeypatch.setenv("MONTAGE_ASSET_DIR", str(tmp_path / "env"))
     assert isinstance(local := asset_blobs(CompositionArgs()), LocalBlobs) and local.root == tmp_path / "env"
-    assert isinstance(s3 := asset_blobs(CompositionArgs(asset_url=url)), ObjectBlobs) and s3.where == url
+    assert isinstance(s3 := asset_blobs(CompositionArgs(asset_url=url)), ObjectBlobs) and s3.url == url
     monkeypatch.setenv("MONTAGE_ASSET_URL", url)
     assert isinstance(asset_blobs(CompositionArgs()), ObjectBlobs)
     assert isinstance(asset_blobs(CompositionArgs(asset_dir=tmp_path / "args")), LocalBlobs)  # app args first
