@@ -13,6 +13,7 @@ from composition.catalogue import Catalogue, load_catalogue
 from composition.errors import ApiError, NotFound
 from composition.store.access import AccessStore
 from composition.store.assets import AssetInfo, AssetStore
+from composition.store.blobs import Blobs, open_blobs
 from composition.store.landmarks import LandmarkChooser
 from composition.store.projects import Project, ProjectStore
 from composition.store.prompts import PromptStore
@@ -99,10 +100,15 @@ class Services:
 STORE_RETRIES = 3
 
 
-def asset_root(args: CompositionArgs) -> Path:
-    """Absolute, so the ingress and every runner (other processes, other cwd) share one directory."""
-    root = args.asset_dir or Settings().asset_dir
-    return root if root.is_absolute() else Path(__file__).resolve().parents[1] / root
+def asset_blobs(args: CompositionArgs) -> Blobs:
+    """Where asset bytes live. The app args first (asset_url, else asset_dir), then the environment
+    (MONTAGE_ASSET_URL, else MONTAGE_ASSET_DIR); the folder var/assets when none is set. A relative folder is made
+    absolute, so the ingress and every runner (other processes, other cwd) share one directory."""
+    settings = Settings()
+    url = args.asset_url or (None if args.asset_dir else settings.asset_url)
+    root = args.asset_dir or settings.asset_dir
+    return open_blobs(url, root if root.is_absolute() else Path(__file__).resolve().parents[1] / root,
+                      args.max_asset_bytes)
 
 
 def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, DeploymentHandle],
@@ -115,7 +121,7 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
     return Services(
         redis=client,
         tasks=TaskStore(client, task_ttl_s=args.task_ttl_s, idempotency_ttl_s=args.idempotency_ttl_s),
-        assets=AssetStore(client, asset_root(args), private=auth_required),
+        assets=AssetStore(client, asset_blobs(args), private=auth_required),
         prompts=PromptStore(client, index_ttl_s=args.dedup.index_ttl_days * 86400),
         styles=StyleStore(client),
         projects=ProjectStore(client),

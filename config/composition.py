@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+OBJECT_STORE_URL = r"^(s3|gs|az)://[a-z0-9][a-z0-9._-]*(/[^?#]*)?$"
 Lane = Literal["high", "normal", "low"]
 LANES: tuple[Lane, ...] = ("high", "normal", "low")
 
@@ -38,6 +39,13 @@ class CompositionArgs(_Strict):
     """Workflow-level settings shared by the ingress and the runners."""
 
     asset_dir: Path | None = Field(default=None, description="None: MONTAGE_ASSET_DIR (var/assets)")
+    asset_url: str | None = Field(default=None, pattern=OBJECT_STORE_URL,
+                                  description="s3://bucket/prefix (or gs://, az://): asset bytes in an object store, "
+                                              "not in asset_dir; None: MONTAGE_ASSET_URL unless asset_dir is set")
+    asset_redirect_s: int | None = Field(default=None, ge=1, le=7 * 86400,
+                                         description="with an object store: GET /v1/assets/{id} redirects (307) to "
+                                                     "a signed URL valid this long; None: bytes stream via the ingress")
+    max_asset_bytes: int = Field(default=2**30, ge=2**20, description="largest asset stored or read back whole")
     max_upload_bytes: int = Field(default=10 * 2**20, ge=1024)
     max_json_bytes: int = Field(default=2**20, ge=1024, description="largest JSON request body")
     max_json_depth: int = Field(default=32, ge=2, description="deepest nesting of a JSON request body")

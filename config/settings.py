@@ -8,14 +8,18 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.backoff import ExponentialWithJitterBackoff
 
+from config.composition import OBJECT_STORE_URL
+
 
 class Settings(BaseSettings):
-    """Where Redis and the asset store live. `REDIS_URL` unset means: start the embedded Redis."""
+    """Where Redis and the asset store live. `REDIS_URL` unset means: start the embedded Redis; `MONTAGE_ASSET_URL`
+    (an object store) takes the assets' bytes out of `MONTAGE_ASSET_DIR`."""
 
     model_config = SettingsConfigDict(env_prefix="MONTAGE_", extra="ignore")
 
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "MONTAGE_REDIS_URL"))
     asset_dir: Path = Path("var/assets")
+    asset_url: str | None = Field(default=None, pattern=OBJECT_STORE_URL)
     data_dir: Path = Path("var")
     auth: Literal["off", "required"] = "off"
 

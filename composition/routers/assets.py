@@ -1,10 +1,13 @@
 """POST /v1/assets (multipart image upload), GET /v1/assets/{asset_id}."""
 from __future__ import annotations
 
+import re
+from email.utils import formatdate
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from starlette.datastructures import Headers
 
 from composition.auth import PrincipalDep
 from composition.deps import AssetIdPath, ServicesDep
@@ -16,6 +19,7 @@ from models.images import inspect_header
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
 CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+SINGLE_RANGE = re.compile(r"bytes=(\d+)-(\d*)|bytes=-(\d+)")
 
 
 @router.post("", status_code=201)
@@ -35,9 +39,45 @@ async def upload(file: Annotated[UploadFile, File(description="PNG, JPEG or WEBP
     return await services.assets.put(data, CONTENT_TYPES[fmt], "upload", owner, (width, height))
 
 
-@router.api_route("/{asset_id}", methods=["GET", "HEAD"], response_class=FileResponse)
-async def download(asset_id: AssetIdPath, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+@router.api_route("/{asset_id}", methods=["GET", "HEAD"], response_class=StreamingResponse,
+                  responses={206: {"description": "the bytes a single `Range` asked for"},
+                             307: {"description": "to a time-limited URL of the object store (asset_redirect_s)"},
+                             416: {"description": "a `Range` outside the asset"}})
+async def download(asset_id: AssetIdPath, request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    """The asset's bytes, streamed from the store (a single `Range` honoured), or a redirect to the object store."""
     info = await services.asset(asset_id, "asset_id", principal.user_id)
     audience = "private" if services.assets.private else "public"  # no shared cache keeps a private asset
-    return FileResponse(services.assets.path(asset_id), media_type=info.content_type,
-                        headers={"Cache-Control": f"{audience}, max-age=31536000, immutable"})
+    expires_s = services.args.asset_redirect_s
+    if expires_s and (url := await services.assets.signed_url(asset_id, expires_s)):
+        return RedirectResponse(url, 307, headers={"Cache-Control": f"{audience}, no-store"})
+    etag = f'"{asset_id}"'
+    headers = {"Cache-Control": f"{audience}, max-age=31536000, immutable", "ETag": etag, "Accept-Ranges": "bytes",
+               "Last-Modified": formatdate(info.created_at, usegmt=True)}
+    start, end = 0, info.bytes
+    if (wanted := _byte_range(request.headers, info.bytes, etag)) is not None:
+        start, end = wanted
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.bytes}"
+    headers["Content-Length"] = str(end - start)
+    status = 206 if wanted else 200
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=info.content_type)
+    return StreamingResponse(services.assets.stream(asset_id, start, end), status, headers, info.content_type)
+
+
+def _byte_range(headers: Headers, size: int, etag: str) -> tuple[int, int] | None:
+    """[start, end) of a single `Range: bytes=first-last` or `bytes=-suffix`; None (the whole asset) without one, for
+    several ranges, another unit, a malformed one, or an `If-Range` naming another version. 416 when outside."""
+    found = SINGLE_RANGE.fullmatch(headers.get("range", ""))
+    if not found or headers.get("if-range", etag) != etag:
+        return None
+    first, last, suffix = found.groups()
+    if suffix is not None:
+        start, end = max(size - int(suffix), 0), size
+    elif last and int(last) < int(first):
+        return None
+    else:
+        start, end = int(first), min(int(last) + 1, size) if last else size
+    if start >= end:
+        raise ApiError(416, "range_not_satisfiable", f"Range: outside the asset's {size} bytes", "Range",
+                       headers={"Content-Range": f"bytes */{size}"})
+    return start, end

@@ -1,22 +1,16 @@
-"""Assets: content-addressed files on disk, metadata in Redis. Clients name assets by id, never by path; file I/O
-runs off the event loop."""
+"""Assets: content-addressed bytes in a `Blobs` backend (a folder or an object store), metadata in Redis. Clients
+name assets by id, never by path; the backends' I/O runs off the event loop."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import os
-import re
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
+from composition.store.blobs import Blobs
 from config import keys
-from config.ids import HEX_ID
-
-ASSET_ID = re.compile(HEX_ID)
 
 
 def asset_url(asset_id: str) -> str:
@@ -39,27 +33,20 @@ class AssetInfo(BaseModel):
 
 
 class AssetStore:
-    """`put` writes bytes once under their digest (atomic rename) and records metadata; `path` only maps ids.
+    """`put` writes bytes once under their digest and records metadata; an asset is there when both are.
 
     With `private` (auth on), an asset is readable by its owners only, unless it is shared: text-derived
     generations that the prompt cache serves to every user, and anything stored without an owner."""
 
-    def __init__(self, client: aioredis.Redis, root: Path, private: bool = False) -> None:
+    def __init__(self, client: aioredis.Redis, blobs: Blobs, private: bool = False) -> None:
         self.client = client
-        self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.blobs = blobs
         self.private = private
-
-    def path(self, asset_id: str) -> Path:
-        """Where an asset's bytes live: only ever under the root (ids are validated at every API boundary)."""
-        if not isinstance(asset_id, str) or not ASSET_ID.match(asset_id):
-            raise ValueError(f"not an asset id: {asset_id!r}")
-        return self.root / asset_id[:2] / asset_id
 
     async def put(self, data: bytes, content_type: str, kind: str, owner: str = "",
                   size: tuple[int, int] | None = None, shared: bool = False) -> AssetInfo:
         asset_id = hashlib.sha256(data).hexdigest()[:32]
-        await asyncio.to_thread(_write_once, self.path(asset_id), data)
+        await self.blobs.put_once(asset_id, data)
         info = AssetInfo(id=asset_id, content_type=content_type, bytes=len(data), kind=kind,
                          width=size[0] if size else None, height=size[1] if size else None, created_at=time.time())
         record = {k: str(v) for k, v in info.model_dump(exclude_none=True).items()}
@@ -80,7 +67,7 @@ class AssetStore:
             pipe.sismember(keys.asset_owners(asset_id), user or "")
             raw, owned = await pipe.execute()
         readable = not self.private or owned or raw.get(b"shared") == b"1"
-        if not raw or not readable or not await asyncio.to_thread(self.path(asset_id).exists):
+        if not raw or not readable or not await self.blobs.exists(asset_id):
             return None
         return AssetInfo.model_validate({k.decode(): v.decode() for k, v in raw.items() if k != b"shared"})
 
@@ -90,13 +77,12 @@ class AssetStore:
 
     async def bytes_of(self, asset_id: str) -> bytes:
         """The bytes of an asset whose `info` the caller has read."""
-        return await asyncio.to_thread(self.path(asset_id).read_bytes)
+        return await self.blobs.get(asset_id)
 
+    def stream(self, asset_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of an asset whose `info` the caller has read, in pieces."""
+        return self.blobs.stream(asset_id, start, end)
 
-def _write_once(target: Path, data: bytes) -> None:
-    """Writes content-addressed bytes unless present, by atomic rename (concurrent writers agree)."""
-    if not target.exists():
-        target.parent.mkdir(exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-            handle.write(data)
-        os.replace(handle.name, target)
+    async def signed_url(self, asset_id: str, expires_s: int) -> str | None:
+        """A URL of the object store that serves the bytes for `expires_s`; None for a folder."""
+        return await self.blobs.signed_url(asset_id, expires_s)

@@ -1,19 +1,23 @@
 """Multi-node placement scenario on a real local Ray cluster (run as a script by test_multinode.py).
 
-Head node CPU-only, one "GPU node" worker (virtual GPUs + the `gpu_node` label resource) and one
+Head node CPU-only (`head_node` label), one "GPU node" worker (virtual GPUs + the `gpu_node` label resource) and one
 CPU-only worker (`cpu_node` label). Deploys the real SDXL (2 replicas, GPU share + `gpu_node`) and Embedder
 deployments through `deployments.builder.bind`, then reports where Ray placed every replica, what it
-reserved, and what real calls returned. Its own process, so its cluster never meets the suite's
+reserved, and what real calls returned; then where the montage app's assets land (multinode_assets.py), over its own
+Redis and moto's S3 emulator. Its own process, so its cluster never meets the suite's
 session Ray instance. The last stdout line is one JSON object; everything else goes to stderr.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -21,6 +25,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 for _var in ("RAY_ADDRESS", "RAY_NAMESPACE", "RAY_JOB_CONFIG_JSON_ENV_VAR"):
     os.environ.pop(_var, None)  # never attach to a cluster this process did not start
+for _var in ("MONTAGE_ASSET_DIR", "MONTAGE_ASSET_URL"):
+    os.environ.pop(_var, None)  # each node gets its own (multinode_assets.node_env)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: helpers
 
 SDXL_APP, EMBED_APP, IMPOSSIBLE_APP = "mn_sdxl", "mn_embed", "mn_impossible"
 GPU_NODE_GPUS = 2.0
@@ -159,6 +166,9 @@ def scenario(nodes: dict[str, str]) -> dict[str, Any]:
         time.sleep(1.0)
     result["impossible"] = dict(observed=observed, actors=replica_actors(IMPOSSIBLE_APP, "SDXL", None))
     log("impossible app observed")
+    for app in (SDXL_APP, EMBED_APP, IMPOSSIBLE_APP):  # observed: make room for the assets scenario
+        serve.delete(app, _blocking=False)
+    result["http_port"] = http_port
     return result
 
 
@@ -167,24 +177,39 @@ def main() -> int:
     result: dict[str, Any] = {"ok": False}
     cluster = None
     address_file = None
+    base = Path(tempfile.mkdtemp(prefix="montage-multinode-"))  # the nodes' asset folders, a shared one, Redis
+    redis = s3_server = None
     try:
         import ray
         from ray.cluster_utils import Cluster
 
+        from cluster.redis_server import EmbeddedRedis
+        from helpers import s3_emulator
+        from multinode_assets import BUCKET, assets_scenario, node_env
+
+        redis = EmbeddedRedis(base / "redis", appendonly=False).start()
+        s3_server, s3_env = s3_emulator(BUCKET)
         address_file = _AddressFile()
         cluster = Cluster(initialize_head=True, head_node_args=dict(
-            num_cpus=1, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1",
-            dashboard_port=free_port(), dashboard_agent_listen_port=free_port()))
+            num_cpus=1, num_gpus=0, resources={"head_node": 1}, env_vars=node_env(base, "head", s3_env),
+            include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=free_port(),
+            dashboard_agent_listen_port=free_port()))
         address_file.restore()
-        gpu_node = cluster.add_node(num_cpus=1, num_gpus=int(GPU_NODE_GPUS), resources={"gpu_node": 1})
+        gpu_node = cluster.add_node(num_cpus=1, num_gpus=int(GPU_NODE_GPUS), resources={"gpu_node": 1},
+                                    env_vars=node_env(base, "gpu", s3_env))
         nodes = {"head": cluster.head_node.node_id, "gpu": gpu_node.node_id}
         result["session_name"] = cluster.head_node.session_name
-        nodes["cpu"] = cluster.add_node(num_cpus=1, num_gpus=0, resources={"cpu_node": 1}).node_id
+        nodes["cpu"] = cluster.add_node(num_cpus=1, num_gpus=0, resources={"cpu_node": 1},
+                                        env_vars=node_env(base, "cpu", s3_env)).node_id
         cluster.wait_for_nodes()
         context = ray.init(address=cluster.address, log_to_driver=False, namespace="montage-multinode")
         STATE_API["address"] = f"http://{context.dashboard_url or cluster.webui_url}"
         log(f"cluster up: {nodes}")
         result.update(scenario(nodes))
+        try:  # its own report: a storage failure leaves the placement results standing
+            result["assets"] = assets_scenario(base, redis.url, result["http_port"], s3_env, replica_actors, log)
+        except Exception as exc:
+            result["assets"] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         result["ok"] = True
     except BaseException as exc:  # report, then clean up, whatever went wrong
         result["error"] = f"{type(exc).__name__}: {exc}"
@@ -209,6 +234,10 @@ def main() -> int:
                 result.setdefault("cleanup_errors", []).append(f"cluster.shutdown: {exc!r}")
         if address_file is not None:
             address_file.restore()
+        for server in (redis, s3_server):
+            if server is not None:
+                server.stop()
+        shutil.rmtree(base, ignore_errors=True)
         result["elapsed_s"] = round(time.monotonic() - started, 1)
         log(f"done in {result['elapsed_s']}s")
     print(json.dumps(result, default=str), flush=True)

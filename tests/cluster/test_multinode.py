@@ -4,6 +4,11 @@ SDXL replicas land only on the node that has their GPUs and `gpu_node` label, re
 serve real requests; the Embedder needs no GPU; a deployment asking for more than any node has stays
 unplaced.
 
+Assets across nodes (`multinode_assets.py`): the montage app's ingress on the head node serves what its task runner
+wrote on the CPU node only when both reach one store: every node has its own asset folder, so with nothing set the
+download is a 404; a folder that all nodes share (`asset_dir`), or an object store (`asset_url`; here moto's S3
+emulator, a local server speaking the S3 protocol, not AWS) with no shared folder at all, serves the very bytes.
+
 The cluster runs in a subprocess (`multinode_app.py`), so it never meets the session's own Ray instance."""
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import pytest
 SCRIPT = Path(__file__).with_name("multinode_app.py")
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n".hex()
-RUN_TIMEOUT_S = 240
+RUN_TIMEOUT_S = 420
 
 
 def _env() -> dict[str, str]:
@@ -80,7 +85,7 @@ def scenario() -> dict:
     return result
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(450)
 def test_replicas_land_only_where_their_resources_are(scenario):
     nodes, resources = scenario["nodes"], scenario["nodes_resources"]
     head, gpu, cpu = nodes["head"], nodes["gpu"], nodes["cpu"]
@@ -115,7 +120,7 @@ def test_replicas_land_only_where_their_resources_are(scenario):
     assert scenario["embedding_dim"] > 0 and scenario["embedding_finite"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(450)
 def test_generation_through_the_handle_is_served_by_a_gpu_node_replica(scenario):
     replica_ids = {replica["name"].rsplit("#", 1)[-1] for replica in scenario["sdxl_replicas"]}
     assert len(replica_ids) == 2
@@ -127,7 +132,7 @@ def test_generation_through_the_handle_is_served_by_a_gpu_node_replica(scenario)
     assert scenario["sdxl_info"]["replica"] in replica_ids and scenario["sdxl_info"]["source"] == "tiny"
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(450)
 def test_a_deployment_no_node_can_hold_is_never_placed(scenario):
     impossible = scenario["impossible"]
     assert len(impossible["observed"]) >= 3  # watched for several seconds
@@ -140,7 +145,54 @@ def test_a_deployment_no_node_can_hold_is_never_placed(scenario):
         assert actor["required_resources"]["GPU"] == 4
 
 
-@pytest.mark.timeout(300)
+def asset_setting(scenario: dict, name: str) -> dict:
+    """One storage setting's report; its generation succeeded with the runner and the ingress on their nodes."""
+    assets = scenario["assets"]
+    assert "error" not in assets, f"{assets.get('error')}\n{assets.get('traceback')}"
+    found, nodes = assets[name], scenario["nodes"]
+    assert found["generation_status"] == 200, found["generation_error"]
+    assert [r["node_id"] for r in found["ingress"]] == [nodes["head"]]
+    assert [r["node_id"] for r in found["runner"]] == [nodes["cpu"]]
+    assert [r["node_id"] for r in found["sdxl"]] == [nodes["gpu"]]
+    return found
+
+
+def written(found: dict) -> dict[str, dict[str, str]]:
+    """Where the generated asset's bytes are, folder by folder: {folder: {path: digest}}."""
+    return {folder: files for folder, files in found["folders"].items() if files}
+
+
+@pytest.mark.timeout(450)
+def test_separate_asset_folders_do_not_serve_another_nodes_assets(scenario):
+    found = asset_setting(scenario, "separate")
+    key = found["asset_id"]
+    assert written(found) == {"cpu": {f"{key[:2]}/{key}": key}}  # the runner's node, content-addressed
+    assert found["download_status"] == 404  # the ingress's own folder on the head node does not have it
+    assert found["objects"] == {}
+
+
+@pytest.mark.timeout(450)
+def test_a_folder_every_node_shares_serves_the_runners_assets(scenario):
+    found = asset_setting(scenario, "shared")
+    key = found["asset_id"]
+    earlier = scenario["assets"]["separate"]["folders"]["cpu"]  # the first setting's image, left on the CPU node
+    assert written(found) == {"shared": {f"{key[:2]}/{key}": key}, "cpu": earlier}
+    assert found["download_status"] == 200 and found["download_digest"] == key
+    assert found["download_png"] == PNG_MAGIC
+
+
+@pytest.mark.timeout(450)
+def test_an_object_store_serves_the_runners_assets_with_no_shared_folder(scenario):
+    found = asset_setting(scenario, "object_store")
+    key = found["asset_id"]
+    assert found["objects"] == {f"assets/{key[:2]}/{key}": key}
+    assert found["download_status"] == 200 and found["download_digest"] == key
+    assert found["download_png"] == PNG_MAGIC
+    before = scenario["assets"]["shared"]["folders"]
+    assert found["folders"] == before  # no folder on any node took a byte
+
+
+@pytest.mark.timeout(450)
 def test_cluster_is_torn_down(scenario):
     assert not scenario.get("cleanup_errors"), scenario.get("cleanup_errors")
     pids = scenario["actor_pids"] + [r["pid"] for r in scenario["sdxl_replicas"] + scenario["embedder_replicas"]]

@@ -19,6 +19,7 @@ from cluster.placement import (
 )
 from cluster.plan_cli import app_args, main_plan
 from config.app import AppArgs, Batching
+from config.composition import CompositionArgs
 from config.specs import SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,6 +179,22 @@ def test_cluster_and_kuberay_configs_validate_and_agree():
     result = plan(cluster, gpu_spec("h200x8"))
     for family in result.families:
         assert getattr(cluster, family.name).deployment.num_gpus >= family.num_gpus
+
+
+def test_every_pod_of_the_rayservice_reaches_redis_and_the_asset_store():
+    """As written, each pod takes REDIS_URL and the object store's Secret; the RWX alternative is a real claim."""
+    cluster = yaml.safe_load(RAYSERVICE_YAML.read_text())["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]] + cluster["workerGroupSpecs"]
+    for pod in pods:
+        (container,) = pod["template"]["spec"]["containers"]
+        assert {"secretRef": {"name": "montage-assets"}} in container["envFrom"], container["name"]
+        redis_url = next(e for e in container["env"] if e["name"] == "REDIS_URL")
+        assert redis_url["valueFrom"]["secretKeyRef"] == {"name": "montage-redis", "key": "url"}
+    secret = yaml.safe_load((RAYSERVICE_YAML.parent / "assets-object-store.yaml").read_text())
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "montage-assets"
+    assert CompositionArgs(asset_url=secret["stringData"]["MONTAGE_ASSET_URL"]).asset_url
+    claim = yaml.safe_load((RAYSERVICE_YAML.parent / "assets-rwx.yaml").read_text())
+    assert claim["metadata"]["name"] == "montage-assets" and claim["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
 def test_gpu_spec_parses_counts():

@@ -14,7 +14,14 @@ def test_upload_is_content_addressed_inside_the_asset_dir(client, montage):
     assert (asset_dir / first[:2] / first).read_bytes() == image
     download = client.get(f"/v1/assets/{first}")
     assert download.status_code == 200 and download.content == image
-    assert download.headers["content-type"] == "image/png"
+    assert download.headers["content-type"] == "image/png" and download.headers["etag"] == f'"{first}"'
+    head = client.head(f"/v1/assets/{first}")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(len(image))
+    part = client.get(f"/v1/assets/{first}", headers={"Range": "bytes=16-47"})  # as a <video> seeks
+    assert part.status_code == 206 and part.content == image[16:48]
+    assert part.headers["content-range"] == f"bytes 16-47/{len(image)}"
+    outside = client.get(f"/v1/assets/{first}", headers={"Range": f"bytes={len(image)}-"})
+    assert outside.status_code == 416 and outside.json()["error"]["field"] == "Range"
 
 
 def test_project_groups_tasks_and_assets_and_round_trips_through_a_zip(client):
