@@ -21,7 +21,8 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 # Set by the constructor or `set_timesteps` (restoring `timesteps` would undo a resumed job's truncated ones).
-_RECOMPUTED = frozenset({"_internal_dict", "timesteps", "all_timesteps", "init_noise_sigma", "resume", "x0", "wants_x0"})
+_RECOMPUTED = frozenset({"_internal_dict", "timesteps", "all_timesteps", "init_noise_sigma",
+                         "resume", "x0", "wants_x0"})
 Scalar = int | float | bool | str | None
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
 import redis
 
 from config import keys
-from config.families import SDXLArgs, StepPolicy
+from config.families import StepPolicy
 from deployments.base import Job
 from deployments.families import SDXLDeployment
 from deployments.steps import job_digest
@@ -18,24 +17,7 @@ from models.steps import Steps, StepState
 from models.types import ImageRequest
 
 STEPS = 7
-
-
-@pytest.fixture(scope="module")
-def store(redis_url):
-    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/9")
-    client.flushdb()
-    yield client
-    client.flushdb()
-
-
-@pytest.fixture(scope="module")
-def replica(store) -> SDXLDeployment:
-    return SDXLDeployment(SDXLArgs(), _url(store))
-
-
-def _url(client: redis.Redis) -> str:
-    kwargs = client.connection_pool.connection_kwargs
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
+REDIS_DB = 9  # this module's own database
 
 
 def _run(replica: SDXLDeployment, store: redis.Redis, task_id: str, policy: StepPolicy, lane: str = "normal",

@@ -7,31 +7,17 @@ import asyncio
 import json
 import time
 
-import pytest
 import redis
 
 from config import keys
-from config.families import SDXLArgs, StepPolicy
+from config.families import StepPolicy
 from deployments.base import Job
 from deployments.families import SDXLDeployment
 from deployments.scheduler import StepScheduler
 from models.types import ImageRequest
 
 
-@pytest.fixture(scope="module")
-def store(redis_url):
-    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/10")
-    client.flushdb()
-    yield client
-    client.flushdb()
-
-
-@pytest.fixture(scope="module")
-def replica(store) -> SDXLDeployment:
-    kwargs = store.connection_pool.connection_kwargs
-    deployment = SDXLDeployment(SDXLArgs(), f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}")
-    deployment.policy = StepPolicy(preview_every=0)
-    return deployment
+REDIS_DB = 10  # this module's own database
 
 
 def _request(steps: int, seed: int) -> ImageRequest:

@@ -1,0 +1,134 @@
+"""The step scheduler against request-level serving, side by side in one run: `python -m bench.scheduling`.
+
+The SDXL deployment class in-process (tiny weights, 64², this CPU) on an embedded Redis. "Request level" is what a
+replica did before the scheduler: one batch at a time (a lock around each call, as `max_concurrent_batches=1`);
+"step level" lets calls overlap under the replica's scheduler, with the replica's admission cap
+(`CONCURRENT_BATCHES`, FIFO, as Serve's batch queue admits). Nothing is asserted; figures go to stdout and
+var/bench/scheduling.json.
+
+1. Head-of-line: a high-lane 4-step image arrives while a low-lane 200-step job runs (at its step 20): its latency
+   against its solo latency, in step times.
+2. Fairness: user A submits 20 jobs of 8 steps, then user B submits 1: B's wait (to its first step) and its latency,
+   in job times.
+3. Overhead: a lone 8-step job through the replica with the scheduler, against the model called directly and
+   against the replica without the scheduler (Redis progress and cancellation checks in both).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from cluster.redis_server import EmbeddedRedis
+from config import keys
+from config.families import SDXLArgs, StepPolicy
+from deployments.base import CONCURRENT_BATCHES, Job
+from deployments.families import SDXLDeployment
+from models.types import ImageRequest
+
+OUT = Path("var/bench/scheduling.json")
+
+
+def _request(steps: int, seed: int) -> ImageRequest:
+    return ImageRequest(prompt="a red kite", width=64, height=64, steps=steps, guidance=5.0, seed=seed)
+
+
+class Bench:
+    def __init__(self, replica: SDXLDeployment, store: redis.Redis, step_level: bool) -> None:
+        self.replica, self.store, self.step_level = replica, store, step_level
+        self.gate = asyncio.Semaphore(CONCURRENT_BATCHES if step_level else 1)
+
+    async def job(self, task_id: str, request: ImageRequest, lane: str, user: str) -> tuple[float, float, float]:
+        """(submitted, first step, ended) times of one job."""
+        task_id = f"bench-{task_id}-{self.step_level}"
+        self.store.hset(keys.task(task_id), mapping={"id": task_id, "status": "running", "lane": lane,
+                                                     "user_id": user})
+        submitted = time.perf_counter()
+        async with self.gate:
+            run = asyncio.ensure_future(self.replica.execute([Job(request, task_id)], self.replica.model.generate,
+                                                             self.replica.model.group_key, "denoising"))
+            started = await self._first_step(task_id, run)
+            await run
+        return submitted, started, time.perf_counter()
+
+    async def _first_step(self, task_id: str, run: asyncio.Future) -> float:
+        while not run.done() and float(self.store.hget(keys.task(task_id), "progress") or 0) == 0:
+            await asyncio.sleep(0.002)
+        return time.perf_counter()
+
+
+def head_of_line(bench: Bench, step_ms: float, solo_ms: float) -> dict[str, float]:
+    async def scenario():
+        low = asyncio.ensure_future(bench.job("low", _request(200, 1), "low", "ann"))
+        while float(bench.store.hget(keys.task(f"bench-low-{bench.step_level}"), "progress") or 0) < 0.1:
+            await asyncio.sleep(0.005)
+        high = await bench.job("high", _request(4, 2), "high", "bob")
+        await low
+        return high
+
+    submitted, _, ended = asyncio.run(scenario())
+    latency = (ended - submitted) * 1000
+    return dict(latency_ms=round(latency), solo_ms=round(solo_ms), extra_steps=round((latency - solo_ms) / step_ms, 1))
+
+
+def fairness(bench: Bench, job_ms: float) -> dict[str, float]:
+    async def scenario():
+        backlog = [asyncio.ensure_future(bench.job(f"a{i}", _request(8, 10 + i), "normal", "ann")) for i in range(20)]
+        await asyncio.sleep(job_ms / 1000 / 2)
+        single = await bench.job("b", _request(8, 50), "normal", "bob")
+        await asyncio.gather(*backlog)
+        return single
+
+    submitted, started, ended = asyncio.run(scenario())
+    return dict(wait_jobs=round((started - submitted) * 1000 / job_ms, 2),
+                latency_jobs=round((ended - submitted) * 1000 / job_ms, 2))
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = EmbeddedRedis(Path(data_dir), appendonly=False).start()
+        try:
+            store = redis.Redis.from_url(server.url)
+            replica = SDXLDeployment(SDXLArgs(), server.url)
+            replica.policy = StepPolicy(preview_every=0)
+            model = replica.model
+            model.generate([_request(8, 0)])  # warm-up
+            direct = statistics.median(_timed(lambda: model.generate([_request(8, 0)])) for _ in range(5))
+            lone = Bench(replica, store, step_level=True)
+            through = statistics.median(_timed(lambda: asyncio.run(lone.job("lone", _request(8, 0), "normal", "ann")))
+                                        for _ in range(5))
+            scheduler, replica.scheduler = replica.scheduler, None
+            unscheduled = statistics.median(_timed(lambda: asyncio.run(lone.job("lone", _request(8, 0), "normal",
+                                                                                "ann"))) for _ in range(5))
+            replica.scheduler = scheduler
+            step_ms = direct / 8
+            solo = statistics.median(_timed(lambda: model.generate([_request(4, 2)])) for _ in range(3))
+            rows: dict[str, Any] = dict(step_ms=round(step_ms, 1), job_ms=round(direct),
+                                        overhead_vs_model=round(through / direct, 3),
+                                        overhead_vs_unscheduled=round(through / unscheduled, 3))
+            for level, step_level in (("request", False), ("step", True)):
+                replica.scheduler = scheduler if step_level else None
+                bench = Bench(replica, store, step_level)
+                rows[level] = dict(head_of_line=head_of_line(bench, step_ms, solo), fairness=fairness(bench, direct))
+                replica.scheduler = scheduler
+        finally:
+            server.stop()
+    print(json.dumps(rows, indent=2))
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(rows, indent=2))
+
+
+def _timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+if __name__ == "__main__":
+    main()
