@@ -45,7 +45,7 @@ class Job:
     arrived: float = field(default_factory=time.monotonic)
 
     def queued_ms(self, started: float) -> float:
-        """How long it waited in the batch queue before its batch started."""
+        """How long it waited (batch queue, then the step scheduler) before it first held the device."""
         return (started - self.arrived) * 1000.0
 
 
@@ -170,11 +170,10 @@ class ModelDeployment:
         """Runs compatible groups off the event loop, each resuming its jobs' checkpoints (jobs saved at different
         steps run in different calls), and stamps each result with serving metadata. A diffusion family's groups
         run concurrently under the replica's step scheduler; other families' one after another."""
-        started = time.monotonic()
         digests = [job_digest(job.request) if self.policy else "" for job in jobs]
         found = await asyncio.to_thread(self._live_jobs, jobs, digests)
         groups = group_by(range(len(jobs)), lambda i: (key(jobs[i].request), _step_of(found[i].state)))
-        runs = [self._group([jobs[i] for i in g], [digests[i] for i in g], [found[i] for i in g], run, stage, started)
+        runs = [self._group([jobs[i] for i in g], [digests[i] for i in g], [found[i] for i in g], run, stage)
                 for g in groups]
         outcomes = await asyncio.gather(*runs) if self.scheduler else [await one for one in runs]
         results: list[Any] = [None] * len(jobs)
@@ -184,7 +183,7 @@ class ModelDeployment:
         return results
 
     async def _group(self, candidates: list[Job], digests: list[str], found: list[LiveJob], run: Callable[..., list],
-                     stage: str, started: float) -> list:
+                     stage: str) -> list:
         """One compatible group's results (a job cancelled while it waited in the batch queue costs no step)."""
         gone = await asyncio.to_thread(self.progress.cancelled, [job.task_id for job in candidates])
         results: list[Any] = [Cancelled(f"{stage} cancelled before it started")] * len(candidates)
@@ -198,27 +197,35 @@ class ModelDeployment:
                            stage, self.policy, self.progress, self.checkpoints,
                            lambda: self.unhealthy_reason is not None, serve_is_stopping,
                            functools.partial(self.scheduler.boundary, ticket) if ticket else None)
-        await asyncio.to_thread(self.progress.started, [job.task_id for job in group], stage)
-        run_started = time.monotonic()
+        first_slot = [time.monotonic()]
+
+        def begin() -> None:  # the group holds the device: its tasks' wait ends here, not at admission
+            first_slot[0] = time.monotonic()
+            self.progress.started([job.task_id for job in group], stage)
+
         try:
             outputs = await asyncio.to_thread(self._scheduled, ticket, run, [job.request for job in group],
-                                              steps.steps(resume))
+                                              steps.steps(resume), begin)
         except Cancelled as cancelled:  # only this group stops; the rest of the batch runs on
             outputs = [cancelled] * len(group)
         for index, job, output in zip(kept, group, outputs, strict=True):
             if not isinstance(output, Cancelled):
                 output.metadata.replica = self.replica
-                output.metadata.queue_ms = job.queued_ms(started)
+                output.metadata.queue_ms = job.queued_ms(first_slot[0])
                 output.metadata.resumed_from_step = resume[0].step if resume else None
             results[index] = output
-        self._observe(group, started, (time.monotonic() - run_started) * 1000.0)
+        self._observe(group, first_slot[0], (time.monotonic() - first_slot[0]) * 1000.0)
         return results
 
-    def _scheduled(self, ticket: Ticket | None, run: Callable[..., list], requests: list, steps: Any) -> list:
-        """`run` holding the device for each of its steps in turn (see `deployments.scheduler`)."""
+    def _scheduled(self, ticket: Ticket | None, run: Callable[..., list], requests: list, steps: Any,
+                   begin: Callable[[], None]) -> list:
+        """`run` holding the device for each of its steps in turn (see `deployments.scheduler`); `begin` once it
+        first holds it."""
         if ticket is None or self.scheduler is None:
+            begin()
             return run(requests, steps)
         with self.scheduler.running(ticket):
+            begin()
             return run(requests, steps)
 
     def _live_jobs(self, jobs: list[Job], digests: list[str]) -> list[LiveJob]:

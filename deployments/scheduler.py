@@ -5,8 +5,8 @@ A replica holds several batches at once (`CONCURRENT_BATCHES`), each compatible 
 holds the device from its pipeline call's start to its first step boundary (text encoding, preparation, step 1),
 then from boundary to boundary, and its last slot ends after the VAE decode. At a boundary the next slot goes to the
 best waiting group: the highest lane first (a `high` job overtakes running `normal` and `low` ones at their next
-step), then the user with the least device time in slots (a user who starts waiting begins at the least of the
-users already waiting or running, so nobody banks credit), then the earliest arrival. A paused group keeps its step
+step), then the user granted the fewest slots (a step each, whatever it costs; a user who starts waiting begins at
+the least of the users already waiting or running, so nobody banks credit), then the earliest arrival. A paused group keeps its step
 state in its thread's memory and continues from the same step; nothing is recomputed.
 """
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The web page in a real headless Chromium (Debian's): generate an image and run a storyboard through the UI."""
+"""The web page in a real headless Chromium (Debian's): generate an image, follow a video's live previews and run a
+storyboard through the UI."""
 import shutil
 import uuid
 
@@ -76,7 +77,12 @@ def test_edit_controlled_writing_and_video_forms(page, tmp_path):
         image = page.query_selector("#gallery figure img")
         page.wait_for_function("img => img.complete && img.naturalWidth === 64", arg=image, timeout=30_000)
     page.fill("#video input[name=num_frames]", "4")
+    page.fill("#video input[name=steps]", "30")
     page.click("#video button")
+    preview = page.wait_for_selector("#video-status-preview", timeout=120_000)  # live, before the clip is done
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=preview, timeout=30_000)
+    assert preview.get_attribute("src").startswith("data:image/jpeg;base64,")
+    assert preview.get_attribute("title").endswith("of 30")
     video = page.wait_for_selector("#gallery figure video", timeout=240_000)
     assert page.inner_text("#video-status") == "done" and "4 frames" in page.inner_text("#gallery figcaption")
     assert video.get_attribute("src").startswith("/v1/assets/")
