@@ -70,7 +70,7 @@ class GroupSteps:
                      for task_id in self.task_ids]
         if all(cancelled):
             raise Cancelled(f"{self.stage} cancelled at step {boundary.done}/{boundary.total}")
-        if self.policy is not None and boundary.done < boundary.total and self.stopping():
+        if self._hand_back(boundary):
             self._checkpoint(boundary)
             raise HandedBack(f"replica stopping: {self.stage} handed back at step {boundary.done}/{boundary.total}")
         if self._checkpoint_due(boundary):
@@ -81,6 +81,12 @@ class GroupSteps:
                 self.checkpoints.preview(task_id, boundary.done, boundary.total, url)
         if self.turn is not None:
             self.turn()
+
+    def _hand_back(self, boundary: Boundary) -> bool:
+        """Serve is stopping the replica mid-job and every job is a task a runner retries (a caller of the handle
+        itself would get the error: its job runs on through the graceful window instead)."""
+        return (self.policy is not None and boundary.done < boundary.total
+                and all(task_id is not None for task_id in self.task_ids) and self.stopping())
 
     def _checkpoint_due(self, boundary: Boundary) -> bool:
         policy = self.policy
