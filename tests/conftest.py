@@ -91,6 +91,12 @@ def montage(ray_serve, redis_url, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def redeploy(ray_serve, redis_url, montage):
+    """Deploys the session app again with some families' args changed (Serve restarts what changed)."""
+    return lambda family_args: deploy_config(ray_serve, redis_url, montage[1], family_args)
+
+
+@pytest.fixture(scope="session")
 def client(montage):
     from helpers import BASE
 

@@ -118,12 +118,9 @@ def test_late_progress_never_moves_a_cancelled_task_back(redis_url):
 
 
 def test_a_task_waiting_for_a_busy_model_shows_its_queue_position_and_eta(client):
-    """While SVD's replica holds as many long clips as it runs at once, later clips wait: stage "waiting", their
-    place in SVD's queue and an ETA from measured request times, on GET and SSE; a waiting task is never shown as
-    animating at 0.0."""
+    """While SVD renders a long clip, later clips wait: stage "waiting", their place in SVD's queue and an ETA from
+    measured request times, on GET and SSE; a waiting task is never shown as animating at 0.0."""
     from helpers import png, upload, wait_task
-
-    from deployments.base import CONCURRENT_BATCHES
 
     def video(frames: int, steps: int, seed: int) -> str:
         body = {"image": upload(client, png(64, 64, seed=seed)), "model": "svd", "num_frames": frames,
@@ -133,14 +130,9 @@ def test_a_task_waiting_for_a_busy_model_shows_its_queue_position_and_eta(client
         return response.json()["task_id"]
 
     assert wait_task(client, video(4, 2, 60))["status"] == "succeeded"  # a measured request time for the ETA
-    busy = []
-    for seed in range(CONCURRENT_BATCHES):  # every batch the SVD replica holds at once (one user's: run in turn)
-        busy.append(slow_video(client, seed=61 + seed, steps=100))
-        deadline = time.monotonic() + 30
-        while client.get(f"/v1/tasks/{busy[-1]}").json()["stage"] != "animating":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    first, second = video(6, 2, 72), video(5, 2, 73)  # other frame counts: groups of their own, run after busy
+    busy = slow_video(client, seed=61, steps=100)
+    wait_running(client, busy, progress=0.01)
+    first, second = video(6, 2, 62), video(5, 2, 63)  # other frame counts: groups of their own, run after busy
     deadline = time.monotonic() + 30
     while (task := client.get(f"/v1/tasks/{second}").json())["stage"] != "waiting":
         assert time.monotonic() < deadline, task
@@ -151,7 +143,7 @@ def test_a_task_waiting_for_a_busy_model_shows_its_queue_position_and_eta(client
     with client.stream("GET", f"/v1/tasks/{second}/events") as stream:
         event = json.loads(next(line for line in stream.iter_lines() if line.startswith("data:"))[5:])
     assert event["stage"] == "waiting" and event["queue_position"] in (0, 1) and event["eta_s"] > 0
-    assert all(client.delete(f"/v1/tasks/{task_id}").status_code == 200 for task_id in busy)
+    assert client.delete(f"/v1/tasks/{busy}").status_code == 200
     for task_id in (first, second):
         done = wait_task(client, task_id)
         assert done["status"] == "succeeded" and done["waiting_for"] is None and done["queue_position"] is None

@@ -89,12 +89,9 @@ def test_a_video_job_killed_past_half_resumes_from_its_checkpoint_with_the_same_
     assert redis.Redis.from_url(redis_url).exists(keys.task_checkpoints(task_id)) == 0
 
 
-def test_a_redeploy_hands_running_jobs_back_and_they_resume_where_they_stopped(client, redis_url, montage,
-                                                                               ray_serve):
+def test_a_redeploy_hands_running_jobs_back_and_they_resume_where_they_stopped(client, redis_url, redeploy):
     """Serve stops the SVD replica (a changed arg restarts it): its job checkpoints at the next step boundary and is
     handed back; the new replica resumes it from there, losing no step."""
-    from conftest import deploy_config
-
     image = upload(client, png(64, 64, seed=34))
     response = client.post("/v1/videos/generations", json={
         "image": image, "model": "svd", "num_frames": 8, "width": 128, "height": 128, "steps": 100, "seed": 34,
@@ -105,7 +102,7 @@ def test_a_redeploy_hands_running_jobs_back_and_they_resume_where_they_stopped(c
     try:
         events.wait(lambda e: e.get("step", 0) >= 3)
         # A longer TTL only: the app behaves as before for the tests that follow, on a new SVD replica.
-        deploy_config(ray_serve, redis_url, montage[1], {"svd": {"steps": {**policy, "checkpoint_ttl_s": 7200}}})
+        redeploy({"svd": {"steps": {**policy, "checkpoint_ttl_s": 7200}}})
         task = wait_task(client, task_id)
     finally:
         events.close()
