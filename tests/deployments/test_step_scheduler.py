@@ -10,7 +10,6 @@ import time
 import redis
 
 from config import keys
-from config.families import StepPolicy
 from deployments.base import Job
 from deployments.families import SDXLDeployment
 from deployments.scheduler import StepScheduler
