@@ -93,3 +93,25 @@ def wait_ready(client, timeout_s: float = 90) -> None:
             pass
         assert time.monotonic() < deadline, f"/ready not 200 after {timeout_s:.0f} s"
         time.sleep(0.5)
+
+
+def s3_emulator(bucket: str):
+    """moto's S3 emulator (an emulator, not AWS: a local HTTP server that speaks the S3 protocol, offline) with
+    `bucket` created; (server, the standard AWS environment that points a client at it). Stop it with `.stop()`."""
+    import logging
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "emulator", "AWS_SECRET_ACCESS_KEY": "emulator"}
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+                 aws_access_key_id="emulator", aws_secret_access_key="emulator").create_bucket(Bucket=bucket)
+    return server, env
