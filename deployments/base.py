@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import socket
@@ -221,10 +222,7 @@ class ModelDeployment:
                    begin: Callable[[], None]) -> list:
         """`run` holding the device for each of its steps in turn (see `deployments.scheduler`); `begin` once it
         first holds it."""
-        if ticket is None or self.scheduler is None:
-            begin()
-            return run(requests, steps)
-        with self.scheduler.running(ticket):
+        with self.scheduler.running(ticket) if self.scheduler and ticket else contextlib.nullcontext():
             begin()
             return run(requests, steps)
 
