@@ -101,8 +101,11 @@ def _callback(on_step: StepCallback, fields: dict) -> Any:
     return callback
 
 
-def _steps(on_step: StepCallback) -> Steps:
-    """The Montage path's step hook reporting `on_step(done, total)`."""
+def _steps(on_step: StepCallback | Steps) -> Steps:
+    """The Montage path's step hook reporting `on_step(done, total)`, or `on_step` itself when it is already one
+    (bench/gpu_steps.py: checkpoints, previews, resume)."""
+    if isinstance(on_step, Steps):
+        return on_step
     return Steps(on_step=lambda boundary: on_step(boundary.done, boundary.total))
 
 

@@ -266,13 +266,15 @@ def stepped_call(pipe: Any, steps: Steps | None, batch_size: int, total: int,
         if len(steps.resume) != batch_size or steps.resume[0].total != total:
             raise ValueError("resume: one state per request of the call, saved for its number of steps")
         resume = stack(steps.resume)
+        # Every restored tensor goes where the pipeline runs (a solver's history too): `_like` follows the latents.
+        resume.latents = resume.latents.to(pipe._execution_device)
     done = steps.start
     scheduler = stepping_scheduler(pipe.scheduler, resume, lambda: steps.wants_preview(done + 1))
     view = copy.copy(pipe)
     view.__dict__["scheduler"] = scheduler  # not through the pipeline's setattr: its config stays the pipeline's
     kwargs: dict[str, Any] = {}
     if resume is not None:
-        kwargs["latents"] = resume.latents.to(pipe._execution_device)
+        kwargs["latents"] = resume.latents
 
     def callback(_pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict:
         nonlocal done

@@ -3,6 +3,7 @@
 # registry. Where diffusers or pydantic is missing, installs the wheels of .whl/ (bench/device/fetch_wheels.sh) into a
 # folder of their own, leaving the machine's torch and transformers as they are, prints the environment, and runs `python -m bench.gpu` into OUTDIR
 # (gpu.jsonl, gpu.md, log.txt). Default budget: 450 s, so the whole command fits a 10-minute window.
+# MONTAGE_BENCH=bench.gpu_steps runs the step checkpoint/preview suite instead (steps.jsonl).
 set -euo pipefail
 out=${1:?usage: bench/device/run.sh OUTDIR [bench.gpu options]}
 shift
@@ -27,4 +28,4 @@ torch.version.cuda, transformers.__version__, diffusers.__version__, pydantic.__
 } 2>&1 | tee "$out/env.txt"
 budget=()
 [[ " $* " == *" --budget-s "* ]] || budget=(--budget-s 450)
-"$python" -m bench.gpu --out "$out" "${budget[@]}" "$@" 2>&1 | tee "$out/log.txt"
+"$python" -m "${MONTAGE_BENCH:-bench.gpu}" --out "$out" "${budget[@]}" "$@" 2>&1 | tee "$out/log.txt"
