@@ -8,8 +8,9 @@ its own process on full-size random bf16 weights (`random` source) through the M
 - **cost per step**: the same job with a checkpoint (capture + bytes) and a preview (x0 → JPEG, projection fitted
   on first use) at every step, against the plain step, timed at each step boundary with the device synchronised;
 - **concurrent groups** (SDXL): two one-image calls in two threads on one model, as a replica with
-  `CONCURRENT_BATCHES` holds them, free-running and under the step scheduler (deployments/scheduler.py), against the
-  same calls one after the other: wall time, and whether each output equals its solo run.
+  `CONCURRENT_BATCHES` holds them, free-running and under the step scheduler (deployments/scheduler.py: hand-over
+  at every step, then turns of the default `turn_ms`), against the same calls one after the other: wall time, and
+  whether each output equals its solo run.
 
 Rows go to OUT/steps.jsonl. Smoke mode on a CPU: `--device cpu --source tiny`.
 """
@@ -31,10 +32,11 @@ import torch
 from bench.gpu import matmul_rate, memory, release
 from bench.gpu_timing import sync
 from bench.gpu_workloads import WORKLOADS, production_args
-from config.families import Source
+from config.families import Source, StepPolicy
 from models.steps import Boundary, Steps, StepState
 
 OUT = Path("var/bench/gpu")
+TURN_S = StepPolicy().turn_ms / 1000.0
 # workload: steps at full size, the step saved, predicted seconds on one H200 (build, warm-up and four calls).
 JOBS = dict(sdxl=(30, 15, 35), flux=(12, 6, 30), flux_kontext=(12, 6, 35), svd=(12, 6, 40), wan=(4, 2, 150))
 
@@ -134,7 +136,8 @@ def measure(name: str, source: Source, device: torch.device, dtype: torch.dtype)
 
 def concurrent(workload: Any, model: Any, fields: dict, device: torch.device) -> dict:
     """Two one-image calls in two threads on one model, free-running and under the replica's step scheduler (one
-    step at a time, turns alternating between the two users), against the same two calls in turn."""
+    step at a time; the two users alternating at every step, then in turns of `TURN_S`), against the same two
+    calls one after the other."""
     from deployments.scheduler import StepScheduler
 
     jobs = [dict(fields, prompt=prompt) for prompt in ("a red kite over a beach", "a lighthouse at night")]
@@ -144,8 +147,8 @@ def concurrent(workload: Any, model: Any, fields: dict, device: torch.device) ->
     sync(device)
     sequential_s = time.perf_counter() - started
     row: dict[str, Any] = dict(workload="sdxl_two_threads", sequential_s=sequential_s)
-    for mode in ("free", "scheduled"):
-        scheduler = StepScheduler() if mode == "scheduled" else None
+    for mode, turn_s in (("free", None), ("scheduled", 0.0), ("turns", TURN_S)):
+        scheduler = None if turn_s is None else StepScheduler(turn_s)
         results: list[Any] = [None, None]
         errors: list[BaseException] = []
 

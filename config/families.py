@@ -100,7 +100,7 @@ class LLMArgs(FamilyArgs):
 
 
 class StepPolicy(BaseModel):
-    """What a diffusion family's replica does at its jobs' step boundaries: checkpoints and previews."""
+    """What a diffusion family's replica does at its jobs' step boundaries: checkpoints, previews, turns."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -113,6 +113,9 @@ class StepPolicy(BaseModel):
     checkpoint_max_mb: float = Field(default=512.0, gt=0.0, description="a larger state is not written")
     preview_every: int = Field(default=5, ge=0, le=1000,
                                description="a preview of the predicted result every K steps (0: never; low lane: none)")
+    turn_ms: int = Field(default=500, ge=0, le=600_000,
+                         description="a job of the running one's lane takes the device over at a step boundary only "
+                                     "after the running one held it this long (0: every step); a higher lane at once")
 
     @property
     def checkpoints(self) -> bool:

@@ -111,7 +111,7 @@ class ModelDeployment:
         self.progress = ProgressReporter(redis_url or os.environ.get("REDIS_URL"))
         self.checkpoints = Checkpoints(self.progress.client)
         self.policy = getattr(args, "steps", None)  # a diffusion family's StepPolicy
-        self.scheduler = StepScheduler() if self.policy else None
+        self.scheduler = StepScheduler(self.policy.turn_ms / 1000.0) if self.policy else None
         self.replica = replica_name()
         self.unhealthy_reason: str | None = None
 

@@ -6,13 +6,17 @@ holds the device from its pipeline call's start to its first step boundary (text
 then from boundary to boundary, and its last slot ends after the VAE decode. At a boundary the next slot goes to the
 best waiting group: the highest lane first (a `high` job overtakes running `normal` and `low` ones at their next
 step), then the user granted the fewest slots (a step each, whatever it costs; a user who starts waiting begins at
-the least of the users already waiting or running, so nobody banks credit), then the earliest arrival. A paused group keeps its step
-state in its thread's memory and continues from the same step; nothing is recomputed.
+the least of the users already waiting or running, so nobody banks credit), then the earliest arrival. A group of
+the holder's own lane takes over only once the holder's turn has lasted `turn_s`: each hand-over costs the device
+time (on an H200, SDXL's two groups handed over at every step ran at 0.67× of one after the other, BENCHMARKS.md),
+so users take turns of `turn_s` rather than of a step; a higher lane takes over at the next step all the same.
+A paused group keeps its step state in its thread's memory and continues from the same step; nothing is recomputed.
 """
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,9 +36,11 @@ class Ticket:
 class StepScheduler:
     """Grants the device to one ticket at a time (thread-safe; the holder's thread runs, the others block)."""
 
-    def __init__(self) -> None:
+    def __init__(self, turn_s: float = 0.0) -> None:
+        self.turn_s = turn_s
         self._lock = threading.Condition()
         self._holder: Ticket | None = None
+        self._granted_at = 0.0  # when the holder's turn began
         self._waiting: list[Ticket] = []
         self._served: dict[str, int] = {}  # slots per user with a live ticket (virtual time)
         self._live: dict[str, int] = {}  # live tickets per user
@@ -68,6 +74,8 @@ class StepScheduler:
             best = self._best(self._waiting)
             if best is None or not self._beats(best, ticket):
                 return
+            if best.lane == ticket.lane and time.monotonic() - self._granted_at < self.turn_s:
+                return  # the holder's turn goes on
             self._holder = None
             self._lock.notify_all()
             self._acquire(ticket)
@@ -83,6 +91,7 @@ class StepScheduler:
             self._lock.wait()
         self._waiting.remove(ticket)
         self._holder = ticket
+        self._granted_at = time.monotonic()
 
     def _rank(self, ticket: Ticket) -> tuple[int, int, int]:
         return LANE_RANK[ticket.lane], self._served.get(ticket.user, 0), ticket.arrived

@@ -1,10 +1,13 @@
 """The replica's step scheduler (the deployment class in-process, tiny SDXL on the CPU, a real Redis): a high-lane job
 overtakes a running low-lane one at a step boundary, the paused job continues from its step and both equal their
-solo runs; users take turns step by step, so one user's backlog does not hold another user's single job."""
+solo runs; users take turns (of a step, or of `turn_s`), so one user's backlog does not hold another user's single job;
+a higher lane does not wait for a turn to end."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import threading
 import time
 
 import redis
@@ -80,7 +83,8 @@ def test_a_high_lane_job_overtakes_a_running_low_lane_job_at_a_step_boundary(rep
     assert (slow.png, quick.png) == (solo[0].png, solo[1].png)
 
 
-def test_users_take_turns_so_a_backlog_does_not_hold_another_users_job(replica, store):
+def test_users_take_turns_so_a_backlog_does_not_hold_another_users_job(replica, store, monkeypatch):
+    monkeypatch.setattr(replica.scheduler, "turn_s", 0.0)  # turns of a step (tiny steps are shorter than a turn)
     run = Run(replica, store)
     backlog = {f"sched-a{i}": _request(6, seed=10 + i) for i in range(3)}
 
@@ -104,3 +108,42 @@ def test_a_lone_call_holds_the_device_without_waiting():
         for _ in range(3):
             scheduler.boundary(ticket)  # nobody waits: returns at once
         assert scheduler.waiting() == 0
+
+
+
+def _steps_of(scheduler: StepScheduler, ticket, steps: int, log: list[str]) -> None:
+    """A call of `steps` 10 ms steps holding the device for `ticket`; each step's user goes to `log`."""
+    with scheduler.running(ticket):
+        for _ in range(steps):
+            time.sleep(0.01)
+            log.append(ticket.user)
+            scheduler.boundary(ticket)
+
+
+def _contend(turn_s: float, first: tuple[str, str], then: tuple[str, str]) -> list[tuple[str, int]]:
+    """(user, steps in a row) of each turn, when `then` (user, lane) asks for the device once `first` holds it."""
+    scheduler, log = StepScheduler(turn_s), []
+    threads = [threading.Thread(target=_steps_of, args=(scheduler, scheduler.ticket(lane, user), 30, log))
+               for user, lane in (first, then)]
+    threads[0].start()
+    while not log:
+        time.sleep(0.001)
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    return [(user, len(list(steps))) for user, steps in itertools.groupby(log)]
+
+
+def test_with_no_turn_users_of_a_lane_alternate_at_every_step():
+    runs = _contend(0.0, ("ann", "normal"), ("bob", "normal"))
+    assert sum(n for user, n in runs if user == "bob") == 30
+    assert all(n == 1 for _, n in runs[1:-1]), runs  # after ann's first step(s), one step each
+
+
+def test_users_of_a_lane_take_turns_of_turn_s_and_a_higher_lane_takes_over_at_the_next_step():
+    runs = _contend(0.15, ("ann", "normal"), ("bob", "normal"))
+    assert len(runs) <= 8, runs  # 0.6 s of steps in turns of 0.15 s, not 60 turns of a step
+    assert runs[0][0] == "ann" and runs[0][1] >= 5 and runs[1][0] == "bob" and runs[1][1] >= 5, runs
+    runs = _contend(60.0, ("ann", "low"), ("carol", "high"))
+    assert runs[0][0] == "ann" and runs[0][1] <= 3, runs  # carol did not wait for the end of ann's 60 s turn
+    assert runs[1] == ("carol", 30) and runs[2][0] == "ann", runs
