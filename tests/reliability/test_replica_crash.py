@@ -16,7 +16,7 @@ TASKS = 20
 
 def test_killing_a_model_replica_mid_batch_loses_no_task(client, redis_url):
     prompt = f"a lighthouse in a storm, crash test {uuid.uuid4().hex[:8]}"
-    bodies = [{"prompt": prompt, "model": "sdxl", "width": 128, "height": 128, "steps": 12, "seed": seed,
+    bodies = [{"prompt": prompt, "model": "sdxl", "width": 64, "height": 64, "steps": 8, "seed": seed,
                "wait_s": 0} for seed in range(TASKS)]
     with concurrent.futures.ThreadPoolExecutor(TASKS) as pool:
         responses = list(pool.map(lambda body: client.post("/v1/images/generations", json=body), bodies))
