@@ -202,12 +202,11 @@ def child(argv: list[str]) -> None:
     measure(workload, args.source, device, dtype, timed, args.rate * 1e12, emit)
 
 
-def run_child(name: str, args: argparse.Namespace, rate: float, timeout: float) -> tuple[list[dict], str | None]:
-    """Rows a child printed, and why it stopped early (None when it finished)."""
-    command = [sys.executable, "-m", "bench.gpu", "--child", name, "--device", args.device,
-               "--source", args.source.value, "--rate", str(rate)]
-    if args.timed_steps:
-        command += ["--timed-steps", str(args.timed_steps)]
+def run_child(module: str, name: str, args: argparse.Namespace, timeout: float,
+              extra: tuple[str, ...] = ()) -> tuple[list[dict], str | None]:
+    """Rows a child (`python -m module --child name ...`) printed, and why it stopped early (None when it finished)."""
+    command = [sys.executable, "-m", module, "--child", name, "--device", args.device, "--source", args.source.value,
+               *extra]
     rows: list[dict] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         expired = threading.Event()
@@ -228,6 +227,16 @@ def run_child(name: str, args: argparse.Namespace, rate: float, timeout: float) 
     return rows, f"exit {code}" if code else None
 
 
+def suite_parser(doc: str, workloads: list[str]) -> argparse.ArgumentParser:
+    """The options the GPU suites share: --device, --source, --workloads, --out."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--source", type=Source, choices=[Source.RANDOM, Source.TINY], default=Source.RANDOM)
+    parser.add_argument("--workloads", nargs="+", choices=workloads, default=workloads)
+    parser.add_argument("--out", type=Path, default=OUT)
+    return parser
+
+
 def predicted_s(names: list[str]) -> float:
     """The suite's predicted duration on one H200 (full-size workloads, environment child included)."""
     return 15.0 + sum(WORKLOADS[name].estimate_s for name in names)
@@ -238,13 +247,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if argv[:1] == ["--child"]:
         child(argv[1:])
         return []
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--source", type=Source, choices=[Source.RANDOM, Source.TINY], default=Source.RANDOM)
-    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    parser = suite_parser(__doc__, list(WORKLOADS))
     parser.add_argument("--timed-steps", type=int, help="steps timed after the warm-up one (default per workload)")
     parser.add_argument("--budget-s", type=float, help="skip workloads whose estimate exceeds the time left")
-    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     started = time.monotonic()
     estimated = args.device.startswith("cuda") and args.source is Source.RANDOM
@@ -254,7 +259,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl, table = args.out / "gpu.jsonl", args.out / "gpu.md"
     jsonl.write_text("")
-    env_rows, error = run_child("matmul", args, 0.0, timeout=300)
+    env_rows, error = run_child("bench.gpu", "matmul", args, timeout=300, extra=("--rate", "0"))
     if error or not env_rows:
         raise SystemExit(f"matmul/environment child failed: {error}")
     env = env_rows[0]
@@ -276,7 +281,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"{name}: skipped, estimate {estimate:.0f} s > {left:.0f} s left", flush=True)
             continue
         workload_started = time.monotonic()
-        new, error = run_child(name, args, env["matmul_tflops"], timeout=min(left, 600.0))
+        extra = ("--rate", str(env["matmul_tflops"])) + (("--timed-steps", str(args.timed_steps))
+                                                         if args.timed_steps else ())
+        new, error = run_child("bench.gpu", name, args, timeout=min(left, 600.0), extra=extra)
         if error:
             new.append(dict(workload=name, skipped=error))
         record(new)

@@ -19,23 +19,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench.gpu import matmul_rate, memory, release
+from bench.gpu import matmul_rate, memory, release, run_child, suite_parser
 from bench.gpu_timing import sync
 from bench.gpu_workloads import WORKLOADS, production_args
 from config.families import Source, StepPolicy
 from models.steps import Boundary, Steps, StepState
 
-OUT = Path("var/bench/gpu")
 TURN_S = StepPolicy().turn_ms / 1000.0
 # workload: steps at full size, the step saved, predicted seconds on one H200 (build, warm-up and four calls).
 JOBS = dict(sdxl=(30, 15, 35), flux=(12, 6, 30), flux_kontext=(12, 6, 35), svd=(12, 6, 40), wan=(4, 2, 150))
@@ -192,36 +189,13 @@ def child(argv: list[str]) -> None:
         print("ROW " + json.dumps(row | dict(device=str(device))), flush=True)
 
 
-def run_child(name: str, args: argparse.Namespace, timeout: float) -> list[dict]:
-    command = [sys.executable, "-m", "bench.gpu_steps", "--child", name, "--device", args.device,
-               "--source", args.source.value]
-    rows: list[dict] = []
-    try:
-        output = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        lines, code = (output.stdout + output.stderr).splitlines(), output.returncode
-    except subprocess.TimeoutExpired as expired:
-        lines, code = (expired.stdout or b"").decode(errors="replace").splitlines(), "timeout"
-    for line in lines:
-        if line.startswith("ROW "):
-            rows.append(json.loads(line[4:]))
-        else:
-            print(f"  [{name}] {line}", flush=True)
-    if code:
-        rows.append(dict(workload=name, failed=f"exit {code}"))
-    return rows
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         child(argv[1:])
         return []
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--source", type=Source, choices=[Source.RANDOM, Source.TINY], default=Source.RANDOM)
-    parser.add_argument("--workloads", nargs="+", choices=list(JOBS), default=list(JOBS))
+    parser = suite_parser(__doc__, list(JOBS))
     parser.add_argument("--budget-s", type=float, default=float("inf"))
-    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl = args.out / "steps.jsonl"
@@ -235,7 +209,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             new = [dict(workload=name, skipped=f"estimate {estimate} s > {left:.0f} s left")]
         else:
             workload_started = time.monotonic()
-            new = run_child(name, args, timeout=min(left, 600.0))
+            new, error = run_child("bench.gpu_steps", name, args, timeout=min(left, 600.0))
+            if error:
+                new.append(dict(workload=name, failed=error))
             print(f"{name}: {time.monotonic() - workload_started:.0f} s", flush=True)
         rows += new
         with jsonl.open("a") as handle:

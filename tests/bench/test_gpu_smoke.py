@@ -1,5 +1,6 @@
 """The GPU script (bench/device/run.sh → bench.gpu) in its CPU smoke mode on the tiny models: every row has its
-figures, the table is written, and the install step is skipped where the packages are present."""
+figures, the table is written, and the install step is skipped where the packages are present; the step suite
+(bench.gpu_steps) resumes exactly."""
 import json
 import os
 import subprocess
@@ -48,3 +49,16 @@ def test_the_whole_suite_is_predicted_to_fit_seven_minutes_on_an_h200():
     from bench.gpu_workloads import WORKLOADS
 
     assert gpu.predicted_s(list(WORKLOADS)) <= 7 * 60
+
+
+def test_the_step_suite_resumes_exactly_and_two_scheduled_groups_equal_their_solo_runs(tmp_path):
+    from bench import gpu_steps
+
+    rows = {row["workload"]: row for row in gpu_steps.main(["--device", "cpu", "--source", "tiny", "--workloads",
+                                                            "sdxl", "--out", str(tmp_path)])}
+    job, pair = rows["sdxl"], rows["sdxl_two_threads"]
+    assert (job["resumed_steps"], job["resume_max_abs_diff"], job["extras_change_output"]) == (2, 0, 0)
+    assert job["output_shape"] == [1, 64, 64, 3] and job["checkpoint_mb"] > 0 and job["preview_kb"] > 0
+    for mode in ("free", "scheduled", "turns"):
+        assert (pair[f"{mode}_error"], pair[f"{mode}_max_abs_diff_vs_solo"]) == (None, 0)
+    assert len((tmp_path / "steps.jsonl").read_text().splitlines()) == 2
