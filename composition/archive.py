@@ -19,7 +19,7 @@ from models.images import ACCEPTED_FORMATS, inspect_header
 MEMBER = re.compile(rf"^assets/({HEX_ID.strip('^$')})$")
 MAX_MEMBERS = 1000
 MAX_RATIO = 200  # uncompressed / compressed, per member
-IMPORTABLE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "video/mp4", "application/json",
+IMPORTABLE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "video/mp4", "video/webm", "application/json",
                     "text/plain; charset=utf-8"}
 
 

@@ -23,6 +23,7 @@
 | recent:landmarks:{soul}:{user}:{city} | list | landmarks recently used for that soul/user/city |
 | asset:{id} | hash | content type, bytes, width, height, kind, created_at, shared ("1": readable by all) |
 | asset:{id}:owners | set | users who uploaded or generated it (with auth, only they read a private asset) |
+| asset:{id}:renditions | hash | recipe ("webp:90") → the asset id of this image re-encoded so (output formats) |
 | style:{soul} / styles | string (JSON) / set | style profiles |
 | project:{id} / projects:{user} / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
 | timing:{family} | hash | decayed sums fitting model time to pixel-frame-steps, and the mean per request |
@@ -130,6 +131,10 @@ def asset(asset_id: str) -> str:
 
 def asset_owners(asset_id: str) -> str:
     return _key("asset", asset_id, "owners")
+
+
+def asset_renditions(asset_id: str) -> str:
+    return _key("asset", asset_id, "renditions")
 
 
 def style(soul_id: str) -> str:

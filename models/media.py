@@ -1,4 +1,4 @@
-"""Frames <-> media (MP4/GIF/PNG) using imageio-ffmpeg's bundled ffmpeg and Pillow.
+"""Frames <-> media (MP4/WebM/GIF; PNG/JPEG/WebP) using imageio-ffmpeg's bundled ffmpeg and Pillow.
 
 OpenCV and imageio-ffmpeg are imported where video is encoded or resized, so images need neither (a GPU box
 that only benchmarks the models may lack both)."""
@@ -11,12 +11,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 MAX_FPS = 120
 _CRF_QUALITY = 6  # imageio-ffmpeg quality 6 -> libx264 -crf 20
+_VP9_PARAMS = ["-crf", "32", "-b:v", "0", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1"]  # constant quality
+
+ImageFormat = Literal["png", "jpeg", "webp"]
+VideoFormat = Literal["mp4", "webm", "gif"]
+MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp",
+                               "mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}  # format → content type
+DEFAULT_QUALITY = 90  # JPEG and WebP, when a request names none
 
 
 @dataclass(frozen=True)
@@ -65,23 +73,34 @@ def _pad_even(frames: np.ndarray) -> np.ndarray:
 
 def frames_to_mp4(frames: np.ndarray | Sequence[np.ndarray], fps: int) -> bytes:
     """Encode frames as H.264/yuv420p MP4 with ``+faststart``; odd sizes are edge-padded to even."""
+    return _encode(frames, fps, "mp4", codec="libx264", quality=_CRF_QUALITY,
+                   output_params=["-movflags", "+faststart"])
+
+
+def frames_to_webm(frames: np.ndarray | Sequence[np.ndarray], fps: int) -> bytes:
+    """Encode frames as VP9/yuv420p WebM at constant quality; odd sizes are edge-padded to even."""
+    return _encode(frames, fps, "webm", codec="libvpx-vp9", quality=None, output_params=_VP9_PARAMS)
+
+
+def encode_video(frames: np.ndarray | Sequence[np.ndarray], fps: int, fmt: VideoFormat) -> bytes:
+    """Frames as MP4 (H.264), WebM (VP9) or a looping GIF."""
+    encoders = {"mp4": frames_to_mp4, "webm": frames_to_webm, "gif": frames_to_gif}
+    if fmt not in encoders:
+        raise ValueError(f"format must be one of {sorted(encoders)}, got {fmt!r}")
+    return encoders[fmt](frames, fps)
+
+
+def _encode(frames: np.ndarray | Sequence[np.ndarray], fps: int, suffix: str, **writer_args) -> bytes:
+    """Frames through the bundled ffmpeg into a file of that suffix's container."""
     _check_fps(fps)
     arr = _pad_even(as_uint8(frames))
     _, h, w, _ = arr.shape
     import imageio_ffmpeg
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "out.mp4"
-        writer = imageio_ffmpeg.write_frames(
-            str(path),
-            (w, h),
-            fps=fps,
-            codec="libx264",
-            quality=_CRF_QUALITY,
-            macro_block_size=1,
-            ffmpeg_log_level="error",
-            output_params=["-movflags", "+faststart"],
-        )
+        path = Path(tmp) / f"out.{suffix}"
+        writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=1,
+                                             ffmpeg_log_level="error", **writer_args)
         writer.send(None)
         for frame in arr:
             writer.send(frame)
@@ -190,6 +209,18 @@ def encode_png(image: np.ndarray | Image.Image) -> bytes:
         image = Image.fromarray(as_uint8(image)[0])
     buf = io.BytesIO()
     image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_image(png: bytes, fmt: ImageFormat, quality: int | None = None) -> bytes:
+    """PNG bytes re-encoded as PNG (returned as they are), JPEG or WebP at `quality` (1-100, default 90)."""
+    if fmt == "png":
+        return png
+    if fmt not in ("jpeg", "webp"):
+        raise ValueError(f"format must be png, jpeg or webp, got {fmt!r}")
+    image = _open_png(png).convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, format=fmt.upper(), quality=quality or DEFAULT_QUALITY)
     return buf.getvalue()
 
 

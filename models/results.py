@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.media import encode_png, frames_to_gif, frames_to_mp4
+from models.media import encode_png, encode_video, frames_to_gif
 from models.types import EditRequest, ImageRequest, ImageResult, Metadata, VideoRequest, VideoResult
 
 
@@ -14,7 +14,11 @@ def image_result(request: ImageRequest | EditRequest, image: np.ndarray, metadat
 
 
 def video_result(request: VideoRequest, frames: np.ndarray, metadata: Metadata) -> VideoResult:
-    """MP4 (and GIF when asked) for one request's float frames (F, H, W, 3)."""
-    gif = frames_to_gif(frames, request.fps) if request.gif else None
-    return VideoResult(mp4=frames_to_mp4(frames, request.fps), gif=gif, num_frames=len(frames), fps=request.fps,
-                       width=request.width, height=request.height, seed=request.seed, metadata=metadata)
+    """The clip in the request's format (and a GIF when asked: the clip itself when that is a GIF) for one request's
+    float frames (F, H, W, 3)."""
+    fmt = request.output_format
+    gif = frames_to_gif(frames, request.fps) if request.gif or fmt == "gif" else None
+    video = gif if fmt == "gif" else encode_video(frames, request.fps, fmt)
+    return VideoResult(video=video, format=fmt, gif=gif if request.gif else None, num_frames=len(frames),
+                       fps=request.fps, width=request.width, height=request.height, seed=request.seed,
+                       metadata=metadata)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.images import inspect_image
+from models.media import VideoFormat
 
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
@@ -106,6 +107,7 @@ class VideoRequest(_Sized):
     num_frames: int = Field(ge=2, le=129)
     fps: int = Field(ge=1, le=60)
     gif: bool = False
+    output_format: VideoFormat = "mp4"
 
     @field_validator("image")
     @classmethod
@@ -169,7 +171,8 @@ class ImageResult(BaseModel):
 
 
 class VideoResult(BaseModel):
-    mp4: bytes = Field(repr=False)
+    video: bytes = Field(repr=False)
+    format: VideoFormat = "mp4"
     gif: bytes | None = Field(default=None, repr=False)
     num_frames: int
     fps: int

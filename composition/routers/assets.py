@@ -44,7 +44,8 @@ async def upload(file: Annotated[UploadFile, File(description="PNG, JPEG or WEBP
                              307: {"description": "to a time-limited URL of the object store (asset_redirect_s)"},
                              416: {"description": "a `Range` outside the asset"}})
 async def download(asset_id: AssetIdPath, request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
-    """The asset's bytes, streamed from the store (a single `Range` honoured), or a redirect to the object store."""
+    """The asset's bytes, streamed from the store (a single `Range` honoured), or a redirect to the object store;
+    named `<id>.<extension>` of its content type (Content-Disposition)."""
     info = await services.asset(asset_id, "asset_id", principal.user_id)
     audience = "private" if services.assets.private else "public"  # no shared cache keeps a private asset
     expires_s = services.args.asset_redirect_s
@@ -52,7 +53,8 @@ async def download(asset_id: AssetIdPath, request: Request, services: ServicesDe
         return RedirectResponse(url, 307, headers={"Cache-Control": f"{audience}, no-store"})
     etag = f'"{asset_id}"'
     headers = {"Cache-Control": f"{audience}, max-age=31536000, immutable", "ETag": etag, "Accept-Ranges": "bytes",
-               "Last-Modified": formatdate(info.created_at, usegmt=True)}
+               "Last-Modified": formatdate(info.created_at, usegmt=True),
+               "Content-Disposition": f'inline; filename="{info.filename}"'}  # its extension follows its type
     start, end = 0, info.bytes
     if (wanted := _byte_range(request.headers, info.bytes, etag)) is not None:
         start, end = wanted

@@ -3,15 +3,29 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from composition.schemas.common import AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, wait_field
+from models.media import ImageFormat
 from models.types import ControlType
 
 Size = Field(default=None, ge=8, le=2048, multiple_of=8)
 
 
-class _ImageOptions(Body):
+class _Encoding(Body):
+    """How the images are encoded: a format is a rendering of the same variants (same pixels), not a new generation."""
+
+    output_format: ImageFormat = Field(default="png", description="png, jpeg or webp")
+    quality: int | None = Field(default=None, ge=1, le=100, description="jpeg and webp only (default 90)")
+
+    @model_validator(mode="after")
+    def _lossy_only(self) -> _Encoding:
+        if self.quality is not None and self.output_format == "png":
+            raise ValueError("quality: only for jpeg and webp (png is lossless)")
+        return self
+
+
+class _ImageOptions(_Encoding):
     negative_prompt: str = Field(default="", max_length=2000)
     width: int | None = Size
     height: int | None = Size
@@ -54,7 +68,7 @@ class ControlledGeneration(_ImageOptions):
         return self.controls
 
 
-class ImageEdit(Body):
+class ImageEdit(_Encoding):
     family: ClassVar[str] = "flux"  # Kontext's
 
     image: AssetId
@@ -71,6 +85,7 @@ class ImageEdit(Body):
 
 
 class ImageOut(AssetRef):
+    format: ImageFormat = "png"
     seed: int
     variant_id: str
     metadata: dict[str, Any] = {}

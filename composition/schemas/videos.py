@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from composition.schemas.common import AssetId, AssetRef, Body, Id, Seed, VideoModel, wait_field
-
+from models.media import VideoFormat
 
 
 class VideoOptions(Body):
@@ -19,6 +19,8 @@ class VideoOptions(Body):
     steps: int | None = Field(default=None, ge=1, le=100)
     seed: Seed = 0
     gif: bool = True
+    output_format: VideoFormat = Field(default="mp4", description="the clip's container: mp4 (H.264), webm (VP9) "
+                                                                  "or gif")
     width: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
     height: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
     user_id: Id | None = None
@@ -32,6 +34,7 @@ class VideoGeneration(VideoOptions):
 
 class VideoOut(BaseModel):
     video: AssetRef
+    format: VideoFormat = "mp4"
     gif: AssetRef | None = None
     num_frames: int
     fps: int

@@ -11,6 +11,9 @@ from pydantic import BaseModel
 
 from composition.store.blobs import Blobs
 from config import keys
+from models.media import MEDIA_TYPES
+
+EXTENSIONS = {content_type: fmt for fmt, content_type in MEDIA_TYPES.items()}  # "image/webp" → "webp"
 
 
 def asset_url(asset_id: str) -> str:
@@ -30,6 +33,12 @@ class AssetInfo(BaseModel):
     @property
     def url(self) -> str:
         return asset_url(self.id)
+
+    @property
+    def filename(self) -> str:
+        """`<id>.<extension>` of its content type (the bare id for another type)."""
+        extension = EXTENSIONS.get(self.content_type)
+        return f"{self.id}.{extension}" if extension else self.id
 
 
 class AssetStore:
@@ -53,11 +62,25 @@ class AssetStore:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hsetnx(keys.asset(asset_id), "created_at", record.pop("created_at"))
             pipe.hset(keys.asset(asset_id), mapping=record)
-            if shared or not owner:
-                pipe.hset(keys.asset(asset_id), "shared", "1")  # once shared, always: its bytes went public
-            if owner:
-                pipe.sadd(keys.asset_owners(asset_id), owner)
+            _claim(pipe, asset_id, owner, shared)
             await pipe.execute()
+        return info
+
+    async def rendition(self, asset_id: str, recipe: str, owner: str = "", shared: bool = False) -> str | None:
+        """The id of `asset_id` as re-encoded by `recipe` ("webp:90") before, now also `owner`'s; None if never."""
+        found = await self.client.hget(keys.asset_renditions(asset_id), recipe)
+        if found is None or not await self.blobs.exists(found.decode()):
+            return None
+        async with self.client.pipeline(transaction=True) as pipe:
+            _claim(pipe, found.decode(), owner, shared)
+            await pipe.execute()
+        return found.decode()
+
+    async def put_rendition(self, asset_id: str, recipe: str, data: bytes, content_type: str, owner: str = "",
+                            size: tuple[int, int] | None = None, shared: bool = False) -> AssetInfo:
+        """Stores `data`, `asset_id` re-encoded by `recipe`, where `rendition` finds it."""
+        info = await self.put(data, content_type, "generated", owner, size, shared)
+        await self.client.hset(keys.asset_renditions(asset_id), recipe, info.id)
         return info
 
     async def info(self, asset_id: str, user: str | None = None) -> AssetInfo | None:
@@ -86,3 +109,11 @@ class AssetStore:
     async def signed_url(self, asset_id: str, expires_s: int) -> str | None:
         """A URL of the object store that serves the bytes for `expires_s`; None for a folder."""
         return await self.blobs.signed_url(asset_id, expires_s)
+
+
+def _claim(pipe, asset_id: str, owner: str, shared: bool) -> None:
+    """Queues on `pipe`: `owner` may read the asset; a shared one (or one without an owner) is readable by all."""
+    if shared or not owner:
+        pipe.hset(keys.asset(asset_id), "shared", "1")  # once shared, always: its bytes went public
+    if owner:
+        pipe.sadd(keys.asset_owners(asset_id), owner)

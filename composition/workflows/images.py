@@ -25,7 +25,7 @@ from composition.workflows.dedup import Dedup, Resolution, scope_of
 from config.families import GenerationDefaults
 from models.conditioning import control_map
 from models.images import decode_rgb
-from models.media import encode_png
+from models.media import DEFAULT_QUALITY, MEDIA_TYPES, ImageFormat, encode_image, encode_png
 from models.types import MAX_SEED, Control, EditRequest, ImageRequest
 
 
@@ -46,6 +46,8 @@ class ImageJob(BaseModel):
     controls: list[ControlSpec] = []
     source: str | None = None
     owner: str = ""
+    output_format: ImageFormat = "png"
+    quality: int | None = None
     _resolution: Resolution | None = PrivateAttr(default=None)  # planned, not yet committed (never stored)
     _slots: int = PrivateAttr(default=0)  # the prompt key's first variant slots the request takes
 
@@ -82,7 +84,8 @@ class ImagesWorkflow(Workflow[ImageJob]):
         defaults = self.services.defaults_of(body.family)
         owner = body.user_id or ""
         fields: dict[str, Any] = dict(
-            family=body.family, steps=body.steps or defaults.steps, owner=owner,
+            family=body.family, steps=body.steps or defaults.steps, owner=owner, output_format=body.output_format,
+            quality=body.quality,
             guidance=defaults.guidance if body.guidance is None else body.guidance)
         if isinstance(body, ImageEdit):
             source = await self.services.asset(body.image, "image", owner)
@@ -117,7 +120,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
         instruments = service_metrics()
         instruments.dedup.inc(1, {"match": job.match})
         instruments.cache.inc(1, {"result": "hit" if hit else "miss"})
-        return self.result(job, variants, cache_hit=True) if hit else None
+        return await self.result(job, variants, cache_hit=True) if hit else None
 
     async def reserve(self, job: ImageJob) -> ImageJob:
         """The prompt's use is recorded in the index (a concurrent request may have indexed it first, under its own
@@ -130,13 +133,13 @@ class ImagesWorkflow(Workflow[ImageJob]):
         return job.model_copy(update=update)
 
     def flight(self, job: ImageJob) -> str:
-        """The same key and seeds are one generation."""
-        return scope_of(job.prompt_key, *job.seeds)
+        """The same key and seeds, in the same encoding, are one generation."""
+        return scope_of(job.prompt_key, *job.seeds, job.output_format, job.quality or "")
 
     # Rendering, in a task.
 
     async def run(self, ctx: TaskContext, job: ImageJob) -> dict[str, Any]:
-        return self.result(job, await self.render(ctx, job), cache_hit=False)
+        return await self.result(job, await self.render(ctx, job), cache_hit=False)
 
     async def render(self, ctx: TaskContext, job: ImageJob) -> list[Variant]:
         """Every wanted variant, rendering only those missing (concurrently, so the deployment batches them)."""
@@ -180,13 +183,27 @@ class ImagesWorkflow(Workflow[ImageJob]):
             refs.append({"type": spec.type, **AssetRef.of(asset.id).model_dump()})
         return controls, refs
 
-    @staticmethod
-    def result(job: ImageJob, variants: list[Variant], cache_hit: bool) -> dict[str, Any]:
-        images = [ImageOut(**AssetRef.of(v.asset_id).model_dump(), seed=v.seed, variant_id=v.id, metadata=v.metadata)
-                  for v in variants]
+    async def result(self, job: ImageJob, variants: list[Variant], cache_hit: bool) -> dict[str, Any]:
+        images = [ImageOut(**AssetRef.of(await self.encoded(job, v)).model_dump(), format=job.output_format,
+                           seed=v.seed, variant_id=v.id, metadata=v.metadata) for v in variants]
         control_maps = [ControlMapOut(**ref) for ref in variants[0].metadata.get("control_maps", [])]
         return ImagesResult(images=images, prompt_key=job.prompt_key, cache_hit=cache_hit, match=job.match,
                             prompt_used=job.prompt, control_maps=control_maps).model_dump()
+
+
+    async def encoded(self, job: ImageJob, variant: Variant) -> str:
+        """The variant's image in the job's format: its own PNG, or that PNG re-encoded (the same pixels, never a
+        second model call) once per recipe and found by it after."""
+        if job.output_format == "png":
+            return variant.asset_id
+        assets = self.services.assets
+        recipe = f"{job.output_format}:{job.quality or DEFAULT_QUALITY}"
+        if found := await assets.rendition(variant.asset_id, recipe, job.owner, job.shared):
+            return found
+        png = await assets.bytes_of(variant.asset_id)
+        data = await asyncio.to_thread(encode_image, png, job.output_format, job.quality)
+        return (await assets.put_rendition(variant.asset_id, recipe, data, MEDIA_TYPES[job.output_format], job.owner,
+                                           (job.width, job.height), job.shared)).id
 
 
 def in_context(context: str, prompt: str) -> str:

@@ -1,4 +1,5 @@
-"""Image to video: an uploaded or generated image → SVD or Wan → MP4 (+ GIF); estimates from measured times."""
+"""Image to video: an uploaded or generated image → SVD or Wan → MP4, WebM or GIF (+ GIF); estimates from measured
+times."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,6 +10,7 @@ from composition.schemas.common import AssetRef, VideoModel
 from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoOptions, VideoOut
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
+from models.media import MEDIA_TYPES, VideoFormat
 from models.types import VideoRequest
 
 PRIOR_MS_PER_UNIT = 50.0 / (64 * 64)  # per pixel-frame-step before anything was measured: tiny models on a CPU
@@ -28,6 +30,7 @@ class VideoJob(BaseModel):
     width: int
     height: int
     owner: str = ""
+    output_format: VideoFormat = "mp4"
 
 
 class VideosWorkflow(Workflow[VideoJob]):
@@ -42,7 +45,7 @@ class VideosWorkflow(Workflow[VideoJob]):
     async def from_options(self, image: str, options: VideoOptions) -> VideoJob:
         """The job animating `image` as a request's video options ask."""
         return await self.job(image, options.model, owner=options.user_id or "", **options.model_dump(
-            include={"prompt", "num_frames", "fps", "steps", "seed", "gif", "width", "height"}))
+            include={"prompt", "num_frames", "fps", "steps", "seed", "gif", "width", "height", "output_format"}))
 
     async def job(self, image: str, model: VideoModel, owner: str = "", **options: Any) -> VideoJob:
         """Fills the family's defaults into unset options and checks the size."""
@@ -51,7 +54,8 @@ class VideosWorkflow(Workflow[VideoJob]):
                   for name in ("num_frames", "fps", "steps", "width", "height")}
         await self.services.check_size(model, fields["width"], fields["height"], fields["num_frames"])
         return VideoJob(image=image, model=model, owner=owner, prompt=options.get("prompt") or "",
-                        seed=options.get("seed") or 0, gif=options.get("gif", True), **fields)
+                        seed=options.get("seed") or 0, gif=options.get("gif", True),
+                        output_format=options.get("output_format") or "mp4", **fields)
 
     async def run(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
         """Waits for the model (stage "waiting") and renders the clip."""
@@ -63,14 +67,15 @@ class VideosWorkflow(Workflow[VideoJob]):
         image = await self.services.asset_bytes(job.image, "image", job.owner)
         request = VideoRequest(image=image, prompt=job.prompt, num_frames=job.num_frames, fps=job.fps,
                                width=job.width, height=job.height, steps=job.steps, guidance=self.guidance(job.model),
-                               seed=job.seed, gif=job.gif)
+                               seed=job.seed, gif=job.gif, output_format=job.output_format)
         result = await self.handle(job.model).animate.remote(request, ctx.task_id)
         assets = self.services.assets
-        video = await assets.put(result.mp4, "video/mp4", "generated", job.owner, (result.width, result.height))
+        video = await assets.put(result.video, MEDIA_TYPES[result.format], "generated", job.owner,
+                                 (result.width, result.height))
         gif = await assets.put(result.gif, "image/gif", "generated", job.owner) if result.gif else None
         await self.services.timings.record(job.model, result.metadata,
                                            work_units(result.width, result.height, job.steps, result.num_frames))
-        return VideoOut(video=AssetRef.of(video.id), gif=AssetRef.of(gif.id) if gif else None,
+        return VideoOut(video=AssetRef.of(video.id), format=result.format, gif=AssetRef.of(gif.id) if gif else None,
                         num_frames=result.num_frames, fps=result.fps, width=result.width, height=result.height,
                         seed=result.seed, metadata=result.metadata.model_dump()).model_dump()
 

@@ -153,3 +153,37 @@ def test_png_helpers() -> None:
     Image.new("RGB", (4, 4)).save(jpeg, format="JPEG")
     with pytest.raises(ValueError, match="data"):
         media.decode_png_size(jpeg.getvalue())
+
+
+@pytest.mark.parametrize(("w", "h"), [(64, 48), (33, 17)])
+def test_webm_is_vp9_with_every_frame(w: int, h: int, tmp_path: Path) -> None:
+    frames = _frames(6, h, w)
+    webm = media.encode_video(frames, 8, "webm")
+    assert webm[:4] == b"\x1aE\xdf\xa3"  # EBML: Matroska / WebM
+    assert _stream(webm, tmp_path) == ("vp9", "yuv420p")
+    decoded = media.decode_mp4(webm)
+    assert decoded.shape == (6, h + h % 2, w + w % 2, 3)
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    assert np.abs(decoded[:, :h, :w] @ luma - media.as_uint8(frames) @ luma).mean() < 4
+
+
+def test_encode_video_gif_and_unknown_format() -> None:
+    gif = Image.open(io.BytesIO(media.encode_video(_frames(5, 16, 16), 10, "gif")))
+    assert (gif.format, gif.n_frames) == ("GIF", 5)
+    with pytest.raises(ValueError, match="format"):
+        media.encode_video(_frames(2, 8, 8), 8, "avi")
+
+
+def test_encode_image_keeps_the_pixels_in_another_format() -> None:
+    source = (_frames(1, 48, 64)[0] * 255).astype(np.uint8)
+    png = media.encode_png(source)
+    assert media.encode_image(png, "png") is png
+    for fmt, pil_name in (("jpeg", "JPEG"), ("webp", "WEBP")):
+        encoded = media.encode_image(png, fmt)
+        image = Image.open(io.BytesIO(encoded))
+        assert (image.format, image.size, image.mode) == (pil_name, (64, 48), "RGB")
+        assert np.abs(np.asarray(image, np.float32) - source).mean() < 3
+        assert media.encode_image(png, fmt) == encoded  # deterministic: one rendition per recipe
+        assert len(media.encode_image(png, fmt, quality=10)) < len(encoded)
+    with pytest.raises(ValueError, match="format"):
+        media.encode_image(png, "bmp")

@@ -61,7 +61,7 @@ def test_animate_encodes_mp4_and_gif_in_request_order(svd: SVD) -> None:
     results = svd.animate(requests)
     assert [r.seed for r in results] == [1, 2, 3]
     for req, result in zip(requests, results, strict=True):
-        info = read_mp4(result.mp4)
+        info = read_mp4(result.video)
         assert (info.num_frames, info.width, info.height) == (req.num_frames, req.width, req.height)
         assert result.num_frames == req.num_frames and result.fps == req.fps
         assert result.metadata.model == "svd" and result.metadata.source == "tiny"

@@ -79,7 +79,7 @@ def test_mixed_images_run_in_separate_calls(wan: Wan, calls: list[int]) -> None:
     assert [r.seed for r in results] == [1, 2, 3]
     assert [r.metadata.batch_size for r in results] == [2, 1, 2]
     for req, result in zip(requests, results, strict=True):
-        info = read_mp4(result.mp4)
+        info = read_mp4(result.video)
         assert (info.num_frames, info.width, info.height) == (req.num_frames, req.width, req.height)
         assert result.metadata.model == "wan" and result.metadata.source == "tiny"
     assert results[2].gif.startswith(b"GIF89a")
