@@ -190,7 +190,6 @@ class ImagesWorkflow(Workflow[ImageJob]):
         return ImagesResult(images=images, prompt_key=job.prompt_key, cache_hit=cache_hit, match=job.match,
                             prompt_used=job.prompt, control_maps=control_maps).model_dump()
 
-
     async def encoded(self, job: ImageJob, variant: Variant) -> str:
         """The variant's image in the job's format: its own PNG, or that PNG re-encoded (the same pixels, never a
         second model call) once per recipe and found by it after."""
