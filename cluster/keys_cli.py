@@ -24,7 +24,9 @@ async def _run(action: str, user: str | None, tier: str | None, key_id: str | No
                 print(f"unknown tier {tier!r}; the default tiers are {', '.join(AccessArgs().tiers)}")
                 return 2
             key, record = await store.create_key(user, tier)
-            print(f"key id {record.key_id} for user {record.user_id}, tier {record.tier} (shown once):")
+            print(f"key id {record.key_id} for user {record.user_id}, tier {record.tier}; its webhook signing secret "
+                  f"and the key (each shown once):")
+            print(record.webhook_secret)
             print(key)
         elif action == "list":
             for record in await store.list_keys():

@@ -5,13 +5,14 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, wait_field
+from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, TaskBody,
+                                        wait_field)
 from models.types import ControlType
 
 Size = Field(default=None, ge=8, le=2048, multiple_of=8)
 
 
-class _ImageOptions(Body):
+class _ImageOptions(TaskBody):
     negative_prompt: str = Field(default="", max_length=2000)
     width: int | None = Size
     height: int | None = Size
@@ -54,7 +55,7 @@ class ControlledGeneration(_ImageOptions):
         return self.controls
 
 
-class ImageEdit(Body):
+class ImageEdit(TaskBody):
     family: ClassVar[str] = "flux"  # Kontext's
 
     image: AssetId
