@@ -98,8 +98,9 @@ class WebhookSender:
         self.services = services
         self.args = services.args.webhooks
         self.active: set[asyncio.Task] = set()
+        headers = {"user-agent": "Montage-Webhooks/1", "content-type": "application/json"}
         self.client = httpx.AsyncClient(timeout=self.args.timeout_s, follow_redirects=False, trust_env=False,
-                                        headers={"user-agent": "Montage-Webhooks/1", "content-type": "application/json"})
+                                        headers=headers)
 
     async def run(self) -> None:
         while True:
@@ -151,4 +152,4 @@ class WebhookSender:
         """The API key's secret, or the server's when the subscription has no key (auth off)."""
         if key:
             return await self.services.access.webhook_secret(key)
-        return self.args.secret or Settings().webhook_secret or await self.services.webhooks.server_secret()
+        return await self.services.webhooks.server_secret(self.args.secret or Settings().webhook_secret)

@@ -46,7 +46,8 @@ local function notify(task, subs, list, due, prefix, now, filter, event, occasio
     local sub = cjson.decode(all[i + 1])
     for _, wanted in ipairs(sub.events) do
       if wanted == filter then
-        local id = 'msg_' .. string.sub(redis.sha1hex(task_id .. '|' .. event .. '|' .. occasion .. '|' .. all[i]), 1, 32)
+        local digest = redis.sha1hex(task_id .. '|' .. event .. '|' .. occasion .. '|' .. all[i])
+        local id = 'msg_' .. string.sub(digest, 1, 32)
         if redis.call('EXISTS', prefix .. id) == 0 then
           redis.call('HSET', prefix .. id, 'id', id, 'task_id', task_id, 'subscription', all[i], 'url', sub.url,
             'key', sub.key, 'event', event, 'data', data, 'created_at', now, 'attempts', 0, 'status', 'pending')

@@ -132,7 +132,9 @@ class WebhookStore:
                     DeliveryOut.model_validate(d.model_dump()) for d in deliveries if d.subscription == sid])
                 for sid, sub in subscriptions.items() if user_id is None or sub.user_id == user_id]
 
-    async def server_secret(self) -> str:
-        """The server's signing secret when none is configured: generated once, kept in Redis."""
+    async def server_secret(self, configured: str | None = None) -> str:
+        """The server's signing secret (auth off): `configured`, else one generated once and kept in Redis."""
+        if configured:
+            return configured
         await self.client.set(keys.webhook_secret(), new_webhook_secret(), nx=True)
         return (await self.client.get(keys.webhook_secret())).decode()
