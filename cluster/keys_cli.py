@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 
 from cluster.local import REDIS_PORT
 from composition.store.access import AccessStore
+from composition.store.webhooks import WebhookStore
 from config.composition import AccessArgs
 from config.settings import Settings
 
@@ -24,8 +25,12 @@ async def _run(action: str, user: str | None, tier: str | None, key_id: str | No
                 print(f"unknown tier {tier!r}; the default tiers are {', '.join(AccessArgs().tiers)}")
                 return 2
             key, record = await store.create_key(user, tier)
-            print(f"key id {record.key_id} for user {record.user_id}, tier {record.tier} (shown once):")
+            print(f"key id {record.key_id} for user {record.user_id}, tier {record.tier}; its webhook signing secret "
+                  f"and the key (each shown once):")
+            print(record.webhook_secret)
             print(key)
+        elif action == "webhook-secret":  # what signs webhooks with auth off
+            print(await WebhookStore(client, 0).server_secret(Settings().webhook_secret))
         elif action == "list":
             for record in await store.list_keys():
                 print(f"{record.key_id}  {record.user_id:<24} {record.tier:<10} {'revoked' if record.revoked else 'live'}")

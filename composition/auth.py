@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from composition.deps import ServicesDep
 from composition.errors import ApiError
 from composition.services import Services
+from composition.store.access import key_digest
 from config.composition import Lane, QuotaKind, TierArgs
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Principal:
 
     user_id: str | None = None
     tier: TierArgs | None = None
+    signing_key: str | None = None  # the sha256 of the caller's key when it has a webhook secret
 
     @property
     def lane(self) -> Lane:
@@ -45,7 +47,7 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
     if tier is None:
         raise ApiError(403, "forbidden", f"authorization: the key's tier {record.tier!r} is not configured",
                        "authorization")
-    principal = Principal(record.user_id, tier)
+    principal = Principal(record.user_id, tier, key_digest(key.strip()) if record.webhook_secret else None)
     wait_s = await services.access.take_token(record.user_id, tier.rate_per_s, tier.burst)
     if wait_s:
         raise ApiError(429, "rate_limited", f"rate limit of {tier.rate_per_s:g}/s exceeded", None,

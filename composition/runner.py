@@ -12,6 +12,7 @@ from composition.errors import STORE_DOWN, as_api_error, cause_of
 from composition.metrics import service_metrics
 from composition.services import Services, build_services
 from composition.store.tasks import Entry
+from composition.webhooks import WebhookSender
 from composition.workflows.base import TaskCancelled, TaskContext, Workflow
 from config.composition import CompositionArgs, RunnerArgs
 from config.families import GenerationDefaults
@@ -127,7 +128,7 @@ class TaskRunner:
 
 
 class TaskRunnerDeployment:
-    """The Serve deployment around a `TaskRunner`; runner args come through `user_config`."""
+    """The Serve deployment around a `TaskRunner` and a `WebhookSender`; runner args come through `user_config`."""
 
     def __init__(self, handles: dict, redis_url: str, composition: CompositionArgs,
                  defaults: dict[str, GenerationDefaults]) -> None:
@@ -135,16 +136,18 @@ class TaskRunnerDeployment:
 
         self.services = build_services(composition, redis_url, handles, defaults)
         self.runner = TaskRunner(self.services, build_workflows(self.services).by_kind(), RunnerArgs())
-        self.loop: asyncio.Task | None = None
+        self.sender = WebhookSender(self.services)
+        self.loops: list[asyncio.Task] = []
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.runner.args = RunnerArgs.model_validate(user_config)
-        if self.loop is None:
-            self.loop = asyncio.get_running_loop().create_task(self.runner.run())
+        if not self.loops:
+            loop = asyncio.get_running_loop()
+            self.loops = [loop.create_task(self.runner.run()), loop.create_task(self.sender.run())]
 
     async def check_health(self) -> None:
-        if self.loop is not None and self.loop.done():
-            raise RuntimeError("task runner loop stopped")
+        if any(loop.done() for loop in self.loops):
+            raise RuntimeError("task runner or webhook sender loop stopped")
 
     async def status(self) -> dict[str, Any]:
         return {"consumer": self.runner.consumer, "pid": os.getpid(), "active": len(self.runner.active),

@@ -21,6 +21,7 @@ from composition.store.redis_version import require_redis_8
 from composition.store.styles import Style, StyleStore
 from composition.store.tasks import TaskStore
 from composition.store.timings import TimingStore
+from composition.store.webhooks import WebhookStore
 from config.composition import CompositionArgs
 from config.families import GenerationDefaults
 from config.settings import Settings, store_backoff
@@ -39,6 +40,7 @@ class Services:
     timings: TimingStore
     landmarks: LandmarkChooser
     access: AccessStore
+    webhooks: WebhookStore
     handles: dict[str, DeploymentHandle]
     defaults: dict[str, GenerationDefaults]
     args: CompositionArgs
@@ -128,6 +130,7 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         timings=TimingStore(client),
         landmarks=LandmarkChooser(client),
         access=AccessStore(client),
+        webhooks=WebhookStore(client, args.task_ttl_s),
         handles=handles,
         defaults=defaults,
         args=args,

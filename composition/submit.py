@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from composition.auth import Principal, charge
 from composition.errors import STORE_DOWN, NotFound, error_body
 from composition.services import Services
+from composition.webhooks import subscription_for
 from composition.workflows.base import Workflow
 from models.errors import InvalidRequest
 from records.tasks import TaskRecord
@@ -44,9 +45,10 @@ async def submit(services: Services, principal: Principal, workflow: Workflow, b
                  idempotency_key: str | None = None) -> JSONResponse:
     """Every generation route: the body, acting for the caller's user with its project's defaults, is planned into a
     job (reading only); a cached result answers at once; otherwise the caller's quota is charged, the job reserves
-    what it needs and a task is created (or joined, by Idempotency-Key or single-flight) on the caller's lane and
-    awaited up to the workflow's wait."""
+    what it needs and a task is created (or joined, by Idempotency-Key or single-flight) on the caller's lane, its
+    webhook subscribed, and awaited up to the workflow's wait. A result served without a task sends no webhook."""
     body = await with_project_defaults(services, workflow.kind, as_user(body, principal))
+    webhook = await subscription_for(services, principal, body)
     job = await workflow.plan(body)
     project_id = getattr(body, "project_id", None)
     if (hit := await workflow.cached(job)) is not None:
@@ -66,6 +68,8 @@ async def submit(services: Services, principal: Principal, workflow: Workflow, b
         task_id, _ = await services.tasks.create(
             workflow.kind, reserved.model_dump(mode="json"), body.user_id or "", principal.lane,
             project_id, idempotency_key, workflow.flight(reserved), bound_to)
+    if webhook is not None:
+        await services.webhooks.subscribe(task_id, webhook)
     try:
         return task_response(await services.tasks.wait(task_id, workflow.wait_s(body)))
     except STORE_DOWN:  # the task is stored: answer with its id, so the client can poll it later

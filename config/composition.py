@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
 
 OBJECT_STORE_URL = r"^(s3|gs|az)://[a-z0-9][a-z0-9._-]*(/[^?#]*)?$"
@@ -35,6 +35,30 @@ class DedupArgs(_Strict):
     index_ttl_days: float = Field(default=30.0, gt=0.0, description="a prompt unused this long leaves the index")
 
 
+WEBHOOK_SECRET = r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$"
+
+
+class WebhookArgs(_Strict):
+    """Webhook deliveries (Standard Webhooks): where they may go, how long they are retried, how they are signed."""
+
+    allow_hosts: list[str] = Field(default_factory=list,
+                                   description="host names deliveries may go to (`*.example.com` for a domain's "
+                                               "hosts); empty: any host with a public address")
+    allow_networks: list[IPvAnyNetwork] = Field(default_factory=list,
+                                                description="private or loopback networks allowed anyway, e.g. "
+                                                            "127.0.0.0/8 (refused otherwise)")
+    retry_window_s: float = Field(default=86_400, gt=0, description="a failing delivery is retried this long after "
+                                                                    "its event (it is always tried once), then fails")
+    backoff_s: float = Field(default=5.0, gt=0, description="delay before the first retry, doubled after each")
+    max_backoff_s: float = Field(default=3600.0, gt=0, description="the longest delay between two attempts")
+    timeout_s: float = Field(default=10.0, gt=0, le=60, description="each attempt's HTTP timeout")
+    concurrency: int = Field(default=16, ge=1, le=256, description="deliveries one runner replica sends at once")
+    poll_s: float = Field(default=0.5, gt=0, description="how often a runner looks for due deliveries")
+    secret: str | None = Field(default=None, pattern=WEBHOOK_SECRET, repr=False,
+                              description="signing secret with auth off (whsec_ + base64); None: "
+                                          "MONTAGE_WEBHOOK_SECRET, else one generated once and kept in Redis")
+
+
 class CompositionArgs(_Strict):
     """Workflow-level settings shared by the ingress and the runners."""
 
@@ -54,6 +78,7 @@ class CompositionArgs(_Strict):
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
     task_ttl_s: int = Field(default=7 * 86_400, ge=60, description="how long finished task records are kept")
     dedup: DedupArgs = Field(default_factory=DedupArgs)
+    webhooks: WebhookArgs = Field(default_factory=WebhookArgs)
     access: AccessArgs = Field(default_factory=lambda: AccessArgs())
 
 

@@ -6,6 +6,8 @@
 | task:{id}:events | pub/sub channel | progress and status updates of one task (JSON), for waiters and SSE |
 | task:{id}:steps | hash | a workflow's finished steps (scenes, keyframes, clips, ...), so a retried task resumes |
 | task:{id}:checkpoints | hash | request digest → a denoising job's step state (safetensors), so a retried job resumes |
+| task:{id}:webhooks | hash | subscription id → webhook subscription (JSON: url, events, user, signing key) |
+| task:{id}:deliveries | list | the task's webhook delivery ids, in order |
 | tasks:{lane} | stream | queued task ids, one stream per priority lane, consumer group `runners` |
 | tasks:index, tasks:user:{user} | sorted set | task ids by creation time, all and per user |
 | tasks:stats | hash | task count by status (kept by the transition scripts) |
@@ -30,6 +32,9 @@
 | apikey:{sha256} / apikeys / apikeys:{user} | hash / sorted sets | API keys (hashed): user, tier, created, revoked |
 | quota:{user}:{kind}:{day} | string | tasks of a kind created that UTC day (expires after 2 days) |
 | rate:{user} | hash | token bucket: tokens left and last refill time |
+| webhook:{id} | hash | one webhook delivery: task, url, event, data, status, attempts, last status, next attempt |
+| webhooks:due | sorted set | pending delivery ids by when they are next due (a sender leases one by moving it ahead) |
+| webhooks:secret | string | the server's signing secret when none is configured (auth off) |
 """
 from __future__ import annotations
 
@@ -55,6 +60,14 @@ def task_steps(task_id: str) -> str:
 
 def task_checkpoints(task_id: str) -> str:
     return _key("task", task_id, "checkpoints")
+
+
+def task_webhooks(task_id: str) -> str:
+    return _key("task", task_id, "webhooks")
+
+
+def task_deliveries(task_id: str) -> str:
+    return _key("task", task_id, "deliveries")
 
 
 def waiting(family: str) -> str:
@@ -184,3 +197,15 @@ def quota(user_id: str, kind: str, day: str) -> str:
 
 def rate(user_id: str) -> str:
     return _key("rate", user_id)
+
+
+def webhook(delivery_id: str) -> str:
+    return _key("webhook", delivery_id)
+
+
+def webhooks_due() -> str:
+    return _key("webhooks", "due")
+
+
+def webhook_secret() -> str:
+    return _key("webhooks", "secret")

@@ -8,7 +8,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.backoff import ExponentialWithJitterBackoff
 
-from config.composition import OBJECT_STORE_URL
+from config.composition import OBJECT_STORE_URL, WEBHOOK_SECRET
 
 
 class Settings(BaseSettings):
@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     asset_url: str | None = Field(default=None, pattern=OBJECT_STORE_URL)
     data_dir: Path = Path("var")
     auth: Literal["off", "required"] = "off"
+    webhook_secret: str | None = Field(default=None, pattern=WEBHOOK_SECRET, repr=False)
 
 
 def store_backoff() -> ExponentialWithJitterBackoff:

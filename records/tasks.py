@@ -14,6 +14,7 @@ from redis.retry import Retry
 from config import keys
 from config.composition import Lane
 from config.settings import store_backoff
+from records.webhooks import NOTIFY, delivery_keys
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -68,15 +69,17 @@ end
 """
 
 
-LIVE_UPDATE = """
--- KEYS: task, events channel; ARGV: progress, stage, now, event JSON, waiting-set key prefix. Only a queued or
--- running task changes, so a late step never moves a cancelled or finished task's stage back; a task that was
--- waiting for a model's replicas is not any more. Returns the status.
+LIVE_UPDATE = NOTIFY + """
+-- KEYS: task, events channel, webhook subscriptions, deliveries, due; ARGV: progress, stage, now, event JSON,
+-- waiting-set key prefix, delivery key prefix. Only a queued or running task changes, so a late step never moves a
+-- cancelled or finished task's stage back; a task that was waiting for a model's replicas is not any more; its
+-- webhook subscribers hear the stage's progress milestones. Returns the status.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'running' then
   redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'stage', ARGV[2], 'updated_at', ARGV[3])
 """ + end_wait("ARGV[5]") + """
   redis.call('PUBLISH', KEYS[2], ARGV[4])
+  milestones(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[3], ARGV[1], ARGV[2])
 end
 return status
 """
@@ -125,9 +128,10 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1], 'started
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
 
-FINISH = """
--- KEYS: task, stats, events, checkpoints; ARGV: status, field, value, now, ttl, allowed previous statuses (csv),
--- waiting prefix. The task's step checkpoints go with it.
+FINISH = NOTIFY + """
+-- KEYS: task, stats, events, checkpoints, webhook subscriptions, deliveries, due; ARGV: status, field, value, now,
+-- ttl, allowed previous statuses (csv), waiting prefix, delivery prefix. The task's step checkpoints go with it; its
+-- webhook subscribers are told.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or not string.find(',' .. ARGV[6] .. ',', ',' .. status .. ',', 1, true) then return 0 end
 redis.call('HINCRBY', KEYS[2], status, -1)
@@ -138,6 +142,7 @@ if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
 if ARGV[1] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('DEL', KEYS[4])
+ended(KEYS[1], KEYS[5], KEYS[6], KEYS[7], ARGV[8], ARGV[4], ARGV[5])
 redis.call('PUBLISH', KEYS[3], cjson.encode({id = redis.call('HGET', KEYS[1], 'id'), status = ARGV[1]}))
 return 1
 """
@@ -159,8 +164,8 @@ return 1
 def live_update(task_id: str, progress: float, stage: str, **event: Any) -> tuple[list[str], list[Any]]:
     """(keys, args) of `LIVE_UPDATE` for one task; `event` adds fields to its published event only."""
     update = {"progress": round(progress, 4), "stage": stage, "updated_at": time.time()}
-    return ([keys.task(task_id), keys.task_events(task_id)],
-            [*update.values(), json.dumps({"id": task_id, **update, **event}), keys.waiting("")])
+    return ([keys.task(task_id), keys.task_events(task_id), *delivery_keys(task_id)],
+            [*update.values(), json.dumps({"id": task_id, **update, **event}), keys.waiting(""), keys.webhook("")])
 
 
 class Cancelled(Exception):

@@ -18,6 +18,9 @@ VIRTUAL_GPUS = 1
 
 
 CLAIM_IDLE_S = 3.0  # runner reclaim delay in tests, so a killed runner's task is picked up quickly
+# Webhooks in tests: local receivers (loopback allowed), retried quickly, given up after a minute
+WEBHOOKS = {"allow_networks": ["127.0.0.0/8"], "retry_window_s": 60, "backoff_s": 0.5, "max_backoff_s": 2,
+            "poll_s": 0.1, "timeout_s": 5}
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +69,7 @@ def deploy_config(ray_serve, redis_url: str, asset_dir, family_args: dict | None
     with open("serve_config.yaml") as handle:
         application = yaml.safe_load(handle)["applications"][0]
     application["args"]["redis_url"] = redis_url
-    application["args"]["composition"] = {"asset_dir": str(asset_dir), "variant_cap": 3}
+    application["args"]["composition"] = {"asset_dir": str(asset_dir), "variant_cap": 3, "webhooks": WEBHOOKS}
     application["args"]["runner"]["runner"] = {"concurrency": 32, "claim_idle_s": CLAIM_IDLE_S, "heartbeat_s": 0.5}
     for family, fields in (family_args or {}).items():
         application["args"][family]["args"].update(fields)

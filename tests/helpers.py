@@ -6,7 +6,10 @@ METRICS_PORT = 18080  # Ray's Prometheus endpoint in tests (`montage up` uses 80
 DASHBOARD_PORT = 18265  # Ray's dashboard (and state API) in tests
 
 import io
+import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import numpy as np
@@ -99,15 +102,12 @@ def s3_emulator(bucket: str):
     """moto's S3 emulator (an emulator, not AWS: a local HTTP server that speaks the S3 protocol, offline) with
     `bucket` created; (server, the standard AWS environment that points a client at it). Stop it with `.stop()`."""
     import logging
-    import socket
 
     import boto3
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
@@ -115,3 +115,74 @@ def s3_emulator(bucket: str):
     boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
                  aws_access_key_id="emulator", aws_secret_access_key="emulator").create_bucket(Bucket=bucket)
     return server, env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Receiver:
+    """A real webhook receiver: a threaded HTTP server on 127.0.0.1 that records every POST (headers, body) and
+    answers each with the next of `replies` (then 200). Not listening until `start()`."""
+
+    def __init__(self, replies: list[int] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.replies = list(replies or [])
+        self.received: list[tuple[dict[str, str], bytes, int]] = []
+        self.server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/montage"
+
+    def accepted(self) -> list[tuple[dict[str, str], bytes, int]]:
+        return [hit for hit in self.received if 200 <= hit[2] < 300]
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                status = receiver.replies.pop(0) if receiver.replies else 200
+                receiver.received.append((dict(self.headers), body, status))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def wait(self, accepted: int = 1, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.accepted()) < accepted:
+            assert time.monotonic() < deadline, f"{len(self.accepted())} of {accepted} deliveries after {timeout_s} s"
+            time.sleep(0.05)
+
+
+def webhook_secret(redis_url: str) -> str:
+    """The server's webhook signing secret (auth off), as `montage keys webhook-secret` prints it."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from composition.store.webhooks import WebhookStore
+
+    async def read() -> str:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await WebhookStore(client, 0).server_secret()
+        finally:
+            await client.aclose()
+    return asyncio.run(read())

@@ -25,6 +25,7 @@ from composition.schemas.variants import (
 from composition.schemas.videos import VideoGeneration, VideoOptions, VideoOut
 from composition.submit import as_user, submit
 from composition.workflows.variants import SoulImage
+from records.webhooks import WebhookEvent
 
 router = APIRouter(tags=["variants"])
 
@@ -33,8 +34,11 @@ router = APIRouter(tags=["variants"])
 async def soul_image(soul_id: IdPath, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                      user_id: Annotated[Id | None, Query(description="required unless authenticated")] = None,
                      cue: Annotated[str, Query(max_length=500)] = "",
-                     wait_s: Annotated[float, Query(ge=0, le=600)] = 60) -> JSONResponse:
-    request = SoulImage(soul_id=soul_id, cue=cue, user_id=user_id, wait_s=wait_s)
+                     wait_s: Annotated[float, Query(ge=0, le=600)] = 60,
+                     webhook_url: Annotated[str | None, Query(max_length=2083)] = None,
+                     webhook_events: Annotated[list[WebhookEvent] | None, Query()] = None) -> JSONResponse:
+    notify = {"webhook_url": webhook_url} | ({"webhook_events": webhook_events} if webhook_events else {})
+    request = SoulImage(soul_id=soul_id, cue=cue, user_id=user_id, wait_s=wait_s, **notify)
     return await submit(services, principal, workflows.variants, request)
 
 

@@ -50,7 +50,10 @@ async def _task(services, principal: Principal, task_id: str, creator_only: bool
 
 @router.get("/{task_id}")
 async def get_task(task_id: TaskIdPath, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
-    return view(await _task(services, principal, task_id), principal)
+    """The task, with its webhooks (the caller's, with auth) and each delivery's attempts and last status."""
+    record = view(await _task(services, principal, task_id), principal)
+    webhooks = await services.webhooks.listed(task_id, principal.user_id)
+    return record | {"webhooks": [webhook.model_dump() for webhook in webhooks]}
 
 
 @router.delete("/{task_id}")

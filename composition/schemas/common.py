@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from composition.store.assets import asset_url
 from config.ids import HEX_ID, NAME_ID
 from config.specs import families_with
+from records.webhooks import TERMINAL_EVENTS, WebhookEvent
 
 Id = Annotated[str, Field(pattern=NAME_ID, description="letters, digits, _ . -")]
 AssetId = Annotated[str, Field(pattern=HEX_ID, description="an asset id from POST /v1/assets")]
@@ -39,6 +40,27 @@ class Body(BaseModel):
     """Request bodies reject unknown fields, so a typo is a 422 naming it."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Notify(BaseModel):
+    """A task's webhook: `webhook_url` is told of the events in `webhook_events` (Standard Webhooks, signed)."""
+
+    webhook_url: HttpUrl | None = Field(default=None, description="http(s) URL told of this task's events; its "
+                                                                  "host must be allowed (never a private address "
+                                                                  "unless configured)")
+    webhook_events: list[WebhookEvent] = Field(default_factory=lambda: list(TERMINAL_EVENTS), min_length=1,
+                                               max_length=4, description="succeeded, failed, cancelled, progress "
+                                                                         "(each stage at 25, 50 and 75 %)")
+
+    @model_validator(mode="after")
+    def _events_need_a_url(self) -> Notify:
+        if self.webhook_url is None and self.webhook_events != TERMINAL_EVENTS:
+            raise ValueError("webhook_events: give webhook_url too")
+        return self
+
+
+class TaskBody(Body, Notify):
+    """A request that may become a task, so it may carry a webhook."""
 
 
 class AssetRef(BaseModel):

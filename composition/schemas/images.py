@@ -5,14 +5,15 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, model_validator
 
-from composition.schemas.common import AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, wait_field
+from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, TaskBody,
+                                        wait_field)
 from models.media import ImageFormat
 from models.types import ControlType
 
 Size = Field(default=None, ge=8, le=2048, multiple_of=8)
 
 
-class _Encoding(Body):
+class _Encoding(TaskBody):
     """How the images are encoded: a format is a rendering of the same variants (same pixels), not a new generation."""
 
     output_format: ImageFormat = Field(default="png", description="png, jpeg or webp")

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from composition.schemas.common import Body, Id, Prompt, wait_field
+from composition.schemas.common import Id, Prompt, TaskBody, wait_field
 from models.types import PromptMode, PromptTarget
 
 
@@ -22,7 +22,7 @@ ModeIn = Annotated[PromptMode, BeforeValidator(_mode), Field(
     description="general, artistic or cinematic; or 通用型, 艺术型, 电影型 (answers use the English name)")]
 
 
-class PromptOptimize(Body):
+class PromptOptimize(TaskBody):
     prompt: Prompt
     mode: ModeIn = "general"
     target: PromptTarget = "image"

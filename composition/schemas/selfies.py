@@ -5,10 +5,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetRef, Body, Id, Match, VideoModel, text
+from composition.schemas.common import AssetRef, Id, Match, TaskBody, VideoModel, text
 
 
-class SelfieBody(Body):
+class SelfieBody(TaskBody):
     soul_id: Id
     city_key: str = Field(min_length=1, max_length=64, description="a key of GET /v1/selfies/cities")
     mood: text(100) = Field(default="happy", description="a known mood key, or free text")

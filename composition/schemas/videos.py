@@ -5,11 +5,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetId, AssetRef, Body, Id, Seed, VideoModel, wait_field
+from composition.schemas.common import AssetId, AssetRef, Id, Seed, TaskBody, VideoModel, wait_field
 from models.media import VideoFormat
 
 
-class VideoOptions(Body):
+class VideoOptions(TaskBody):
     """How to animate an image; unset sizes, frames, fps and steps take the model's defaults."""
 
     prompt: str = Field(default="", max_length=2000)

@@ -5,10 +5,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetRef, Body, Id, Seed, text, wait_field
+from composition.schemas.common import AssetRef, Id, Seed, TaskBody, text, wait_field
 
 
-class WritingBody(Body):
+class WritingBody(TaskBody):
     word: str = Field(min_length=1, max_length=32)
     translation: text(64) | None = None
     style: str = Field(default="comic", min_length=1, max_length=64, description="a key of GET /v1/writing/styles")

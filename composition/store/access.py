@@ -1,6 +1,7 @@
 """API keys (stored hashed), daily quotas and token-bucket rate limits; every check is one atomic script."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import secrets
@@ -8,7 +9,7 @@ import time
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from config import keys
 
@@ -44,6 +45,12 @@ class ApiKey(BaseModel):
     tier: str
     created_at: float
     revoked: bool = False
+    webhook_secret: str | None = Field(default=None, repr=False, description="signs the key's webhook deliveries")
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks signing secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def key_digest(key: str) -> str:
@@ -57,10 +64,12 @@ class AccessStore:
         self._bucket = client.register_script(_BUCKET)
 
     async def create_key(self, user_id: str, tier: str) -> tuple[str, ApiKey]:
-        """A new random key (shown once) and its record; only its sha256 is stored."""
+        """A new random key (shown once) and its record, with the secret that signs its webhooks (shown once too);
+        of the key only its sha256 is stored."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         digest = key_digest(key)
-        record = ApiKey(key_id=digest[:16], user_id=user_id, tier=tier, created_at=time.time())
+        record = ApiKey(key_id=digest[:16], user_id=user_id, tier=tier, created_at=time.time(),
+                        webhook_secret=new_webhook_secret())
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(keys.api_key(digest), mapping={**record.model_dump(), "revoked": 0})
         pipe.zadd(keys.api_keys(), {digest: record.created_at})
@@ -74,6 +83,11 @@ class AccessStore:
             return None
         record = ApiKey.model_validate({k.decode(): v.decode() for k, v in raw.items()})
         return None if record.revoked else record
+
+    async def webhook_secret(self, digest: str) -> str | None:
+        """The webhook signing secret of the key whose sha256 is `digest`."""
+        found = await self.client.hget(keys.api_key(digest), "webhook_secret")
+        return found.decode() if found else None
 
     async def list_keys(self) -> list[ApiKey]:
         digests = await self.client.zrange(keys.api_keys(), 0, -1)

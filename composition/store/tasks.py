@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from config import keys
 from config.composition import LANES, Lane
+from records.webhooks import delivery_keys
 from records.tasks import CREATE, FINISH, LIVE_UPDATE, START, STATUSES, WAIT_FOR, Status, TaskRecord, live_update
 
 WAITING_REFRESH_S = 2.0  # SSE: how often a waiting task's queue position and ETA are sent
@@ -111,9 +112,10 @@ class TaskStore:
 
     async def _transition(self, task_id: str, status: Status, field: str, value: Any, allowed: tuple[str, ...]) -> bool:
         done = await self._finish(
-            keys=[keys.task(task_id), keys.task_stats(), keys.task_events(task_id), keys.task_checkpoints(task_id)],
+            keys=[keys.task(task_id), keys.task_stats(), keys.task_events(task_id), keys.task_checkpoints(task_id),
+                  *delivery_keys(task_id)],
             args=[status, field, json.dumps(value) if field else "", time.time(), self.task_ttl_s, ",".join(allowed),
-                  keys.waiting("")])
+                  keys.waiting(""), keys.webhook("")])
         return bool(done)
 
     async def set_stage(self, task_id: str, stage: str, progress: float = 0.0) -> None:
