@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from config.specs import families_with
 
 OBJECT_STORE_URL = r"^(s3|gs|az)://[a-z0-9][a-z0-9._-]*(/[^?#]*)?$"
 Lane = Literal["high", "normal", "low"]
@@ -35,6 +36,15 @@ class DedupArgs(_Strict):
     index_ttl_days: float = Field(default=30.0, gt=0.0, description="a prompt unused this long leaves the index")
 
 
+class OpenAIArgs(_Strict):
+    """The OpenAI-compatible Images API under /openai/v1."""
+
+    models: dict[str, Literal[families_with("generate")]] = Field(
+        default_factory=lambda: {"dall-e-2": "sdxl", "dall-e-3": "flux", "gpt-image-1": "flux"},
+        description="model aliases → image family (a family's own name always works)")
+    wait_s: float = Field(default=300, gt=0, le=600, description="how long a call waits for its images (then 504)")
+
+
 class CompositionArgs(_Strict):
     """Workflow-level settings shared by the ingress and the runners."""
 
@@ -55,6 +65,7 @@ class CompositionArgs(_Strict):
     task_ttl_s: int = Field(default=7 * 86_400, ge=60, description="how long finished task records are kept")
     dedup: DedupArgs = Field(default_factory=DedupArgs)
     access: AccessArgs = Field(default_factory=lambda: AccessArgs())
+    openai: OpenAIArgs = Field(default_factory=OpenAIArgs)
 
 
 QuotaKind = Literal["images", "videos", "storyboards"]
