@@ -47,12 +47,11 @@ async def edits(body: Annotated[OpenAIImageEdit, Form(media_type="multipart/form
 async def answer(request: Request, services: Services, principal: Principal, result: dict[str, Any],
                  response_format: str | None) -> OpenAIImagesResponse:
     """The native result in OpenAI's shape: absolute asset URLs on this server, or the PNG bytes in base64."""
-    images = ImagesResult.model_validate(result)
-    if response_format == "b64_json":
-        data = [OpenAIImage(b64_json=base64.b64encode(await services.asset_bytes(
-            image.asset_id, "image", principal.user_id)).decode(), revised_prompt=images.prompt_used)
-            for image in images.images]
-    else:
-        base = str(request.base_url).rstrip("/")
-        data = [OpenAIImage(url=base + image.url, revised_prompt=images.prompt_used) for image in images.images]
+    images, base, data = ImagesResult.model_validate(result), str(request.base_url).rstrip("/"), []
+    for image in images.images:
+        if response_format == "b64_json":
+            png = await services.asset_bytes(image.asset_id, "image", principal.user_id)
+            data.append(OpenAIImage(b64_json=base64.b64encode(png).decode(), revised_prompt=images.prompt_used))
+        else:
+            data.append(OpenAIImage(url=base + image.url, revised_prompt=images.prompt_used))
     return OpenAIImagesResponse(created=int(time.time()), data=data)
