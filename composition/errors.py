@@ -1,6 +1,7 @@
 """Errors and their one mapping to HTTP, the same in the ingress and the task runner: the contract's envelope
-{"error": {"code", "message", "field"}}, never a stack trace. A request's own fault is an `InvalidRequest`, a missing
-thing a `NotFound`; anything else a library raises (a `ValueError` included) is a server failure, logged."""
+{"error": {"code", "message", "field"}} (OpenAI's under `/openai/`), never a stack trace. A request's own fault is an
+`InvalidRequest`, a missing thing a `NotFound`; anything else a library raises (a `ValueError` included) is a server
+failure, logged."""
 from __future__ import annotations
 
 import logging
@@ -63,6 +64,37 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
     return {"error": {"code": code, "message": message, "field": field}}
 
 
+OPENAI_PREFIX = "/openai/"
+OPENAI_PARAMS = {"width": "size", "height": "size", "user_id": "user"}  # native field → the OpenAI param it comes from
+OPENAI_CODES = {"invalid_request": "invalid_value", "unauthorized": "invalid_api_key",
+                "rate_limited": "rate_limit_exceeded", "quota_exceeded": "insufficient_quota"}
+OPENAI_TYPES = {"rate_limited": "requests", "quota_exceeded": "insufficient_quota"}
+
+
+def openai_error(status: int, code: str, message: str, field: str | None = None) -> tuple[int, dict]:
+    """OpenAI's status and envelope `{"error": {"message", "type", "param", "code"}}` for an error: a request's fault
+    (422, 415) is a 400 `invalid_request_error` naming the OpenAI param; a server's, a `server_error`."""
+    param = OPENAI_PARAMS.get(field or "", field)
+    if field and param != field:
+        message = message.replace(f"{field}:", f"{param} ({field}):", 1)
+    status = 400 if status in (415, 422) else status
+    kind = "server_error" if status >= 500 else OPENAI_TYPES.get(code, "invalid_request_error")
+    param = None if status in (401, 403, 429) or status >= 500 else param
+    return status, {"error": {"message": message, "type": kind, "param": param, "code": OPENAI_CODES.get(code, code)}}
+
+
+def error_response(path: str, status: int, code: str, message: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """The error as answered on `path`: the contract's envelope, or OpenAI's under `/openai/`, where a client must not
+    retry what cannot change (a spent quota, a cancelled task)."""
+    if not path.startswith(OPENAI_PREFIX):
+        return JSONResponse(error_body(code, message, field), status, headers=headers)
+    status, body = openai_error(status, code, message, field)
+    if code in ("quota_exceeded", "cancelled"):
+        headers = (headers or {}) | {"x-should-retry": "false"}
+    return JSONResponse(body, status, headers=headers)
+
+
 def _field_of(message: str) -> str | None:
     """A model validator's message starts with the field it checks: "theme: give exactly one ..." → "theme"."""
     head = message.split(":", 1)[0]
@@ -77,35 +109,36 @@ def install(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":  # loc is ("body", character offset): say where the JSON broke
             where = first.get("loc", ("body", "?"))[-1]
             reason = (first.get("ctx") or {}).get("error", "invalid JSON")
-            return JSONResponse(error_body("invalid_request", f"body: invalid JSON at character {where}: {reason}",
-                                           "body"), 422)
+            return error_response(request.url.path, 422, "invalid_request",
+                                  f"body: invalid JSON at character {where}: {reason}", "body")
         location = [str(part) for part in first.get("loc", ())
                     if part not in ("body", "query", "path", "header", "[key]")]
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         whole_body = tuple(first.get("loc", ())) == ("body",)  # a model check, or not a JSON object at all
         field = ".".join(location) or _field_of(message) or ("body" if whole_body else None)
         text = message if message.startswith(f"{field}:") else f"{field or 'request'}: {message}"
-        return JSONResponse(error_body("invalid_request", text, field), 422)
+        return error_response(request.url.path, 422, "invalid_request", text, field)
 
     @app.exception_handler(ApiError)
     @app.exception_handler(InvalidRequest)
     async def api_error(request: Request, exc: ApiError | InvalidRequest) -> JSONResponse:
         error = as_api_error(exc)
-        return JSONResponse(error.body(), error.status, headers=error.headers)
+        return error_response(request.url.path, error.status, error.code, error.message, error.field, error.headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None))
+        return error_response(request.url.path, exc.status_code, code, str(exc.detail),
+                              headers=getattr(exc, "headers", None))
 
     @app.exception_handler(STORE_DOWN[0])
     @app.exception_handler(STORE_DOWN[1])
     async def store_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("store unavailable on %s: %s", request.url.path, type(exc).__name__)
-        return JSONResponse(error_body("unavailable", "the store is unavailable; retry shortly"), 503,
-                            headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+        return error_response(request.url.path, 503, "unavailable", "the store is unavailable; retry shortly",
+                              headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
-        return JSONResponse(error_body("internal", "internal error"), 500)
+        return error_response(request.url.path, 500, "internal", "internal error")

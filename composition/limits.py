@@ -2,12 +2,11 @@
 parser's recursion or memory."""
 from __future__ import annotations
 
-import json
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from composition.errors import error_body
+from composition.errors import error_response
 
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(rb"[\[\]{}]")
@@ -42,11 +41,12 @@ class JsonLimits:
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > self.max_bytes:
-                await _refuse(send, 413, "too_large", f"body: larger than {self.max_bytes} bytes")
+                await _refuse(scope, receive, send, 413, "too_large", f"body: larger than {self.max_bytes} bytes")
                 return
         body = b"".join(chunks)
         if json_depth(body) > self.max_depth:
-            await _refuse(send, 422, "invalid_request", f"body: JSON nested deeper than {self.max_depth} levels")
+            await _refuse(scope, receive, send, 422, "invalid_request",
+                          f"body: JSON nested deeper than {self.max_depth} levels")
             return
         replayed = False
 
@@ -65,8 +65,5 @@ def _is_json(scope: Scope) -> bool:
     return content_type.split(b";")[0].strip().lower().endswith(b"json")
 
 
-async def _refuse(send: Send, status: int, code: str, message: str) -> None:
-    payload = json.dumps(error_body(code, message, "body")).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
-    await send({"type": "http.response.body", "body": payload})
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
+    await error_response(scope["path"], status, code, message, "body")(scope, receive, send)

@@ -3,13 +3,13 @@ way: 200 with the result within the wait, else 202."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from composition.auth import Principal, charge
-from composition.errors import STORE_DOWN, NotFound, error_body
+from composition.errors import STORE_DOWN, ApiError, NotFound
 from composition.services import Services
 from composition.webhooks import subscription_for
 from composition.workflows.base import Workflow
@@ -21,14 +21,19 @@ def task_response(record: TaskRecord) -> JSONResponse:
     headers = {"X-Task-Id": record.id}
     if record.status == "succeeded":
         return JSONResponse(record.result, 200, headers=headers)
-    if record.status == "failed":
-        error = record.error or {}
-        body = error_body(error.get("code", "failed"), error.get("message", "task failed"), error.get("field"))
-        return JSONResponse(body | {"task_id": record.id}, error.get("status", 500), headers=headers)
-    if record.status == "cancelled":
-        return JSONResponse(error_body("cancelled", "the task was cancelled") | {"task_id": record.id}, 409,
-                            headers=headers)
+    if record.terminal:
+        error = task_error(record)
+        return JSONResponse(error.body() | {"task_id": record.id}, error.status, headers=headers)
     return accepted(record.id, record.status)
+
+
+def task_error(record: TaskRecord) -> ApiError:
+    """What a failed or cancelled task answers: its own error, or 409 `cancelled`."""
+    if record.status == "cancelled":
+        return ApiError(409, "cancelled", "the task was cancelled")
+    error = record.error or {}
+    return ApiError(error.get("status", 500), error.get("code", "failed"), error.get("message", "task failed"),
+                    error.get("field"))
 
 
 def accepted(task_id: str, status: str = "queued") -> JSONResponse:
@@ -41,12 +46,19 @@ def fingerprint(body: BaseModel) -> str:
     return hashlib.sha256(body.model_dump_json(exclude={"wait_s"}).encode()).hexdigest()
 
 
-async def submit(services: Services, principal: Principal, workflow: Workflow, body: Any,
-                 idempotency_key: str | None = None) -> JSONResponse:
-    """Every generation route: the body, acting for the caller's user with its project's defaults, is planned into a
-    job (reading only); a cached result answers at once; otherwise the caller's quota is charged, the job reserves
-    what it needs and a task is created (or joined, by Idempotency-Key or single-flight) on the caller's lane, its
-    webhook subscribed, and awaited up to the workflow's wait. A result served without a task sends no webhook."""
+class Queued(NamedTuple):
+    """A request's task, and how long the request waits for it."""
+
+    task_id: str
+    wait_s: float
+
+
+async def enqueue(services: Services, principal: Principal, workflow: Workflow, body: Any,
+                  idempotency_key: str | None = None) -> dict[str, Any] | Queued:
+    """The body, acting for the caller's user with its project's defaults, is planned into a job (reading only); a
+    cached result is returned at once; otherwise the caller's quota is charged, the job reserves what it needs and a
+    task is created (or joined, by Idempotency-Key or single-flight) on the caller's lane, its webhook subscribed. A
+    result served without a task sends no webhook."""
     body = await with_project_defaults(services, workflow.kind, as_user(body, principal))
     webhook = await subscription_for(services, principal, body)
     job = await workflow.plan(body)
@@ -70,17 +82,42 @@ async def submit(services: Services, principal: Principal, workflow: Workflow, b
             project_id, idempotency_key, workflow.flight(reserved), bound_to)
     if webhook is not None:
         await services.webhooks.subscribe(task_id, webhook)
+    return Queued(task_id, workflow.wait_s(body))
+
+
+async def submit(services: Services, principal: Principal, workflow: Workflow, body: Any,
+                 idempotency_key: str | None = None) -> JSONResponse:
+    """Every generation route: `enqueue`, then the result within the workflow's wait (200), else 202."""
+    queued = await enqueue(services, principal, workflow, body, idempotency_key)
+    if isinstance(queued, dict):
+        return JSONResponse(queued)
     try:
-        return task_response(await services.tasks.wait(task_id, workflow.wait_s(body)))
+        return task_response(await services.tasks.wait(queued.task_id, queued.wait_s))
     except STORE_DOWN:  # the task is stored: answer with its id, so the client can poll it later
-        return accepted(task_id)
+        return accepted(queued.task_id)
 
 
-async def served(services: Services, project_id: str | None, result: dict[str, Any]) -> JSONResponse:
+async def outcome(services: Services, queued: dict[str, Any] | Queued) -> dict[str, Any]:
+    """The result of an enqueued request, its task awaited up to its wait (a synchronous API's answer): raises the
+    task's error when it failed or was cancelled, and 504 naming the task when it runs on past the wait."""
+    if isinstance(queued, dict):
+        return queued
+    record = await services.tasks.wait(queued.task_id, queued.wait_s)
+    if record is None:
+        raise NotFound(f"task {queued.task_id}")
+    if record.status == "succeeded":
+        return record.result or {}
+    if record.terminal:
+        raise task_error(record)
+    raise ApiError(504, "timeout", f"not finished within {queued.wait_s:g} s; it runs on as task {record.id}: "
+                                   f"/v1/tasks/{record.id}", headers={"X-Task-Id": record.id})
+
+
+async def served(services: Services, project_id: str | None, result: dict[str, Any]) -> dict[str, Any]:
     """A result answered without a task (from cache, a repeated variant): it joins the request's project too."""
     if project_id:
         await services.projects.add_result(project_id, result)
-    return JSONResponse(result)
+    return result
 
 
 async def with_project_defaults(services: Services, kind: str, body: Any) -> Any:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
+from config.specs import families_with
 
 OBJECT_STORE_URL = r"^(s3|gs|az)://[a-z0-9][a-z0-9._-]*(/[^?#]*)?$"
 Lane = Literal["high", "normal", "low"]
@@ -59,6 +60,15 @@ class WebhookArgs(_Strict):
                                           "MONTAGE_WEBHOOK_SECRET, else one generated once and kept in Redis")
 
 
+class OpenAIArgs(_Strict):
+    """The OpenAI-compatible Images API under /openai/v1."""
+
+    models: dict[str, Literal[families_with("generate")]] = Field(
+        default_factory=lambda: {"dall-e-2": "sdxl", "dall-e-3": "flux", "gpt-image-1": "flux"},
+        description="model aliases → image family (a family's own name always works)")
+    wait_s: float = Field(default=300, gt=0, le=600, description="how long a call waits for its images (then 504)")
+
+
 class CompositionArgs(_Strict):
     """Workflow-level settings shared by the ingress and the runners."""
 
@@ -80,6 +90,7 @@ class CompositionArgs(_Strict):
     dedup: DedupArgs = Field(default_factory=DedupArgs)
     webhooks: WebhookArgs = Field(default_factory=WebhookArgs)
     access: AccessArgs = Field(default_factory=lambda: AccessArgs())
+    openai: OpenAIArgs = Field(default_factory=OpenAIArgs)
 
 
 QuotaKind = Literal["images", "videos", "storyboards"]

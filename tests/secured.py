@@ -2,6 +2,8 @@
 import asyncio
 
 import httpx
+import httpx2
+from openai import AsyncOpenAI
 
 from composition.api import create_api
 from composition.services import build_services
@@ -17,22 +19,40 @@ TIERS = {"tight": TierArgs(lane="low", daily={"images": 7}, rate_per_s=1000, bur
 FAMILIES = {key: spec.deployment_name for key, spec in SPECS.items()}
 
 
-def services_for(redis_url: str, asset_dir, auth: str = "required"):
+def services_for(redis_url: str, asset_dir, auth: str = "required", **composition):
+    """Services as an ingress replica builds them, with auth `auth` and `composition` args over the defaults."""
     from ray import serve
 
     handles = {key: serve.get_deployment_handle(name, "montage") for key, name in FAMILIES.items()}
     defaults = {key: family.args.defaults for key, family in AppArgs().families().items()}
-    args = CompositionArgs(asset_dir=asset_dir, access=AccessArgs(auth=auth, tiers=TIERS))
+    args = CompositionArgs(asset_dir=asset_dir, access=AccessArgs(auth=auth, tiers=TIERS), **composition)
     return build_services(args, redis_url, handles, defaults, serve.get_deployment_handle("TaskRunner", "montage"))
+
+
+def app_for(redis_url: str, asset_dir, **composition):
+    """(services, the FastAPI app) as an ingress replica builds them, auth required; call inside the event loop."""
+    services = services_for(redis_url, asset_dir, **composition)
+    return services, create_api(services, build_workflows(services))
 
 
 def scenario(redis_url: str, asset_dir, steps):
     """Runs `steps(client, services)` in one event loop against the app, in-process, with auth required."""
     async def run():
-        services = services_for(redis_url, asset_dir)
-        transport = httpx.ASGITransport(app=create_api(services, build_workflows(services)))
-        async with httpx.AsyncClient(transport=transport, base_url="http://montage") as client:
+        services, app = app_for(redis_url, asset_dir)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://montage") as client:
             return await steps(client, services)
+    return asyncio.run(run())
+
+
+def openai_scenario(redis_url: str, asset_dir, steps, **composition):
+    """Runs `steps(connect, services)` as `scenario` does, with `composition` args; `connect(key)` is the official
+    `AsyncOpenAI` client on the in-process app with `key` as its API key (no retries)."""
+    async def run():
+        services, app = app_for(redis_url, asset_dir, **composition)
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://montage") as http:
+            def connect(key: str) -> AsyncOpenAI:
+                return AsyncOpenAI(base_url="http://montage/openai/v1", api_key=key, http_client=http, max_retries=0)
+            return await steps(connect, services)
     return asyncio.run(run())
 
 

@@ -13,6 +13,7 @@ from composition.auth import PrincipalDep
 from composition.deps import AssetIdPath, ServicesDep
 from composition.errors import ApiError
 from composition.schemas.common import Id
+from composition.services import Services
 from composition.store.assets import AssetInfo
 from models.errors import InvalidRequest
 from models.images import inspect_header
@@ -27,15 +28,19 @@ async def upload(file: Annotated[UploadFile, File(description="PNG, JPEG or WEBP
                  principal: PrincipalDep, user_id: Annotated[Id | None, Query()] = None) -> AssetInfo:
     """Stores an image under the digest of its bytes; size, format and pixel count are checked first.
     With auth, the upload is private to the caller (and to anyone else who uploads the same bytes)."""
+    return await store_upload(services, file, principal.user(user_id) or "")
+
+
+async def store_upload(services: Services, file: UploadFile, owner: str, field: str = "file") -> AssetInfo:
+    """An uploaded image stored as `owner`'s asset; 413 or 415 naming `field` when too large or not an image."""
     limit = services.args.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise ApiError(413, "too_large", f"file: larger than {limit} bytes", "file")
+        raise ApiError(413, "too_large", f"{field}: larger than {limit} bytes", field)
     try:
-        fmt, width, height = inspect_header(data, "file")
+        fmt, width, height = inspect_header(data, field)
     except InvalidRequest as exc:
-        raise ApiError(415, "unsupported_media_type", str(exc), "file") from None
-    owner = principal.user(user_id) or ""
+        raise ApiError(415, "unsupported_media_type", str(exc), field) from None
     return await services.assets.put(data, CONTENT_TYPES[fmt], "upload", owner, (width, height))
 
 
