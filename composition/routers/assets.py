@@ -44,10 +44,13 @@ async def store_upload(services: Services, file: UploadFile, owner: str, field: 
     return await services.assets.put(data, CONTENT_TYPES[fmt], "upload", owner, (width, height))
 
 
-@router.api_route("/{asset_id}", methods=["GET", "HEAD"], response_class=StreamingResponse,
-                  responses={206: {"description": "the bytes a single `Range` asked for"},
-                             307: {"description": "to a time-limited URL of the object store (asset_redirect_s)"},
-                             416: {"description": "a `Range` outside the asset"}})
+DOWNLOAD_RESPONSES = {206: {"description": "the bytes a single `Range` asked for"},
+                      307: {"description": "to a time-limited URL of the object store (asset_redirect_s)"},
+                      416: {"description": "a `Range` outside the asset"}}
+
+
+@router.get("/{asset_id}", response_class=StreamingResponse, responses=DOWNLOAD_RESPONSES)
+@router.head("/{asset_id}", response_class=StreamingResponse, responses=DOWNLOAD_RESPONSES, operation_id="asset_head")
 async def download(asset_id: AssetIdPath, request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
     """The asset's bytes, streamed from the store (a single `Range` honoured), or a redirect to the object store;
     named `<id>.<extension>` of its content type (Content-Disposition)."""
