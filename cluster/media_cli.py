@@ -158,13 +158,13 @@ def _follow(handle: TaskHandle[Result], console: Console) -> Result | None:
 
 
 class TaskProgress:
-    """Shows a task's events: on a terminal a live bar (stage, progress, step, ETA); elsewhere a line per change of
-    stage or step. The ETA is the server's while the task waits for a model (`eta_s`), else the stage's own pace."""
+    """Shows a task's events: on an interactive terminal a live bar (stage, progress, step, ETA), drawn at every event;
+    elsewhere a line per change of stage or step. The ETA is the server's while the task waits for a model (`eta_s`), else the stage's own pace."""
 
     def __init__(self, console: Console) -> None:
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-        self.console, self.live = console, console.is_terminal
+        self.console, self.live = console, console.is_interactive
         self.bar = Progress(TextColumn("{task.description:<10}"), BarColumn(), TaskProgressColumn(),
                             TextColumn("{task.fields[step]:<11}"), TextColumn("ETA {task.fields[eta]}"),
                             TimeElapsedColumn(), console=console, transient=False)
@@ -195,7 +195,7 @@ class TaskProgress:
             eta = "-"
         if event.queue_position:
             step = f"{event.queue_position} ahead"
-        self.bar.update(self.row, description=event.stage, completed=progress, step=step, eta=eta)
+        self.bar.update(self.row, description=event.stage, completed=progress, step=step, eta=eta, refresh=True)
         if not self.live and (event.stage, step) != self.shown:
             self.shown = (event.stage, step)
             line = " ".join(part for part in (event.stage, f"{progress:.0%}", step, f"ETA {eta}") if part)
