@@ -53,6 +53,28 @@ def test_generate_writes_n_pngs_with_progress_from_sse(montage, tmp_path):
         assert fresh == tmp_path / "fresh" / f"{result.images[1].asset_id}.png" and fresh.read_bytes() == images[1]
 
 
+def test_a_terminal_gets_a_live_bar(montage, tmp_path):
+    terminal, its_end = os.openpty()
+    process = subprocess.Popen(command("generate", "a lighthouse of green glass at dusk", "-o", "out"), cwd=tmp_path,
+                               env={**ENV, "TERM": "xterm-256color", "COLUMNS": "120"}, stdout=subprocess.PIPE,
+                               stderr=its_end, text=True)
+    os.close(its_end)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(terminal)
+    assert process.wait(timeout=60) == 0, screen
+    assert process.stdout.read().split() == ["out/a-lighthouse-of-green-glass-at-dusk-1.png"]
+    text = screen.decode(errors="replace")
+    assert "━" in text and re.search(r"denoising.*step \d+/\d+.*ETA", text), text  # the bar, not a line per step
+
+
 def test_edit_then_video_of_local_files(montage, tmp_path):
     (tmp_path / "street.png").write_bytes(png(64, 64, seed=1501))
     edit = cli(tmp_path, "edit", "street.png", "add snow", "-o", "edits")
