@@ -5,6 +5,8 @@ import argparse
 import logging
 import sys
 
+from cluster import media_cli
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="montage", description="Montage generative-media cluster")
@@ -27,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     key_commands.add_parser("webhook-secret")
     revoke = key_commands.add_parser("revoke")
     revoke.add_argument("key_id")
+    media_cli.add_parsers(commands)
     args = parser.parse_args(argv)
+    if args.command in media_cli.COMMANDS:
+        return media_cli.main_media(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "up":
         from cluster.local import up as run_up

@@ -1,0 +1,210 @@
+"""`montage generate | edit | video | storyboard`: one generation through the Python client (`client/`), its task
+followed over server-sent events with a progress bar (stage, step, ETA), Ctrl-C cancelling it, its results written as
+files (their paths printed on stdout, one a line; progress and messages go to stderr)."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from config.specs import families_with
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from client import Montage, TaskEvent, TaskHandle
+    from client.api import Result
+
+CANCELLED_RC = 130  # as a shell reports a command ended by SIGINT
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    """The four generation commands, each with `--url` and `--key`."""
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--url", default="http://127.0.0.1:8000", help="the Montage server (%(default)s)")
+    server.add_argument("--key", default=os.environ.get("MONTAGE_API_KEY"),
+                        help="API key, when the server requires one (default: $MONTAGE_API_KEY)")
+    generate = commands.add_parser("generate", parents=[server], help="text to images, written to a folder")
+    generate.add_argument("prompt")
+    generate.add_argument("--model", choices=families_with("generate"))
+    _image_options(generate)
+    edit = commands.add_parser("edit", parents=[server], help="edit an image (a file or an asset id) by instruction")
+    edit.add_argument("image")
+    edit.add_argument("prompt")
+    _image_options(edit)
+    video = commands.add_parser("video", parents=[server], help="animate an image (a file or an asset id)")
+    video.add_argument("image")
+    video.add_argument("--prompt")
+    video.add_argument("--model", choices=families_with("animate"))
+    video.add_argument("--frames", type=int, dest="num_frames")
+    video.add_argument("--fps", type=int)
+    video.add_argument("--steps", type=int)
+    video.add_argument("--seed", type=int)
+    video.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
+    video.add_argument("-o", "--output", type=Path, help="the MP4's path (default: <image name>.mp4)")
+    board = commands.add_parser("storyboard", parents=[server], help="a theme to scenes, keyframes, clips, one video")
+    board.add_argument("theme")
+    board.add_argument("--scenes", type=int, dest="num_scenes")
+    board.add_argument("--style")
+    board.add_argument("--scene-seconds", type=float)
+    board.add_argument("--fps", type=int)
+    _size_options(board)
+    board.add_argument("-o", "--output", type=Path, help="folder (default: the theme's words joined by dashes)")
+
+
+def _image_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", type=int, help="how many images (variants)")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--seed", type=int)
+    _size_options(parser)
+    parser.add_argument("-o", "--output", type=Path, default=Path("."), help="folder (default: the current one)")
+
+
+def _size_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--height", type=int)
+
+
+def main_media(args: argparse.Namespace) -> int:
+    """Submits the command's generation, follows it, writes its files; 1 on an API error or a failed task, 130 when
+    Ctrl-C cancelled it."""
+    import httpx
+    from rich.console import Console
+
+    from client import Montage, MontageError
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C cancels even where SIGINT was ignored
+    console = Console(stderr=True, highlight=False)
+    try:
+        with Montage(args.url, args.key) as montage:
+            return COMMANDS[args.command](montage, args, console)
+    except MontageError as exc:
+        named = not exc.field or exc.message.startswith(f"{exc.field}:")
+        console.print(f"error: {exc.message if named else f'{exc.field}: {exc.message}'}", markup=False)
+        return 1
+    except httpx.TransportError as exc:
+        console.print(f"error: cannot reach Montage at {args.url} ({type(exc).__name__})", markup=False)
+        return 1
+    except KeyboardInterrupt:  # before the task was known, or while its files were written
+        console.print("interrupted")
+        return CANCELLED_RC
+
+
+def _generate(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    handle = montage.generate(args.prompt, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
+                              width=args.width, height=args.height)
+    return _images(montage, handle, args, console)
+
+
+def _edit(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    handle = montage.edit(args.image, args.prompt, n=args.n, steps=args.steps, seed=args.seed, width=args.width,
+                          height=args.height)
+    return _images(montage, handle, args, console)
+
+
+def _images(montage: Montage, handle: TaskHandle, args: argparse.Namespace, console: Console) -> int:
+    if (result := _follow(handle, console)) is None:
+        return CANCELLED_RC
+    for number, image in enumerate(result.images, 1):
+        print(montage.download(image, args.output, f"{_slug(args.prompt, 'image')}-{number}"))
+    return 0
+
+
+def _video(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    handle = montage.video(args.image, model=args.model, prompt=args.prompt, num_frames=args.num_frames, fps=args.fps,
+                           steps=args.steps, seed=args.seed, gif=args.gif)
+    if (result := _follow(handle, console)) is None:
+        return CANCELLED_RC
+    path = args.output or Path(f"{Path(args.image).stem}.mp4")
+    print(montage.download(result.video, path))
+    if result.gif:
+        print(montage.download(result.gif, path.with_suffix(".gif")))
+    return 0
+
+
+def _storyboard(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    handle = montage.storyboard(args.theme, num_scenes=args.num_scenes, style=args.style,
+                                scene_seconds=args.scene_seconds, fps=args.fps, width=args.width, height=args.height)
+    if (result := _follow(handle, console)) is None:
+        return CANCELLED_RC
+    folder = args.output or Path(_slug(args.theme, "storyboard"))
+    files = [(result.video, "video"), (result.gif, "video"), (result.export.json_, "storyboard"),
+             (result.export.text, "storyboard")]
+    files += [(frame, f"keyframe-{number}") for number, frame in enumerate(result.keyframes, 1)]
+    files += [(clip, f"clip-{number}") for number, clip in enumerate(result.clips, 1)]
+    for asset, stem in files:
+        print(montage.download(asset, folder, stem))
+    return 0
+
+
+def _follow(handle: TaskHandle[Result], console: Console) -> Result | None:
+    """The task's result, with its progress shown; None when Ctrl-C cancelled it (the task is cancelled)."""
+    if handle.id is None:
+        console.print("cached: no model work needed")
+        return handle.result()
+    console.print(f"task {handle.id}", markup=False)
+    try:
+        with TaskProgress(console) as progress:
+            return handle.result(on_event=progress.update)
+    except KeyboardInterrupt:
+        console.print(f"cancelling task {handle.id}", markup=False)
+        record = handle.cancel()
+        console.print(f"task {record.id} {record.status}", markup=False)
+        return None
+
+
+class TaskProgress:
+    """Shows a task's events: on an interactive terminal a live bar (stage, progress, step, ETA), drawn at every event;
+    elsewhere a line per change of stage or step. The ETA is the server's while the task waits for a model (`eta_s`), else the stage's own pace."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+        self.console, self.live = console, console.is_interactive
+        self.bar = Progress(TextColumn("{task.description:<10}"), BarColumn(), TaskProgressColumn(),
+                            TextColumn("{task.fields[step]:<11}"), TextColumn("ETA {task.fields[eta]}"),
+                            TimeElapsedColumn(), console=console, transient=False)
+        self.row = self.bar.add_task("queued", total=1.0, step="", eta="-", visible=self.live)
+        self.stage, self.stage_since, self.stage_from, self.shown = "queued", time.monotonic(), 0.0, ("", "")
+
+    def __enter__(self) -> TaskProgress:
+        if self.live:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.bar.stop()
+
+    def update(self, event: TaskEvent) -> None:
+        if event.event != "message" or event.stage is None:
+            return  # previews and checkpoints
+        now, progress = time.monotonic(), event.progress or 0.0
+        if event.stage != self.stage:
+            self.stage, self.stage_since, self.stage_from = event.stage, now, progress
+        step = f"step {event.step}/{event.steps}" if event.steps else ""
+        if event.eta_s is not None:
+            eta = f"{event.eta_s:.0f}s"
+        elif progress > self.stage_from and progress < 1:
+            eta = f"{(now - self.stage_since) * (1 - progress) / (progress - self.stage_from):.0f}s"
+        else:
+            eta = "-"
+        if event.queue_position:
+            step = f"{event.queue_position} ahead"
+        self.bar.update(self.row, description=event.stage, completed=progress, step=step, eta=eta, refresh=True)
+        if not self.live and (event.stage, step) != self.shown:
+            self.shown = (event.stage, step)
+            line = " ".join(part for part in (event.stage, f"{progress:.0%}", step, f"ETA {eta}") if part)
+            self.console.print(line, markup=False)
+
+
+def _slug(text: str, default: str) -> str:
+    """A file name from free text: its first ASCII words, lower case, joined by dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-") or default
+
+
+COMMANDS = {"generate": _generate, "edit": _edit, "video": _video, "storyboard": _storyboard}

@@ -1,0 +1,136 @@
+"""`montage generate | edit | video | storyboard` as a user runs them: the CLI in a subprocess against the session
+app, progress read from its SSE, the files it wrote decoded; Ctrl-C (SIGINT) cancels the task."""
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import BASE, decode_png, png
+
+from client import Montage
+from composition.schemas.images import ImagesResult
+from models.media import read_mp4
+
+ROOT = Path(__file__).parents[2]
+ENV = {**{k: v for k, v in os.environ.items() if k != "MONTAGE_API_KEY"}, "PYTHONPATH": str(ROOT)}
+GIF_HEADER = b"GIF89a"
+
+
+def command(*args: str, url: str = BASE) -> list[str]:
+    return [sys.executable, "-m", "cluster.cli", *args, "--url", url]
+
+
+def cli(cwd: Path, *args: str, url: str = BASE) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args, url=url), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def task_id_of(stderr: str) -> str:
+    return re.search(r"^task ([0-9a-f]{32})$", stderr, re.M).group(1)
+
+
+def test_generate_writes_n_pngs_with_progress_from_sse(montage, tmp_path):
+    done = cli(tmp_path, "generate", "a heron kite over salt flats", "--model", "flux", "-n", "2", "-o", "out/")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["out/a-heron-kite-over-salt-flats-1.png", "out/a-heron-kite-over-salt-flats-2.png"]
+    images = [(tmp_path / path).read_bytes() for path in done.stdout.split()]
+    assert all(decode_png(data).size == (64, 64) for data in images) and images[0] != images[1]
+    assert re.search(r"^denoising \d+% step \d+/\d+ ETA", done.stderr, re.M), done.stderr
+    task_id = task_id_of(done.stderr)
+    with Montage(BASE) as client:
+        record = client.task(task_id)
+        assert record.status == "succeeded"
+        result = ImagesResult.model_validate(record.result)
+        assert [image.asset_id for image in result.images] == [hashlib.sha256(d).hexdigest()[:32] for d in images]
+        events = list(client.events(task_id))  # a finished task: its final state alone
+        assert [(event.status, event.terminal) for event in events] == [("succeeded", True)]
+        written = client.download(result.images[0], tmp_path)
+        assert written == tmp_path / f"{result.images[0].asset_id}.png" and written.read_bytes() == images[0]
+        fresh = client.download(result.images[1], f"{tmp_path}/fresh/")  # a trailing slash names a new folder
+        assert fresh == tmp_path / "fresh" / f"{result.images[1].asset_id}.png" and fresh.read_bytes() == images[1]
+
+
+def test_a_terminal_gets_a_live_bar(montage, tmp_path):
+    terminal, its_end = os.openpty()
+    process = subprocess.Popen(command("generate", "a lighthouse of green glass at dusk", "-o", "out"), cwd=tmp_path,
+                               env={**ENV, "TERM": "xterm-256color", "COLUMNS": "120"}, stdout=subprocess.PIPE,
+                               stderr=its_end, text=True)
+    os.close(its_end)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(terminal)
+    assert process.wait(timeout=60) == 0, screen
+    assert process.stdout.read().split() == ["out/a-lighthouse-of-green-glass-at-dusk-1.png"]
+    text = screen.decode(errors="replace")
+    assert "━" in text and re.search(r"denoising.*step \d+/\d+.*ETA", text), text  # the bar, not a line per step
+
+
+def test_edit_then_video_of_local_files(montage, tmp_path):
+    (tmp_path / "street.png").write_bytes(png(64, 64, seed=1501))
+    edit = cli(tmp_path, "edit", "street.png", "add snow", "-o", "edits")
+    assert edit.returncode == 0, edit.stderr
+    assert edit.stdout.split() == ["edits/add-snow-1.png"]
+    assert decode_png((tmp_path / "edits/add-snow-1.png").read_bytes()).size == (64, 64)
+    assert re.search(r"^editing \d+% step \d+/\d+", edit.stderr, re.M), edit.stderr
+
+    video = cli(tmp_path, "video", "edits/add-snow-1.png", "--model", "svd", "--frames", "6", "--gif", "-o", "clip.mp4")
+    assert video.returncode == 0, video.stderr
+    assert video.stdout.split() == ["clip.mp4", "clip.gif"]
+    info = read_mp4((tmp_path / "clip.mp4").read_bytes())
+    assert (info.num_frames, info.width, info.height) == (6, 64, 64)
+    assert (tmp_path / "clip.gif").read_bytes()[:6] == GIF_HEADER
+    assert re.search(r"^animating \d+% step \d+/\d+", video.stderr, re.M), video.stderr
+
+
+def test_storyboard_writes_its_video_keyframes_clips_and_exports(montage, tmp_path):
+    done = cli(tmp_path, "storyboard", "a fox learns to fly", "--scenes", "1", "--scene-seconds", "1", "--fps", "4",
+               "-o", "board")
+    assert done.returncode == 0, done.stderr
+    assert sorted(Path(path).name for path in done.stdout.split()) == [
+        "clip-1.mp4", "keyframe-1.png", "storyboard.json", "storyboard.txt", "video.gif", "video.mp4"]
+    board = tmp_path / "board"
+    assert read_mp4((board / "video.mp4").read_bytes()).num_frames == read_mp4(
+        (board / "clip-1.mp4").read_bytes()).num_frames == 5  # 1 s at 4 fps, Wan's 4k + 1
+    assert decode_png((board / "keyframe-1.png").read_bytes()).size == (64, 64)
+    assert (board / "video.gif").read_bytes()[:6] == GIF_HEADER
+    assert len(json.loads((board / "storyboard.json").read_text())["scenes"]) == 1
+    assert (board / "storyboard.txt").read_text().count("SCENE ") == 1
+
+
+def test_ctrl_c_cancels_the_running_task(montage, client, tmp_path):
+    (tmp_path / "still.png").write_bytes(png(64, 64, seed=1502))
+    process = subprocess.Popen(command("video", "still.png", "--frames", "8", "--steps", "100"), cwd=tmp_path,
+                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in process.stderr:  # one line per stage or step when stderr is not a terminal
+        seen.append(line)
+        if re.match(r"animating \d+% step \d+/100", line):
+            break
+    process.send_signal(signal.SIGINT)
+    rest, errors = process.communicate(timeout=60)
+    task_id = task_id_of("".join(seen))
+    assert process.returncode == 130, errors
+    assert f"task {task_id} cancelled" in errors and rest == ""  # no file written
+    task = client.get(f"/v1/tasks/{task_id}").json()
+    assert task["status"] == "cancelled" and task["progress"] < 1 and task["result"] is None
+
+
+def test_bad_input_and_no_server_are_one_clear_line(montage, tmp_path):
+    too_many = cli(tmp_path, "generate", "a kite", "-n", "99")  # refused by the request schema before it is sent
+    assert too_many.returncode == 1 and too_many.stderr.startswith("error: n: ")
+    missing = cli(tmp_path, "edit", "0" * 32, "add snow")  # an asset id the server does not know: its 404
+    assert missing.returncode == 1 and missing.stderr == f"error: image: asset {'0' * 32} not found\n"
+    unreachable = cli(tmp_path, "generate", "a kite", url="http://127.0.0.1:9")
+    assert unreachable.returncode == 1 and "cannot reach Montage at http://127.0.0.1:9" in unreachable.stderr
+    assert not any("Traceback" in run.stderr for run in (too_many, missing, unreachable))
+    assert list(tmp_path.iterdir()) == []
