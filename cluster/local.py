@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -69,7 +70,14 @@ def access_help(mode: str, token: str | None, bin_dir: Path, dashboard: str = DA
             "Local mode without a token: RAY_AUTH_MODE=disabled make run")
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def up(config: str = "serve_config.yaml") -> int:
+    # SIGTERM (and SIGINT, which a shell's background job ignores) stop `serve run`, Ray and the embedded Redis.
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = Settings()
     redis = None
     env = dict(os.environ)

@@ -9,9 +9,10 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, get_args
 
 from config.specs import families_with
+from models.media import ImageFormat, VideoFormat
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -44,8 +45,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     video.add_argument("--fps", type=int)
     video.add_argument("--steps", type=int)
     video.add_argument("--seed", type=int)
-    video.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
-    video.add_argument("-o", "--output", type=Path, help="the MP4's path (default: <image name>.mp4)")
+    video.add_argument("--gif", action="store_true", help="also write a GIF beside the video")
+    video.add_argument("--format", choices=get_args(VideoFormat), dest="output_format",
+                       help="mp4 (H.264), webm (VP9) or gif (default: the extension of -o, else mp4)")
+    video.add_argument("-o", "--output", type=Path, help="the video's path (default: <image name>.<format>)")
     board = commands.add_parser("storyboard", parents=[server], help="a theme to scenes, keyframes, clips, one video")
     board.add_argument("theme")
     board.add_argument("--scenes", type=int, dest="num_scenes")
@@ -58,6 +61,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 def _image_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", type=int, help="how many images (variants)")
+    parser.add_argument("--format", choices=get_args(ImageFormat), dest="output_format",
+                        help="png (default), jpeg or webp")
+    parser.add_argument("--quality", type=int, help="jpeg and webp: 1 to 100 (default 90)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--seed", type=int)
     _size_options(parser)
@@ -89,6 +95,9 @@ def main_media(args: argparse.Namespace) -> int:
     except httpx.TransportError as exc:
         console.print(f"error: cannot reach Montage at {args.url} ({type(exc).__name__})", markup=False)
         return 1
+    except OSError as exc:  # a local file to upload or a result's path
+        console.print(f"error: {exc.filename or ''}: {exc.strerror or exc}", markup=False)
+        return 1
     except KeyboardInterrupt:  # before the task was known, or while its files were written
         console.print("interrupted")
         return CANCELLED_RC
@@ -96,13 +105,13 @@ def main_media(args: argparse.Namespace) -> int:
 
 def _generate(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.generate(args.prompt, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
-                              width=args.width, height=args.height)
+                              width=args.width, height=args.height, **_encoding(args))
     return _images(montage, handle, args, console)
 
 
 def _edit(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.edit(args.image, args.prompt, n=args.n, steps=args.steps, seed=args.seed, width=args.width,
-                          height=args.height)
+                          height=args.height, **_encoding(args))
     return _images(montage, handle, args, console)
 
 
@@ -114,14 +123,21 @@ def _images(montage: Montage, handle: TaskHandle, args: argparse.Namespace, cons
     return 0
 
 
+def _encoding(args: argparse.Namespace) -> dict[str, Any]:
+    """The image options given (left out, the server's defaults hold)."""
+    return {name: getattr(args, name) for name in ("output_format", "quality") if getattr(args, name) is not None}
+
+
 def _video(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    suffix = args.output.suffix.lstrip(".").lower() if args.output else ""
+    fmt = args.output_format or (suffix if suffix in get_args(VideoFormat) else "mp4")
     handle = montage.video(args.image, model=args.model, prompt=args.prompt, num_frames=args.num_frames, fps=args.fps,
-                           steps=args.steps, seed=args.seed, gif=args.gif)
+                           steps=args.steps, seed=args.seed, gif=args.gif, output_format=fmt)
     if (result := _follow(handle, console)) is None:
         return CANCELLED_RC
-    path = args.output or Path(f"{Path(args.image).stem}.mp4")
+    path = args.output or Path(f"{Path(args.image).stem}.{fmt}")
     print(montage.download(result.video, path))
-    if result.gif:
+    if result.gif and fmt != "gif":
         print(montage.download(result.gif, path.with_suffix(".gif")))
     return 0
 

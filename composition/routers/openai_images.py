@@ -6,7 +6,7 @@ import base64
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Request, Response
 
 from composition.auth import Principal, PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
@@ -19,29 +19,40 @@ from composition.schemas.openai_images import (
     OpenAIImagesResponse,
 )
 from composition.services import Services
-from composition.submit import enqueue, outcome
+from composition.submit import Queued, enqueue, outcome
+from composition.workflows.registry import Workflows
 
 router = APIRouter(prefix="/openai/v1/images", tags=["openai"])
 
 
 @router.post("/generations", response_model_exclude_none=True)
-async def generations(body: OpenAIImageGeneration, request: Request, services: ServicesDep, workflows: WorkflowsDep,
-                      principal: PrincipalDep, idempotency_key: IdempotencyKey = None) -> OpenAIImagesResponse:
+async def generations(body: OpenAIImageGeneration, request: Request, response: Response, services: ServicesDep,
+                      workflows: WorkflowsDep, principal: PrincipalDep,
+                      idempotency_key: IdempotencyKey = None) -> OpenAIImagesResponse:
     """`images.generate`: `model` names a family (sdxl, flux) or an alias (`composition.openai.models`)."""
     native = body.to_native(services.args.openai)
-    result = await outcome(services, await enqueue(services, principal, workflows.images, native, idempotency_key))
+    result = await outcome(services, await _enqueued(services, principal, workflows, native, idempotency_key, response))
     return await answer(request, services, principal, result, body.response_format)
 
 
 @router.post("/edits", response_model_exclude_none=True)
 async def edits(body: Annotated[OpenAIImageEdit, Form(media_type="multipart/form-data")], request: Request,
-                services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
+                response: Response, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                 idempotency_key: IdempotencyKey = None) -> OpenAIImagesResponse:
     """`images.edit`: the uploaded image (stored as an upload of the caller) edited by FLUX.1 Kontext."""
     asset = await store_upload(services, body.image, principal.user(body.user) or "", "image")
     native = body.to_native(services.args.openai, asset.id)
-    result = await outcome(services, await enqueue(services, principal, workflows.images, native, idempotency_key))
+    result = await outcome(services, await _enqueued(services, principal, workflows, native, idempotency_key, response))
     return await answer(request, services, principal, result, body.response_format)
+
+
+async def _enqueued(services: Services, principal: Principal, workflows: Workflows, native: Any,
+                    idempotency_key: str | None, response: Response) -> dict[str, Any] | Queued:
+    """`submit.enqueue` on the image workflow; the answer names the task (`X-Task-Id`) as the native routes do."""
+    queued = await enqueue(services, principal, workflows.images, native, idempotency_key)
+    if isinstance(queued, Queued):
+        response.headers["X-Task-Id"] = queued.task_id
+    return queued
 
 
 async def answer(request: Request, services: Services, principal: Principal, result: dict[str, Any],

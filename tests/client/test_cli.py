@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from helpers import BASE, decode_png, png
+from PIL import Image
 
 from client import Montage
 from composition.schemas.images import ImagesResult
@@ -18,6 +19,7 @@ from models.media import read_mp4
 ROOT = Path(__file__).parents[2]
 ENV = {**{k: v for k, v in os.environ.items() if k != "MONTAGE_API_KEY"}, "PYTHONPATH": str(ROOT)}
 GIF_HEADER = b"GIF89a"
+WEBM_MAGIC = b"\x1a\x45\xdf\xa3"  # EBML, Matroska's and WebM's header
 
 
 def command(*args: str, url: str = BASE) -> list[str]:
@@ -77,19 +79,23 @@ def test_a_terminal_gets_a_live_bar(montage, tmp_path):
 
 def test_edit_then_video_of_local_files(montage, tmp_path):
     (tmp_path / "street.png").write_bytes(png(64, 64, seed=1501))
-    edit = cli(tmp_path, "edit", "street.png", "add snow", "-o", "edits")
+    edit = cli(tmp_path, "edit", "street.png", "add snow", "--format", "webp", "--quality", "80", "-o", "edits")
     assert edit.returncode == 0, edit.stderr
-    assert edit.stdout.split() == ["edits/add-snow-1.png"]
-    assert decode_png((tmp_path / "edits/add-snow-1.png").read_bytes()).size == (64, 64)
+    assert edit.stdout.split() == ["edits/add-snow-1.webp"]
+    with Image.open(tmp_path / "edits/add-snow-1.webp") as edited:
+        assert (edited.format, edited.size) == ("WEBP", (64, 64))
     assert re.search(r"^editing \d+% step \d+/\d+", edit.stderr, re.M), edit.stderr
 
-    video = cli(tmp_path, "video", "edits/add-snow-1.png", "--model", "svd", "--frames", "6", "--gif", "-o", "clip.mp4")
+    video = cli(tmp_path, "video", "edits/add-snow-1.webp", "--model", "svd", "--frames", "6", "--gif", "-o", "clip.mp4")
     assert video.returncode == 0, video.stderr
     assert video.stdout.split() == ["clip.mp4", "clip.gif"]
     info = read_mp4((tmp_path / "clip.mp4").read_bytes())
     assert (info.num_frames, info.width, info.height) == (6, 64, 64)
     assert (tmp_path / "clip.gif").read_bytes()[:6] == GIF_HEADER
     assert re.search(r"^animating \d+% step \d+/\d+", video.stderr, re.M), video.stderr
+    webm = cli(tmp_path, "video", "street.png", "--model", "svd", "--frames", "6", "-o", "clip.webm")  # by extension
+    assert webm.returncode == 0 and webm.stdout.split() == ["clip.webm"], webm.stderr
+    assert (tmp_path / "clip.webm").read_bytes()[:4] == WEBM_MAGIC
 
 
 def test_storyboard_writes_its_video_keyframes_clips_and_exports(montage, tmp_path):
@@ -130,7 +136,9 @@ def test_bad_input_and_no_server_are_one_clear_line(montage, tmp_path):
     assert too_many.returncode == 1 and too_many.stderr.startswith("error: n: ")
     missing = cli(tmp_path, "edit", "0" * 32, "add snow")  # an asset id the server does not know: its 404
     assert missing.returncode == 1 and missing.stderr == f"error: image: asset {'0' * 32} not found\n"
+    no_file = cli(tmp_path, "video", "nosuch.png")
+    assert no_file.returncode == 1 and no_file.stderr == "error: nosuch.png: No such file or directory\n"
     unreachable = cli(tmp_path, "generate", "a kite", url="http://127.0.0.1:9")
     assert unreachable.returncode == 1 and "cannot reach Montage at http://127.0.0.1:9" in unreachable.stderr
-    assert not any("Traceback" in run.stderr for run in (too_many, missing, unreachable))
+    assert not any("Traceback" in run.stderr for run in (too_many, missing, no_file, unreachable))
     assert list(tmp_path.iterdir()) == []

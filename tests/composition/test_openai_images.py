@@ -30,8 +30,9 @@ def test_generate_b64_then_urls_are_the_native_routes_variants(client):
     """An alias (dall-e-3 → flux) renders n PNGs of the asked size; the same request by family name and by the native
     route is served the same variants from the cache."""
     prompt = "a red kite over a harbour at dawn"
-    made = connect().images.generate(prompt=prompt, model="dall-e-3", n=2, size="64x48",
-                                     response_format="b64_json", user="ana")
+    raw = connect().images.with_raw_response.generate(prompt=prompt, model="dall-e-3", n=2, size="64x48",
+                                                      response_format="b64_json", user="ana")
+    made, task_id = raw.parse(), raw.headers["x-task-id"]  # the task it ran as, as the native routes name it
     pngs = [base64.b64decode(item.b64_json) for item in made.data]
     assert [decode_png(data).size for data in pngs] == [(64, 48), (64, 48)] and pngs[0] != pngs[1]
     assert all(item.url is None and item.revised_prompt == prompt for item in made.data)
@@ -43,7 +44,7 @@ def test_generate_b64_then_urls_are_the_native_routes_variants(client):
                                                           "height": 48}).json()
     assert native["cache_hit"] and [BASE + image["url"] for image in native["images"]] == [i.url for i in again.data]
     tasks = client.get("/v1/tasks", params={"user_id": "ana", "kind": "image"}).json()
-    assert [task["status"] for task in tasks["tasks"]] == ["succeeded"]  # one generation for the three requests
+    assert [(task["id"], task["status"]) for task in tasks["tasks"]] == [(task_id, "succeeded")]  # one generation
 
 
 def test_async_client_edits_an_upload_while_it_generates(client):
