@@ -10,7 +10,9 @@ its own process on full-size random bf16 weights (`random` source) through the M
 - **concurrent groups** (SDXL): two one-image calls in two threads on one model, as a replica with
   `CONCURRENT_BATCHES` holds them, free-running and under the step scheduler (deployments/scheduler.py: hand-over
   at every step, then turns of the default `turn_ms`), against the same calls one after the other: wall time, and
-  whether each output equals its solo run.
+  whether each output equals its solo run. Free-running calls share the pipeline's tokenizers, whose padding
+  settings are per call: they can collide (a CPU run failed on mismatched prompt lengths), which is one more reason
+  a replica runs its calls under the scheduler, whose first slot covers the text encoding.
 
 Rows go to OUT/steps.jsonl. Smoke mode on a CPU: `--device cpu --source tiny`.
 """
