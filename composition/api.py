@@ -9,6 +9,7 @@ from composition.auth import authenticate
 from composition.limits import JsonLimits
 from composition.metrics import RequestMetrics
 from composition.routers import (
+    adapters,
     assets,
     health,
     images,
@@ -32,7 +33,7 @@ from composition.services import Services
 from composition.workflows.registry import Workflows
 
 ROUTERS = (images, prompts, videos, souls, selfies, storyboards, writing, styles, projects, assets, tasks, health,
-           settings)
+           settings, adapters)
 
 
 def create_api(services: Services, workflows: Workflows) -> FastAPI:

@@ -12,6 +12,7 @@ from ray.serve.handle import DeploymentHandle
 from composition.catalogue import Catalogue, load_catalogue
 from composition.errors import ApiError, NotFound
 from composition.store.access import AccessStore
+from composition.store.adapters import AdapterStore
 from composition.store.assets import AssetInfo, AssetStore
 from composition.store.blobs import Blobs, open_blobs
 from composition.store.landmarks import LandmarkChooser
@@ -27,6 +28,7 @@ from config.families import GenerationDefaults
 from config.settings import Settings, store_backoff
 from models.errors import InvalidRequest
 from models.runtime import check_grid
+from models.types import Lora
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Services:
     landmarks: LandmarkChooser
     access: AccessStore
     webhooks: WebhookStore
+    adapters: AdapterStore
     handles: dict[str, DeploymentHandle]
     defaults: dict[str, GenerationDefaults]
     args: CompositionArgs
@@ -75,6 +78,22 @@ class Services:
         limit = self.defaults_of(family).max_pixels
         if limit and width * height > limit:
             raise InvalidRequest("width", f"{width}×{height} exceeds the {limit} pixels per frame {family} serves here")
+
+    async def check_loras(self, family: str, loras: list[Lora], field: str = "loras") -> None:
+        """`InvalidRequest` naming the field when a request names more adapters than the family takes, one twice, or
+        one its catalogue lacks or found unusable."""
+        limit = self.defaults_of(family).max_loras
+        if len(loras) > limit:
+            raise InvalidRequest(field, f"at most {limit} adapters per request for {family}")
+        if len({lora.id for lora in loras}) != len(loras):
+            raise InvalidRequest(field, "each adapter may appear once")
+        catalogue = await self.adapters.catalogue(family) if loras else {}
+        for index, lora in enumerate(loras):
+            if (info := catalogue.get(lora.id)) is None:
+                raise InvalidRequest(f"{field}.{index}.id", f"unknown adapter {lora.id!r} for {family} "
+                                                            "(GET /v1/adapters lists them)")
+            if info.error:
+                raise InvalidRequest(f"{field}.{index}.id", f"adapter {lora.id!r} does not fit {family}: {info.error}")
 
     # What a request names, or `NotFound` naming the field it came from.
 
@@ -131,6 +150,7 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         landmarks=LandmarkChooser(client),
         access=AccessStore(client),
         webhooks=WebhookStore(client, args.task_ttl_s),
+        adapters=AdapterStore(client),
         handles=handles,
         defaults=defaults,
         args=args,

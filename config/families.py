@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config.ids import ADAPTER_ID
 
 
 class Source(str, Enum):
@@ -38,6 +41,8 @@ class GenerationDefaults(BaseModel):
     fps: int = Field(default=8, ge=1, le=60)
     max_pixels: int | None = Field(
         default=None, ge=64, description="largest width × height one request may ask; None: the API's bounds")
+    max_loras: int = Field(default=0, ge=0, le=8,
+                           description="LoRA adapters one request may name (an image family's adapters.max_per_request)")
 
 
 class FamilyArgs(BaseModel):
@@ -135,7 +140,35 @@ class VideoArgs(DiffusionArgs):
     steps: StepPolicy = Field(default_factory=lambda: StepPolicy(checkpoint_every=5))
 
 
-class SDXLArgs(DiffusionArgs):
+class AdapterPolicy(BaseModel):
+    """LoRA adapters of an image family: where they come from, what a request and a replica may hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folder: Path | None = Field(
+        default=None, description="a folder of <id>.safetensors files; None: MONTAGE_DATA_DIR/adapters/<family>")
+    hub: dict[Annotated[str, Field(pattern=ADAPTER_ID)], str] = Field(
+        default_factory=dict, description="id → hub repo id, optionally 'repo/name:file.safetensors' (pretrained)")
+    max_per_request: int = Field(default=3, ge=0, le=8)
+    max_loaded: int = Field(default=3, ge=1, le=64,
+                            description="adapter sets a replica keeps loaded (Serve's max_num_models_per_replica)")
+    max_rank: int = Field(default=128, ge=1, le=1024)
+    max_mb: float = Field(default=1024.0, gt=0.0, description="a larger file is refused")
+    demo: bool = Field(default=True, description="tiny source: write a seeded demo adapter 'demo' at start")
+
+
+class ImageArgs(DiffusionArgs):
+    """A text-to-image family: its steps and its LoRA adapters."""
+
+    adapters: AdapterPolicy = Field(default_factory=AdapterPolicy)
+
+    @model_validator(mode="after")
+    def _adapter_limit(self) -> ImageArgs:
+        self.defaults = self.defaults.model_copy(update={"max_loras": self.adapters.max_per_request})
+        return self
+
+
+class SDXLArgs(ImageArgs):
     """SDXL base with the Union ControlNet."""
 
     controlnet_id: str | None = Field(default=None, description="Union ControlNet id or folder")
@@ -150,7 +183,7 @@ class SDXLArgs(DiffusionArgs):
         return self
 
 
-class FluxArgs(DiffusionArgs):
+class FluxArgs(ImageArgs):
     """FLUX.1 text-to-image and FLUX.1 Kontext editing on shared encoders and VAE."""
 
     kontext_id: str | None = Field(

@@ -35,6 +35,8 @@
 | webhook:{id} | hash | one webhook delivery: task, url, event, data, status, attempts, last status, next attempt |
 | webhooks:due | sorted set | pending delivery ids by when they are next due (a sender leases one by moving it ahead) |
 | webhooks:secret | string | the server's signing secret when none is configured (auth off) |
+| adapters:{family} | hash | adapter id → its catalogue entry (JSON: source, rank, size, error), as replicas found it |
+| adapters:{family}:replicas | hash | replica → the adapters it holds and its load, hit and eviction counts (JSON; each field expires) |
 """
 from __future__ import annotations
 
@@ -209,3 +211,11 @@ def webhooks_due() -> str:
 
 def webhook_secret() -> str:
     return _key("webhooks", "secret")
+
+
+def adapters(family: str) -> str:
+    return _key("adapters", family)
+
+
+def adapter_replicas(family: str) -> str:
+    return _key("adapters", family, "replicas")

@@ -16,11 +16,13 @@ from ray import serve
 from config.app import Batching
 from config.families import FamilyArgs
 from config.specs import spec_for
+from deployments.adapters import AdapterHosting
 from deployments.metrics import deployment_metrics
 from deployments.scheduler import StepScheduler, Ticket
 from deployments.steps import GroupSteps, job_digest, restored
 from models.runtime import Family, group_by
 from models.steps import StepState
+from records.adapters import AdapterRecords
 from records.checkpoints import Checkpoints
 from records.tasks import Cancelled, ProgressReporter
 
@@ -114,10 +116,16 @@ class ModelDeployment:
         self.scheduler = StepScheduler(self.policy.turn_ms / 1000.0) if self.policy else None
         self.replica = replica_name()
         self.unhealthy_reason: str | None = None
+        bank = getattr(model, "adapters", None)
+        self.adapters = AdapterHosting(bank, AdapterRecords(self.progress.client), self.replica) if bank else None
+        if self.adapters:
+            self.adapters.publish()
 
-    @staticmethod
-    async def submit(queue: Callable[[Job], Any], request: Any, task_id: str | None = None) -> Any:
-        """Queues one request on a batch method; a cancelled task raises `Cancelled` to its caller only."""
+    async def submit(self, queue: Callable[[Job], Any], request: Any, task_id: str | None = None) -> Any:
+        """Queues one request on a batch method (its adapters held first); a cancelled task raises `Cancelled` to its
+        caller only."""
+        if self.adapters:
+            await self.adapters.hold(request)
         result = await queue(Job(request, task_id))
         if isinstance(result, Cancelled):
             raise result
@@ -141,10 +149,12 @@ class ModelDeployment:
         return dict(max_batch_size=method._get_max_batch_size(),
                     batch_wait_timeout_s=method._get_batch_wait_timeout_s(), replica=self.replica)
 
-    def check_health(self) -> None:
+    async def check_health(self) -> None:
         if self.unhealthy_reason:
             raise RuntimeError(f"replica {self.replica} marked unhealthy: {self.unhealthy_reason}")
         self.model.check()
+        if self.adapters:  # a new adapter file joins the catalogue; this replica's holding stays fresh
+            await asyncio.to_thread(self.adapters.publish)
 
     def mark_unhealthy(self, reason: str) -> str:
         """Operator drain: the next health check fails and Serve replaces this replica; meanwhile every running job
@@ -239,6 +249,8 @@ class ModelDeployment:
         instruments = deployment_metrics()
         instruments.batch_size.observe(len(group), tags)
         instruments.run_ms.observe(run_ms, tags)
+        if self.adapters:
+            self.adapters.observe()
         for job in group:
             instruments.queue_ms.observe(job.queued_ms(started), tags)
         if self.model.device.type == "cuda":

@@ -16,6 +16,7 @@ class DeploymentMetrics:
     queue_ms: metrics.Histogram
     run_ms: metrics.Histogram
     gpu_memory: metrics.Gauge
+    adapter_events: metrics.Counter
 
 
 @functools.cache
@@ -28,4 +29,6 @@ def deployment_metrics() -> DeploymentMetrics:
                                    tags),
         run_ms=metrics.Histogram("montage_model_run_ms", "time of one grouped model call", MS_BOUNDARIES, tags),
         gpu_memory=metrics.Gauge("montage_gpu_memory_bytes", "GPU memory allocated by the replica's model", tags),
+        adapter_events=metrics.Counter("montage_adapter_events", "LoRA adapter loads, hits and evictions",
+                                       ("deployment", "event")),
     )

@@ -18,6 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 from config.families import FluxArgs, Source
 from models import tokenizers
 from models.errors import InvalidRequest
+from models.adapters import AdapterBank
 from models.images import decode_rgb
 from models.results import image_result
 from models.previews import Previewer
@@ -96,6 +97,9 @@ class Flux(Family):
         self.kontext.set_progress_bar_config(disable=True)
         vae = self.text_to_image.vae
         self.previewer = Previewer(self.decode, vae.config.latent_channels, self.text_to_image.vae_scale_factor)
+        # Kontext shares the text-to-image pipeline's modules, unless it has its own transformer.
+        extra = (self.kontext.transformer,) if args.kontext_id else ()
+        self.adapters = AdapterBank(self.name, self.text_to_image, "transformer", args.adapters, args.source, extra)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Unpacked latents (N, C, h, w) in the transformer's space to images (N, 3, H, W) in [0, 1]."""
@@ -122,7 +126,7 @@ class Flux(Family):
 
     @staticmethod
     def group_key(request: ImageRequest | EditRequest) -> tuple:
-        return request.width, request.height, request.steps, request.guidance
+        return request.width, request.height, request.steps, request.guidance, request.loras
 
     def _call(self, pipe: Any, requests: list, steps: Steps | None, **kwargs: Any) -> np.ndarray:
         first = self.one_group(requests)
@@ -130,18 +134,19 @@ class Flux(Family):
         def previews(packed: torch.Tensor) -> list[bytes]:
             return self.previewer.images(pipe._unpack_latents(packed, first.height, first.width, pipe.vae_scale_factor))
 
-        view, stepping = stepped_call(pipe, steps, len(requests), first.steps, previews)
-        with torch.inference_mode():
-            return view(
-                prompt=[r.prompt for r in requests],
-                width=first.width, height=first.height,
-                num_inference_steps=first.steps, guidance_scale=first.guidance,
-                generator=generators([r.seed for r in requests], self.device),
-                max_sequence_length=self.args.max_sequence_length,
-                output_type="np",
-                **stepping,
-                **kwargs,
-            ).images
+        with self.adapters.applied(first.loras, steps) as steps:  # loads outside inference mode: peft sets grads
+            view, stepping = stepped_call(pipe, steps, len(requests), first.steps, previews)
+            with torch.inference_mode():
+                return view(
+                    prompt=[r.prompt for r in requests],
+                    width=first.width, height=first.height,
+                    num_inference_steps=first.steps, guidance_scale=first.guidance,
+                    generator=generators([r.seed for r in requests], self.device),
+                    max_sequence_length=self.args.max_sequence_length,
+                    output_type="np",
+                    **stepping,
+                    **kwargs,
+                ).images
 
     def run(self, requests: list[ImageRequest], steps: Steps | None = None) -> np.ndarray:
         """Text to image for one compatible group: float images (B, H, W, 3) in [0, 1]."""
@@ -159,3 +164,6 @@ class Flux(Family):
 
     def edit(self, requests: list[EditRequest], steps: Steps | None = None) -> list[ImageResult]:
         return self.grouped(requests, self.run_edit, image_result, steps)
+
+    def group_metadata(self, group: list[ImageRequest | EditRequest]) -> dict[str, Any]:
+        return dict(loras=[lora.model_dump() for lora in group[0].loras])

@@ -18,6 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from config.families import SDXLArgs, Source
 from models import tokenizers
+from models.adapters import AdapterBank
 from models.images import decode_rgb
 from models.results import image_result
 from models.previews import Previewer
@@ -120,6 +121,8 @@ class SDXL(Family):
             self.union.vae.enable_slicing()
         vae = self.union.vae
         self.previewer = Previewer(self.decode, vae.config.latent_channels, self.union.vae_scale_factor)
+        # Loaded through the Union pipeline: the plain one shares its UNet and text encoders.
+        self.adapters = AdapterBank(self.name, self.union, "unet", args.adapters, args.source)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents in the UNet's space to images (N, 3, H, W) in [0, 1] (the previews' calibration)."""
@@ -144,11 +147,15 @@ class SDXL(Family):
     def group_key(request: ImageRequest) -> tuple:
         """Requests with equal keys run in one pipeline call."""
         controls = tuple(sorted((c.type, c.scale) for c in request.controls))
-        return request.width, request.height, request.steps, request.guidance, controls
+        return request.width, request.height, request.steps, request.guidance, controls, request.loras
 
     def run(self, requests: list[ImageRequest], steps: Steps | None = None) -> np.ndarray:
         """One pipeline call for compatible requests; returns float images (B, H, W, 3) in [0, 1]."""
         first = self.one_group(requests)
+        with self.adapters.applied(first.loras, steps) as steps:
+            return self._call(requests, first, steps)
+
+    def _call(self, requests: list[ImageRequest], first: ImageRequest, steps: Steps | None) -> np.ndarray:
         pipe, stepping = stepped_call(self.union if first.controls else self.plain, steps, len(requests), first.steps,
                                       self.previewer.images)
         kwargs: dict[str, Any] = dict(
@@ -176,4 +183,4 @@ class SDXL(Family):
         return self.grouped(requests, self.run, image_result, steps)
 
     def group_metadata(self, group: list[ImageRequest]) -> dict[str, Any]:
-        return dict(controls=[c.type for c in group[0].controls])
+        return dict(controls=[c.type for c in group[0].controls], loras=[lora.model_dump() for lora in group[0].loras])

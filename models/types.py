@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.ids import ADAPTER_ID
 from models.images import inspect_image
 from models.media import VideoFormat
 
@@ -61,8 +62,54 @@ class Control(_Request):
         return value
 
 
-class ImageRequest(_Sized):
-    """Text to image (SDXL or FLUX), optionally control-guided (SDXL)."""
+class Lora(_Request):
+    """One LoRA adapter of the family's catalogue and the strength it is applied at."""
+
+    id: str = Field(pattern=ADAPTER_ID)
+    scale: float = Field(default=1.0, ge=-4.0, le=4.0)
+
+
+def adapter_key(loras: tuple[Lora, ...]) -> str:
+    """The adapter set a request needs loaded (Serve's multiplexed model id): its ids, sorted; scales do not count."""
+    return "+".join(sorted(lora.id for lora in loras))
+
+
+class _Adapted(_Sized):
+    """A denoising request that may carry LoRA adapters (each at most once)."""
+
+    loras: tuple[Lora, ...] = Field(default=(), max_length=8)
+
+    @field_validator("loras")
+    @classmethod
+    def _distinct_loras(cls, value: tuple[Lora, ...]) -> tuple[Lora, ...]:
+        if len({lora.id for lora in value}) != len(value):
+            raise ValueError("loras: each adapter may appear once")
+        return value
+
+
+class AdapterInfo(BaseModel):
+    """One adapter of a family's catalogue, as the replicas found it (`error`: why it cannot be used)."""
+
+    id: str
+    family: str
+    source: Literal["file", "hub"]
+    rank: int | None = None
+    size_mb: float | None = None
+    error: str | None = None
+
+
+class AdapterHolding(BaseModel):
+    """The adapters one replica holds loaded (least recently used first) and its counts since it started."""
+
+    replica: str
+    loaded: list[str]
+    loads: int = 0
+    hits: int = 0
+    evictions: int = 0
+
+
+class ImageRequest(_Adapted):
+    """Text to image (SDXL or FLUX), optionally control-guided (SDXL), optionally with LoRA adapters."""
 
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
@@ -81,7 +128,7 @@ class ImageRequest(_Sized):
         return value
 
 
-class EditRequest(_Sized):
+class EditRequest(_Adapted):
     """Instruction edit of an image (FLUX Kontext); width/height are the output size."""
 
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)

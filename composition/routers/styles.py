@@ -12,9 +12,11 @@ router = APIRouter(prefix="/v1/styles", tags=["styles"])
 
 @router.put("/{soul_id}")
 async def put_style(soul_id: IdPath, profile: StyleProfile, services: ServicesDep) -> StyleEntry:
-    """Saves a soul's style; its size must be one its model serves here (every image of the soul uses it)."""
+    """Saves a soul's style; its size and adapters must be ones its model serves here (every image of the soul
+    uses them)."""
     defaults = services.defaults_of(profile.model)
     await services.check_size(profile.model, profile.width or defaults.width, profile.height or defaults.height)
+    await services.check_loras(profile.model, profile.loras)
     await services.styles.put(soul_id, profile)
     return StyleEntry(soul_id=soul_id, **profile.model_dump())
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from config import keys
 from config.specs import families_with
+from models.types import Lora
 
 
 class Style(BaseModel):
@@ -20,6 +21,7 @@ class Style(BaseModel):
     width: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
     height: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
     steps: int | None = Field(default=None, ge=1, le=100)
+    loras: list[Lora] = Field(default=[], max_length=8, description="LoRA adapters of its model, with their scales")
 
 
 class StyleStore:

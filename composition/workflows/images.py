@@ -26,7 +26,7 @@ from config.families import GenerationDefaults
 from models.conditioning import control_map
 from models.images import decode_rgb
 from models.media import DEFAULT_QUALITY, MEDIA_TYPES, ImageFormat, encode_image, encode_png
-from models.types import MAX_SEED, Control, EditRequest, ImageRequest
+from models.types import MAX_SEED, Control, EditRequest, ImageRequest, Lora, adapter_key
 
 
 class ImageJob(BaseModel):
@@ -44,6 +44,7 @@ class ImageJob(BaseModel):
     prompt_key: str
     match: Match
     controls: list[ControlSpec] = []
+    loras: list[Lora] = []
     source: str | None = None
     owner: str = ""
     output_format: ImageFormat = "png"
@@ -83,9 +84,10 @@ class ImagesWorkflow(Workflow[ImageJob]):
         dedup scope, so only `body.prompt`, what the user asked within it, is matched against other prompts."""
         defaults = self.services.defaults_of(body.family)
         owner = body.user_id or ""
+        await self.services.check_loras(body.family, body.loras)
         fields: dict[str, Any] = dict(
             family=body.family, steps=body.steps or defaults.steps, owner=owner, output_format=body.output_format,
-            quality=body.quality,
+            quality=body.quality, loras=sorted(body.loras, key=lambda lora: lora.id),
             guidance=defaults.guidance if body.guidance is None else body.guidance)
         if isinstance(body, ImageEdit):
             source = await self.services.asset(body.image, "image", owner)
@@ -102,7 +104,8 @@ class ImagesWorkflow(Workflow[ImageJob]):
             scope = ("image.controlled", owner, *(c.model_dump_json() for c in body.control_list)) \
                 if body.control_list else ("image.generate",)
             scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
-        scope += (body.family, fields["width"], fields["height"], fields["steps"], fields["guidance"])
+        scope += (body.family, fields["width"], fields["height"], fields["steps"], fields["guidance"],
+                  *(f"{lora.id}@{lora.scale:g}" for lora in fields["loras"]))
         await self.services.check_size(body.family, fields["width"], fields["height"])
         resolution = await self.dedup.resolve(scope_of(*scope), body.prompt)
         if body.seed is None:
@@ -165,8 +168,10 @@ class ImagesWorkflow(Workflow[ImageJob]):
     async def _render_one(self, ctx: TaskContext, job: ImageJob, seed: int, controls: list[Control],
                           source: bytes | None):
         common = dict(prompt=job.prompt, width=job.width, height=job.height, steps=job.steps, guidance=job.guidance,
-                      seed=seed)
+                      seed=seed, loras=tuple(job.loras))
         handle = self.handle(job.family)
+        if job.loras:  # to a replica that holds the adapters (Serve's model multiplexing)
+            handle = handle.options(multiplexed_model_id=adapter_key(tuple(job.loras)))
         if job.operation == "edit":
             return await handle.edit.remote(EditRequest(image=source, **common), ctx.task_id)
         request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), **common)

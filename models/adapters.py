@@ -1,0 +1,242 @@
+"""LoRA adapters of an image family: the catalogue (a folder of `.safetensors` files and hub ids), each file's check
+against the family's model, and the `AdapterBank` of a replica (adapters loaded on first use into the live
+pipelines, applied per pipeline call, unloaded once released and unused). The base model is never reloaded."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from config.families import AdapterPolicy, Source
+from config.ids import ADAPTER_ID
+from config.settings import Settings
+from models.errors import InvalidRequest
+from models.steps import Steps
+from models.types import AdapterInfo, Lora
+
+_LORA_KEY = re.compile(r"^(?P<component>[a-z_0-9]+)\.(?P<module>.+?)\.(?P<part>lora_A|lora_B|lora\.down|lora\.up)"
+                       r"(?:\.[a-z_]+)?\.weight$")
+_DOWN = ("lora_A", "lora.down")
+DEMO_ID = "demo"
+
+
+def folder_of(policy: AdapterPolicy, family: str) -> Path:
+    """The family's adapter folder: the policy's, else MONTAGE_DATA_DIR/adapters/<family>; relative to the
+    repository, so every process of the app finds the same one."""
+    folder = policy.folder or Settings().data_dir / "adapters" / family
+    return folder if folder.is_absolute() else Path(__file__).resolve().parents[1] / folder
+
+
+def inspect_file(path: Path, pipe: Any, policy: AdapterPolicy) -> tuple[int | None, str | None]:
+    """(rank, why it cannot be used) of one adapter file for `pipe`'s model: its size, that it holds LoRA weights,
+    their rank, and that every module it adapts exists in the pipeline with the shapes the weights have."""
+    size_mb = path.stat().st_size / 2**20
+    if size_mb > policy.max_mb:
+        return None, f"{size_mb:.1f} MB is over the limit of {policy.max_mb:g} MB"
+    try:
+        loaded = type(pipe).lora_state_dict(str(path))
+    except Exception as error:  # a broken or foreign file: the catalogue says why, no replica fails on it
+        return None, f"not a LoRA file diffusers reads ({type(error).__name__})"
+    state = loaded[0] if isinstance(loaded, tuple) else loaded
+    shapes: dict[tuple[str, str], dict[str, torch.Size]] = {}
+    for key, tensor in state.items():
+        if match := _LORA_KEY.match(key):
+            part = "down" if match["part"] in _DOWN else "up"
+            shapes.setdefault((match["component"], match["module"]), {})[part] = tensor.shape
+    if not shapes:
+        return None, "no LoRA weights in the file"
+    ranks = {pair["down"][0] for pair in shapes.values() if "down" in pair}
+    if len(ranks) != 1 or any(set(pair) != {"down", "up"} for pair in shapes.values()):
+        return None, "its LoRA weights do not pair up into one rank"
+    rank = ranks.pop()
+    if rank > policy.max_rank:
+        return rank, f"rank {rank} is over the limit of {policy.max_rank}"
+    for (component, name), pair in shapes.items():
+        if why := _mismatch(getattr(pipe, component, None), component, name, pair):
+            return rank, f"{why}: a LoRA of another base model"
+    return rank, None
+
+
+def _mismatch(model: Any, component: str, name: str, pair: dict[str, torch.Size]) -> str | None:
+    if not isinstance(model, torch.nn.Module):
+        return f"the model has no {component}"
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        return f"{component} has no module {name}"
+    weight = getattr(module, "weight", None)
+    if weight is None or weight.dim() < 2:
+        return f"{component}.{name} takes no LoRA"
+    if (pair["down"][1], pair["up"][0]) != (weight.shape[1], weight.shape[0]):
+        return (f"{component}.{name} maps {weight.shape[1]} to {weight.shape[0]} features, the LoRA "
+                f"{pair['down'][1]} to {pair['up'][0]}")
+    return None
+
+
+def write_demo(path: Path, denoiser: torch.nn.Module, prefix: str, seed: int = 0) -> None:
+    """A seeded rank-4 LoRA on the denoiser's attention projections, as diffusers saves one (the demo adapter of
+    the tiny source, made here as its tokenizers are). Written atomically: replicas may race to write it."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v"])
+    denoiser.add_adapter(config, adapter_name="_demo")
+    try:
+        state = {f"{prefix}.{key}": (value * 4 if ".lora_B." in key else value).contiguous()
+                 for key, value in get_peft_model_state_dict(denoiser, adapter_name="_demo").items()}
+    finally:
+        denoiser.delete_adapters("_demo")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    save_file(state, str(partial), metadata={"format": "pt"})
+    os.replace(partial, path)
+
+
+class AdapterBank:
+    """The adapters loaded into one family's pipelines. `applied(loras, steps)` wraps a pipeline call: it loads what
+    is missing and activates the call's adapters at their scales, and again after every step boundary (another
+    call may have run its own between two steps). Structure changes (loads, unloads) happen only there, in the
+    thread holding the device; `release` (Serve evicting an adapter set) only marks adapters for unloading.
+
+    `pipe` takes adapters through diffusers' pipeline loader (its denoiser and text encoders); `extra` denoisers
+    (FLUX Kontext's own transformer) take the same file's denoiser weights under `prefix`."""
+
+    def __init__(self, family: str, pipe: Any, prefix: str, policy: AdapterPolicy, source: Source,
+                 extra: tuple[torch.nn.Module, ...] = ()) -> None:
+        self.family, self.pipe, self.prefix, self.policy, self.extra = family, pipe, prefix, policy, extra
+        self.folder = folder_of(policy, family)
+        if source is Source.TINY and policy.demo and not (self.folder / f"{DEMO_ID}.safetensors").exists():
+            write_demo(self.folder / f"{DEMO_ID}.safetensors", getattr(pipe, prefix), prefix)
+        self.capacity = policy.max_loaded * max(1, policy.max_per_request)
+        self.counts: Counter[str] = Counter()  # loads, hits, evictions
+        self._checked: dict[str, tuple[tuple[float, int], AdapterInfo]] = {}
+        self._loaded: dict[str, None] = {}  # in least recently used order
+        self._in_use: Counter[str] = Counter()
+        self._released: set[str] = set()
+        self._active: tuple[tuple[str, float], ...] | None = ()
+        self._lock = threading.Lock()
+
+    def catalogue(self) -> dict[str, AdapterInfo]:
+        """Every adapter of the folder and the hub map; a file is checked again only when it changed."""
+        found: dict[str, AdapterInfo] = {}
+        for path in sorted(self.folder.glob("*.safetensors")) if self.folder.is_dir() else []:
+            if not re.match(ADAPTER_ID, path.stem):
+                continue
+            stat = path.stat()
+            version = (stat.st_mtime, stat.st_size)
+            cached = self._checked.get(path.stem)
+            if cached is None or cached[0] != version:
+                rank, error = inspect_file(path, self.pipe, self.policy)
+                cached = version, AdapterInfo(id=path.stem, family=self.family, source="file", rank=rank,
+                                              size_mb=round(stat.st_size / 2**20, 3), error=error)
+                self._checked[path.stem] = cached
+            found[path.stem] = cached[1]
+        for adapter_id in self.policy.hub:
+            found.setdefault(adapter_id, AdapterInfo(id=adapter_id, family=self.family, source="hub"))
+        return found
+
+    @property
+    def loaded(self) -> list[str]:
+        return list(self._loaded)
+
+    @contextlib.contextmanager
+    def applied(self, loras: tuple[Lora, ...], steps: Steps | None) -> Iterator[Steps | None]:
+        """Around one pipeline call, in the thread holding the device: the call's adapters loaded and active (none:
+        adapters off), and `steps` wrapped to re-activate them after each step boundary."""
+        names = [lora.id for lora in loras]
+        with self._lock:
+            self._in_use.update(names)
+            self._released.difference_update(names)
+        try:
+            self._activate(loras, first=True)
+            if steps is not None:  # another call may load, or activate, adapters between two of these steps
+                on_step = steps.on_step
+
+                def reactivate(boundary: Any) -> None:
+                    if on_step is not None:
+                        on_step(boundary)
+                    self._activate(loras)
+
+                steps = dataclasses.replace(steps, on_step=reactivate)
+            yield steps
+        finally:
+            with self._lock:
+                self._in_use.subtract(names)
+
+    def release(self, ids: list[str]) -> None:
+        """These adapters may be unloaded once no call uses them (done by the next call that holds the device)."""
+        with self._lock:
+            self._released.update(ids)
+
+    def _activate(self, loras: tuple[Lora, ...], first: bool = False) -> None:
+        wanted = tuple((lora.id, lora.scale) for lora in loras)
+        missing = [(index, name) for index, (name, _) in enumerate(wanted) if name not in self._loaded]
+        self._collect(keep={name for name, _ in wanted}, incoming=len(missing))
+        for name, _ in wanted:
+            if name in self._loaded:
+                self._loaded[name] = self._loaded.pop(name)
+                self.counts["hits"] += first
+        for index, name in missing:
+            self._load(name, index)
+        if wanted == self._active:
+            return
+        if wanted:
+            self._each("enable_lora")
+            self._each("set_adapters", [name for name, _ in wanted], [scale for _, scale in wanted])
+        elif self._loaded:
+            self._each("disable_lora")
+        self._active = wanted
+
+    def _collect(self, keep: set[str], incoming: int) -> None:
+        """Unloads released adapters no call uses, then the least recently used idle ones beyond the capacity."""
+        with self._lock:
+            idle = [name for name in self._loaded if not self._in_use[name] and name not in keep]
+            gone = [name for name in idle if name in self._released]
+            overflow = len(self._loaded) - len(gone) + incoming - self.capacity
+            gone += [name for name in idle if name not in gone][:max(0, overflow)]
+            self._released.difference_update(gone)
+        if gone:
+            self._each("delete_adapters", gone)
+            for name in gone:
+                del self._loaded[name]
+            self.counts["evictions"] += len(gone)
+            self._active = None
+
+    def _load(self, name: str, index: int) -> None:
+        source, weight_name = self._where(name, index)
+        try:
+            self.pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=name)
+            for denoiser in self.extra:
+                denoiser.load_lora_adapter(source, weight_name=weight_name, prefix=self.prefix, adapter_name=name)
+        except (OSError, ValueError, RuntimeError) as error:
+            with contextlib.suppress(Exception):  # a half-loaded adapter leaves no trace
+                self._each("delete_adapters", [name])
+            raise InvalidRequest(f"loras.{index}.id", f"adapter {name!r} does not load into {self.family}: "
+                                                      f"{error}") from error
+        self._loaded[name] = None
+        self.counts["loads"] += 1
+        self._active = None
+
+    def _where(self, name: str, index: int) -> tuple[str, str | None]:
+        if name in self.policy.hub:
+            repo, _, weight_name = self.policy.hub[name].partition(":")
+            return repo, weight_name or None
+        path = self.folder / f"{name}.safetensors"
+        if not path.is_file():
+            raise InvalidRequest(f"loras.{index}.id", f"unknown adapter {name!r} for {self.family}")
+        return str(path), None
+
+    def _each(self, method: str, *args: Any) -> None:
+        getattr(self.pipe, method)(*args)
+        for denoiser in self.extra:
+            getattr(denoiser, method)(*args)
