@@ -16,12 +16,12 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from config.families import SDXLArgs, Source
+from config.families import SDXLArgs, Source, is_checkpoint_file
 from models import tokenizers
 from models.images import decode_rgb
 from models.results import image_result
 from models.previews import Previewer
-from models.runtime import Family, apply_runtime, blank_png, build, generators
+from models.runtime import Family, apply_runtime, blank_png, build, generators, single_file_config
 from models.steps import Steps, stepped_call
 from models.types import Control, ImageRequest, ImageResult
 
@@ -97,10 +97,17 @@ def random_components(source: Source, device: torch.device, dtype: torch.dtype) 
 
 
 def load_pipeline(args: SDXLArgs, device: torch.device, dtype: torch.dtype) -> StableDiffusionXLControlNetUnionPipeline:
+    """Pretrained: a hub id or folder, or one SGM checkpoint file (UNet, VAE, both text encoders) with the configs and
+    tokenizers of `config_folder`; the ControlNet from `controlnet_id` either way."""
     if args.source is Source.PRETRAINED:
         controlnet = ControlNetUnionModel.from_pretrained(args.controlnet_id, torch_dtype=dtype)
-        pipe = StableDiffusionXLControlNetUnionPipeline.from_pretrained(
-            args.model_id, controlnet=controlnet, torch_dtype=dtype)
+        if is_checkpoint_file(args.model_id):
+            pipe = StableDiffusionXLControlNetUnionPipeline.from_single_file(
+                args.model_id, config=single_file_config(args), controlnet=controlnet, torch_dtype=dtype,
+                local_files_only=True)
+        else:
+            pipe = StableDiffusionXLControlNetUnionPipeline.from_pretrained(
+                args.model_id, controlnet=controlnet, torch_dtype=dtype)
         return pipe.to(device)
     return StableDiffusionXLControlNetUnionPipeline(**random_components(args.source, device, dtype))
 
