@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -45,19 +45,29 @@ class GenerationDefaults(BaseModel):
                            description="LoRA adapters one request may name (an image family's adapters.max_per_request)")
 
 
+def is_checkpoint_file(name: str | None) -> bool:
+    """Whether a weights location names one single-file checkpoint (loaded with diffusers' `from_single_file`)."""
+    return name is not None and name.endswith(".safetensors")
+
+
 class FamilyArgs(BaseModel):
     """What every family shares: source, weights location and runtime options."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     source: Source = Source.TINY
-    model_id: str | None = Field(default=None, description="hub id or local folder (pretrained)")
+    model_id: str | None = Field(
+        default=None, description="hub id or local folder (pretrained); SDXL and FLUX: also a local .safetensors file")
+    config_folder: str | None = Field(
+        default=None, description="local diffusers folder (model_index.json, component configs, tokenizers) that a "
+                                  ".safetensors model_id loads with, so no hub call is made")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     dtype: Dtype = Field(default="auto", description="auto: bfloat16 on CUDA, float32 on CPU")
     compile: bool = Field(default=False, description="torch.compile the denoiser")
     defaults: GenerationDefaults | None = Field(
         default=None, description="request defaults; None picks the source's own (tiny: 64², 2 steps)"
     )
+    single_file: ClassVar[bool] = False  # whether model_id may name one .safetensors checkpoint
 
     @field_validator("device")
     @classmethod
@@ -70,12 +80,29 @@ class FamilyArgs(BaseModel):
     def _resolve(self) -> FamilyArgs:
         if self.source is Source.PRETRAINED and not self.model_id and not self.bundled_model():
             raise ValueError("model_id is required when source is 'pretrained'")
+        if self.source is Source.PRETRAINED:
+            self._check_config_folder()
         if self.defaults is None:
             if self.source is Source.TINY:
                 self.defaults = self.tiny_defaults().model_copy(update={"max_pixels": TINY_MAX_PIXELS})
             else:
                 self.defaults = self.production_defaults()
         return self
+
+    def checkpoint_files(self) -> list[str]:
+        """The args' fields that name one .safetensors checkpoint file rather than a hub id or a folder."""
+        return ["model_id"] if is_checkpoint_file(self.model_id) else []
+
+    def _check_config_folder(self) -> None:
+        files = self.checkpoint_files()
+        if files and not self.single_file:
+            raise ValueError(f"{files[0]}: {type(self).__name__} loads a hub id or a diffusers folder, not a "
+                             f".safetensors file")
+        if files and not self.config_folder:
+            raise ValueError(f"config_folder is required when {files[0]} is a .safetensors file: a local diffusers "
+                             f"folder with model_index.json, the component configs and the tokenizers")
+        if self.config_folder and not files:
+            raise ValueError("config_folder is used only with a .safetensors checkpoint file (model_id)")
 
     def bundled_model(self) -> bool:
         """Whether the family ships its own pretrained weights (no model_id needed)."""
@@ -171,6 +198,8 @@ class ImageArgs(DiffusionArgs):
 class SDXLArgs(ImageArgs):
     """SDXL base with the Union ControlNet."""
 
+    single_file: ClassVar[bool] = True  # the SGM checkpoint: UNet, VAE and both text encoders
+
     controlnet_id: str | None = Field(default=None, description="Union ControlNet id or folder")
     vae_slicing: bool = False
     channels_last: bool = False
@@ -186,11 +215,17 @@ class SDXLArgs(ImageArgs):
 class FluxArgs(ImageArgs):
     """FLUX.1 text-to-image and FLUX.1 Kontext editing on shared encoders and VAE."""
 
+    single_file: ClassVar[bool] = True  # BFL's transformer file; the other components come from config_folder
+
     kontext_id: str | None = Field(
-        default=None, description="Kontext transformer id or folder; None shares the text-to-image transformer"
+        default=None, description="Kontext transformer id, folder or .safetensors file; None shares the text-to-image "
+                                  "transformer"
     )
     max_sequence_length: int = Field(default=512, ge=16, le=512)
     fuse_qkv: bool = False
+
+    def checkpoint_files(self) -> list[str]:
+        return super().checkpoint_files() + (["kontext_id"] if is_checkpoint_file(self.kontext_id) else [])
 
     @classmethod
     def tiny_defaults(cls) -> GenerationDefaults:

@@ -15,14 +15,14 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-from config.families import FluxArgs, Source
+from config.families import FluxArgs, Source, is_checkpoint_file
 from models import tokenizers
 from models.errors import InvalidRequest
 from models.adapters import AdapterBank
 from models.images import decode_rgb
 from models.results import image_result
 from models.previews import Previewer
-from models.runtime import Family, apply_runtime, blank_png, build, generators
+from models.runtime import Family, apply_runtime, blank_png, build, generators, single_file_config
 from models.steps import Steps, stepped_call
 from models.types import EditRequest, ImageRequest, ImageResult
 
@@ -66,11 +66,27 @@ def random_components(source: Source, device: torch.device, dtype: torch.dtype) 
     )
 
 
+def load_transformer(args: FluxArgs, location: str, dtype: torch.dtype) -> FluxTransformer2DModel:
+    """A transformer from a hub id or folder (its `transformer` subfolder), or from one .safetensors file (BFL's
+    layout, or diffusers') configured by `config_folder`."""
+    if is_checkpoint_file(location):
+        return FluxTransformer2DModel.from_single_file(location, config=single_file_config(args),
+                                                       subfolder="transformer", torch_dtype=dtype,
+                                                       local_files_only=True)
+    return FluxTransformer2DModel.from_pretrained(location, subfolder="transformer", torch_dtype=dtype)
+
+
 def load_pipelines(args: FluxArgs, device: torch.device,
                    dtype: torch.dtype) -> tuple[FluxPipeline, FluxKontextPipeline]:
-    """Text-to-image and Kontext pipelines over one set of encoders and VAE."""
+    """Text-to-image and Kontext pipelines over one set of encoders and VAE. A .safetensors `model_id` is the
+    transformer alone (as FLUX.1's released files are); the other components then load from `config_folder`."""
     if args.source is Source.PRETRAINED:
-        text_to_image = FluxPipeline.from_pretrained(args.model_id, torch_dtype=dtype).to(device)
+        if is_checkpoint_file(args.model_id):
+            text_to_image = FluxPipeline.from_pretrained(
+                single_file_config(args), transformer=load_transformer(args, args.model_id, dtype), torch_dtype=dtype)
+        else:
+            text_to_image = FluxPipeline.from_pretrained(args.model_id, torch_dtype=dtype)
+        text_to_image.to(device)
     else:
         text_to_image = FluxPipeline(**random_components(args.source, device, dtype))
     # Modules are shared; the scheduler is not: it holds one call's timesteps and step index, and the deployment runs
@@ -78,8 +94,7 @@ def load_pipelines(args: FluxArgs, device: torch.device,
     scheduler = text_to_image.scheduler
     components = dict(text_to_image.components, scheduler=type(scheduler).from_config(scheduler.config))
     if args.kontext_id:
-        components["transformer"] = FluxTransformer2DModel.from_pretrained(
-            args.kontext_id, subfolder="transformer", torch_dtype=dtype).to(device)
+        components["transformer"] = load_transformer(args, args.kontext_id, dtype).to(device)
     return text_to_image, FluxKontextPipeline(**components)
 
 

@@ -5,6 +5,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -86,6 +87,17 @@ def fill_random(module: torch.nn.Module, seed: int, std: float = 0.02) -> None:
         rows, rest = divmod(flat.numel(), _FILL_BLOCK)
         flat[:rows * _FILL_BLOCK].view(rows, _FILL_BLOCK).copy_(pattern.expand(rows, -1))
         flat[rows * _FILL_BLOCK:].copy_(pattern[:rest])
+
+
+def single_file_config(args: FamilyArgs) -> str:
+    """`args.config_folder`, once it and each single-file checkpoint of `args` are on this node: checked where the
+    weights load, since the node that validated the serve config need not hold them. ValueError naming the field."""
+    for field in args.checkpoint_files():
+        if not Path(path := getattr(args, field)).is_file():
+            raise ValueError(f"{field}: no checkpoint file at {path!r}")
+    if not Path(args.config_folder, "model_index.json").is_file():
+        raise ValueError(f"config_folder: {args.config_folder!r} holds no model_index.json (a diffusers folder)")
+    return args.config_folder
 
 
 def generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:

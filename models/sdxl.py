@@ -16,13 +16,13 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from config.families import SDXLArgs, Source
+from config.families import SDXLArgs, Source, is_checkpoint_file
 from models import tokenizers
 from models.adapters import AdapterBank
 from models.images import decode_rgb
 from models.results import image_result
 from models.previews import Previewer
-from models.runtime import Family, apply_runtime, blank_png, build, generators
+from models.runtime import Family, apply_runtime, blank_png, build, generators, single_file_config
 from models.steps import Steps, stepped_call
 from models.types import Control, ImageRequest, ImageResult
 
@@ -60,14 +60,18 @@ _FULL_VAE = dict(block_out_channels=[128, 256, 512, 512], in_channels=3, out_cha
                  layers_per_block=2, sample_size=1024, scaling_factor=0.13025, force_upcast=False,
                  down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
 _CLIP_IDS = dict(bos_token_id=0, eos_token_id=1, pad_token_id=2)
-_TINY_TEXT = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=5,
+# Two widths summing to the UNet's cross_attention_dim, as in SDXL (768 + 1280): diffusers' single-file loader tells
+# the encoders of one checkpoint apart by their width.
+_TINY_TEXT = dict(hidden_size=24, intermediate_size=37, num_attention_heads=4, num_hidden_layers=5,
                   vocab_size=1000, hidden_act="gelu", projection_dim=32, **_CLIP_IDS)
+_TINY_TEXT_2 = dict(_TINY_TEXT, hidden_size=40)
 _FULL_TEXT = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
                   vocab_size=49408, hidden_act="quick_gelu", projection_dim=768, **_CLIP_IDS)
 _FULL_TEXT_2 = dict(hidden_size=1280, intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32,
                     vocab_size=49408, hidden_act="gelu", projection_dim=1280, **_CLIP_IDS)
 ARCHITECTURES = {
-    Source.TINY: dict(unet=_TINY_UNET, controlnet=_TINY_CONTROLNET, vae=_TINY_VAE, text=_TINY_TEXT, text_2=_TINY_TEXT),
+    Source.TINY: dict(unet=_TINY_UNET, controlnet=_TINY_CONTROLNET, vae=_TINY_VAE, text=_TINY_TEXT,
+                      text_2=_TINY_TEXT_2),
     Source.RANDOM: dict(unet=_FULL_UNET, controlnet=_FULL_CONTROLNET, vae=_FULL_VAE, text=_FULL_TEXT,
                         text_2=_FULL_TEXT_2),
 }
@@ -94,10 +98,17 @@ def random_components(source: Source, device: torch.device, dtype: torch.dtype) 
 
 
 def load_pipeline(args: SDXLArgs, device: torch.device, dtype: torch.dtype) -> StableDiffusionXLControlNetUnionPipeline:
+    """Pretrained: a hub id or folder, or one SGM checkpoint file (UNet, VAE, both text encoders) with the configs and
+    tokenizers of `config_folder`; the ControlNet from `controlnet_id` either way."""
     if args.source is Source.PRETRAINED:
         controlnet = ControlNetUnionModel.from_pretrained(args.controlnet_id, torch_dtype=dtype)
-        pipe = StableDiffusionXLControlNetUnionPipeline.from_pretrained(
-            args.model_id, controlnet=controlnet, torch_dtype=dtype)
+        if is_checkpoint_file(args.model_id):
+            pipe = StableDiffusionXLControlNetUnionPipeline.from_single_file(
+                args.model_id, config=single_file_config(args), controlnet=controlnet, torch_dtype=dtype,
+                local_files_only=True)
+        else:
+            pipe = StableDiffusionXLControlNetUnionPipeline.from_pretrained(
+                args.model_id, controlnet=controlnet, torch_dtype=dtype)
         return pipe.to(device)
     return StableDiffusionXLControlNetUnionPipeline(**random_components(args.source, device, dtype))
 
