@@ -182,6 +182,10 @@ class AdapterPolicy(BaseModel):
     max_rank: int = Field(default=128, ge=1, le=1024)
     max_mb: float = Field(default=1024.0, gt=0.0, description="a larger file is refused")
     demo: bool = Field(default=True, description="tiny source: write a seeded demo adapter 'demo' at start")
+    compiled_targets: list[str] = Field(
+        default=["to_q", "to_k", "to_v", "to_out.0"], min_length=1,
+        description="with compile: the denoiser modules (name suffixes) the hot-swap slots adapt, the only ones an "
+                    "adapter may adapt")
 
 
 class ImageArgs(DiffusionArgs):
@@ -191,6 +195,9 @@ class ImageArgs(DiffusionArgs):
 
     @model_validator(mode="after")
     def _adapter_limit(self) -> ImageArgs:
+        if getattr(self, "fuse_qkv", False) and self.adapters.max_per_request:
+            raise ValueError("fuse_qkv: LoRA adapters adapt the unfused projections; set fuse_qkv: false or "
+                             "adapters.max_per_request: 0")
         self.defaults = self.defaults.model_copy(update={"max_loras": self.adapters.max_per_request})
         return self
 

@@ -35,9 +35,11 @@ def folder_of(policy: AdapterPolicy, family: str) -> Path:
     return folder if folder.is_absolute() else Path(__file__).resolve().parents[1] / folder
 
 
-def inspect_file(path: Path, pipe: Any, policy: AdapterPolicy) -> tuple[int | None, str | None]:
+def inspect_file(path: Path, pipe: Any, policy: AdapterPolicy, prefix: str,
+                 targets: tuple[str, ...] | None = None) -> tuple[int | None, str | None]:
     """(rank, why it cannot be used) of one adapter file for `pipe`'s model: its size, that it holds LoRA weights,
-    their rank, and that every module it adapts exists in the pipeline with the shapes the weights have."""
+    their rank, that every module it adapts exists in the pipeline with the shapes the weights have and, with
+    `targets` (hot-swap slots), is a denoiser (`prefix`) module named so."""
     size_mb = path.stat().st_size / 2**20
     if size_mb > policy.max_mb:
         return None, f"{size_mb:.1f} MB is over the limit of {policy.max_mb:g} MB"
@@ -62,6 +64,9 @@ def inspect_file(path: Path, pipe: Any, policy: AdapterPolicy) -> tuple[int | No
     for (component, name), pair in shapes.items():
         if why := _mismatch(getattr(pipe, component, None), component, name, pair):
             return rank, f"{why}: a LoRA of another base model"
+        if targets is not None and (component != prefix or not name.endswith(tuple(f".{t}" for t in targets))):
+            return rank, (f"it adapts {component}.{name}, outside the compiled model's hot-swap slots "
+                          f"({prefix} modules {', '.join(targets)}: adapters.compiled_targets)")
     return rank, None
 
 
@@ -136,7 +141,7 @@ class AdapterBank:
             version = (stat.st_mtime, stat.st_size)
             cached = self._checked.get(path.stem)
             if cached is None or cached[0] != version:
-                rank, error = inspect_file(path, self.pipe, self.policy)
+                rank, error = inspect_file(path, self.pipe, self.policy, self.prefix, self.targets)
                 cached = version, AdapterInfo(id=path.stem, family=self.family, source="file", rank=rank,
                                               size_mb=round(stat.st_size / 2**20, 3), error=error)
                 self._checked[path.stem] = cached
@@ -148,6 +153,11 @@ class AdapterBank:
     @property
     def loaded(self) -> list[str]:
         return list(self._loaded)
+
+    @property
+    def targets(self) -> tuple[str, ...] | None:
+        """The only modules an adapter may adapt (None: any module of the pipeline's LoRA-loadable components)."""
+        return None
 
     @contextlib.contextmanager
     def applied(self, loras: tuple[Lora, ...], steps: Steps | None) -> Iterator[Steps | None]:
@@ -187,45 +197,34 @@ class AdapterBank:
                 self._loaded[name] = self._loaded.pop(name)
                 self.counts["hits"] += first
         for index, name in missing:
-            self._load(name, index)
-        if wanted == self._active:
-            return
-        if wanted:
-            self._each("enable_lora")
-            self._each("set_adapters", [name for name, _ in wanted], [scale for _, scale in wanted])
-        elif self._loaded:
-            self._each("disable_lora")
-        self._active = wanted
+            source, weight_name = self._where(name, index)
+            try:
+                self._load(name, source, weight_name)
+            except (OSError, ValueError, RuntimeError) as error:
+                self._unload([name])
+                raise InvalidRequest(f"loras.{index}.id", f"adapter {name!r} does not load into {self.family}: "
+                                                          f"{error}") from error
+            self._loaded[name] = None
+            self.counts["loads"] += 1
+            self._active = None
+        if wanted != self._active:
+            self._apply(wanted)
+            self._active = wanted
 
     def _collect(self, keep: set[str], incoming: int) -> None:
-        """Unloads released adapters no call uses, then the least recently used idle ones beyond the capacity."""
+        """Unloads released adapters no call uses, then the least recently used beyond the capacity."""
         with self._lock:
             idle = [name for name in self._loaded if not self._in_use[name] and name not in keep]
             gone = [name for name in idle if name in self._released]
             overflow = len(self._loaded) - len(gone) + incoming - self.capacity
-            gone += [name for name in idle if name not in gone][:max(0, overflow)]
+            gone += [name for name in self._victims(idle, keep) if name not in gone][:max(0, overflow)]
             self._released.difference_update(gone)
         if gone:
-            self._each("delete_adapters", gone)
+            self._unload(gone)
             for name in gone:
                 del self._loaded[name]
             self.counts["evictions"] += len(gone)
             self._active = None
-
-    def _load(self, name: str, index: int) -> None:
-        source, weight_name = self._where(name, index)
-        try:
-            self.pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=name)
-            for denoiser in self.extra:
-                denoiser.load_lora_adapter(source, weight_name=weight_name, prefix=self.prefix, adapter_name=name)
-        except (OSError, ValueError, RuntimeError) as error:
-            with contextlib.suppress(Exception):  # a half-loaded adapter leaves no trace
-                self._each("delete_adapters", [name])
-            raise InvalidRequest(f"loras.{index}.id", f"adapter {name!r} does not load into {self.family}: "
-                                                      f"{error}") from error
-        self._loaded[name] = None
-        self.counts["loads"] += 1
-        self._active = None
 
     def _where(self, name: str, index: int) -> tuple[str, str | None]:
         if name in self.policy.hub:
@@ -236,7 +235,100 @@ class AdapterBank:
             raise InvalidRequest(f"loras.{index}.id", f"unknown adapter {name!r} for {self.family}")
         return str(path), None
 
+    # How adapters enter, leave and take effect: each its own adapter in the pipeline's modules.
+
+    def _victims(self, idle: list[str], keep: set[str]) -> list[str]:
+        """What may be unloaded to make room, first first: idle adapters (the bank may exceed its capacity)."""
+        return idle
+
+    def _load(self, name: str, source: str, weight_name: str | None) -> None:
+        self.pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=name)
+        for denoiser in self.extra:
+            denoiser.load_lora_adapter(source, weight_name=weight_name, prefix=self.prefix, adapter_name=name)
+
+    def _unload(self, names: list[str]) -> None:
+        with contextlib.suppress(ValueError):  # a half-loaded adapter may be missing from some module
+            self._each("delete_adapters", names)
+
+    def _apply(self, wanted: tuple[tuple[str, float], ...]) -> None:
+        if wanted:
+            self._each("enable_lora")
+            self._each("set_adapters", [name for name, _ in wanted], [scale for _, scale in wanted])
+        elif self._loaded:
+            self._each("disable_lora")
+
     def _each(self, method: str, *args: Any) -> None:
         getattr(self.pipe, method)(*args)
         for denoiser in self.extra:
             getattr(denoiser, method)(*args)
+
+
+class SlotBank(AdapterBank):
+    """The bank of a compiled denoiser: `max_per_request` LoRA slots of the policy's `max_rank` on its
+    `compiled_targets`, injected before it compiles and always active. An adapter is hot-swapped into a slot's
+    weights (padded to the slot's rank: no new module, no recompilation) and a scale is a value written into the
+    slot's scaling tensors; an empty slot has scale 0. Only denoiser weights on the slots' modules fit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from peft import LoraConfig
+        from peft.utils.hotswap import prepare_model_for_compiled_hotswap
+
+        self.capacity = max(1, self.policy.max_per_request)
+        self.slots = [f"slot{index}" for index in range(self.capacity)]
+        self._slot_of: dict[str, str] = {}
+        config = LoraConfig(r=self.policy.max_rank, lora_alpha=self.policy.max_rank,
+                            target_modules=list(self.policy.compiled_targets))
+        for denoiser in self.denoisers:
+            for slot in self.slots:
+                denoiser.add_adapter(config, adapter_name=slot)
+            denoiser.set_adapters(self.slots, [0.0] * len(self.slots))
+            prepare_model_for_compiled_hotswap(denoiser, target_rank=self.policy.max_rank)
+        self._scalings = {slot: self._scaling_tensors(slot) for slot in self.slots}
+
+    @property
+    def denoisers(self) -> tuple[torch.nn.Module, ...]:
+        return getattr(self.pipe, self.prefix), *self.extra
+
+    @property
+    def targets(self) -> tuple[str, ...] | None:
+        return tuple(self.policy.compiled_targets)
+
+    def _scaling_tensors(self, slot: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(scaling tensor, its value at scale 1) of each of the slot's LoRA layers."""
+        from peft.tuners.lora import LoraLayer
+
+        return [(layer.scaling[slot], layer.scaling[slot].clone()) for denoiser in self.denoisers
+                for layer in denoiser.modules() if isinstance(layer, LoraLayer) and slot in layer.scaling]
+
+    def _victims(self, idle: list[str], keep: set[str]) -> list[str]:
+        """Idle adapters first, then those of paused calls (each swaps its own back in at its next step)."""
+        return idle + [name for name in self._loaded if name not in idle and name not in keep]
+
+    def _load(self, name: str, source: str, weight_name: str | None) -> None:
+        slot = next(slot for slot in self.slots if slot not in self._slot_of.values())
+        for denoiser in self.denoisers:
+            denoiser.load_lora_adapter(source, weight_name=weight_name, prefix=self.prefix, adapter_name=slot,
+                                       hotswap=True)
+        self._slot_of[name] = slot
+        self._scalings[slot] = [(tensor, tensor.clone()) for tensor, _ in self._scalings[slot]]
+
+    def _unload(self, names: list[str]) -> None:
+        for name in names:
+            if (slot := self._slot_of.pop(name, None)) is not None:
+                for tensor, _ in self._scalings[slot]:
+                    tensor.zero_()
+
+    def _apply(self, wanted: tuple[tuple[str, float], ...]) -> None:
+        scales = {self._slot_of[name]: scale for name, scale in wanted}
+        with torch.no_grad():
+            for slot in self.slots:
+                for tensor, unit in self._scalings[slot]:
+                    tensor.copy_(unit * scales.get(slot, 0.0))
+
+
+def adapter_bank(family: str, pipe: Any, prefix: str, policy: AdapterPolicy, source: Source, compiled: bool,
+                 extra: tuple[torch.nn.Module, ...] = ()) -> AdapterBank:
+    """The family's bank: hot-swap slots where the denoiser compiles (build it before compiling), else adapters
+    loaded as they come."""
+    return (SlotBank if compiled else AdapterBank)(family, pipe, prefix, policy, source, extra)

@@ -18,7 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 from config.families import FluxArgs, Source, is_checkpoint_file
 from models import tokenizers
 from models.errors import InvalidRequest
-from models.adapters import AdapterBank
+from models.adapters import adapter_bank
 from models.images import decode_rgb
 from models.results import image_result
 from models.previews import Previewer
@@ -106,15 +106,16 @@ class Flux(Family):
     def __init__(self, args: FluxArgs) -> None:
         super().__init__(args)
         self.text_to_image, self.kontext = load_pipelines(args, self.device, self.dtype)
+        # Kontext shares the text-to-image pipeline's modules, unless it has its own transformer; before compiling.
+        extra = (self.kontext.transformer,) if args.kontext_id else ()
+        self.adapters = adapter_bank(self.name, self.text_to_image, "transformer", args.adapters, args.source,
+                                     args.compile, extra)
         apply_runtime(self.text_to_image, args, "transformer")
         if args.kontext_id:
             apply_runtime(self.kontext, args, "transformer")
         self.kontext.set_progress_bar_config(disable=True)
         vae = self.text_to_image.vae
         self.previewer = Previewer(self.decode, vae.config.latent_channels, self.text_to_image.vae_scale_factor)
-        # Kontext shares the text-to-image pipeline's modules, unless it has its own transformer.
-        extra = (self.kontext.transformer,) if args.kontext_id else ()
-        self.adapters = AdapterBank(self.name, self.text_to_image, "transformer", args.adapters, args.source, extra)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Unpacked latents (N, C, h, w) in the transformer's space to images (N, 3, H, W) in [0, 1]."""

@@ -18,7 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from config.families import SDXLArgs, Source, is_checkpoint_file
 from models import tokenizers
-from models.adapters import AdapterBank
+from models.adapters import adapter_bank
 from models.images import decode_rgb
 from models.results import image_result
 from models.previews import Previewer
@@ -126,14 +126,14 @@ class SDXL(Family):
         self.plain = StableDiffusionXLPipeline.from_pipe(
             self.union, scheduler=type(self.union.scheduler).from_config(self.union.scheduler.config),
             torch_dtype=self.dtype)
+        # Loaded through the Union pipeline (the plain one shares its UNet and text encoders); before compiling.
+        self.adapters = adapter_bank(self.name, self.union, "unet", args.adapters, args.source, args.compile)
         apply_runtime(self.union, args, "unet")
         self.plain.set_progress_bar_config(disable=True)
         if args.vae_slicing:
             self.union.vae.enable_slicing()
         vae = self.union.vae
         self.previewer = Previewer(self.decode, vae.config.latent_channels, self.union.vae_scale_factor)
-        # Loaded through the Union pipeline: the plain one shares its UNet and text encoders.
-        self.adapters = AdapterBank(self.name, self.union, "unet", args.adapters, args.source)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents in the UNet's space to images (N, 3, H, W) in [0, 1] (the previews' calibration)."""

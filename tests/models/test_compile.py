@@ -46,3 +46,32 @@ def test_flux_warmup_compiles_text_to_image_and_edit_and_matches_eager():
     assert np.abs(compiled.run(t2i) - eager.run(t2i)).max() <= 1e-4
     assert np.abs(compiled.run_edit(edit) - eager.run_edit(edit)).max() <= 1e-4
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_adapters_hot_swap_into_a_compiled_unet_without_recompiling_and_match_eager(tmp_path):
+    """With compile on, adapters enter the compiled UNet's LoRA slots (hot-swap) and scales are tensor values: new
+    adapters, scales and sets (and none) compile nothing more, and each image equals eager SDXL's with the same
+    adapters."""
+    from config.families import AdapterPolicy
+    from models.adapters import write_demo
+    from models.sdxl import SDXL
+    from models.types import Lora
+
+    eager = SDXL(SDXLArgs(adapters=AdapterPolicy(folder=tmp_path, demo=False)))
+    for seed, name in enumerate(("ink", "neon", "clay")):
+        write_demo(tmp_path / f"{name}.safetensors", eager.union.unet, "unet", seed)
+    compiled = SDXL(SDXLArgs(compile=True, adapters=AdapterPolicy(folder=tmp_path, max_rank=8, max_per_request=2)))
+    compiled.warmup()
+    compiled_at_start = counters["stats"]["unique_graphs"]
+    assert compiled_at_start > 0 and compiled.adapters.catalogue()["ink"].error is None
+    sets = [(Lora(id="ink"),), (Lora(id="neon", scale=0.5),), (), (Lora(id="ink"), Lora(id="clay", scale=-1.0)),
+            (Lora(id="neon"),), (Lora(id="ink", scale=0.0),)]
+    images = []
+    for loras in sets:
+        request = ImageRequest(prompt="a red fox", seed=3, loras=loras, **SIZE)
+        image = compiled.run([request])
+        images.append(image)
+        assert np.abs(image - eager.run([request])).max() <= 1e-4, loras
+    assert np.abs(images[0] - images[2]).mean() > 1e-3 and np.abs(images[5] - images[2]).max() <= 1e-5
+    assert (compiled.adapters.counts["loads"], compiled.adapters.counts["evictions"]) == (5, 3)  # 2 slots, LRU
+    assert counters["stats"]["unique_graphs"] == compiled_at_start
