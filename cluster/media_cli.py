@@ -66,8 +66,18 @@ def _image_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", type=int, help="jpeg and webp: 1 to 100 (default 90)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--lora", action="append", type=_lora, dest="loras", metavar="ID[:SCALE]",
+                        help="a LoRA adapter (GET /v1/adapters lists them), repeatable; scale 1 unless given")
     _size_options(parser)
     parser.add_argument("-o", "--output", type=Path, default=Path("."), help="folder (default: the current one)")
+
+
+def _lora(value: str) -> dict[str, Any]:
+    adapter, _, scale = value.partition(":")
+    try:
+        return {"id": adapter, "scale": float(scale)} if scale else {"id": adapter}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: ID or ID:SCALE, the scale a number") from None
 
 
 def _size_options(parser: argparse.ArgumentParser) -> None:
@@ -105,13 +115,13 @@ def main_media(args: argparse.Namespace) -> int:
 
 def _generate(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.generate(args.prompt, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
-                              width=args.width, height=args.height, **_encoding(args))
+                              width=args.width, height=args.height, loras=args.loras, **_encoding(args))
     return _images(montage, handle, args, console)
 
 
 def _edit(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.edit(args.image, args.prompt, n=args.n, steps=args.steps, seed=args.seed, width=args.width,
-                          height=args.height, **_encoding(args))
+                          height=args.height, loras=args.loras, **_encoding(args))
     return _images(montage, handle, args, console)
 
 

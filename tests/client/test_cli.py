@@ -79,7 +79,8 @@ def test_a_terminal_gets_a_live_bar(montage, tmp_path):
 
 def test_edit_then_video_of_local_files(montage, tmp_path):
     (tmp_path / "street.png").write_bytes(png(64, 64, seed=1501))
-    edit = cli(tmp_path, "edit", "street.png", "add snow", "--format", "webp", "--quality", "80", "-o", "edits")
+    edit = cli(tmp_path, "edit", "street.png", "add snow", "--format", "webp", "--quality", "80", "--lora", "demo:0.8",
+               "-o", "edits")
     assert edit.returncode == 0, edit.stderr
     assert edit.stdout.split() == ["edits/add-snow-1.webp"]
     with Image.open(tmp_path / "edits/add-snow-1.webp") as edited:
@@ -138,7 +139,9 @@ def test_bad_input_and_no_server_are_one_clear_line(montage, tmp_path):
     assert missing.returncode == 1 and missing.stderr == f"error: image: asset {'0' * 32} not found\n"
     no_file = cli(tmp_path, "video", "nosuch.png")
     assert no_file.returncode == 1 and no_file.stderr == "error: nosuch.png: No such file or directory\n"
+    unknown = cli(tmp_path, "generate", "a kite", "--lora", "nope")  # the server's 422 naming the adapter's field
+    assert unknown.returncode == 1 and unknown.stderr.startswith("error: loras.0.id: unknown adapter 'nope' for sdxl")
     unreachable = cli(tmp_path, "generate", "a kite", url="http://127.0.0.1:9")
     assert unreachable.returncode == 1 and "cannot reach Montage at http://127.0.0.1:9" in unreachable.stderr
-    assert not any("Traceback" in run.stderr for run in (too_many, missing, no_file, unreachable))
+    assert not any("Traceback" in run.stderr for run in (too_many, missing, no_file, unknown, unreachable))
     assert list(tmp_path.iterdir()) == []
