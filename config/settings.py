@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.backoff import ExponentialWithJitterBackoff
 
 from config.composition import OBJECT_STORE_URL, WEBHOOK_SECRET
+
+if TYPE_CHECKING:  # imported where a client is made: the models (and the GPU bench) read settings without redis
+    from redis.backoff import ExponentialWithJitterBackoff
 
 
 class Settings(BaseSettings):
@@ -28,4 +30,6 @@ class Settings(BaseSettings):
 def store_backoff() -> ExponentialWithJitterBackoff:
     """Backoff between a Redis client's retries, each on a new connection: after a Redis restart every pooled
     connection is stale and fails once (redis-py's `from_url` clients retry 0 times unless given one)."""
+    from redis.backoff import ExponentialWithJitterBackoff
+
     return ExponentialWithJitterBackoff(base=0.05, cap=0.5)

@@ -3,7 +3,8 @@
 # registry. Where diffusers or pydantic is missing, installs the wheels of .whl/ (bench/device/fetch_wheels.sh) into a
 # folder of their own, leaving the machine's torch and transformers as they are, prints the environment, and runs `python -m bench.gpu` into OUTDIR
 # (gpu.jsonl, gpu.md, log.txt). Default budget: 450 s, so the whole command fits a 10-minute window.
-# MONTAGE_BENCH=bench.gpu_steps runs the step checkpoint/preview suite instead (steps.jsonl).
+# MONTAGE_BENCH=bench.gpu_steps runs the step checkpoint/preview suite instead (steps.jsonl); bench.adapters the LoRA
+# costs (adapters.json).
 set -euo pipefail
 out=${1:?usage: bench/device/run.sh OUTDIR [bench.gpu options]}
 shift
@@ -12,7 +13,7 @@ site=${MONTAGE_SITE:-/tmp/montage-site}
 python=${PYTHON:-python3}
 mkdir -p "$out"
 cd "$root"
-if ! "$python" -c 'import diffusers, pydantic, ftfy' 2>/dev/null; then
+if ! "$python" -c 'import diffusers, pydantic, pydantic_settings, ftfy, peft' 2>/dev/null; then
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
   export PYTHONPATH="$site:$root${PYTHONPATH:+:$PYTHONPATH}"
 fi
