@@ -55,10 +55,9 @@ def inspect_file(path: Path, pipe: Any, policy: AdapterPolicy, prefix: str,
             shapes.setdefault((match["component"], match["module"]), {})[part] = tensor.shape
     if not shapes:
         return None, "no LoRA weights in the file"
-    ranks = {pair["down"][0] for pair in shapes.values() if "down" in pair}
-    if len(ranks) != 1 or any(set(pair) != {"down", "up"} for pair in shapes.values()):
-        return None, "its LoRA weights do not pair up into one rank"
-    rank = ranks.pop()
+    if any(set(pair) != {"down", "up"} or pair["down"][0] != pair["up"][1] for pair in shapes.values()):
+        return None, "its LoRA weights do not pair up (each module's down and up projections, one rank)"
+    rank = max(pair["down"][0] for pair in shapes.values())  # ranks may differ per module
     if rank > policy.max_rank:
         return rank, f"rank {rank} is over the limit of {policy.max_rank}"
     for (component, name), pair in shapes.items():
