@@ -17,8 +17,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
 from config.families import FluxArgs, Source, is_checkpoint_file
 from models import tokenizers
-from models.errors import InvalidRequest
 from models.adapters import adapter_bank
+from models.errors import InvalidRequest
 from models.images import decode_rgb
 from models.results import image_result
 from models.previews import Previewer
