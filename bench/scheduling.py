@@ -1,10 +1,10 @@
 """The step scheduler against request-level serving, side by side in one run: `python -m bench.scheduling`.
 
 The SDXL deployment class in-process (tiny weights, 64², this CPU) on an embedded Redis. "Request level" is what a
-replica did before the scheduler: one batch at a time (a lock around each call, as `max_concurrent_batches=1`);
-"step level" lets calls overlap under the replica's scheduler, with the replica's admission cap
-(`CONCURRENT_BATCHES`, FIFO, as Serve's batch queue admits). Nothing is asserted; figures go to stdout and
-var/bench/scheduling.json.
+replica did before the scheduler: one call at a time (a lock around each, as `max_concurrent_batches=1`); "step
+level" submits through the replica's own admission (`deployments/admission.py`: `CONCURRENT_BATCHES` group slots,
+batches of up to 4, one slot kept for a user with nothing running) and its step scheduler. Nothing is asserted;
+figures go to stdout and var/bench/scheduling.json.
 
 1. Head-of-line: a high-lane 4-step image arrives while a low-lane 100-step job (the API's most) runs (at its step 10): its latency
    against its solo latency, in step times.
@@ -28,7 +28,7 @@ import redis
 from cluster.redis_server import EmbeddedRedis
 from config import keys
 from config.families import SDXLArgs, StepPolicy
-from deployments.base import CONCURRENT_BATCHES, Job
+from deployments.base import Job
 from deployments.families import SDXLDeployment
 from models.types import ImageRequest
 
@@ -42,7 +42,7 @@ def _request(steps: int, seed: int) -> ImageRequest:
 class Bench:
     def __init__(self, replica: SDXLDeployment, store: redis.Redis, step_level: bool) -> None:
         self.replica, self.store, self.step_level = replica, store, step_level
-        self.gate = asyncio.Semaphore(CONCURRENT_BATCHES if step_level else 1)
+        self.gate = asyncio.Lock()
 
     async def job(self, task_id: str, request: ImageRequest, lane: str, user: str) -> tuple[float, float, float]:
         """(submitted, first step, ended) times of one job."""
@@ -50,11 +50,16 @@ class Bench:
         self.store.hset(keys.task(task_id), mapping={"id": task_id, "status": "running", "lane": lane,
                                                      "user_id": user})
         submitted = time.perf_counter()
-        async with self.gate:
-            run = asyncio.ensure_future(self.replica.execute([Job(request, task_id)], self.replica.model.generate,
-                                                             self.replica.model.group_key, "denoising"))
+        if self.step_level:  # the replica's own admission and batching, as Serve calls it
+            run = asyncio.ensure_future(self.replica.generate(request, task_id))
             started = await self._first_step(task_id, run)
             await run
+        else:
+            async with self.gate:
+                run = asyncio.ensure_future(self.replica.execute([Job(request, task_id)], self.replica.model.generate,
+                                                                 self.replica.model.group_key, "denoising"))
+                started = await self._first_step(task_id, run)
+                await run
         return submitted, started, time.perf_counter()
 
     async def _first_step(self, task_id: str, run: asyncio.Future) -> float:

@@ -7,7 +7,7 @@ import functools
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from config.app import Batching
 from config.families import FamilyArgs
 from config.specs import spec_for
 from deployments.adapters import AdapterHosting
+from deployments.admission import Admission
 from deployments.metrics import deployment_metrics
 from deployments.scheduler import StepScheduler, Ticket
 from deployments.steps import GroupSteps, job_digest, restored
@@ -27,7 +28,7 @@ from records.checkpoints import Checkpoints
 from records.tasks import Cancelled, ProgressReporter
 
 BATCH_DEFAULTS = dict(max_batch_size=4, batch_wait_timeout_s=0.05)  # replaced by user_config at start
-CONCURRENT_BATCHES = 4  # batches a diffusion replica holds at once; its step scheduler interleaves their steps
+CONCURRENT_BATCHES = 4  # groups a diffusion replica runs at once; its step scheduler interleaves their steps
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Job:
     request: Any
     task_id: str | None = None
     arrived: float = field(default_factory=time.monotonic)
+    live: LiveJob | None = None  # what its task record said at admission
 
     def queued_ms(self, started: float) -> float:
         """How long it waited (batch queue, then the step scheduler) before it first held the device."""
@@ -90,20 +92,33 @@ def _step_of(state: StepState | None) -> int:
     return state.step if state is not None else 0
 
 
-def batch_method(operation: str, stage: str) -> Callable[[ModelDeployment, list[Job]], Awaitable[list]]:
-    """A `@serve.batch` method that runs `model.<operation>` over compatible groups, to assign as `_<operation>`
-    (Serve finds a batch method by its name); each assignment has its own queue."""
+class AdmittedMethod:
+    """A diffusion family's operation queue, assigned as `_<operation>` on its deployment class: each replica's own
+    `Admission` (deployments/admission.py: fair admission, then `execute` over compatible groups), made on first use
+    with `CONCURRENT_BATCHES` group slots and Serve's batching knobs."""
 
-    async def run(self: ModelDeployment, jobs: list[Job]) -> list:
-        return await self.execute(jobs, getattr(self.model, operation), self.model.group_key, stage)
+    def __init__(self, operation: str, stage: str) -> None:
+        self.operation, self.stage = operation, stage
 
-    run.__name__ = run.__qualname__ = f"_{operation}"
-    return serve.batch(max_concurrent_batches=CONCURRENT_BATCHES, **BATCH_DEFAULTS)(run)
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, replica: ModelDeployment | None, owner: type | None = None) -> Any:
+        if replica is None:
+            return self
+        model = replica.model
+
+        async def run(jobs: list[Job]) -> list:
+            return await replica.execute(jobs, getattr(model, self.operation), model.group_key, self.stage)
+
+        queue = replica.__dict__[self.name] = Admission(run, model.group_key, CONCURRENT_BATCHES, **BATCH_DEFAULTS)
+        return queue
+
 
 
 class ModelDeployment:
     """Base class of the family deployments: the model of the args' family (`config.specs`), its batch queues (the
-    `@serve.batch` class attributes), progress, health and reconfigure."""
+    `@serve.batch` or `AdmittedMethod` class attributes), progress, health and reconfigure."""
 
     def __init__(self, args: FamilyArgs, redis_url: str | None = None) -> None:
         """Serve routes no request to a replica before its constructor returns, so a compiled model warms up here."""
@@ -126,15 +141,21 @@ class ModelDeployment:
         caller only."""
         if self.adapters:
             await self.adapters.hold(request)
-        result = await queue(Job(request, task_id))
+        job = Job(request, task_id)
+        if isinstance(queue, Admission):  # admitted by the job's lane and user
+            [job.live] = await asyncio.to_thread(self._live_jobs, [job])
+            result = await queue(job, job.live.lane, job.live.user)
+        else:
+            result = await queue(job)
         if isinstance(result, Cancelled):
             raise result
         return result
 
     @classmethod
     def batch_methods(cls) -> list[str]:
-        """Names of the `@serve.batch` methods, sorted."""
-        return [name for name in sorted(dir(cls)) if hasattr(getattr(cls, name), "set_max_batch_size")]
+        """Names of the batch queues (`@serve.batch` methods, admitted operations), sorted."""
+        return [name for name in sorted(dir(cls))
+                if isinstance(attr := getattr(cls, name), AdmittedMethod) or hasattr(attr, "set_max_batch_size")]
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Applies batch size and wait to every batch queue, without a restart."""
@@ -181,8 +202,8 @@ class ModelDeployment:
         """Runs compatible groups off the event loop, each resuming its jobs' checkpoints (jobs saved at different
         steps run in different calls), and stamps each result with serving metadata. A diffusion family's groups
         run concurrently under the replica's step scheduler; other families' one after another."""
+        found = await asyncio.to_thread(self._live_jobs, jobs)
         digests = [job_digest(job.request) if self.policy else "" for job in jobs]
-        found = await asyncio.to_thread(self._live_jobs, jobs, digests)
         groups = group_by(range(len(jobs)), lambda i: (key(jobs[i].request), _step_of(found[i].state)))
         runs = [self._group([jobs[i] for i in g], [digests[i] for i in g], [found[i] for i in g], run, stage)
                 for g in groups]
@@ -236,13 +257,16 @@ class ModelDeployment:
             begin()
             return run(requests, steps)
 
-    def _live_jobs(self, jobs: list[Job], digests: list[str]) -> list[LiveJob]:
-        """Each job's lane, user and checkpointed state; nothing to read for a family without steps."""
+    def _live_jobs(self, jobs: list[Job]) -> list[LiveJob]:
+        """Each job's lane, user and checkpointed state, read once (at admission); nothing to read for a family
+        without steps."""
         if self.policy is None:
             return [LiveJob()] * len(jobs)
-        found = self.checkpoints.load([(job.task_id, digest) for job, digest in zip(jobs, digests, strict=True)])
-        return [LiveJob(lane, user, restored(data, job.task_id))
-                for job, (lane, user, data) in zip(jobs, found, strict=True)]
+        unread = [job for job in jobs if job.live is None]
+        found = self.checkpoints.load([(job.task_id, job_digest(job.request)) for job in unread])
+        for job, (lane, user, data) in zip(unread, found, strict=True):
+            job.live = LiveJob(lane, user, restored(data, job.task_id))
+        return [job.live for job in jobs]
 
     def _observe(self, group: list[Job], started: float, run_ms: float) -> None:
         tags = {"deployment": self.model.name}

@@ -1,6 +1,7 @@
 """One deployment class per model family, named by its spec (`config.specs`); plain classes, testable without Ray.
 
-Each class holds its own `@serve.batch` methods (`_<operation>`), so each family has its own batch queues.
+Each class holds its own batch queues (`_<operation>`): `@serve.batch` methods, or for a diffusion family its
+admitted operations (`deployments/admission.py`).
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 
 from ray import serve
 
-from deployments.base import BATCH_DEFAULTS, Job, ModelDeployment, batch_method
+from deployments.base import BATCH_DEFAULTS, AdmittedMethod, Job, ModelDeployment
 from models.runtime import blank_png
 from models.types import (
     EditRequest,
@@ -49,7 +50,7 @@ class LLMDeployment(ModelDeployment):
 
 
 class SDXLDeployment(ModelDeployment):
-    _generate = batch_method("generate", "denoising")
+    _generate = AdmittedMethod("generate", "denoising")
 
     async def generate(self, request: ImageRequest, task_id: str | None = None) -> ImageResult:
         return await self.submit(self._generate, request, task_id)
@@ -61,8 +62,8 @@ class SDXLDeployment(ModelDeployment):
 class FluxDeployment(SDXLDeployment):
     """Text to image as SDXL's, plus Kontext edits."""
 
-    _generate = batch_method("generate", "denoising")
-    _edit = batch_method("edit", "editing")
+    _generate = AdmittedMethod("generate", "denoising")
+    _edit = AdmittedMethod("edit", "editing")
 
     async def edit(self, request: EditRequest, task_id: str | None = None) -> ImageResult:
         return await self.submit(self._edit, request, task_id)
@@ -75,7 +76,7 @@ class FluxDeployment(SDXLDeployment):
 
 
 class SVDDeployment(ModelDeployment):
-    _animate = batch_method("animate", "animating")
+    _animate = AdmittedMethod("animate", "animating")
 
     async def animate(self, request: VideoRequest, task_id: str | None = None) -> VideoResult:
         return await self.submit(self._animate, request, task_id)
@@ -89,7 +90,7 @@ class SVDDeployment(ModelDeployment):
 class WanDeployment(SVDDeployment):
     """Image to video as SVD's, in its own batch queue."""
 
-    _animate = batch_method("animate", "animating")
+    _animate = AdmittedMethod("animate", "animating")
 
 
 class EmbedderDeployment(ModelDeployment):

@@ -1,7 +1,8 @@
 """The step scheduler of a diffusion replica: its device runs one pipeline call's step at a time, and at every step
 boundary the scheduler decides which call runs next.
 
-A replica holds several batches at once (`CONCURRENT_BATCHES`), each compatible group in its own thread. A group
+A replica runs several groups at once (`CONCURRENT_BATCHES`, admitted by `deployments/admission.py`), each compatible
+group in its own thread. A group
 holds the device from its pipeline call's start to its first step boundary (text encoding, preparation, step 1),
 then from boundary to boundary, and its last slot ends after the VAE decode. At a boundary the next slot goes to the
 best waiting group: the highest lane first (a `high` job overtakes running `normal` and `low` ones at their next

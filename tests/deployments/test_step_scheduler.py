@@ -45,6 +45,15 @@ class Run:
         self.ended[task_id] = time.time()
         return result
 
+    async def admitted(self, task_id: str, request: ImageRequest, user: str, after: float = 0.0):
+        """Through the replica's own admission (`generate`), as Serve calls it."""
+        await asyncio.sleep(after)
+        self.store.hset(keys.task(task_id), mapping={"id": task_id, "status": "running", "lane": "normal",
+                                                     "user_id": user})
+        result = await self.replica.generate(request, task_id)
+        self.ended[task_id] = time.time()
+        return result
+
     async def when_at_step(self, task_id: str, step: int, total: int) -> None:
         while float(self.store.hget(keys.task(task_id), "progress") or 0) < step / total:
             await asyncio.sleep(0.005)
@@ -99,6 +108,23 @@ def test_users_take_turns_so_a_backlog_does_not_hold_another_users_job(replica, 
     assert len(bob) == 6
     assert max(b - a - 1 for a, b in zip(bob, bob[1:])) <= 1, order  # one step of ann's between bob's: turns
     assert run.ended["sched-b"] < sorted(run.ended[t] for t in backlog)[1]  # before ann's second job ends
+
+
+def test_admission_keeps_a_group_slot_for_another_users_job_behind_a_backlog(replica, store, monkeypatch):
+    """ann queues 20 jobs (4 group slots, batches of 4): her jobs take 3 slots; bob's one job, arriving after them,
+    takes the fourth at once and ends with ann's first groups, not behind her backlog (a FIFO queue puts it last)."""
+    monkeypatch.setattr(replica.scheduler, "turn_s", 0.0)
+    run = Run(replica, store)
+
+    async def all_jobs():
+        ann = [run.admitted(f"adm-a{i}", _request(4, seed=30 + i), "ann") for i in range(20)]
+        return await asyncio.gather(*ann, run.admitted("adm-b", _request(4, seed=60), "bob", after=0.3))
+
+    results = asyncio.run(all_jobs())
+    run.steps()
+    ann_ends = sorted(at for task, at in run.ended.items() if task != "adm-b")
+    assert run.ended["adm-b"] <= ann_ends[7], (run.ended["adm-b"], ann_ends)  # with ann's first 8 at the latest
+    assert max(r.metadata.batch_size for r in results) == 4 and results[-1].seed == 60
 
 
 def test_a_lone_call_holds_the_device_without_waiting():
