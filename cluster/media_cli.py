@@ -73,9 +73,9 @@ def _image_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _lora(value: str) -> dict[str, Any]:
-    adapter, _, scale = value.partition(":")
+    adapter, colon, scale = value.partition(":")
     try:
-        return {"id": adapter, "scale": float(scale)} if scale else {"id": adapter}
+        return {"id": adapter, "scale": float(scale)} if colon else {"id": adapter}
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r}: ID or ID:SCALE, the scale a number") from None
 

@@ -28,7 +28,7 @@ from config.families import GenerationDefaults
 from config.settings import Settings, store_backoff
 from models.errors import InvalidRequest
 from models.runtime import check_grid
-from models.types import Lora
+from models.types import AdapterInfo, Lora
 
 
 @dataclass
@@ -79,9 +79,9 @@ class Services:
         if limit and width * height > limit:
             raise InvalidRequest("width", f"{width}×{height} exceeds the {limit} pixels per frame {family} serves here")
 
-    async def check_loras(self, family: str, loras: list[Lora], field: str = "loras") -> None:
-        """`InvalidRequest` naming the field when a request names more adapters than the family takes, one twice, or
-        one its catalogue lacks or found unusable."""
+    async def check_loras(self, family: str, loras: list[Lora], field: str = "loras") -> list[AdapterInfo]:
+        """Each adapter's catalogue entry; `InvalidRequest` naming the field when a request names more adapters than
+        the family takes, one twice, or one its catalogue lacks or found unusable."""
         limit = self.defaults_of(family).max_loras
         if len(loras) > limit:
             raise InvalidRequest(field, f"at most {limit} adapters per request for {family}")
@@ -94,6 +94,7 @@ class Services:
                                                             "(GET /v1/adapters lists them)")
             if info.error:
                 raise InvalidRequest(f"{field}.{index}.id", f"adapter {lora.id!r} does not fit {family}: {info.error}")
+        return [catalogue[lora.id] for lora in loras]
 
     # What a request names, or `NotFound` naming the field it came from.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import re
 import threading
@@ -35,16 +36,26 @@ def folder_of(policy: AdapterPolicy, family: str) -> Path:
     return folder if folder.is_absolute() else Path(__file__).resolve().parents[1] / folder
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, copied into memory: weights mapped from the file would change under a live
+    adapter when the file is replaced."""
+    from safetensors.torch import load
+
+    return load(path.read_bytes())
+
+
 def inspect_file(path: Path, pipe: Any, policy: AdapterPolicy, prefix: str,
                  targets: tuple[str, ...] | None = None) -> tuple[int | None, str | None]:
-    """(rank, why it cannot be used) of one adapter file for `pipe`'s model: its size, that it holds LoRA weights,
-    their rank, that every module it adapts exists in the pipeline with the shapes the weights have and, with
-    `targets` (hot-swap slots), is a denoiser (`prefix`) module named so."""
+    """(rank, why it cannot be used) of one adapter file for `pipe`'s model: its name, its size, that it holds LoRA
+    weights, their rank, that every module it adapts exists in the pipeline with the shapes the weights have and,
+    with `targets` (hot-swap slots), is a denoiser (`prefix`) module named so."""
+    if not re.match(ADAPTER_ID, path.stem):
+        return None, "the file's name is no adapter id (lowercase letters, digits, '.', '_', '-'; up to 64)"
     size_mb = path.stat().st_size / 2**20
     if size_mb > policy.max_mb:
         return None, f"{size_mb:.1f} MB is over the limit of {policy.max_mb:g} MB"
     try:
-        loaded = type(pipe).lora_state_dict(str(path))
+        loaded = type(pipe).lora_state_dict(read_weights(path))
     except Exception as error:  # a broken or foreign file: the catalogue says why, no replica fails on it
         return None, f"not a LoRA file diffusers reads ({type(error).__name__})"
     state = loaded[0] if isinstance(loaded, tuple) else loaded
@@ -123,8 +134,8 @@ class AdapterBank:
             write_demo(self.folder / f"{DEMO_ID}.safetensors", getattr(pipe, prefix), prefix)
         self.capacity = policy.max_loaded * max(1, policy.max_per_request)
         self.counts: Counter[str] = Counter()  # loads, hits, evictions
-        self._checked: dict[str, tuple[tuple[float, int], AdapterInfo]] = {}
-        self._loaded: dict[str, None] = {}  # in least recently used order
+        self._checked: dict[str, tuple[tuple[int, int], AdapterInfo]] = {}
+        self._loaded: dict[str, tuple[int, int] | None] = {}  # id → its file's version, least recently used first
         self._in_use: Counter[str] = Counter()
         self._released: set[str] = set()
         self._active: tuple[tuple[str, float], ...] | None = ()
@@ -134,15 +145,13 @@ class AdapterBank:
         """Every adapter of the folder and the hub map; a file is checked again only when it changed."""
         found: dict[str, AdapterInfo] = {}
         for path in sorted(self.folder.glob("*.safetensors")) if self.folder.is_dir() else []:
-            if not re.match(ADAPTER_ID, path.stem):
-                continue
-            stat = path.stat()
-            version = (stat.st_mtime, stat.st_size)
+            version = _version(path)
             cached = self._checked.get(path.stem)
             if cached is None or cached[0] != version:
                 rank, error = inspect_file(path, self.pipe, self.policy, self.prefix, self.targets)
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
                 cached = version, AdapterInfo(id=path.stem, family=self.family, source="file", rank=rank,
-                                              size_mb=round(stat.st_size / 2**20, 3), error=error)
+                                              size_mb=round(version[1] / 2**20, 3), digest=digest, error=error)
                 self._checked[path.stem] = cached
             found[path.stem] = cached[1]
         for adapter_id in self.policy.hub:
@@ -189,6 +198,13 @@ class AdapterBank:
 
     def _activate(self, loras: tuple[Lora, ...], first: bool = False) -> None:
         wanted = tuple((lora.id, lora.scale) for lora in loras)
+        if first:  # a file replaced since it was loaded is loaded again
+            changed = [name for name, _ in wanted if name in self._loaded and self._loaded[name] != self._file(name)]
+            if changed:
+                self._unload(changed)
+                for name in changed:
+                    del self._loaded[name]
+                self.counts["evictions"] += len(changed)
         missing = [(index, name) for index, (name, _) in enumerate(wanted) if name not in self._loaded]
         self._collect(keep={name for name, _ in wanted}, incoming=len(missing))
         for name, _ in wanted:
@@ -197,13 +213,14 @@ class AdapterBank:
                 self.counts["hits"] += first
         for index, name in missing:
             source, weight_name = self._where(name, index)
+            version = self._file(name)
             try:
-                self._load(name, source, weight_name)
-            except (OSError, ValueError, RuntimeError) as error:
+                self._load(name, read_weights(Path(source)) if version else source, weight_name)
+            except Exception as error:  # the adapter's fault (a broken or foreign file): the request's 422
                 self._unload([name])
                 raise InvalidRequest(f"loras.{index}.id", f"adapter {name!r} does not load into {self.family}: "
-                                                          f"{error}") from error
-            self._loaded[name] = None
+                                                          f"{type(error).__name__}: {error}") from error
+            self._loaded[name] = version
             self.counts["loads"] += 1
             self._active = None
         if wanted != self._active:
@@ -225,6 +242,11 @@ class AdapterBank:
             self.counts["evictions"] += len(gone)
             self._active = None
 
+    def _file(self, name: str) -> tuple[int, int] | None:
+        """The version (modification time, size) of an adapter's file; None for a hub adapter or no file."""
+        path = self.folder / f"{name}.safetensors"
+        return None if name in self.policy.hub or not path.is_file() else _version(path)
+
     def _where(self, name: str, index: int) -> tuple[str, str | None]:
         if name in self.policy.hub:
             repo, _, weight_name = self.policy.hub[name].partition(":")
@@ -240,19 +262,20 @@ class AdapterBank:
         """What may be unloaded to make room, first first: idle adapters (the bank may exceed its capacity)."""
         return idle
 
-    def _load(self, name: str, source: str, weight_name: str | None) -> None:
-        self.pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=name)
+    def _load(self, name: str, source: str | dict[str, torch.Tensor], weight_name: str | None) -> None:
+        self.pipe.load_lora_weights(_copy(source), weight_name=weight_name, adapter_name=_internal(name))
         for denoiser in self.extra:
-            denoiser.load_lora_adapter(source, weight_name=weight_name, prefix=self.prefix, adapter_name=name)
+            denoiser.load_lora_adapter(_copy(source), weight_name=weight_name, prefix=self.prefix,
+                                       adapter_name=_internal(name))
 
     def _unload(self, names: list[str]) -> None:
         with contextlib.suppress(ValueError):  # a half-loaded adapter may be missing from some module
-            self._each("delete_adapters", names)
+            self._each("delete_adapters", [_internal(name) for name in names])
 
     def _apply(self, wanted: tuple[tuple[str, float], ...]) -> None:
         if wanted:
             self._each("enable_lora")
-            self._each("set_adapters", [name for name, _ in wanted], [scale for _, scale in wanted])
+            self._each("set_adapters", [_internal(name) for name, _ in wanted], [scale for _, scale in wanted])
         elif self._loaded:
             self._each("disable_lora")
 
@@ -304,11 +327,11 @@ class SlotBank(AdapterBank):
         """Idle adapters first, then those of paused calls (each swaps its own back in at its next step)."""
         return idle + [name for name in self._loaded if name not in idle and name not in keep]
 
-    def _load(self, name: str, source: str, weight_name: str | None) -> None:
+    def _load(self, name: str, source: str | dict[str, torch.Tensor], weight_name: str | None) -> None:
         slot = next(slot for slot in self.slots if slot not in self._slot_of.values())
         for denoiser in self.denoisers:
-            denoiser.load_lora_adapter(source, weight_name=weight_name, prefix=self.prefix, adapter_name=slot,
-                                       hotswap=True)
+            denoiser.load_lora_adapter(_copy(source), weight_name=weight_name, prefix=self.prefix,
+                                       adapter_name=slot, hotswap=True)
         self._slot_of[name] = slot
         self._scalings[slot] = [(tensor, tensor.clone()) for tensor, _ in self._scalings[slot]]
 
@@ -324,6 +347,22 @@ class SlotBank(AdapterBank):
             for slot in self.slots:
                 for tensor, unit in self._scalings[slot]:
                     tensor.copy_(unit * scales.get(slot, 0.0))
+
+
+def _version(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _internal(adapter_id: str) -> str:
+    """The name an adapter has inside the modules: ids may read as module attributes ('float', 'double') or hold
+    dots, which peft's adapter names may not."""
+    return f"lora_{hashlib.sha1(adapter_id.encode()).hexdigest()[:12]}"
+
+
+def _copy(source: str | dict[str, torch.Tensor]) -> str | dict[str, torch.Tensor]:
+    """A fresh state dict for each loader (diffusers' loaders consume the one they get)."""
+    return dict(source) if isinstance(source, dict) else source
 
 
 def adapter_bank(family: str, pipe: Any, prefix: str, policy: AdapterPolicy, source: Source, compiled: bool,

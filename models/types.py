@@ -1,6 +1,7 @@
 """Serialisable request and result types crossing deployment handles: prompts, sizes, seeds in; bytes out."""
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -65,8 +66,15 @@ class Control(_Request):
 class Lora(_Request):
     """One LoRA adapter of the family's catalogue and the strength it is applied at."""
 
-    id: str = Field(pattern=ADAPTER_ID)
-    scale: float = Field(default=1.0, ge=-4.0, le=4.0)
+    id: str = Field(max_length=64, json_schema_extra={"pattern": ADAPTER_ID})
+    scale: float = Field(default=1.0, ge=-4.0, le=4.0, allow_inf_nan=False)
+
+    @field_validator("id")
+    @classmethod
+    def _adapter_id(cls, value: str) -> str:
+        if not re.match(ADAPTER_ID, value):
+            raise ValueError("an adapter id: lowercase letters, digits, '.', '_' or '-' (GET /v1/adapters lists them)")
+        return value
 
 
 def adapter_key(loras: tuple[Lora, ...]) -> str:
@@ -95,6 +103,7 @@ class AdapterInfo(BaseModel):
     source: Literal["file", "hub"]
     rank: int | None = None
     size_mb: float | None = None
+    digest: str | None = Field(default=None, description="the file's content (SHA-256, 16 hex digits); None: hub")
     error: str | None = None
 
 

@@ -1,9 +1,9 @@
 """Images: text to image, control-guided, and instruction edits."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, TaskBody,
                                         wait_field)
@@ -13,9 +13,9 @@ from models.types import ControlType, Lora
 Size = Field(default=None, ge=8, le=2048, multiple_of=8)
 
 
-def loras_field() -> list[Lora]:
-    return Field(default=[], max_length=8, description="LoRA adapters of the family (GET /v1/adapters) and their "
-                                                        "scales; a changed scale is another image")
+Loras = Annotated[list[Lora], BeforeValidator(lambda value: [] if value is None else value),
+                  Field(max_length=8, description="LoRA adapters of the family (GET /v1/adapters) and their scales; "
+                                                  "a changed scale is another image; null: none")]
 
 
 class _Encoding(TaskBody):
@@ -39,7 +39,7 @@ class _ImageOptions(_Encoding):
     guidance: float | None = Field(default=None, ge=0.0, le=30.0)
     seed: Seed | None = Field(default=None, description="None: the prompt key's own variant seeds (cacheable)")
     style: str | None = Field(default=None, max_length=200)
-    loras: list[Lora] = loras_field()
+    loras: Loras = []
     n: int = Field(default=1, ge=1, le=8)
     user_id: Id | None = None
     project_id: Id | None = None
@@ -85,7 +85,7 @@ class ImageEdit(_Encoding):
     seed: Seed | None = None
     width: int | None = Size
     height: int | None = Size
-    loras: list[Lora] = loras_field()
+    loras: Loras = []
     n: int = Field(default=1, ge=1, le=8)
     user_id: Id | None = None
     project_id: Id | None = None

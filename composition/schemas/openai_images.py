@@ -7,11 +7,10 @@ from fastapi import UploadFile
 from pydantic import BaseModel, Field
 
 from composition.schemas.common import Body, Id, Prompt
-from composition.schemas.images import ImageEdit, ImageGeneration, loras_field
+from composition.schemas.images import ImageEdit, ImageGeneration, Loras
 from config.composition import OpenAIArgs
 from config.specs import families_with
 from models.errors import InvalidRequest
-from models.types import Lora
 
 OpenAISize = Annotated[str, Field(pattern=r"^(auto|[0-9]{1,5}x[0-9]{1,5})$",
                                   description='"WxH" (each side 8 to 2048, a multiple of the family\'s grid) or '
@@ -51,7 +50,7 @@ class OpenAIImageGeneration(_OpenAIImages):
     """`images.generate`: text to image on SDXL or FLUX (the native /v1/images/generations); `loras`, Montage's
     extension (the client's `extra_body`), as on the native route."""
 
-    loras: list[Lora] = loras_field()
+    loras: Loras = []
 
     def to_native(self, args: OpenAIArgs) -> ImageGeneration:
         return ImageGeneration.model_validate(self.native(args.wait_s) | {"model": self.family(args, "sdxl"),

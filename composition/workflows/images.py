@@ -76,18 +76,20 @@ class ImagesWorkflow(Workflow[ImageJob]):
 
     # In the ingress.
 
-    async def plan(self, body: ImageBody, context: str = "") -> ImageJob:
+    async def plan(self, body: ImageBody, context: str = "", loras_field: str = "loras") -> ImageJob:
         """Dedup the prompt to its key and pick the wanted seeds (the key's first n variants unless a seed is
         given); raises for unknown assets or bad sizes.
 
         `context` is fixed text the prompt is rendered after (a soul's style, a selfie's landmark): it joins the
-        dedup scope, so only `body.prompt`, what the user asked within it, is matched against other prompts."""
+        dedup scope, so only `body.prompt`, what the user asked within it, is matched against other prompts; the
+        adapters' files (their digests) and scales join it too, and `loras_field` names where they came from."""
         defaults = self.services.defaults_of(body.family)
         owner = body.user_id or ""
-        await self.services.check_loras(body.family, body.loras)
+        found = await self.services.check_loras(body.family, body.loras, loras_field)
+        adapters = sorted(zip(body.loras, found, strict=True), key=lambda pair: pair[0].id)
         fields: dict[str, Any] = dict(
             family=body.family, steps=body.steps or defaults.steps, owner=owner, output_format=body.output_format,
-            quality=body.quality, loras=sorted(body.loras, key=lambda lora: lora.id),
+            quality=body.quality, loras=[lora for lora, _ in adapters],
             guidance=defaults.guidance if body.guidance is None else body.guidance)
         if isinstance(body, ImageEdit):
             source = await self.services.asset(body.image, "image", owner)
@@ -105,7 +107,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
                 if body.control_list else ("image.generate",)
             scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
         scope += (body.family, fields["width"], fields["height"], fields["steps"], fields["guidance"],
-                  *(f"{lora.id}@{lora.scale:g}" for lora in fields["loras"]))
+                  *(f"{lora.id}@{lora.scale:g}#{info.digest or ''}" for lora, info in adapters))
         await self.services.check_size(body.family, fields["width"], fields["height"])
         resolution = await self.dedup.resolve(scope_of(*scope), body.prompt)
         if body.seed is None:

@@ -76,7 +76,8 @@ class VariantsWorkflow(Workflow[VariantJob]):
         return await self.plan_soul(soul, request.user_id, request.wait_s)
 
     async def plan_soul(self, soul: SoulPrompt, user_id: str, wait_s: float) -> VariantJob:
-        job = VariantJob(image=await self.images.plan(soul.body, context=soul.context), user_id=user_id)
+        image = await self.images.plan(soul.body, context=soul.context, loras_field="style.loras")
+        job = VariantJob(image=image, user_id=user_id)
         job._wait_s = wait_s
         return job
 

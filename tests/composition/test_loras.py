@@ -30,6 +30,7 @@ def test_each_image_family_lists_its_demo_adapter(client):
 
 def test_an_adapter_changes_the_image_its_scale_is_part_of_the_key_and_repeats_hit_the_cache(client):
     base = generate(client, model="sdxl")
+    assert generate(client, model="sdxl", loras=None)["images"] == base["images"]  # null: no adapters
     styled = generate(client, model="sdxl", loras=DEMO)
     off = generate(client, model="sdxl", loras=[{"id": "demo", "scale": 0}])
     keys = {base["prompt_key"], styled["prompt_key"], off["prompt_key"]}
@@ -67,6 +68,8 @@ def test_bad_adapters_are_422s_naming_the_field(client):
     assert refused([{"id": "demo"}, {"id": "missing"}], model="flux") == "loras.1.id"
     assert refused([{"id": "../demo"}]) == "loras.0.id"
     assert refused([{"id": "demo", "scale": 9}]) == "loras.0.scale"
+    assert refused([{"id": "demo", "scale": "NaN"}]) == "loras.0.scale"
+    assert refused("demo") == "loras"
     assert refused([{"id": "demo"}, {"id": "demo"}]) == "loras"
     assert refused([{"id": f"a{i}"} for i in range(4)]) == "loras"  # over the family's max_per_request (3)
 
