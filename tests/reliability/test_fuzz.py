@@ -15,7 +15,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))  # per operation and mode; `make soak` raises it
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))  # per operation and mode; `make soak` raises it
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 

@@ -1,5 +1,5 @@
 """64 concurrent clients over a mixed workload on the tiny models: no errors but deliberate 4xx, no lost task,
-p99 latency and replica memory reported, memory growth under 10% after warm-up. LOAD_SECONDS=30 in `make test`;
+p99 latency and replica memory reported, memory growth under 10% after warm-up. LOAD_SECONDS=20 in `make test`;
 `make soak` runs 300."""
 import asyncio
 import json
@@ -15,7 +15,7 @@ from helpers import BASE, replica_pids
 
 from bench.stats import percentiles
 
-SECONDS = float(os.environ.get("LOAD_SECONDS", "30"))
+SECONDS = float(os.environ.get("LOAD_SECONDS", "20"))
 CLIENTS = 64
 FRESH_PER_S = 2.0  # new generations per second across all clients: the tiny models keep up, so none piles up
 DEPLOYMENTS = ("Ingress", "TaskRunner", "SDXL", "Flux", "Embedder")
