@@ -36,26 +36,26 @@ def folder_of(policy: AdapterPolicy, family: str) -> Path:
     return folder if folder.is_absolute() else Path(__file__).resolve().parents[1] / folder
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors, copied into memory: weights mapped from the file would change under a live
+def read_weights(data: bytes) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors from its bytes, in memory: weights mapped from the file would change under a live
     adapter when the file is replaced."""
     from safetensors.torch import load
 
-    return load(path.read_bytes())
+    return load(data)
 
 
-def inspect_file(path: Path, pipe: Any, policy: AdapterPolicy, prefix: str,
+def inspect_file(path: Path, data: bytes, pipe: Any, policy: AdapterPolicy, prefix: str,
                  targets: tuple[str, ...] | None = None) -> tuple[int | None, str | None]:
-    """(rank, why it cannot be used) of one adapter file for `pipe`'s model: its name, its size, that it holds LoRA
+    """(rank, why it cannot be used) of one adapter file (`data`, its bytes) for `pipe`'s model: its name, its size, that it holds LoRA
     weights, their rank, that every module it adapts exists in the pipeline with the shapes the weights have and,
     with `targets` (hot-swap slots), is a denoiser (`prefix`) module named so."""
     if not re.match(ADAPTER_ID, path.stem):
         return None, "the file's name is no adapter id (lowercase letters, digits, '.', '_', '-'; up to 64)"
-    size_mb = path.stat().st_size / 2**20
+    size_mb = len(data) / 2**20
     if size_mb > policy.max_mb:
         return None, f"{size_mb:.1f} MB is over the limit of {policy.max_mb:g} MB"
     try:
-        loaded = type(pipe).lora_state_dict(read_weights(path))
+        loaded = type(pipe).lora_state_dict(read_weights(data))
     except Exception as error:  # a broken or foreign file: the catalogue says why, no replica fails on it
         return None, f"not a LoRA file diffusers reads ({type(error).__name__})"
     state = loaded[0] if isinstance(loaded, tuple) else loaded
@@ -148,8 +148,9 @@ class AdapterBank:
             version = _version(path)
             cached = self._checked.get(path.stem)
             if cached is None or cached[0] != version:
-                rank, error = inspect_file(path, self.pipe, self.policy, self.prefix, self.targets)
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+                data = path.read_bytes()  # once: the check and the digest
+                rank, error = inspect_file(path, data, self.pipe, self.policy, self.prefix, self.targets)
+                digest = hashlib.sha256(data).hexdigest()[:16]
                 cached = version, AdapterInfo(id=path.stem, family=self.family, source="file", rank=rank,
                                               size_mb=round(version[1] / 2**20, 3), digest=digest, error=error)
                 self._checked[path.stem] = cached
@@ -215,7 +216,7 @@ class AdapterBank:
             source, weight_name = self._where(name, index)
             version = self._file(name)
             try:
-                self._load(name, read_weights(Path(source)) if version else source, weight_name)
+                self._load(name, read_weights(Path(source).read_bytes()) if version else source, weight_name)
             except Exception as error:  # the adapter's fault (a broken or foreign file): the request's 422
                 self._unload([name])
                 raise InvalidRequest(f"loras.{index}.id", f"adapter {name!r} does not load into {self.family}: "
