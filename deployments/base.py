@@ -38,6 +38,7 @@ class LiveJob:
     lane: str | None = None
     user: str | None = None
     state: StepState | None = None
+    digest: str = ""  # its model request's, which names its checkpoint (none for a family without steps)
 
 
 @dataclass
@@ -203,7 +204,7 @@ class ModelDeployment:
         steps run in different calls), and stamps each result with serving metadata. A diffusion family's groups
         run concurrently under the replica's step scheduler; other families' one after another."""
         found = await asyncio.to_thread(self._live_jobs, jobs)
-        digests = [job_digest(job.request) if self.policy else "" for job in jobs]
+        digests = [live.digest for live in found]
         groups = group_by(range(len(jobs)), lambda i: (key(jobs[i].request), _step_of(found[i].state)))
         runs = [self._group([jobs[i] for i in g], [digests[i] for i in g], [found[i] for i in g], run, stage)
                 for g in groups]
@@ -263,9 +264,10 @@ class ModelDeployment:
         if self.policy is None:
             return [LiveJob()] * len(jobs)
         unread = [job for job in jobs if job.live is None]
-        found = self.checkpoints.load([(job.task_id, job_digest(job.request)) for job in unread])
-        for job, (lane, user, data) in zip(unread, found, strict=True):
-            job.live = LiveJob(lane, user, restored(data, job.task_id))
+        digests = [job_digest(job.request) for job in unread]
+        found = self.checkpoints.load([(job.task_id, digest) for job, digest in zip(unread, digests, strict=True)])
+        for job, digest, (lane, user, data) in zip(unread, digests, found, strict=True):
+            job.live = LiveJob(lane, user, restored(data, job.task_id), digest)
         return [job.live for job in jobs]
 
     def _observe(self, group: list[Job], started: float, run_ms: float) -> None:
