@@ -9,7 +9,8 @@ its own process on full-size random bf16 weights (`random` source) through the M
   on first use) at every step, against the plain step, timed at each step boundary with the device synchronised;
 - **concurrent groups** (SDXL): two one-image calls in two threads on one model, as a replica with
   `CONCURRENT_BATCHES` holds them, free-running and under the step scheduler (deployments/scheduler.py: hand-over
-  at every step, then turns of the default `turn_ms`), against the same calls one after the other: wall time, and
+  at every step, then turns of the default `turn_ms`, then joined: their denoiser calls of each step as one forward,
+  continuous batching), against the same calls one after the other: wall time, and
   whether each output equals its solo run. Free-running calls share the pipeline's tokenizers, whose padding
   settings are per call: they can collide (a CPU run failed on mismatched prompt lengths), which is one more reason
   a replica runs its calls under the scheduler, whose first slot covers the text encoding.
@@ -19,6 +20,7 @@ Rows go to OUT/steps.jsonl. Smoke mode on a CPU: `--device cpu --source tiny`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -146,8 +148,9 @@ def concurrent(workload: Any, model: Any, fields: dict, device: torch.device) ->
     sync(device)
     sequential_s = time.perf_counter() - started
     row: dict[str, Any] = dict(workload="sdxl_two_threads", sequential_s=sequential_s)
-    for mode, turn_s in (("free", None), ("scheduled", 0.0), ("turns", TURN_S)):
-        scheduler = None if turn_s is None else StepScheduler(turn_s)
+    modes = (("free", None, 0), ("scheduled", 0.0, 0), ("turns", TURN_S, 0), ("joined", TURN_S, 8))
+    for mode, turn_s, step_batch in modes:
+        scheduler = None if turn_s is None else StepScheduler(turn_s, step_batch)
         results: list[Any] = [None, None]
         errors: list[BaseException] = []
 
@@ -156,9 +159,10 @@ def concurrent(workload: Any, model: Any, fields: dict, device: torch.device) ->
                 if scheduler is None:
                     results[index] = _pixels(_call(workload, model, jobs[index], Steps()))
                     return
-                ticket = scheduler.ticket("normal", f"user-{index}")
+                ticket = scheduler.ticket("normal", f"user-{index}", "sdxl")
                 with scheduler.running(ticket):
-                    steps = Steps(on_step=lambda _boundary: scheduler.boundary(ticket))
+                    steps = Steps(on_step=lambda _boundary: scheduler.boundary(ticket),
+                                  denoise=functools.partial(scheduler.fused, ticket))
                     results[index] = _pixels(_call(workload, model, jobs[index], steps))
             except BaseException as error:  # noqa: BLE001 - reported in the row
                 errors.append(error)

@@ -12,6 +12,11 @@ figures go to stdout and var/bench/scheduling.json.
    in job times.
 3. Overhead: a lone 8-step job through the replica's admission and scheduler, against the model called directly and
    against the replica without either (Redis progress and cancellation checks in both).
+4. Continuous batching: 16 clients arrive a quarter of a job time apart, each asking for one 64² image of 6 to 12
+   steps (different step counts never share a request-level batch): images/s and mean latency of request-level
+   batching (one group at a time, run to its end), the step scheduler without joining (`step_batch` 0), and with it.
+The step scheduler's figures are taken with joining (`step_batch` 8) and, for head-of-line, also without it: a
+high-lane job of the running one's shape joins it at the next step boundary rather than pausing it.
 """
 from __future__ import annotations
 
@@ -95,6 +100,22 @@ def fairness(bench: Bench, job_ms: float) -> dict[str, float]:
                 latency_jobs=round((ended - submitted) * 1000 / job_ms, 2))
 
 
+def staggered(bench: Bench, job_ms: float) -> dict[str, float]:
+    async def scenario():
+        async def client(index: int):
+            await asyncio.sleep(index * job_ms / 4000)
+            return await bench.job(f"c{index}", _request(6 + 2 * (index % 4), 100 + index), "normal", f"u{index}")
+
+        started = time.perf_counter()
+        times = await asyncio.gather(*(client(i) for i in range(16)))
+        return started, times
+
+    started, times = asyncio.run(scenario())
+    span = max(ended for _, _, ended in times) - started
+    return dict(images_per_s=round(16 / span, 2),
+                mean_latency_jobs=round(statistics.mean(e - s for s, _, e in times) * 1000 / job_ms, 2))
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         server = EmbeddedRedis(Path(data_dir), appendonly=False).start()
@@ -129,6 +150,14 @@ def main() -> None:
                 rows[level] = dict(head_of_line=head_of_line(Bench(replica, store, step_level), step_ms, solo),
                                    fairness=fairness(Bench(replica, store, step_level), direct))
                 replica.scheduler = scheduler
+            budget, scheduler.batch_budget = scheduler.batch_budget, 0
+            rows["step"]["head_of_line_without_joining"] = head_of_line(Bench(replica, store, True), step_ms, solo)
+            queue = replica._generate
+            for level, groups, joining in (("request", 1, 0), ("step_without_joining", queue.max_groups, 0),
+                                           ("step", queue.max_groups, budget)):
+                queue.max_groups, scheduler.batch_budget = groups, joining
+                rows.setdefault("continuous_batching", {})[level] = staggered(Bench(replica, store, True), direct)
+            queue.max_groups, scheduler.batch_budget = groups, budget
         finally:
             server.stop()
     print(json.dumps(rows, indent=2))

@@ -148,6 +148,10 @@ class StepPolicy(BaseModel):
     turn_ms: int = Field(default=500, ge=0, le=600_000,
                          description="a job of the running one's lane takes the device over at a step boundary only "
                                      "after the running one held it this long (0: every step); a higher lane at once")
+    step_batch: int = Field(default=8, ge=0, le=256,
+                            description="requests whose denoiser calls of a step run as one forward: a job of the "
+                                        "running one's operation and latent shape joins it at a step boundary, each "
+                                        "at its own timestep (continuous batching; 0 or 1: off)")
 
     @property
     def checkpoints(self) -> bool:
@@ -164,7 +168,7 @@ class DiffusionArgs(FamilyArgs):
 class VideoArgs(DiffusionArgs):
     """An image-to-video family: minutes of steps, so jobs checkpoint every 5 steps and after the last."""
 
-    steps: StepPolicy = Field(default_factory=lambda: StepPolicy(checkpoint_every=5))
+    steps: StepPolicy = Field(default_factory=lambda: StepPolicy(checkpoint_every=5, step_batch=2))
 
 
 class AdapterPolicy(BaseModel):

@@ -129,7 +129,7 @@ class ModelDeployment:
         self.progress = ProgressReporter(redis_url or os.environ.get("REDIS_URL"))
         self.checkpoints = Checkpoints(self.progress.client)
         self.policy = getattr(args, "steps", None)  # a diffusion family's StepPolicy
-        self.scheduler = StepScheduler(self.policy.turn_ms / 1000.0) if self.policy else None
+        self.scheduler = StepScheduler(self.policy.turn_ms / 1000.0, self.policy.step_batch) if self.policy else None
         self.replica = replica_name()
         self.unhealthy_reason: str | None = None
         bank = getattr(model, "adapters", None)
@@ -225,11 +225,16 @@ class ModelDeployment:
             return results
         group = [candidates[i] for i in kept]
         resume = [state for i in kept if (state := found[i].state) is not None] or None
-        ticket = self.scheduler.ticket(found[kept[0]].lane, found[kept[0]].user) if self.scheduler else None
+        ticket = None
+        if self.scheduler:
+            fuse_key = self.model.fuse_key(group[0].request)
+            ticket = self.scheduler.ticket(found[kept[0]].lane, found[kept[0]].user,
+                                           None if fuse_key is None else (stage, fuse_key), len(group))
         steps = GroupSteps([job.task_id for job in group], [digests[i] for i in kept], [found[i].lane for i in kept],
                            stage, self.policy, self.progress, self.checkpoints,
                            lambda: self.unhealthy_reason is not None, serve_is_stopping,
-                           functools.partial(self.scheduler.boundary, ticket) if ticket else None)
+                           functools.partial(self.scheduler.boundary, ticket) if ticket else None,
+                           functools.partial(self.scheduler.fused, ticket) if ticket else None)
         first_slot = [time.monotonic()]
 
         def begin() -> None:  # the group holds the device: its tasks' wait ends here, not at admission
@@ -246,6 +251,7 @@ class ModelDeployment:
                 output.metadata.replica = self.replica
                 output.metadata.queue_ms = job.queued_ms(first_slot[0])
                 output.metadata.resumed_from_step = resume[0].step if resume else None
+                output.metadata.fused_jobs = ticket.fused_jobs if ticket else None
             results[index] = output
         self._observe(group, first_slot[0], (time.monotonic() - first_slot[0]) * 1000.0)
         return results

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from config.families import StepPolicy
+from models.fusion import DenoiserCall
 from models.steps import Boundary, Steps, StepState
 from records.checkpoints import Checkpoints
 from records.tasks import Cancelled, ProgressReporter
@@ -48,7 +49,8 @@ class GroupSteps:
     def __init__(self, task_ids: list[str | None], digests: list[str], lanes: list[str | None], stage: str,
                  policy: StepPolicy | None, progress: ProgressReporter, checkpoints: Checkpoints,
                  draining: Callable[[], bool], stopping: Callable[[], bool],
-                 turn: Callable[[], None] | None = None) -> None:
+                 turn: Callable[[], None] | None = None,
+                 denoise: Callable[[DenoiserCall], Any] | None = None) -> None:
         self.task_ids = task_ids
         self.digests = digests
         self.previewed = [lane != NO_PREVIEW_LANE for lane in lanes]
@@ -59,11 +61,12 @@ class GroupSteps:
         self.draining = draining
         self.stopping = stopping
         self.turn = turn  # the step scheduler's boundary: another call may run before this one's next step
+        self.denoise = denoise  # the step scheduler's fusion: other calls' denoiser calls may join this one's
         self.last_checkpoint = time.monotonic()
 
     def steps(self, resume: list[StepState] | None) -> Steps:
         preview_every = self.policy.preview_every if self.policy and any(self.previewed) else 0
-        return Steps(on_step=self.on_step, resume=resume, preview_every=preview_every)
+        return Steps(on_step=self.on_step, resume=resume, preview_every=preview_every, denoise=self.denoise)
 
     def on_step(self, boundary: Boundary) -> None:
         cancelled = [self.progress.report(task_id, boundary.done, boundary.total, self.stage, boundary.resumed_from)

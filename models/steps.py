@@ -20,6 +20,8 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from models.fusion import DENOISERS, DenoiserCall, FusingDenoiser
+
 # Set by the constructor or `set_timesteps` (restoring `timesteps` would undo a resumed job's truncated ones).
 _RECOMPUTED = frozenset({"_internal_dict", "timesteps", "all_timesteps", "init_noise_sigma",
                          "resume", "x0", "wants_x0"})
@@ -242,11 +244,13 @@ class Boundary:
 @dataclass
 class Steps:
     """What one pipeline call does at its step boundaries (built by the deployment): resume every request of the
-    call from its state (all at one step), call `on_step` after each step, keep x0 every `preview_every` steps."""
+    call from its state (all at one step), call `on_step` after each step, keep x0 every `preview_every` steps, and
+    hand its denoiser calls to `denoise` (which runs them with other calls', `models/fusion.py`)."""
 
     on_step: Callable[[Boundary], None] | None = None
     resume: list[StepState] | None = None
     preview_every: int = 0
+    denoise: Callable[[DenoiserCall], Any] | None = None
 
     @property
     def start(self) -> int:
@@ -272,6 +276,10 @@ def stepped_call(pipe: Any, steps: Steps | None, batch_size: int, total: int,
     scheduler = stepping_scheduler(pipe.scheduler, resume, lambda: steps.wants_preview(done + 1))
     view = copy.copy(pipe)
     view.__dict__["scheduler"] = scheduler  # not through the pipeline's setattr: its config stays the pipeline's
+    if steps.denoise is not None:
+        for name in DENOISERS:
+            if view.__dict__.get(name) is not None:
+                view.__dict__[name] = FusingDenoiser(view.__dict__[name], steps.denoise)
     kwargs: dict[str, Any] = {}
     if resume is not None:
         kwargs["latents"] = resume.latents

@@ -10,7 +10,10 @@ import json
 import threading
 import time
 
+import numpy as np
 import redis
+
+import helpers
 
 from config import keys
 from deployments.base import Job
@@ -22,8 +25,8 @@ from models.types import ImageRequest
 REDIS_DB = 10  # this module's own database
 
 
-def _request(steps: int, seed: int) -> ImageRequest:
-    return ImageRequest(prompt="a red kite", width=64, height=64, steps=steps, guidance=5.0, seed=seed)
+def _request(steps: int, seed: int, width: int = 64) -> ImageRequest:
+    return ImageRequest(prompt="a red kite", width=width, height=64, steps=steps, guidance=5.0, seed=seed)
 
 
 class Run:
@@ -70,8 +73,9 @@ class Run:
 
 
 def test_a_high_lane_job_overtakes_a_running_low_lane_job_at_a_step_boundary(replica, store):
+    """Of another latent shape, the high job cannot join the low one's denoiser calls: it takes the device."""
     run = Run(replica, store)
-    low, high = _request(30, seed=1), _request(3, seed=2)
+    low, high = _request(30, seed=1), _request(3, seed=2, width=96)
 
     async def both():
         slow = asyncio.ensure_future(run.job("sched-low", low, "low", "ann"))
@@ -94,6 +98,7 @@ def test_a_high_lane_job_overtakes_a_running_low_lane_job_at_a_step_boundary(rep
 
 def test_users_take_turns_so_a_backlog_does_not_hold_another_users_job(replica, store, monkeypatch):
     monkeypatch.setattr(replica.scheduler, "turn_s", 0.0)  # turns of a step (tiny steps are shorter than a turn)
+    monkeypatch.setattr(replica.scheduler, "batch_budget", 0)  # turns of one job (no continuous batching)
     run = Run(replica, store)
     backlog = {f"sched-a{i}": _request(6, seed=10 + i) for i in range(3)}
 
@@ -108,6 +113,30 @@ def test_users_take_turns_so_a_backlog_does_not_hold_another_users_job(replica, 
     assert len(bob) == 6
     assert max(b - a - 1 for a, b in zip(bob, bob[1:])) <= 1, order  # one step of ann's between bob's: turns
     assert run.ended["sched-b"] < sorted(run.ended[t] for t in backlog)[1]  # before ann's second job ends
+
+
+def test_a_job_of_the_running_ones_shape_joins_it_at_a_step_boundary(replica, store):
+    """Continuous batching through the replica: bob's job joins ann's running one at her next step boundary (their
+    denoiser calls run as one from then on, ann's never paused), ends first, and both equal their solo runs."""
+    run = Run(replica, store)
+    long, short = _request(20, seed=5), _request(4, seed=6).model_copy(update={"prompt": "a green field"})
+
+    async def both():
+        slow = asyncio.ensure_future(run.job("sched-fann", long, "normal", "ann"))
+        await run.when_at_step("sched-fann", 5, 20)
+        quick = await run.job("sched-fbob", short, "normal", "bob")
+        return await slow, quick
+
+    slow, quick = asyncio.run(both())
+    events = run.steps()
+    ann = [at for task, _, at in events if task == "sched-fann"]
+    bob = [step for task, step, _ in events if task == "sched-fbob"]
+    assert [step for task, step, _ in events if task == "sched-fann"] == list(range(1, 21)) and bob == [1, 2, 3, 4]
+    assert ann[0] < run.ended["sched-fbob"] < ann[-1]  # bob ran inside ann's job, not after it
+    assert (slow.metadata.fused_jobs, quick.metadata.fused_jobs) == (2, 2)
+    for result, request in ((slow, long), (quick, short)):
+        alone = replica.model.generate([request])[0]
+        assert np.abs(np.asarray(helpers.decode_png(result.png), dtype=int) - np.asarray(helpers.decode_png(alone.png), dtype=int)).max() <= 1
 
 
 def test_admission_keeps_a_group_slot_for_another_users_job_behind_a_backlog(replica, store, monkeypatch):

@@ -3,6 +3,9 @@ equals the uninterrupted run; previews of x0 decode; resuming after the last ste
 from __future__ import annotations
 
 import io
+import threading
+import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from PIL import Image
 
 import helpers
 from config.families import FluxArgs, SDXLArgs, Source, SVDArgs, WanArgs
+from deployments.scheduler import StepScheduler
 from models.flux import Flux
 from models.previews import MAX_SIDE
 from models.sdxl import SDXL
@@ -102,3 +106,39 @@ def test_a_state_saved_for_another_number_of_steps_is_refused(families: dict) ->
     run(requests[:1], Steps(on_step=lambda b: saved.extend(b.states()) if b.done == 2 else None))
     with pytest.raises(ValueError, match="resume"):
         run([requests[0].model_copy(update={"steps": STEPS + 2})], Steps(resume=saved))
+
+
+@pytest.mark.parametrize("name", ["sdxl", "flux", "kontext", "svd", "wan"])
+def test_a_job_joining_a_running_one_at_a_step_boundary_ends_as_its_solo_run(families: dict, name: str) -> None:
+    """Continuous batching: b (another seed and prompt, fewer steps) joins a's turn at a's step 2; from then on their
+    denoiser calls run as one forward, each at its own timestep and scheduler state; each ends as its solo run."""
+    run, (a, b) = _jobs(name, families)
+    b = b.model_copy(update={"steps": STEPS - 2, "prompt": "a blue boat"})
+    family = families["flux" if name == "kontext" else name]
+    scheduler = StepScheduler(batch_budget=8)
+    tickets = [scheduler.ticket("normal", user, family.fuse_key(request)) for user, request in (("a", a), ("b", b))]
+    outputs: dict[str, np.ndarray] = {}
+    steps_of_b: list[int] = []
+
+    def job(request, ticket, on_step) -> None:
+        def boundary(step: Boundary) -> None:
+            on_step(step)
+            scheduler.boundary(ticket)
+
+        with scheduler.running(ticket):
+            outputs[ticket.user] = run([request], Steps(on_step=boundary, denoise=partial(scheduler.fused, ticket)))
+
+    joining = threading.Thread(target=job, args=(b, tickets[1], lambda step: steps_of_b.append(step.done)))
+
+    def start_b(step: Boundary) -> None:
+        if step.done == 2:
+            joining.start()
+            while not scheduler.waiting():  # b waits for a's boundary: it joins there
+                time.sleep(0.001)
+
+    job(a, tickets[0], start_b)
+    joining.join()
+    assert steps_of_b == list(range(1, STEPS - 1))
+    assert [ticket.fused_jobs for ticket in tickets] == [2, 2]
+    np.testing.assert_allclose(outputs["a"], run([a]), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(outputs["b"], run([b]), atol=1e-4, rtol=0)
