@@ -3,19 +3,21 @@ scheduler decides which turn runs next.
 
 A replica runs several groups at once (`CONCURRENT_BATCHES`, admitted by `deployments/admission.py`), each compatible
 group in its own thread holding a ticket. A turn is a set of tickets that step together: the best ticket and the
-waiting ones of its *fusion key* (same operation and latent shape, no adapters or controls: the model's `fuse_key`),
-up to `batch_budget` requests. Their denoiser calls of a step meet here (`fused`) and run as one forward, each job at
-its own timestep with its own scheduler state (`models/fusion.py`): continuous batching. A ticket holds the device
-from its pipeline call's start to its first step boundary (text encoding, preparation, step 1), then from boundary to
-boundary, and its last slot ends after the VAE decode. Once every member of the turn reached its boundary:
+waiting ones of its lane and *fusion key* (same operation and latent shape, no adapters or controls: the model's
+`fuse_key`), up to `batch_budget` requests. Their denoiser calls of a step meet here (`fused`) and run as one
+forward, each job at its own timestep with its own scheduler state (`models/fusion.py`): continuous batching. A
+ticket holds the device from its pipeline call's start to its first step boundary (text encoding, preparation,
+step 1), then from boundary to boundary, and its last slot ends after the VAE decode. Once every member of the turn
+reached its boundary:
 
-- a waiting ticket of the turn's key joins it while the budget allows (it starts at its own step 0);
-- otherwise the best waiting ticket takes over if it beats the turn's best member: the highest lane first (a `high`
-  job overtakes running `normal` and `low` ones at their next step), then the user granted the fewest slots (a step
+- the best waiting ticket takes over if it beats the turn's best member: the highest lane first (a `high` job
+  overtakes running `normal` and `low` ones at their next step), then the user granted the fewest slots (a step
   each, whatever it costs; a user who starts waiting begins at the least of the users already waiting or running,
   so nobody banks credit), then the earliest arrival. One of the turn's own lane takes over only once the turn has
   lasted `turn_s`: each hand-over costs the device time (on an H200, SDXL's two groups handed over at every step
-  ran at 0.67× of one after the other, BENCHMARKS.md), so users take turns of `turn_s` rather than of a step.
+  ran at 0.67× of one after the other, BENCHMARKS.md), so users take turns of `turn_s` rather than of a step;
+- otherwise the turn goes on, joined by the waiting tickets of its lane and key that fit the budget (each starts at
+  its own step 0, and leaves when done).
 
 A paused ticket keeps its step state in its thread's memory and continues from the same step; nothing is recomputed.
 """
@@ -158,13 +160,9 @@ class StepScheduler:
 
     def _run_pending(self) -> None:
         calls = dict(self._pending)
-        by_signature: dict[Hashable, list[Ticket]] = {}
-        for member, call in calls.items():
-            by_signature.setdefault(call.signature, []).append(member)
-        self._lock.release()  # the forward runs unlocked: new tickets may queue meanwhile
+        self._lock.release()  # the forwards run unlocked: new tickets may queue meanwhile
         try:
-            for members in by_signature.values():
-                run_calls([calls[member] for member in members])
+            run_calls(list(calls.values()))
         finally:
             self._lock.acquire()
         for member in calls:
@@ -203,13 +201,14 @@ class StepScheduler:
             self._turn.append(ticket)
 
     def _joiners(self, turn: list[Ticket]) -> list[Ticket]:
-        """Waiting tickets that fit the turn: its fusion key, best first, within the batch budget."""
-        key = turn[0].key
+        """Waiting tickets that fit the turn: its fusion key and lane (a higher lane's job runs its steps alone, at
+        full speed, and a paused lower lane's rejoins only its own lane's turn), best first, within the budget."""
+        key, lane = turn[0].key, turn[0].lane
         if key is None or self.batch_budget <= 1:
             return []
         room, found = self.batch_budget - sum(member.size for member in turn), []
         for ticket in sorted(self._waiting, key=self._rank):
-            if ticket.key == key and ticket.size <= room:
+            if ticket.key == key and ticket.lane == lane and ticket.size <= room:
                 found.append(ticket)
                 room -= ticket.size
         return found

@@ -33,11 +33,8 @@ class DenoiserCall:
         self.result: Any = None
         self.error: BaseException | None = None
         self.joint = 0  # how many calls its forward ran (itself included)
-
-    @property
-    def signature(self) -> Hashable:
-        """Equal for calls that may run as one (shared tensors are compared when they run, see `run_calls`)."""
-        return id(self.module), _signature(self.inputs, self.batch)
+        # Equal for calls that may run as one (shared tensors are compared when they run, see `run_calls`).
+        self.signature: Hashable = (id(self.module), _signature(self.inputs, self.batch))
 
     def run(self) -> Any:
         return self.module(**self.inputs)
@@ -95,12 +92,13 @@ def _shared_equal(a: dict[str, Any], b: dict[str, Any], batch: int) -> bool:
 
 
 def run_calls(calls: list[DenoiserCall]) -> None:
-    """Runs calls of one signature as few forwards as their shared inputs allow; each call gets its `result` (its
-    own rows of the output) or its `error`."""
+    """Runs calls as few forwards as their signatures and shared inputs allow; each call gets its `result` (its own
+    rows of the output) or its `error`."""
     waiting = list(calls)
     while waiting:
         first = waiting[0]
-        group = [call for call in waiting if _shared_equal(first.inputs, call.inputs, first.batch)]
+        group = [call for call in waiting
+                 if call.signature == first.signature and _shared_equal(first.inputs, call.inputs, first.batch)]
         waiting = [call for call in waiting if call not in group]
         for call in group:
             call.joint = len(group)
