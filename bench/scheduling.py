@@ -6,8 +6,8 @@ level" submits through the replica's own admission (`deployments/admission.py`: 
 batches of up to 4, one slot kept for a user with nothing running) and its step scheduler. Nothing is asserted;
 figures go to stdout and var/bench/scheduling.json.
 
-1. Head-of-line: a high-lane 4-step image arrives while a low-lane 100-step job (the API's most) runs (at its step 10): its latency
-   against its solo latency, in step times.
+1. Head-of-line: a high-lane 4-step image arrives while a low-lane 100-step job (the API's most) runs (at its step
+   10): its latency against its solo latency (the same image alone through the same path), in step times.
 2. Fairness: user A submits 20 jobs of 8 steps, then user B submits 1: B's wait (to its first step) and its latency,
    in job times.
 3. Overhead: a lone 8-step job through the replica's admission and scheduler, against the model called directly and
@@ -15,8 +15,8 @@ figures go to stdout and var/bench/scheduling.json.
 4. Continuous batching: 16 clients arrive a quarter of a job time apart, each asking for one 64² image of 6 to 12
    steps (different step counts never share a request-level batch): images/s and mean latency of request-level
    batching (one group at a time, run to its end), the step scheduler without joining (`step_batch` 0), and with it.
-The step scheduler's figures are taken with joining (`step_batch` 8) and, for head-of-line, also without it: a
-high-lane job of the running one's shape joins it at the next step boundary rather than pausing it.
+The step scheduler's figures are taken with joining on (`step_batch` 8); the high-lane image of (1) pauses the
+low-lane job rather than joining it (a turn holds one lane).
 """
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ class Bench:
         return time.perf_counter()
 
 
-def head_of_line(bench: Bench, step_ms: float, solo_ms: float) -> dict[str, float]:
+def head_of_line(bench: Bench, step_ms: float) -> dict[str, float]:
+    """The high image's latency behind the low job, and alone through the same path (median of 3)."""
     async def scenario():
         low = asyncio.ensure_future(bench.job("low", _request(100, 1), "low", "ann"))
         while float(bench.store.hget(keys.task(f"bench-low-{bench.step_level}"), "progress") or 0) < 0.1:
@@ -82,9 +83,15 @@ def head_of_line(bench: Bench, step_ms: float, solo_ms: float) -> dict[str, floa
         await low
         return high
 
-    submitted, _, ended = asyncio.run(scenario())
-    latency = (ended - submitted) * 1000
+    solo_ms = statistics.median(_span(asyncio.run(bench.job(f"solo{i}", _request(4, 2), "high", "bob")))
+                                for i in range(3))
+    latency = _span(asyncio.run(scenario()))
     return dict(latency_ms=round(latency), solo_ms=round(solo_ms), extra_steps=round((latency - solo_ms) / step_ms, 1))
+
+
+def _span(times: tuple[float, float, float]) -> float:
+    submitted, _, ended = times
+    return (ended - submitted) * 1000
 
 
 def fairness(bench: Bench, job_ms: float) -> dict[str, float]:
@@ -125,34 +132,37 @@ def main() -> None:
             replica.policy = StepPolicy(preview_every=0)
             model = replica.model
             model.generate([_request(8, 0)])  # warm-up
-            direct = statistics.median(_timed(lambda: model.generate([_request(8, 0)])) for _ in range(5))
             store.hset(keys.task("lone"), mapping={"id": "lone", "status": "running", "lane": "normal"})
 
-            def lone() -> None:
-                asyncio.run(replica.execute([Job(_request(8, 0), "lone")], model.generate, model.group_key, "d"))
+            def unscheduled() -> None:  # the replica without admission and scheduler
+                saved, replica.scheduler = replica.scheduler, None
+                try:
+                    asyncio.run(replica.execute([Job(_request(8, 0), "lone")], model.generate, model.group_key, "d"))
+                finally:
+                    replica.scheduler = saved
 
             def admitted() -> None:  # admission, then the scheduler (no batch wait: the job is alone)
                 asyncio.run(replica.generate(_request(8, 0), "lone"))
 
             replica._generate.set_batch_wait_timeout_s(0.0)
-            through = statistics.median(_timed(admitted) for _ in range(5))
+            samples: dict[str, list[float]] = {"direct": [], "admitted": [], "unscheduled": []}
+            for _ in range(7):  # interleaved: this machine's speed drifts
+                for name, call in (("direct", lambda: model.generate([_request(8, 0)])), ("admitted", admitted),
+                                   ("unscheduled", unscheduled)):
+                    samples[name].append(_timed(call))
             replica._generate.set_batch_wait_timeout_s(BATCH_DEFAULTS["batch_wait_timeout_s"])
-            scheduler, replica.scheduler = replica.scheduler, None
-            unscheduled = statistics.median(_timed(lone) for _ in range(5))
-            replica.scheduler = scheduler
+            direct, through, alone = (statistics.median(samples[n]) for n in ("direct", "admitted", "unscheduled"))
+            scheduler = replica.scheduler
             step_ms = direct / 8
-            solo = statistics.median(_timed(lambda: model.generate([_request(4, 2)])) for _ in range(3))
             rows: dict[str, Any] = dict(step_ms=round(step_ms, 1), job_ms=round(direct),
                                         overhead_vs_model=round(through / direct, 3),
-                                        overhead_vs_unscheduled=round(through / unscheduled, 3))
+                                        overhead_vs_unscheduled=round(through / alone, 3))
             for level, step_level in (("request", False), ("step", True)):
                 replica.scheduler = scheduler if step_level else None
-                rows[level] = dict(head_of_line=head_of_line(Bench(replica, store, step_level), step_ms, solo),
+                rows[level] = dict(head_of_line=head_of_line(Bench(replica, store, step_level), step_ms),
                                    fairness=fairness(Bench(replica, store, step_level), direct))
                 replica.scheduler = scheduler
-            budget, scheduler.batch_budget = scheduler.batch_budget, 0
-            rows["step"]["head_of_line_without_joining"] = head_of_line(Bench(replica, store, True), step_ms, solo)
-            queue = replica._generate
+            budget, queue = scheduler.batch_budget, replica._generate
             for level, groups, joining in (("request", 1, 0), ("step_without_joining", queue.max_groups, 0),
                                            ("step", queue.max_groups, budget)):
                 queue.max_groups, scheduler.batch_budget = groups, joining
