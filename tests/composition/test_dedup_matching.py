@@ -4,7 +4,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from composition.dedup.matching import DEFAULT_THRESHOLD, is_duplicate, normalize_prompt, salient_conflict

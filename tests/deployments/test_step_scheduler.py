@@ -61,6 +61,17 @@ class Run:
         while float(self.store.hget(keys.task(task_id), "progress") or 0) < step / total:
             await asyncio.sleep(0.005)
 
+    def behind(self, first: tuple[str, ImageRequest, str, str], then: tuple[str, ImageRequest, str, str],
+               at_step: int) -> tuple:
+        """Results of `first` (task id, request, lane, user), and of `then` submitted once `first` did `at_step`."""
+        async def both():
+            running = asyncio.ensure_future(self.job(*first))
+            await self.when_at_step(first[0], at_step, first[1].steps)
+            second = await self.job(*then)
+            return await running, second
+
+        return asyncio.run(both())
+
     def steps(self) -> list[tuple[str, int, float]]:
         """(task id, step, time) of every step event, in publication order."""
         found = []
@@ -78,13 +89,7 @@ def test_a_high_lane_job_overtakes_a_running_low_lane_job_at_a_step_boundary(rep
     run = Run(replica, store)
     low, high = _request(30, seed=1), _request(3, seed=2)
 
-    async def both():
-        slow = asyncio.ensure_future(run.job("sched-low", low, "low", "ann"))
-        await run.when_at_step("sched-low", 5, 30)
-        quick = await run.job("sched-high", high, "high", "bob")
-        return await slow, quick
-
-    slow, quick = asyncio.run(both())
+    slow, quick = run.behind(("sched-low", low, "low", "ann"), ("sched-high", high, "high", "bob"), at_step=5)
     events = run.steps()
     low_steps = [(step, at) for task, step, at in events if task == "sched-low"]
     high_steps = [(step, at) for task, step, at in events if task == "sched-high"]
@@ -122,13 +127,7 @@ def test_a_job_of_the_running_ones_shape_joins_it_at_a_step_boundary(replica, st
     run = Run(replica, store)
     long, short = _request(20, seed=5), _request(4, seed=6).model_copy(update={"prompt": "a green field"})
 
-    async def both():
-        slow = asyncio.ensure_future(run.job("sched-fann", long, "normal", "ann"))
-        await run.when_at_step("sched-fann", 5, 20)
-        quick = await run.job("sched-fbob", short, "normal", "bob")
-        return await slow, quick
-
-    slow, quick = asyncio.run(both())
+    slow, quick = run.behind(("sched-fann", long, "normal", "ann"), ("sched-fbob", short, "normal", "bob"), at_step=5)
     events = run.steps()
     ann = [at for task, _, at in events if task == "sched-fann"]
     bob = [step for task, step, _ in events if task == "sched-fbob"]
