@@ -167,9 +167,14 @@ class ModelDeployment:
             method.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
     def batching(self) -> dict[str, Any]:
+        """What this replica applies: batch size and wait, and a diffusion family's step batch (continuous
+        batching's cap on the requests of one denoiser forward)."""
         method = getattr(self, self.batch_methods()[0])
-        return dict(max_batch_size=method._get_max_batch_size(),
-                    batch_wait_timeout_s=method._get_batch_wait_timeout_s(), replica=self.replica)
+        applied = dict(max_batch_size=method._get_max_batch_size(),
+                       batch_wait_timeout_s=method._get_batch_wait_timeout_s(), replica=self.replica)
+        if self.scheduler:
+            applied["step_batch"] = self.scheduler.batch_budget
+        return applied
 
     async def check_health(self) -> None:
         if self.unhealthy_reason:

@@ -36,6 +36,8 @@ def test_patching_batching_reconfigures_the_running_replicas_without_a_restart(c
     before = client.get("/v1/config").json()
     svd = before["deployments"]["svd"]
     assert svd["deployment"] == "SVD" and svd["applied"]["max_batch_size"] == svd["max_batch_size"]
+    assert svd["applied"]["step_batch"] == 2 and before["deployments"]["sdxl"]["applied"]["step_batch"] == 8
+    assert "step_batch" not in before["deployments"]["llm"]["applied"]  # no steps, no step batch
     patch = {"deployments": {"svd": {"max_batch_size": 3, "batch_wait_timeout_s": 0.02}}}
     try:
         response = client.patch("/v1/config", json=patch)

@@ -37,7 +37,9 @@ def test_an_adapter_changes_the_image_its_scale_is_part_of_the_key_and_repeats_h
     assert len(keys) == 3 and not styled["cache_hit"] and not off["cache_hit"]
     assert styled["images"][0]["metadata"]["extra"]["loras"] == DEMO
     assert np.abs(pixels(client, styled["images"][0]) - pixels(client, base["images"][0])).mean() > 1
-    assert np.array_equal(pixels(client, off["images"][0]), pixels(client, base["images"][0]))
+    # Scale 0 is the base image; within a level, since either may share its denoiser forwards with another job
+    # (continuous batching: float noise of the batch's composition).
+    assert np.abs(pixels(client, off["images"][0]) - pixels(client, base["images"][0])).max() <= 1
     again = generate(client, model="sdxl", loras=DEMO)
     assert again["cache_hit"] and again["images"][0]["asset_id"] == styled["images"][0]["asset_id"]
     [sdxl] = [f for f in client.get("/v1/adapters").json()["families"] if f["family"] == "sdxl"]
