@@ -25,6 +25,10 @@ class Principal:
         return self.tier.lane if self.tier else "normal"
 
     @property
+    def weight(self) -> float:
+        return self.tier.weight if self.tier else 1.0
+
+    @property
     def admin(self) -> bool:
         """Operators' keys; with auth off (local use) every caller."""
         return self.tier is None or self.tier.admin

@@ -97,9 +97,13 @@ QuotaKind = Literal["images", "videos", "storyboards"]
 
 
 class TierArgs(_Strict):
-    """What a tier of API keys gets: a priority lane, daily quotas and a token-bucket rate limit."""
+    """What a tier of API keys gets: a priority lane and a weight within it, daily quotas and a token-bucket rate
+    limit."""
 
     lane: Lane = "normal"
+    weight: float = Field(default=1.0, gt=0.0, le=100.0,
+                          description="a user's share of the lane's model steps against other users' (weighted "
+                                      "round-robin in each diffusion replica: weight 3 gets 3 steps to 1's one)")
     daily: dict[QuotaKind, int] = Field(default_factory=dict, description="kind → tasks per UTC day; absent: no limit")
     rate_per_s: float = Field(default=5.0, gt=0, description="sustained requests per second")
     burst: int = Field(default=20, ge=1, description="bucket size: requests allowed at once")

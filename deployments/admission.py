@@ -1,7 +1,8 @@
 """Admission in a diffusion replica: where its jobs wait until their group starts, in place of Serve's FIFO batch queue.
 
 A free group slot (the replica runs `max_groups` groups at once, interleaved step by step by its step scheduler) goes
-to the best waiting job: the highest lane, then the user with the fewest jobs running, then the earliest arrival;
+to the best waiting job: the highest lane, then the user with the fewest jobs running (divided by the tier's
+weight), then the earliest arrival;
 the compatible jobs waiting behind it join its group (up to the batch size; a group that is not full waits up to the
 batch timeout from its first job's arrival, as Serve's batching does). The last slot stays for a job whose user has
 nothing running (or of a higher lane than every running group), so one user's backlog never keeps another user's job
@@ -27,6 +28,7 @@ class Waiting:
     job: Any
     lane: str
     user: str
+    weight: float
     future: asyncio.Future
     order: int
     arrived: float = field(default_factory=time.monotonic)
@@ -47,9 +49,9 @@ class Admission:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()  # running groups (the loop keeps only weak references)
 
-    async def __call__(self, job: Any, lane: str | None, user: str | None) -> Any:
+    async def __call__(self, job: Any, lane: str | None, user: str | None, weight: float = 1.0) -> Any:
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append(Waiting(job, lane if lane in LANE_RANK else "normal", user or "", future,
+        self._waiting.append(Waiting(job, lane if lane in LANE_RANK else "normal", user or "", weight, future,
                                      next(self._orders)))
         self._admit()
         return await future
@@ -66,8 +68,8 @@ class Admission:
     def _get_batch_wait_timeout_s(self) -> float:
         return self.batch_wait_timeout_s
 
-    def _rank(self, entry: Waiting) -> tuple[int, int, int]:
-        return LANE_RANK[entry.lane], self._running[entry.user], entry.order
+    def _rank(self, entry: Waiting) -> tuple[int, float, int]:
+        return LANE_RANK[entry.lane], self._running[entry.user] / entry.weight, entry.order
 
     def _may_start(self, entry: Waiting) -> bool:
         free = self.max_groups - len(self._lanes)

@@ -33,10 +33,12 @@ CONCURRENT_BATCHES = 4  # groups a diffusion replica runs at once; its step sche
 
 @dataclass
 class LiveJob:
-    """What the task record says of a queued job: its lane and user (scheduling) and its newest checkpoint."""
+    """What the task record says of a queued job: its lane, user and tier weight (scheduling) and its newest
+    checkpoint."""
 
     lane: str | None = None
     user: str | None = None
+    weight: float = 1.0
     state: StepState | None = None
     digest: str = ""  # its model request's, which names its checkpoint (none for a family without steps)
 
@@ -87,6 +89,15 @@ def replica_name() -> str:
         return serve.get_replica_context().replica_id.unique_id
     except Exception:  # not running inside a Serve replica
         return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _weight(value: str | None) -> float:
+    """A task record's tier weight (1 when absent or unreadable: tasks queued before weights existed)."""
+    try:
+        weight = float(value) if value else 1.0
+    except ValueError:
+        return 1.0
+    return weight if 0.0 < weight <= 100.0 else 1.0
 
 
 def _step_of(state: StepState | None) -> int:
@@ -145,7 +156,7 @@ class ModelDeployment:
         job = Job(request, task_id)
         if isinstance(queue, Admission):  # admitted by the job's lane and user
             [job.live] = await asyncio.to_thread(self._live_jobs, [job])
-            result = await queue(job, job.live.lane, job.live.user)
+            result = await queue(job, job.live.lane, job.live.user, job.live.weight)
         else:
             result = await queue(job)
         if isinstance(result, Cancelled):
@@ -233,8 +244,9 @@ class ModelDeployment:
         ticket = None
         if self.scheduler:
             fuse_key = self.model.fuse_key(group[0].request)
-            ticket = self.scheduler.ticket(found[kept[0]].lane, found[kept[0]].user,
-                                           None if fuse_key is None else (stage, fuse_key), len(group))
+            lead = found[kept[0]]
+            ticket = self.scheduler.ticket(lead.lane, lead.user, None if fuse_key is None else (stage, fuse_key),
+                                           len(group), lead.weight)
         steps = GroupSteps([job.task_id for job in group], [digests[i] for i in kept], [found[i].lane for i in kept],
                            stage, self.policy, self.progress, self.checkpoints,
                            lambda: self.unhealthy_reason is not None, serve_is_stopping,
@@ -277,8 +289,8 @@ class ModelDeployment:
         unread = [job for job in jobs if job.live is None]
         digests = [job_digest(job.request) for job in unread]
         found = self.checkpoints.load([(job.task_id, digest) for job, digest in zip(unread, digests, strict=True)])
-        for job, digest, (lane, user, data) in zip(unread, digests, found, strict=True):
-            job.live = LiveJob(lane, user, restored(data, job.task_id), digest)
+        for job, digest, (lane, user, weight, data) in zip(unread, digests, found, strict=True):
+            job.live = LiveJob(lane, user, _weight(weight), restored(data, job.task_id), digest)
         return [job.live for job in jobs]
 
     def _observe(self, group: list[Job], started: float, run_ms: float) -> None:

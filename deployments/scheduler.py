@@ -12,10 +12,11 @@ reached its boundary:
 
 - the best waiting ticket takes over if it beats the turn's best member: the highest lane first (a `high` job
   overtakes running `normal` and `low` ones at their next step), then the user granted the fewest slots (a step
-  each, whatever it costs; a user who starts waiting begins at the least of the users already waiting or running,
-  so nobody banks credit), then the earliest arrival. One of the turn's own lane takes over only once the turn has
-  lasted `turn_s`: each hand-over costs the device time (on an H200, SDXL's two groups handed over at every step
-  ran at 0.67× of one after the other, BENCHMARKS.md), so users take turns of `turn_s` rather than of a step;
+  counts 1/weight of the user's tier, whatever it costs: weighted round-robin; a user who starts waiting begins at
+  the least of the users already waiting or running, so nobody banks credit), then the earliest arrival. One of the
+  turn's own lane takes over only once the turn has lasted `turn_s`: each hand-over costs the device time (on an
+  H200, SDXL's two groups handed over at every step ran at 0.67× of one after the other, BENCHMARKS.md), so users
+  take turns of `turn_s` rather than of a step;
 - otherwise the turn goes on, joined by the waiting tickets of its lane and key that fit the budget (each starts at
   its own step 0, and leaves when done).
 
@@ -46,6 +47,7 @@ class Ticket:
     arrived: int = 0
     key: Hashable | None = None
     size: int = 1
+    weight: float = 1.0  # its user's tier weight: a step costs its user 1/weight of a slot
     fused_jobs: int = 0  # the most jobs (groups, its own included) one of its denoiser calls ran with
 
 
@@ -63,12 +65,13 @@ class StepScheduler:
         self._decisions = 0  # counts decisions at boundaries (parked members wait for the next)
         self._granted_at = 0.0  # when the turn began
         self._waiting: list[Ticket] = []
-        self._served: dict[str, int] = {}  # slots per user with a live ticket (virtual time)
+        self._served: dict[str, float] = {}  # slots per user with a live ticket, each 1/weight (virtual time)
         self._live: dict[str, int] = {}  # live tickets per user
         self._arrivals = itertools.count()
 
-    def ticket(self, lane: str | None, user: str | None, key: Hashable | None = None, size: int = 1) -> Ticket:
-        return Ticket(lane if lane in LANE_RANK else "normal", user or "", next(self._arrivals), key, size)
+    def ticket(self, lane: str | None, user: str | None, key: Hashable | None = None, size: int = 1,
+               weight: float = 1.0) -> Ticket:
+        return Ticket(lane if lane in LANE_RANK else "normal", user or "", next(self._arrivals), key, size, weight)
 
     @contextmanager
     def running(self, ticket: Ticket) -> Iterator[None]:
@@ -97,7 +100,7 @@ class StepScheduler:
         """At `ticket`'s step boundary: once its whole turn is at one, the turn goes on (joined by waiting tickets of
         its key) or a better ticket's turn begins; then `ticket` waits for its own turn."""
         with self._lock:
-            self._served[ticket.user] += 1
+            self._served[ticket.user] += 1.0 / ticket.weight
             self._leave(ticket)
             self._parked.add(ticket)
             decision = self._decisions
@@ -213,7 +216,7 @@ class StepScheduler:
                 room -= ticket.size
         return found
 
-    def _rank(self, ticket: Ticket) -> tuple[int, int, int]:
+    def _rank(self, ticket: Ticket) -> tuple[int, float, int]:
         return LANE_RANK[ticket.lane], self._served.get(ticket.user, 0), ticket.arrived
 
     def _beats(self, challenger: Ticket, lead: Ticket) -> bool:

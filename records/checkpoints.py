@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import NamedTuple
 
 import redis
 
@@ -27,6 +28,15 @@ return 1
 """
 
 
+class QueuedJob(NamedTuple):
+    """A queued job's task record (lane, user, tier weight) and newest checkpoint (None: none written)."""
+
+    lane: str | None
+    user: str | None
+    weight: str | None
+    state: bytes | None
+
+
 class Checkpoints:
     """A replica's reads and writes of step checkpoints and previews (best effort: Redis may be restarting)."""
 
@@ -34,21 +44,21 @@ class Checkpoints:
         self.client = client
         self._save = client.register_script(SAVE) if client else None
 
-    def load(self, jobs: list[tuple[str | None, str]]) -> list[tuple[str | None, str | None, bytes | None]]:
-        """(lane, user, newest state or None) of each (task id, job digest), in one round trip."""
-        nothing = (None, None, None)
+    def load(self, jobs: list[tuple[str | None, str]]) -> list[QueuedJob]:
+        """What the records say of each (task id, job digest), in one round trip."""
+        nothing = QueuedJob(None, None, None, None)
         known = [(task_id, digest) for task_id, digest in jobs if task_id is not None]
         if self.client is None or not known:
             return [nothing] * len(jobs)
         pipe = self.client.pipeline(transaction=False)
         for task_id, digest in known:
-            pipe.hmget(keys.task(task_id), "lane", "user_id")
+            pipe.hmget(keys.task(task_id), "lane", "user_id", "weight")
             pipe.hget(keys.task_checkpoints(task_id), digest)
         try:
             replies = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError):
             return [nothing] * len(jobs)
-        found = {job: (*(value.decode() if value else None for value in record), state)
+        found = {job: QueuedJob(*(value.decode() if value else None for value in record), state)
                  for job, record, state in zip(known, replies[::2], replies[1::2], strict=True)}
         return [found.get(job, nothing) for job in jobs]
 

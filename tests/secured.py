@@ -15,6 +15,7 @@ from config.specs import SPECS
 TIERS = {"tight": TierArgs(lane="low", daily={"images": 7}, rate_per_s=1000, burst=1000),
          "slow": TierArgs(lane="normal", rate_per_s=0.5, burst=2),
          "pro": TierArgs(lane="high", rate_per_s=1000, burst=1000),
+         "heavy": TierArgs(lane="normal", weight=3.0, rate_per_s=1000, burst=1000),
          "ops": TierArgs(lane="high", rate_per_s=1000, burst=1000, admin=True)}
 FAMILIES = {key: spec.deployment_name for key, spec in SPECS.items()}
 

@@ -49,8 +49,10 @@ class TaskStore:
 
     async def create(self, kind: str, request: dict[str, Any], user_id: str = "", lane: Lane = "normal",
                      project_id: str | None = None, idempotency_key: str | None = None,
-                     flight: str | None = None, fingerprint: str | None = None) -> tuple[str, bool]:
-        """Queues a new task; (task id, created). The same Idempotency-Key for the same kind of task returns the
+                     flight: str | None = None, fingerprint: str | None = None,
+                     weight: float = 1.0) -> tuple[str, bool]:
+        """Queues a new task of a user of `lane` and `weight` (the tier's, for the replicas' step scheduling);
+        (task id, created). The same Idempotency-Key for the same kind of task returns the
         first task, and the same `flight` digest returns the task already working on it (single-flight);
         `fingerprint` is what the key is bound to (see `idempotent`)."""
         task_id = uuid.uuid4().hex
@@ -60,7 +62,7 @@ class TaskStore:
                   keys.task_stats(), idem, keys.project_tasks(project_id) if project_id else "",
                   keys.flight(flight) if flight else ""],
             args=[task_id, kind, json.dumps(request), user_id, lane, time.time(), project_id or "",
-                  self.idempotency_ttl_s, self.task_ttl_s, keys.task(""), fingerprint or ""])
+                  self.idempotency_ttl_s, self.task_ttl_s, keys.task(""), fingerprint or "", weight])
         return found.decode(), bool(created)
 
     async def idempotent(self, user_id: str, kind: str, idempotency_key: str) -> Earlier | None:

@@ -3,6 +3,7 @@ deployments and Redis with auth required; the lane order on a real runner."""
 import asyncio
 import time
 
+import redis
 import redis.asyncio as aioredis
 from secured import bearer, services_for
 
@@ -12,6 +13,7 @@ from composition.store.prompts import digest
 from composition.workflows.registry import build_workflows
 from config import keys
 from config.composition import RunnerArgs
+from records.checkpoints import Checkpoints
 
 
 def test_auth_required_needs_a_live_key_except_on_public_routes(secured):
@@ -76,6 +78,22 @@ def test_rate_limit_answers_429_with_retry_after(secured):
     assert [r.status_code for r in responses] == [200, 200, 429]
     assert int(responses[2].headers["Retry-After"]) >= 1
     assert responses[2].json()["error"]["code"] == "rate_limited"
+
+
+def test_a_tiers_lane_and_weight_reach_the_task_record_the_replicas_schedule_by(secured, redis_url):
+    """What a diffusion replica reads at admission (`Checkpoints.load`): the key's tier's lane and weight."""
+    run = time.time_ns()
+
+    async def steps(client, services):
+        key, _ = await services.access.create_key(f"hal-{run}", "heavy")
+        response = await client.post("/v1/images/generations", headers=bearer(key), json={
+            "prompt": f"a heavy anchor, run {run}", "wait_s": 0})
+        found = Checkpoints(redis.Redis.from_url(redis_url)).load([(response.json()["task_id"], "no-such-job")])
+        return response.status_code, found
+
+    status, [job] = secured(steps)
+    assert status == 202
+    assert (job.lane, job.user, float(job.weight), job.state) == ("normal", f"hal-{run}", 3.0, None)
 
 
 def test_keys_cli_prints_the_key_last(redis_url, capsys, monkeypatch):

@@ -108,17 +108,21 @@ def test_users_take_turns_so_a_backlog_does_not_hold_another_users_job(replica, 
     run = Run(replica, store)
     backlog = {f"sched-a{i}": _request(6, seed=10 + i) for i in range(3)}
 
+    async def bob_once_ann_is_under_way():  # her first job (whichever started) at its step 2
+        while not any(float(store.hget(keys.task(task), "progress") or 0) >= 2 / 6 for task in backlog):
+            await asyncio.sleep(0.005)
+        return await run.job("sched-b", _request(6, seed=20), "normal", "bob")
+
     async def all_jobs():
         jobs = [run.job(task_id, request, "normal", "ann") for task_id, request in backlog.items()]
-        jobs.append(run.job("sched-b", _request(6, seed=20), "normal", "bob", after=0.3))
-        return await asyncio.gather(*jobs)
+        return await asyncio.gather(*jobs, bob_once_ann_is_under_way())
 
     asyncio.run(all_jobs())
     order = [task for task, _, _ in run.steps()]
     bob = [index for index, task in enumerate(order) if task == "sched-b"]
     assert len(bob) == 6
     assert max(b - a - 1 for a, b in zip(bob, bob[1:])) <= 1, order  # one step of ann's between bob's: turns
-    assert run.ended["sched-b"] < sorted(run.ended[t] for t in backlog)[1]  # before ann's second job ends
+    assert run.ended["sched-b"] < sorted(run.ended[t] for t in backlog)[1], (order, run.ended)  # before ann's 2nd ends
 
 
 def test_a_job_of_the_running_ones_shape_joins_it_at_a_step_boundary(replica, store):
@@ -202,3 +206,18 @@ def test_users_of_a_lane_take_turns_of_turn_s_and_a_higher_lane_takes_over_at_th
     runs = _contend(60.0, ("ann", "low"), ("carol", "high"))
     assert runs[0][0] == "ann" and runs[0][1] <= 3, runs  # carol did not wait for the end of ann's 60 s turn
     assert runs[1] == ("carol", 30) and runs[2][0] == "ann", runs
+
+
+def test_a_tier_weight_gives_its_user_that_share_of_the_lanes_steps():
+    """ann's tier weighs 3, bob's 1: while both run, ann gets three steps to each of bob's (weighted round-robin)."""
+    scheduler, log = StepScheduler(0.0), []
+    tickets = [scheduler.ticket("normal", "ann", weight=3.0), scheduler.ticket("normal", "bob")]
+    threads = [threading.Thread(target=_steps_of, args=(scheduler, ticket, 30, log)) for ticket in tickets]
+    threads[0].start()
+    while not log:
+        time.sleep(0.001)
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    both = log[log.index("bob"):len(log) - log[::-1].index("ann")]  # from bob's first step to ann's last
+    assert 2.5 <= both.count("ann") / both.count("bob") <= 3.5, log
