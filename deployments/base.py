@@ -92,12 +92,12 @@ def replica_name() -> str:
 
 
 def _weight(value: str | None) -> float:
-    """A task record's tier weight (1 when absent or unreadable: tasks queued before weights existed)."""
+    """A task record's tier weight; 1 when absent (a task queued before weights existed) or unreadable."""
     try:
-        weight = float(value) if value else 1.0
+        weight = float(value or 1.0)
     except ValueError:
         return 1.0
-    return weight if 0.0 < weight <= 100.0 else 1.0
+    return weight if 0.0 < weight < float("inf") else 1.0
 
 
 def _step_of(state: StepState | None) -> int:

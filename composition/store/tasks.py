@@ -51,10 +51,10 @@ class TaskStore:
                      project_id: str | None = None, idempotency_key: str | None = None,
                      flight: str | None = None, fingerprint: str | None = None,
                      weight: float = 1.0) -> tuple[str, bool]:
-        """Queues a new task of a user of `lane` and `weight` (the tier's, for the replicas' step scheduling);
-        (task id, created). The same Idempotency-Key for the same kind of task returns the
-        first task, and the same `flight` digest returns the task already working on it (single-flight);
-        `fingerprint` is what the key is bound to (see `idempotent`)."""
+        """Queues a new task in `lane`, its user's tier `weight` recorded for the replicas' step scheduling; (task id,
+        created). The same Idempotency-Key for the same kind of task returns the first task, and the same `flight`
+        digest returns the task already working on it (single-flight); `fingerprint` is what the key is bound to
+        (see `idempotent`)."""
         task_id = uuid.uuid4().hex
         idem = keys.idempotency(user_id or "-", kind, idempotency_key) if idempotency_key else ""
         found, created = await self._create(
