@@ -179,17 +179,23 @@ def _steps_of(scheduler: StepScheduler, ticket, steps: int, log: list[str]) -> N
             scheduler.boundary(ticket)
 
 
-def _contend(turn_s: float, first: tuple[str, str], then: tuple[str, str]) -> list[tuple[str, int]]:
-    """(user, steps in a row) of each turn, when `then` (user, lane) asks for the device once `first` holds it."""
-    scheduler, log = StepScheduler(turn_s), []
-    threads = [threading.Thread(target=_steps_of, args=(scheduler, scheduler.ticket(lane, user), 30, log))
-               for user, lane in (first, then)]
+def _log(scheduler: StepScheduler, first, then) -> list[str]:
+    """The user of each step, when ticket `then` asks for the device once `first` holds it (30 steps each)."""
+    log: list[str] = []
+    threads = [threading.Thread(target=_steps_of, args=(scheduler, ticket, 30, log)) for ticket in (first, then)]
     threads[0].start()
     while not log:
         time.sleep(0.001)
     threads[1].start()
     for thread in threads:
         thread.join()
+    return log
+
+
+def _contend(turn_s: float, first: tuple[str, str], then: tuple[str, str]) -> list[tuple[str, int]]:
+    """(user, steps in a row) of each turn, when `then` (user, lane) asks for the device once `first` holds it."""
+    scheduler = StepScheduler(turn_s)
+    log = _log(scheduler, *(scheduler.ticket(lane, user) for user, lane in (first, then)))
     return [(user, len(list(steps))) for user, steps in itertools.groupby(log)]
 
 
@@ -210,14 +216,7 @@ def test_users_of_a_lane_take_turns_of_turn_s_and_a_higher_lane_takes_over_at_th
 
 def test_a_tier_weight_gives_its_user_that_share_of_the_lanes_steps():
     """ann's tier weighs 3, bob's 1: while both run, ann gets three steps to each of bob's (weighted round-robin)."""
-    scheduler, log = StepScheduler(0.0), []
-    tickets = [scheduler.ticket("normal", "ann", weight=3.0), scheduler.ticket("normal", "bob")]
-    threads = [threading.Thread(target=_steps_of, args=(scheduler, ticket, 30, log)) for ticket in tickets]
-    threads[0].start()
-    while not log:
-        time.sleep(0.001)
-    threads[1].start()
-    for thread in threads:
-        thread.join()
+    scheduler = StepScheduler(0.0)
+    log = _log(scheduler, scheduler.ticket("normal", "ann", weight=3.0), scheduler.ticket("normal", "bob"))
     both = log[log.index("bob"):len(log) - log[::-1].index("ann")]  # from bob's first step to ann's last
     assert 2.5 <= both.count("ann") / both.count("bob") <= 3.5, log
