@@ -28,7 +28,7 @@ from records.checkpoints import Checkpoints
 from records.tasks import Cancelled, ProgressReporter
 
 BATCH_DEFAULTS = dict(max_batch_size=4, batch_wait_timeout_s=0.05)  # replaced by user_config at start
-CONCURRENT_BATCHES = 4  # groups a diffusion replica runs at once; its step scheduler interleaves their steps
+CONCURRENT_BATCHES = 4  # groups a diffusion replica runs at once (more with a larger step batch: `group_slots`)
 
 
 @dataclass
@@ -107,7 +107,7 @@ def _step_of(state: StepState | None) -> int:
 class AdmittedMethod:
     """A diffusion family's operation queue, assigned as `_<operation>` on its deployment class: each replica's own
     `Admission` (deployments/admission.py: fair admission, then `execute` over compatible groups), made on first use
-    with `CONCURRENT_BATCHES` group slots and Serve's batching knobs."""
+    with the replica's `group_slots` and Serve's batching knobs."""
 
     def __init__(self, operation: str, stage: str) -> None:
         self.operation, self.stage = operation, stage
@@ -123,7 +123,7 @@ class AdmittedMethod:
         async def run(jobs: list[Job]) -> list:
             return await replica.execute(jobs, getattr(model, self.operation), model.group_key, self.stage)
 
-        queue = replica.__dict__[self.name] = Admission(run, model.group_key, CONCURRENT_BATCHES, **BATCH_DEFAULTS)
+        queue = replica.__dict__[self.name] = Admission(run, model.group_key, replica.group_slots, **BATCH_DEFAULTS)
         return queue
 
 
@@ -147,6 +147,13 @@ class ModelDeployment:
         self.adapters = AdapterHosting(bank, AdapterRecords(self.progress.client), self.replica) if bank else None
         if self.adapters:
             self.adapters.publish()
+
+    @property
+    def group_slots(self) -> int:
+        """Groups this replica runs at once: `CONCURRENT_BATCHES`, or enough for a full step batch of one-request
+        groups (jobs of different step counts never share a group, yet join one turn) plus the slot admission keeps
+        for another user."""
+        return max(CONCURRENT_BATCHES, self.policy.step_batch + 1 if self.policy else 0)
 
     async def submit(self, queue: Callable[[Job], Any], request: Any, task_id: str | None = None) -> Any:
         """Queues one request on a batch method (its adapters held first); a cancelled task raises `Cancelled` to its
@@ -268,7 +275,7 @@ class ModelDeployment:
                 output.metadata.replica = self.replica
                 output.metadata.queue_ms = job.queued_ms(first_slot[0])
                 output.metadata.resumed_from_step = resume[0].step if resume else None
-                output.metadata.fused_jobs = ticket.fused_jobs if ticket else None
+                output.metadata.fused_requests = ticket.fused_requests if ticket else None
             results[index] = output
         self._observe(group, first_slot[0], (time.monotonic() - first_slot[0]) * 1000.0)
         return results

@@ -1,7 +1,7 @@
 """The step scheduler of a diffusion replica: its device runs one *turn* at a time, and at every step boundary the
 scheduler decides which turn runs next.
 
-A replica runs several groups at once (`CONCURRENT_BATCHES`, admitted by `deployments/admission.py`), each compatible
+A replica runs several groups at once (`group_slots`, admitted by `deployments/admission.py`), each compatible
 group in its own thread holding a ticket. A turn is a set of tickets that step together: the best ticket and the
 waiting ones of its lane and *fusion key* (same operation and latent shape, no adapters or controls: the model's
 `fuse_key`), up to `batch_budget` requests. Their denoiser calls of a step meet here (`fused`) and run as one
@@ -48,7 +48,7 @@ class Ticket:
     key: Hashable | None = None
     size: int = 1
     weight: float = 1.0  # its user's tier weight: a step costs its user 1/weight of a slot
-    fused_jobs: int = 0  # the most jobs (groups, its own included) one of its denoiser calls ran with
+    fused_requests: int = 0  # the most requests (its own included) one of its denoiser forwards ran
 
 
 class StepScheduler:
@@ -111,6 +111,7 @@ class StepScheduler:
 
     def fused(self, ticket: Ticket, call: DenoiserCall) -> Any:
         """`ticket`'s denoiser call, run with the calls its turn's other members make in the same step."""
+        call.requests = ticket.size
         with self._lock:
             alone = len(self._turn) == 1  # nobody joins before this member's next boundary
             if not alone:
@@ -122,7 +123,7 @@ class StepScheduler:
                 self._enter(ticket)
         if alone:
             run_calls([call])
-        ticket.fused_jobs = max(ticket.fused_jobs, call.joint)
+        ticket.fused_requests = max(ticket.fused_requests, call.joint)
         if call.error is not None:
             raise call.error
         return call.result

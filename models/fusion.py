@@ -23,6 +23,7 @@ class DenoiserCall:
 
     def __init__(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         self.module = module
+        self.requests = 1  # the requests its rows hold (its group's size: the router sets it)
         self.inputs = dict(inspect.signature(module.forward).bind(*args, **kwargs).arguments)
         first = next(iter(self.inputs.values()))
         self.batch = first.shape[0]
@@ -32,7 +33,7 @@ class DenoiserCall:
             self.inputs["timestep"] = timestep.reshape(1).expand(self.batch) if timestep.numel() == 1 else timestep
         self.result: Any = None
         self.error: BaseException | None = None
-        self.joint = 0  # how many calls its forward ran (itself included)
+        self.joint = 0  # the requests its forward ran (its own included)
         # Equal for calls that may run as one (shared tensors are compared when they run, see `run_calls`).
         self.signature: Hashable = (id(self.module), _signature(self.inputs, self.batch))
 
@@ -101,7 +102,7 @@ def run_calls(calls: list[DenoiserCall]) -> None:
                  if call.signature == first.signature and _shared_equal(first.inputs, call.inputs, first.batch)]
         waiting = [call for call in waiting if call not in group]
         for call in group:
-            call.joint = len(group)
+            call.joint = sum(member.requests for member in group)
         try:
             with torch.inference_mode():
                 if len(group) == 1:

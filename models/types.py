@@ -215,8 +215,8 @@ class Metadata(BaseModel):
     replica: str | None = None
     queue_ms: float | None = None
     resumed_from_step: int | None = Field(default=None, description="the checkpointed step a retried job resumed from")
-    fused_jobs: int | None = Field(default=None, description="the most jobs (its own included) whose denoiser calls of "
-                                                             "a step ran as one forward with its own")
+    fused_requests: int | None = Field(default=None, description="the most requests (its own included) whose "
+                                                                 "denoiser calls of a step ran as one forward")
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -137,7 +137,7 @@ def test_a_job_of_the_running_ones_shape_joins_it_at_a_step_boundary(replica, st
     bob = [step for task, step, _ in events if task == "sched-fbob"]
     assert [step for task, step, _ in events if task == "sched-fann"] == list(range(1, 21)) and bob == [1, 2, 3, 4]
     assert ann[0] < run.ended["sched-fbob"] < ann[-1]  # bob ran inside ann's job, not after it
-    assert (slow.metadata.fused_jobs, quick.metadata.fused_jobs) == (2, 2)
+    assert (slow.metadata.fused_requests, quick.metadata.fused_requests) == (2, 2)
     for result, request in ((slow, long), (quick, short)):
         alone = replica.model.generate([request])[0]
         assert np.abs(np.asarray(helpers.decode_png(result.png), dtype=int) - np.asarray(helpers.decode_png(alone.png), dtype=int)).max() <= 1
@@ -147,6 +147,7 @@ def test_admission_keeps_a_group_slot_for_another_users_job_behind_a_backlog(rep
     """ann queues 20 jobs (4 group slots, batches of 4): her jobs take 3 slots; bob's one job, arriving after them,
     takes the fourth at once and ends with ann's first groups, not behind her backlog (a FIFO queue puts it last)."""
     monkeypatch.setattr(replica.scheduler, "turn_s", 0.0)
+    monkeypatch.setattr(replica._generate, "max_groups", 4)  # fewer slots than ann's groups
     run = Run(replica, store)
 
     async def all_jobs():

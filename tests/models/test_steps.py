@@ -139,6 +139,6 @@ def test_a_job_joining_a_running_one_at_a_step_boundary_ends_as_its_solo_run(fam
     job(a, tickets[0], start_b)
     joining.join()
     assert steps_of_b == list(range(1, STEPS - 1))
-    assert [ticket.fused_jobs for ticket in tickets] == [2, 2]
+    assert [ticket.fused_requests for ticket in tickets] == [2, 2]
     np.testing.assert_allclose(outputs["a"], run([a]), atol=1e-4, rtol=0)
     np.testing.assert_allclose(outputs["b"], run([b]), atol=1e-4, rtol=0)
