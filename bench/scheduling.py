@@ -162,12 +162,11 @@ def main() -> None:
                 rows[level] = dict(head_of_line=head_of_line(Bench(replica, store, step_level), step_ms),
                                    fairness=fairness(Bench(replica, store, step_level), direct))
                 replica.scheduler = scheduler
-            budget, queue = scheduler.batch_budget, replica._generate
+            queue = replica._generate  # the replica is not used after these runs
             for level, groups, joining in (("request", 1, 0), ("step_without_joining", queue.max_groups, 0),
-                                           ("step", queue.max_groups, budget)):
+                                           ("step", queue.max_groups, scheduler.batch_budget)):
                 queue.max_groups, scheduler.batch_budget = groups, joining
                 rows.setdefault("continuous_batching", {})[level] = staggered(Bench(replica, store, True), direct)
-            queue.max_groups, scheduler.batch_budget = groups, budget
         finally:
             server.stop()
     print(json.dumps(rows, indent=2))
