@@ -6,9 +6,11 @@ weights (`random` source). Neither runs a whole request: one call of a few steps
 
 - the per-step time (median between `callback_on_step_end` calls, device synchronised, after one warm-up step);
 - the fixed parts, timed once: before the first step (text and image encoding, latents; the warm-up step's extra
-  cost is counted here) and after the last (VAE decode), and for the Montage path the media encode (PNG, or MP4
-  where imageio-ffmpeg is installed);
-- end-to-end, **extrapolated**: before + steps × per-step + after;
+  cost is counted here) and after the last (VAE decode), and on both paths the media encode (PNG, or MP4 where
+  imageio-ffmpeg is installed);
+- end-to-end, **extrapolated**: before + steps × per-step + after + encode (each row's `e2e_parts` says which parts
+  it adds up: no encode where the machine has no encoder); a decode workload warms up with the same call it times,
+  on every path;
 - the FLOPs of one step, counted with `FlopCounterMode` over one more step of the baseline call, and the floor they
   give over the bf16 matmul rate measured here;
 - memory in GiB: reserved by the caching allocator after construction (what other processes cannot use), the peak
@@ -16,9 +18,11 @@ weights (`random` source). Neither runs a whole request: one call of a few steps
 
 Each process first runs matmuls for a moment, so the path measured first does not pay the GPU's warm-up.
 
-Rows go to `OUT/gpu.jsonl` as soon as each workload is measured, and the table to `OUT/gpu.md` after each one. The
-estimates of bench/gpu_workloads.py give the predicted duration, printed first; with `--budget-s`, a workload whose
-estimate exceeds the time left is skipped and listed as such. Smoke mode on a CPU: `--device cpu --source tiny`.
+Rows go to `OUT/gpu.jsonl` as soon as each workload is measured (each row with its workload's measured duration,
+`workload_s`), and the table to `OUT/gpu.md` after each one. With `--budget-s`, a workload whose expected duration
+exceeds the time left is skipped and listed as such; expected is what an earlier run on this kind of device measured
+(`--durations ITS/gpu.jsonl`), else, on CUDA with full-size weights, the static H200 estimates of
+bench/gpu_workloads.py. Smoke mode on a CPU: `--device cpu --source tiny`.
 """
 from __future__ import annotations
 
@@ -112,7 +116,7 @@ def measure_path(workload: Workload, path: str, build: Callable[[], Any], call: 
         sync(device)
         row["warmup_s"] = time.perf_counter() - warm_started
     if workload.tokens:
-        row |= token_call(bound, fields, device)
+        row |= token_call(bound, fields, device) | dict(e2e_parts="prefill + decode")
         if count_flops:
             row["step_flops"] = token_flops(bound, fields)
     else:
@@ -120,14 +124,24 @@ def measure_path(workload: Workload, path: str, build: Callable[[], Any], call: 
         row |= timing.figures(timed, fields["steps"]) | dict(timed_steps=timed)
         if count_flops:
             row["step_flops"] = timing.step_flops
-        if workload.encode is not None and path != "baseline":
-            encode_started = time.perf_counter()
-            encoded = workload.encode(timing.output, fields)
-            row["encode_s"] = None if encoded is None else time.perf_counter() - encode_started
+        row |= encode_figures(workload, timing.output, fields, row["e2e_s"])
     row |= {k: v for k, v in memory(device).items() if k.startswith("peak")}
     del model, bound
     release(device)
     return row
+
+
+def encode_figures(workload: Workload, output: Any, fields: dict, e2e_s: float) -> dict[str, Any]:
+    """The media encode of a call's output (PNG, or MP4 where imageio-ffmpeg is installed), timed on either path
+    and added to its end-to-end time; `e2e_parts` names what that time adds up."""
+    parts = "before + steps × step + after"
+    encoded, started = None, time.perf_counter()
+    if workload.encode is not None:
+        encoded = workload.encode(output, fields)
+    if encoded is None:
+        return dict(encode_s=None, e2e_parts=parts + ("" if workload.encode is None else ", no encoder here"))
+    encode_s = time.perf_counter() - started
+    return dict(encode_s=encode_s, e2e_s=e2e_s + encode_s, e2e_parts=parts + " + encode")
 
 
 def measure(workload: Workload, source: Source, device: torch.device, dtype: torch.dtype, timed: int,
@@ -237,9 +251,17 @@ def suite_parser(doc: str, workloads: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
-def predicted_s(names: list[str]) -> float:
-    """The suite's predicted duration on one H200 (full-size workloads, environment child included)."""
-    return 15.0 + sum(WORKLOADS[name].estimate_s for name in names)
+def measured_durations(path: Path) -> dict[str, float]:
+    """Each workload's measured duration (`workload_s`, its process from start to end) in an earlier run's rows."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {row["workload"]: row["workload_s"] for row in rows if "workload_s" in row}
+
+
+def estimates(names: list[str], durations: dict[str, float] | None) -> dict[str, float]:
+    """Each workload's expected duration: measured in an earlier run on this kind of device (`durations`), else the
+    static H200 estimate of bench/gpu_workloads.py."""
+    durations = durations or {}
+    return {name: durations.get(name, WORKLOADS[name].estimate_s) for name in names}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -250,12 +272,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = suite_parser(__doc__, list(WORKLOADS))
     parser.add_argument("--timed-steps", type=int, help="steps timed after the warm-up one (default per workload)")
     parser.add_argument("--budget-s", type=float, help="skip workloads whose estimate exceeds the time left")
+    parser.add_argument("--durations", type=Path, help="an earlier run's gpu.jsonl on this kind of device: its "
+                                                       "measured workload durations are the estimates")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    estimated = args.device.startswith("cuda") and args.source is Source.RANDOM
-    predicted = predicted_s(args.workloads)
-    print(f"predicted duration on an H200: {predicted:.0f} s ({predicted / 60:.1f} min) for "
-          f"{', '.join(args.workloads)}", flush=True)
+    durations = measured_durations(args.durations) if args.durations else None
+    # the static estimates are H200 figures: they count only there, measured durations on any device
+    expected = estimates(args.workloads, durations) \
+        if durations or (args.device.startswith("cuda") and args.source is Source.RANDOM) else None
+    if expected:
+        print(f"expected duration: {sum(expected.values()):.0f} s for {', '.join(args.workloads)} "
+              f"({'measured in ' + str(args.durations) if durations else 'H200 estimates'})", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl, table = args.out / "gpu.jsonl", args.out / "gpu.md"
     jsonl.write_text("")
@@ -275,7 +302,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     for name in args.workloads:
         left = args.budget_s - (time.monotonic() - started) if args.budget_s else float("inf")
-        estimate = WORKLOADS[name].estimate_s if estimated else 0.0
+        estimate = expected[name] if expected else 0.0
         if estimate > left:
             record([dict(workload=name, skipped=f"estimate {estimate:.0f} s > {left:.0f} s left")])
             print(f"{name}: skipped, estimate {estimate:.0f} s > {left:.0f} s left", flush=True)
@@ -286,9 +313,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         new, error = run_child("bench.gpu", name, args, timeout=min(left, 600.0), extra=extra)
         if error:
             new.append(dict(workload=name, skipped=error))
-        record(new)
-        took = f"{name}: {time.monotonic() - workload_started:.0f} s" + (f" (estimate {estimate:.0f} s)" if estimated else "")
-        print(took + (f", {error}" if error else ""), flush=True)
+        took_s = time.monotonic() - workload_started
+        record([row | dict(workload_s=round(took_s, 1)) for row in new])
+        print(f"{name}: {took_s:.0f} s" + (f" (expected {estimate:.0f} s)" if expected else "") +
+              (f", {error}" if error else ""), flush=True)
     print(f"total {time.monotonic() - started:.0f} s")
     print(render(rows, env))
     return rows

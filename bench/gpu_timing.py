@@ -64,8 +64,9 @@ def timed_call(call: Callable[[dict, Any], Any], fields: dict, timed: int, devic
 
 
 def token_call(call: Callable[[dict, Any], Any], fields: dict, device: torch.device) -> dict[str, float]:
-    """Decode: a short warm-up, then `steps` new tokens timed whole (prefill of a short prompt included)."""
-    call({**fields, "steps": 4}, None)
+    """Decode: the same call once as a warm-up (every path alike), then `steps` new tokens timed whole (prefill of a
+    short prompt included)."""
+    call(fields, None)
     sync(device)
     started = time.perf_counter()
     call(fields, None)

@@ -75,21 +75,23 @@ class Workload:
         return self.family == "llm"
 
 
-def _encode_png(images: Any, f: dict) -> bytes:
+def _encode_png(output: Any, f: dict) -> bytes:
+    """PNG of the first image: a Montage call's images, or a diffusers pipeline output's `images`."""
     from models.media import encode_png
 
-    return encode_png(images[0])
+    return encode_png(getattr(output, "images", output)[0])
 
 
-def _encode_mp4(videos: Any, f: dict) -> bytes | None:
-    """MP4 of the first clip; None where imageio-ffmpeg is not installed (a bare GPU box)."""
+def _encode_mp4(output: Any, f: dict) -> bytes | None:
+    """MP4 of the first clip (a Montage call's videos, or a pipeline output's `frames`); None where imageio-ffmpeg
+    is not installed (a bare GPU box)."""
     try:
         import imageio_ffmpeg  # noqa: F401
     except ImportError:
         return None
     from models.media import frames_to_mp4
 
-    return frames_to_mp4(videos[0], f["fps"])
+    return frames_to_mp4(getattr(output, "frames", output)[0], f["fps"])
 
 
 def _callback(on_step: StepCallback, fields: dict) -> Any:

@@ -7,12 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ("e2e_s", "per_step_ms", "call_s", "build_s", "peak_rss_gib")
 
 
-def test_device_script_smoke_mode_reports_every_figure(tmp_path):
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> list[dict]:
+    """The device script in its CPU smoke mode, once for the module: its rows."""
+    out = tmp_path_factory.mktemp("smoke") / "out"
     done = subprocess.run(["bash", "bench/device/run.sh", str(out), "--device", "cpu", "--source", "tiny",
                            "--workloads", "flux_kontext", "svd"], cwd=ROOT, capture_output=True, text=True,
                           env=dict(os.environ, PYTHON=sys.executable), timeout=300)
@@ -20,33 +24,41 @@ def test_device_script_smoke_mode_reports_every_figure(tmp_path):
     import torch
 
     assert torch.__version__ in (out / "env.txt").read_text()
-    rows = [json.loads(line) for line in (out / "gpu.jsonl").read_text().splitlines()]
-    assert [(r["workload"], r["path"]) for r in rows] == [
+    table = (out / "gpu.md").read_text()
+    assert table.count("\n| flux_kontext | ") == 2 and "| svd | montage |" in table
+    return [json.loads(line) for line in (out / "gpu.jsonl").read_text().splitlines()]
+
+
+def test_device_script_smoke_mode_reports_every_figure(smoke):
+    assert [(r["workload"], r["path"]) for r in smoke] == [
         ("flux_kontext", "baseline"), ("flux_kontext", "montage"), ("svd", "baseline"), ("svd", "montage")]
-    for row in rows:
+    for row in smoke:
         assert all(row[name] > 0 for name in FIGURES), row
         assert row["step_flops"] > 0 and row["floor_ms_per_step"] > 0 and row["timed_steps"] == 2, row
         assert row["before_s"] + row["after_s"] < row["call_s"], row
-    montage = [r for r in rows if r["path"] == "montage"]
-    assert all(r["encode_s"] > 0 for r in montage)  # PNG and, with imageio-ffmpeg installed here, MP4
-    table = (out / "gpu.md").read_text()
-    assert table.count("\n| flux_kontext | ") == 2 and "| svd | montage |" in table
+        # every path's end-to-end adds the media encode (PNG and, with imageio-ffmpeg installed here, MP4)
+        assert row["encode_s"] > 0 and row["e2e_parts"] == "before + steps × step + after + encode", row
+        parts = row["before_s"] + row["steps"] * row["per_step_ms"] / 1000 + row["after_s"] + row["encode_s"]
+        assert row["e2e_s"] == pytest.approx(parts), row
+    assert len({r["workload_s"] for r in smoke if r["workload"] == "svd"}) == 1  # one measured duration a workload
 
 
-def test_budget_skips_and_reports_what_would_not_fit(tmp_path):
+def test_budget_skips_a_workload_whose_measured_duration_exceeds_the_time_left(smoke, tmp_path):
+    """Expected durations come from an earlier run's measured `workload_s`: a budget below flux_kontext's measured
+    duration skips it, naming that duration."""
     from bench import gpu
 
-    rows = gpu.main(["--device", "cpu", "--source", "tiny", "--workloads", "llm", "--budget-s", "0.001",
-                     "--out", str(tmp_path)])
-    assert rows == [dict(workload="llm", skipped=rows[0]["skipped"])] and "left" in rows[0]["skipped"]
-    assert "skipped" in (tmp_path / "gpu.md").read_text()
-
-
-def test_the_whole_suite_is_predicted_to_fit_seven_minutes_on_an_h200():
-    from bench import gpu
-    from bench.gpu_workloads import WORKLOADS
-
-    assert gpu.predicted_s(list(WORKLOADS)) <= 7 * 60
+    measured = {r["workload"]: r["workload_s"] for r in smoke}
+    previous = tmp_path / "previous.jsonl"
+    previous.write_text("".join(json.dumps(r) + "\n" for r in smoke))
+    assert gpu.measured_durations(previous) == measured
+    assert gpu.estimates(["svd", "llm"], measured) == {"svd": measured["svd"], "llm": gpu.WORKLOADS["llm"].estimate_s}
+    budget = measured["flux_kontext"] / 2
+    rows = gpu.main(["--device", "cpu", "--source", "tiny", "--workloads", "flux_kontext", "--budget-s", str(budget),
+                     "--durations", str(previous), "--out", str(tmp_path / "out")])
+    assert [r["workload"] for r in rows] == ["flux_kontext"]
+    assert rows[0]["skipped"].startswith(f"estimate {measured['flux_kontext']:.0f} s > ")
+    assert "skipped" in (tmp_path / "out" / "gpu.md").read_text()
 
 
 def test_the_step_suite_resumes_exactly_and_two_scheduled_groups_equal_their_solo_runs(tmp_path):
