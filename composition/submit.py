@@ -55,24 +55,25 @@ class Queued(NamedTuple):
 
 async def enqueue(services: Services, principal: Principal, workflow: Workflow, body: Any,
                   idempotency_key: str | None = None) -> dict[str, Any] | Queued:
-    """The body, acting for the caller's user with its project's defaults, is planned into a job (reading only); a
-    cached result is returned at once; otherwise the caller's quota is charged, the job reserves what it needs and a
-    task is created (or joined, by Idempotency-Key or single-flight) on the caller's lane, its webhook subscribed. A
-    result served without a task sends no webhook."""
+    """The body, acting for the caller's user with its project's defaults: a retry under an Idempotency-Key already
+    used for it is its first task (running or ended: no second charge); otherwise it is planned into a job (reading
+    only), a cached result is returned at once, or the caller's quota is charged, the job reserves what it needs and
+    a task is created (or joined by single-flight) on the caller's lane, its webhook subscribed. A result served
+    without a task sends no webhook."""
     body = await with_project_defaults(services, workflow.kind, as_user(body, principal))
     webhook = await subscription_for(services, principal, body)
-    job = await workflow.plan(body)
-    project_id = getattr(body, "project_id", None)
-    if (hit := await workflow.cached(job)) is not None:
-        return await served(services, project_id, hit)
     bound_to = fingerprint(body) if idempotency_key else None
     earlier = await services.tasks.idempotent(body.user_id or "", workflow.kind, idempotency_key) \
         if idempotency_key else None
     if earlier is not None and earlier.fingerprint not in (None, bound_to):
         raise InvalidRequest("Idempotency-Key", "already used for a different request")
-    if earlier is not None:  # a retry of the same request neither charges again nor queues another task
+    if earlier is not None:  # a retry of the same request, even after its task ended: the same task, no charge
         task_id = earlier.id
     else:
+        job = await workflow.plan(body)
+        project_id = getattr(body, "project_id", None)
+        if (hit := await workflow.cached(job)) is not None:
+            return await served(services, project_id, hit)
         await charge(services, principal, workflow.quota)
         reserved = await workflow.reserve(job)
         if isinstance(reserved, dict):

@@ -69,6 +69,30 @@ def test_quota_is_exact_under_50_parallel_requests_and_refused_ones_leave_no_tra
     assert refused["code"] == "quota_exceeded" and refused["field"] == "images" and "7" in refused["message"]
 
 
+def test_an_idempotent_retry_after_its_task_ended_is_that_task_and_charges_nothing(secured):
+    """The first request ends (single-flight no longer joins it, and the cache would answer the same body); its
+    retry, under the same Idempotency-Key with another `wait_s`, answers with the first task and its result, and the
+    tier's daily quota was charged once."""
+    run = time.time_ns()
+    user = f"ida-{run}"
+
+    async def steps(client, services):
+        key, _ = await services.access.create_key(user, "tight")
+        headers = bearer(key) | {"Idempotency-Key": f"boat-{run}"}
+        body = {"prompt": f"a paper boat on a pond, run {run}", "seed": 3}
+        first = await client.post("/v1/images/generations", headers=headers, json=body | {"wait_s": 120})
+        quota = [k async for k in services.redis.scan_iter(keys.quota(user, "images", "*"))]
+        charged = int(await services.redis.get(quota[0]))
+        retry = await client.post("/v1/images/generations", headers=headers, json=body | {"wait_s": 5})
+        return first, retry, charged, int(await services.redis.get(quota[0]))
+
+    first, retry, charged, after = secured(steps)
+    assert first.status_code == 200 and first.json()["cache_hit"] is False
+    assert retry.status_code == 200 and retry.headers["X-Task-Id"] == first.headers["X-Task-Id"]
+    assert retry.json() == first.json()
+    assert charged == after == 1
+
+
 def test_rate_limit_answers_429_with_retry_after(secured):
     async def steps(client, services):
         key, _ = await services.access.create_key(f"lou-{time.time_ns()}", "slow")
