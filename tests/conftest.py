@@ -47,7 +47,7 @@ def ray_serve(tmp_path_factory):
     """A local Ray with virtual GPUs (fractional placement schedules as on a GPU node) and Serve; the replicas' data
     folder (the image families' adapters) is the session's own."""
     import ray
-    from helpers import DASHBOARD_PORT, METRICS_PORT
+    from helpers import DASHBOARD_PORT, METRICS_PORT, SERVE_PORT
     from ray import serve
 
     # The dashboard serves Ray's state API, through which fault tests find replica processes to kill.
@@ -55,7 +55,7 @@ def ray_serve(tmp_path_factory):
     ray.init(address="local", num_cpus=4, num_gpus=VIRTUAL_GPUS, include_dashboard=True,
              dashboard_port=DASHBOARD_PORT, log_to_driver=False, _metrics_export_port=METRICS_PORT,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "MONTAGE_DATA_DIR": str(tmp_path_factory.mktemp("data"))}})
-    serve.start(http_options={"host": "127.0.0.1", "port": 18000})
+    serve.start(http_options={"host": "127.0.0.1", "port": SERVE_PORT})
     yield serve
     serve.shutdown()
     ray.shutdown()

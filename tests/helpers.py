@@ -1,9 +1,14 @@
 """Small builders shared by tests."""
 from __future__ import annotations
 
-BASE = "http://127.0.0.1:18000"  # Serve's HTTP proxy in tests
-METRICS_PORT = 18080  # Ray's Prometheus endpoint in tests (`montage up` uses 8080)
-DASHBOARD_PORT = 18265  # Ray's dashboard (and state API) in tests
+import os
+
+# The suite's ports, moved by MONTAGE_TEST_PORT_OFFSET so that two suites can run on one machine at once
+PORT_OFFSET = int(os.environ.get("MONTAGE_TEST_PORT_OFFSET", "0"))
+SERVE_PORT = 18000 + PORT_OFFSET  # Serve's HTTP proxy in tests (`montage up` uses 8000)
+BASE = f"http://127.0.0.1:{SERVE_PORT}"
+METRICS_PORT = 18080 + PORT_OFFSET  # Ray's Prometheus endpoint in tests (`montage up` uses 8080)
+DASHBOARD_PORT = 18265 + PORT_OFFSET  # Ray's dashboard (and state API) in tests
 
 import io
 import socket
@@ -63,6 +68,21 @@ def slow_video(client, seed: int, steps: int = 40) -> str:
                                                             "steps": steps, "seed": seed})
     assert response.status_code == 202
     return response.json()["task_id"]
+
+
+def clip_after_earlier_jobs(client, seed: int) -> float:
+    """A 2-step 6-frame SVD clip of a fresh upload (a shape no slow clip has, so it joins no running job; nothing
+    cached), awaited to its end: by then every SVD job its user submitted before it has left the replica. The
+    seconds from its submission to its first step."""
+    image = upload(client, png(64, 64, seed=seed))
+    submitted = time.monotonic()
+    response = client.post("/v1/videos/generations", json={"image": image, "model": "svd", "num_frames": 6,
+                                                            "steps": 2, "seed": seed})
+    assert response.status_code == 202, response.text
+    wait_running(client, response.json()["task_id"])
+    began = time.monotonic() - submitted
+    assert wait_task(client, response.json()["task_id"])["status"] == "succeeded"
+    return began
 
 
 def wait_running(client, task_id: str, progress: float = 0.0) -> dict:
