@@ -3,7 +3,7 @@ import json
 import time
 
 import redis
-from helpers import slow_video, wait_running
+from helpers import clip_after_earlier_jobs, png, replica_pids, slow_video, upload, wait_running, wait_task
 
 from config import keys
 
@@ -22,12 +22,22 @@ def test_events_stream_progress_then_the_terminal_status(client):
     assert progress == sorted(progress) and len(progress) >= 2
 
 
-def test_cancel_stops_a_running_task_between_steps(client, redis_url):
+def test_cancel_stops_the_replicas_computation_between_steps(client, redis_url):
+    """A 100-step clip cancelled at about its fifth step stops computing there: a clip of another shape submitted
+    right after (the same user, so it waits for the first on SVD's one replica: no fusion across shapes) reaches its
+    first step about as soon as it does on an idle replica, not after the ~95 steps the cancelled job had left."""
+    assert len(replica_pids("SVD")) == 1
+    alone_s = min(clip_after_earlier_jobs(client, seed=22 + i) for i in range(2))
     task_id = slow_video(client, seed=21, steps=100)
-    wait_running(client, task_id, progress=0.01)
+    running = wait_running(client, task_id, progress=0.02)
+    timed_from = time.monotonic()
+    at_cancel = wait_running(client, task_id, progress=running["progress"] + 0.02)
+    step_s = (time.monotonic() - timed_from) / round((at_cancel["progress"] - running["progress"]) * 100)
     cancelled = client.delete(f"/v1/tasks/{task_id}")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    time.sleep(2.0)
+    behind_s = clip_after_earlier_jobs(client, seed=24)
+    left_s = (1 - at_cancel["progress"]) * 100 * step_s
+    assert behind_s < alone_s + 3 * step_s + 1.0 < left_s, (behind_s, alone_s, step_s, left_s)
     task = client.get(f"/v1/tasks/{task_id}").json()
     assert task["status"] == "cancelled" and task["progress"] < 1.0 and task["result"] is None
     assert task["stage"] == "cancelled"  # no late step moves it back to "animating"
@@ -120,8 +130,6 @@ def test_late_progress_never_moves_a_cancelled_task_back(redis_url):
 def test_a_task_waiting_for_a_busy_model_shows_its_queue_position_and_eta(client):
     """While SVD renders a long clip, later clips wait: stage "waiting", their place in SVD's queue and an ETA from
     measured request times, on GET and SSE; a waiting task is never shown as animating at 0.0."""
-    from helpers import png, upload, wait_task
-
     def video(frames: int, steps: int, seed: int) -> str:
         body = {"image": upload(client, png(64, 64, seed=seed)), "model": "svd", "num_frames": frames,
                 "steps": steps, "seed": seed}
