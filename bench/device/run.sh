@@ -2,7 +2,8 @@
 # bench/device/run.sh OUTDIR [bench.gpu options]: the GPU suite on a machine with a CUDA torch and no package
 # registry. Where diffusers or pydantic is missing, installs the wheels of .whl/ (bench/device/fetch_wheels.sh) into a
 # folder of their own, leaving the machine's torch and transformers as they are, prints the environment, and runs `python -m bench.gpu` into OUTDIR
-# (gpu.jsonl, gpu.md, log.txt). Default budget: 450 s, so the whole command fits a 10-minute window.
+# (gpu.jsonl, gpu.md, log.txt), after the kernel probe on CUDA (bench.probe: probe.jsonl, probe.txt, ~90 s). Default
+# budget: 450 s for bench.gpu, so the whole command fits a 10-minute window.
 # MONTAGE_BENCH=bench.gpu_steps runs the step checkpoint/preview suite instead (steps.jsonl); bench.adapters the LoRA
 # costs (adapters.json).
 set -euo pipefail
@@ -29,4 +30,7 @@ torch.version.cuda, transformers.__version__, diffusers.__version__, pydantic.__
 } 2>&1 | tee "$out/env.txt"
 budget=()
 [[ " $* " == *" --budget-s "* ]] || budget=(--budget-s 450)
+if [[ " $* " != *" --device cpu "* && -z "${MONTAGE_BENCH:-}" ]]; then  # kernel facts first (~90 s): OUTDIR/probe.jsonl
+  "$python" -m bench.probe --out "$out" 2>&1 | tee "$out/probe.txt"
+fi
 "$python" -m "${MONTAGE_BENCH:-bench.gpu}" --out "$out" "${budget[@]}" "$@" 2>&1 | tee "$out/log.txt"

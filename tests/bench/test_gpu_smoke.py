@@ -61,6 +61,26 @@ def test_budget_skips_a_workload_whose_measured_duration_exceeds_the_time_left(s
     assert "skipped" in (tmp_path / "out" / "gpu.md").read_text()
 
 
+def test_the_kernel_probe_times_every_attention_shape_and_gemm_in_smoke_mode(tmp_path):
+    """bench.probe at 1/50 of the serving lengths on the CPU: every family's attention shape by the default SDPA and
+    each CPU backend, every GEMM in bf16 and fp8 rowwise (with and without quantising the activation), each with its
+    error against fp32; fp8's error is the larger, and bounded."""
+    from bench import probe
+
+    rows = probe.main(["--device", "cpu", "--scale", "0.02", "--reps", "1", "--out", str(tmp_path)])
+    assert rows[0]["kind"] == "environment" and len((tmp_path / "probe.jsonl").read_text().splitlines()) == len(rows)
+    timed = {(r["kind"], r["shape"], r["impl"]): r for r in rows[1:]}
+    assert {(shape, impl) for kind, shape, impl in timed if kind == "attention"} == {
+        (shape, impl) for shape in probe.ATTENTION for impl in ("default", "math", "flash")}
+    for (kind, shape, impl), row in timed.items():
+        assert row["ms"] > 0 and row["tflops"] > 0, row
+        assert row["rel_err"] < (0.1 if impl.startswith("fp8") else 0.01), row
+    for shape in probe.GEMM:
+        bf16, fp8 = timed["gemm", shape, "bf16"], timed["gemm", shape, "fp8_rowwise"]
+        assert fp8["rel_err"] > bf16["rel_err"], (bf16, fp8)
+        assert timed["gemm", shape, "fp8_rowwise_with_quantisation"]["rel_err"] == pytest.approx(fp8["rel_err"])
+
+
 def test_the_step_suite_resumes_exactly_and_two_scheduled_groups_equal_their_solo_runs(tmp_path):
     from bench import gpu_steps
 
