@@ -140,11 +140,13 @@ class Montage:
         body = _body(ImageEdit, image=self._asset(image), prompt=prompt, n=n, wait_s=wait_s, **options)
         return self._submit("/v1/images/edits", body, ImagesResult)
 
-    def video(self, image: Image, *, model: VideoModel | None = None, wait_s: float = 0,
+    def video(self, image: Image | None = None, *, model: VideoModel | None = None, wait_s: float = 0,
               **options: Any) -> TaskHandle[VideoOut]:
-        """`POST /v1/videos/generations`: animates an asset id, a local file or image bytes (uploaded first);
-        `options`: prompt, num_frames, fps, steps, seed, gif, width, height, user_id, project_id."""
-        body = _body(VideoGeneration, image=self._asset(image), model=model, wait_s=wait_s, **options)
+        """`POST /v1/videos/generations`: animates an asset id, a local file or image bytes (uploaded first), or
+        with no image, a keyframe made from `prompt` (text to video); `options`: prompt, num_frames, fps, steps,
+        seed, gif, width, height, user_id, project_id."""
+        body = _body(VideoGeneration, image=None if image is None else self._asset(image), model=model,
+                     wait_s=wait_s, **options)
         return self._submit("/v1/videos/generations", body, VideoOut)
 
     def storyboard(self, theme: str | None = None, *, script: str | None = None, num_scenes: int | None = None,

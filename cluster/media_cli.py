@@ -37,8 +37,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     edit.add_argument("image")
     edit.add_argument("prompt")
     _image_options(edit)
-    video = commands.add_parser("video", parents=[server], help="animate an image (a file or an asset id)")
-    video.add_argument("image")
+    video = commands.add_parser("video", parents=[server], help="animate an image (a file or an asset id), or a "
+                                                                "keyframe made from --prompt")
+    video.add_argument("image", nargs="?", help="none: text to video from --prompt")
     video.add_argument("--prompt")
     video.add_argument("--model", choices=families_with("animate"))
     video.add_argument("--frames", type=int, dest="num_frames")
@@ -145,7 +146,7 @@ def _video(montage: Montage, args: argparse.Namespace, console: Console) -> int:
                            steps=args.steps, seed=args.seed, gif=args.gif, output_format=fmt)
     if (result := _follow(handle, console)) is None:
         return CANCELLED_RC
-    path = args.output or Path(f"{Path(args.image).stem}.{fmt}")
+    path = args.output or Path(f"{Path(args.image).stem if args.image else _slug(args.prompt, 'video')}.{fmt}")
     print(montage.download(result.video, path))
     if result.gif and fmt != "gif":
         print(montage.download(result.gif, path.with_suffix(".gif")))

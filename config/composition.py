@@ -61,12 +61,15 @@ class WebhookArgs(_Strict):
 
 
 class OpenAIArgs(_Strict):
-    """The OpenAI-compatible Images API under /openai/v1."""
+    """The OpenAI-compatible Images and Videos APIs under /openai/v1."""
 
     models: dict[str, Literal[families_with("generate")]] = Field(
         default_factory=lambda: {"dall-e-2": "sdxl", "dall-e-3": "flux", "gpt-image-1": "flux"},
         description="model aliases → image family (a family's own name always works)")
     wait_s: float = Field(default=300, gt=0, le=600, description="how long a call waits for its images (then 504)")
+    video_models: dict[str, Literal[families_with("animate")]] = Field(
+        default_factory=lambda: {"sora-2": "wan", "sora-2-pro": "wan"},
+        description="video model aliases → video family (a family's own name always works; none given: wan)")
 
 
 class CompositionArgs(_Strict):
@@ -91,6 +94,8 @@ class CompositionArgs(_Strict):
     webhooks: WebhookArgs = Field(default_factory=WebhookArgs)
     access: AccessArgs = Field(default_factory=lambda: AccessArgs())
     openai: OpenAIArgs = Field(default_factory=OpenAIArgs)
+    keyframe_model: Literal[families_with("generate")] = Field(
+        default="flux", description="text to video: the image family that makes the keyframe a clip then animates")
 
 
 QuotaKind = Literal["images", "videos", "storyboards"]

@@ -29,7 +29,14 @@ class VideoOptions(TaskBody):
 
 
 class VideoGeneration(VideoOptions):
-    image: AssetId
+    image: AssetId | None = Field(default=None, description="the image to animate; none: text to video, a keyframe "
+                                                            "made from `prompt` first (`composition.keyframe_model`)")
+
+
+class VideoRemix(VideoGeneration):
+    """A video of another video task's source and settings with a new prompt (OpenAI's remix; not a route's body)."""
+
+    remixed_from: Id
 
 
 class VideoOut(BaseModel):
@@ -42,6 +49,7 @@ class VideoOut(BaseModel):
     height: int
     seed: int
     metadata: dict[str, Any]
+    keyframe: AssetRef | None = Field(default=None, description="text to video: the keyframe made from the prompt")
 
 
 class VideoEstimate(BaseModel):

@@ -1,25 +1,38 @@
-"""Image to video: an uploaded or generated image → SVD or Wan → MP4, WebM or GIF (+ GIF); estimates from measured
-times."""
+"""Image to video: an uploaded or generated image → SVD or Wan → MP4, WebM or GIF (+ GIF); text to video: a keyframe
+made from the prompt first; estimates from measured times."""
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetRef, VideoModel
-from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoOptions, VideoOut
+from composition.schemas.common import AssetRef, ImageModel, VideoModel
+from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoOptions, VideoOut, VideoRemix
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
+from models.errors import InvalidRequest
 from models.media import MEDIA_TYPES, VideoFormat
-from models.types import VideoRequest
+from models.types import ImageRequest, VideoRequest
 
 PRIOR_MS_PER_UNIT = 50.0 / (64 * 64)  # per pixel-frame-step before anything was measured: tiny models on a CPU
 
 
+class Keyframe(BaseModel):
+    """Text to video: the image a task makes from its prompt before animating it (at the clip's size)."""
+
+    model: ImageModel
+    prompt: str
+    steps: int
+    guidance: float
+    seed: int
+
+
 class VideoJob(BaseModel):
-    """A video request with every default resolved."""
+    """A video request with every default resolved; `image` is empty until a text-to-video task made its keyframe."""
 
     image: str
+    keyframe: Keyframe | None = None
+    remixed_from: str | None = Field(default=None, description="the task whose source and settings this one reuses")
     prompt: str = ""
     model: VideoModel
     num_frames: int
@@ -39,8 +52,18 @@ class VideosWorkflow(Workflow[VideoJob]):
     quota = "videos"
 
     async def plan(self, body: VideoGeneration) -> VideoJob:
-        await self.services.asset(body.image, "image", body.user_id)
-        return await self.from_options(body.image, body)
+        if body.image is not None:
+            await self.services.asset(body.image, "image", body.user_id)
+            job = await self.from_options(body.image, body)
+            return job.model_copy(update={"remixed_from": body.remixed_from}) if isinstance(body, VideoRemix) else job
+        if not body.prompt.strip():
+            raise InvalidRequest("image", "give an image to animate, or a prompt to make its keyframe from")
+        job = await self.from_options("", body)
+        model = self.services.args.keyframe_model
+        await self.services.check_size(model, job.width, job.height)
+        defaults = self.services.defaults_of(model)
+        return job.model_copy(update={"keyframe": Keyframe(model=model, prompt=body.prompt, steps=defaults.steps,
+                                                           guidance=defaults.guidance, seed=job.seed)})
 
     async def from_options(self, image: str, options: VideoOptions) -> VideoJob:
         """The job animating `image` as a request's video options ask."""
@@ -58,9 +81,27 @@ class VideosWorkflow(Workflow[VideoJob]):
                         output_format=options.get("output_format") or "mp4", **fields)
 
     async def run(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
-        """Waits for the model (stage "waiting") and renders the clip."""
+        """Text to video first makes its keyframe (stage "keyframe"); then waits for the model (stage "waiting") and
+        renders the clip."""
+        if job.keyframe is not None:
+            job = job.model_copy(update={"image": await self.keyframe(ctx, job)})
         await ctx.wait_for(job.model, work_units(job.width, job.height, job.steps, job.num_frames))
         return await self.animate(ctx, job)
+
+    async def keyframe(self, ctx: TaskContext, job: VideoJob) -> str:
+        """The keyframe's asset, made once per task (a retried task reuses it)."""
+        if (made := await ctx.cached_step("keyframe")) is not None:
+            return made
+        await ctx.stage("keyframe")
+        frame = job.keyframe
+        await ctx.wait_for(frame.model, work_units(job.width, job.height, frame.steps))
+        request = ImageRequest(prompt=frame.prompt, width=job.width, height=job.height, steps=frame.steps,
+                               guidance=frame.guidance, seed=frame.seed)
+        result = await self.handle(frame.model).generate.remote(request, ctx.task_id)
+        asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
+                                               (job.width, job.height))
+        await ctx.save_step("keyframe", asset.id)
+        return asset.id
 
     async def animate(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
         """Renders and stores one clip (the caller owns the task's stage)."""
@@ -77,7 +118,8 @@ class VideosWorkflow(Workflow[VideoJob]):
                                            work_units(result.width, result.height, job.steps, result.num_frames))
         return VideoOut(video=AssetRef.of(video.id), format=result.format, gif=AssetRef.of(gif.id) if gif else None,
                         num_frames=result.num_frames, fps=result.fps, width=result.width, height=result.height,
-                        seed=result.seed, metadata=result.metadata.model_dump()).model_dump()
+                        seed=result.seed, metadata=result.metadata.model_dump(),
+                        keyframe=AssetRef.of(job.image) if job.keyframe else None).model_dump()
 
     def guidance(self, model: VideoModel) -> float:
         return self.services.defaults_of(model).guidance

@@ -99,6 +99,17 @@ def test_edit_then_video_of_local_files(montage, tmp_path):
     assert (tmp_path / "clip.webm").read_bytes()[:4] == WEBM_MAGIC
 
 
+def test_video_from_a_prompt_alone(montage, tmp_path):
+    """No image: the server makes a keyframe from the prompt, then the clip (text to video); named after the prompt."""
+    video = cli(tmp_path, "video", "--prompt", "A kite over dunes!", "--model", "wan", "--frames", "5")
+    assert video.returncode == 0, video.stderr
+    assert video.stdout.split() == ["a-kite-over-dunes.mp4"]
+    assert read_mp4((tmp_path / "a-kite-over-dunes.mp4").read_bytes()).num_frames == 5
+    assert re.search(r"^denoising .*^animating", video.stderr, re.M | re.S), video.stderr  # the keyframe, the clip
+    refused = cli(tmp_path, "video", "--model", "wan")
+    assert refused.returncode == 1 and "image" in refused.stderr
+
+
 def test_storyboard_writes_its_video_keyframes_clips_and_exports(montage, tmp_path):
     done = cli(tmp_path, "storyboard", "a fox learns to fly", "--scenes", "1", "--scene-seconds", "1", "--fps", "4",
                "-o", "board")
