@@ -14,6 +14,7 @@ from composition.routers import (
     health,
     images,
     openai_images,
+    openai_videos,
     projects,
     prompts,
     selfies,
@@ -40,7 +41,7 @@ def create_api(services: Services, workflows: Workflows) -> FastAPI:
     # /docs and /redoc from packaged Swagger UI and ReDoc assets: they work without a network
     api = FastAPIOffline(title="Montage", version=system.VERSION,
                          description="Generative media on Ray Serve: images, edits, videos, variants, selfies, "
-                                     "storyboards; OpenAI's Images API under /openai/v1.")
+                                     "storyboards; OpenAI's Images and Videos APIs under /openai/v1.")
     errors.install(api)
     api.add_middleware(JsonLimits, max_bytes=services.args.max_json_bytes, max_depth=services.args.max_json_depth)
     api.add_middleware(RequestMetrics)  # outermost: refused bodies are counted too
@@ -48,7 +49,8 @@ def create_api(services: Services, workflows: Workflows) -> FastAPI:
     api.include_router(web.router)
     for module in ROUTERS:
         api.include_router(module.router, dependencies=[Depends(authenticate)], responses=ERROR_RESPONSES)
-    api.include_router(openai_images.router, dependencies=[Depends(authenticate)], responses=OPENAI_ERROR_RESPONSES)
+    for module in (openai_images, openai_videos):
+        api.include_router(module.router, dependencies=[Depends(authenticate)], responses=OPENAI_ERROR_RESPONSES)
     api.state.services = services
     api.state.workflows = workflows
     return api

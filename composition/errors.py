@@ -65,7 +65,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
 
 
 OPENAI_PREFIX = "/openai/"
-OPENAI_PARAMS = {"width": "size", "height": "size", "user_id": "user"}  # native field → the OpenAI param it comes from
+OPENAI_PARAMS = {"width": "size", "height": "size", "user_id": "user", "num_frames": "seconds"}  # native field → the OpenAI param it comes from
 OPENAI_CODES = {"invalid_request": "invalid_value", "unauthorized": "invalid_api_key",
                 "rate_limited": "rate_limit_exceeded", "quota_exceeded": "insufficient_quota"}
 OPENAI_TYPES = {"rate_limited": "requests", "quota_exceeded": "insufficient_quota"}

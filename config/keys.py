@@ -12,6 +12,7 @@
 | tasks:index, tasks:user:{user} | sorted set | task ids by creation time, all and per user |
 | tasks:stats | hash | task count by status (kept by the transition scripts) |
 | waiting:{family} | sorted set | running tasks waiting for a family's replicas, by when they began to wait |
+| task:{id}:deleted | string | set when the task's video was deleted through OpenAI's Videos API (expires with it) |
 | idempotency:{user}:{kind}:{key} | string | task id created for that Idempotency-Key and kind of task |
 | flight:{digest} | string | task id rendering exactly that request (single-flight) |
 | prompt:exact:{scope}:{digest} | string | prompt key of a normalised prompt within a scope |
@@ -86,6 +87,10 @@ def task_index(user_id: str | None = None) -> str:
 
 def task_stats() -> str:
     return _key("tasks", "stats")
+
+
+def task_deleted(task_id: str) -> str:
+    return _key("task", task_id, "deleted")
 
 
 def idempotency(user_id: str, kind: str, key: str) -> str:

@@ -115,3 +115,13 @@ def secured(montage, redis_url):
 
     _, asset_dir = montage
     return lambda steps: scenario(redis_url, asset_dir, steps)
+
+
+@pytest.fixture
+def openai_secured(montage, redis_url):
+    """Runs `steps(connect, services)` with the official async OpenAI client on the app in-process, auth required
+    (see secured.py)."""
+    from secured import openai_scenario
+
+    _, asset_dir = montage
+    return lambda steps, **composition: openai_scenario(redis_url, asset_dir, steps, **composition)

@@ -149,6 +149,13 @@ class TaskStore:
             if len(matching) >= limit or len(ids) < page:
                 return matching[:limit]
 
+    async def delete(self, task_id: str) -> None:
+        """Marks the task deleted (OpenAI's videos.delete): the Videos API no longer shows it or its content."""
+        await self.client.set(keys.task_deleted(task_id), 1, ex=self.task_ttl_s)
+
+    async def deleted(self, task_id: str) -> bool:
+        return bool(await self.client.exists(keys.task_deleted(task_id)))
+
     async def listed_for(self, task_id: str, user_id: str) -> bool:
         """Whether the task is in the user's index: created by them, or joined through single-flight."""
         return await self.client.zscore(keys.task_index(user_id), task_id) is not None

@@ -10,20 +10,12 @@ import openai
 import pytest
 from helpers import BASE, decode_png, png
 from openai import AsyncOpenAI, OpenAI
-from secured import openai_scenario
 
 OPENAI_BASE = f"{BASE}/openai/v1"
 
 
 def connect() -> OpenAI:
     return OpenAI(base_url=OPENAI_BASE, api_key="local", max_retries=0, timeout=300)
-
-
-@pytest.fixture
-def openai_secured(montage, redis_url):
-    """Runs `steps(connect, services)` on the app in-process with auth required (see secured.py)."""
-    _, asset_dir = montage
-    return lambda steps, **composition: openai_scenario(redis_url, asset_dir, steps, **composition)
 
 
 def test_generate_b64_then_urls_are_the_native_routes_variants(client):
