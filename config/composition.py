@@ -60,6 +60,9 @@ class WebhookArgs(_Strict):
                                           "MONTAGE_WEBHOOK_SECRET, else one generated once and kept in Redis")
 
 
+OpenAIQuality = Literal["low", "medium", "high", "auto", "standard", "hd"]  # gpt-image-1's, then dall-e-3's
+
+
 class OpenAIArgs(_Strict):
     """The OpenAI-compatible Images API under /openai/v1."""
 
@@ -67,6 +70,9 @@ class OpenAIArgs(_Strict):
         default_factory=lambda: {"dall-e-2": "sdxl", "dall-e-3": "flux", "gpt-image-1": "flux"},
         description="model aliases → image family (a family's own name always works)")
     wait_s: float = Field(default=300, gt=0, le=600, description="how long a call waits for its images (then 504)")
+    quality_steps: dict[OpenAIQuality, float] = Field(
+        default_factory=lambda: {"low": 0.5, "medium": 1.0, "auto": 1.0, "standard": 1.0, "high": 1.5, "hd": 1.5},
+        description="`quality` → steps, as a multiple of the family's default steps (at least 1, at most 100)")
 
 
 class CompositionArgs(_Strict):
