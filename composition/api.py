@@ -38,20 +38,26 @@ ROUTERS = (images, prompts, videos, souls, selfies, storyboards, writing, styles
 
 
 def create_api(services: Services, workflows: Workflows) -> FastAPI:
+    api = routes()
+    api.add_middleware(JsonLimits, max_bytes=services.args.max_json_bytes, max_depth=services.args.max_json_depth)
+    api.add_middleware(RequestMetrics)  # outermost: refused bodies are counted too
+    api.state.services = services
+    api.state.workflows = workflows
+    return api
+
+
+def routes() -> FastAPI:
+    """The app's routes and error mapping, without a replica's services: what `/openapi.json` documents."""
     # /docs and /redoc from packaged Swagger UI and ReDoc assets: they work without a network
     api = FastAPIOffline(title="Montage", version=system.VERSION,
                          description="Generative media on Ray Serve: images, edits, videos, variants, selfies, "
                                      "storyboards; OpenAI's Images and Videos APIs under /openai/v1.")
     errors.install(api)
-    api.add_middleware(JsonLimits, max_bytes=services.args.max_json_bytes, max_depth=services.args.max_json_depth)
-    api.add_middleware(RequestMetrics)  # outermost: refused bodies are counted too
     api.include_router(system.router)
     api.include_router(web.router)
     for module in ROUTERS:
         api.include_router(module.router, dependencies=[Depends(authenticate)], responses=ERROR_RESPONSES)
     for module in (openai_images, openai_videos):
         api.include_router(module.router, dependencies=[Depends(authenticate)], responses=OPENAI_ERROR_RESPONSES)
-    api.state.services = services
-    api.state.workflows = workflows
     return api
 

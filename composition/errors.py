@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -101,15 +101,36 @@ def _field_of(message: str) -> str | None:
     return head if head and head.replace(".", "").replace("_", "").isalnum() and " " not in head else None
 
 
+FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def unaccepted_content_type(request: Request) -> str | None:
+    """Why the request's body cannot be read, when its content type is not the one its route takes (JSON, or a
+    form); None when it is, or when the route takes no body."""
+    body = getattr(request.scope.get("route"), "body_field", None)
+    sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if body is None or not sent:
+        return None
+    if isinstance(body.field_info, params.Form):
+        accepted = sent in FORMS
+    else:
+        accepted = sent == "application/json" or sent.endswith("+json")
+    if accepted:
+        return None
+    return f"content-type: {sent} is not accepted here; send {body.field_info.media_type}"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     @app.exception_handler(ValidationError)
     async def invalid(request: Request, exc: RequestValidationError | ValidationError) -> JSONResponse:
+        if isinstance(exc, RequestValidationError) and (unaccepted := unaccepted_content_type(request)):
+            return error_response(request.url.path, 415, "unsupported_media_type", unaccepted, "content-type")
         first = exc.errors()[0]
         if first.get("type") == "json_invalid":  # loc is ("body", character offset): say where the JSON broke
             where = first.get("loc", ("body", "?"))[-1]
             reason = (first.get("ctx") or {}).get("error", "invalid JSON")
-            return error_response(request.url.path, 422, "invalid_request",
+            return error_response(request.url.path, 400, "invalid_json",
                                   f"body: invalid JSON at character {where}: {reason}", "body")
         location = [str(part) for part in first.get("loc", ())
                     if part not in ("body", "query", "path", "header", "[key]")]

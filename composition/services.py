@@ -27,7 +27,7 @@ from config.composition import CompositionArgs
 from config.families import GenerationDefaults
 from config.settings import Settings, store_backoff
 from models.errors import InvalidRequest
-from models.runtime import check_grid
+from models.runtime import check_grid, fit_size
 from models.types import AdapterInfo, Lora
 
 
@@ -78,6 +78,14 @@ class Services:
         limit = self.defaults_of(family).max_pixels
         if limit and width * height > limit:
             raise InvalidRequest("width", f"{width}×{height} exceeds the {limit} pixels per frame {family} serves here")
+
+    async def source_size(self, family: str, source: tuple[int | None, int | None] | None) -> tuple[int, int]:
+        """The default size of a request made from a source image of (width, height): the source's own as the family
+        can serve it (`fit_size`); the family's default size without a source, or for one of unknown size."""
+        defaults = self.defaults_of(family)
+        if not (source and all(source)):
+            return defaults.width, defaults.height
+        return fit_size(*source, (await self.info(family))["size_multiple"], defaults.max_pixels)
 
     async def check_loras(self, family: str, loras: list[Lora], field: str = "loras") -> list[AdapterInfo]:
         """Each adapter's catalogue entry; `InvalidRequest` naming the field when a request names more adapters than

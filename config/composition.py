@@ -60,6 +60,9 @@ class WebhookArgs(_Strict):
                                           "MONTAGE_WEBHOOK_SECRET, else one generated once and kept in Redis")
 
 
+OpenAIQuality = Literal["low", "medium", "high", "auto", "standard", "hd"]  # gpt-image-1's, then dall-e-3's
+
+
 class OpenAIArgs(_Strict):
     """The OpenAI-compatible Images and Videos APIs under /openai/v1."""
 
@@ -70,6 +73,9 @@ class OpenAIArgs(_Strict):
     video_models: dict[str, Literal[families_with("animate")]] = Field(
         default_factory=lambda: {"sora-2": "wan", "sora-2-pro": "wan"},
         description="video model aliases → video family (a family's own name always works; none given: wan)")
+    quality_steps: dict[OpenAIQuality, float] = Field(
+        default_factory=lambda: {"low": 0.5, "medium": 1.0, "auto": 1.0, "standard": 1.0, "high": 1.5, "hd": 1.5},
+        description="`quality` → steps, as a multiple of the family's default steps (at least 1, at most 100)")
 
 
 class CompositionArgs(_Strict):

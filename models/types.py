@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.ids import ADAPTER_ID
 from models.images import inspect_image
@@ -12,6 +12,7 @@ from models.media import VideoFormat
 
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
+MAX_SIDE = 2048  # the widest or tallest frame any request may ask
 ControlType = Literal["canny", "depth", "segmentation", "scribble"]
 PromptMode = Literal["general", "artistic", "cinematic"]
 PromptTarget = Literal["image", "video"]
@@ -28,25 +29,24 @@ def _non_blank(value: str, field: str) -> str:
     return value
 
 
-def _multiple_of_8(value: int, field: str) -> int:
+def _multiple_of_8(value: int) -> int:
     if value % 8:
-        raise ValueError(f"{field} must be a multiple of 8, got {value}")
+        raise ValueError(f"must be a multiple of 8, got {value}")
     return value
+
+
+# A frame's width or height: its bounds are checked before its multiple, so 4097 is refused for its size.
+Side = Annotated[int, Field(ge=8, le=MAX_SIDE, json_schema_extra={"multipleOf": 8}), AfterValidator(_multiple_of_8)]
 
 
 class _Sized(_Request):
     """Shared size, steps and seed rules."""
 
-    width: int = Field(ge=8, le=2048)
-    height: int = Field(ge=8, le=2048)
+    width: Side
+    height: Side
     steps: int = Field(ge=1, le=100)
     guidance: float = Field(ge=0.0, le=30.0)
     seed: int = Field(ge=0, le=MAX_SEED)
-
-    @field_validator("width", "height")
-    @classmethod
-    def _size_multiple(cls, value: int, info) -> int:
-        return _multiple_of_8(value, info.field_name)
 
 
 class Control(_Request):

@@ -30,7 +30,7 @@ async def generations(body: OpenAIImageGeneration, request: Request, response: R
                       workflows: WorkflowsDep, principal: PrincipalDep,
                       idempotency_key: IdempotencyKey = None) -> OpenAIImagesResponse:
     """`images.generate`: `model` names a family (sdxl, flux) or an alias (`composition.openai.models`)."""
-    native = body.to_native(services.args.openai)
+    native = body.to_native(services.args.openai, services.defaults_of)
     result = await outcome(services, await _enqueued(services, principal, workflows, native, idempotency_key, response))
     return await answer(request, services, principal, result, body.response_format)
 
@@ -41,7 +41,7 @@ async def edits(body: Annotated[OpenAIImageEdit, Form(media_type="multipart/form
                 idempotency_key: IdempotencyKey = None) -> OpenAIImagesResponse:
     """`images.edit`: the uploaded image (stored as an upload of the caller) edited by FLUX.1 Kontext."""
     asset = await store_upload(services, body.image, principal.user(body.user) or "", "image")
-    native = body.to_native(services.args.openai, asset.id)
+    native = body.to_native(services.args.openai, services.defaults_of, asset.id)
     result = await outcome(services, await _enqueued(services, principal, workflows, native, idempotency_key, response))
     return await answer(request, services, principal, result, body.response_format)
 

@@ -11,6 +11,7 @@ from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted, VideoModel
 from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoOut
 from composition.submit import submit
+from models.types import Side
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -25,6 +26,6 @@ async def generations(body: VideoGeneration, services: ServicesDep, workflows: W
 async def estimate(workflows: WorkflowsDep, model: VideoModel = "svd",
                    num_frames: Annotated[int | None, Query(ge=2, le=129)] = None,
                    steps: Annotated[int | None, Query(ge=1, le=100)] = None,
-                   width: Annotated[int | None, Query(ge=8, le=2048, multiple_of=8)] = None,
-                   height: Annotated[int | None, Query(ge=8, le=2048, multiple_of=8)] = None) -> VideoEstimate:
+                   width: Annotated[Side | None, Query()] = None,
+                   height: Annotated[Side | None, Query()] = None) -> VideoEstimate:
     return await workflows.videos.estimate(model, num_frames, steps, width, height)

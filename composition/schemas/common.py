@@ -89,7 +89,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         400: "a body that cannot be parsed", 401: "no valid API key", 403: "the key's tier is not configured",
         404: "not found, or not the caller's", 409: "the task was cancelled, or has already finished",
         413: "a body or file too large",
-        415: "not a supported image", 422: "an invalid request, naming the field",
+        415: "not a supported image, or a body of another content type than the route takes",
+        422: "an invalid request, naming the field",
         429: "over the rate limit or a daily quota (Retry-After)", 500: "a task failed inside a model",
         503: "the store is unavailable (Retry-After)"}.items()}
 

@@ -8,10 +8,7 @@ from pydantic import BaseModel, BeforeValidator, Field, model_validator
 from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, TaskBody,
                                         wait_field)
 from models.media import ImageFormat
-from models.types import ControlType, Lora
-
-Size = Field(default=None, ge=8, le=2048, multiple_of=8)
-
+from models.types import ControlType, Lora, Side
 
 Loras = Annotated[list[Lora], BeforeValidator(lambda value: [] if value is None else value),
                   Field(max_length=8, description="LoRA adapters of the family (GET /v1/adapters) and their scales; "
@@ -33,8 +30,8 @@ class _Encoding(TaskBody):
 
 class _ImageOptions(_Encoding):
     negative_prompt: str = Field(default="", max_length=2000)
-    width: int | None = Size
-    height: int | None = Size
+    width: Side | None = None
+    height: Side | None = None
     steps: int | None = Field(default=None, ge=1, le=100)
     guidance: float | None = Field(default=None, ge=0.0, le=30.0)
     seed: Seed | None = Field(default=None, description="None: the prompt key's own variant seeds (cacheable)")
@@ -83,8 +80,8 @@ class ImageEdit(_Encoding):
     steps: int | None = Field(default=None, ge=1, le=100)
     guidance: float | None = Field(default=None, ge=0.0, le=30.0)
     seed: Seed | None = None
-    width: int | None = Size
-    height: int | None = Size
+    width: Side | None = None
+    height: Side | None = None
     loras: Loras = []
     n: int = Field(default=1, ge=1, le=8)
     user_id: Id | None = None

@@ -1,16 +1,19 @@
 """The OpenAI Images API's shapes (/openai/v1): its requests, mapped onto the native image bodies, and its answers."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from composition.schemas.common import Body, Id, Prompt
 from composition.schemas.images import ImageEdit, ImageGeneration, Loras
-from config.composition import OpenAIArgs
+from config.composition import OpenAIArgs, OpenAIQuality
+from config.families import GenerationDefaults
 from config.specs import families_with
 from models.errors import InvalidRequest
+from models.media import ImageFormat
 
 OpenAISize = Annotated[str, Field(pattern=r"^(auto|[0-9]{1,5}x[0-9]{1,5})$",
                                   description='"WxH" (each side 8 to 2048, a multiple of the family\'s grid) or '
@@ -26,8 +29,24 @@ class _OpenAIImages(Body):
     n: int | None = Field(default=None, description="images to make, 1 to 8 (default 1)")
     size: OpenAISize | None = None
     response_format: Literal["url", "b64_json"] | None = Field(
-        default=None, description="url (default): /v1/assets URLs on this server; b64_json: the PNG bytes inline")
+        default=None, description="url (default): /v1/assets URLs on this server; b64_json: the image bytes inline")
     user: Id | None = Field(default=None, description="the end user (auth on: the API key's user instead)")
+    quality: OpenAIQuality | None = Field(
+        default=None, description="steps as a multiple of the family's default (composition.openai.quality_steps): "
+                                  "low ½, medium, standard and auto 1, high and hd 1.5")
+    output_format: ImageFormat | None = Field(default=None, description="png (default), jpeg or webp")
+    output_compression: int | None = Field(default=None, ge=0, le=100,
+                                           description="jpeg and webp: their quality (0 as 1); ignored for png")
+    background: Literal["auto", "opaque", "transparent"] | None = Field(
+        default=None, description="auto or opaque: every image is opaque; transparent: a 400 (no family makes alpha)")
+    moderation: Literal["low", "auto"] | None = Field(default=None, description="accepted; nothing is moderated")
+
+    @model_validator(mode="after")
+    def _opaque(self) -> _OpenAIImages:
+        if self.background == "transparent":
+            raise ValueError("background: transparent is not supported, no model family makes alpha; "
+                             "use auto or opaque")
+        return self
 
     def family(self, args: OpenAIArgs, default: str) -> str:
         """The image family `model` names, itself or through an alias; `default` when not given."""
@@ -37,12 +56,18 @@ class _OpenAIImages(Body):
             raise InvalidRequest("model", f"unknown model {self.model!r}; one of {known}")
         return family
 
-    def native(self, wait_s: float) -> dict:
-        """The native body's common fields: the size split into width and height, `user` as `user_id`."""
+    def native(self, args: OpenAIArgs, family: str, defaults: Callable[[str], GenerationDefaults]) -> dict:
+        """The native body's common fields: the size split into width and height, `user` as `user_id`, `quality` as
+        steps, `output_format` and `output_compression` as the native encoding."""
         fields: dict = {"prompt": self.prompt, "n": 1 if self.n is None else self.n, "user_id": self.user,
-                        "wait_s": wait_s}
+                        "wait_s": args.wait_s, "output_format": self.output_format or "png"}
         if self.size and self.size != "auto":
             fields["width"], fields["height"] = map(int, self.size.split("x"))
+        if self.quality:
+            steps = defaults(family).steps * args.quality_steps.get(self.quality, 1.0)
+            fields["steps"] = min(100, max(1, round(steps)))
+        if self.output_compression is not None and fields["output_format"] != "png":
+            fields["quality"] = max(1, self.output_compression)
         return fields
 
 
@@ -50,24 +75,36 @@ class OpenAIImageGeneration(_OpenAIImages):
     """`images.generate`: text to image on SDXL or FLUX (the native /v1/images/generations); `loras`, Montage's
     extension (the client's `extra_body`), as on the native route."""
 
+    style: Literal["vivid", "natural"] | None = Field(
+        default=None, description='vivid: the native style "vivid" (", vivid style" after the prompt); natural: '
+                                  'the prompt as written')
     loras: Loras = []
 
-    def to_native(self, args: OpenAIArgs) -> ImageGeneration:
-        return ImageGeneration.model_validate(self.native(args.wait_s) | {"model": self.family(args, "sdxl"),
-                                                                          "loras": self.loras})
+    def to_native(self, args: OpenAIArgs, defaults: Callable[[str], GenerationDefaults]) -> ImageGeneration:
+        family = self.family(args, "sdxl")
+        return ImageGeneration.model_validate(self.native(args, family, defaults) | {
+            "model": family, "loras": self.loras, "style": "vivid" if self.style == "vivid" else None})
 
 
 class OpenAIImageEdit(_OpenAIImages):
     """`images.edit`: an uploaded image changed as the prompt says, by FLUX.1 Kontext (the native /v1/images/edits).
     Sent as multipart/form-data."""
 
-    image: UploadFile = Field(description="the source image: PNG, JPEG or WEBP")
+    image: UploadFile = Field(description="the source image: PNG, JPEG or WEBP; without `size`, the edit keeps its "
+                                          "size as the family can serve it")
+    mask: UploadFile | None = Field(default=None, description="not supported yet (no inpainting): a 400")
 
-    def to_native(self, args: OpenAIArgs, asset_id: str) -> ImageEdit:
+    @model_validator(mode="after")
+    def _no_mask(self) -> OpenAIImageEdit:
+        if self.mask is not None:
+            raise ValueError("mask: inpainting is not supported yet; edit the whole image without a mask")
+        return self
+
+    def to_native(self, args: OpenAIArgs, defaults: Callable[[str], GenerationDefaults], asset_id: str) -> ImageEdit:
         family = self.family(args, ImageEdit.family)
         if family != ImageEdit.family:
             raise InvalidRequest("model", f"edits run on {ImageEdit.family} (Kontext); {self.model!r} is {family}")
-        return ImageEdit.model_validate(self.native(args.wait_s) | {"image": asset_id})
+        return ImageEdit.model_validate(self.native(args, family, defaults) | {"image": asset_id})
 
 
 class OpenAIImage(BaseModel):

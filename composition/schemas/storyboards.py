@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from composition.schemas.common import AssetRef, Id, TaskBody, text, wait_field
-from models.types import StoryboardRequest
+from models.types import Side, StoryboardRequest
 
 
 class StoryboardBody(TaskBody):
@@ -16,8 +16,8 @@ class StoryboardBody(TaskBody):
     style: str | None = Field(default=None, max_length=200)
     scene_seconds: float | None = Field(default=None, gt=0, le=30, description="None: each scene's own duration")
     fps: int | None = Field(default=None, ge=1, le=30)
-    width: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
-    height: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
+    width: Side | None = None
+    height: Side | None = None
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(0)

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from composition.schemas.common import AssetId, AssetRef, Id, Seed, TaskBody, VideoModel, wait_field
 from models.media import VideoFormat
+from models.types import Side
 
 
 class VideoOptions(TaskBody):
@@ -21,8 +22,8 @@ class VideoOptions(TaskBody):
     gif: bool = True
     output_format: VideoFormat = Field(default="mp4", description="the clip's container: mp4 (H.264), webm (VP9) "
                                                                   "or gif")
-    width: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
-    height: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
+    width: Side | None = None
+    height: Side | None = None
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(0)

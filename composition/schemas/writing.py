@@ -6,14 +6,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from composition.schemas.common import AssetRef, Id, Seed, TaskBody, text, wait_field
+from models.types import Side
 
 
 class WritingBody(TaskBody):
     word: str = Field(min_length=1, max_length=32)
     translation: text(64) | None = None
     style: str = Field(default="comic", min_length=1, max_length=64, description="a key of GET /v1/writing/styles")
-    width: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
-    height: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
+    width: Side | None = None
+    height: Side | None = None
     seed: Seed = 0
     user_id: Id | None = None
     project_id: Id | None = None

@@ -35,6 +35,10 @@ class AssetInfo(BaseModel):
         return asset_url(self.id)
 
     @property
+    def size(self) -> tuple[int | None, int | None]:
+        return self.width, self.height
+
+    @property
     def filename(self) -> str:
         """`<id>.<extension>` of its content type (the bare id for another type)."""
         extension = EXTENSIONS.get(self.content_type)

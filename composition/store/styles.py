@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from config import keys
 from config.specs import families_with
-from models.types import Lora
+from models.types import Lora, Side
 
 
 class Style(BaseModel):
@@ -18,8 +18,8 @@ class Style(BaseModel):
     prompt: str = Field(min_length=1, max_length=1000, description="look and art style, e.g. 'a red-haired sailor, ink'")
     negative_prompt: str = Field(default="", max_length=1000)
     model: Literal[families_with("generate")] = "flux"
-    width: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
-    height: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
+    width: Side | None = None
+    height: Side | None = None
     steps: int | None = Field(default=None, ge=1, le=100)
     loras: list[Lora] = Field(default=[], max_length=8, description="LoRA adapters of its model, with their scales")
 

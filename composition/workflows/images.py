@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, PrivateAttr
@@ -22,7 +21,6 @@ from composition.store.prompts import Variant, slot_seed
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.dedup import Dedup, Resolution, scope_of
-from config.families import GenerationDefaults
 from models.conditioning import control_map
 from models.images import decode_rgb
 from models.media import DEFAULT_QUALITY, MEDIA_TYPES, ImageFormat, encode_image, encode_png
@@ -93,16 +91,18 @@ class ImagesWorkflow(Workflow[ImageJob]):
             guidance=defaults.guidance if body.guidance is None else body.guidance)
         if isinstance(body, ImageEdit):
             source = await self.services.asset(body.image, "image", owner)
-            width, height = _edit_size(source.width or defaults.width, source.height or defaults.height, defaults)
+            width, height = await self.services.source_size(body.family, source.size)
             fields |= dict(operation="edit", prompt=body.prompt, source=body.image, width=body.width or width,
                            height=body.height or height)
             scope = ("image.edit", body.image, owner)
         else:
-            for index, control in enumerate(body.control_list):
-                await self.services.asset(control.image, f"controls.{index}.image", owner)
+            sources = [await self.services.asset(control.image, f"controls.{index}.image", owner)
+                       for index, control in enumerate(body.control_list)]
+            # control-guided: the size of the first control's image
+            width, height = await self.services.source_size(body.family, sources[0].size if sources else None)
             fields |= dict(operation="generate", prompt=styled(in_context(context, body.prompt), body.style),
                            controls=body.control_list, negative_prompt=body.negative_prompt,
-                           width=body.width or defaults.width, height=body.height or defaults.height)
+                           width=body.width or width, height=body.height or height)
             scope = ("image.controlled", owner, *(c.model_dump_json() for c in body.control_list)) \
                 if body.control_list else ("image.generate",)
             scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
@@ -215,17 +215,6 @@ class ImagesWorkflow(Workflow[ImageJob]):
 def in_context(context: str, prompt: str) -> str:
     """A prompt as rendered after its fixed context (a soul's style, a selfie's landmark)."""
     return f"{context}, {prompt}" if context else prompt
-
-
-def _edit_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[int, int]:
-    """An edit's default size: the source's aspect ratio at the family's default pixel count, in multiples of 16
-    (a large photo neither exceeds a replica's limit nor holds it for minutes)."""
-    target, aspect = defaults.width * defaults.height, width / height
-
-    def error(size: tuple[int, int]) -> float:
-        return abs(math.log(size[0] * size[1] / target)) + abs(math.log(size[0] / size[1] / aspect))
-
-    return min(((side, max(16, min(2048, round(side / aspect / 16) * 16))) for side in range(16, 2049, 16)), key=error)
 
 
 def _control_png(kind: str, source: bytes, width: int, height: int) -> bytes:

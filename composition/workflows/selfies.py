@@ -60,7 +60,8 @@ class SelfiesWorkflow(Workflow[SelfieJob]):
         image = await self.variants.deliver_in_task(ctx, soul, job.user_id)
         out = SelfieOut(**image, landmark_key=landmark.key, city_key=city.key)
         if job.video:
-            video_job = await self.videos.job(out.image.asset_id, job.video, owner=job.user_id,
+            source = await self.services.asset(out.image.asset_id, "image", job.user_id)
+            video_job = await self.videos.job(out.image.asset_id, job.video, owner=job.user_id, source=source.size,
                                               prompt=f"{scene}, {mood}", gif=True)
             clip = await self.videos.run(ctx, video_job)
             out.video, out.gif = AssetRef(**clip["video"]), AssetRef(**clip["gif"])

@@ -33,8 +33,10 @@ class SoulVideosWorkflow(Workflow[SoulVideoJob]):
     async def plan(self, body: SoulVideo) -> SoulVideoJob:
         if not body.user_id:
             raise InvalidRequest("user_id", "required")
-        await self.services.style(body.soul_id)
-        video = await self.videos.from_options("", body)
+        image = (await self.variants.soul_prompt(body.soul_id, body.cue.strip())).body  # the variant's, as planned
+        defaults = self.services.defaults_of(image.family)
+        video = await self.videos.from_options("", body, (image.width or defaults.width,
+                                                          image.height or defaults.height))
         return SoulVideoJob(soul_id=body.soul_id, cue=body.cue.strip(), user_id=body.user_id, video=video)
 
     async def run(self, ctx: TaskContext, job: SoulVideoJob) -> dict[str, Any]:

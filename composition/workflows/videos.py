@@ -53,28 +53,32 @@ class VideosWorkflow(Workflow[VideoJob]):
 
     async def plan(self, body: VideoGeneration) -> VideoJob:
         if body.image is not None:
-            await self.services.asset(body.image, "image", body.user_id)
-            job = await self.from_options(body.image, body)
+            source = await self.services.asset(body.image, "image", body.user_id)
+            job = await self.from_options(body.image, body, source.size)
             return job.model_copy(update={"remixed_from": body.remixed_from}) if isinstance(body, VideoRemix) else job
         if not body.prompt.strip():
             raise InvalidRequest("image", "give an image to animate, or a prompt to make its keyframe from")
-        job = await self.from_options("", body)
+        job = await self.from_options("", body, None)
         model = self.services.args.keyframe_model
         await self.services.check_size(model, job.width, job.height)
         defaults = self.services.defaults_of(model)
         return job.model_copy(update={"keyframe": Keyframe(model=model, prompt=body.prompt, steps=defaults.steps,
                                                            guidance=defaults.guidance, seed=job.seed)})
 
-    async def from_options(self, image: str, options: VideoOptions) -> VideoJob:
-        """The job animating `image` as a request's video options ask."""
-        return await self.job(image, options.model, owner=options.user_id or "", **options.model_dump(
+    async def from_options(self, image: str, options: VideoOptions,
+                           source: tuple[int | None, int | None] | None) -> VideoJob:
+        """The job animating `image` (of size `source`) as a request's video options ask."""
+        return await self.job(image, options.model, owner=options.user_id or "", source=source, **options.model_dump(
             include={"prompt", "num_frames", "fps", "steps", "seed", "gif", "width", "height", "output_format"}))
 
-    async def job(self, image: str, model: VideoModel, owner: str = "", **options: Any) -> VideoJob:
-        """Fills the family's defaults into unset options and checks the size."""
+    async def job(self, image: str, model: VideoModel, owner: str = "",
+                  source: tuple[int | None, int | None] | None = None, **options: Any) -> VideoJob:
+        """Fills the family's defaults into unset options (the size: the source image's, as the family serves it)
+        and checks the size."""
         defaults = self.services.defaults_of(model)
-        fields = {name: options.get(name) or getattr(defaults, name)
-                  for name in ("num_frames", "fps", "steps", "width", "height")}
+        fields = {name: options.get(name) or getattr(defaults, name) for name in ("num_frames", "fps", "steps")}
+        width, height = await self.services.source_size(model, source)
+        fields |= {"width": options.get("width") or width, "height": options.get("height") or height}
         await self.services.check_size(model, fields["width"], fields["height"], fields["num_frames"])
         return VideoJob(image=image, model=model, owner=owner, prompt=options.get("prompt") or "",
                         seed=options.get("seed") or 0, gif=options.get("gif", True),

@@ -29,6 +29,17 @@ def test_video_from_an_upload_is_an_mp4_and_gif(client, model, frames):
     assert fetch(client, task["result"]["gif"], "image/gif")[:6] == GIF_HEADER
 
 
+@pytest.mark.parametrize("model", ["svd", "wan"])
+def test_a_video_takes_its_images_size_rounded_to_the_familys_grid(client, model):
+    """Without width and height a clip is its image's size (100×60 → 96×64 on the tiny families' grid of 16)."""
+    image = upload(client, png(100, 60, seed=12))
+    body = {"image": image, "model": model, "num_frames": 5, "gif": False, "wait_s": 120}
+    result = client.post("/v1/videos/generations", json=body).json()
+    assert (result["width"], result["height"]) == (96, 64)
+    info = read_mp4(fetch(client, result["video"], "video/mp4"))
+    assert (info.width, info.height) == (96, 64)
+
+
 def test_video_estimate_follows_size_frames_and_steps(client):
     """After clips at two sizes, the estimate is affine in pixel-frame-steps: a fixed cost plus a cost per unit."""
     for size, frames in ((64, 4), (128, 6)):

@@ -62,6 +62,45 @@ def test_async_client_edits_an_upload_while_it_generates(client):
     assert native["cache_hit"] and client.get(native["images"][0]["url"]).content == edited
 
 
+def test_what_dall_e_3_and_gpt_image_1_apps_send_is_accepted_and_means_steps_style_and_encoding(client):
+    """quality hd is 1.5× the family's default steps (tiny FLUX: 2 → 3), style vivid the native style, output_format
+    and output_compression the native encoding: the native request saying so is served the same image."""
+    prompt = "a paper lantern festival over a river"
+    made = connect().images.generate(prompt=prompt, model="dall-e-3", size="64x64", quality="hd", style="vivid",
+                                     output_format="jpeg", output_compression=60, background="opaque",
+                                     moderation="low", response_format="b64_json")
+    data = base64.b64decode(made.data[0].b64_json)
+    assert data[:3] == b"\xff\xd8\xff" and made.data[0].revised_prompt == f"{prompt}, vivid style"
+    native = client.post("/v1/images/generations", json={
+        "prompt": prompt, "model": "flux", "width": 64, "height": 64, "steps": 3, "style": "vivid",
+        "output_format": "jpeg", "quality": 60}).json()
+    assert native["cache_hit"] and client.get(native["images"][0]["url"]).content == data
+    natural = connect().images.generate(prompt=prompt, model="gpt-image-1", size="64x64", quality="low",
+                                        style="natural", background="auto")
+    assert natural.data[0].revised_prompt == prompt
+    low = client.post("/v1/images/generations", json={"prompt": prompt, "model": "flux", "width": 64, "height": 64,
+                                                      "steps": 1}).json()
+    assert low["cache_hit"] and BASE + low["images"][0]["url"] == natural.data[0].url
+
+
+def test_an_edit_keeps_the_uploads_size_and_a_mask_or_transparency_is_a_400_naming_it(montage):
+    source = png(128, 128, seed=43)
+    edit = connect().images.edit(image=("in.png", source, "image/png"), prompt="add a moon", quality="low",
+                                 output_format="png", response_format="b64_json")
+    assert decode_png(base64.b64decode(edit.data[0].b64_json)).size == (128, 128)
+    refused = {}
+    with pytest.raises(openai.BadRequestError) as refused["mask"]:
+        connect().images.edit(image=("in.png", source, "image/png"), prompt="add a moon",
+                              mask=("mask.png", png(128, 128, seed=44), "image/png"))
+    with pytest.raises(openai.BadRequestError) as refused["background"]:
+        connect().images.generate(prompt="a moon", size="64x64", background="transparent")
+    with pytest.raises(openai.BadRequestError) as refused["output_format"]:
+        connect().images.generate(prompt="a moon", size="64x64", output_format="gif")
+    assert {param: caught.value.param for param, caught in refused.items()} == {param: param for param in refused}
+    assert "inpainting is not supported" in refused["mask"].value.message
+    assert "transparent" in refused["background"].value.message
+
+
 @pytest.mark.parametrize(("kwargs", "param"), [
     ({"model": "dall-e-9"}, "model"),
     ({"size": "100x7"}, "size"),

@@ -123,6 +123,22 @@ def test_a_souls_clip_animates_the_users_unseen_variant_and_a_variant_can_be_ani
         assert response.status_code == status and response.json()["error"]["field"] == field, response.text
 
 
+def test_a_souls_clip_without_a_size_is_its_images_size(client):
+    """A soul drawn at 128×64 is animated at 128×64, not at the video family's default 64²."""
+    from models.media import read_mp4
+
+    soul_id = f"soul-{uuid.uuid4().hex[:8]}"
+    profile = {"prompt": "a lighthouse keeper, woodcut", "model": "flux", "width": 128, "height": 64}
+    assert client.put(f"/v1/styles/{soul_id}", json=profile).status_code == 200
+    response = client.post(f"/v1/souls/{soul_id}/video", json={"user_id": "wes", "cue": "at dusk", "model": "svd",
+                                                               "num_frames": 4, "gif": False, "wait_s": 240})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert fetch_png(client, result["image"]).size == (128, 64)
+    assert (result["clip"]["width"], result["clip"]["height"]) == (128, 64)
+    assert read_mp4(client.get(result["video"]["url"]).content).width == 128
+
+
 def test_selfie_rejects_unknown_city_and_soul(client, soul):
     response = client.post("/v1/selfies", json={"soul_id": soul, "city_key": "atlantis", "user_id": "h"})
     assert response.status_code == 422 and response.json()["error"]["field"] == "city_key"

@@ -86,3 +86,25 @@ def test_unknown_prompt_mode_is_rejected():
 def test_storyboard_needs_exactly_one_of_theme_or_script(kwargs):
     with pytest.raises(ValueError, match="theme"):
         StoryboardRequest(**kwargs)
+
+
+@pytest.mark.parametrize(("source", "multiple", "max_pixels", "expected"), [
+    ((128, 128), 2, 512 * 512, (128, 128)),  # served as it is
+    ((100, 60), 16, 512 * 512, (96, 64)),  # rounded to the grid
+    ((1024, 768), 16, 512 * 512, (576, 432)),  # over the pixels: the largest 4:3 within them
+    ((768, 1024), 16, 512 * 512, (432, 576)),
+    ((5000, 3000), 32, None, (2048, 1216)),  # over a side: 2048 wide
+    ((1, 5000), 16, 512 * 512, (16, 2048)),  # the narrowest side is one grid cell
+])
+def test_fit_size_keeps_the_source_within_the_familys_limits(source, multiple, max_pixels, expected):
+    from models.runtime import fit_size
+
+    width, height = fit_size(*source, multiple, max_pixels)
+    assert (width, height) == expected
+    assert width * height <= (max_pixels or 2048**2) and max(width, height) <= 2048
+
+
+def test_a_side_over_the_maximum_names_the_maximum_not_the_multiple():
+    with pytest.raises(ValidationError) as caught:
+        ImageRequest(**BASE | {"width": 4097})
+    assert caught.value.errors()[0]["type"] == "less_than_equal"

@@ -66,17 +66,37 @@ def test_bad_generation_bodies_name_the_field(client, body, field):
     assert_refused(response, 422, field)
 
 
-def test_malformed_json_and_wrong_content_type_are_4xx(client):
+def test_malformed_json_is_the_400_the_openapi_document_names(client):
+    documented = client.get("/openapi.json").json()["paths"]["/v1/images/generations"]["post"]["responses"]
+    assert "parsed" in documented["400"]["description"]
     response = client.post("/v1/images/generations", content=b"{not json", headers={"content-type": "application/json"})
-    assert_refused(response, 422)
+    assert assert_refused(response, 400, "body")["code"] == "invalid_json"
     broken = client.post("/v1/images/generations", content=b'{"prompt": "a cat",}',
                          headers={"content-type": "application/json"})
-    assert broken.status_code == 422 and broken.json()["error"]["field"] == "body"
-    assert broken.json()["error"]["message"].startswith("body: invalid JSON at character 19: Expecting property name")
-    response = client.post("/v1/images/generations", content=b"prompt=x",
-                           headers={"content-type": "application/x-www-form-urlencoded"})
-    assert_refused(response, 422, "body")
-    assert_refused(client.post("/v1/images/generations", json=[]), 422, "body")
+    assert assert_refused(broken, 400, "body")["message"].startswith(
+        "body: invalid JSON at character 19: Expecting property name")
+    assert_refused(client.post("/v1/images/generations", json=[]), 422, "body")  # JSON, of the wrong shape
+
+
+@pytest.mark.parametrize(("path", "content_type", "body"), [
+    ("/v1/images/generations", "text/plain", b'{"prompt": "a cat"}'),
+    ("/v1/images/generations", "application/x-www-form-urlencoded", b"prompt=x"),
+    ("/v1/projects", "text/plain", b""),
+    ("/v1/assets", "application/json", b'{"file": "x"}'),  # an upload is multipart
+])
+def test_a_body_of_another_content_type_is_a_415_naming_it(client, path, content_type, body):
+    response = client.post(path, content=body, headers={"content-type": content_type})
+    error = assert_refused(response, 415, "content-type")
+    assert error["code"] == "unsupported_media_type" and content_type in error["message"]
+
+
+def test_a_side_over_the_maximum_names_the_maximum_before_the_multiple(client):
+    for path, body in (("/v1/images/generations", {"prompt": "x", "width": 4097}),
+                       ("/v1/videos/generations", {"image": "0" * 32, "height": 4097})):
+        message = assert_refused(client.post(path, json=body), 422)["message"]
+        assert "2048" in message and "multiple" not in message, message
+    assert "multiple of 8" in assert_refused(client.post("/v1/images/generations", json={"prompt": "x", "width": 12}),
+                                             422, "width")["message"]
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
