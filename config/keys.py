@@ -2,7 +2,7 @@
 
 | key | type | holds |
 |---|---|---|
-| task:{id} | hash | id, kind, status, stage, progress, request, result, error, user_id, lane, attempts, timestamps, waiting_for |
+| task:{id} | hash | id, kind, status, stage, progress, step, steps, preview (live only, bounded), request, result, error, user_id, lane, weight, attempts, timestamps, waiting_for |
 | task:{id}:events | pub/sub channel | progress and status updates of one task (JSON), for waiters and SSE |
 | task:{id}:steps | hash | a workflow's finished steps (scenes, keyframes, clips, ...), so a retried task resumes |
 | task:{id}:checkpoints | hash | request digest → a denoising job's step state (safetensors), so a retried job resumes |

@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 from fastapi import UploadFile
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import Body, Id, Prompt
+from composition.schemas.common import PRIORITY, Body, Id, Prompt
 from composition.schemas.images import ImageEdit, ImageGeneration, Loras
-from config.composition import OpenAIArgs
+from config.composition import Lane, OpenAIArgs
 from config.specs import families_with
 from models.errors import InvalidRequest
 
@@ -28,6 +28,7 @@ class _OpenAIImages(Body):
     response_format: Literal["url", "b64_json"] | None = Field(
         default=None, description="url (default): /v1/assets URLs on this server; b64_json: the PNG bytes inline")
     user: Id | None = Field(default=None, description="the end user (auth on: the API key's user instead)")
+    priority: Lane | None = Field(default=None, description=f"Montage's extension (`extra_body`): {PRIORITY}")
 
     def family(self, args: OpenAIArgs, default: str) -> str:
         """The image family `model` names, itself or through an alias; `default` when not given."""
@@ -40,7 +41,7 @@ class _OpenAIImages(Body):
     def native(self, wait_s: float) -> dict:
         """The native body's common fields: the size split into width and height, `user` as `user_id`."""
         fields: dict = {"prompt": self.prompt, "n": 1 if self.n is None else self.n, "user_id": self.user,
-                        "wait_s": wait_s}
+                        "wait_s": wait_s, "priority": self.priority}
         if self.size and self.size != "auto":
             fields["width"], fields["height"] = map(int, self.size.split("x"))
         return fields

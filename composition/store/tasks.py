@@ -257,7 +257,7 @@ class TaskStore:
 
 
 def _event(record: TaskRecord) -> dict[str, Any]:
-    return record.model_dump(exclude={"request", "user_id", "lane", "attempts"})
+    return record.model_dump(exclude={"request", "user_id", "lane", "weight", "attempts", "preview"})
 
 
 def _entries(lane: str, replies) -> list[Entry]:
