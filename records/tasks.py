@@ -81,6 +81,11 @@ class TaskRecord(BaseModel):
         data["waiting_for"] = data.get("waiting_for") or None
         return cls.model_validate(data)
 
+    def to_hash(self) -> dict[str, str]:
+        """The hash fields `from_hash` reads back (what a finished task keeps; None fields left out)."""
+        data = self.model_dump(exclude={"waiting_for", "queue_position", "eta_s"}, exclude_none=True)
+        return {name: json.dumps(value) if name in JSON_FIELDS else str(value) for name, value in data.items()}
+
 
 def end_wait(prefix: str) -> str:
     """Lua: the task (KEYS[1]) no longer waits for a model's replicas; `prefix` is the Lua expression holding the
@@ -178,6 +183,19 @@ ended(KEYS[1], KEYS[5], KEYS[6], KEYS[7], ARGV[8], ARGV[4], ARGV[5])
 redis.call('PUBLISH', KEYS[3], cjson.encode({id = redis.call('HGET', KEYS[1], 'id'), status = ARGV[1]}))
 return 1
 """
+
+RESTORE = """
+-- KEYS: task, index, user index, project tasks; ARGV: id, created_at, ttl, then field, value pairs. A finished task
+-- from a project archive, unless its id is taken here (0); it expires as a finished task does.
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+return 1
+"""
+
 
 WAIT_FOR = """
 -- KEYS: task, events, waiting set; ARGV: family, now, id, estimated model ms ('' when unknown). Only a running task
