@@ -27,6 +27,7 @@ from composition.schemas.images import ImageEdit, ImageGeneration, ImagesResult
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
 from composition.schemas.videos import VideoGeneration, VideoOut
 from composition.store.assets import AssetInfo
+from config.composition import Lane
 from config.ids import HEX_ID
 from records.tasks import TERMINAL, Status, TaskRecord
 
@@ -128,31 +129,34 @@ class Montage:
         self.http.close()
 
     def generate(self, prompt: str, *, model: ImageModel | None = None, n: int | None = None, wait_s: float = 0,
-                 **options: Any) -> TaskHandle[ImagesResult]:
-        """`POST /v1/images/generations`; `options` are the request's other fields (width, height, steps, seed,
-        style, negative_prompt, user_id, project_id)."""
-        body = _body(ImageGeneration, prompt=prompt, model=model, n=n, wait_s=wait_s, **options)
+                 priority: Lane | None = None, **options: Any) -> TaskHandle[ImagesResult]:
+        """`POST /v1/images/generations`; `priority` is the task's lane (high, normal, low; capped by the key's
+        tier); `options` are the request's other fields (width, height, steps, seed, style, negative_prompt,
+        user_id, project_id)."""
+        body = _body(ImageGeneration, prompt=prompt, model=model, n=n, wait_s=wait_s, priority=priority, **options)
         return self._submit("/v1/images/generations", body, ImagesResult)
 
     def edit(self, image: Image, prompt: str, *, n: int | None = None, wait_s: float = 0,
-             **options: Any) -> TaskHandle[ImagesResult]:
+             priority: Lane | None = None, **options: Any) -> TaskHandle[ImagesResult]:
         """`POST /v1/images/edits` (FLUX Kontext) of an asset id, a local file or image bytes (uploaded first)."""
-        body = _body(ImageEdit, image=self._asset(image), prompt=prompt, n=n, wait_s=wait_s, **options)
+        body = _body(ImageEdit, image=self._asset(image), prompt=prompt, n=n, wait_s=wait_s, priority=priority,
+                     **options)
         return self._submit("/v1/images/edits", body, ImagesResult)
 
     def video(self, image: Image | None = None, *, model: VideoModel | None = None, wait_s: float = 0,
-              **options: Any) -> TaskHandle[VideoOut]:
+              priority: Lane | None = None, **options: Any) -> TaskHandle[VideoOut]:
         """`POST /v1/videos/generations`: animates an asset id, a local file or image bytes (uploaded first), or
         with no image, a keyframe made from `prompt` (text to video); `options`: prompt, num_frames, fps, steps,
         seed, gif, width, height, user_id, project_id."""
         body = _body(VideoGeneration, image=None if image is None else self._asset(image), model=model,
-                     wait_s=wait_s, **options)
+                     wait_s=wait_s, priority=priority, **options)
         return self._submit("/v1/videos/generations", body, VideoOut)
 
     def storyboard(self, theme: str | None = None, *, script: str | None = None, num_scenes: int | None = None,
-                   wait_s: float = 0, **options: Any) -> TaskHandle[StoryboardOut]:
+                   wait_s: float = 0, priority: Lane | None = None, **options: Any) -> TaskHandle[StoryboardOut]:
         """`POST /v1/storyboards` from a theme or a script; `options`: style, scene_seconds, fps, width, height."""
-        body = _body(StoryboardBody, theme=theme, script=script, num_scenes=num_scenes, wait_s=wait_s, **options)
+        body = _body(StoryboardBody, theme=theme, script=script, num_scenes=num_scenes, wait_s=wait_s,
+                     priority=priority, **options)
         return self._submit("/v1/storyboards", body, StoryboardOut)
 
     def task(self, task_id: str) -> TaskRecord:

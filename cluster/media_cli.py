@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
+from config.composition import LANES
 from config.specs import families_with
 from models.media import ImageFormat, VideoFormat
 
@@ -24,11 +25,13 @@ CANCELLED_RC = 130  # as a shell reports a command ended by SIGINT
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
-    """The four generation commands, each with `--url` and `--key`."""
+    """The four generation commands, each with `--url`, `--key` and `--priority`."""
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--url", default="http://127.0.0.1:8000", help="the Montage server (%(default)s)")
     server.add_argument("--key", default=os.environ.get("MONTAGE_API_KEY"),
                         help="API key, when the server requires one (default: $MONTAGE_API_KEY)")
+    server.add_argument("--priority", choices=LANES, help="the task's lane, at most the key's tier's (default: the "
+                                                          "tier's; auth off: normal)")
     generate = commands.add_parser("generate", parents=[server], help="text to images, written to a folder")
     generate.add_argument("prompt")
     generate.add_argument("--model", choices=families_with("generate"))
@@ -116,13 +119,14 @@ def main_media(args: argparse.Namespace) -> int:
 
 def _generate(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.generate(args.prompt, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
-                              width=args.width, height=args.height, loras=args.loras, **_encoding(args))
+                              width=args.width, height=args.height, loras=args.loras, priority=args.priority,
+                              **_encoding(args))
     return _images(montage, handle, args, console)
 
 
 def _edit(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.edit(args.image, args.prompt, n=args.n, steps=args.steps, seed=args.seed, width=args.width,
-                          height=args.height, loras=args.loras, **_encoding(args))
+                          height=args.height, loras=args.loras, priority=args.priority, **_encoding(args))
     return _images(montage, handle, args, console)
 
 
@@ -143,7 +147,7 @@ def _video(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     suffix = args.output.suffix.lstrip(".").lower() if args.output else ""
     fmt = args.output_format or (suffix if suffix in get_args(VideoFormat) else "mp4")
     handle = montage.video(args.image, model=args.model, prompt=args.prompt, num_frames=args.num_frames, fps=args.fps,
-                           steps=args.steps, seed=args.seed, gif=args.gif, output_format=fmt)
+                           steps=args.steps, seed=args.seed, gif=args.gif, output_format=fmt, priority=args.priority)
     if (result := _follow(handle, console)) is None:
         return CANCELLED_RC
     path = args.output or Path(f"{Path(args.image).stem if args.image else _slug(args.prompt, 'video')}.{fmt}")
@@ -155,7 +159,8 @@ def _video(montage: Montage, args: argparse.Namespace, console: Console) -> int:
 
 def _storyboard(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.storyboard(args.theme, num_scenes=args.num_scenes, style=args.style,
-                                scene_seconds=args.scene_seconds, fps=args.fps, width=args.width, height=args.height)
+                                scene_seconds=args.scene_seconds, fps=args.fps, width=args.width, height=args.height,
+                                priority=args.priority)
     if (result := _follow(handle, console)) is None:
         return CANCELLED_RC
     folder = args.output or Path(_slug(args.theme, "storyboard"))

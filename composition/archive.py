@@ -1,34 +1,49 @@
-"""Project archives: export as a zip of project.json + assets/<id>; import with zip-slip and zip-bomb guards.
-Member names are never used as paths: each asset is re-hashed, type-checked and stored by its own digest."""
+"""Project archives: export as a zip of project.json (project, tasks, asset metadata) + assets/<id>.<ext>;
+import with zip-slip and zip-bomb guards. Member names are never used as paths: each asset is re-hashed, type-checked
+and stored by its own digest. Importing keeps the finished tasks (their ids when free here) and is idempotent per
+user and archive."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import re
 import zipfile
 from typing import Any
 
-from composition.errors import ApiError
+from pydantic import Field, ValidationError
+
+from composition.errors import ApiError, Conflict
+from composition.schemas.projects import ProjectImport
 from composition.services import Services
-from composition.store.projects import Project
+from composition.store.assets import AssetInfo
+from composition.store.projects import ImportRecord, Project
 from config.ids import HEX_ID
 from models.errors import InvalidRequest
 from models.images import ACCEPTED_FORMATS, inspect_header
+from records.tasks import TaskRecord
 
-MEMBER = re.compile(rf"^assets/({HEX_ID.strip('^$')})$")
+MEMBER = re.compile(rf"^assets/({HEX_ID.strip('^$')})(\.[a-z0-9]{{1,5}})?$")  # <id>.<ext>; older archives: <id>
 MAX_MEMBERS = 1000
 MAX_RATIO = 200  # uncompressed / compressed, per member
 IMPORTABLE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "video/mp4", "video/webm", "application/json",
                     "text/plain; charset=utf-8"}
 
 
+class ArchivedTask(TaskRecord):
+    """A task of project.json: a finished one keeps its server-made id."""
+
+    id: str = Field(pattern=HEX_ID)
+
+
 def build_zip(manifest: dict[str, Any], assets: dict[str, bytes]) -> bytes:
+    """project.json and each asset as `assets/<file name>` (`<id>.<ext>` of its type)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("project.json", json.dumps(manifest, indent=2))
-        for asset_id, data in assets.items():
-            archive.writestr(f"assets/{asset_id}", data)
+        for filename, data in assets.items():
+            archive.writestr(f"assets/{filename}", data)
     return buffer.getvalue()
 
 
@@ -79,17 +94,37 @@ def read_zip(data: bytes, max_bytes: int) -> tuple[dict[str, Any], dict[str, byt
 
 async def export_project(services: Services, project: Project, user: str | None) -> bytes:
     """A zip of project.json (project, tasks, asset metadata) and every asset's bytes."""
-    tasks = [record.model_dump(exclude={"request"}) for t in project.tasks if (record := await services.tasks.get(t))]
-    infos = [info for a in project.assets if (info := await services.assets.info(a, user))]
-    assets = {info.id: await services.assets.bytes_of(info.id) for info in infos}
+    tasks = [record.model_dump(exclude={"request", "preview"})
+             for t in project.tasks if (record := await services.tasks.get(t))]
+    infos: list[AssetInfo] = [info for a in project.assets if (info := await services.assets.info(a, user))]
+    assets = {info.filename: await services.assets.bytes_of(info.id) for info in infos}
     manifest = {"format": "montage-project/1", "project": project.model_dump(), "tasks": tasks,
                 "assets": [info.model_dump() for info in infos]}
     return await asyncio.to_thread(build_zip, manifest, assets)
 
 
-async def import_project(services: Services, data: bytes, owner: str, limit: int) -> Project:
-    """A new project from an exported zip, owned by `owner`; its template's defaults come from the catalogue."""
+async def import_project(services: Services, data: bytes, owner: str, limit: int) -> ProjectImport:
+    """A new project from an exported zip, owned by `owner`, with the archive's finished tasks (their records and
+    results; an id taken here gets a new one) and assets; its template's defaults come from the catalogue. The same
+    archive imported again by the same owner answers the project it made then (`created` false)."""
+    digest = hashlib.sha256(data).hexdigest()
+    earlier = await services.projects.begin_import(owner, digest)
+    if earlier is not None:
+        if not earlier.project_id or (project := await services.projects.get(earlier.project_id)) is None:
+            raise Conflict("file", "this archive is being imported already")
+        return ProjectImport(**project.model_dump(), created=False, task_ids=earlier.task_ids)
+    made: ImportRecord | None = None
+    try:
+        made = await _import(services, data, owner, limit)
+    finally:
+        await services.projects.end_import(owner, digest, made)
+    project = await services.projects.get(made.project_id)
+    return ProjectImport(**project.model_dump(), created=True, task_ids=made.task_ids)
+
+
+async def _import(services: Services, data: bytes, owner: str, limit: int) -> ImportRecord:
     manifest, blobs = await asyncio.to_thread(read_zip, data, limit)
+    tasks = _tasks(manifest.get("tasks", []))
     types = {a.get("id"): a.get("content_type") for a in manifest.get("assets", []) if isinstance(a, dict)}
     stored = [await _store(services, asset_id, blob, types.get(asset_id), owner) for asset_id, blob in blobs.items()]
     source = manifest["project"]
@@ -98,7 +133,22 @@ async def import_project(services: Services, data: bytes, owner: str, limit: int
                                              str(source.get("description") or "")[:2000], owner,
                                              template.key if template else "", template.defaults if template else None)
     await services.projects.add_assets(project.id, stored)
-    return await services.projects.get(project.id)
+    task_ids = {task.id: await services.tasks.restore(task.model_copy(update={"user_id": owner,
+                                                                              "project_id": project.id}))
+                for task in tasks}
+    return ImportRecord(project_id=project.id, task_ids=task_ids)
+
+
+def _tasks(listed: Any) -> list[ArchivedTask]:
+    """The archive's finished tasks (a task still queued or running when exported has no result to keep)."""
+    if not isinstance(listed, list) or len(listed) > MAX_MEMBERS:
+        raise _bad(f"project.json: tasks must be a list of at most {MAX_MEMBERS}")
+    try:
+        tasks = [ArchivedTask.model_validate(task) for task in listed]
+    except ValidationError as exc:
+        where = ".".join(map(str, exc.errors()[0]["loc"]))
+        raise _bad(f"project.json: a task is malformed ({where})") from None
+    return [task for task in tasks if task.terminal]
 
 
 async def _store(services: Services, asset_id: str, blob: bytes, content_type: Any, owner: str) -> str:

@@ -10,7 +10,7 @@ from composition.deps import ServicesDep
 from composition.errors import ApiError
 from composition.services import Services
 from composition.store.access import key_digest
-from config.composition import Lane, QuotaKind, TierArgs
+from config.composition import LANES, Lane, QuotaKind, TierArgs
 
 @dataclass(frozen=True)
 class Principal:
@@ -23,6 +23,15 @@ class Principal:
     @property
     def lane(self) -> Lane:
         return self.tier.lane if self.tier else "normal"
+
+    def lane_for(self, priority: Lane | None) -> Lane:
+        """The lane a request asking for `priority` gets: as asked, but never above the tier's lane (auth off: any
+        lane); the tier's when it asks for none."""
+        if priority is None:
+            return self.lane
+        if self.tier is None:
+            return priority
+        return max(priority, self.tier.lane, key=LANES.index)  # LANES runs high → low
 
     @property
     def weight(self) -> float:

@@ -2,7 +2,7 @@
 
 | key | type | holds |
 |---|---|---|
-| task:{id} | hash | id, kind, status, stage, progress, request, result, error, user_id, lane, attempts, timestamps, waiting_for |
+| task:{id} | hash | id, kind, status, stage, progress, step, steps, preview (live only, bounded), request, result, error, user_id, lane, weight, attempts, timestamps, waiting_for |
 | task:{id}:events | pub/sub channel | progress and status updates of one task (JSON), for waiters and SSE |
 | task:{id}:steps | hash | a workflow's finished steps (scenes, keyframes, clips, ...), so a retried task resumes |
 | task:{id}:checkpoints | hash | request digest → a denoising job's step state (safetensors), so a retried job resumes |
@@ -29,6 +29,7 @@
 | asset:{id}:renditions | hash | recipe ("webp:90") → the asset id of this image re-encoded so (output formats) |
 | style:{soul} / styles | string (JSON) / set | style profiles |
 | project:{id} / projects:{user} / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
+| project_import:{user}:{digest} | string (JSON) | the project (and task id map) a user made from an archive with that sha256 |
 | timing:{family} | hash | decayed sums fitting model time to pixel-frame-steps, and the mean per request |
 | apikey:{sha256} / apikeys / apikeys:{user} | hash / sorted sets | API keys (hashed): user, tier, created, revoked |
 | quota:{user}:{kind}:{day} | string | tasks of a kind created that UTC day (expires after 2 days) |
@@ -184,6 +185,10 @@ def project_tasks(project_id: str) -> str:
 
 def project_assets(project_id: str) -> str:
     return _key("project", project_id, "assets")
+
+
+def project_import(user_id: str, digest: str) -> str:
+    return _key("project_import", user_id, digest)
 
 
 def timing(family: str) -> str:

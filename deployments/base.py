@@ -91,15 +91,6 @@ def replica_name() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _weight(value: str | None) -> float:
-    """A task record's tier weight; 1 when absent (a task queued before weights existed) or unreadable."""
-    try:
-        weight = float(value or 1.0)
-    except ValueError:
-        return 1.0
-    return weight if 0.0 < weight < float("inf") else 1.0
-
-
 def _step_of(state: StepState | None) -> int:
     return state.step if state is not None else 0
 
@@ -297,7 +288,7 @@ class ModelDeployment:
         digests = [job_digest(job.request) for job in unread]
         found = self.checkpoints.load([(job.task_id, digest) for job, digest in zip(unread, digests, strict=True)])
         for job, digest, (lane, user, weight, data) in zip(unread, digests, found, strict=True):
-            job.live = LiveJob(lane, user, _weight(weight), restored(data, job.task_id), digest)
+            job.live = LiveJob(lane, user, weight, restored(data, job.task_id), digest)
         return [job.live for job in jobs]
 
     def _observe(self, group: list[Job], started: float, run_ms: float) -> None:

@@ -81,7 +81,7 @@ class GroupSteps:
         for task_id, wanted, image in zip(self.task_ids, self.previewed, boundary.previews()):
             if wanted:
                 url = "data:image/jpeg;base64," + base64.b64encode(image).decode()
-                self.checkpoints.preview(task_id, boundary.done, boundary.total, url)
+                self.progress.preview(task_id, boundary.done, boundary.total, url)
         if self.turn is not None:
             self.turn()
 

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import redis
 
 from config import keys
+from records.tasks import tier_weight
 
 log = logging.getLogger("montage.checkpoints")
 
@@ -33,12 +34,12 @@ class QueuedJob(NamedTuple):
 
     lane: str | None
     user: str | None
-    weight: str | None
+    weight: float
     state: bytes | None
 
 
 class Checkpoints:
-    """A replica's reads and writes of step checkpoints and previews (best effort: Redis may be restarting)."""
+    """A replica's reads and writes of step checkpoints (best effort: Redis may be restarting)."""
 
     def __init__(self, client: redis.Redis | None) -> None:
         self.client = client
@@ -46,7 +47,7 @@ class Checkpoints:
 
     def load(self, jobs: list[tuple[str | None, str]]) -> list[QueuedJob]:
         """What the records say of each (task id, job digest), in one round trip."""
-        nothing = QueuedJob(None, None, None, None)
+        nothing = QueuedJob(None, None, 1.0, None)
         known = [(task_id, digest) for task_id, digest in jobs if task_id is not None]
         if self.client is None or not known:
             return [nothing] * len(jobs)
@@ -58,8 +59,9 @@ class Checkpoints:
             replies = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError):
             return [nothing] * len(jobs)
-        found = {job: QueuedJob(*(value.decode() if value else None for value in record), state)
-                 for job, record, state in zip(known, replies[::2], replies[1::2], strict=True)}
+        found = {job: QueuedJob(lane.decode() if lane else None, user.decode() if user else None, tier_weight(weight),
+                                state)
+                 for job, (lane, user, weight), state in zip(known, replies[::2], replies[1::2], strict=True)}
         return [found.get(job, nothing) for job in jobs]
 
     def save(self, task_id: str | None, digest: str, state: bytes, step: int, ttl_s: int) -> bool:
@@ -74,13 +76,3 @@ class Checkpoints:
         except (redis.ConnectionError, redis.TimeoutError):
             log.warning("checkpoint of task %s at step %d not written: Redis unreachable", task_id, step)
             return False
-
-    def preview(self, task_id: str | None, step: int, total: int, image: str) -> None:
-        """Publishes a `preview` event: `image` is a data URL."""
-        if self.client is None or task_id is None:
-            return
-        event = {"id": task_id, "event": "preview", "step": step, "steps": total, "image": image}
-        try:
-            self.client.publish(keys.task_events(task_id), json.dumps(event))
-        except (redis.ConnectionError, redis.TimeoutError):
-            pass

@@ -19,6 +19,26 @@ from records.webhooks import NOTIFY, delivery_keys
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUSES = ("queued", "running", *TERMINAL)
+JSON_FIELDS = ("result", "error", "request", "preview")  # the hash keeps these as JSON
+PREVIEW_MAX_CHARS = 128 * 1024  # a larger preview (data URL) is not kept on the record, only sent on SSE
+
+
+def tier_weight(value: bytes | str | None) -> float:
+    """A record's tier weight (its `weight` field); 1 when absent (a task queued before weights existed) or
+    unreadable."""
+    try:
+        weight = float(value or 1.0)
+    except ValueError:
+        return 1.0
+    return weight if 0.0 < weight < float("inf") else 1.0
+
+
+class Preview(BaseModel):
+    """A live task's newest step preview, as its SSE `preview` event carried it."""
+
+    step: int
+    steps: int
+    image: str = Field(description="a JPEG data URL (at most 256 px; videos: a strip of frames)")
 
 
 class TaskRecord(BaseModel):
@@ -35,6 +55,10 @@ class TaskRecord(BaseModel):
     updated_at: float
     user_id: str = ""
     lane: Lane = "normal"
+    weight: float = Field(default=1.0, description="the tier's weight: its user's share of the lane's model steps")
+    step: int | None = Field(default=None, description="the current stage's last model step done")
+    steps: int | None = Field(default=None, description="the current stage's model steps")
+    preview: Preview | None = Field(default=None, description="while the task runs: its newest step preview")
     attempts: int = 0
     started_at: float | None = None
     project_id: str | None = None
@@ -50,11 +74,17 @@ class TaskRecord(BaseModel):
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> TaskRecord:
         data = {key.decode(): value.decode() for key, value in raw.items()}
-        for name in ("result", "error", "request"):
+        for name in JSON_FIELDS:
             data[name] = json.loads(data[name]) if data.get(name) else None
+        data["weight"] = tier_weight(data.get("weight"))
         data["project_id"] = data.get("project_id") or None
         data["waiting_for"] = data.get("waiting_for") or None
         return cls.model_validate(data)
+
+    def to_hash(self) -> dict[str, str]:
+        """The hash fields `from_hash` reads back (what a finished task keeps; None fields left out)."""
+        data = self.model_dump(exclude={"waiting_for", "queue_position", "eta_s"}, exclude_none=True)
+        return {name: json.dumps(value) if name in JSON_FIELDS else str(value) for name, value in data.items()}
 
 
 def end_wait(prefix: str) -> str:
@@ -71,12 +101,18 @@ end
 
 LIVE_UPDATE = NOTIFY + """
 -- KEYS: task, events channel, webhook subscriptions, deliveries, due; ARGV: progress, stage, now, event JSON,
--- waiting-set key prefix, delivery key prefix. Only a queued or running task changes, so a late step never moves a
+-- waiting-set key prefix, delivery key prefix, step, steps ('' for an update that is no model step: a new stage,
+-- which has neither, nor a preview yet). Only a queued or running task changes, so a late step never moves a
 -- cancelled or finished task's stage back; a task that was waiting for a model's replicas is not any more; its
 -- webhook subscribers hear the stage's progress milestones. Returns the status.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'running' then
   redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'stage', ARGV[2], 'updated_at', ARGV[3])
+  if ARGV[7] ~= '' then
+    redis.call('HSET', KEYS[1], 'step', ARGV[7], 'steps', ARGV[8])
+  else
+    redis.call('HDEL', KEYS[1], 'step', 'steps', 'preview')
+  end
 """ + end_wait("ARGV[5]") + """
   redis.call('PUBLISH', KEYS[2], ARGV[4])
   milestones(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[3], ARGV[1], ARGV[2])
@@ -130,8 +166,8 @@ return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 
 FINISH = NOTIFY + """
 -- KEYS: task, stats, events, checkpoints, webhook subscriptions, deliveries, due; ARGV: status, field, value, now,
--- ttl, allowed previous statuses (csv), waiting prefix, delivery prefix. The task's step checkpoints go with it; its
--- webhook subscribers are told.
+-- ttl, allowed previous statuses (csv), waiting prefix, delivery prefix. The task's step checkpoints and preview go
+-- with it; its webhook subscribers are told.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or not string.find(',' .. ARGV[6] .. ',', ',' .. status .. ',', 1, true) then return 0 end
 redis.call('HINCRBY', KEYS[2], status, -1)
@@ -140,10 +176,23 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'stage', ARGV[1], 'updated_at', A
 """ + end_wait("ARGV[7]") + """
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
 if ARGV[1] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
+redis.call('HDEL', KEYS[1], 'preview')
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('DEL', KEYS[4])
 ended(KEYS[1], KEYS[5], KEYS[6], KEYS[7], ARGV[8], ARGV[4], ARGV[5])
 redis.call('PUBLISH', KEYS[3], cjson.encode({id = redis.call('HGET', KEYS[1], 'id'), status = ARGV[1]}))
+return 1
+"""
+
+RESTORE = """
+-- KEYS: task, index, user index, project tasks; ARGV: id, created_at, ttl, then field, value pairs. A finished task
+-- from a project archive, unless its id is taken here (0); it expires as a finished task does.
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
 return 1
 """
 
@@ -161,11 +210,26 @@ return 1
 """
 
 
-def live_update(task_id: str, progress: float, stage: str, **event: Any) -> tuple[list[str], list[Any]]:
-    """(keys, args) of `LIVE_UPDATE` for one task; `event` adds fields to its published event only."""
+def live_update(task_id: str, progress: float, stage: str, step: tuple[int, int] | None = None,
+                **event: Any) -> tuple[list[str], list[Any]]:
+    """(keys, args) of `LIVE_UPDATE` for one task: a model `step` (done, total) or a new stage; `event` adds fields
+    to its published event only."""
     update = {"progress": round(progress, 4), "stage": stage, "updated_at": time.time()}
+    at = {"step": step[0], "steps": step[1]} if step else {}
     return ([keys.task(task_id), keys.task_events(task_id), *delivery_keys(task_id)],
-            [*update.values(), json.dumps({"id": task_id, **update, **event}), keys.waiting(""), keys.webhook("")])
+            [*update.values(), json.dumps({"id": task_id, **update, **at, **event}), keys.waiting(""),
+             keys.webhook(""), *(step or ("", ""))])
+
+
+PREVIEW = """
+-- KEYS: task, events channel; ARGV: preview JSON ('' when too large to keep), event JSON. A live task keeps its
+-- newest preview (a finished one has its result, and FINISH drops it) and publishes it.
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+if ARGV[1] == '' then redis.call('HDEL', KEYS[1], 'preview') else redis.call('HSET', KEYS[1], 'preview', ARGV[1]) end
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+return 1
+"""
 
 
 class Cancelled(Exception):
@@ -178,20 +242,32 @@ class ProgressReporter:
     def __init__(self, redis_url: str | None) -> None:
         self.client = redis.Redis.from_url(redis_url, retry=Retry(store_backoff(), 2)) if redis_url else None
         self._update = self.client.register_script(LIVE_UPDATE) if self.client else None
+        self._preview = self.client.register_script(PREVIEW) if self.client else None
 
     def report(self, task_id: str | None, done: int, total: int, stage: str, resumed_from: int = 0) -> bool:
         """Records one step (its event says `step` of `steps`, and `resumed_from_step` when the job resumed from a
         checkpoint); True when the task has been cancelled meanwhile."""
         if self.client is None or task_id is None:
             return False
-        event: dict[str, Any] = {"step": done, "steps": total}
-        if resumed_from:
-            event["resumed_from_step"] = resumed_from
+        event: dict[str, Any] = {"resumed_from_step": resumed_from} if resumed_from else {}
         try:
-            status = self._update(*live_update(task_id, done / max(total, 1), stage, **event))
+            status = self._update(*live_update(task_id, done / max(total, 1), stage, (done, total), **event))
         except (redis.ConnectionError, redis.TimeoutError):  # progress is best effort: Redis restarting
             return False
         return status == b"cancelled"
+
+    def preview(self, task_id: str | None, step: int, total: int, image: str) -> None:
+        """Publishes a `preview` event (`image` a JPEG data URL) and keeps it on the live task's record, unless it is
+        over `PREVIEW_MAX_CHARS` (best effort, like `report`)."""
+        if self.client is None or task_id is None:
+            return
+        preview = Preview(step=step, steps=total, image=image)
+        kept = preview.model_dump_json() if len(image) <= PREVIEW_MAX_CHARS else ""
+        event = json.dumps({"id": task_id, "event": "preview", **preview.model_dump()})
+        try:
+            self._preview(keys=[keys.task(task_id), keys.task_events(task_id)], args=[kept, event])
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
 
     def started(self, task_ids: list[str | None], stage: str) -> None:
         """The model work of these tasks begins: their wait for a replica ends (best effort, like `report`)."""

@@ -73,11 +73,13 @@ local function ended(task, subs, list, due, prefix, now, ttl)
 end
 
 -- milestones(task, subscriptions, deliveries, due, prefix, now, progress, stage): task.progress for each milestone
--- the stage has reached; one EXISTS for a task nobody subscribed to.
+-- the stage has reached, with the model step that reached it; one EXISTS for a task nobody subscribed to.
 local function milestones(task, subs, list, due, prefix, now, progress, stage)
   if redis.call('EXISTS', subs) == 0 then return end
-  local head = '{"id":' .. cjson.encode(redis.call('HGET', task, 'id')) .. ',"kind":'
-    .. cjson.encode(redis.call('HGET', task, 'kind')) .. ',"status":"running","stage":' .. cjson.encode(stage)
+  local f = redis.call('HMGET', task, 'id', 'kind', 'step', 'steps')
+  local head = '{"id":' .. cjson.encode(f[1]) .. ',"kind":' .. cjson.encode(f[2])
+    .. ',"status":"running","stage":' .. cjson.encode(stage)
+  if f[3] then head = head .. ',"step":' .. f[3] .. ',"steps":' .. f[4] end
   for _, m in ipairs({""" + ", ".join(map(str, MILESTONES)) + """}) do
     if tonumber(progress) >= m then
       notify(task, subs, list, due, prefix, now, 'progress', 'task.progress', stage .. '@' .. m,

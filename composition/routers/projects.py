@@ -14,7 +14,7 @@ from composition.catalogue import ProjectTemplate
 from composition.deps import ServicesDep, TaskIdPath
 from composition.errors import ApiError
 from composition.schemas.common import Id
-from composition.schemas.projects import ProjectCreate, ProjectStats
+from composition.schemas.projects import ProjectCreate, ProjectImport, ProjectStats
 from composition.store.projects import Project
 from models.errors import InvalidRequest
 
@@ -74,12 +74,18 @@ async def export(project_id: TaskIdPath, services: ServicesDep, principal: Princ
                     headers={"Content-Disposition": f'attachment; filename="project-{project_id}.zip"'})
 
 
-@router.post("/import", status_code=201)
+@router.post("/import", status_code=201, responses={200: {"model": ProjectImport,
+                                                          "description": "this archive was imported before"}})
 async def import_archive(file: Annotated[UploadFile, File(description="a zip made by /export")], services: ServicesDep,
-                  principal: PrincipalDep, user_id: Annotated[Id | None, Query()] = None) -> Project:
-    """A new project from an exported zip; every asset is re-hashed and type-checked before it is stored."""
+                         principal: PrincipalDep, response: Response,
+                         user_id: Annotated[Id | None, Query()] = None) -> ProjectImport:
+    """A new project from an exported zip, with its finished tasks (records and results) and its assets, each
+    re-hashed and type-checked before it is stored; the same archive again answers the project it made (200)."""
     limit = services.args.max_upload_bytes * IMPORT_LIMIT_FACTOR
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, "too_large", f"file: larger than {limit} bytes", "file")
-    return await import_project(services, data, principal.user(user_id) or "", limit)
+    imported = await import_project(services, data, principal.user(user_id) or "", limit)
+    if not imported.created:
+        response.status_code = 200
+    return imported

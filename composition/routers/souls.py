@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, IdPath, ServicesDep, WorkflowsDep
 from composition.errors import NotFound
-from composition.schemas.common import Accepted, AssetRef, Id
+from composition.schemas.common import PRIORITY, Accepted, AssetRef, Id
 from composition.schemas.variants import (
     SeenBody,
     SeenOut,
@@ -25,6 +25,7 @@ from composition.schemas.variants import (
 from composition.schemas.videos import VideoGeneration, VideoOptions, VideoOut
 from composition.submit import as_user, submit
 from composition.workflows.variants import SoulImage
+from config.composition import Lane
 from records.webhooks import WebhookEvent
 
 router = APIRouter(tags=["variants"])
@@ -36,9 +37,10 @@ async def soul_image(soul_id: IdPath, services: ServicesDep, workflows: Workflow
                      cue: Annotated[str, Query(max_length=500)] = "",
                      wait_s: Annotated[float, Query(ge=0, le=600)] = 60,
                      webhook_url: Annotated[str | None, Query(max_length=2083)] = None,
-                     webhook_events: Annotated[list[WebhookEvent] | None, Query()] = None) -> JSONResponse:
+                     webhook_events: Annotated[list[WebhookEvent] | None, Query()] = None,
+                     priority: Annotated[Lane | None, Query(description=PRIORITY)] = None) -> JSONResponse:
     notify = {"webhook_url": webhook_url} | ({"webhook_events": webhook_events} if webhook_events else {})
-    request = SoulImage(soul_id=soul_id, cue=cue, user_id=user_id, wait_s=wait_s, **notify)
+    request = SoulImage(soul_id=soul_id, cue=cue, user_id=user_id, wait_s=wait_s, priority=priority, **notify)
     return await submit(services, principal, workflows.variants, request)
 
 

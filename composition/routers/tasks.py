@@ -15,7 +15,7 @@ from composition.schemas.common import Id
 from records.tasks import STATUSES, TaskRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
-HIDDEN = {"request", "lane", "attempts"}
+HIDDEN = {"request", "attempts"}
 CREATOR_ONLY = {"user_id", "project_id"}  # not shown to users who joined another user's task
 
 

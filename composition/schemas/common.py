@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from composition.store.assets import asset_url
+from config.composition import Lane
 from config.ids import HEX_ID, NAME_ID
 from config.specs import families_with
 from records.webhooks import TERMINAL_EVENTS, WebhookEvent
@@ -59,8 +60,18 @@ class Notify(BaseModel):
         return self
 
 
-class TaskBody(Body, Notify):
-    """A request that may become a task, so it may carry a webhook."""
+PRIORITY = ("high, normal or low: the task's lane, at most the API key's tier's (a higher one is capped to it); "
+            "none: the tier's (auth off: any lane; none: normal)")
+
+
+class Prioritised(BaseModel):
+    """A task's lane: `priority` as asked, capped by the caller's tier (with auth off every lane is allowed)."""
+
+    priority: Lane | None = Field(default=None, description=PRIORITY)
+
+
+class TaskBody(Body, Notify, Prioritised):
+    """A request that may become a task, so it may carry a webhook and a priority."""
 
 
 class AssetRef(BaseModel):

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 from fastapi import UploadFile
 from pydantic import BaseModel, Field, model_validator
 
-from composition.schemas.common import Body, Id, Prompt
+from composition.schemas.common import PRIORITY, Body, Id, Prompt
 from composition.schemas.images import ImageEdit, ImageGeneration, Loras
-from config.composition import OpenAIArgs, OpenAIQuality
+from config.composition import Lane, OpenAIArgs, OpenAIQuality
 from config.families import GenerationDefaults
 from config.specs import families_with
 from models.errors import InvalidRequest
@@ -40,6 +40,7 @@ class _OpenAIImages(Body):
     background: Literal["auto", "opaque", "transparent"] | None = Field(
         default=None, description="auto or opaque: every image is opaque; transparent: a 400 (no family makes alpha)")
     moderation: Literal["low", "auto"] | None = Field(default=None, description="accepted; nothing is moderated")
+    priority: Lane | None = Field(default=None, description=f"Montage's extension (`extra_body`): {PRIORITY}")
 
     @model_validator(mode="after")
     def _opaque(self) -> _OpenAIImages:
@@ -60,7 +61,7 @@ class _OpenAIImages(Body):
         """The native body's common fields: the size split into width and height, `user` as `user_id`, `quality` as
         steps, `output_format` and `output_compression` as the native encoding."""
         fields: dict = {"prompt": self.prompt, "n": 1 if self.n is None else self.n, "user_id": self.user,
-                        "wait_s": args.wait_s, "output_format": self.output_format or "png"}
+                        "wait_s": args.wait_s, "output_format": self.output_format or "png", "priority": self.priority}
         if self.size and self.size != "auto":
             fields["width"], fields["height"] = map(int, self.size.split("x"))
         if self.quality:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from composition.schemas.common import Body, Id, text
+from composition.store.projects import Project
 
 
 class ProjectCreate(Body):
@@ -25,3 +26,11 @@ class ProjectStats(BaseModel):
     assets_by_type: dict[str, int]
     first_task_at: float | None = None
     last_task_at: float | None = None
+
+
+class ProjectImport(Project):
+    """The project an archive made: its tasks (finished ones) with their records and results, and its assets."""
+
+    created: bool = Field(description="false: this archive was imported by this user before, and that project is "
+                                      "answered again (200)")
+    task_ids: dict[str, str] = Field(description="each archived task's id → its id here (the same unless taken)")

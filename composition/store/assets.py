@@ -13,7 +13,8 @@ from composition.store.blobs import Blobs
 from config import keys
 from models.media import MEDIA_TYPES
 
-EXTENSIONS = {content_type: fmt for fmt, content_type in MEDIA_TYPES.items()}  # "image/webp" → "webp"
+EXTENSIONS = {content_type: fmt for fmt, content_type in MEDIA_TYPES.items()} | {  # "image/webp" → "webp"
+    "application/json": "json", "text/plain; charset=utf-8": "txt"}  # a storyboard's exports
 
 
 def asset_url(asset_id: str) -> str:

@@ -24,6 +24,16 @@ class Project(BaseModel):
     assets: list[str] = []
 
 
+class ImportRecord(BaseModel):
+    """What importing one archive made: the project, and each archived task's id → its id here."""
+
+    project_id: str = Field(description="empty while the import runs")
+    task_ids: dict[str, str] = {}
+
+
+IMPORT_CLAIM_S = 600  # an import that died holds its archive no longer than this
+
+
 class ProjectStore:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
@@ -65,6 +75,20 @@ class ProjectStore:
         """An owner's projects, or every project when no owner is named (auth off, no user_id)."""
         ids = await self.client.zrevrange(keys.projects(owner) if owner else keys.projects_index(), 0, -1)
         return [project for i in ids if (project := await self.get(i.decode()))]
+
+    async def begin_import(self, owner: str, digest: str) -> ImportRecord | None:
+        """Claims importing the archive whose sha256 is `digest` for `owner`: None when this caller imports it
+        (then `end_import`), else what the earlier import of it made (its project id empty while it runs)."""
+        key = keys.project_import(owner or "-", digest)
+        if await self.client.set(key, ImportRecord(project_id="").model_dump_json(), nx=True, ex=IMPORT_CLAIM_S):
+            return None
+        found = await self.client.get(key)
+        return ImportRecord.model_validate_json(found) if found else ImportRecord(project_id="")
+
+    async def end_import(self, owner: str, digest: str, made: ImportRecord | None) -> None:
+        """Keeps what the import made (for good), or, when it failed (`made` None), frees the archive."""
+        key = keys.project_import(owner or "-", digest)
+        await (self.client.set(key, made.model_dump_json()) if made else self.client.delete(key))
 
     async def add_result(self, project_id: str, result: dict[str, Any]) -> None:
         """Links every asset of a result (a task's, or one served from cache) to the project."""

@@ -14,7 +14,18 @@ from pydantic import BaseModel
 from config import keys
 from config.composition import LANES, Lane
 from records.webhooks import delivery_keys
-from records.tasks import CREATE, FINISH, LIVE_UPDATE, START, STATUSES, WAIT_FOR, Status, TaskRecord, live_update
+from records.tasks import (
+    CREATE,
+    FINISH,
+    LIVE_UPDATE,
+    RESTORE,
+    START,
+    STATUSES,
+    WAIT_FOR,
+    Status,
+    TaskRecord,
+    live_update,
+)
 
 WAITING_REFRESH_S = 2.0  # SSE: how often a waiting task's queue position and ETA are sent
 
@@ -45,6 +56,7 @@ class TaskStore:
         self._finish = client.register_script(FINISH)
         self._live_update = client.register_script(LIVE_UPDATE)
         self._wait_for = client.register_script(WAIT_FOR)
+        self._restore = client.register_script(RESTORE)
         self._reads = 0
 
     async def create(self, kind: str, request: dict[str, Any], user_id: str = "", lane: Lane = "normal",
@@ -64,6 +76,18 @@ class TaskStore:
             args=[task_id, kind, json.dumps(request), user_id, lane, time.time(), project_id or "",
                   self.idempotency_ttl_s, self.task_ttl_s, keys.task(""), fingerprint or "", weight])
         return found.decode(), bool(created)
+
+    async def restore(self, record: TaskRecord) -> str:
+        """Stores a finished task from a project archive (its user and project already the importer's) under its own
+        id when no task here has it, else under a new one; the id it got."""
+        for task_id in (record.id, uuid.uuid4().hex):  # a fresh uuid4 is free
+            fields = record.model_copy(update={"id": task_id}).to_hash()
+            if await self._restore(keys=[keys.task(task_id), keys.task_index(), keys.task_index(record.user_id or "-"),
+                                         keys.project_tasks(record.project_id or "-")],
+                                   args=[task_id, record.created_at, self.task_ttl_s,
+                                         *(part for pair in fields.items() for part in pair)]):
+                break
+        return task_id
 
     async def idempotent(self, user_id: str, kind: str, idempotency_key: str) -> Earlier | None:
         """The task an Idempotency-Key already names for this user and kind of task, with its fingerprint."""
@@ -264,7 +288,7 @@ class TaskStore:
 
 
 def _event(record: TaskRecord) -> dict[str, Any]:
-    return record.model_dump(exclude={"request", "user_id", "lane", "attempts"})
+    return record.model_dump(exclude={"request", "user_id", "lane", "weight", "attempts", "preview"})
 
 
 def _entries(lane: str, replies) -> list[Entry]:

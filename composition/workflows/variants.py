@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, PrivateAttr
 
 from composition.errors import ApiError
-from composition.schemas.common import AssetRef, Notify
+from composition.schemas.common import AssetRef, Notify, Prioritised
 from composition.schemas.images import ImageGeneration
 from composition.schemas.variants import SoulImageOut
 from composition.store.prompts import Variant, slot_seed
@@ -28,7 +28,7 @@ class VariantJob(BaseModel):
     _wait_s: float = PrivateAttr(default=VARIANT_WAIT_S)  # for the pool's first variant, when at the cap
 
 
-class SoulImage(Notify):
+class SoulImage(Notify, Prioritised):
     """GET /v1/souls/{soul_id}/image as a request: the user's next unseen variant of the soul for `cue`."""
 
     soul_id: str

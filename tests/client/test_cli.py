@@ -55,6 +55,15 @@ def test_generate_writes_n_pngs_with_progress_from_sse(montage, tmp_path):
         assert fresh == tmp_path / "fresh" / f"{result.images[1].asset_id}.png" and fresh.read_bytes() == images[1]
 
 
+def test_priority_sets_the_tasks_lane(montage, tmp_path):
+    done = cli(tmp_path, "generate", "a pewter teapot on a windowsill", "--priority", "high", "--seed", "8")
+    assert done.returncode == 0, done.stderr
+    with Montage(BASE) as client:
+        assert client.task(task_id_of(done.stderr)).lane == "high"
+    refused = cli(tmp_path, "generate", "a pewter teapot", "--priority", "urgent")
+    assert refused.returncode == 2 and "--priority: invalid choice: 'urgent'" in refused.stderr
+
+
 def test_a_terminal_gets_a_live_bar(montage, tmp_path):
     terminal, its_end = os.openpty()
     process = subprocess.Popen(command("generate", "a lighthouse of green glass at dusk", "-o", "out"), cwd=tmp_path,

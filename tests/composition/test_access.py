@@ -117,7 +117,31 @@ def test_a_tiers_lane_and_weight_reach_the_task_record_the_replicas_schedule_by(
 
     status, [job] = secured(steps)
     assert status == 202
-    assert (job.lane, job.user, float(job.weight), job.state) == ("normal", f"hal-{run}", 3.0, None)
+    assert (job.lane, job.user, job.weight, job.state) == ("normal", f"hal-{run}", 3.0, None)
+
+
+def test_priority_is_capped_by_the_tier_and_lower_lanes_are_always_allowed(secured, redis_url):
+    """A low-lane tier asking for high gets its own lane; a high-lane tier may ask for less; the task shows it all and
+    the replicas read the same lane."""
+    run = time.time_ns()
+    asks = [("tight", "high", "a copper kettle on a stove"), ("tight", None, "a glass marble in the sand"),
+            ("pro", "low", "a tin robot in the rain"), ("heavy", "high", "a green umbrella at a bus stop")]
+
+    async def steps(client, services):
+        shown = []
+        for tier, priority, prompt in asks:
+            key, _ = await services.access.create_key(f"pri-{tier}-{run}", tier)
+            body = {"prompt": f"{prompt}, run {run}", "wait_s": 0} | ({"priority": priority} if priority else {})
+            response = await client.post("/v1/images/generations", headers=bearer(key), json=body)
+            assert response.status_code == 202, response.text
+            task_id = response.json()["task_id"]
+            task = (await client.get(f"/v1/tasks/{task_id}", headers=bearer(key))).json()
+            [job] = Checkpoints(redis.Redis.from_url(redis_url)).load([(task_id, "no-such-job")])
+            shown.append((task["lane"], task["weight"], job.lane))
+        return shown
+
+    assert secured(steps) == [("low", 1.0, "low"), ("low", 1.0, "low"), ("low", 1.0, "low"),
+                              ("normal", 3.0, "normal")]
 
 
 def test_keys_cli_prints_the_key_last(redis_url, capsys, monkeypatch):

@@ -1,9 +1,13 @@
 """Assets and projects over HTTP: content addressing, and projects round-tripping through a zip export."""
 import io
 import json
+import time
 import zipfile
 
+import redis
 from helpers import png, upload
+
+from config import keys
 
 
 def test_upload_is_content_addressed_inside_the_asset_dir(client, montage):
@@ -40,11 +44,64 @@ def test_project_groups_tasks_and_assets_and_round_trips_through_a_zip(client):
     exported = client.get(f"/v1/projects/{project_id}/export")
     assert exported.headers["content-type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(exported.content)).namelist()
-    assert sorted(names) == sorted(["project.json", *(f"assets/{a}" for a in stored["assets"])])
+    assert sorted(names) == sorted(["project.json", *(f"assets/{a}.png" for a in stored["assets"])])
     imported = client.post("/v1/projects/import", files={"file": ("p.zip", exported.content, "application/zip")})
     assert imported.status_code == 201, imported.text
     assert imported.json()["id"] != project_id and imported.json()["assets"] == stored["assets"]
     assert imported.json()["name"] == "harbour"
+
+
+def test_import_keeps_the_tasks_and_importing_the_same_archive_again_answers_that_project(client, redis_url):
+    """Three tasks survive export and import with their records and results: ids taken here are remapped, a free
+    one is kept; the same archive again is the same project (200); an archive of bare asset names still imports."""
+    project_id = client.post("/v1/projects", json={"name": "quay", "user_id": "rue"}).json()["id"]
+    run = time.time_ns()
+    prompts = [f"{p}, run {run}" for p in ("a quay with stacked barrels", "a ferry leaving at dusk",
+                                          "an owl asleep in a barn")]
+    made = [client.post("/v1/images/generations", json={"prompt": p, "project_id": project_id, "user_id": "rue"})
+            for p in prompts]
+    assert [m.status_code for m in made] == [200] * 3
+    originals = {m.headers["X-Task-Id"]: client.get(f"/v1/tasks/{m.headers['X-Task-Id']}").json() for m in made}
+    exported = client.get(f"/v1/projects/{project_id}/export").content
+    archive = zipfile.ZipFile(io.BytesIO(exported))
+    assets = client.get(f"/v1/projects/{project_id}").json()["assets"]
+    assert sorted(archive.namelist()) == sorted(["project.json", *(f"assets/{a}.png" for a in assets)])
+    freed = made[0].headers["X-Task-Id"]
+    redis.Redis.from_url(redis_url).delete(keys.task(freed))  # its id is free here now
+
+    first = client.post("/v1/projects/import", params={"user_id": "sol"},
+                        files={"file": ("p.zip", exported, "application/zip")})
+    assert first.status_code == 201, first.text
+    imported = first.json()
+    assert imported["created"] is True and set(imported["task_ids"]) == set(originals)
+    assert imported["task_ids"][freed] == freed
+    assert all(new != old for old, new in imported["task_ids"].items() if old != freed)
+    assert sorted(imported["tasks"]) == sorted(imported["task_ids"].values())
+    for old, new in imported["task_ids"].items():
+        task = client.get(f"/v1/tasks/{new}").json()
+        assert (task["status"], task["result"], task["kind"]) == ("succeeded", originals[old]["result"], "image")
+        assert (task["user_id"], task["project_id"], task["created_at"]) == ("sol", imported["id"],
+                                                                           originals[old]["created_at"])
+    stats = client.get(f"/v1/projects/{imported['id']}/stats").json()
+    assert stats["tasks"] == 3 and stats["tasks_by_status"] == {"succeeded": 3} and stats["assets"] == 3
+    assert {t["id"] for t in client.get("/v1/tasks", params={"user_id": "sol"}).json()["tasks"]} == set(
+        imported["task_ids"].values())
+
+    again = client.post("/v1/projects/import", params={"user_id": "sol"},
+                        files={"file": ("p.zip", exported, "application/zip")})
+    assert again.status_code == 200, again.text
+    assert (again.json()["id"], again.json()["created"], again.json()["task_ids"]) == (
+        imported["id"], False, imported["task_ids"])
+    assert len(client.get("/v1/projects", params={"user_id": "sol"}).json()["projects"]) == 1
+
+    bare = io.BytesIO()
+    with zipfile.ZipFile(bare, "w") as older:  # an archive of an earlier version: assets/<id>
+        for name in archive.namelist():
+            older.writestr(name.split(".")[0] if name.startswith("assets/") else name, archive.read(name))
+    copy = client.post("/v1/projects/import", params={"user_id": "sol"},
+                       files={"file": ("p.zip", bare.getvalue(), "application/zip")})
+    assert copy.status_code == 201 and copy.json()["id"] != imported["id"] and copy.json()["assets"] == sorted(assets)
+    assert len(copy.json()["tasks"]) == 3 and not set(copy.json()["tasks"]) & set(imported["tasks"])
 
 
 def test_a_project_with_a_video_and_its_gif_round_trips(client):

@@ -235,3 +235,92 @@ def test_the_runner_maps_errors_as_the_ingress_does(redis_url, tmp_path):
     failed, tries = asyncio.run(run("bug"))
     assert tries == 2 and failed.error["status"] == 500 and failed.error["code"] == "internal"
     assert failed.error["field"] is None
+
+
+def test_a_request_picks_its_lane_and_the_task_shows_lane_and_weight(client):
+    """Auth off: every lane is allowed; no priority is the normal lane."""
+    run = time.time_ns()
+    prompts = {"high": "a red paper boat on a pond", "low": "a brass telescope on an oak desk",
+               None: "a snowy mountain cabin at night"}
+    shown = {}
+    for priority, prompt in prompts.items():
+        body = {"prompt": f"{prompt}, run {run}", "wait_s": 0} | ({"priority": priority} if priority else {})
+        response = client.post("/v1/images/generations", json=body)
+        assert response.status_code == 202, response.text
+        task = client.get(f"/v1/tasks/{response.json()['task_id']}").json()
+        shown[priority] = (task["lane"], task["weight"])
+    assert shown == {"high": ("high", 1.0), "low": ("low", 1.0), None: ("normal", 1.0)}
+    bad = client.post("/v1/images/generations", json={"prompt": f"a kite, run {run}", "priority": "urgent"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "priority"
+
+
+def test_polling_shows_the_step_steps_and_preview_that_sse_carries(client, redis_url):
+    """While it runs, the record has the last step and preview (bounded); the preview leaves with the task's end."""
+    from records.tasks import PREVIEW_MAX_CHARS
+
+    task_id = slow_video(client, seed=27, steps=100)
+    deadline = time.monotonic() + 60
+    while (task := client.get(f"/v1/tasks/{task_id}").json())["preview"] is None:
+        assert time.monotonic() < deadline and task["status"] in ("queued", "running"), task
+        time.sleep(0.05)
+    assert task["stage"] == "animating" and task["steps"] == 100 and 1 <= task["step"] < 100
+    assert task["progress"] == round(task["step"] / 100, 4)
+    preview = task["preview"]
+    assert preview["steps"] == 100 and 1 <= preview["step"] <= 100
+    assert preview["image"].startswith("data:image/jpeg;base64,")
+    stored = redis.Redis.from_url(redis_url).hget(keys.task(task_id), "preview")
+    assert json.loads(stored)["step"] >= preview["step"] and len(json.loads(stored)["image"]) <= PREVIEW_MAX_CHARS
+    assert client.delete(f"/v1/tasks/{task_id}").status_code == 200
+    time.sleep(1.0)
+    ended = client.get(f"/v1/tasks/{task_id}").json()
+    assert ended["status"] == "cancelled" and ended["preview"] is None and ended["steps"] == 100
+    assert redis.Redis.from_url(redis_url).hget(keys.task(task_id), "preview") is None
+
+
+def test_a_preview_is_kept_bounded_and_only_while_the_task_is_live(redis_url):
+    """The newest preview under the bound is kept; a larger one is sent but not kept; a late one after the end is
+    neither; a new stage starts without the last stage's step and preview."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from composition.store.tasks import TaskStore
+    from records.tasks import PREVIEW_MAX_CHARS, ProgressReporter
+
+    small, large = "data:image/jpeg;base64," + "A" * 1000, "data:image/jpeg;base64," + "A" * PREVIEW_MAX_CHARS
+    reporter, raw = ProgressReporter(redis_url), redis.Redis.from_url(redis_url)
+
+    async def run():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            store = TaskStore(client)
+            task_id, _ = await store.create("video", {"x": 2}, user_id="previewer")
+            await store.start(task_id, 3)
+            seen = []
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(keys.task_events(task_id))
+                reporter.report(task_id, 2, 8, "animating")
+                reporter.preview(task_id, 2, 8, small)
+                seen.append(await store.get(task_id))
+                reporter.preview(task_id, 3, 8, large)
+                seen.append(await store.get(task_id))
+                reporter.preview(task_id, 4, 8, small)
+                await store.set_stage(task_id, "encoding", 0.9)
+                seen.append(await store.get(task_id))
+                await store.cancel(task_id)
+                reporter.preview(task_id, 5, 8, small)
+                seen.append(await store.get(task_id))
+                events, deadline = [], time.monotonic() + 1.0
+                while time.monotonic() < deadline:
+                    if message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1):
+                        events.append(json.loads(message["data"]))
+            return task_id, seen, events
+        finally:
+            await client.aclose()
+
+    task_id, (kept, too_large, new_stage, ended), events = asyncio.run(run())
+    assert (kept.step, kept.steps, kept.preview.step, kept.preview.image) == (2, 8, 2, small)
+    assert (too_large.step, too_large.preview) == (2, None)
+    assert (new_stage.stage, new_stage.step, new_stage.steps, new_stage.preview) == ("encoding", None, None, None)
+    assert (ended.status, ended.preview) == ("cancelled", None) and raw.hget(keys.task(task_id), "preview") is None
+    assert [e["step"] for e in events if e.get("event") == "preview"] == [2, 3, 4]  # the large one is sent too

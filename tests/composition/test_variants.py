@@ -1,8 +1,10 @@
 """Styles, souls' variants and selfies over HTTP: per-user unseen delivery, the cap, landmark diversity."""
 import concurrent.futures
+import time
 import uuid
 
 import pytest
+from helpers import BASE, png, upload
 from test_images import fetch_png
 
 CAP = 3  # composition.variant_cap in the test deployment
@@ -176,3 +178,29 @@ def test_selfies_at_different_landmarks_never_share_a_prompt(client, soul):
         by_landmark.setdefault(response.json()["landmark_key"], set()).add(response.json()["prompt_key"])
     assert len(by_landmark) >= 4 and all(len(keys) == 1 for keys in by_landmark.values())
     assert len(set().union(*by_landmark.values())) == len(by_landmark)
+
+
+def test_every_generation_route_takes_priority(client, soul):
+    """The lane a request asks for is its task's: native bodies, the soul image's query, OpenAI's `extra_body`."""
+    from openai import OpenAI
+
+    run = time.time_ns()
+    source = upload(client, png(64, 64, seed=77))
+    posts = {"/v1/videos/generations": {"image": source, "model": "svd", "num_frames": 8, "steps": 40},
+             "/v1/storyboards": {"theme": f"a snail crosses a bridge, run {run}", "num_scenes": 1},
+             "/v1/prompts/optimize": {"prompt": f"a clockmaker's shop, run {run}"},
+             "/v1/images/edits": {"image": source, "prompt": f"add a hat, run {run}"}}
+    lanes = {}
+    for (route, body), priority in zip(posts.items(), ("high", "low", "high", "low")):
+        response = client.post(route, json=body | {"priority": priority, "wait_s": 0})
+        assert response.status_code == 202, (route, response.text)
+        lanes[route] = (priority, client.get(f"/v1/tasks/{response.json()['task_id']}").json()["lane"])
+        client.delete(f"/v1/tasks/{response.json()['task_id']}")
+    image = client.get(f"/v1/souls/{soul}/image", params={"user_id": f"pri-{run}", "cue": "by the sea",
+                                                            "priority": "low", "wait_s": 0})
+    assert image.status_code == 202, image.text
+    lanes["soul image"] = ("low", client.get(f"/v1/tasks/{image.json()['task_id']}").json()["lane"])
+    raw = OpenAI(base_url=f"{BASE}/openai/v1", api_key="local", max_retries=0, timeout=300).images.with_raw_response \
+        .generate(prompt=f"a tin lantern, run {run}", size="64x64", extra_body={"priority": "high"})
+    lanes["openai"] = ("high", client.get(f"/v1/tasks/{raw.headers['x-task-id']}").json()["lane"])
+    assert all(asked == got for asked, got in lanes.values()), lanes
