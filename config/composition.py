@@ -69,6 +69,15 @@ class OpenAIArgs(_Strict):
     wait_s: float = Field(default=300, gt=0, le=600, description="how long a call waits for its images (then 504)")
 
 
+class AssetStoreArgs(_Strict):
+    """Where asset bytes live, as the app args say it; what they leave unset each process reads from its environment
+    (`records.blobs.open_blobs`)."""
+
+    url: str | None = Field(default=None, pattern=OBJECT_STORE_URL)
+    folder: Path | None = None
+    max_bytes: int = Field(default=2**30, ge=2**20)
+
+
 class CompositionArgs(_Strict):
     """Workflow-level settings shared by the ingress and the runners."""
 
@@ -91,6 +100,11 @@ class CompositionArgs(_Strict):
     webhooks: WebhookArgs = Field(default_factory=WebhookArgs)
     access: AccessArgs = Field(default_factory=lambda: AccessArgs())
     openai: OpenAIArgs = Field(default_factory=OpenAIArgs)
+
+    @property
+    def asset_store(self) -> AssetStoreArgs:
+        """The asset store's location, which the image replicas share too (uploaded LoRA adapters)."""
+        return AssetStoreArgs(url=self.asset_url, folder=self.asset_dir, max_bytes=self.max_asset_bytes)
 
 
 QuotaKind = Literal["images", "videos", "storyboards"]
