@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from loras import lora_bytes, save_lora
+from loras import save_lora
 from PIL import Image
 
 from config.families import AdapterPolicy, FluxArgs, SDXLArgs
