@@ -22,6 +22,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from client import sse
+from composition.schemas.adapters import AdapterOut
 from composition.schemas.common import Accepted, AssetRef, ErrorEnvelope, ImageModel, VideoModel
 from composition.schemas.images import ImageEdit, ImageGeneration, ImagesResult
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
@@ -190,6 +191,19 @@ class Montage:
         data, name = (image, "image") if isinstance(image, bytes) else (Path(image).read_bytes(), Path(image).name)
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
         return AssetInfo.model_validate(self._json(self.http.post("/v1/assets", files={"file": (name, data, kind)})))
+
+    def add_adapter(self, family: str, file: Path | bytes, adapter_id: str | None = None) -> AdapterOut:
+        """`POST /v1/adapters/{family}`: a LoRA `.safetensors` file or its bytes (admin keys when auth is on); its id is
+        `adapter_id`, else the file's name without `.safetensors`."""
+        data, name = (file, "adapter.safetensors") if isinstance(file, bytes) else (Path(file).read_bytes(),
+                                                                                     Path(file).name)
+        form = {"id": adapter_id} if adapter_id is not None else {}
+        response = self.http.post(f"/v1/adapters/{family}", files={"file": (name, data)}, data=form)
+        return AdapterOut.model_validate(self._json(response))
+
+    def remove_adapter(self, family: str, adapter_id: str) -> None:
+        """`DELETE /v1/adapters/{family}/{id}`: an uploaded adapter (admin keys when auth is on)."""
+        self._check(self.http.delete(f"/v1/adapters/{family}/{adapter_id}"))
 
     def download(self, asset: AssetRef | str, dest: str | Path, stem: str | None = None) -> Path:
         """Streams an asset (a result's reference or its id) to a file and returns the path: `dest` itself, or,

@@ -1,6 +1,7 @@
 """`montage generate | edit | video | storyboard`: one generation through the Python client (`client/`), its task
 followed over server-sent events with a progress bar (stage, step, ETA), Ctrl-C cancelling it, its results written as
-files (their paths printed on stdout, one a line; progress and messages go to stderr)."""
+files (their paths printed on stdout, one a line; progress and messages go to stderr). `montage adapters add | rm`:
+a LoRA adapter uploaded to, or removed from, an image family."""
 from __future__ import annotations
 
 import argparse
@@ -61,6 +62,15 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     board.add_argument("--fps", type=int)
     _size_options(board)
     board.add_argument("-o", "--output", type=Path, help="folder (default: the theme's words joined by dashes)")
+    adapters = commands.add_parser("adapters", help="LoRA adapters over HTTP: add a .safetensors file, rm an upload")
+    adapter_commands = adapters.add_subparsers(dest="action", required=True)
+    add = adapter_commands.add_parser("add", parents=[server], help="upload FILE to FAMILY (prints its entry)")
+    add.add_argument("family", choices=families_with("generate"))
+    add.add_argument("file", type=Path)
+    add.add_argument("--id", dest="adapter_id", help="default: the file's name without .safetensors")
+    remove = adapter_commands.add_parser("rm", parents=[server], help="remove an uploaded adapter")
+    remove.add_argument("family", choices=families_with("generate"))
+    remove.add_argument("adapter_id", metavar="id")
 
 
 def _image_options(parser: argparse.ArgumentParser) -> None:
@@ -239,4 +249,13 @@ def _slug(text: str, default: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-") or default
 
 
-COMMANDS = {"generate": _generate, "edit": _edit, "video": _video, "storyboard": _storyboard}
+def _adapters(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    if args.action == "add":
+        print(montage.add_adapter(args.family, args.file, args.adapter_id).model_dump_json(exclude={"replicas"}))
+    else:
+        montage.remove_adapter(args.family, args.adapter_id)
+        console.print(f"removed {args.family} adapter {args.adapter_id}", markup=False)
+    return 0
+
+
+COMMANDS = {"generate": _generate, "edit": _edit, "video": _video, "storyboard": _storyboard, "adapters": _adapters}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from pathlib import Path
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -14,7 +13,6 @@ from composition.errors import ApiError, NotFound
 from composition.store.access import AccessStore
 from composition.store.adapters import AdapterStore
 from composition.store.assets import AssetInfo, AssetStore
-from composition.store.blobs import Blobs, open_blobs
 from composition.store.landmarks import LandmarkChooser
 from composition.store.projects import Project, ProjectStore
 from composition.store.prompts import PromptStore
@@ -29,6 +27,7 @@ from config.settings import Settings, store_backoff
 from models.errors import InvalidRequest
 from models.runtime import check_grid, fit_size
 from models.types import AdapterInfo, Lora
+from records.blobs import open_blobs
 
 
 @dataclass
@@ -130,17 +129,6 @@ class Services:
 STORE_RETRIES = 3
 
 
-def asset_blobs(args: CompositionArgs) -> Blobs:
-    """Where asset bytes live. The app args first (asset_url, else asset_dir), then the environment
-    (MONTAGE_ASSET_URL, else MONTAGE_ASSET_DIR); the folder var/assets when none is set. A relative folder is made
-    absolute, so the ingress and every runner (other processes, other cwd) share one directory."""
-    settings = Settings()
-    url = args.asset_url or (None if args.asset_dir else settings.asset_url)
-    root = args.asset_dir or settings.asset_dir
-    return open_blobs(url, root if root.is_absolute() else Path(__file__).resolve().parents[1] / root,
-                      args.max_asset_bytes)
-
-
 def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, DeploymentHandle],
                    defaults: dict[str, GenerationDefaults], runner: DeploymentHandle | None = None,
                    app_name: str = "montage") -> Services:
@@ -151,7 +139,7 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
     return Services(
         redis=client,
         tasks=TaskStore(client, task_ttl_s=args.task_ttl_s, idempotency_ttl_s=args.idempotency_ttl_s),
-        assets=AssetStore(client, asset_blobs(args), private=auth_required),
+        assets=AssetStore(client, open_blobs(args.asset_store), private=auth_required),
         prompts=PromptStore(client, index_ttl_s=args.dedup.index_ttl_days * 86400),
         styles=StyleStore(client),
         projects=ProjectStore(client),

@@ -78,6 +78,15 @@ class OpenAIArgs(_Strict):
         description="`quality` → steps, as a multiple of the family's default steps (at least 1, at most 100)")
 
 
+class AssetStoreArgs(_Strict):
+    """Where asset bytes live, as the app args say it; what they leave unset each process reads from its environment
+    (`records.blobs.open_blobs`)."""
+
+    url: str | None = Field(default=None, pattern=OBJECT_STORE_URL)
+    folder: Path | None = None
+    max_bytes: int = Field(default=2**30, ge=2**20)
+
+
 class CompositionArgs(_Strict):
     """Workflow-level settings shared by the ingress and the runners."""
 
@@ -102,6 +111,11 @@ class CompositionArgs(_Strict):
     openai: OpenAIArgs = Field(default_factory=OpenAIArgs)
     keyframe_model: Literal[families_with("generate")] = Field(
         default="flux", description="text to video: the image family that makes the keyframe a clip then animates")
+
+    @property
+    def asset_store(self) -> AssetStoreArgs:
+        """The asset store's location, which the image replicas share too (uploaded LoRA adapters)."""
+        return AssetStoreArgs(url=self.asset_url, folder=self.asset_dir, max_bytes=self.max_asset_bytes)
 
 
 QuotaKind = Literal["images", "videos", "storyboards"]

@@ -43,6 +43,14 @@ class GenerationDefaults(BaseModel):
         default=None, ge=64, description="largest width × height one request may ask; None: the API's bounds")
     max_loras: int = Field(default=0, ge=0, le=8,
                            description="LoRA adapters one request may name (an image family's adapters.max_per_request)")
+    max_adapter_mb: float = Field(default=0.0, ge=0.0,
+                                  description="largest LoRA adapter file (an image family's adapters.max_mb)")
+
+
+def adapter_size_error(size_bytes: int, max_mb: float) -> str | None:
+    """Why an adapter file of this size is refused (over the family's `adapters.max_mb`); None when it is not."""
+    size_mb = size_bytes / 2**20
+    return f"{size_mb:.1f} MB is over the limit of {max_mb:g} MB" if size_mb > max_mb else None
 
 
 def is_checkpoint_file(name: str | None) -> bool:
@@ -202,7 +210,8 @@ class ImageArgs(DiffusionArgs):
         if getattr(self, "fuse_qkv", False) and self.adapters.max_per_request:
             raise ValueError("fuse_qkv: LoRA adapters adapt the unfused projections; set fuse_qkv: false or "
                              "adapters.max_per_request: 0")
-        self.defaults = self.defaults.model_copy(update={"max_loras": self.adapters.max_per_request})
+        self.defaults = self.defaults.model_copy(update={"max_loras": self.adapters.max_per_request,
+                                                          "max_adapter_mb": self.adapters.max_mb})
         return self
 
 

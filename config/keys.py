@@ -38,6 +38,7 @@
 | webhooks:due | sorted set | pending delivery ids by when they are next due (a sender leases one by moving it ahead) |
 | webhooks:secret | string | the server's signing secret when none is configured (auth off) |
 | adapters:{family} | hash | adapter id → its catalogue entry (JSON: source, rank, size, error), as replicas found it |
+| adapters:{family}:uploads | hash | adapter id → an adapter uploaded over HTTP (catalogue entry JSON with its blob id) |
 | adapters:{family}:replicas | hash | replica → the adapters it holds and its load, hit and eviction counts (JSON; each field expires) |
 """
 from __future__ import annotations
@@ -229,3 +230,7 @@ def adapters(family: str) -> str:
 
 def adapter_replicas(family: str) -> str:
     return _key("adapters", family, "replicas")
+
+
+def adapter_uploads(family: str) -> str:
+    return _key("adapters", family, "uploads")

@@ -14,6 +14,7 @@ from typing import Any
 from ray import serve
 
 from config.app import Batching
+from config.composition import AssetStoreArgs
 from config.families import FamilyArgs
 from config.specs import spec_for
 from deployments.adapters import AdapterHosting
@@ -23,7 +24,9 @@ from deployments.scheduler import StepScheduler, Ticket
 from deployments.steps import GroupSteps, job_digest, restored
 from models.runtime import Family, group_by
 from models.steps import StepState
+from models.types import AdapterInfo
 from records.adapters import AdapterRecords
+from records.blobs import open_blobs
 from records.checkpoints import Checkpoints
 from records.tasks import Cancelled, ProgressReporter
 
@@ -123,8 +126,9 @@ class ModelDeployment:
     """Base class of the family deployments: the model of the args' family (`config.specs`), its batch queues (the
     `@serve.batch` or `AdmittedMethod` class attributes), progress, health and reconfigure."""
 
-    def __init__(self, args: FamilyArgs, redis_url: str | None = None) -> None:
-        """Serve routes no request to a replica before its constructor returns, so a compiled model warms up here."""
+    def __init__(self, args: FamilyArgs, redis_url: str | None = None, assets: AssetStoreArgs | None = None) -> None:
+        """Serve routes no request to a replica before its constructor returns, so a compiled model warms up here.
+        `assets`: the app's asset store (uploaded adapters' bytes); None: the environment's."""
         model: Family = spec_for(args).model_class(args)
         model.warmup()
         self.model = model
@@ -135,7 +139,8 @@ class ModelDeployment:
         self.replica = replica_name()
         self.unhealthy_reason: str | None = None
         bank = getattr(model, "adapters", None)
-        self.adapters = AdapterHosting(bank, AdapterRecords(self.progress.client), self.replica) if bank else None
+        self.adapters = AdapterHosting(bank, AdapterRecords(self.progress.client), self.replica,
+                                       open_blobs(assets or AssetStoreArgs())) if bank else None
         if self.adapters:
             self.adapters.publish()
 
@@ -191,6 +196,12 @@ class ModelDeployment:
         self.model.check()
         if self.adapters:  # a new adapter file joins the catalogue; this replica's holding stays fresh
             await asyncio.to_thread(self.adapters.publish)
+
+    async def check_adapter(self, adapter_id: str, data: bytes) -> AdapterInfo:
+        """An adapter file's catalogue entry as this replica's model finds it (`error`: why it cannot be used)."""
+        if not self.adapters:
+            raise RuntimeError(f"{self.model.name} takes no LoRA adapters")
+        return await self.adapters.check(adapter_id, data)
 
     def mark_unhealthy(self, reason: str) -> str:
         """Operator drain: the next health check fails and Serve replaces this replica; meanwhile every running job

@@ -8,6 +8,7 @@ from ray import serve
 from ray.serve.deployment import Application
 
 from config.app import AppArgs, DeploymentOptions, FamilyDeployment
+from config.composition import AssetStoreArgs
 from config.specs import SPECS
 
 
@@ -15,15 +16,18 @@ def bind(cls: type, name: str, options: DeploymentOptions, *init_args: object) -
     return serve.deployment(cls, name=name, **options.ray_options()).bind(*init_args)
 
 
-def bind_family(key: str, family: FamilyDeployment, redis_url: str | None) -> Application:
-    """Family `key`'s deployment class under its Serve deployment name, with its options and args."""
+def bind_family(key: str, family: FamilyDeployment, redis_url: str | None,
+                assets: AssetStoreArgs | None = None) -> Application:
+    """Family `key`'s deployment class under its Serve deployment name, with its options and args (and the app's
+    asset store, where uploaded adapters are)."""
     spec = SPECS[key]
-    return bind(spec.deployment_class, spec.deployment_name, family.deployment, family.args, redis_url)
+    return bind(spec.deployment_class, spec.deployment_name, family.deployment, family.args, redis_url, assets)
 
 
 def bind_families(args: AppArgs, redis_url: str | None) -> dict[str, Application]:
     """One bound deployment per enabled family, keyed like AppArgs (llm, sdxl, flux, svd, wan, embedder)."""
-    return {key: bind_family(key, family, redis_url) for key, family in args.families().items()}
+    return {key: bind_family(key, family, redis_url, args.composition.asset_store)
+            for key, family in args.families().items()}
 
 
 class SingleFamilyArgs(BaseModel):

@@ -1,6 +1,7 @@
 """LoRA adapters of an image family: the catalogue (a folder of `.safetensors` files and hub ids), each file's check
-against the family's model, and the `AdapterBank` of a replica (adapters loaded on first use into the live
-pipelines, applied per pipeline call, unloaded once released and unused). The base model is never reloaded."""
+against the family's model (also of uploaded files), and the `AdapterBank` of a replica (adapters loaded on first use
+into the live pipelines, applied per pipeline call, unloaded once released and unused). The base model is never
+reloaded."""
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from config.families import AdapterPolicy, Source
+from config.families import AdapterPolicy, Source, adapter_size_error
 from config.ids import ADAPTER_ID
 from config.settings import Settings
 from models.errors import InvalidRequest
@@ -44,16 +45,15 @@ def read_weights(data: bytes) -> dict[str, torch.Tensor]:
     return load(data)
 
 
-def inspect_file(path: Path, data: bytes, pipe: Any, policy: AdapterPolicy, prefix: str,
+def inspect_file(name: str, data: bytes, pipe: Any, policy: AdapterPolicy, prefix: str,
                  targets: tuple[str, ...] | None = None) -> tuple[int | None, str | None]:
-    """(rank, why it cannot be used) of one adapter file (`data`, its bytes) for `pipe`'s model: its name, its size, that it holds LoRA
-    weights, their rank, that every module it adapts exists in the pipeline with the shapes the weights have and,
-    with `targets` (hot-swap slots), is a denoiser (`prefix`) module named so."""
-    if not re.match(ADAPTER_ID, path.stem):
+    """(rank, why it cannot be used) of one adapter file (`name`, its id; `data`, its bytes) for `pipe`'s model: its
+    name, its size, that it holds LoRA weights, their rank, that every module it adapts exists in the pipeline with the
+    shapes the weights have and, with `targets` (hot-swap slots), is a denoiser (`prefix`) module named so."""
+    if not re.match(ADAPTER_ID, name):
         return None, "the file's name is no adapter id (lowercase letters, digits, '.', '_', '-'; up to 64)"
-    size_mb = len(data) / 2**20
-    if size_mb > policy.max_mb:
-        return None, f"{size_mb:.1f} MB is over the limit of {policy.max_mb:g} MB"
+    if why := adapter_size_error(len(data), policy.max_mb):
+        return None, why
     try:
         loaded = type(pipe).lora_state_dict(read_weights(data))
     except Exception as error:  # a broken or foreign file: the catalogue says why, no replica fails on it
@@ -135,7 +135,8 @@ class AdapterBank:
         self.capacity = policy.max_loaded * max(1, policy.max_per_request)
         self.counts: Counter[str] = Counter()  # loads, hits, evictions
         self._checked: dict[str, tuple[tuple[int, int], AdapterInfo]] = {}
-        self._loaded: dict[str, tuple[int, int] | None] = {}  # id → its file's version, least recently used first
+        self._loaded: dict[str, tuple[int, int] | str | None] = {}  # id → its weights' version, least recent first
+        self._uploads: dict[str, tuple[str, bytes]] = {}  # id → (digest, bytes) of an adapter uploaded over HTTP
         self._in_use: Counter[str] = Counter()
         self._released: set[str] = set()
         self._active: tuple[tuple[str, float], ...] | None = ()
@@ -148,16 +149,40 @@ class AdapterBank:
             version = _version(path)
             cached = self._checked.get(path.stem)
             if cached is None or cached[0] != version:
-                data = path.read_bytes()  # once: the check and the digest
-                rank, error = inspect_file(path, data, self.pipe, self.policy, self.prefix, self.targets)
-                digest = hashlib.sha256(data).hexdigest()[:16]
-                cached = version, AdapterInfo(id=path.stem, family=self.family, source="file", rank=rank,
-                                              size_mb=round(version[1] / 2**20, 3), digest=digest, error=error)
+                cached = version, self.check(path.stem, path.read_bytes(), "file")  # read once: check and digest
                 self._checked[path.stem] = cached
             found[path.stem] = cached[1]
         for adapter_id in self.policy.hub:
             found.setdefault(adapter_id, AdapterInfo(id=adapter_id, family=self.family, source="hub"))
         return found
+
+    def check(self, name: str, data: bytes, source: str = "upload") -> AdapterInfo:
+        """The catalogue entry of an adapter's bytes under id `name`, checked against this model (`error`: why not)."""
+        rank, error = inspect_file(name, data, self.pipe, self.policy, self.prefix, self.targets)
+        return AdapterInfo(id=name, family=self.family, source=source, rank=rank, size_mb=round(len(data) / 2**20, 3),
+                           digest=hashlib.sha256(data).hexdigest()[:16], error=error)
+
+    def local(self, name: str) -> bool:
+        """Whether an adapter is the folder's or the hub map's: those win over an upload of the same id."""
+        return name in self.policy.hub or (self.folder / f"{name}.safetensors").is_file()
+
+    def upload_digest(self, name: str) -> str | None:
+        """The digest of the uploaded adapter this bank has the bytes of, if any."""
+        return self._uploads[name][0] if name in self._uploads else None
+
+    def take_upload(self, name: str, digest: str, data: bytes) -> None:
+        """An uploaded adapter's bytes (a new digest replaces the adapter at its next use, as a replaced file)."""
+        self._uploads[name] = digest, data
+
+    @property
+    def uploaded(self) -> list[str]:
+        return list(self._uploads)
+
+    def drop_uploads(self, names: list[str]) -> None:
+        """Forgets deleted uploads: their bytes go, and they unload once no call uses them."""
+        for name in names:
+            self._uploads.pop(name, None)
+        self.release(names)
 
     @property
     def loaded(self) -> list[str]:
@@ -216,7 +241,7 @@ class AdapterBank:
             source, weight_name = self._where(name, index)
             version = self._file(name)
             try:
-                self._load(name, read_weights(Path(source).read_bytes()) if version else source, weight_name)
+                self._load(name, read_weights(source) if isinstance(source, bytes) else source, weight_name)
             except Exception as error:  # the adapter's fault (a broken or foreign file): the request's 422
                 self._unload([name])
                 raise InvalidRequest(f"loras.{index}.id", f"adapter {name!r} does not load into {self.family}: "
@@ -243,19 +268,25 @@ class AdapterBank:
             self.counts["evictions"] += len(gone)
             self._active = None
 
-    def _file(self, name: str) -> tuple[int, int] | None:
-        """The version (modification time, size) of an adapter's file; None for a hub adapter or no file."""
+    def _file(self, name: str) -> tuple[int, int] | str | None:
+        """The version of an adapter's weights: its file's (modification time, size), else its upload's digest; None
+        for a hub adapter or an unknown one."""
         path = self.folder / f"{name}.safetensors"
-        return None if name in self.policy.hub or not path.is_file() else _version(path)
+        if name in self.policy.hub:
+            return None
+        return _version(path) if path.is_file() else self.upload_digest(name)
 
-    def _where(self, name: str, index: int) -> tuple[str, str | None]:
+    def _where(self, name: str, index: int) -> tuple[str | bytes, str | None]:
+        """A hub repo (and the file in it), or the bytes of the adapter's file or upload."""
         if name in self.policy.hub:
             repo, _, weight_name = self.policy.hub[name].partition(":")
             return repo, weight_name or None
         path = self.folder / f"{name}.safetensors"
-        if not path.is_file():
-            raise InvalidRequest(f"loras.{index}.id", f"unknown adapter {name!r} for {self.family}")
-        return str(path), None
+        if path.is_file():
+            return path.read_bytes(), None
+        if name in self._uploads:
+            return self._uploads[name][1], None
+        raise InvalidRequest(f"loras.{index}.id", f"unknown adapter {name!r} for {self.family}")
 
     # How adapters enter, leave and take effect: each its own adapter in the pipeline's modules.
 

@@ -100,11 +100,12 @@ class AdapterInfo(BaseModel):
 
     id: str
     family: str
-    source: Literal["file", "hub"]
+    source: Literal["file", "hub", "upload"]
     rank: int | None = None
     size_mb: float | None = None
     digest: str | None = Field(default=None, description="the file's content (SHA-256, 16 hex digits); None: hub")
     error: str | None = None
+    blob: str | None = Field(default=None, description="an upload's bytes: their id in the asset store")
 
 
 class AdapterHolding(BaseModel):

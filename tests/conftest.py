@@ -72,6 +72,7 @@ def deploy_config(ray_serve, redis_url: str, asset_dir, family_args: dict | None
     application["args"]["redis_url"] = redis_url
     application["args"]["composition"] = {"asset_dir": str(asset_dir), "variant_cap": 3, "webhooks": WEBHOOKS}
     application["args"]["runner"]["runner"] = {"concurrency": 32, "claim_idle_s": CLAIM_IDLE_S, "heartbeat_s": 0.5}
+    application["args"]["sdxl"]["args"]["adapters"] = {"max_mb": 1}  # a 1.5 MB upload is too big (tiny LoRAs: KBs)
     for family, fields in (family_args or {}).items():
         application["args"][family]["args"].update(fields)
     application.update(overrides)

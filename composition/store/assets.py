@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
-from composition.store.blobs import Blobs
 from config import keys
 from models.media import MEDIA_TYPES
+from records.blobs import Blobs
 
 EXTENSIONS = {content_type: fmt for fmt, content_type in MEDIA_TYPES.items()} | {  # "image/webp" → "webp"
     "application/json": "json", "text/plain; charset=utf-8": "txt"}  # a storyboard's exports

@@ -1,4 +1,4 @@
-"""The asset backends (composition/store/blobs.py): a local folder and an object store, here S3 as emulated by moto's
+"""The asset backends (records/blobs.py): a local folder and an object store, here S3 as emulated by moto's
 server (an emulator, not AWS: a local HTTP server speaking the S3 protocol, offline). Both write once, refuse
 anything but asset ids and anything over their size limit; the asset route streams from either (ranges, HEAD) and
 can redirect to a signed object-store URL. The route runs in-process (ASGI) over the session's real Redis."""
@@ -14,10 +14,10 @@ from helpers import png, s3_emulator
 from pydantic import ValidationError
 
 from composition.api import create_api
-from composition.services import asset_blobs, build_services
-from composition.store.blobs import AssetTooLarge, LocalBlobs, ObjectBlobs
+from composition.services import build_services
 from composition.workflows.registry import build_workflows
 from config.composition import CompositionArgs
+from records.blobs import AssetTooLarge, LocalBlobs, ObjectBlobs, open_blobs
 
 BUCKET, PREFIX = "montage-assets", "cluster/assets"
 LIMIT = 4096
@@ -135,11 +135,11 @@ def test_settings_choose_the_backend(monkeypatch, tmp_path):
     url = f"s3://{BUCKET}/{PREFIX}"
     monkeypatch.delenv("MONTAGE_ASSET_URL", raising=False)
     monkeypatch.setenv("MONTAGE_ASSET_DIR", str(tmp_path / "env"))
-    assert isinstance(local := asset_blobs(CompositionArgs()), LocalBlobs) and local.root == tmp_path / "env"
-    assert isinstance(s3 := asset_blobs(CompositionArgs(asset_url=url)), ObjectBlobs) and s3.url == url
+    assert isinstance(local := open_blobs(CompositionArgs().asset_store), LocalBlobs) and local.root == tmp_path / "env"
+    assert isinstance(s3 := open_blobs(CompositionArgs(asset_url=url).asset_store), ObjectBlobs) and s3.url == url
     monkeypatch.setenv("MONTAGE_ASSET_URL", url)
-    assert isinstance(asset_blobs(CompositionArgs()), ObjectBlobs)
-    assert isinstance(asset_blobs(CompositionArgs(asset_dir=tmp_path / "args")), LocalBlobs)  # app args first
+    assert isinstance(open_blobs(CompositionArgs().asset_store), ObjectBlobs)
+    assert isinstance(open_blobs(CompositionArgs(asset_dir=tmp_path / "args").asset_store), LocalBlobs)  # app args first
     for bad in ("http://bucket/x", "s3://", "s3://../x", "file:///tmp", "s3://Bucket/x"):
         with pytest.raises(ValidationError):
             CompositionArgs(asset_url=bad)

@@ -6,11 +6,8 @@ import threading
 
 import numpy as np
 import pytest
-import torch
-from peft import LoraConfig
+from loras import save_lora
 from PIL import Image
-from peft.utils import get_peft_model_state_dict
-from safetensors.torch import save_file
 
 from config.families import AdapterPolicy, FluxArgs, SDXLArgs
 from deployments.scheduler import StepScheduler
@@ -19,16 +16,6 @@ from models.flux import Flux
 from models.sdxl import SDXL
 from models.steps import Steps
 from models.types import ImageRequest, Lora
-
-
-def save_lora(path, denoiser: torch.nn.Module, prefix: str, seed: int, rank: int = 4, targets=("to_q", "to_v")):
-    """A LoRA as diffusers saves one: peft's state dict of a seeded adapter, keys under the denoiser's prefix."""
-    torch.manual_seed(seed)
-    denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=list(targets)),
-                         adapter_name="made")
-    state = {f"{prefix}.{k}": v.contiguous() * 3 for k, v in get_peft_model_state_dict(denoiser, adapter_name="made").items()}
-    denoiser.delete_adapters("made")
-    save_file(state, str(path), metadata={"format": "pt"})
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +117,26 @@ def test_a_replaced_file_is_loaded_again_and_any_file_name_that_is_an_id_loads(m
     assert np.array_equal(model.run([request(3, Lora(id="my.lora"))]), model.run([request(3, Lora(id="neon"))]))
     (folders / "sdxl" / "Not An Id.safetensors").write_bytes(source)
     assert model.adapters.catalogue()["Not An Id"].error.startswith("the file's name is no adapter id")
+
+
+def test_uploaded_bytes_are_checked_as_files_are_load_by_digest_and_go_when_dropped(model, folders):
+    data = (folders / "sdxl" / "ink.safetensors").read_bytes()
+    entry = model.adapters.check("sea-ink", data)
+    assert (entry.source, entry.rank, entry.error) == ("upload", 4, None)
+    assert entry.digest == model.adapters.catalogue()["ink"].digest
+    assert model.adapters.check("sea-wide", (folders / "sdxl" / "wide.safetensors").read_bytes()).error == \
+        "rank 16 is over the limit of 8"
+    assert model.adapters.check("Bad", data).error.startswith("the file's name is no adapter id")
+    with pytest.raises(InvalidRequest, match="unknown adapter 'sea-ink'"):
+        model.run([request(3, Lora(id="sea-ink"))])
+    model.adapters.take_upload("sea-ink", entry.digest, data)
+    assert np.array_equal(model.run([request(3, Lora(id="sea-ink"))]), model.run([request(3, Lora(id="ink"))]))
+    model.adapters.take_upload("sea-ink", "another", (folders / "sdxl" / "neon.safetensors").read_bytes())
+    assert np.array_equal(model.run([request(3, Lora(id="sea-ink"))]), model.run([request(3, Lora(id="neon"))]))
+    model.adapters.drop_uploads(["sea-ink"])
+    with pytest.raises(InvalidRequest) as unknown:
+        model.run([request(3, Lora(id="sea-ink"))])
+    assert unknown.value.field == "loras.0.id" and "sea-ink" not in model.adapters.catalogue()
 
 
 def test_calls_with_different_adapters_interleave_their_steps_and_keep_their_images(model):

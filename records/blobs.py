@@ -1,5 +1,5 @@
 """Where asset bytes live: a local folder (the default) or an object store (s3://, gs://, az://), behind one small
-interface. Both keep an asset at `<id[:2]>/<id>` under their root (folder or URL prefix), write it once, refuse
+interface, reached from every node: the ingress and runners (assets) and the image replicas (uploaded adapters). Both keep an asset at `<id[:2]>/<id>` under their root (folder or URL prefix), write it once, refuse
 anything larger than `max_bytes`, and turn only 32-hex asset ids into keys, so nothing outside the root is touched.
 
 Object stores go through obstore (one Rust wheel, no dependencies) rather than fsspec + s3fs (aiobotocore, botocore,
@@ -23,7 +23,9 @@ import obstore
 from obstore.exceptions import AlreadyExistsError
 from obstore.store import from_url
 
+from config.composition import AssetStoreArgs
 from config.ids import HEX_ID
+from config.settings import Settings
 
 CHUNK = 1 << 20  # bytes per streamed piece
 _ID = re.compile(HEX_ID.strip("^$"))
@@ -157,6 +159,13 @@ class ObjectBlobs(Blobs):
         return await obstore.sign_async(self.store, "GET", blob_key(asset_id), timedelta(seconds=expires_s))
 
 
-def open_blobs(url: str | None, folder: Path, max_bytes: int) -> Blobs:
-    """The object store at `url` when one is given, else the folder."""
-    return ObjectBlobs(url, max_bytes) if url else LocalBlobs(folder, max_bytes)
+def open_blobs(store: AssetStoreArgs) -> Blobs:
+    """The store the args name (its url, else its folder), then the environment's (MONTAGE_ASSET_URL, else
+    MONTAGE_ASSET_DIR); the folder var/assets when none is set. A relative folder is made absolute, so every process
+    of the app (other cwd) shares one directory."""
+    settings = Settings()
+    url = store.url or (None if store.folder else settings.asset_url)
+    if url:
+        return ObjectBlobs(url, store.max_bytes)
+    root = store.folder or settings.asset_dir
+    return LocalBlobs(root if root.is_absolute() else Path(__file__).resolve().parents[1] / root, store.max_bytes)
