@@ -2,6 +2,7 @@
 import json
 import time
 
+import psutil
 import redis
 from helpers import clip_after_earlier_jobs, png, replica_pids, slow_video, upload, wait_running, wait_task
 
@@ -22,19 +23,32 @@ def test_events_stream_progress_then_the_terminal_status(client):
     assert progress == sorted(progress) and len(progress) >= 2
 
 
+def _cpu_s(pids: list[int], window_s: float) -> float:
+    """CPU seconds these processes (and their threads) use over the next `window_s`."""
+    processes = [psutil.Process(pid) for pid in pids]
+    before = sum(sum(p.cpu_times()[:2]) for p in processes)
+    time.sleep(window_s)
+    return sum(sum(p.cpu_times()[:2]) for p in processes) - before
+
+
 def test_cancel_stops_the_replicas_computation_between_steps(client, redis_url):
-    """A 100-step clip cancelled at about its fifth step stops computing there: a clip of another shape submitted
-    right after (the same user, so it waits for the first on SVD's one replica: no fusion across shapes) reaches its
-    first step about as soon as it does on an idle replica, not after the ~95 steps the cancelled job had left."""
-    assert len(replica_pids("SVD")) == 1
+    """A 100-step clip cancelled at about its fifth step stops computing there: SVD's replicas go idle within a step
+    (while it ran they used CPU as a job does), and a clip of another shape submitted right after (the same user, so
+    on the same replica it waits for the first: no fusion across shapes) reaches its first step about as soon as on
+    an idle replica, not after the ~95 steps the cancelled job had left."""
     alone_s = min(clip_after_earlier_jobs(client, seed=22 + i) for i in range(2))
     task_id = slow_video(client, seed=21, steps=100)
     running = wait_running(client, task_id, progress=0.02)
     timed_from = time.monotonic()
     at_cancel = wait_running(client, task_id, progress=running["progress"] + 0.02)
     step_s = (time.monotonic() - timed_from) / round((at_cancel["progress"] - running["progress"]) * 100)
+    replicas = replica_pids("SVD")
+    busy_s = _cpu_s(replicas, 1.0)
     cancelled = client.delete(f"/v1/tasks/{task_id}")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    time.sleep(2 * step_s)  # the step in flight ends
+    idle_s = _cpu_s(replicas, 1.0)
+    assert idle_s < min(0.2, busy_s / 3), (idle_s, busy_s)
     behind_s = clip_after_earlier_jobs(client, seed=24)
     left_s = (1 - at_cancel["progress"]) * 100 * step_s
     assert behind_s < alone_s + 3 * step_s + 1.0 < left_s, (behind_s, alone_s, step_s, left_s)
