@@ -59,6 +59,8 @@ def test_a_session_cookie_reads_media_and_task_events_only(site, redis_url):
     assert {"httponly", "samesite=strict", "path=/v1", f"max-age={TTL_S}"} <= attributes and "secure" not in attributes
     assert store.get(session_key(cookie)).decode() == hashlib.sha256(key.encode()).hexdigest()  # never the key
     assert TTL_S - 5 <= store.ttl(session_key(cookie)) <= TTL_S
+    behind_https = httpx.post(base + "/v1/session", headers=bearer(key) | {"x-forwarded-proto": "https"})
+    assert "secure" in behind_https.headers["set-cookie"].lower().split("; ")
 
     plain = httpx.get(asset)
     assert plain.status_code == 401 and plain.json()["error"]["field"] == "authorization"
