@@ -18,6 +18,7 @@ from composition.routers import (
     projects,
     prompts,
     selfies,
+    session,
     settings,
     souls,
     storyboards,
@@ -34,7 +35,7 @@ from composition.services import Services
 from composition.workflows.registry import Workflows
 
 ROUTERS = (images, prompts, videos, souls, selfies, storyboards, writing, styles, projects, assets, tasks, health,
-           settings, adapters)
+           settings, adapters, session)
 
 
 def create_api(services: Services, workflows: Workflows) -> FastAPI:

@@ -1,4 +1,5 @@
-"""Who is calling: API-key auth (when required), the caller's tier, lane, rate limit and daily quotas."""
+"""Who is calling: API-key auth (when required; a web session's cookie on media and task events), the caller's tier,
+lane, rate limit and daily quotas."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +13,12 @@ from composition.services import Services
 from composition.store.access import key_digest
 from config.composition import LANES, Lane, QuotaKind, TierArgs
 
+SESSION_COOKIE = "montage_session"
+# What a session cookie may read, since <img>, <video> and EventSource send no headers; every other route, and every
+# method that changes state, needs the bearer key, so a cookie never makes a cross-site request act for its user.
+SESSION_ROUTES = frozenset({"/v1/assets/{asset_id}", "/v1/tasks/{task_id}/events"})
+
+
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller; with auth off, an anonymous caller whose bodies name the user."""
@@ -19,6 +26,7 @@ class Principal:
     user_id: str | None = None
     tier: TierArgs | None = None
     signing_key: str | None = None  # the sha256 of the caller's key when it has a webhook secret
+    key_sha256: str | None = None  # the sha256 of the caller's key (auth on)
 
     @property
     def lane(self) -> Lane:
@@ -47,20 +55,38 @@ class Principal:
         return self.user_id or claimed
 
 
+def _bearer_key(request: Request) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+async def _caller_digest(request: Request, services: Services) -> str | None:
+    """The sha256 of the caller's key: the bearer header's, else, on a read of `SESSION_ROUTES` only, the key a live
+    session cookie stands for."""
+    if key := _bearer_key(request):
+        return key_digest(key)
+    token, route = request.cookies.get(SESSION_COOKIE), request.scope.get("route")
+    if token and request.method in ("GET", "HEAD") and getattr(route, "path", None) in SESSION_ROUTES:
+        return await services.access.session(token)
+    return None
+
+
 async def authenticate(request: Request, services: ServicesDep) -> Principal:
-    """401 without a live key, 429 with Retry-After over the tier's rate."""
+    """401 without a live key (or session), 429 with Retry-After over the tier's rate."""
     if not services.auth_required:
         return Principal()
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    record = await services.access.lookup(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+    digest = await _caller_digest(request, services)
+    record = await services.access.record(digest) if digest else None
     if record is None:
-        raise ApiError(401, "unauthorized", "authorization: a valid `Bearer <key>` is required", "authorization",
+        raise ApiError(401, "unauthorized", "authorization: a valid `Bearer <key>` is required (media and task "
+                       "events also take the cookie of POST /v1/session)", "authorization",
                        headers={"WWW-Authenticate": "Bearer"})
     tier = services.args.access.tiers.get(record.tier)
     if tier is None:
         raise ApiError(403, "forbidden", f"authorization: the key's tier {record.tier!r} is not configured",
                        "authorization")
-    principal = Principal(record.user_id, tier, key_digest(key.strip()) if record.webhook_secret else None)
+    principal = Principal(record.user_id, tier, digest if record.webhook_secret else None, digest)
     wait_s = await services.access.take_token(record.user_id, tier.rate_per_s, tier.burst)
     if wait_s:
         raise ApiError(429, "rate_limited", f"rate limit of {tier.rate_per_s:g}/s exceeded", None,

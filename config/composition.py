@@ -150,3 +150,6 @@ class AccessArgs(_Strict):
 
     auth: Literal["off", "required"] | None = Field(default=None, description="None: MONTAGE_AUTH, else off")
     tiers: dict[str, TierArgs] = Field(default_factory=_default_tiers)
+    session_ttl_s: int = Field(default=900, ge=10, le=86_400,
+                               description="lifetime of a web page's session cookie (POST /v1/session), which "
+                                           "stands for the key on media downloads and task streams only")

@@ -32,6 +32,7 @@
 | project_import:{user}:{digest} | string (JSON) | the project (and task id map) a user made from an archive with that sha256 |
 | timing:{family} | hash | decayed sums fitting model time to pixel-frame-steps, and the mean per request |
 | apikey:{sha256} / apikeys / apikeys:{user} | hash / sorted sets | API keys (hashed): user, tier, created, revoked |
+| session:{sha256} | string | the sha256 of the API key a web session cookie stands for (expires with the session) |
 | quota:{user}:{kind}:{day} | string | tasks of a kind created that UTC day (expires after 2 days) |
 | rate:{user} | hash | token bucket: tokens left and last refill time |
 | webhook:{id} | hash | one webhook delivery: task, url, event, data, status, attempts, last status, next attempt |
@@ -202,6 +203,10 @@ def api_key(digest: str) -> str:
 
 def api_keys(user_id: str | None = None) -> str:
     return _key("apikeys", user_id) if user_id else _key("apikeys")
+
+
+def session(digest: str) -> str:
+    return _key("session", digest)
 
 
 def quota(user_id: str, kind: str, day: str) -> str:

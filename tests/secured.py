@@ -1,12 +1,20 @@
-"""The real app code in-process (ASGI) over the session's real deployments and Redis, with auth required."""
+"""The real app code in-process (ASGI, or over HTTP on its own port) over the session's real deployments and Redis,
+with auth required."""
 import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import httpx2
+import redis.asyncio as aioredis
+from helpers import free_port
 from openai import AsyncOpenAI
 
 from composition.api import create_api
 from composition.services import build_services
+from composition.store.access import AccessStore
 from composition.workflows.registry import build_workflows
 from config.app import AppArgs
 from config.composition import AccessArgs, CompositionArgs, TierArgs
@@ -59,3 +67,41 @@ def openai_scenario(redis_url: str, asset_dir, steps, **composition):
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@contextmanager
+def served(redis_url: str, asset_dir, **composition) -> Iterator[str]:
+    """The app of `app_for` served over real HTTP by uvicorn on a free port (a browser can reach it), in a thread with
+    its own event loop; yields its base URL."""
+    import uvicorn
+
+    port, box = free_port(), {}
+
+    async def run() -> None:
+        _, app = app_for(redis_url, asset_dir, **composition)
+        box["server"] = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                      lifespan="off"))
+        await box["server"].serve()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (box.get("server") and box["server"].started):
+        assert thread.is_alive() and time.monotonic() < deadline, "the secured app did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        box["server"].should_exit = True
+        thread.join(30)
+
+
+def access(redis_url: str, action):
+    """Runs `await action(AccessStore)` on its own connection (keys made or revoked outside an app)."""
+    async def run():
+        client = aioredis.from_url(redis_url)
+        try:
+            return await action(AccessStore(client))
+        finally:
+            await client.aclose()
+    return asyncio.run(run())

@@ -1,4 +1,5 @@
-"""API keys (stored hashed), daily quotas and token-bucket rate limits; every check is one atomic script."""
+"""API keys (stored hashed), the web page's sessions (each standing for a key), daily quotas and token-bucket rate
+limits; every check is one atomic script."""
 from __future__ import annotations
 
 import base64
@@ -38,6 +39,12 @@ redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
 return wait
 """
 
+_CLOSE = """
+-- KEYS: session; ARGV: key digest. Deletes the session only if it stands for that key: 1 closed, 0 not.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class ApiKey(BaseModel):
     key_id: str
@@ -62,6 +69,7 @@ class AccessStore:
         self.client = client
         self._quota = client.register_script(_QUOTA)
         self._bucket = client.register_script(_BUCKET)
+        self._close = client.register_script(_CLOSE)
 
     async def create_key(self, user_id: str, tier: str) -> tuple[str, ApiKey]:
         """A new random key (shown once) and its record, with the secret that signs its webhooks (shown once too);
@@ -78,11 +86,30 @@ class AccessStore:
 
     async def lookup(self, key: str) -> ApiKey | None:
         """The record of a live key, or None for an unknown or revoked one."""
-        raw = await self.client.hgetall(keys.api_key(key_digest(key)))
+        return await self.record(key_digest(key))
+
+    async def record(self, digest: str) -> ApiKey | None:
+        """The record of the live key whose sha256 is `digest`, or None for an unknown or revoked one."""
+        raw = await self.client.hgetall(keys.api_key(digest))
         if not raw:
             return None
         record = ApiKey.model_validate({k.decode(): v.decode() for k, v in raw.items()})
         return None if record.revoked else record
+
+    async def open_session(self, digest: str, ttl_s: int) -> str:
+        """A new session token standing for the key whose sha256 is `digest` for `ttl_s`; only its sha256 is stored."""
+        token = secrets.token_urlsafe(32)
+        await self.client.set(keys.session(key_digest(token)), digest, ex=ttl_s)
+        return token
+
+    async def session(self, token: str) -> str | None:
+        """The sha256 of the key a live session stands for; None for an unknown, expired or closed one."""
+        found = await self.client.get(keys.session(key_digest(token)))
+        return found.decode() if found else None
+
+    async def close_session(self, token: str, digest: str) -> bool:
+        """Ends the session `token` if it stands for the key `digest`."""
+        return bool(await self._close(keys=[keys.session(key_digest(token))], args=[digest]))
 
     async def webhook_secret(self, digest: str) -> str | None:
         """The webhook signing secret of the key whose sha256 is `digest`."""
