@@ -22,7 +22,7 @@ def _die_with_parent() -> None:
 
 def spawn(args: Sequence[str], **popen) -> subprocess.Popen:
     """A child in a session of its own, so a signal to its parent's process group reaches the parent alone, which
-    stops its children in order; the kernel sends it SIGTERM if the parent dies first."""
+    stops its children in order; the kernel sends it SIGTERM if the parent (the thread that starts it) dies first."""
     return subprocess.Popen(list(args), start_new_session=True, preexec_fn=_die_with_parent, **popen)
 
 
