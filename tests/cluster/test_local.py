@@ -42,6 +42,13 @@ def started_by_up(process: psutil.Process) -> bool:
     return "bin/serve run" in cmdline or f"redis-server 127.0.0.1:{REDIS_PORT}" in cmdline or is_ray(cmdline, name)
 
 
+def command(pid: int) -> str:
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return ""
+
+
 def census() -> set[int]:
     return {process.pid for process in psutil.process_iter() if started_by_up(process)}
 
@@ -84,33 +91,52 @@ def up(tmp_path):
         psutil.Process(pid).kill()
 
 
-def descendants_until_served(up, process: subprocess.Popen, timeout_s: float = 150.0) -> set[int]:
-    """Waits until the app answers on :8000; every descendant of `montage up` then (also kept in `up.seen`)."""
+def served() -> bool:
+    try:
+        return httpx.get("http://127.0.0.1:8000/", timeout=2).text == "hello"
+    except httpx.HTTPError:
+        return False
+
+
+def descendants_until(up, process: subprocess.Popen, ready, timeout_s: float = 150.0) -> set[int]:
+    """Waits until `ready(descendants' command lines)`; every descendant of `montage up` seen (kept in `up.seen`)."""
     deadline = time.monotonic() + timeout_s
     while True:
         assert process.poll() is None, f"montage up exited with {process.returncode}:\n{process.stdout.read()[-4000:]}"
-        up.seen |= {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
-        try:
-            if httpx.get("http://127.0.0.1:8000/", timeout=2).text == "hello":
-                return set(up.seen)
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "montage up did not serve in time"
-        time.sleep(1)
+        children = psutil.Process(process.pid).children(recursive=True)
+        up.seen |= {child.pid for child in children}
+        if ready(" ".join(command(child.pid) for child in children)):
+            return set(up.seen)
+        assert time.monotonic() < deadline, "montage up did not get there in time"
+        time.sleep(0.5)
+
+
+def assert_all_stopped(up, process: subprocess.Popen, children: set[int]) -> None:
+    """`montage up` exits 0, and no descendant of it, `serve run`, Ray or the embedded Redis outlives it."""
+    code = process.wait(timeout=120)
+    assert {pid: command(pid) for pid in alive(children) | (census() - up.before)} == {}
+    assert code == 0
 
 
 @pytest.mark.timeout(300)
 def test_up_starts_after_a_local_ray_session_and_a_group_sigterm_stops_all_it_started(up):
     subprocess.run([sys.executable, "-c", SESSION], cwd=ROOT, check=True, capture_output=True, timeout=120)
     process = up()
-    children = descendants_until_served(up, process)
-    kinds = " ".join(" ".join(psutil.Process(pid).cmdline()) for pid in alive(children))
+    children = descendants_until(up, process, lambda running: served())
+    kinds = " ".join(command(pid) for pid in alive(children))
     for kind in ("bin/serve run", "gcs_server", "raylet", "redis-server"):
         assert kind in kinds
     os.killpg(process.pid, signal.SIGTERM)  # what a supervisor, or Ctrl-C in a script, does to `make run`
-    assert process.wait(timeout=120) == 0
-    assert alive(children) == set(), "descendants of montage up outlived it"
-    assert census() <= up.before, "serve run, Ray or the embedded Redis outlived montage up"
+    assert_all_stopped(up, process, children)
+
+
+@pytest.mark.timeout(240)
+def test_a_group_sighup_while_serve_starts_stops_all_it_started(up):
+    """A closed terminal: SIGHUP to `make run`'s process group once `serve run` has started."""
+    process = up()
+    children = descendants_until(up, process, lambda running: "bin/serve run" in running)
+    os.killpg(process.pid, signal.SIGHUP)
+    assert_all_stopped(up, process, children)
 
 
 @pytest.mark.timeout(120)
