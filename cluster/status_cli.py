@@ -1,4 +1,5 @@
-"""`montage status`: deployments, replicas and GPU shares from the running Serve controller, and Redis."""
+"""`montage status`: deployments, replicas (running, and the autoscaling range) and GPU shares from the running Serve
+controller, and Redis."""
 from __future__ import annotations
 
 from typing import Any
@@ -17,11 +18,15 @@ def collect() -> list[dict[str, Any]]:
     rows = []
     for app_name, app in details.get("applications", {}).items():
         for name, deployment in app.get("deployments", {}).items():
-            actor = (deployment.get("deployment_config") or {}).get("ray_actor_options") or {}
+            config = deployment.get("deployment_config") or {}
+            actor = config.get("ray_actor_options") or {}
+            scaling = config.get("autoscaling_config") or {}
             replicas = deployment.get("replicas") or []
             status = deployment.get("status")
             rows.append({"app": app_name, "deployment": name, "status": str(getattr(status, "value", status)),
                          "replicas": sum(r.get("state") == "RUNNING" for r in replicas),
+                         "min_replicas": scaling.get("min_replicas", config.get("num_replicas")),
+                         "max_replicas": scaling.get("max_replicas", config.get("num_replicas")),
                          "num_gpus": actor.get("num_gpus", 0) or 0, "num_cpus": actor.get("num_cpus", 0) or 0})
     return rows
 
@@ -37,10 +42,12 @@ def redis_summary(url: str) -> str:
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    header = f"{'app':<10}{'deployment':<14}{'status':<12}{'replicas':>9}{'GPU share':>11}{'GPUs used':>11}"
+    header = (f"{'app':<10}{'deployment':<14}{'status':<12}{'replicas':>9}{'autoscaling':>13}{'GPU share':>11}"
+              f"{'GPUs used':>11}")
     lines = [header]
     for row in rows:
-        lines.append(f"{row['app']:<10}{row['deployment']:<14}{row['status']:<12}{row['replicas']:>9}"
+        scaling = f"{row['min_replicas']}-{row['max_replicas']}"
+        lines.append(f"{row['app']:<10}{row['deployment']:<14}{row['status']:<12}{row['replicas']:>9}{scaling:>13}"
                      f"{row['num_gpus']:>11.2f}{row['num_gpus'] * row['replicas']:>11.2f}")
     lines.append(f"GPU in use: {sum(r['num_gpus'] * r['replicas'] for r in rows):.2f}")
     return "\n".join(lines)

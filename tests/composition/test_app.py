@@ -53,11 +53,17 @@ def test_openapi_lists_every_contract_route(client):
     assert client.get("/docs").status_code == 200
 
 
-def test_status_lists_deployments_replicas_and_gpu_shares(montage):
+def test_status_lists_deployments_replicas_autoscaling_and_gpu_shares(montage):
     from cluster.status_cli import collect, render
 
     rows = {row["deployment"]: row for row in collect() if row["app"] == "montage"}
     assert set(rows) == EXPECTED
     assert rows["SDXL"]["num_gpus"] == 0.2 and rows["Embedder"]["num_gpus"] == 0
     assert all(row["replicas"] >= 1 and row["status"] == "HEALTHY" for row in rows.values())
-    assert "GPU in use" in render(list(rows.values()))
+    families = [spec.deployment_name for spec in SPECS.values()]
+    assert {name: (rows[name]["min_replicas"], rows[name]["max_replicas"]) for name in families} == {
+        name: (1, 2) for name in families}  # every family autoscales on the CPU demo
+    header, *lines, total = render(list(rows.values())).splitlines()
+    assert header.split()[4] == "autoscaling" and total.startswith("GPU in use")
+    assert {line.split()[1]: line.split()[4] for line in lines if line.split()[1] in families} == {
+        name: "1-2" for name in families}
