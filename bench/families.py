@@ -1,8 +1,8 @@
 """Per-call time of each tiny family on this machine, one request of 2 steps per call, at the tiny defaults (64²) and
 at larger sizes: `python -m bench.families [--sizes 64,256,512] [--repeat N] [--previous] [--json FILE]`.
 
-Each figure is the median of `repeat` calls after a warm-up, as wall time and as this process's CPU time (on a
-machine shared with other work the CPU time moves less). `--previous` also builds the image families with their
+Each figure is the median of `repeat` calls after a warm-up, as wall time and as this process's CPU time, on one
+torch thread as in a replica (two threads on a shared machine spin against each other: 5 to 39× slower here). `--previous` also builds the image families with their
 tiny shapes before the 1/8 VAEs and times both side by side, call by call, at the sides up to `--previous-max`.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -150,8 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", help="comma-separated call names (default: all)")
     parser.add_argument("--previous", action="store_true", help="also time the image families' previous tiny shapes")
     parser.add_argument("--previous-max", type=int, default=256, help="largest side timed with the previous shapes")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads: a replica's (Ray sets OMP_NUM_THREADS=1 for its 0.1 CPU) by default")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     sides = dict(image=args.sizes, video=args.video_sizes, text="64")
     selected = {name: case for name, case in cases().items() if not args.only or name in args.only.split(",")}
     load_before, rows = os.getloadavg()[0], []
@@ -168,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
                 row.update(previous_ms=figures[1][0], previous_cpu_ms=figures[1][1])
             rows.append(row)
     load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-    print(f"1-minute load average {load[0]} before, {load[1]} after; {os.cpu_count()} CPUs; {args.repeat} calls each")
+    print(f"1-minute load average {load[0]} before, {load[1]} after; {os.cpu_count()} CPUs, {args.threads} torch "
+          f"thread(s); {args.repeat} calls each")
     print(f"{'call':<18}{'size':>6}{'load s':>8}{'median ms':>11}{'cpu ms':>9}"
           + (f"{'previous ms':>13}{'previous cpu':>14}{'speed-up':>10}" if args.previous else ""))
     for row in rows:
@@ -179,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
         print(line)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump(dict(load_average=load, cpus=os.cpu_count(), repeat=args.repeat, rows=rows), handle, indent=2)
+            json.dump(dict(load_average=load, cpus=os.cpu_count(), threads=args.threads, repeat=args.repeat, rows=rows),
+                      handle, indent=2)
 
 
 if __name__ == "__main__":
