@@ -2,8 +2,9 @@
 at larger sizes: `python -m bench.families [--sizes 64,256,512] [--repeat N] [--previous] [--json FILE]`.
 
 Each figure is the median of `repeat` calls after a warm-up, as wall time and as this process's CPU time, on one
-torch thread as in a replica (two threads on a shared machine spin against each other: 5 to 39× slower here). `--previous` also builds the image families with their
-tiny shapes before the 1/8 VAEs and times both side by side, call by call, at the sides up to `--previous-max`.
+torch thread as in a replica (two threads on a shared machine spin against each other: 5 to 39× slower here).
+`--previous` also builds the image families with their tiny shapes before the 1/8 VAEs and times both side by side,
+call by call, at the sides up to `--previous-max`.
 """
 from __future__ import annotations
 
