@@ -103,7 +103,8 @@ def previous_shapes() -> dict[str, dict[str, dict]]:
         "sdxl": dict(
             vae=dict(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
                      down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2),
-            controlnet=dict(sdxl.ARCHITECTURES[Source.TINY]["controlnet"], conditioning_embedding_out_channels=(16, 32))),
+            controlnet=dict(sdxl.ARCHITECTURES[Source.TINY]["controlnet"],
+                            conditioning_embedding_out_channels=(16, 32))),
         "flux": dict(vae=dict(flux.ARCHITECTURES[Source.TINY]["vae"], block_out_channels=(4,),
                               down_block_types=["DownEncoderBlock2D"], up_block_types=["UpDecoderBlock2D"])),
     }

@@ -55,7 +55,8 @@ _FULL_CONTROLNET = dict(
     num_trans_channel=320, num_trans_head=8, num_trans_layer=1, num_proj_channel=320,
 )
 # Four blocks, like the real VAE: latents are 1/8 of the image, so the UNet and the VAE's mid-block attention run on
-# 32² cells at 256² (with two blocks, 128²: seconds per step on a CPU core); narrow, so the full-size blocks are cheap.
+# 32² cells at 256² (with two blocks, 128²: seconds per step on a CPU core); narrow, so its full-size blocks are
+# cheap.
 _TINY_VAE = dict(block_out_channels=[8, 16, 32, 32], in_channels=3, out_channels=3, latent_channels=4,
                  norm_num_groups=8, down_block_types=["DownEncoderBlock2D"] * 4,
                  up_block_types=["UpDecoderBlock2D"] * 4)
