@@ -32,9 +32,12 @@ _TINY_TRANSFORMER = dict(patch_size=1, in_channels=4, num_layers=1, num_single_l
 _FULL_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
                          num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
                          guidance_embeds=True, axes_dims_rope=[16, 56, 56])
-_TINY_VAE = dict(sample_size=32, block_out_channels=(4,), layers_per_block=1, latent_channels=1, norm_num_groups=1,
-                 use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035,
-                 down_block_types=["DownEncoderBlock2D"], up_block_types=["UpDecoderBlock2D"])
+# Four blocks, like the real VAE: latents are 1/8 of the image, so 256² is 16² tokens (with one block, 128²: the
+# transformer's and the VAE's attention over 16384 tokens took seconds on a CPU core).
+_TINY_VAE = dict(sample_size=32, block_out_channels=(4, 4, 4, 4), layers_per_block=1, latent_channels=1,
+                 norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609,
+                 scaling_factor=1.5035, down_block_types=["DownEncoderBlock2D"] * 4,
+                 up_block_types=["UpDecoderBlock2D"] * 4)
 _FULL_VAE = dict(sample_size=1024, block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=16,
                  use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611,
                  down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)

@@ -46,7 +46,7 @@ _FULL_UNET = dict(
 _UNET_ONLY = ("out_channels", "up_block_types", "sample_size")
 _TINY_CONTROLNET = dict(
     {k: v for k, v in _TINY_UNET.items() if k not in _UNET_ONLY},
-    conditioning_embedding_out_channels=(16, 32), num_control_type=6,
+    conditioning_embedding_out_channels=(8, 16, 32, 32), num_control_type=6,
     num_trans_channel=32, num_trans_head=2, num_trans_layer=1, num_proj_channel=32,
 )
 _FULL_CONTROLNET = dict(
@@ -54,8 +54,12 @@ _FULL_CONTROLNET = dict(
     conditioning_embedding_out_channels=(16, 32, 96, 256), num_control_type=8,
     num_trans_channel=320, num_trans_head=8, num_trans_layer=1, num_proj_channel=320,
 )
-_TINY_VAE = dict(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
-                 down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
+# Four blocks, like the real VAE: latents are 1/8 of the image, so the UNet and the VAE's mid-block attention run on
+# 32² cells at 256² (with two blocks, 128²: seconds per step on a CPU core); narrow, so its full-size blocks are
+# cheap.
+_TINY_VAE = dict(block_out_channels=[8, 16, 32, 32], in_channels=3, out_channels=3, latent_channels=4,
+                 norm_num_groups=8, down_block_types=["DownEncoderBlock2D"] * 4,
+                 up_block_types=["UpDecoderBlock2D"] * 4)
 _FULL_VAE = dict(block_out_channels=[128, 256, 512, 512], in_channels=3, out_channels=3, latent_channels=4,
                  layers_per_block=2, sample_size=1024, scaling_factor=0.13025, force_upcast=False,
                  down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)

@@ -79,7 +79,7 @@ def test_progress_is_reported_per_step(model):
 
 
 def test_size_must_fit_the_unet_grid(model):
-    assert model.size_multiple == 4  # tiny: VAE /2, one UNet downsample (full size: 8 × 4 = 32)
+    assert model.size_multiple == 16  # tiny: VAE /8, one UNet downsample (full size: 8 × 4 = 32)
 
 
 
