@@ -135,9 +135,9 @@ def test_controlled_generation_returns_images_and_control_maps(client):
     assert all(fetch_png(client, m).size == (64, 64) for m in result["control_maps"])
 
 
-@pytest.mark.parametrize(("size", "expected"), [((128, 128), (128, 128)), ((64, 48), (64, 48)), ((90, 62), (88, 64))])
+@pytest.mark.parametrize(("size", "expected"), [((128, 128), (128, 128)), ((64, 48), (64, 48)), ((90, 62), (96, 64))])
 def test_an_edit_keeps_the_sources_size_as_far_as_the_family_serves_it(client, size, expected):
-    """Without width and height an edit is the source's size, rounded to the tiny FLUX's grid (8). (A source over the
+    """Without width and height an edit is the source's size, rounded to the tiny FLUX's grid (16). (A source over the
     family's pixel limit, the largest size of its aspect within it: tests/models/test_types.py, since a 512² frame
     holds a tiny CPU replica for minutes.)"""
     source = upload(client, png(*size, seed=4))
