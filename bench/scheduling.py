@@ -1,6 +1,7 @@
 """The step scheduler against request-level serving, side by side in one run: `python -m bench.scheduling`.
 
-The SDXL deployment class in-process (tiny weights, 64², this CPU) on an embedded Redis. "Request level" is what a
+The SDXL deployment class in-process (tiny weights at 256², this CPU: a step of tens of milliseconds, well above the
+bench's 20 ms polling) on an embedded Redis. "Request level" is what a
 replica did before the scheduler: one call at a time (a lock around each, as `max_concurrent_batches=1`); "step
 level" submits through the replica's own admission (`deployments/admission.py`: `CONCURRENT_BATCHES` group slots,
 batches of up to 4, one slot kept for a user with nothing running) and its step scheduler. Nothing is asserted;
@@ -17,7 +18,7 @@ the median of its rounds with their spread (min, max); a goal is "met" only when
    in job times.
 3. Overhead: a lone 8-step job through the replica's admission and scheduler, against the model called directly and
    against the replica without either (Redis progress and cancellation checks in both).
-4. Continuous batching: 16 clients arrive a quarter of a job time apart, each asking for one 64² image of 6 to 12
+4. Continuous batching: 16 clients arrive a quarter of a job time apart, each asking for one image of 6 to 12
    steps (different step counts never share a request-level batch): images/s and mean latency of request-level
    batching (one group at a time, run to its end), the step scheduler without joining (`step_batch` 0), and with it.
 The step scheduler's figures are taken with joining on (`step_batch` 8); the high-lane image of (1) pauses the
@@ -45,10 +46,11 @@ from deployments.families import SDXLDeployment
 from models.types import ImageRequest
 
 OUT = Path("var/bench/scheduling.json")
+SIDE = 256
 
 
 def _request(steps: int, seed: int) -> ImageRequest:
-    return ImageRequest(prompt="a red kite", width=64, height=64, steps=steps, guidance=5.0, seed=seed)
+    return ImageRequest(prompt="a red kite", width=SIDE, height=SIDE, steps=steps, guidance=5.0, seed=seed)
 
 
 class Bench:
