@@ -26,7 +26,7 @@ from cluster.local import REDIS_PORT
 from cluster.processes import is_ray
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = {"applications": [{"name": "up", "route_prefix": "/", "import_path": "tests.cluster.up_app:app"}]}
+APP = {"applications": [{"name": "up", "route_prefix": "/", "import_path": "tests.lifecycle.up_app:app"}]}
 SESSION = ("import ray; ray.init(address='local', num_cpus=1, include_dashboard=True, log_to_driver=False); "
            "ray.shutdown()")
 

@@ -1,4 +1,4 @@
-"""A one-deployment Serve app for `montage up` lifecycle tests (tests/cluster/test_up.py)."""
+"""A one-deployment Serve app for `montage up` lifecycle tests (tests/lifecycle/test_local.py)."""
 from ray import serve
 
 
