@@ -10,7 +10,9 @@ BASE = f"http://127.0.0.1:{SERVE_PORT}"
 METRICS_PORT = 18080 + PORT_OFFSET  # Ray's Prometheus endpoint in tests (`montage up` uses 8080)
 DASHBOARD_PORT = 18265 + PORT_OFFSET  # Ray's dashboard (and state API) in tests
 
+import contextlib
 import io
+import shutil
 import socket
 import threading
 import time
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -206,3 +209,19 @@ def webhook_secret(redis_url: str) -> str:
         finally:
             await client.aclose()
     return asyncio.run(read())
+
+
+@contextlib.contextmanager
+def chromium_tab(url: str):
+    """A headless Chromium tab (Debian's chromium, which `make test` installs) opened on `url`."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium not found: `make test` installs Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        tab = browser.new_page()
+        tab.goto(url)
+        yield tab
+        browser.close()

@@ -1,26 +1,15 @@
 """The web page in a real headless Chromium (Debian's): generate an image, follow a video's live previews and run a
 storyboard through the UI."""
-import shutil
 import uuid
 
 import pytest
-from helpers import BASE
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from helpers import BASE, chromium_tab
 
 
 @pytest.fixture(scope="module")
 def page(montage):
-    if CHROMIUM is None:
-        pytest.fail("chromium not found: `make test` installs Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        tab = browser.new_page()
-        tab.goto(BASE + "/")
+    with chromium_tab(BASE + "/") as tab:
         yield tab
-        browser.close()
 
 
 def test_generate_an_image_in_the_browser(page, tmp_path):

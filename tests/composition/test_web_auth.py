@@ -2,19 +2,17 @@
 the real app code on its own port (uvicorn) over the session's deployments and Redis."""
 import hashlib
 import json
-import shutil
 import time
 import uuid
 
 import httpx
 import pytest
 import redis
-from helpers import png
+from helpers import chromium_tab, png
 from secured import access, bearer, served
 
 from config import keys
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TTL_S = 900  # access.session_ttl_s's default
 
 
@@ -110,16 +108,8 @@ def test_a_session_ends_when_closed_or_its_key_is_revoked(site, redis_url):
 
 @pytest.fixture(scope="module")
 def page(site):
-    if CHROMIUM is None:
-        pytest.fail("chromium not found: `make test` installs Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        tab = browser.new_page()
-        tab.goto(site[0] + "/")
+    with chromium_tab(site[0] + "/") as tab:
         yield tab
-        browser.close()
 
 
 def test_the_page_with_a_pasted_key_generates_shows_and_streams(site, page):
