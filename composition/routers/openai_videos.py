@@ -64,16 +64,20 @@ async def list_videos(services: ServicesDep, principal: PrincipalDep,
                       after: Annotated[str | None, Query(max_length=64)] = None,
                       limit: Annotated[int, Query(ge=1, le=100)] = 20,
                       order: Annotated[Literal["asc", "desc"], Query()] = "desc") -> OpenAIVideoList:
-    """`videos.list`: the caller's videos (the newest 500), a page after the video `after`."""
-    records = [record for record in await services.tasks.list(principal.user_id, None, "video", 500)
-               if not await services.tasks.deleted(record.id)]
+    """`videos.list`: the caller's videos (the newest 500), a page after the video `after` (found by its place even
+    when it was deleted since, so a client paging on never starts over)."""
+    records = await services.tasks.list(principal.user_id, None, "video", 500)
     if order == "asc":
         records.reverse()
     ids = [video_id(record.id) for record in records]
-    start = ids.index(after) + 1 if after in ids else 0
-    page = [OpenAIVideo.of(record, services.args.task_ttl_s) for record in records[start:start + limit]]
+    if after is not None and after not in ids:
+        raise InvalidRequest("after", f"no video {after} in this list")
+    start = ids.index(after) + 1 if after else 0
+    rest = [record for record, gone in zip(records[start:], await services.tasks.deleted(
+        [record.id for record in records[start:]]), strict=True) if not gone]
+    page = [OpenAIVideo.of(record, services.args.task_ttl_s) for record in rest[:limit]]
     return OpenAIVideoList(data=page, first_id=page[0].id if page else None, last_id=page[-1].id if page else None,
-                           has_more=start + limit < len(records))
+                           has_more=len(rest) > limit)
 
 
 @router.get("/{video_id}")
@@ -141,7 +145,7 @@ async def _video(services: Services, principal: Principal, video: str) -> TaskRe
     """The caller's video task; 404 naming `video_id` for another user's, a deleted one or any other task."""
     record = await services.tasks.get(task_of(video))
     if (record is None or record.kind != "video" or (principal.user_id and record.user_id != principal.user_id)
-            or await services.tasks.deleted(record.id)):
+            or (await services.tasks.deleted([record.id]))[0]):
         raise NotFound(f"video {video}", "video_id")
     return record
 

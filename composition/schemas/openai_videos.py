@@ -15,8 +15,8 @@ from config.specs import families_with
 from models.errors import InvalidRequest
 from records.tasks import TaskRecord
 
-Seconds = Annotated[str, Field(pattern=r"^[0-9]{1,3}$", description="the clip's length in whole seconds (default: "
-                                                                    "the family's default frames)")]
+Seconds = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,2}$", description="the clip's length in whole seconds, 1 or "
+                                                                          "more (default: the family's default frames)")]
 VIDEO_STATUS = {"queued": "queued", "running": "in_progress", "succeeded": "completed", "failed": "failed",
                 "cancelled": "failed"}
 KEYFRAME_SHARE = 0.2  # of a text-to-video task's progress: its keyframe; the clip is the rest
@@ -81,7 +81,7 @@ class OpenAIVideo(BaseModel):
         job, result = record.request or {}, record.result or {}
         progress = record.progress
         if keyframe := job.get("keyframe"):  # text to video: the keyframe's steps, then the clip's
-            on_keyframe = record.stage in ("keyframe", "denoising") or record.waiting_for == keyframe["model"]
+            on_keyframe = record.stage in ("queued", "keyframe", "denoising") or record.waiting_for == keyframe["model"]
             progress = KEYFRAME_SHARE * progress if on_keyframe else KEYFRAME_SHARE + (1 - KEYFRAME_SHARE) * progress
         ended = record.terminal
         error = None

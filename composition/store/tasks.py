@@ -177,8 +177,12 @@ class TaskStore:
         """Marks the task deleted (OpenAI's videos.delete): the Videos API no longer shows it or its content."""
         await self.client.set(keys.task_deleted(task_id), 1, ex=self.task_ttl_s)
 
-    async def deleted(self, task_id: str) -> bool:
-        return bool(await self.client.exists(keys.task_deleted(task_id)))
+    async def deleted(self, task_ids: list[str]) -> list[bool]:
+        """Which of these tasks are marked deleted, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.exists(keys.task_deleted(task_id))
+        return [bool(found) for found in await pipe.execute()]
 
     async def listed_for(self, task_id: str, user_id: str) -> bool:
         """Whether the task is in the user's index: created by them, or joined through single-flight."""

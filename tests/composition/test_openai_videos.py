@@ -72,11 +72,17 @@ def test_list_pages_delete_and_remix(client):
     with pytest.raises(openai.NotFoundError):
         api.videos.retrieve(made[0].id)
     assert made[0].id not in [v.id for v in api.videos.list(limit=100).data]
+    after_deleted = api.videos.list(limit=2, order="asc", after=made[0].id)  # a deleted cursor keeps its place
+    assert [v.id for v in after_deleted.data] == [made[1].id, made[2].id]
+    with pytest.raises(openai.BadRequestError) as unknown:
+        api.videos.list(after="video_" + "0" * 32)
+    assert unknown.value.body["param"] == "after"
 
 
 def test_bad_params_are_400s_naming_them_and_a_cancelled_video_is_failed(client):
     api = connect()
-    for params, param in (({"seconds": "999"}, "seconds"), ({"size": "60x60"}, "size"), ({"model": "veo"}, "model"),
+    for params, param in (({"seconds": "999"}, "seconds"), ({"seconds": "0"}, "seconds"), ({"size": "60x60"}, "size"),
+                          ({"model": "veo"}, "model"),
                           ({"size": "2048x2048"}, "size")):
         with pytest.raises(openai.BadRequestError) as raised:
             api.videos.create(prompt="a fox", **params)
