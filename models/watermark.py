@@ -14,6 +14,7 @@ BITS = [int(bit) for bit in f"{MESSAGE:048b}"]
 MIN_PIXELS = 256 * 256
 MATCH_AT = 42  # bits of 48 that must match: by chance about 1 in 2.6e7 on a frame with no mark
 METHOD = "dwtDctSvd"
+STRENGTH = {"scales": [0, 48, 0]}  # per YUV channel: U only, a third above the library's 36 (survives JPEG q85)
 SCALES = (1, 2)  # the detector's tries: as it is, then enlarged 2× (undoes a 0.5× resize)
 
 
@@ -39,7 +40,8 @@ def mark_frames(frames: np.ndarray) -> np.ndarray:
 
     encoder = WatermarkEncoder()
     encoder.set_watermark("bits", BITS)
-    marked = [encoder.encode(np.ascontiguousarray(frame[:, :, ::-1]), METHOD)[:, :, ::-1] for frame in frames]
+    marked = [encoder.encode(np.ascontiguousarray(frame[:, :, ::-1]), METHOD, **STRENGTH)[:, :, ::-1]
+              for frame in frames]
     return np.ascontiguousarray(np.clip(np.stack(marked), 0, 255).astype(np.uint8))
 
 
@@ -66,5 +68,5 @@ def detect(frame: np.ndarray) -> Detection:
 def _matched(bgr: np.ndarray) -> int:
     from imwatermark import WatermarkDecoder
 
-    decoded = WatermarkDecoder("bits", len(BITS)).decode(bgr, METHOD)
+    decoded = WatermarkDecoder("bits", len(BITS)).decode(bgr, METHOD, **STRENGTH)
     return sum(int(a) == b for a, b in zip(decoded, BITS, strict=True))

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, PrivateAttr
 
+from composition.credentials.recipe import Recipe, RecipeAdapter, RecipeControl
 from composition.metrics import service_metrics
 from composition.schemas.common import AssetRef, ImageModel, Match
 from composition.schemas.images import (
@@ -154,30 +155,55 @@ class ImagesWorkflow(Workflow[ImageJob]):
         if missing:
             await ctx.stage("preparing")
             controls, control_refs = await self._controls(job)
-            source = await self.services.asset_bytes(job.source, "image", job.owner) if job.source else None
+            source = await self.source(job)
             await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps))
-            results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source) for seed in missing))
+            results = await asyncio.gather(*(self.render_one(ctx.task_id, job, seed, controls, source and source[0])
+                                             for seed in missing))
             for seed, result in zip(missing, results, strict=True):
                 await self.services.timings.record(job.family, result.metadata,
                                                    work_units(result.width, result.height, job.steps))
-                asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
-                                                       (result.width, result.height), shared=job.shared)
+                recipe = await self.recipe(job, seed, result.metadata.model_dump(), control_refs)
+                asset = await self.services.put_generated(result.png, "image/png", recipe, job.owner,
+                                                          (result.width, result.height), job.shared, source)
                 metadata = result.metadata.model_dump() | {"control_maps": control_refs}
                 await prompts.add_variant(job.prompt_key, seed, asset.id, metadata)
             variants = await prompts.variants_for_seeds(job.prompt_key, job.seeds)
         return variants
 
-    async def _render_one(self, ctx: TaskContext, job: ImageJob, seed: int, controls: list[Control],
-                          source: bytes | None):
+    async def source(self, job: ImageJob) -> tuple[bytes, str] | None:
+        """The bytes and content type of the image an edit starts from."""
+        if not job.source:
+            return None
+        info = await self.services.asset(job.source, "image", job.owner)
+        return await self.services.assets.bytes_of(job.source), info.content_type
+
+    async def recipe(self, job: ImageJob, seed: int, metadata: dict[str, Any],
+                     control_refs: list[dict[str, Any]]) -> Recipe:
+        """How the variant of `seed` was made (the adapters with their files' digests)."""
+        catalogue = await self.services.adapters.catalogue(job.family) if job.loras else {}
+        return Recipe.of(
+            metadata, operation=job.operation, family=job.family, seed=seed, steps=job.steps, width=job.width,
+            height=job.height, guidance=job.guidance, prompt=job.prompt, negative_prompt=job.negative_prompt,
+            prompt_key=job.prompt_key, source=job.source, format="png", watermark=self.services.watermark,
+            loras=[RecipeAdapter(id=lora.id, scale=lora.scale, digest=getattr(catalogue.get(lora.id), "digest", None))
+                   for lora in job.loras],
+            controls=[RecipeControl(type=ref["type"], image=ref["asset_id"], scale=spec.scale)
+                      for spec, ref in zip(job.controls, control_refs, strict=True)])
+
+    async def render_one(self, task_id: str | None, job: ImageJob, seed: int, controls: list[Control],
+                         source: bytes | None, watermark: bool | None = None):
+        """One variant from the family's deployment (its progress reported into `task_id`'s record); watermarked
+        as the credentials say unless `watermark` says otherwise (a replay of a recipe)."""
         common = dict(prompt=job.prompt, width=job.width, height=job.height, steps=job.steps, guidance=job.guidance,
-                      seed=seed, loras=tuple(job.loras))
+                      seed=seed, loras=tuple(job.loras),
+                      watermark=self.services.watermark if watermark is None else watermark)
         handle = self.handle(job.family)
         if job.loras:  # to a replica that holds the adapters (Serve's model multiplexing)
             handle = handle.options(multiplexed_model_id=adapter_key(tuple(job.loras)))
         if job.operation == "edit":
-            return await handle.edit.remote(EditRequest(image=source, **common), ctx.task_id)
+            return await handle.edit.remote(EditRequest(image=source, **common), task_id)
         request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), **common)
-        return await handle.generate.remote(request, ctx.task_id)
+        return await handle.generate.remote(request, task_id)
 
     async def _controls(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]]]:
         """Control maps computed from the source images at the output size, each also kept as an asset."""
@@ -191,25 +217,33 @@ class ImagesWorkflow(Workflow[ImageJob]):
         return controls, refs
 
     async def result(self, job: ImageJob, variants: list[Variant], cache_hit: bool) -> dict[str, Any]:
-        images = [ImageOut(**AssetRef.of(await self.encoded(job, v)).model_dump(), format=job.output_format,
+        images = [ImageOut(**AssetRef.of(await self.encoded(job, v, cache_hit)).model_dump(), format=job.output_format,
                            seed=v.seed, variant_id=v.id, metadata=v.metadata) for v in variants]
         control_maps = [ControlMapOut(**ref) for ref in variants[0].metadata.get("control_maps", [])]
         return ImagesResult(images=images, prompt_key=job.prompt_key, cache_hit=cache_hit, match=job.match,
                             prompt_used=job.prompt, control_maps=control_maps).model_dump()
 
-    async def encoded(self, job: ImageJob, variant: Variant) -> str:
+    async def encoded(self, job: ImageJob, variant: Variant, cache_hit: bool = False) -> str:
         """The variant's image in the job's format: its own PNG, or that PNG re-encoded (the same pixels, never a
-        second model call) once per recipe and found by it after."""
+        second model call) once per format and quality and found by them after; a rendition is signed as derived
+        from the PNG (its recipe says whether it was made for a request served from cache)."""
         if job.output_format == "png":
             return variant.asset_id
         assets = self.services.assets
-        recipe = f"{job.output_format}:{job.quality or DEFAULT_QUALITY}"
-        if found := await assets.rendition(variant.asset_id, recipe, job.owner, job.shared):
+        quality = job.quality or DEFAULT_QUALITY
+        if found := await assets.rendition(variant.asset_id, f"{job.output_format}:{quality}", job.owner, job.shared):
             return found
         png = await assets.bytes_of(variant.asset_id)
         data = await asyncio.to_thread(encode_image, png, job.output_format, job.quality)
-        return (await assets.put_rendition(variant.asset_id, recipe, data, MEDIA_TYPES[job.output_format], job.owner,
-                                           (job.width, job.height), job.shared)).id
+        found = await assets.recipe(variant.asset_id)
+        if found is None:  # a variant made before content credentials: re-encoded as it was
+            return (await assets.put_rendition(variant.asset_id, f"{job.output_format}:{quality}", data,
+                                               MEDIA_TYPES[job.output_format], job.owner, (job.width, job.height),
+                                               job.shared)).id
+        recipe = Recipe.model_validate_json(found).rendition(variant.asset_id, job.output_format, quality, cache_hit)
+        return (await self.services.put_generated(data, MEDIA_TYPES[job.output_format], recipe, job.owner,
+                                                  (job.width, job.height), job.shared, (png, "image/png"),
+                                                  rendition_of=variant.asset_id)).id
 
 
 def in_context(context: str, prompt: str) -> str:
