@@ -122,8 +122,10 @@ class VideosWorkflow(Workflow[VideoJob]):
         source = (image, info.content_type)
         video = await self.services.put_generated(result.video, MEDIA_TYPES[result.format], recipe, job.owner,
                                                   (result.width, result.height), source=source)
-        gif = await self.services.put_generated(result.gif, "image/gif", recipe.model_copy(update={"format": "gif"}),
-                                                job.owner, source=source) if result.gif else None
+        gif = video if result.gif and result.format == "gif" else None  # the clip is the GIF: one asset
+        if result.gif and gif is None:
+            gif_recipe = recipe.model_copy(update={"format": "gif"})
+            gif = await self.services.put_generated(result.gif, "image/gif", gif_recipe, job.owner, source=source)
         await self.services.timings.record(job.model, result.metadata,
                                            work_units(result.width, result.height, job.steps, result.num_frames))
         return VideoOut(video=AssetRef.of(video.id), format=result.format, gif=AssetRef.of(gif.id) if gif else None,
