@@ -142,7 +142,7 @@ def credentials_chain(config: str) -> str | None:
     field of a bad setting (a missing or expired certificate)."""
     from pydantic import ValidationError
 
-    from composition.credentials.chain import load_chain
+    from composition.credentials.chain import dev_folder, load_chain
     from config.composition import CredentialsArgs
 
     applications = (yaml.safe_load(Path(config).read_text()) or {}).get("applications") or [{}]
@@ -158,7 +158,7 @@ def credentials_chain(config: str) -> str | None:
     load_chain(args)
     if args.cert is not None:
         return f"content credentials: outputs signed with {args.cert}"
-    folder = Settings().data_dir / "credentials"
+    folder = dev_folder()
     return (f"content credentials: outputs signed with the development chain in {folder} (trust {folder}/root.pem "
             "to verify them; set composition.credentials.cert and .key for your own)")
 

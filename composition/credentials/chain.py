@@ -40,10 +40,17 @@ def load_chain(args: CredentialsArgs, folder: Path | None = None) -> Chain:
         certs = args.cert.read_bytes()
         root = x509.load_pem_x509_certificates(certs)[-1]
         return Chain(certs, args.key.read_bytes(), root.public_bytes(serialization.Encoding.PEM))
-    folder = folder or Settings().data_dir / "credentials"
+    folder = folder or dev_folder()
     if not (folder / CHAIN_FILE).is_file():
         _generate(folder)
     return Chain(*((folder / name).read_bytes() for name in (CHAIN_FILE, KEY_FILE, ROOT_FILE)))
+
+
+def dev_folder() -> Path:
+    """Where the development chain lives: MONTAGE_DATA_DIR/credentials, a relative data folder taken from the
+    project's root (as the asset folder is), so `montage up` and every replica find the same chain."""
+    folder = Settings().data_dir / "credentials"
+    return folder if folder.is_absolute() else Path(__file__).resolve().parents[2] / folder
 
 
 def _generate(folder: Path) -> None:

@@ -7,6 +7,7 @@ import json
 
 import c2pa
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -14,6 +15,7 @@ from helpers import png, upload, wait_task
 from PIL import Image
 from pydantic import ValidationError
 
+from cluster.local import credentials_chain
 from composition.credentials.recipe import RECIPE_LABEL
 from composition.credentials.signing import GENERATED
 from config.composition import CompositionArgs
@@ -160,3 +162,8 @@ def test_a_missing_or_expired_certificate_is_refused_naming_the_field(tmp_path):
     assert error["loc"] == ("credentials", "cert") and "expired" in error["msg"], json.dumps(error, default=str)
     with pytest.raises(ValidationError, match="go together"):
         CompositionArgs.model_validate({"credentials": {"key": str(tmp_path / "key.pem")}})
+    config = tmp_path / "serve.yaml"  # `montage up` refuses to start, naming the field
+    config.write_text(yaml.safe_dump({"applications": [{"args": {"composition": {"credentials": {
+        "cert": str(tmp_path / "cert.pem"), "key": str(tmp_path / "key.pem")}}}}]}))
+    with pytest.raises(ValueError, match=r"^composition\.credentials\.cert: .*expired"):
+        credentials_chain(str(config))
