@@ -6,6 +6,7 @@
 | task:{id}:events | pub/sub channel | progress and status updates of one task (JSON), for waiters and SSE |
 | task:{id}:steps | hash | a workflow's finished steps (scenes, keyframes, clips, ...), so a retried task resumes |
 | task:{id}:checkpoints | hash | request digest → a denoising job's step state (safetensors), so a retried job resumes |
+| task:{id}:kept | hash | "{seed}:{step}" → a job's step state kept for forks (expires `fork_ttl_s` after its write) |
 | task:{id}:webhooks | hash | subscription id → webhook subscription (JSON: url, events, user, signing key) |
 | task:{id}:deliveries | list | the task's webhook delivery ids, in order |
 | tasks:{lane} | stream | queued task ids, one stream per priority lane, consumer group `runners` |
@@ -66,6 +67,14 @@ def task_steps(task_id: str) -> str:
 
 def task_checkpoints(task_id: str) -> str:
     return _key("task", task_id, "checkpoints")
+
+
+def task_kept(task_id: str) -> str:
+    return _key("task", task_id, "kept")
+
+
+def kept_field(seed: int, step: int) -> str:
+    return f"{seed}:{step}"
 
 
 def task_webhooks(task_id: str) -> str:

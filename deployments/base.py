@@ -260,7 +260,8 @@ class ModelDeployment:
                            stage, self.policy, self.progress, self.checkpoints,
                            lambda: self.unhealthy_reason is not None, serve_is_stopping,
                            functools.partial(self.scheduler.boundary, ticket) if ticket else None,
-                           functools.partial(self.scheduler.fused, ticket) if ticket else None)
+                           functools.partial(self.scheduler.fused, ticket) if ticket else None,
+                           [getattr(job.request, "seed", 0) for job in group])
         first_slot = [time.monotonic()]
 
         def begin() -> None:  # the group holds the device: its tasks' wait ends here, not at admission

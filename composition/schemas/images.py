@@ -92,7 +92,7 @@ class ImageEdit(_Encoding):
 class ImageOut(AssetRef):
     format: ImageFormat = "png"
     seed: int
-    variant_id: str
+    variant_id: str | None = Field(default=None, description="None: a fork's image, not a variant of its prompt")
     metadata: dict[str, Any] = {}
 
 

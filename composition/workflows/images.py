@@ -153,31 +153,51 @@ class ImagesWorkflow(Workflow[ImageJob]):
         missing = [seed for seed, variant in zip(job.seeds, variants, strict=True) if variant is None]
         if missing:
             await ctx.stage("preparing")
-            controls, control_refs = await self._controls(job)
-            source = await self.services.asset_bytes(job.source, "image", job.owner) if job.source else None
+            controls, control_refs, source = await self.inputs(job)
             await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps))
             results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source) for seed in missing))
             for seed, result in zip(missing, results, strict=True):
-                await self.services.timings.record(job.family, result.metadata,
-                                                   work_units(result.width, result.height, job.steps))
-                asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
-                                                       (result.width, result.height), shared=job.shared)
+                asset = await self.stored(job, result, shared=job.shared)
                 metadata = result.metadata.model_dump() | {"control_maps": control_refs}
                 await prompts.add_variant(job.prompt_key, seed, asset.id, metadata)
             variants = await prompts.variants_for_seeds(job.prompt_key, job.seeds)
         return variants
 
+    async def stored(self, job: ImageJob, result, shared: bool):
+        """A rendered image's asset (its model time recorded for the family's estimates)."""
+        await self.services.timings.record(job.family, result.metadata,
+                                           work_units(result.width, result.height, job.steps))
+        return await self.services.assets.put(result.png, "image/png", "generated", job.owner,
+                                              (result.width, result.height), shared=shared)
+
     async def _render_one(self, ctx: TaskContext, job: ImageJob, seed: int, controls: list[Control],
                           source: bytes | None):
+        return await self.call(job, self.request_for(job, seed, controls, source), ctx.task_id)
+
+    @staticmethod
+    def request_for(job: ImageJob, seed: int, controls: list[Control], source: bytes | None
+                    ) -> ImageRequest | EditRequest:
+        """The model request of one variant of the job."""
         common = dict(prompt=job.prompt, width=job.width, height=job.height, steps=job.steps, guidance=job.guidance,
                       seed=seed, loras=tuple(job.loras))
-        handle = self.handle(job.family)
-        if job.loras:  # to a replica that holds the adapters (Serve's model multiplexing)
-            handle = handle.options(multiplexed_model_id=adapter_key(tuple(job.loras)))
         if job.operation == "edit":
-            return await handle.edit.remote(EditRequest(image=source, **common), ctx.task_id)
-        request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), **common)
-        return await handle.generate.remote(request, ctx.task_id)
+            return EditRequest(image=source, **common)
+        return ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), **common)
+
+    async def call(self, job: ImageJob, request: ImageRequest | EditRequest, task_id: str):
+        """One model request on the job's family, on a replica holding its adapters (Serve's multiplexing)."""
+        handle = self.handle(job.family)
+        if job.loras:
+            handle = handle.options(multiplexed_model_id=adapter_key(tuple(job.loras)))
+        if isinstance(request, EditRequest):
+            return await handle.edit.remote(request, task_id)
+        return await handle.generate.remote(request, task_id)
+
+    async def inputs(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]], bytes | None]:
+        """The job's control maps (and their asset refs) and an edit's source image."""
+        controls, control_refs = await self._controls(job)
+        source = await self.services.asset_bytes(job.source, "image", job.owner) if job.source else None
+        return controls, control_refs, source
 
     async def _controls(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]]]:
         """Control maps computed from the source images at the output size, each also kept as an asset."""
