@@ -20,6 +20,7 @@ from composition.store.redis_version import require_redis_8
 from composition.store.styles import Style, StyleStore
 from composition.store.tasks import TaskStore
 from composition.store.kept import KeptStates
+from composition.store.reuse import LatentLibrary
 from composition.store.timings import TimingStore
 from composition.store.webhooks import WebhookStore
 from config.composition import CompositionArgs
@@ -41,6 +42,7 @@ class Services:
     projects: ProjectStore
     timings: TimingStore
     kept: KeptStates
+    library: LatentLibrary
     landmarks: LandmarkChooser
     access: AccessStore
     webhooks: WebhookStore
@@ -147,6 +149,7 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         projects=ProjectStore(client),
         timings=TimingStore(client),
         kept=KeptStates(client, args.task_ttl_s),
+        library=LatentLibrary(client, args.reuse),
         landmarks=LandmarkChooser(client),
         access=AccessStore(client),
         webhooks=WebhookStore(client, args.task_ttl_s),

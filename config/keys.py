@@ -31,6 +31,8 @@
 | style:{soul} / styles | string (JSON) / set | style profiles |
 | project:{id} / projects:{user} / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
 | project_import:{user}:{digest} | string (JSON) | the project (and task id map) a user made from an archive with that sha256 |
+| reuse:{family}:{prompt_key} | hash | step → a finished job's step state (safetensors): the latent library near-duplicates start from |
+| reuse:{family}:lru / :sizes / :bytes | sorted set / hash / string | library entries by last use / bytes per entry / bytes in all (capped by `reuse.max_mb`) |
 | timing:{family} | hash | decayed sums fitting model time to pixel-frame-steps, and the mean per request |
 | apikey:{sha256} / apikeys / apikeys:{user} | hash / sorted sets | API keys (hashed): user, tier, created, revoked |
 | session:{sha256} | string | the sha256 of the API key a web session cookie stands for (expires with the session) |
@@ -73,8 +75,13 @@ def task_kept(task_id: str) -> str:
     return _key("task", task_id, "kept")
 
 
+def kept_seed(seed: int) -> str:
+    """The prefix of a job's kept-state fields."""
+    return f"{seed}:"
+
+
 def kept_field(seed: int, step: int) -> str:
-    return f"{seed}:{step}"
+    return f"{kept_seed(seed)}{step}"
 
 
 def task_webhooks(task_id: str) -> str:
@@ -83,6 +90,23 @@ def task_webhooks(task_id: str) -> str:
 
 def task_deliveries(task_id: str) -> str:
     return _key("task", task_id, "deliveries")
+
+
+def reuse_entry(family: str, prompt_key: str = "") -> str:
+    """A library entry (no prompt key: the prefix of its family's entries)."""
+    return _key("reuse", family, prompt_key)
+
+
+def reuse_lru(family: str) -> str:
+    return _key("reuse", family, "lru")
+
+
+def reuse_sizes(family: str) -> str:
+    return _key("reuse", family, "sizes")
+
+
+def reuse_bytes(family: str) -> str:
+    return _key("reuse", family, "bytes")
 
 
 def waiting(family: str) -> str:

@@ -38,6 +38,8 @@ class _ImageOptions(_Encoding):
     style: str | None = Field(default=None, max_length=200)
     loras: Loras = []
     n: int = Field(default=1, ge=1, le=8)
+    reuse: bool = Field(default=True, description="a new prompt may start from a similar prompt's kept latent "
+                                                  "(metadata.reused); false: always from noise")
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(60)
