@@ -7,7 +7,8 @@ negative), repeating an earlier prompt or switching to an unrelated one. Every p
 workflow does, in one scope, on one embedded Redis 8: the bundled MiniLM embedding, `Dedup.resolve` (exact, semantic
 merge, else a reusable neighbour), `reuse.mapping` to a step, `LatentLibrary.take`; each rendered prompt's kept
 states (`steps.keep_steps`, SDXL 1024² states: 0.14 MB, BENCHMARKS.md) join the library (`LatentLibrary.add`, capped
-by `--max-mb`). Printed: merges, reuses by step, the share of denoiser steps saved, the library's entries and bytes.
+by `--max-mb`). Printed: merges, reuses by step, the share of denoiser steps saved, the library's entries and bytes;
+and the GPU-seconds accounting's error against the measured wall time of a fused run (`accounting`).
 Quality is not measured here (tiny or no weights): see README "Reuse of denoising work".
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import json
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -108,6 +110,32 @@ async def replay(url: str, prompts: list[str], vectors: dict[str, np.ndarray], s
                 library_cap_mb=reuse.max_mb)
 
 
+def accounting(url: str, jobs: int = 3, steps: int = 8, side: int = 256) -> dict:
+    """GPU-seconds against the clock: `jobs` tiny SDXL requests of one shape run fused on an in-process replica;
+    the sum of their `gpu_seconds` against the wall time of the run (after a warm-up run)."""
+    from config.families import SDXLArgs
+    from deployments.base import Job
+    from deployments.families import SDXLDeployment
+    from models.types import ImageRequest
+
+    replica = SDXLDeployment(SDXLArgs(), url)
+    requests = [ImageRequest(prompt=f"a red kite, take {i}", width=side, height=side, steps=steps, guidance=5.0,
+                             seed=i) for i in range(jobs)]
+
+    async def fused() -> list:
+        return await asyncio.gather(*(replica.execute([Job(request)], replica.model.generate, replica.model.group_key,
+                                                      "denoising") for request in requests))
+
+    asyncio.run(fused())
+    started = time.perf_counter()
+    results = [result for (result,) in asyncio.run(fused())]
+    wall_s = time.perf_counter() - started
+    accounted = sum(result.metadata.gpu_seconds for result in results)
+    return dict(accounting_jobs=jobs, accounting_fused=max(r.metadata.fused_requests for r in results),
+                accounting_wall_s=round(wall_s, 4), accounting_gpu_s=round(accounted, 4),
+                accounting_error=round(abs(accounted - wall_s) / wall_s, 4))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prompts", type=int, default=2000)
@@ -126,6 +154,7 @@ def main() -> None:
         server = EmbeddedRedis(Path(folder), appendonly=False).start()
         try:
             figures = asyncio.run(replay(server.url, prompts, vectors, args.steps, ReuseArgs(max_mb=args.max_mb)))
+            figures |= accounting(server.url)
         finally:
             server.stop()
     figures["unique_prompts"] = len(unique)

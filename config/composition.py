@@ -168,6 +168,9 @@ class TierArgs(_Strict):
                           description="a user's share of the lane's model steps against other users' (weighted "
                                       "round-robin in each diffusion replica: weight 3 gets 3 steps to 1's one)")
     daily: dict[QuotaKind, int] = Field(default_factory=dict, description="kind → tasks per UTC day; absent: no limit")
+    daily_gpu_seconds: float | None = Field(default=None, gt=0.0,
+                                            description="device seconds a user's tasks may use per UTC day (a "
+                                                        "request once they are spent is a 429); None: no limit")
     rate_per_s: float = Field(default=5.0, gt=0, description="sustained requests per second")
     burst: int = Field(default=20, ge=1, description="bucket size: requests allowed at once")
     admin: bool = Field(default=False, description="may change runtime settings and run warm-ups")

@@ -2,7 +2,7 @@
 
 | key | type | holds |
 |---|---|---|
-| task:{id} | hash | id, kind, status, stage, progress, step, steps, preview (live only, bounded), request, result, error, user_id, lane, weight, attempts, timestamps, waiting_for |
+| task:{id} | hash | id, kind, status, stage, progress, step, steps, preview (live only, bounded), request, result, error, user_id, lane, weight, attempts, timestamps, waiting_for, gpu_seconds |
 | task:{id}:events | pub/sub channel | progress and status updates of one task (JSON), for waiters and SSE |
 | task:{id}:steps | hash | a workflow's finished steps (scenes, keyframes, clips, ...), so a retried task resumes |
 | task:{id}:checkpoints | hash | request digest → a denoising job's step state (safetensors), so a retried job resumes |
@@ -36,7 +36,7 @@
 | timing:{family} | hash | decayed sums fitting model time to pixel-frame-steps, and the mean per request |
 | apikey:{sha256} / apikeys / apikeys:{user} | hash / sorted sets | API keys (hashed): user, tier, created, revoked |
 | session:{sha256} | string | the sha256 of the API key a web session cookie stands for (expires with the session) |
-| quota:{user}:{kind}:{day} | string | tasks of a kind created that UTC day (expires after 2 days) |
+| quota:{user}:{kind}:{day} | string | tasks of a kind created that UTC day; kind `gpu_seconds`: device seconds used (expires after 2 days) |
 | rate:{user} | hash | token bucket: tokens left and last refill time |
 | webhook:{id} | hash | one webhook delivery: task, url, event, data, status, attempts, last status, next attempt |
 | webhooks:due | sorted set | pending delivery ids by when they are next due (a sender leases one by moving it ahead) |

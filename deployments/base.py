@@ -279,6 +279,7 @@ class ModelDeployment:
                 output.metadata.queue_ms = job.queued_ms(first_slot[0])
                 output.metadata.resumed_from_step = resume[0].step if resume else None
                 output.metadata.fused_requests = ticket.fused_requests if ticket else None
+                output.metadata.gpu_seconds = round(ticket.device_s / len(group), 6) if ticket else None
             results[index] = output
         self._observe(group, first_slot[0], (time.monotonic() - first_slot[0]) * 1000.0)
         return results

@@ -83,6 +83,7 @@ class ForksWorkflow(Workflow[ForkJob]):
         await self.services.kept.start(ctx.task_id, job_digest(request), state)
         await ctx.wait_for(image.family, work_units(image.width, image.height, image.steps - job.step))
         result = await self.images.call(image, request, ctx.task_id)
+        await ctx.spend(image.family, result.metadata)
         asset = await self.images.stored(image, result, shared=False)
         metadata = result.metadata.model_dump() | {"control_maps": control_refs, "forked_from": job.forked_from}
         out = ImageOut(**AssetRef.of(asset.id).model_dump(), seed=seed, metadata=metadata)

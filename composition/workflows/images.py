@@ -183,6 +183,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
             if job.operation == "generate":  # its kept latents: near-duplicates of this prompt start from them
                 await self.services.library.add(job.family, job.prompt_key, ctx.task_id, missing[0])
             for seed, (result, reused) in zip(missing, rendered, strict=True):
+                await ctx.spend(job.family, result.metadata)
                 asset = await self.stored(job, result, shared=job.shared)
                 metadata = result.metadata.model_dump() | {"control_maps": control_refs} | reused
                 await prompts.add_variant(job.prompt_key, seed, asset.id, metadata)

@@ -1,14 +1,15 @@
 """Approximate reuse: a new prompt near an earlier one of its scope starts from that prompt's kept latent at the step
 its similarity maps to, never across scopes or hard negatives; `reuse: false` renders as before; the latent library
-stays within its cap."""
+stays within its cap. GPU-seconds: accounted per task and user, a spent daily quota is a 429."""
 import asyncio
 import hashlib
 import time
 
 import httpx
+import pytest
 import redis
 import redis.asyncio as aioredis
-from secured import services_for
+from secured import bearer, services_for
 
 from composition.api import create_api
 from composition.store.reuse import LatentLibrary
@@ -88,3 +89,26 @@ def test_the_library_stays_within_its_cap_least_recently_used_out_first(redis_ur
     assert usage[-1] == (2, 2 * 40 * 1024)
     assert all(found == (3, bytes([0]) * 10240) for found in took)  # taken at every step: never the LRU one
     assert evicted is None and kept == (4, bytes([7]) * 10240)
+
+
+def test_gpu_seconds_reach_the_task_record_and_a_spent_daily_quota_is_a_429(secured):
+    """A tier with a tiny daily `gpu_seconds`: its first generation runs and accounts its device seconds (result
+    metadata, task record, the user's day), the next request is refused naming the quota."""
+    user = f"meg-{time.time_ns()}"
+
+    async def steps(client, services):
+        key, _ = await services.access.create_key(user, "metered")
+        first = await client.post("/v1/images/generations", headers=bearer(key), json={
+            "prompt": f"a brass compass on a map, {user}", "steps": 3, "seed": 1, "wait_s": 120})
+        record = await services.tasks.get(first.headers["X-Task-Id"])
+        spent = await services.access.gpu_seconds_spent(user)
+        second = await client.post("/v1/images/generations", headers=bearer(key), json={
+            "prompt": f"a brass compass on a chart, {user}", "wait_s": 0})
+        return first, record, spent, second
+
+    first, record, spent, second = secured(steps)
+    assert first.status_code == 200
+    seconds = first.json()["images"][0]["metadata"]["gpu_seconds"]
+    assert seconds > 0 and record.gpu_seconds == pytest.approx(seconds) and spent == pytest.approx(seconds)
+    assert second.status_code == 429
+    assert second.json()["error"]["field"] == "gpu_seconds" and "gpu_seconds" in second.json()["error"]["message"]
