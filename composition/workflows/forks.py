@@ -62,7 +62,8 @@ class ForksWorkflow(Workflow[ForkJob]):
                            "task_id")
         if body.step not in kept[seed]:
             raise InvalidRequest("step", f"task {body.parent} keeps steps {kept[seed]}")
-        update: dict[str, Any] = dict(seeds=[seed if body.seed is None else body.seed], owner=body.user_id or "")
+        update: dict[str, Any] = dict(seeds=[seed if body.seed is None else body.seed], owner=body.user_id or "",
+                                      output_format="png", quality=None, reuse=None)  # its own PNG, from the state
         if body.prompt is not None:
             update["prompt"] = body.prompt
         if body.loras is not None:

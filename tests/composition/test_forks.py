@@ -43,6 +43,11 @@ def test_a_fork_resumes_the_kept_step_and_differs_by_seed(client, redis_url):
     assert len({parent_png, *pngs}) == 3
     assert [r.json()["images"][0]["metadata"]["resumed_from_step"] for r in seeded] == [2, 2]
 
+    reworded = client.post(f"/v1/tasks/{parent_id}/fork", json={"step": 3, "prompt": "a lighthouse at dawn",
+                                                                 "wait_s": 120})
+    assert reworded.status_code == 200 and reworded.json()["prompt_used"] == "a lighthouse at dawn"
+    assert _image(client, reworded.json()["images"][0]["url"]) not in (parent_png, *pngs)
+
     not_kept = client.post(f"/v1/tasks/{parent_id}/fork", json={"step": 5})
     assert not_kept.status_code == 422 and not_kept.json()["error"]["field"] == "step"
     unknown = client.post(f"/v1/tasks/{'0' * 32}/fork", json={"step": 1})

@@ -41,13 +41,15 @@ def test_a_near_duplicate_starts_at_the_mapped_step_and_others_never_reuse(monta
             negative = await post("a red stone lighthouse on a cliff", 3)
             elsewhere = await post("a stone lighthouse on a tall cliff", 4, style=style + "b")
             off = await post("a stone lighthouse on a tall cliff", 5, reuse=False)
+            flux = [await post(prompt, 6, model="flux") for prompt in ("a glass greenhouse in a garden",
+                                                                         "a glass greenhouse in a large garden")]
             guidance = services.defaults_of("sdxl").guidance
             direct = await services.handles["sdxl"].generate.remote(ImageRequest(
                 prompt=off["prompt_used"], width=64, height=64, steps=5, guidance=guidance, seed=5))
             library = await services.library.usage("sdxl")
-            return first, near, negative, elsewhere, off, direct, library
+            return first, near, negative, elsewhere, off, direct, library, flux
 
-    first, near, negative, elsewhere, off, direct, library = asyncio.run(steps())
+    first, near, negative, elsewhere, off, direct, library, flux = asyncio.run(steps())
     assert "reused" not in first["images"][0]["metadata"]
     [image] = near["images"]
     assert image["metadata"]["reused"] == {"from_prompt_key": first["prompt_key"], "from_step": 2, "steps_skipped": 2}
@@ -60,6 +62,8 @@ def test_a_near_duplicate_starts_at_the_mapped_step_and_others_never_reuse(monta
         assert len(store.hkeys(keys.task_kept(result["task_id"]))) == 4
     assert off["images"][0]["asset_id"] == hashlib.sha256(direct.png).hexdigest()[:32]  # as before reuse existed
     assert library[0] >= 4 and library[1] > 0
+    assert flux[1]["images"][0]["metadata"]["reused"] == {"from_prompt_key": flux[0]["prompt_key"], "from_step": 2,
+                                                          "steps_skipped": 2}
 
 
 def test_the_library_stays_within_its_cap_least_recently_used_out_first(redis_url):
