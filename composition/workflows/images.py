@@ -127,8 +127,8 @@ class ImagesWorkflow(Workflow[ImageJob]):
             seeds = [slot_seed(resolution.prompt_key, slot) for slot in range(body.n)]
         else:
             seeds = [(body.seed + i) % (MAX_SEED + 1) for i in range(body.n)]
-        reuse = self._reuse_from(resolution, fields["steps"]) if body.reuse and fields["operation"] == "generate" \
-            else None
+        generation = fields["operation"] == "generate"  # an edit has no `reuse`: it never starts from a latent
+        reuse = self._reuse_from(resolution, fields["steps"]) if generation and body.reuse else None
         job = ImageJob(prompt_key=resolution.prompt_key, match=resolution.match, seeds=seeds, reuse=reuse, **fields)
         job._resolution, job._slots = resolution, body.n if body.seed is None else 0
         return job
