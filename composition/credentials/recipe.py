@@ -49,6 +49,8 @@ class Recipe(BaseModel):
     batch_size: int = 1
     resumed_from_step: int | None = None
     fused_requests: int | None = None
+    started_from: dict[str, Any] | None = Field(default=None, description="a kept latent it started from (approximate "
+                                                "reuse of a near prompt, or a fork): a replay starts from noise")
     parent: str | None = Field(default=None, description="a rendition: the asset it re-encodes")
     served_from_cache: bool = False
 

@@ -41,8 +41,8 @@ async def _image(services: Services, images: ImagesWorkflow, recipe: Recipe, use
     controls = [Control(type=c.type, image=await services.asset_bytes(c.image, "asset_id", user), scale=c.scale)
                 for c in recipe.controls]
     source = await services.asset_bytes(recipe.source, "asset_id", user) if recipe.source else None
-    result = await images.render_one(None, job, recipe.seed, controls, source, recipe.watermark)
-    return result.png
+    request = images.request_for(job, recipe.seed, controls, source, recipe.watermark)
+    return (await images.call(job, request, None)).png
 
 
 async def _clip(services: Services, videos: VideosWorkflow, recipe: Recipe, user: str | None) -> bytes:

@@ -103,6 +103,7 @@ class VideosWorkflow(Workflow[VideoJob]):
         request = ImageRequest(prompt=frame.prompt, width=job.width, height=job.height, steps=frame.steps,
                                guidance=frame.guidance, seed=frame.seed, watermark=self.services.watermark)
         result = await self.handle(frame.model).generate.remote(request, ctx.task_id)
+        await ctx.spend(frame.model, result.metadata)
         recipe = Recipe.of(result.metadata.model_dump(), operation="generate", family=frame.model, seed=frame.seed,
                            steps=frame.steps, width=job.width, height=job.height, guidance=frame.guidance,
                            prompt=frame.prompt, format="png", watermark=self.services.watermark)
@@ -115,6 +116,7 @@ class VideosWorkflow(Workflow[VideoJob]):
         info = await self.services.asset(job.image, "image", job.owner)
         image = await self.services.assets.bytes_of(job.image)
         result = await self.clip(ctx.task_id, job, image, self.services.watermark)
+        await ctx.spend(job.model, result.metadata)
         recipe = Recipe.of(result.metadata.model_dump(), operation="animate", family=job.model, seed=job.seed,
                            steps=job.steps, width=result.width, height=result.height, guidance=self.guidance(job.model),
                            prompt=job.prompt, source=job.image, num_frames=result.num_frames, fps=result.fps,
