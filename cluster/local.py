@@ -136,6 +136,33 @@ def wait_for_head(head: subprocess.Popen, output: Path, timeout_s: float = HEAD_
         time.sleep(0.2)
 
 
+def credentials_chain(config: str) -> str | None:
+    """What signs outputs, per the serve config's `composition.credentials`: the development chain is generated here
+    on first use (so it exists before any replica starts); None with credentials off. Raises ValueError naming the
+    field of a bad setting (a missing or expired certificate)."""
+    from pydantic import ValidationError
+
+    from composition.credentials.chain import dev_folder, load_chain
+    from config.composition import CredentialsArgs
+
+    applications = (yaml.safe_load(Path(config).read_text()) or {}).get("applications") or [{}]
+    given = ((applications[0].get("args") or {}).get("composition") or {}).get("credentials") or {}
+    try:
+        args = CredentialsArgs.model_validate(given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(map(str, ("composition", "credentials", *error["loc"])))
+        raise ValueError(f"{field}: {error['msg']}") from None
+    if not args.enabled:
+        return None
+    load_chain(args)
+    if args.cert is not None:
+        return f"content credentials: outputs signed with {args.cert}"
+    folder = dev_folder()
+    return (f"content credentials: outputs signed with the development chain in {folder} (trust {folder}/root.pem "
+            "to verify them; set composition.credentials.cert and .key for your own)")
+
+
 def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -155,6 +182,13 @@ def up(config: str = "serve_config.yaml") -> int:
         except RuntimeError as exc:
             log.error("%s", exc)
             return 1
+    try:
+        signing = credentials_chain(config)
+    except ValueError as exc:
+        log.error("montage up started nothing: %s", exc)
+        return 1
+    if signing:
+        log.info("%s", signing)
     blocked = obstacle(ports(config, embedded_redis=not settings.redis_url))
     if blocked:
         log.error("montage up started nothing: %s", blocked)

@@ -17,6 +17,7 @@ from composition.routers import (
     openai_videos,
     projects,
     prompts,
+    provenance,
     selfies,
     session,
     settings,
@@ -35,7 +36,7 @@ from composition.services import Services
 from composition.workflows.registry import Workflows
 
 ROUTERS = (images, prompts, videos, souls, selfies, storyboards, writing, styles, projects, assets, tasks, health,
-           settings, adapters, session)
+           settings, adapters, session, provenance)
 
 
 def create_api(services: Services, workflows: Workflows) -> FastAPI:

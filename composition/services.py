@@ -1,6 +1,7 @@
 """Everything a workflow or router needs, built once per replica from the app args."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,9 @@ from redis.asyncio.retry import Retry
 from ray.serve.handle import DeploymentHandle
 
 from composition.catalogue import Catalogue, load_catalogue
+from composition.credentials.chain import load_chain
+from composition.credentials.recipe import Recipe
+from composition.credentials.signing import ContentSigner
 from composition.errors import ApiError, NotFound
 from composition.store.access import AccessStore
 from composition.store.adapters import AdapterStore
@@ -52,6 +56,7 @@ class Services:
     args: CompositionArgs
     catalogue: Catalogue
     runner: DeploymentHandle | None = None
+    signer: ContentSigner | None = None
     auth_required: bool = False
     app_name: str = "montage"
     family_info: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -107,7 +112,34 @@ class Services:
                 raise InvalidRequest(f"{field}.{index}.id", f"adapter {lora.id!r} does not fit {family}: {info.error}")
         return [catalogue[lora.id] for lora in loras]
 
+    @property
+    def watermark(self) -> bool:
+        """Whether outputs carry the invisible watermark (with content credentials on)."""
+        return self.signer is not None
+
+    async def put_generated(self, data: bytes, content_type: str, recipe: Recipe, owner: str = "",
+                            size: tuple[int, int] | None = None, shared: bool = False,
+                            source: tuple[bytes, str] | None = None, rendition_of: str | None = None) -> AssetInfo:
+        """An output stored signed (content credentials on) with its recipe, for its provenance and replay; `source`
+        (bytes, type) is what it was made from, its ingredient; `rendition_of` names the asset it re-encodes."""
+        if self.signer is not None:
+            data = await asyncio.to_thread(self.signer.sign, data, content_type, recipe, source)
+        if rendition_of is None:
+            info = await self.assets.put(data, content_type, "generated", owner, size, shared)
+        else:
+            info = await self.assets.put_rendition(rendition_of, f"{recipe.format}:{recipe.quality}", data,
+                                                   content_type, owner, size, shared)
+        await self.assets.put_recipe(info.id, recipe.model_dump_json())
+        return info
+
     # What a request names, or `NotFound` naming the field it came from.
+
+    async def recipe(self, asset_id: str, field: str, user: str | None) -> Recipe:
+        """The recipe of an asset `user` may read; `NotFound` naming `field` for an asset made elsewhere."""
+        await self.asset(asset_id, field, user)
+        if (found := await self.assets.recipe(asset_id)) is None:
+            raise NotFound(f"recipe of asset {asset_id} (uploaded or made before content credentials)", field)
+        return Recipe.model_validate_json(found)
 
     async def asset(self, asset_id: str, field: str, user: str | None) -> AssetInfo:
         if (info := await self.assets.info(asset_id, user)) is None:
@@ -159,6 +191,8 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         args=args,
         catalogue=load_catalogue(),
         runner=runner,
+        signer=ContentSigner(load_chain(args.credentials), args.credentials.include_prompt)
+        if args.credentials.enabled else None,
         auth_required=auth_required,
         app_name=app_name,
     )

@@ -1,10 +1,11 @@
 """Args of the composition layer: task runners, dedup, variants, uploads and the asset store."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
 
 from config.specs import families_with
 
@@ -124,6 +125,54 @@ class AssetStoreArgs(_Strict):
     max_bytes: int = Field(default=2**30, ge=2**20)
 
 
+class CredentialsArgs(_Strict):
+    """Content credentials: a C2PA manifest signed onto every delivered image and video, and an invisible watermark
+    in their pixels. Without `cert` and `key`, a development chain is generated once under MONTAGE_DATA_DIR."""
+
+    enabled: bool = Field(default=True, description="sign and watermark outputs (false: neither)")
+    cert: Path | None = Field(default=None, description="PEM certificate chain: the signing certificate first, then "
+                                                       "its issuers (C2PA refuses a self-signed end-entity one)")
+    key: Path | None = Field(default=None, description="PEM private key of the signing certificate (ES256, P-256)")
+    include_prompt: bool = Field(default=False, description="put the prompt itself into manifests (prompts can be "
+                                                            "private: by default only the prompt key)")
+
+    @field_validator("cert")
+    @classmethod
+    def _cert_valid_now(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            _check_certificate(value)
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key_readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no key file at {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> CredentialsArgs:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("credentials.cert and credentials.key go together (or neither: a development chain)")
+        return self
+
+
+def _check_certificate(path: Path) -> None:
+    """The first certificate of a PEM chain is readable and valid now."""
+    from cryptography import x509
+
+    if not path.is_file():
+        raise ValueError(f"no certificate file at {path}")
+    try:
+        certificate = x509.load_pem_x509_certificates(path.read_bytes())[0]
+    except ValueError as exc:
+        raise ValueError(f"{path} is not a PEM certificate chain: {exc}") from None
+    now = datetime.now(UTC)
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        raise ValueError(f"the certificate in {path} is valid from {certificate.not_valid_before_utc:%Y-%m-%d} to "
+                         f"{certificate.not_valid_after_utc:%Y-%m-%d}, not now (expired or not yet valid)")
+
+
 class CompositionArgs(_Strict):
     """Workflow-level settings shared by the ingress and the runners."""
 
@@ -147,6 +196,7 @@ class CompositionArgs(_Strict):
     webhooks: WebhookArgs = Field(default_factory=WebhookArgs)
     access: AccessArgs = Field(default_factory=lambda: AccessArgs())
     openai: OpenAIArgs = Field(default_factory=OpenAIArgs)
+    credentials: CredentialsArgs = Field(default_factory=CredentialsArgs)
     keyframe_model: Literal[families_with("generate")] = Field(
         default="flux", description="text to video: the image family that makes the keyframe a clip then animates")
 

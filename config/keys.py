@@ -28,6 +28,7 @@
 | asset:{id} | hash | content type, bytes, width, height, kind, created_at, shared ("1": readable by all) |
 | asset:{id}:owners | set | users who uploaded or generated it (with auth, only they read a private asset) |
 | asset:{id}:renditions | hash | recipe ("webp:90") → the asset id of this image re-encoded so (output formats) |
+| asset:{id}:recipe | string (JSON) | how a generated asset was made (content credentials, replay); a rendition names its parent |
 | style:{soul} / styles | string (JSON) / set | style profiles |
 | project:{id} / projects:{user} / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
 | project_import:{user}:{digest} | string (JSON) | the project (and task id map) a user made from an archive with that sha256 |
@@ -191,6 +192,10 @@ def asset_owners(asset_id: str) -> str:
 
 def asset_renditions(asset_id: str) -> str:
     return _key("asset", asset_id, "renditions")
+
+
+def asset_recipe(asset_id: str) -> str:
+    return _key("asset", asset_id, "recipe")
 
 
 def style(soul_id: str) -> str:

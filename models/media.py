@@ -174,6 +174,21 @@ def decode_mp4(data: bytes) -> np.ndarray:
     return np.stack(frames)
 
 
+def decode_frames(data: bytes, content_type: str) -> np.ndarray:
+    """uint8 RGB frames (F,H,W,3) of an image (every frame of a GIF) or a video (MP4, WebM) of `content_type`."""
+    if content_type.startswith("video/"):
+        return decode_mp4(data)
+    try:
+        image = Image.open(io.BytesIO(data))
+        frames = [np.asarray(image.convert("RGB"))]
+        while getattr(image, "n_frames", 1) > len(frames):
+            image.seek(len(frames))
+            frames.append(np.asarray(image.convert("RGB")))
+    except (UnidentifiedImageError, OSError, EOFError) as exc:
+        raise ValueError(f"data is not a decodable {content_type}: {exc}") from exc
+    return np.stack(frames)
+
+
 def _letterbox(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     """Scale ``frame`` to fit (width, height), keeping aspect ratio, centred on black."""
     h, w = frame.shape[:2]

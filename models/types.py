@@ -47,6 +47,7 @@ class _Sized(_Request):
     steps: int = Field(ge=1, le=100)
     guidance: float = Field(ge=0.0, le=30.0)
     seed: int = Field(ge=0, le=MAX_SEED)
+    watermark: bool = Field(default=False, description="Montage's invisible watermark in the output's pixels")
 
 
 class Control(_Request):

@@ -88,6 +88,15 @@ class AssetStore:
         await self.client.hset(keys.asset_renditions(asset_id), recipe, info.id)
         return info
 
+    async def put_recipe(self, asset_id: str, recipe: str) -> None:
+        """Keeps how a generated asset was made (the recipe's JSON) for its provenance and replay."""
+        await self.client.set(keys.asset_recipe(asset_id), recipe)
+
+    async def recipe(self, asset_id: str) -> str | None:
+        """The recipe's JSON of an asset whose `info` the caller has read; None for one not generated here."""
+        found = await self.client.get(keys.asset_recipe(asset_id))
+        return found.decode() if found is not None else None
+
     async def info(self, asset_id: str, user: str | None = None) -> AssetInfo | None:
         """Metadata of an asset `user` may read; None when it is missing or another user's private one."""
         async with self.client.pipeline(transaction=False) as pipe:

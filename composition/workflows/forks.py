@@ -85,7 +85,7 @@ class ForksWorkflow(Workflow[ForkJob]):
         await ctx.wait_for(image.family, work_units(image.width, image.height, image.steps - job.step))
         result = await self.images.call(image, request, ctx.task_id)
         await ctx.spend(image.family, result.metadata)
-        asset = await self.images.stored(image, result, shared=False)
+        asset = await self.images.stored(image, result, False, control_refs, {"fork": job.forked_from})
         metadata = result.metadata.model_dump() | {"control_maps": control_refs, "forked_from": job.forked_from}
         out = ImageOut(**AssetRef.of(asset.id).model_dump(), seed=seed, metadata=metadata)
         return ImagesResult(images=[out], prompt_key=image.prompt_key, cache_hit=False, match=image.match,

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, PrivateAttr
 
+from composition.credentials.recipe import Recipe, RecipeAdapter, RecipeControl
 from composition.metrics import service_metrics
 from composition.schemas.common import AssetRef, ImageModel, Match
 from composition.schemas.images import (
@@ -184,18 +185,39 @@ class ImagesWorkflow(Workflow[ImageJob]):
                 await self.services.library.add(job.family, job.prompt_key, ctx.task_id, missing[0])
             for seed, (result, reused) in zip(missing, rendered, strict=True):
                 await ctx.spend(job.family, result.metadata)
-                asset = await self.stored(job, result, shared=job.shared)
+                asset = await self.stored(job, result, job.shared, control_refs, reused or None)
                 metadata = result.metadata.model_dump() | {"control_maps": control_refs} | reused
                 await prompts.add_variant(job.prompt_key, seed, asset.id, metadata)
             variants = await prompts.variants_for_seeds(job.prompt_key, job.seeds)
         return variants
 
-    async def stored(self, job: ImageJob, result, shared: bool):
-        """A rendered image's asset (its model time recorded for the family's estimates)."""
+    async def stored(self, job: ImageJob, result, shared: bool, control_refs: list[dict[str, Any]] | None = None,
+                     started_from: dict[str, Any] | None = None):
+        """A rendered image's asset, signed with its recipe (an edit's source as its ingredient); its model time
+        recorded for the family's estimates."""
         await self.services.timings.record(job.family, result.metadata,
                                            work_units(result.width, result.height, job.steps))
-        return await self.services.assets.put(result.png, "image/png", "generated", job.owner,
-                                              (result.width, result.height), shared=shared)
+        recipe = await self.recipe(job, result.seed, result.metadata.model_dump(), control_refs or [], started_from)
+        source = None
+        if job.source:
+            info = await self.services.asset(job.source, "image", job.owner)
+            source = await self.services.assets.bytes_of(job.source), info.content_type
+        return await self.services.put_generated(result.png, "image/png", recipe, job.owner,
+                                                 (result.width, result.height), shared, source)
+
+    async def recipe(self, job: ImageJob, seed: int, metadata: dict[str, Any], control_refs: list[dict[str, Any]],
+                     started_from: dict[str, Any] | None = None) -> Recipe:
+        """How the variant of `seed` was made (the adapters with their files' digests)."""
+        catalogue = await self.services.adapters.catalogue(job.family) if job.loras else {}
+        return Recipe.of(
+            metadata, operation=job.operation, family=job.family, seed=seed, steps=job.steps, width=job.width,
+            height=job.height, guidance=job.guidance, prompt=job.prompt, negative_prompt=job.negative_prompt,
+            prompt_key=job.prompt_key, source=job.source, format="png", watermark=self.services.watermark,
+            started_from=started_from,
+            loras=[RecipeAdapter(id=lora.id, scale=lora.scale, digest=getattr(catalogue.get(lora.id), "digest", None))
+                   for lora in job.loras],
+            controls=[RecipeControl(type=ref["type"], image=ref["asset_id"], scale=spec.scale)
+                      for spec, ref in zip(job.controls, control_refs, strict=True)])
 
     async def _render_one(self, ctx: TaskContext, job: ImageJob, seed: int, controls: list[Control],
                           source: bytes | None, first: bool):
@@ -216,17 +238,18 @@ class ImagesWorkflow(Workflow[ImageJob]):
         service_metrics().reuse.inc(1, {"family": job.family, "step": str(step)})
         return {"reused": {"from_prompt_key": job.reuse.prompt_key, "from_step": step, "steps_skipped": step}}
 
-    @staticmethod
-    def request_for(job: ImageJob, seed: int, controls: list[Control], source: bytes | None
-                    ) -> ImageRequest | EditRequest:
-        """The model request of one variant of the job."""
+    def request_for(self, job: ImageJob, seed: int, controls: list[Control], source: bytes | None,
+                    watermark: bool | None = None) -> ImageRequest | EditRequest:
+        """The model request of one variant of the job, watermarked as the credentials say unless `watermark` says
+        otherwise (a replay of a recipe)."""
         common = dict(prompt=job.prompt, width=job.width, height=job.height, steps=job.steps, guidance=job.guidance,
-                      seed=seed, loras=tuple(job.loras))
+                      seed=seed, loras=tuple(job.loras),
+                      watermark=self.services.watermark if watermark is None else watermark)
         if job.operation == "edit":
             return EditRequest(image=source, **common)
         return ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), **common)
 
-    async def call(self, job: ImageJob, request: ImageRequest | EditRequest, task_id: str):
+    async def call(self, job: ImageJob, request: ImageRequest | EditRequest, task_id: str | None):
         """One model request on the job's family, on a replica holding its adapters (Serve's multiplexing)."""
         handle = self.handle(job.family)
         if job.loras:
@@ -253,25 +276,33 @@ class ImagesWorkflow(Workflow[ImageJob]):
         return controls, refs
 
     async def result(self, job: ImageJob, variants: list[Variant], cache_hit: bool) -> dict[str, Any]:
-        images = [ImageOut(**AssetRef.of(await self.encoded(job, v)).model_dump(), format=job.output_format,
+        images = [ImageOut(**AssetRef.of(await self.encoded(job, v, cache_hit)).model_dump(), format=job.output_format,
                            seed=v.seed, variant_id=v.id, metadata=v.metadata) for v in variants]
         control_maps = [ControlMapOut(**ref) for ref in variants[0].metadata.get("control_maps", [])]
         return ImagesResult(images=images, prompt_key=job.prompt_key, cache_hit=cache_hit, match=job.match,
                             prompt_used=job.prompt, control_maps=control_maps).model_dump()
 
-    async def encoded(self, job: ImageJob, variant: Variant) -> str:
+    async def encoded(self, job: ImageJob, variant: Variant, cache_hit: bool = False) -> str:
         """The variant's image in the job's format: its own PNG, or that PNG re-encoded (the same pixels, never a
-        second model call) once per recipe and found by it after."""
+        second model call) once per format and quality and found by them after; a rendition is signed as derived
+        from the PNG (its recipe says whether it was made for a request served from cache)."""
         if job.output_format == "png":
             return variant.asset_id
         assets = self.services.assets
-        recipe = f"{job.output_format}:{job.quality or DEFAULT_QUALITY}"
-        if found := await assets.rendition(variant.asset_id, recipe, job.owner, job.shared):
+        quality = job.quality or DEFAULT_QUALITY
+        if found := await assets.rendition(variant.asset_id, f"{job.output_format}:{quality}", job.owner, job.shared):
             return found
         png = await assets.bytes_of(variant.asset_id)
         data = await asyncio.to_thread(encode_image, png, job.output_format, job.quality)
-        return (await assets.put_rendition(variant.asset_id, recipe, data, MEDIA_TYPES[job.output_format], job.owner,
-                                           (job.width, job.height), job.shared)).id
+        found = await assets.recipe(variant.asset_id)
+        if found is None:  # a variant made before content credentials: re-encoded as it was
+            return (await assets.put_rendition(variant.asset_id, f"{job.output_format}:{quality}", data,
+                                               MEDIA_TYPES[job.output_format], job.owner, (job.width, job.height),
+                                               job.shared)).id
+        recipe = Recipe.model_validate_json(found).rendition(variant.asset_id, job.output_format, quality, cache_hit)
+        return (await self.services.put_generated(data, MEDIA_TYPES[job.output_format], recipe, job.owner,
+                                                  (job.width, job.height), job.shared, (png, "image/png"),
+                                                  rendition_of=variant.asset_id)).id
 
 
 def in_context(context: str, prompt: str) -> str:

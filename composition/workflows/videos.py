@@ -6,13 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from composition.credentials.recipe import Recipe
 from composition.schemas.common import AssetRef, ImageModel, VideoModel
 from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoOptions, VideoOut, VideoRemix
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from models.errors import InvalidRequest
 from models.media import MEDIA_TYPES, VideoFormat
-from models.types import ImageRequest, VideoRequest
+from models.types import ImageRequest, VideoRequest, VideoResult
 
 PRIOR_MS_PER_UNIT = 50.0 / (64 * 64)  # per pixel-frame-step before anything was measured: tiny models on a CPU
 
@@ -100,32 +101,46 @@ class VideosWorkflow(Workflow[VideoJob]):
         frame = job.keyframe
         await ctx.wait_for(frame.model, work_units(job.width, job.height, frame.steps))
         request = ImageRequest(prompt=frame.prompt, width=job.width, height=job.height, steps=frame.steps,
-                               guidance=frame.guidance, seed=frame.seed)
+                               guidance=frame.guidance, seed=frame.seed, watermark=self.services.watermark)
         result = await self.handle(frame.model).generate.remote(request, ctx.task_id)
         await ctx.spend(frame.model, result.metadata)
-        asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
-                                               (job.width, job.height))
+        recipe = Recipe.of(result.metadata.model_dump(), operation="generate", family=frame.model, seed=frame.seed,
+                           steps=frame.steps, width=job.width, height=job.height, guidance=frame.guidance,
+                           prompt=frame.prompt, format="png", watermark=self.services.watermark)
+        asset = await self.services.put_generated(result.png, "image/png", recipe, job.owner, (job.width, job.height))
         await ctx.save_step("keyframe", asset.id)
         return asset.id
 
     async def animate(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
-        """Renders and stores one clip (the caller owns the task's stage)."""
-        image = await self.services.asset_bytes(job.image, "image", job.owner)
-        request = VideoRequest(image=image, prompt=job.prompt, num_frames=job.num_frames, fps=job.fps,
-                               width=job.width, height=job.height, steps=job.steps, guidance=self.guidance(job.model),
-                               seed=job.seed, gif=job.gif, output_format=job.output_format)
-        result = await self.handle(job.model).animate.remote(request, ctx.task_id)
+        """Renders and stores one clip (the caller owns the task's stage), signed with the image as its source."""
+        info = await self.services.asset(job.image, "image", job.owner)
+        image = await self.services.assets.bytes_of(job.image)
+        result = await self.clip(ctx.task_id, job, image, self.services.watermark)
         await ctx.spend(job.model, result.metadata)
-        assets = self.services.assets
-        video = await assets.put(result.video, MEDIA_TYPES[result.format], "generated", job.owner,
-                                 (result.width, result.height))
-        gif = await assets.put(result.gif, "image/gif", "generated", job.owner) if result.gif else None
+        recipe = Recipe.of(result.metadata.model_dump(), operation="animate", family=job.model, seed=job.seed,
+                           steps=job.steps, width=result.width, height=result.height, guidance=self.guidance(job.model),
+                           prompt=job.prompt, source=job.image, num_frames=result.num_frames, fps=result.fps,
+                           format=result.format, watermark=self.services.watermark)
+        source = (image, info.content_type)
+        video = await self.services.put_generated(result.video, MEDIA_TYPES[result.format], recipe, job.owner,
+                                                  (result.width, result.height), source=source)
+        gif = video if result.gif and result.format == "gif" else None  # the clip is the GIF: one asset
+        if result.gif and gif is None:
+            gif_recipe = recipe.model_copy(update={"format": "gif"})
+            gif = await self.services.put_generated(result.gif, "image/gif", gif_recipe, job.owner, source=source)
         await self.services.timings.record(job.model, result.metadata,
                                            work_units(result.width, result.height, job.steps, result.num_frames))
         return VideoOut(video=AssetRef.of(video.id), format=result.format, gif=AssetRef.of(gif.id) if gif else None,
                         num_frames=result.num_frames, fps=result.fps, width=result.width, height=result.height,
                         seed=result.seed, metadata=result.metadata.model_dump(),
                         keyframe=AssetRef.of(job.image) if job.keyframe else None).model_dump()
+
+    async def clip(self, task_id: str | None, job: VideoJob, image: bytes, watermark: bool) -> VideoResult:
+        """One clip of `image` from the family's deployment (progress reported into `task_id`'s record)."""
+        request = VideoRequest(image=image, prompt=job.prompt, num_frames=job.num_frames, fps=job.fps,
+                               width=job.width, height=job.height, steps=job.steps, guidance=self.guidance(job.model),
+                               seed=job.seed, gif=job.gif, output_format=job.output_format, watermark=watermark)
+        return await self.handle(job.model).animate.remote(request, task_id)
 
     def guidance(self, model: VideoModel) -> float:
         return self.services.defaults_of(model).guidance

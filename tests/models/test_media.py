@@ -187,3 +187,20 @@ def test_encode_image_keeps_the_pixels_in_another_format() -> None:
         assert len(media.encode_image(png, fmt, quality=10)) < len(encoded)
     with pytest.raises(ValueError, match="format"):
         media.encode_image(png, "bmp")
+
+
+def test_the_watermark_survives_mp4_and_frames_too_small_carry_none():
+    """Every frame of a clip is marked (`VideoRequest.watermark`) and read back after H.264; the same frames unmarked,
+    and a frame under 256² pixels, are not found. (A GIF's 256-colour palette keeps it on some content, not on these
+    smooth gradients.)"""
+    from models.watermark import detect, mark_frames
+
+    ramp = np.linspace(0, 255, 256, dtype=np.float32)
+    frames = np.stack([np.stack([np.add.outer(ramp, ramp * k) / 2 % 256, np.outer(ramp, ramp) / 256 % 256,
+                                 np.full((256, 256), 40.0 * k)], -1) for k in range(1, 4)]).astype(np.uint8)
+    marked = mark_frames(frames)
+    assert marked.shape == frames.shape and marked.dtype == np.uint8 and not np.array_equal(marked, frames)
+    assert all(detect(frame).found for frame in media.decode_frames(media.frames_to_mp4(marked, 8), "video/mp4"))
+    assert not any(detect(frame).found for frame in media.decode_mp4(media.frames_to_mp4(frames, 8)))
+    small = frames[:, :64, :64]
+    assert np.array_equal(mark_frames(small), small) and detect(small[0]).bits_matched is None

@@ -1,0 +1,37 @@
+"""Content credentials over HTTP: an asset's provenance, a replay's outcome, a checked upload."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from composition.credentials.recipe import Recipe
+from composition.credentials.signing import Verdict
+from models.watermark import Detection
+
+REPLAY_NOTE = ("bit-identical on the same model source, device class and settings; another GPU model, torch.compile, "
+               "fp8 or a different kernel library changes the floating-point sums and so the pixels")
+
+
+class AssetProvenance(BaseModel):
+    asset_id: str
+    recipe: dict[str, Any] = Field(description="how it was made (the prompt only with credentials.include_prompt)")
+    manifest: Verdict = Field(description="the C2PA manifest in its bytes, validated against the configured chain")
+
+
+class ProvenanceCheck(BaseModel):
+    content_type: str
+    montage: bool = Field(description="made by Montage: its watermark found, or a valid manifest of this Montage")
+    watermark: Detection = Field(description="the watermark read from the first frame")
+    manifest: Verdict = Field(description="the C2PA manifest, if any, validated against the configured chain")
+    pixels_changed: bool = Field(description="the manifest does not match the bytes it signed (edited after signing)")
+    recipe: dict[str, Any] | None = Field(default=None, description="Montage's recipe, as the manifest holds it")
+
+
+class ReplayOut(BaseModel):
+    asset_id: str = Field(description="the asset compared: the one asked, or the image a rendition re-encodes")
+    identical: bool
+    max_pixel_difference: int = Field(description="the largest difference of one channel of one pixel (0-255)")
+    frames: int
+    recipe: Recipe
+    note: str = REPLAY_NOTE
