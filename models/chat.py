@@ -33,7 +33,11 @@ class Ask:
 
 
 class Engine(Protocol):
+    limit: int  # requests answered at once
+
     def warmup(self) -> None: ...
+
+    def running(self) -> int: ...
 
     def submit(self, ask: Ask, lane_rank: int, user: str, on_text: Callable[[str], None] | None) -> Answer: ...
 
@@ -49,8 +53,19 @@ class LocalEngine:
         self.decode = DecodeEngine(model, tokenizer.eos_token_id, slots, context, compile_mode)
         self._sequences: dict[Answer, Sequence] = {}
 
+    @property
+    def limit(self) -> int:
+        return self.decode.limit
+
+    @limit.setter
+    def limit(self, size: int) -> None:
+        self.decode.limit = min(size, self.decode.slots)
+
     def warmup(self) -> None:
         self.decode.warmup()
+
+    def running(self) -> int:
+        return self.decode.active()
 
     def submit(self, ask: Ask, lane_rank: int = 1, user: str = "",
                on_text: Callable[[str], None] | None = None) -> Answer:

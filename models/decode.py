@@ -99,6 +99,7 @@ class DecodeEngine:
         self.forward = torch.compile(self._forward, mode=compile_mode, fullgraph=True) if compile_mode else \
             self._forward
         self.thread: threading.Thread | None = None
+        self.limit = slots  # rows that may decode at once (at most `slots`)
         self.steps = self.shifts = 0  # decode steps run (each one forward of every row), cache shifts
 
     # -- the public side (any thread)
@@ -167,7 +168,7 @@ class DecodeEngine:
         already running (a later shift can always make room for every row's worst case)."""
         running = Counter(s.user for s in self.rows if s is not None)
         joining: list[Sequence] = []
-        free = [row for row, s in enumerate(self.rows) if s is None]
+        free = [row for row, s in enumerate(self.rows) if s is None][:max(0, self.limit - self.active())]
         while free and self.waiting:
             best = min(self.waiting, key=lambda s: (s.lane_rank, running[s.user], s.order))
             if not self._fits(best, joining):

@@ -5,6 +5,7 @@ the model is an error naming `llm.endpoint` at startup; a call that fails after 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,21 @@ class ChatEndpoint:
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
         self.client = httpx.Client(base_url=endpoint.url, headers=headers, timeout=self.timeout_s)
         self.pool = ThreadPoolExecutor(slots, thread_name_prefix="llm-endpoint")
+        self.slots, self.inflight, self._limit = slots, 0, slots
+        self.gate = threading.Condition()
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @limit.setter
+    def limit(self, size: int) -> None:
+        with self.gate:
+            self._limit = min(size, self.slots)
+            self.gate.notify_all()
+
+    def running(self) -> int:
+        return self.inflight
 
     def _name(self) -> str:
         return f"llm.endpoint {self.endpoint.url} (model {self.endpoint.model!r})"
@@ -50,6 +66,17 @@ class ChatEndpoint:
         answer.cancel()
 
     def _answer(self, ask: Ask, on_text: Callable[[str], None] | None) -> str | None:
+        with self.gate:
+            self.gate.wait_for(lambda: self.inflight < self._limit)
+            self.inflight += 1
+        try:
+            return self._ask(ask, on_text)
+        finally:
+            with self.gate:
+                self.inflight -= 1
+                self.gate.notify_all()
+
+    def _ask(self, ask: Ask, on_text: Callable[[str], None] | None) -> str | None:
         messages = list(ask.conversation)
         body = {"model": self.endpoint.model, "messages": messages, "max_tokens": ask.max_new_tokens,
                 "temperature": ask.temperature, "seed": ask.seed,
