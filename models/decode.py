@@ -32,14 +32,19 @@ BITS = 32  # llguidance packs a token mask as int32 words
 
 
 class WindowLayer(StaticLayer):
-    """A static cache layer whose attention reads only `window`'s columns (eager steps read from the oldest row's
-    start to `t`; a compiled step reads all, its shapes fixed)."""
+    """A static cache layer written for the step's first rows, whose attention reads only `window`'s columns (an
+    eager step runs up to the last busy row, from the oldest row's start to `t`; a compiled step runs every row and
+    column, its shapes fixed)."""
 
     window = slice(None)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        keys, values = super().update(key_states, value_states, *args, **kwargs)
-        return keys[:, :, self.window], values[:, :, self.window]
+        rows, length = key_states.shape[0], key_states.shape[-2]
+        positions = torch.arange(length, device=self.device) + self.cumulative_length
+        self.cumulative_length.add_(length)
+        self.keys[:rows].index_copy_(2, positions, key_states)
+        self.values[:rows].index_copy_(2, positions, value_states)
+        return self.keys[:rows, :, self.window], self.values[:rows, :, self.window]
 
 
 @dataclass(eq=False)
@@ -218,25 +223,28 @@ class DecodeEngine:
                 self._accept(row, tokens[row])
 
     def _step(self) -> torch.Tensor:
-        """Writes every row's last token at column `t` and samples each row's next one (free rows: garbage)."""
-        for row, sequence in enumerate(self.rows):
+        """Writes each row's last token at column `t` and samples each row's next one (free rows: garbage). A
+        compiled step runs every row; an eager one the rows up to the last busy one."""
+        busy = [row for row, s in enumerate(self.rows) if s is not None]
+        n = self.slots if self.compiled else (busy[-1] + 1 if busy else 1)
+        rows = self.rows[:n]
+        for row, sequence in enumerate(rows):
             if sequence is None:
                 self.bitmask[row] = -1
-        self.inputs.copy_(torch.tensor([[s.tokens[-1] if s else self.eos] for s in self.rows]), non_blocking=True)
-        self.positions.copy_(torch.tensor([[self.t - s.start if s else 0] for s in self.rows]), non_blocking=True)
+        self.inputs[:n].copy_(torch.tensor([[s.tokens[-1] if s else self.eos] for s in rows]), non_blocking=True)
+        self.positions[:n].copy_(torch.tensor([[self.t - s.start if s else 0] for s in rows]), non_blocking=True)
         self.valid[:, self.t] = True
         for layer in self.cache.layers:
             layer.cumulative_length.fill_(self.t)
-        mask = self.bitmask.to(self.device, non_blocking=True)
-        window = slice(None) if self.compiled else slice(min((s.start for s in self.rows if s), default=0), self.t + 1)
+        mask = self.bitmask[:n].to(self.device, non_blocking=True)
+        window = slice(None) if self.compiled else slice(min((s.start for s in rows if s), default=0), self.t + 1)
         for layer in self.cache.layers:
             layer.window = window
-        logits = self.forward(self.inputs, self.positions, self.valid[:, None, None, window])
+        logits = self.forward(self.inputs[:n], self.positions[:n], self.valid[:n, None, None, window])
         self._mask(logits, mask)
         self.t += 1
         self.steps += 1
-        sampled = self._sample(logits, self.rows)
-        return sampled.cpu()
+        return self._sample(logits, rows).cpu()
 
     def _forward(self, inputs: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         output = self.model(input_ids=inputs, position_ids=positions, attention_mask={"full_attention": mask},
