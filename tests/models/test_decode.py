@@ -74,3 +74,15 @@ def test_a_prompt_longer_than_the_context_is_refused_naming_it():
     small = llm.LLM(LLMArgs(max_new_tokens=24, slots=1, context=256))
     with pytest.raises(ValueError, match="prompt: .* exceed the LLM context of 256 tokens"):
         small.submit(small.optimize_ask(PromptRequest(prompt="word " * 300)))
+
+
+def test_waiting_requests_take_a_free_row_by_lane_then_arrival():
+    single = llm.LLM(LLMArgs(max_new_tokens=24, slots=1))
+    finished: list[str] = []
+    busy = single.submit(single.optimize_ask(PromptRequest(prompt="first")))  # the row, while the others queue
+    for name, lane in (("low", 2), ("normal-1", 1), ("high", 0), ("normal-2", 1)):
+        answer = single.submit(single.optimize_ask(PromptRequest(prompt=name)), lane_rank=lane, user=name)
+        answer.add_done_callback(lambda _, name=name: finished.append(name))
+    busy.result(60)
+    single.submit(single.optimize_ask(PromptRequest(prompt="last")), lane_rank=2).result(60)
+    assert finished == ["high", "normal-1", "normal-2", "low"]
