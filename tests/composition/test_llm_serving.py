@@ -57,17 +57,3 @@ def test_a_bad_stream_option_is_a_422_naming_it(client):
     response = client.post("/v1/prompts/optimize", json={"prompt": "x", "stream": "sometimes"})
     assert response.status_code == 422 and "stream" in response.text
 
-
-def test_a_cancelled_storyboard_leaves_the_decode_and_the_others_decode_alone(client):
-    response = client.post("/v1/storyboards", json={"theme": "a long voyage", "num_scenes": 12, "scene_seconds": 1})
-    assert response.status_code == 202, response.text
-    task_id = response.json()["task_id"]
-    with client.stream("GET", f"/v1/tasks/{task_id}/events") as events:  # its scenes are being decoded
-        assert any(line == "event: text" for line in events.iter_lines())
-    cancelled = client.delete(f"/v1/tasks/{task_id}")
-    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    for attempt in range(20):  # the storyboard's 12 scenes decode far longer than this if its row stayed
-        result = optimize(client, f"a quiet harbour, check {attempt}")
-        if result["metadata"]["batch_size"] == 1:
-            break
-    assert result["metadata"]["batch_size"] == 1 and not result["fallback"]
