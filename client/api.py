@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from client import sse
 from composition.schemas.adapters import AdapterOut
 from composition.schemas.common import Accepted, AssetRef, ErrorEnvelope, ImageModel, VideoModel
+from composition.schemas.forks import ForkBody
 from composition.schemas.images import ImageEdit, ImageGeneration, ImagesResult
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
 from composition.schemas.videos import VideoGeneration, VideoOut
@@ -143,6 +144,13 @@ class Montage:
         body = _body(ImageEdit, image=self._asset(image), prompt=prompt, n=n, wait_s=wait_s, priority=priority,
                      **options)
         return self._submit("/v1/images/edits", body, ImagesResult)
+
+    def fork(self, task_id: str, step: int, *, wait_s: float = 0, priority: Lane | None = None,
+             **options: Any) -> TaskHandle[ImagesResult]:
+        """`POST /v1/tasks/{task_id}/fork`: a new image from the finished task's kept state after `step`;
+        `options`: seed, strength, prompt, loras."""
+        body = _body(ForkBody, step=step, wait_s=wait_s, priority=priority, **options)
+        return self._submit(f"/v1/tasks/{task_id}/fork", body, ImagesResult)
 
     def video(self, image: Image | None = None, *, model: VideoModel | None = None, wait_s: float = 0,
               priority: Lane | None = None, **options: Any) -> TaskHandle[VideoOut]:

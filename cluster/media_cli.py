@@ -1,4 +1,4 @@
-"""`montage generate | edit | video | storyboard`: one generation through the Python client (`client/`), its task
+"""`montage generate | edit | fork | video | storyboard`: one generation through the Python client (`client/`), its task
 followed over server-sent events with a progress bar (stage, step, ETA), Ctrl-C cancelling it, its results written as
 files (their paths printed on stdout, one a line; progress and messages go to stderr). `montage adapters add | rm`:
 a LoRA adapter uploaded to, or removed from, an image family."""
@@ -41,6 +41,15 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     edit.add_argument("image")
     edit.add_argument("prompt")
     _image_options(edit)
+    fork = commands.add_parser("fork", parents=[server], help="more like a finished image task: a new image from "
+                                                              "its state after --step (a seed re-noises it)")
+    fork.add_argument("task_id")
+    fork.add_argument("--step", type=int, required=True, help="one of the steps the task keeps")
+    fork.add_argument("--seed", type=int)
+    fork.add_argument("--strength", type=float, help="with --seed: how much noise (default 0.3)")
+    fork.add_argument("--prompt", help="default: the task's prompt")
+    fork.add_argument("--lora", action="append", type=_lora, dest="loras", metavar="ID[:SCALE]")
+    fork.add_argument("-o", "--output", type=Path, default=Path("."), help="folder (default: the current one)")
     video = commands.add_parser("video", parents=[server], help="animate an image (a file or an asset id), or a "
                                                                 "keyframe made from --prompt")
     video.add_argument("image", nargs="?", help="none: text to video from --prompt")
@@ -140,11 +149,18 @@ def _edit(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     return _images(montage, handle, args, console)
 
 
-def _images(montage: Montage, handle: TaskHandle, args: argparse.Namespace, console: Console) -> int:
+def _fork(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    handle = montage.fork(args.task_id, args.step, seed=args.seed, strength=args.strength, prompt=args.prompt,
+                          loras=args.loras, priority=args.priority)
+    return _images(montage, handle, args, console, f"fork-{args.task_id[:8]}-{args.step}")
+
+
+def _images(montage: Montage, handle: TaskHandle, args: argparse.Namespace, console: Console,
+            stem: str | None = None) -> int:
     if (result := _follow(handle, console)) is None:
         return CANCELLED_RC
     for number, image in enumerate(result.images, 1):
-        print(montage.download(image, args.output, f"{_slug(args.prompt, 'image')}-{number}"))
+        print(montage.download(image, args.output, f"{stem or _slug(args.prompt, 'image')}-{number}"))
     return 0
 
 
@@ -258,4 +274,5 @@ def _adapters(montage: Montage, args: argparse.Namespace, console: Console) -> i
     return 0
 
 
-COMMANDS = {"generate": _generate, "edit": _edit, "video": _video, "storyboard": _storyboard, "adapters": _adapters}
+COMMANDS = {"generate": _generate, "edit": _edit, "fork": _fork, "video": _video, "storyboard": _storyboard,
+            "adapters": _adapters}

@@ -95,8 +95,14 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
 
 
 async def charge(services: Services, principal: Principal, kind: QuotaKind | None) -> None:
-    """Takes one of today's tasks of this kind from the caller's quota; 429 naming the limit when none is left."""
-    if principal.tier is None or kind is None or kind not in principal.tier.daily:
+    """Takes one of today's tasks of this kind from the caller's quota; 429 naming the limit when none is left, or
+    when the tier's daily device seconds are spent."""
+    if principal.tier is None or kind is None:
+        return
+    if (seconds := principal.tier.daily_gpu_seconds) is not None and \
+            await services.access.gpu_seconds_spent(principal.user_id) >= seconds:
+        raise ApiError(429, "quota_exceeded", f"daily quota of {seconds:g} gpu_seconds reached", "gpu_seconds")
+    if kind not in principal.tier.daily:
         return
     limit = principal.tier.daily[kind]
     if not await services.access.take_quota(principal.user_id, kind, limit):

@@ -17,6 +17,8 @@ class ServiceMetrics:
     request_ms: metrics.Histogram
     cache: metrics.Counter
     dedup: metrics.Counter
+    reuse: metrics.Counter
+    gpu_seconds: metrics.Counter
     tasks_finished: metrics.Counter
     task_ms: metrics.Histogram
     tasks: metrics.Gauge
@@ -31,6 +33,10 @@ def service_metrics() -> ServiceMetrics:
         request_ms=metrics.Histogram("montage_request_ms", "HTTP latency by route", MS_BOUNDARIES, ("route",)),
         cache=metrics.Counter("montage_cache", "generation cache lookups: hit or miss", ("result",)),
         dedup=metrics.Counter("montage_dedup", "prompt resolutions: exact, semantic (a merge) or new", ("match",)),
+        reuse=metrics.Counter("montage_reuse", "jobs started from a similar prompt's kept latent, by the step",
+                              ("family", "step")),
+        gpu_seconds=metrics.Counter("montage_gpu_seconds", "device seconds of tasks' model work (each request's "
+                                    "share of fused forwards and its own encode/decode)", ("family", "lane")),
         tasks_finished=metrics.Counter("montage_tasks_finished", "tasks reaching a terminal status",
                                        ("kind", "status")),
         task_ms=metrics.Histogram("montage_task_duration_ms", "task duration from creation to its end",

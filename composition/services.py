@@ -19,6 +19,8 @@ from composition.store.prompts import PromptStore
 from composition.store.redis_version import require_redis_8
 from composition.store.styles import Style, StyleStore
 from composition.store.tasks import TaskStore
+from composition.store.kept import KeptStates
+from composition.store.reuse import LatentLibrary
 from composition.store.timings import TimingStore
 from composition.store.webhooks import WebhookStore
 from config.composition import CompositionArgs
@@ -39,6 +41,8 @@ class Services:
     styles: StyleStore
     projects: ProjectStore
     timings: TimingStore
+    kept: KeptStates
+    library: LatentLibrary
     landmarks: LandmarkChooser
     access: AccessStore
     webhooks: WebhookStore
@@ -144,6 +148,8 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         styles=StyleStore(client),
         projects=ProjectStore(client),
         timings=TimingStore(client),
+        kept=KeptStates(client, args.task_ttl_s),
+        library=LatentLibrary(client, args.reuse),
         landmarks=LandmarkChooser(client),
         access=AccessStore(client),
         webhooks=WebhookStore(client, args.task_ttl_s),

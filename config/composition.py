@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validator
 
 from config.specs import families_with
 
@@ -34,6 +34,43 @@ class DedupArgs(_Strict):
     threshold: float | None = Field(default=None, ge=0.0, le=1.0, description="cosine; None: the tuned default")
     candidates: int = Field(default=8, ge=1, le=100, description="nearest indexed prompts checked per lookup")
     index_ttl_days: float = Field(default=30.0, gt=0.0, description="a prompt unused this long leaves the index")
+
+
+class ReuseBand(_Strict):
+    """Neighbours at least this similar start from this fraction of the schedule (steps skipped)."""
+
+    similarity: float = Field(ge=0.0, le=1.0)
+    fraction: float = Field(gt=0.0, lt=1.0)
+
+
+class ReuseArgs(_Strict):
+    """Approximate reuse (NIRVANA-like): a new prompt whose nearest neighbour in its scope is similar but not a
+    duplicate starts from the neighbour's kept latent at a step its similarity allows (higher: later)."""
+
+    enabled: bool = True
+    min_similarity: float = Field(default=0.65, ge=0.0, le=1.0,
+                                  description="below it (cosine) no neighbour is reused; at or above the dedup "
+                                              "threshold the prompt merges instead")
+    mapping: list[ReuseBand] = Field(
+        default_factory=lambda: [ReuseBand(similarity=0.65, fraction=0.2), ReuseBand(similarity=0.72, fraction=0.4)],
+        min_length=1, max_length=16,
+        description="similarity floors (ascending) → fraction of the schedule started from; the kept step at or "
+                    "below it is used (NIRVANA skips 10-50 % of 50 steps as similarity grows)")
+    max_mb: float = Field(default=256.0, gt=0.0, description="latent library size cap per family (LRU beyond)")
+    ttl_s: int = Field(default=86_400, ge=60, description="a library entry unused this long leaves it")
+
+    @model_validator(mode="after")
+    def _ascending(self) -> ReuseArgs:
+        floors = [band.similarity for band in self.mapping]
+        if floors != sorted(set(floors)) or floors[0] < self.min_similarity:
+            raise ValueError("mapping: similarity floors ascending, distinct, none below min_similarity")
+        return self
+
+    def fraction(self, similarity: float) -> float | None:
+        """The schedule fraction a neighbour this similar starts from; None: too far."""
+        if similarity < self.min_similarity:
+            return None
+        return next((band.fraction for band in reversed(self.mapping) if similarity >= band.similarity), None)
 
 
 WEBHOOK_SECRET = r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$"
@@ -106,6 +143,7 @@ class CompositionArgs(_Strict):
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
     task_ttl_s: int = Field(default=7 * 86_400, ge=60, description="how long finished task records are kept")
     dedup: DedupArgs = Field(default_factory=DedupArgs)
+    reuse: ReuseArgs = Field(default_factory=ReuseArgs)
     webhooks: WebhookArgs = Field(default_factory=WebhookArgs)
     access: AccessArgs = Field(default_factory=lambda: AccessArgs())
     openai: OpenAIArgs = Field(default_factory=OpenAIArgs)
@@ -130,6 +168,9 @@ class TierArgs(_Strict):
                           description="a user's share of the lane's model steps against other users' (weighted "
                                       "round-robin in each diffusion replica: weight 3 gets 3 steps to 1's one)")
     daily: dict[QuotaKind, int] = Field(default_factory=dict, description="kind → tasks per UTC day; absent: no limit")
+    daily_gpu_seconds: float | None = Field(default=None, gt=0.0,
+                                            description="device seconds a user's tasks may use per UTC day (a "
+                                                        "request once they are spent is a 429); None: no limit")
     rate_per_s: float = Field(default=5.0, gt=0, description="sustained requests per second")
     burst: int = Field(default=20, ge=1, description="bucket size: requests allowed at once")
     admin: bool = Field(default=False, description="may change runtime settings and run warm-ups")

@@ -186,11 +186,22 @@ class StepPolicy(BaseModel):
                             description="requests whose denoiser calls of a step run as one forward: a job of the "
                                         "running one's operation and latent shape joins it at a step boundary, each "
                                         "at its own timestep (continuous batching; 0 or 1: off)")
+    keep_steps: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(
+        default=[0.2, 0.4, 0.6, 0.8], max_length=16,
+        description="fractions of a job's schedule whose step states are kept for forks (POST /v1/tasks/{id}/fork)")
+    fork_ttl_s: int = Field(default=3600, ge=0, le=7 * 86400,
+                            description="how long a task's kept step states stay for forks (0: none kept)")
 
     @property
     def checkpoints(self) -> bool:
         """Whether jobs are checkpointed; then also after their last step, before the VAE decode."""
         return self.checkpoint_every > 0 or self.checkpoint_every_s is not None
+
+    def kept_steps(self, total: int) -> frozenset[int]:
+        """The steps of a `total`-step job whose states are kept for forks (never 0 or the last)."""
+        if self.fork_ttl_s == 0:
+            return frozenset()
+        return frozenset(step for fraction in self.keep_steps if 0 < (step := round(fraction * total)) < total)
 
 
 class DiffusionArgs(FamilyArgs):
@@ -202,7 +213,7 @@ class DiffusionArgs(FamilyArgs):
 class VideoArgs(DiffusionArgs):
     """An image-to-video family: minutes of steps, so jobs checkpoint every 5 steps and after the last."""
 
-    steps: StepPolicy = Field(default_factory=lambda: StepPolicy(checkpoint_every=5, step_batch=2))
+    steps: StepPolicy = Field(default_factory=lambda: StepPolicy(checkpoint_every=5, step_batch=2, keep_steps=[]))
 
 
 class AdapterPolicy(BaseModel):

@@ -2,10 +2,11 @@
 
 | key | type | holds |
 |---|---|---|
-| task:{id} | hash | id, kind, status, stage, progress, step, steps, preview (live only, bounded), request, result, error, user_id, lane, weight, attempts, timestamps, waiting_for |
+| task:{id} | hash | id, kind, status, stage, progress, step, steps, preview (live only, bounded), request, result, error, user_id, lane, weight, attempts, timestamps, waiting_for, gpu_seconds |
 | task:{id}:events | pub/sub channel | progress and status updates of one task (JSON), for waiters and SSE |
 | task:{id}:steps | hash | a workflow's finished steps (scenes, keyframes, clips, ...), so a retried task resumes |
 | task:{id}:checkpoints | hash | request digest → a denoising job's step state (safetensors), so a retried job resumes |
+| task:{id}:kept | hash | "{seed}:{step}" → a job's step state kept for forks (expires `fork_ttl_s` after its write) |
 | task:{id}:webhooks | hash | subscription id → webhook subscription (JSON: url, events, user, signing key) |
 | task:{id}:deliveries | list | the task's webhook delivery ids, in order |
 | tasks:{lane} | stream | queued task ids, one stream per priority lane, consumer group `runners` |
@@ -30,10 +31,12 @@
 | style:{soul} / styles | string (JSON) / set | style profiles |
 | project:{id} / projects:{user} / project:{id}:tasks / project:{id}:assets | hash / sorted set / sets | projects |
 | project_import:{user}:{digest} | string (JSON) | the project (and task id map) a user made from an archive with that sha256 |
+| reuse:{family}:{prompt_key} | hash | step → a finished job's step state (safetensors): the latent library near-duplicates start from |
+| reuse:{family}:lru / :sizes / :bytes | sorted set / hash / string | library entries by last use / bytes per entry / bytes in all (capped by `reuse.max_mb`) |
 | timing:{family} | hash | decayed sums fitting model time to pixel-frame-steps, and the mean per request |
 | apikey:{sha256} / apikeys / apikeys:{user} | hash / sorted sets | API keys (hashed): user, tier, created, revoked |
 | session:{sha256} | string | the sha256 of the API key a web session cookie stands for (expires with the session) |
-| quota:{user}:{kind}:{day} | string | tasks of a kind created that UTC day (expires after 2 days) |
+| quota:{user}:{kind}:{day} | string | tasks of a kind created that UTC day; kind `gpu_seconds`: device seconds used (expires after 2 days) |
 | rate:{user} | hash | token bucket: tokens left and last refill time |
 | webhook:{id} | hash | one webhook delivery: task, url, event, data, status, attempts, last status, next attempt |
 | webhooks:due | sorted set | pending delivery ids by when they are next due (a sender leases one by moving it ahead) |
@@ -68,12 +71,42 @@ def task_checkpoints(task_id: str) -> str:
     return _key("task", task_id, "checkpoints")
 
 
+def task_kept(task_id: str) -> str:
+    return _key("task", task_id, "kept")
+
+
+def kept_seed(seed: int) -> str:
+    """The prefix of a job's kept-state fields."""
+    return f"{seed}:"
+
+
+def kept_field(seed: int, step: int) -> str:
+    return f"{kept_seed(seed)}{step}"
+
+
 def task_webhooks(task_id: str) -> str:
     return _key("task", task_id, "webhooks")
 
 
 def task_deliveries(task_id: str) -> str:
     return _key("task", task_id, "deliveries")
+
+
+def reuse_entry(family: str, prompt_key: str = "") -> str:
+    """A library entry (no prompt key: the prefix of its family's entries)."""
+    return _key("reuse", family, prompt_key)
+
+
+def reuse_lru(family: str) -> str:
+    return _key("reuse", family, "lru")
+
+
+def reuse_sizes(family: str) -> str:
+    return _key("reuse", family, "sizes")
+
+
+def reuse_bytes(family: str) -> str:
+    return _key("reuse", family, "bytes")
 
 
 def waiting(family: str) -> str:

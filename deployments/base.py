@@ -260,7 +260,8 @@ class ModelDeployment:
                            stage, self.policy, self.progress, self.checkpoints,
                            lambda: self.unhealthy_reason is not None, serve_is_stopping,
                            functools.partial(self.scheduler.boundary, ticket) if ticket else None,
-                           functools.partial(self.scheduler.fused, ticket) if ticket else None)
+                           functools.partial(self.scheduler.fused, ticket) if ticket else None,
+                           [getattr(job.request, "seed", 0) for job in group])
         first_slot = [time.monotonic()]
 
         def begin() -> None:  # the group holds the device: its tasks' wait ends here, not at admission
@@ -278,6 +279,7 @@ class ModelDeployment:
                 output.metadata.queue_ms = job.queued_ms(first_slot[0])
                 output.metadata.resumed_from_step = resume[0].step if resume else None
                 output.metadata.fused_requests = ticket.fused_requests if ticket else None
+                output.metadata.gpu_seconds = round(ticket.device_s / len(group), 6) if ticket else None
             results[index] = output
         self._observe(group, first_slot[0], (time.monotonic() - first_slot[0]) * 1000.0)
         return results

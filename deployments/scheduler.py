@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from models.fusion import DenoiserCall, run_calls
+from models.fusion import DenoiserCall, run_calls, synchronize
 
 LANE_RANK = {"high": 0, "normal": 1, "low": 2}
 
@@ -49,6 +49,8 @@ class Ticket:
     size: int = 1
     weight: float = 1.0  # its user's tier weight: a step costs its user 1/weight of a slot
     fused_requests: int = 0  # the most requests (its own included) one of its denoiser forwards ran
+    device_s: float = 0.0  # device time it used: its own code while it held the device, its share of fused forwards
+    since: float = 0.0  # when it last began running its own code
 
 
 class StepScheduler:
@@ -121,8 +123,10 @@ class StepScheduler:
                 while ticket in self._pending:
                     self._lock.wait()
                 self._enter(ticket)
-        if alone:
+        if alone:  # within its own code's time
             run_calls([call])
+        else:
+            ticket.device_s += call.device_s
         ticket.fused_requests = max(ticket.fused_requests, call.joint)
         if call.error is not None:
             raise call.error
@@ -142,10 +146,14 @@ class StepScheduler:
         """Members of a turn run their own code (text encoding, scheduler step, VAE) one at a time."""
         while self._active is not None and self._active is not ticket:
             self._lock.wait()
+        if self._active is not ticket:
+            ticket.since = time.perf_counter()
         self._active = ticket
 
     def _leave(self, ticket: Ticket) -> None:
         if self._active is ticket:
+            synchronize()
+            ticket.device_s += time.perf_counter() - ticket.since
             self._active = None
             self._lock.notify_all()
 

@@ -50,8 +50,9 @@ class GroupSteps:
                  policy: StepPolicy | None, progress: ProgressReporter, checkpoints: Checkpoints,
                  draining: Callable[[], bool], stopping: Callable[[], bool],
                  turn: Callable[[], None] | None = None,
-                 denoise: Callable[[DenoiserCall], Any] | None = None) -> None:
+                 denoise: Callable[[DenoiserCall], Any] | None = None, seeds: list[int] | None = None) -> None:
         self.task_ids = task_ids
+        self.seeds = seeds or [0] * len(task_ids)  # name a job's kept states (a task's variants differ by seed)
         self.digests = digests
         self.previewed = [lane != NO_PREVIEW_LANE for lane in lanes]
         self.stage = stage
@@ -78,6 +79,8 @@ class GroupSteps:
             raise HandedBack(f"replica stopping: {self.stage} handed back at step {boundary.done}/{boundary.total}")
         if self._checkpoint_due(boundary):
             self._checkpoint(boundary)
+        if self.policy is not None and boundary.done in self.policy.kept_steps(boundary.total):
+            self._keep(boundary)
         for task_id, wanted, image in zip(self.task_ids, self.previewed, boundary.previews()):
             if wanted:
                 url = "data:image/jpeg;base64," + base64.b64encode(image).decode()
@@ -110,3 +113,10 @@ class GroupSteps:
                             state.nbytes / 2**20)
                 continue
             self.checkpoints.save(task_id, digest, state.to_bytes(), boundary.done, self.policy.checkpoint_ttl_s)
+
+    def _keep(self, boundary: Boundary) -> None:
+        """Each task's state at this step, kept for forks (`StepPolicy.keep_steps`, `fork_ttl_s`)."""
+        assert self.policy is not None
+        for task_id, seed, state in zip(self.task_ids, self.seeds, boundary.states(), strict=True):
+            if task_id is not None and state.nbytes <= self.policy.checkpoint_max_mb * 2**20:
+                self.checkpoints.keep(task_id, seed, boundary.done, state.to_bytes(), self.policy.fork_ttl_s)

@@ -9,6 +9,7 @@ sample, the output split back. Calls fuse only when everything but their batch d
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -34,6 +35,7 @@ class DenoiserCall:
         self.result: Any = None
         self.error: BaseException | None = None
         self.joint = 0  # the requests its forward ran (its own included)
+        self.device_s = 0.0  # its share of its forward's measured device time (by its rows of the batch)
         # Equal for calls that may run as one (shared tensors are compared when they run, see `run_calls`).
         self.signature: Hashable = (id(self.module), _signature(self.inputs, self.batch))
 
@@ -103,17 +105,28 @@ def run_calls(calls: list[DenoiserCall]) -> None:
         waiting = [call for call in waiting if call not in group]
         for call in group:
             call.joint = sum(member.requests for member in group)
+        started = time.perf_counter()
         try:
             with torch.inference_mode():
                 if len(group) == 1:
                     first.result = first.run()
-                    continue
-                output = first.module(**_merged([call.inputs for call in group], first.batch))
-            for call, part in zip(group, _split(output, [call.batch for call in group]), strict=True):
-                call.result = part
+                else:
+                    output = first.module(**_merged([call.inputs for call in group], first.batch))
+                    for call, part in zip(group, _split(output, [call.batch for call in group]), strict=True):
+                        call.result = part
+            synchronize()
         except Exception as error:  # every job of the forward gets the failure
             for call in group:
                 call.error = error
+        elapsed, rows = time.perf_counter() - started, sum(call.batch for call in group)
+        for call in group:
+            call.device_s = elapsed * call.batch / rows
+
+
+def synchronize() -> None:
+    """Waits for the device's queued work (CUDA runs asynchronously), so a clock read after it times that work."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 class FusingDenoiser:

@@ -78,6 +78,20 @@ class StepState:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def start_from(state: StepState, strength: float = 0.0, seed: int | None = None) -> StepState:
+    """A new job's state that starts from another job's `state` (a fork, a reused near-duplicate): its latents and
+    scheduler at that step, the new job running only the steps left with its own conditioning. With a `seed` and a
+    `strength` > 0 the latents are re-noised at the step's own noise level σ (`latents + strength·σ·ε`, ε from the
+    seed), so forks of one state differ by seed; strength 0 continues the state as it was."""
+    latents = state.latents
+    if seed is not None and strength > 0.0:
+        sigmas = state.scheduler.get("sigmas")
+        sigma = float(sigmas[state.step]) if isinstance(sigmas, torch.Tensor) and sigmas.numel() > state.step else 1.0
+        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+        latents = latents + (strength * sigma * noise).to(latents.dtype)
+    return StepState(state.step, state.total, latents.clone(), dict(state.scheduler))
+
+
 def _header_metadata(data: bytes) -> dict[str, str]:
     size = int.from_bytes(data[:8], "little")
     return json.loads(data[8:8 + size]).get("__metadata__", {})

@@ -226,6 +226,9 @@ class Metadata(BaseModel):
     resumed_from_step: int | None = Field(default=None, description="the checkpointed step a retried job resumed from")
     fused_requests: int | None = Field(default=None, description="the most requests (its own included) whose "
                                                                  "denoiser calls of a step ran as one forward")
+    gpu_seconds: float | None = Field(default=None, description="device seconds this request used: its share of "
+                                                                "each denoiser forward (by batch rows) and its own "
+                                                                "encoding, scheduler steps and decode")
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -29,6 +29,26 @@ return 1
 """
 
 
+KEEP = """
+-- KEYS: task, kept; ARGV: field, state, ttl. A live task's step state kept for forks after the task ends.
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+START = """
+-- KEYS: task, checkpoints; ARGV: job digest, state, ttl. A live task's job starts from a given step state unless
+-- it checkpointed already (a retry resumes from its own newer state).
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+local written = redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return written
+"""
+
+
 class QueuedJob(NamedTuple):
     """A queued job's task record (lane, user, tier weight) and newest checkpoint (None: none written)."""
 
@@ -44,6 +64,7 @@ class Checkpoints:
     def __init__(self, client: redis.Redis | None) -> None:
         self.client = client
         self._save = client.register_script(SAVE) if client else None
+        self._keep = client.register_script(KEEP) if client else None
 
     def load(self, jobs: list[tuple[str | None, str]]) -> list[QueuedJob]:
         """What the records say of each (task id, job digest), in one round trip."""
@@ -75,4 +96,15 @@ class Checkpoints:
                                    args=[digest, state, ttl_s, event]))
         except (redis.ConnectionError, redis.TimeoutError):
             log.warning("checkpoint of task %s at step %d not written: Redis unreachable", task_id, step)
+            return False
+
+    def keep(self, task_id: str | None, seed: int, step: int, state: bytes, ttl_s: int) -> bool:
+        """Keeps a live task's job state after `step` for forks, for `ttl_s`; False when not written."""
+        if self._keep is None or task_id is None:
+            return False
+        try:
+            return bool(self._keep(keys=[keys.task(task_id), keys.task_kept(task_id)],
+                                   args=[keys.kept_field(seed, step), state, ttl_s]))
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("kept state of task %s at step %d not written: Redis unreachable", task_id, step)
             return False

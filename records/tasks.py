@@ -66,6 +66,7 @@ class TaskRecord(BaseModel):
     waiting_for: str | None = Field(default=None, description="the model family whose replicas the task waits for")
     queue_position: int | None = Field(default=None, description="tasks waiting for that family ahead of this one")
     eta_s: float | None = Field(default=None, description="estimated seconds until its model work ends")
+    gpu_seconds: float | None = Field(default=None, description="device seconds its model work used so far")
 
     @property
     def terminal(self) -> bool:

@@ -24,7 +24,8 @@ TIERS = {"tight": TierArgs(lane="low", daily={"images": 7}, rate_per_s=1000, bur
          "slow": TierArgs(lane="normal", rate_per_s=0.5, burst=2),
          "pro": TierArgs(lane="high", rate_per_s=1000, burst=1000),
          "heavy": TierArgs(lane="normal", weight=3.0, rate_per_s=1000, burst=1000),
-         "ops": TierArgs(lane="high", rate_per_s=1000, burst=1000, admin=True)}
+         "ops": TierArgs(lane="high", rate_per_s=1000, burst=1000, admin=True),
+         "metered": TierArgs(lane="normal", daily_gpu_seconds=1e-6, rate_per_s=1000, burst=1000)}
 FAMILIES = {key: spec.deployment_name for key, spec in SPECS.items()}
 
 

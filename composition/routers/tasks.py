@@ -1,4 +1,5 @@
-"""Tasks: GET /v1/tasks, /v1/tasks/stats, /v1/tasks/{id}, /v1/tasks/{id}/events (SSE), DELETE /v1/tasks/{id}."""
+"""Tasks: GET /v1/tasks, /v1/tasks/stats, /v1/tasks/{id}, /v1/tasks/{id}/events (SSE), DELETE /v1/tasks/{id},
+POST /v1/tasks/{id}/fork."""
 from __future__ import annotations
 
 import json
@@ -6,12 +7,15 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from composition.auth import Principal, PrincipalDep
-from composition.deps import ServicesDep, TaskIdPath
-from composition.errors import Conflict, NotFound
-from composition.schemas.common import Id
+from composition.deps import IdempotencyKey, ServicesDep, TaskIdPath, WorkflowsDep
+from composition.errors import ApiError, Conflict, NotFound
+from composition.schemas.common import Accepted, Id
+from composition.schemas.forks import ForkBody, ForkOf
+from composition.schemas.images import ImagesResult
+from composition.submit import submit
 from records.tasks import STATUSES, TaskRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -81,3 +85,17 @@ async def events(task_id: TaskIdPath, services: ServicesDep, principal: Principa
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/{task_id}/fork", responses={200: {"model": ImagesResult}, 202: {"model": Accepted}})
+async def fork(task_id: TaskIdPath, body: ForkBody, services: ServicesDep, workflows: WorkflowsDep,
+               principal: PrincipalDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """A new task from the task's kept state after `step` (`metadata.forked_from`); 404 for an unknown task or
+    expired states, 403 for another user's task."""
+    record = await services.tasks.get(task_id)
+    if record is None:
+        raise NotFound(f"task {task_id}", "task_id")
+    if principal.user_id and record.user_id != principal.user_id:
+        raise ApiError(403, "forbidden", f"task {task_id} is another user's", "task_id")
+    request = ForkOf.model_validate(body.model_dump() | {"parent": task_id})
+    return await submit(services, principal, workflows.forks, request, idempotency_key)

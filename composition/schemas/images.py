@@ -38,6 +38,8 @@ class _ImageOptions(_Encoding):
     style: str | None = Field(default=None, max_length=200)
     loras: Loras = []
     n: int = Field(default=1, ge=1, le=8)
+    reuse: bool = Field(default=True, description="a new prompt may start from a similar prompt's kept latent "
+                                                  "(metadata.reused); false: always from noise")
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(60)
@@ -92,7 +94,7 @@ class ImageEdit(_Encoding):
 class ImageOut(AssetRef):
     format: ImageFormat = "png"
     seed: int
-    variant_id: str
+    variant_id: str | None = Field(default=None, description="None: a fork's image, not a variant of its prompt")
     metadata: dict[str, Any] = {}
 
 

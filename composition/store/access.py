@@ -16,6 +16,8 @@ from config import keys
 
 KEY_PREFIX = "mtg_"
 
+GPU_SECONDS = "gpu_seconds"  # the quota key kind of the device seconds a user used today
+
 _QUOTA = """
 -- KEYS: counter; ARGV: limit, ttl. Counts one more unless that would pass the limit: 1 taken, 0 refused.
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -130,6 +132,18 @@ class AccessStore:
                 await self.client.hset(keys.api_key(digest.decode()), "revoked", 1)
                 return True
         return False
+
+    async def spend_gpu_seconds(self, user_id: str, seconds: float) -> None:
+        """Adds to the user's device seconds of today (`TierArgs.daily_gpu_seconds`)."""
+        key = keys.quota(user_id, GPU_SECONDS, datetime.now(UTC).strftime("%Y%m%d"))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.incrbyfloat(key, seconds)
+        pipe.expire(key, 2 * 86_400)
+        await pipe.execute()
+
+    async def gpu_seconds_spent(self, user_id: str) -> float:
+        return float(await self.client.get(keys.quota(user_id, GPU_SECONDS, datetime.now(UTC).strftime("%Y%m%d")))
+                     or 0.0)
 
     async def take_quota(self, user_id: str, kind: str, limit: int) -> bool:
         day = datetime.now(UTC).strftime("%Y%m%d")

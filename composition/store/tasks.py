@@ -144,6 +144,10 @@ class TaskStore:
                   keys.waiting(""), keys.webhook("")])
         return bool(done)
 
+    async def add_gpu_seconds(self, task_id: str, seconds: float) -> None:
+        """Adds device seconds to the task's `gpu_seconds`."""
+        await self.client.hincrbyfloat(keys.task(task_id), "gpu_seconds", seconds)
+
     async def set_stage(self, task_id: str, stage: str, progress: float = 0.0) -> None:
         """Stage and progress of a live task (a cancelled or finished one keeps its own), with its event."""
         await self._live_update(*live_update(task_id, progress, stage))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from composition.metrics import service_metrics
 from config import keys
 from config.composition import QuotaKind
 
@@ -26,6 +27,17 @@ class TaskContext:
     task_id: str
     user_id: str
     services: Services
+    lane: str = "normal"
+
+    async def spend(self, family: str, metadata: Any) -> None:
+        """Accounts a model result's device seconds (`metadata.gpu_seconds`) to the task, its user's day
+        (`TierArgs.daily_gpu_seconds`) and the `montage_gpu_seconds` counter."""
+        seconds = getattr(metadata, "gpu_seconds", None)
+        if not seconds:
+            return
+        await self.services.tasks.add_gpu_seconds(self.task_id, seconds)
+        await self.services.access.spend_gpu_seconds(self.user_id, seconds)
+        service_metrics().gpu_seconds.inc(seconds, {"family": family, "lane": self.lane})
 
     async def stage(self, name: str, progress: float = 0.0) -> None:
         """Enters a stage; raises `TaskCancelled` if the task was cancelled meanwhile."""

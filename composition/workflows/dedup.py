@@ -5,10 +5,19 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from composition.dedup.matching import DEFAULT_THRESHOLD, is_duplicate, normalize_prompt
+from composition.dedup.matching import DEFAULT_THRESHOLD, is_duplicate, normalize_prompt, salient_conflict
 from composition.schemas.common import Match
 from composition.store.prompts import PromptStore, digest
 from config.composition import DedupArgs
+
+
+class Neighbour(BaseModel):
+    """A similar prompt of the scope that is no duplicate and no hard negative (no salient conflict): its kept
+    latents may start the new prompt's job (approximate reuse)."""
+
+    prompt_key: str
+    similarity: float
+
 
 class Resolution(BaseModel):
     """The prompt key a prompt maps to, how it was found, and what `Dedup.commit` writes for it."""
@@ -20,6 +29,7 @@ class Resolution(BaseModel):
     prompt: str
     normalized: str
     vector: bytes | None = Field(default=None, repr=False, description="float32 embedding of a new prompt")
+    neighbour: Neighbour | None = Field(default=None, description="a new prompt's nearest reusable prompt")
 
 
 def scope_of(*parts: object) -> str:
@@ -30,8 +40,10 @@ def scope_of(*parts: object) -> str:
 class Dedup:
     """`resolve` reads the index only; `commit`, once the request may proceed, records the prompt's use."""
 
-    def __init__(self, prompts: PromptStore, embedder, args: DedupArgs) -> None:
+    def __init__(self, prompts: PromptStore, embedder, args: DedupArgs, reuse_floor: float | None = None) -> None:
+        """`reuse_floor`: the least similarity of a `Neighbour` (None: none is looked for)."""
         self.prompts = prompts
+        self.reuse_floor = reuse_floor
         self.embedder = embedder
         self.enabled = args.enabled and embedder is not None
         self.threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
@@ -47,14 +59,19 @@ class Dedup:
             return new
         vector = np.asarray(await self.embedder.embed.remote(normalized), dtype=np.float32)
         best: Resolution | None = None
+        near: Neighbour | None = None
         for prompt_key, other, embedding in await self.prompts.candidates(scope, vector, self.candidates):
             if other == normalized:  # registered by a concurrent request since the exact lookup
                 return Resolution(prompt_key=prompt_key, match="exact", **found)
             similarity = float(vector @ embedding)
-            if is_duplicate(normalized, other, similarity, self.threshold) and (
-                    best is None or similarity > best.similarity):
-                best = Resolution(prompt_key=prompt_key, match="semantic", similarity=round(similarity, 4), **found)
-        return best or new.model_copy(update={"vector": vector.tobytes()})
+            if is_duplicate(normalized, other, similarity, self.threshold):
+                if best is None or similarity > best.similarity:
+                    best = Resolution(prompt_key=prompt_key, match="semantic", similarity=round(similarity, 4),
+                                      **found)
+            elif (self.reuse_floor is not None and similarity >= self.reuse_floor
+                  and (near is None or similarity > near.similarity) and salient_conflict(normalized, other) is None):
+                near = Neighbour(prompt_key=prompt_key, similarity=round(similarity, 4))
+        return best or new.model_copy(update={"vector": vector.tobytes(), "neighbour": near})
 
     async def commit(self, resolution: Resolution) -> Resolution:
         """Records the use: an exact match keeps its prompt indexed, a semantic one is remembered as exact, a new

@@ -21,10 +21,20 @@ from composition.store.prompts import Variant, slot_seed
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.dedup import Dedup, Resolution, scope_of
+from deployments.steps import job_digest
 from models.conditioning import control_map
 from models.images import decode_rgb
 from models.media import DEFAULT_QUALITY, MEDIA_TYPES, ImageFormat, encode_image, encode_png
 from models.types import MAX_SEED, Control, EditRequest, ImageRequest, Lora, adapter_key
+
+
+class ReuseFrom(BaseModel):
+    """A similar prompt's kept latent the job's first variant starts from, at the kept step at or before `step`
+    (mapped from the similarity by `reuse.mapping` when planned)."""
+
+    prompt_key: str
+    similarity: float
+    step: int
 
 
 class ImageJob(BaseModel):
@@ -47,6 +57,7 @@ class ImageJob(BaseModel):
     owner: str = ""
     output_format: ImageFormat = "png"
     quality: int | None = None
+    reuse: ReuseFrom | None = None
     _resolution: Resolution | None = PrivateAttr(default=None)  # planned, not yet committed (never stored)
     _slots: int = PrivateAttr(default=0)  # the prompt key's first variant slots the request takes
 
@@ -70,7 +81,9 @@ class ImagesWorkflow(Workflow[ImageJob]):
 
     def __init__(self, services) -> None:
         super().__init__(services)
-        self.dedup = Dedup(services.prompts, services.handles.get("embedder"), services.args.dedup)
+        reuse = services.args.reuse
+        self.dedup = Dedup(services.prompts, services.handles.get("embedder"), services.args.dedup,
+                           reuse.min_similarity if reuse.enabled else None)
 
     # In the ingress.
 
@@ -114,9 +127,19 @@ class ImagesWorkflow(Workflow[ImageJob]):
             seeds = [slot_seed(resolution.prompt_key, slot) for slot in range(body.n)]
         else:
             seeds = [(body.seed + i) % (MAX_SEED + 1) for i in range(body.n)]
-        job = ImageJob(prompt_key=resolution.prompt_key, match=resolution.match, seeds=seeds, **fields)
+        generation = fields["operation"] == "generate"  # an edit has no `reuse`: it never starts from a latent
+        reuse = self._reuse_from(resolution, fields["steps"]) if generation and body.reuse else None
+        job = ImageJob(prompt_key=resolution.prompt_key, match=resolution.match, seeds=seeds, reuse=reuse, **fields)
         job._resolution, job._slots = resolution, body.n if body.seed is None else 0
         return job
+
+    def _reuse_from(self, resolution: Resolution, steps: int) -> ReuseFrom | None:
+        """The neighbour dedup found and the step its similarity maps to (None: none, or no step to skip)."""
+        near = resolution.neighbour
+        fraction = self.services.args.reuse.fraction(near.similarity) if near else None
+        if near is None or fraction is None or round(fraction * steps) < 1:
+            return None
+        return ReuseFrom(prompt_key=near.prompt_key, similarity=near.similarity, step=round(fraction * steps))
 
     async def cached(self, job: ImageJob) -> dict[str, Any] | None:
         """The finished result when every wanted variant exists already: no model call."""
@@ -153,31 +176,70 @@ class ImagesWorkflow(Workflow[ImageJob]):
         missing = [seed for seed, variant in zip(job.seeds, variants, strict=True) if variant is None]
         if missing:
             await ctx.stage("preparing")
-            controls, control_refs = await self._controls(job)
-            source = await self.services.asset_bytes(job.source, "image", job.owner) if job.source else None
+            controls, control_refs, source = await self.inputs(job)
             await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps))
-            results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source) for seed in missing))
-            for seed, result in zip(missing, results, strict=True):
-                await self.services.timings.record(job.family, result.metadata,
-                                                   work_units(result.width, result.height, job.steps))
-                asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
-                                                       (result.width, result.height), shared=job.shared)
-                metadata = result.metadata.model_dump() | {"control_maps": control_refs}
+            rendered = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source, index == 0)
+                                              for index, seed in enumerate(missing)))
+            if job.operation == "generate":  # its kept latents: near-duplicates of this prompt start from them
+                await self.services.library.add(job.family, job.prompt_key, ctx.task_id, missing[0])
+            for seed, (result, reused) in zip(missing, rendered, strict=True):
+                await ctx.spend(job.family, result.metadata)
+                asset = await self.stored(job, result, shared=job.shared)
+                metadata = result.metadata.model_dump() | {"control_maps": control_refs} | reused
                 await prompts.add_variant(job.prompt_key, seed, asset.id, metadata)
             variants = await prompts.variants_for_seeds(job.prompt_key, job.seeds)
         return variants
 
+    async def stored(self, job: ImageJob, result, shared: bool):
+        """A rendered image's asset (its model time recorded for the family's estimates)."""
+        await self.services.timings.record(job.family, result.metadata,
+                                           work_units(result.width, result.height, job.steps))
+        return await self.services.assets.put(result.png, "image/png", "generated", job.owner,
+                                              (result.width, result.height), shared=shared)
+
     async def _render_one(self, ctx: TaskContext, job: ImageJob, seed: int, controls: list[Control],
-                          source: bytes | None):
+                          source: bytes | None, first: bool):
+        """A variant's result, and its `reused` metadata when it started from a neighbour's latent (the first
+        variant only: the others would start from the same latent)."""
+        request = self.request_for(job, seed, controls, source)
+        reused = await self._reuse(ctx, job, request) if first and job.reuse else {}
+        return await self.call(job, request, ctx.task_id), reused
+
+    async def _reuse(self, ctx: TaskContext, job: ImageJob, request: ImageRequest) -> dict[str, Any]:
+        """Starts the job from its neighbour's kept latent at its planned step, or the library's latest before it."""
+        assert job.reuse is not None
+        found = await self.services.library.take(job.family, job.reuse.prompt_key, job.reuse.step)
+        if found is None:
+            return {}
+        step, state = found
+        await self.services.kept.start(ctx.task_id, job_digest(request), state)
+        service_metrics().reuse.inc(1, {"family": job.family, "step": str(step)})
+        return {"reused": {"from_prompt_key": job.reuse.prompt_key, "from_step": step, "steps_skipped": step}}
+
+    @staticmethod
+    def request_for(job: ImageJob, seed: int, controls: list[Control], source: bytes | None
+                    ) -> ImageRequest | EditRequest:
+        """The model request of one variant of the job."""
         common = dict(prompt=job.prompt, width=job.width, height=job.height, steps=job.steps, guidance=job.guidance,
                       seed=seed, loras=tuple(job.loras))
-        handle = self.handle(job.family)
-        if job.loras:  # to a replica that holds the adapters (Serve's model multiplexing)
-            handle = handle.options(multiplexed_model_id=adapter_key(tuple(job.loras)))
         if job.operation == "edit":
-            return await handle.edit.remote(EditRequest(image=source, **common), ctx.task_id)
-        request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), **common)
-        return await handle.generate.remote(request, ctx.task_id)
+            return EditRequest(image=source, **common)
+        return ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), **common)
+
+    async def call(self, job: ImageJob, request: ImageRequest | EditRequest, task_id: str):
+        """One model request on the job's family, on a replica holding its adapters (Serve's multiplexing)."""
+        handle = self.handle(job.family)
+        if job.loras:
+            handle = handle.options(multiplexed_model_id=adapter_key(tuple(job.loras)))
+        if isinstance(request, EditRequest):
+            return await handle.edit.remote(request, task_id)
+        return await handle.generate.remote(request, task_id)
+
+    async def inputs(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]], bytes | None]:
+        """The job's control maps (and their asset refs) and an edit's source image."""
+        controls, control_refs = await self._controls(job)
+        source = await self.services.asset_bytes(job.source, "image", job.owner) if job.source else None
+        return controls, control_refs, source
 
     async def _controls(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]]]:
         """Control maps computed from the source images at the output size, each also kept as an asset."""

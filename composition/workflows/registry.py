@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from composition.services import Services
 from composition.workflows.base import Workflow
+from composition.workflows.forks import ForksWorkflow
 from composition.workflows.images import ImagesWorkflow
 from composition.workflows.prompts import PromptsWorkflow
 from composition.workflows.selfies import SelfiesWorkflow
@@ -25,6 +26,7 @@ class Workflows:
     storyboards: StoryboardsWorkflow
     writing: WritingWorkflow
     prompts: PromptsWorkflow
+    forks: ForksWorkflow
 
     def by_kind(self) -> dict[str, Workflow]:
         return {workflow.kind: workflow for workflow in vars(self).values()}
@@ -38,4 +40,4 @@ def build_workflows(services: Services) -> Workflows:
                      selfies=SelfiesWorkflow(services, variants, videos),
                      soul_videos=SoulVideosWorkflow(services, variants, videos),
                      storyboards=StoryboardsWorkflow(services, videos), writing=WritingWorkflow(services),
-                     prompts=PromptsWorkflow(services))
+                     prompts=PromptsWorkflow(services), forks=ForksWorkflow(services, images))

@@ -119,6 +119,7 @@ class StoryboardsWorkflow(Workflow[StoryboardJob]):
         request = ImageRequest(prompt=scene_prompt(scene, job.llm.style), width=job.width, height=job.height,
                                steps=defaults.steps, guidance=defaults.guidance, seed=index)
         result = await self.handle("flux").generate.remote(request, ctx.task_id)
+        await ctx.spend("flux", result.metadata)
         return (await self.services.assets.put(result.png, "image/png", "generated", job.owner,
                                                (job.width, job.height))).id
 

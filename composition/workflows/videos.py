@@ -102,6 +102,7 @@ class VideosWorkflow(Workflow[VideoJob]):
         request = ImageRequest(prompt=frame.prompt, width=job.width, height=job.height, steps=frame.steps,
                                guidance=frame.guidance, seed=frame.seed)
         result = await self.handle(frame.model).generate.remote(request, ctx.task_id)
+        await ctx.spend(frame.model, result.metadata)
         asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
                                                (job.width, job.height))
         await ctx.save_step("keyframe", asset.id)
@@ -114,6 +115,7 @@ class VideosWorkflow(Workflow[VideoJob]):
                                width=job.width, height=job.height, steps=job.steps, guidance=self.guidance(job.model),
                                seed=job.seed, gif=job.gif, output_format=job.output_format)
         result = await self.handle(job.model).animate.remote(request, ctx.task_id)
+        await ctx.spend(job.model, result.metadata)
         assets = self.services.assets
         video = await assets.put(result.video, MEDIA_TYPES[result.format], "generated", job.owner,
                                  (result.width, result.height))

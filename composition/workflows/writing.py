@@ -68,6 +68,7 @@ class WritingWorkflow(Workflow[WritingJob]):
                                               for kind, scale in style.controls.items()))
         await ctx.wait_for("sdxl", work_units(width, height, request.steps))
         result = await self.handle("sdxl").generate.remote(request, ctx.task_id)
+        await ctx.spend("sdxl", result.metadata)
         await self.services.timings.record("sdxl", result.metadata, work_units(width, height, request.steps))
         image = await self.services.assets.put(result.png, "image/png", "generated", owner, (width, height))
         return WritingOut(image=AssetRef.of(image.id), conditioning={k: v.url for k, v in refs.items()},

@@ -1,5 +1,5 @@
-"""`montage generate | edit | video | storyboard` as a user runs them: the CLI in a subprocess against the session
-app, progress read from its SSE, the files it wrote decoded; Ctrl-C (SIGINT) cancels the task."""
+"""`montage generate | edit | fork | video | storyboard` as a user runs them: the CLI in a subprocess against the
+session app, progress read from its SSE, the files it wrote decoded; Ctrl-C (SIGINT) cancels the task."""
 import hashlib
 import json
 import os
@@ -62,6 +62,19 @@ def test_priority_sets_the_tasks_lane(montage, tmp_path):
         assert client.task(task_id_of(done.stderr)).lane == "high"
     refused = cli(tmp_path, "generate", "a pewter teapot", "--priority", "urgent")
     assert refused.returncode == 2 and "--priority: invalid choice: 'urgent'" in refused.stderr
+
+
+def test_fork_writes_the_forked_image(montage, tmp_path):
+    made = cli(tmp_path, "generate", "a copper weathervane on a barn", "--steps", "4", "--seed", "5")
+    assert made.returncode == 0, made.stderr
+    task_id = task_id_of(made.stderr)
+    forked = cli(tmp_path, "fork", task_id, "--step", "2", "--seed", "9", "--strength", "0.9", "-o", "out/")
+    assert forked.returncode == 0, forked.stderr
+    assert forked.stdout.split() == [f"out/fork-{task_id[:8]}-2-1.png"]
+    image = (tmp_path / forked.stdout.strip()).read_bytes()
+    assert decode_png(image).size == (64, 64) and image != (tmp_path / made.stdout.strip()).read_bytes()
+    gone = cli(tmp_path, "fork", task_id, "--step", "4")  # kept: 1, 2, 3
+    assert gone.returncode == 1 and gone.stderr.startswith("error: step: task "), gone.stderr
 
 
 def test_a_terminal_gets_a_live_bar(montage, tmp_path):

@@ -12,15 +12,23 @@ def page(montage):
         yield tab
 
 
-def test_generate_an_image_in_the_browser(page, tmp_path):
-    page.fill("#generate textarea[name=prompt]", "a paper lantern floating over a pond, drawn in the browser")
+def test_generate_an_image_in_the_browser_then_fork_it(page, tmp_path):
+    page.fill("#generate textarea[name=prompt]", f"a paper lantern floating over a pond, drawn in the browser "
+                                                  f"{uuid.uuid4().hex[:6]}")
     page.select_option("#generate select[name=model]", "flux")
+    page.fill("#generate input[name=steps]", "5")
     page.click("#generate button")
     image = page.wait_for_selector("#gallery figure img", timeout=120_000)
     page.wait_for_function("img => img.complete && img.naturalWidth === 64", arg=image, timeout=30_000)
     assert "paper lantern" in page.inner_text("#gallery figcaption")
     page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
     assert (tmp_path / "generate.png").stat().st_size > 1000
+    page.fill("#fork input[name=step]", "2")
+    page.fill("#fork input[name=seed]", "9")
+    page.click("#fork button")
+    page.wait_for_function("() => document.querySelectorAll('#gallery figure').length === 2", timeout=120_000)
+    assert page.inner_text("#gallery figcaption").endswith("at step 2")
+    assert page.inner_text("#fork-status") == "done"
 
 
 def test_browse_a_souls_variants(page):

@@ -143,6 +143,28 @@ def test_a_job_of_the_running_ones_shape_joins_it_at_a_step_boundary(replica, st
         assert np.abs(np.asarray(helpers.decode_png(result.png), dtype=int) - np.asarray(helpers.decode_png(alone.png), dtype=int)).max() <= 1
 
 
+def test_gpu_seconds_of_a_fused_turn_sum_to_its_measured_time(replica, store):
+    """Three users' jobs of one shape run as one turn (their forwards fused): each request's `gpu_seconds` (its share
+    of every forward by batch rows, plus its own encoding, scheduler steps and decode) sum to the turn's measured wall
+    time within 5 %."""
+    run = Run(replica, store)
+    requests = {f"sched-gpu{i}": _request(8, seed=40 + i).model_copy(update={"width": 256, "height": 256})
+                for i in range(3)}
+
+    async def together():
+        return await asyncio.gather(*(run.job(task, request, "normal", f"gpu-user{i}")
+                                      for i, (task, request) in enumerate(requests.items())))
+
+    started = time.perf_counter()
+    results = asyncio.run(together())
+    wall_s = time.perf_counter() - started
+    run.steps()
+    assert [result.metadata.fused_requests for result in results] == [3, 3, 3]
+    accounted = sum(result.metadata.gpu_seconds for result in results)
+    assert abs(accounted - wall_s) <= 0.05 * wall_s, (accounted, wall_s)
+    assert all(result.metadata.gpu_seconds > 0.1 * accounted for result in results)
+
+
 def test_admission_keeps_a_group_slot_for_another_users_job_behind_a_backlog(replica, store, monkeypatch):
     """ann queues 20 jobs (4 group slots, batches of 4): her jobs take 3 slots; bob's one job, arriving after them,
     takes the fourth at once and ends with ann's first groups, not behind her backlog (a FIFO queue puts it last)."""

@@ -9,6 +9,7 @@ from functools import partial
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import helpers
@@ -17,7 +18,7 @@ from deployments.scheduler import StepScheduler
 from models.flux import Flux
 from models.previews import MAX_SIDE
 from models.sdxl import SDXL
-from models.steps import Boundary, Steps, StepState
+from models.steps import Boundary, Steps, StepState, start_from
 from models.svd import SVD
 from models.types import Control, EditRequest, ImageRequest, VideoRequest
 from models.wan import Wan
@@ -79,6 +80,28 @@ def test_a_job_restored_at_step_k_ends_as_the_uninterrupted_run(families: dict, 
     # Each request resumes from its own state: a single request restored alone ends as it did in the batch.
     alone = run(requests[1:], Steps(resume=restored[1:]))
     np.testing.assert_allclose(alone[0], uninterrupted[1], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["sdxl", "flux"])
+def test_a_job_started_from_another_jobs_state_runs_the_steps_left_and_a_seed_renoises_it(families: dict,
+                                                                                          name: str) -> None:
+    """`start_from` (forks, approximate reuse): strength 0 continues the state as it was (the run's own pixels); a
+    seed adds noise at the step's own σ, the same for the same seed, so forks differ by seed and not by chance."""
+    run, requests = _jobs(name, families)
+    saved: list[StepState] = []
+    whole = run(requests[:1], Steps(on_step=lambda b: saved.extend(b.states()) if b.done == 3 else None))
+    [state] = saved
+    sigma = float(state.scheduler["sigmas"][3])
+    noised = start_from(state, 0.5, seed=7)
+    assert torch.allclose(noised.latents - state.latents, 0.5 * sigma * torch.randn(
+        state.latents.shape, generator=torch.Generator().manual_seed(7)).to(state.latents.dtype), atol=1e-5)
+    seen: list[int] = []
+    same = run(requests[:1], Steps(on_step=lambda b: seen.append(b.done), resume=[start_from(state)]))
+    assert seen == [4, 5, 6]
+    np.testing.assert_allclose(same, whole, atol=1e-5, rtol=0)
+    forks = [run(requests[:1], Steps(resume=[start_from(state, 0.5, seed)])) for seed in (7, 7, 8)]
+    np.testing.assert_allclose(forks[0], forks[1], atol=1e-6, rtol=0)
+    assert np.abs(forks[0] - forks[2]).max() > 1e-3 and np.abs(forks[0] - whole).max() > 1e-3
 
 
 @pytest.mark.parametrize("name", PIPELINES)
