@@ -125,12 +125,38 @@ class FamilyArgs(BaseModel):
         return GenerationDefaults(width=1024, height=1024, steps=30, guidance=5.0)
 
 
+class LLMEndpoint(BaseModel):
+    """An OpenAI-compatible chat-completions server (vLLM, SGLang, Ray Serve LLM, a hosted API) with structured
+    output (`response_format` json_schema)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    url: str = Field(description="base URL, e.g. http://vllm:8000/v1 (POST {url}/chat/completions)")
+    model: str = Field(min_length=1, description="the served model's name")
+    api_key: str | None = Field(default=None, description="sent as a Bearer token", repr=False)
+    retries: int = Field(default=2, ge=0, le=10, description="tries after a failed call (connection, 5xx)")
+    request_timeout_s: float = Field(default=60.0, gt=0.0, le=600.0)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"url must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+
 class LLMArgs(FamilyArgs):
     """Qwen2.5-instruct prompt model."""
 
     max_new_tokens: int = Field(default=96, ge=8, le=4096, description="longest enrichment of an optimised prompt")
     timeout_s: float = Field(default=60.0, gt=0.0, le=600.0,
                              description="time limit of one generation; past it the deterministic template answers")
+    slots: int = Field(default=16, ge=1, le=256, description="requests one replica decodes together (continuous "
+                                                             "batching: the static KV cache's rows)")
+    context: int = Field(default=8192, ge=256, le=131072,
+                         description="static KV cache columns: a request's prompt and answer tokens must fit")
+    endpoint: LLMEndpoint | None = Field(
+        default=None, description="an OpenAI-compatible chat-completions server that does this family's work")
 
     @classmethod
     def tiny_defaults(cls) -> GenerationDefaults:

@@ -9,7 +9,8 @@ import asyncio
 
 from ray import serve
 
-from deployments.base import BATCH_DEFAULTS, AdmittedMethod, Job, ModelDeployment
+from deployments.base import BATCH_DEFAULTS, AdmittedMethod, ModelDeployment
+from deployments.decoding import Decoding
 from models.runtime import blank_png
 from models.types import (
     EditRequest,
@@ -31,19 +32,24 @@ def _probe_image() -> ImageRequest:
 
 
 class LLMDeployment(ModelDeployment):
-    async def optimize(self, request: PromptRequest) -> OptimizedPrompt:
-        return await self.submit(self._optimize, request)
+    """Each request goes to the model's engine as it arrives (`deployments/decoding.py`): it joins the running
+    decode at the next token, admitted by lane and user."""
 
-    @serve.batch(**BATCH_DEFAULTS)
-    async def _optimize(self, jobs: list[Job]) -> list[OptimizedPrompt]:
-        return await self.execute(jobs, lambda requests, steps: self.model.optimize(requests), self.model.group_key,
-                                  "optimize")
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.decoding = Decoding(self.model, self.progress, self.checkpoints, self.replica)
+
+    async def optimize(self, request: PromptRequest, task_id: str | None = None) -> OptimizedPrompt:
+        return await self.decoding(self.model.optimize_ask(request), task_id, "optimizing",
+                                   lambda answer, started: self.model.optimized(request, answer, started))
 
     async def storyboard(self, request: StoryboardRequest, task_id: str | None = None) -> Storyboard:
-        (board,) = await self.execute([Job(request, task_id)],
-                                      lambda requests, steps: [self.model.storyboard(requests[0])],
-                                      self.model.group_key, "scenes")
-        return board
+        return await self.decoding(self.model.storyboard_ask(request), task_id, "scenes",
+                                   lambda answer, started: self.model.storyboarded(request, answer, started))
+
+    @classmethod
+    def batch_methods(cls) -> list[str]:
+        return ["decoding"]
 
     async def probe_requests(self) -> None:
         await self.optimize(PromptRequest(prompt="a warm-up probe"))

@@ -35,8 +35,8 @@ class Grammars:
 
 
 class GrammarLogits(LogitsProcessor):
-    """Feeds each row's last token to its matcher, then masks what the matcher forbids; finished rows are left
-    alone (generate pads them)."""
+    """For eager `generate` (bench.llm's baseline; the engine masks on the device itself): feeds each row's last
+    token to its matcher, then masks what the matcher forbids; finished rows are left alone (generate pads them)."""
 
     def __init__(self, matchers: list[LLMatcher]) -> None:
         self.matchers = matchers
@@ -51,13 +51,3 @@ class GrammarLogits(LogitsProcessor):
             scores[row].masked_fill_(~allowed, float("-inf"))
         self.started = True
         return scores
-
-    def complete(self, sequences: torch.Tensor) -> list[bool]:
-        """Per row of the final sequences: the grammar accepts the whole output (False when a time or token limit
-        cut it short). The last token was never fed to the matcher: it is tried here."""
-        done = []
-        for row, matcher in enumerate(self.matchers):
-            if not matcher.is_stopped():
-                matcher.try_consume_tokens([int(sequences[row, -1])])
-            done.append(matcher.is_accepting() and not matcher.is_error())
-        return done

@@ -10,15 +10,17 @@ import json
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any, get_args
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from config.families import LLMArgs, Source
 from models import tokenizers
-from models.constrained import GrammarLogits, Grammars, json_grammar, lark_grammar
+from models.chat import Answer, Ask, Engine, LocalEngine
+from models.constrained import Grammars, json_grammar, lark_grammar
+from models.endpoint import ChatEndpoint
 from models.runtime import Family, build
 from models.types import CameraMove, OptimizedPrompt, PromptRequest, Scene, ShotType, Storyboard, StoryboardRequest
 
@@ -127,63 +129,79 @@ def template_scenes(request: StoryboardRequest) -> list[Scene]:
     ]
 
 
+def enrichment_schema(max_chars: int) -> dict[str, Any]:
+    """The endpoint's form of `enrichment_grammar`: {"enrichment": 8 to `max_chars` readable characters}."""
+    return {"type": "object", "additionalProperties": False, "required": ["enrichment"],
+            "properties": {"enrichment": {"type": "string", "pattern": f"^{PROMPT_CHARS}{{8,{max(8, max_chars)}}}$"}}}
+
+
 class LLM(Family):
-    """`optimize(batch)` and `storyboard(request)` over a chat-templated causal LM (greedy decoding)."""
+    """`optimize(requests)` and `storyboard(request)`, or their `Ask`s for the deployment to submit one by one: a
+    chat-templated causal LM decoded by the continuous-batching engine (`models.decode`), or, with `endpoint`, an
+    OpenAI-compatible server (`models.endpoint`)."""
 
     name = "llm"
 
-    def __init__(self, args: LLMArgs, max_batch: int = 16) -> None:
+    def __init__(self, args: LLMArgs) -> None:
         super().__init__(args)
+        if args.endpoint is not None:
+            self.engine: Engine = ChatEndpoint(args.endpoint, args.slots, args.timeout_s)
+            return
         self.model, self.tokenizer = load(args, self.device, self.dtype)
         self.grammars = Grammars(self.tokenizer, self.model.config.vocab_size)
-        self.max_batch = max_batch
+        compile_mode = ("reduce-overhead" if self.device.type == "cuda" else "default") if args.compile else None
+        self.engine = LocalEngine(self.model, self.tokenizer, self.grammars, args.slots, args.context, compile_mode,
+                                  args.timeout_s)
 
-    def chat(self, conversations: Sequence[list[dict[str, str]]], grammars: Sequence[str], max_new_tokens: int,
-             answer_prefixes: Sequence[str] | None = None) -> list[str | None]:
-        """Greedy answers for a batch of conversations (left padded, so the batch does not change them), each
-        under its grammar and after its answer prefix; None where the time limit cut an answer short."""
-        prefixes = list(answer_prefixes or [""] * len(conversations))
-        answers: list[str | None] = []
-        for start in range(0, len(conversations), self.max_batch):
-            batch = slice(start, start + self.max_batch)
-            texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) + prefix
-                     for c, prefix in zip(conversations[batch], prefixes[batch], strict=True)]
-            inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            constraint = GrammarLogits([self.grammars.matcher(g) for g in grammars[batch]])
-            with torch.inference_mode():
-                output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                             max_time=self.args.timeout_s, logits_processor=LogitsProcessorList(
-                                                 [constraint]), pad_token_id=self.tokenizer.pad_token_id)
-            new_tokens = output[:, inputs["input_ids"].shape[1]:]
-            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-            answers += [text if done else None for text, done in zip(texts, constraint.complete(output), strict=True)]
-        return answers
+    def warmup(self) -> None:
+        """The engine's step compiled (and captured) for its one shape; an endpoint's model checked to be served."""
+        self.engine.warmup()
 
-    def optimize(self, requests: list[PromptRequest]) -> list[OptimizedPrompt]:
-        """The user's prompt, enriched by the model as the mode and target ask."""
-        started = time.perf_counter()
-        conversations = [
-            [{"role": "system", "content": f"{MODE_INSTRUCTIONS[r.mode]} {TARGET_HINT[r.target]} Answer with the "
-                                           "prompt only."},
-             {"role": "user", "content": r.prompt}]
-            for r in requests
-        ]
-        prompts = [r.prompt.strip().rstrip(" .,") for r in requests]
-        grammar = enrichment_grammar(self.args.max_new_tokens)
-        answers = self.chat(conversations, [grammar] * len(requests), self.args.max_new_tokens, prompts)
-        meta = self.metadata(len(requests), started)
-        return [OptimizedPrompt(prompt=request.prompt, optimized=f"{prompt}{answer}" if answer is not None else
-                                template_prompt(request), mode=request.mode, target=request.target,
-                                fallback=answer is None, metadata=meta)
-                for request, prompt, answer in zip(requests, prompts, answers, strict=True)]
+    def submit(self, ask: Ask, lane_rank: int = 1, user: str = "",
+               on_text: Callable[[str], None] | None = None) -> Answer:
+        """Its answer's future (text, or None when the time limit cut it short); `on_text` sees the text so far."""
+        return self.engine.submit(ask, lane_rank, user, on_text)
 
-    def storyboard(self, request: StoryboardRequest) -> Storyboard:
-        started = time.perf_counter()
+    def optimize_ask(self, request: PromptRequest) -> Ask:
+        conversation = [
+            {"role": "system", "content": f"{MODE_INSTRUCTIONS[request.mode]} {TARGET_HINT[request.target]} Answer "
+                                          "with the prompt only."},
+            {"role": "user", "content": request.prompt}]
+        limit = self.args.max_new_tokens
+        return Ask(conversation, enrichment_grammar(limit), enrichment_schema(limit),
+                   lambda answer: f", {answer['enrichment']}", limit, _trimmed(request.prompt),
+                   request.temperature, request.seed)
+
+    def optimized(self, request: PromptRequest, answer: str | None, started: float) -> OptimizedPrompt:
+        """The user's prompt, enriched by the model's answer (the template's when there is none)."""
+        return OptimizedPrompt(prompt=request.prompt, optimized=f"{_trimmed(request.prompt)}{answer}"
+                               if answer is not None else template_prompt(request), mode=request.mode,
+                               target=request.target, fallback=answer is None, metadata=self.metadata(1, started))
+
+    def storyboard_ask(self, request: StoryboardRequest) -> Ask:
         source = f"Theme: {request.theme}" if request.theme else f"Script:\n{request.script}"
         ask = (f"{source}\nMake exactly {request.num_scenes} scenes of about {request.scene_seconds:g} s each"
                + (f", visual style: {request.style}." if request.style else "."))
-        (answer,) = self.chat([[{"role": "system", "content": STORYBOARD_SYSTEM}, {"role": "user", "content": ask}]],
-                              [json_grammar(storyboard_schema(request.num_scenes, request.scene_seconds))],
-                              storyboard_tokens(request.num_scenes))
+        schema = storyboard_schema(request.num_scenes, request.scene_seconds)
+        return Ask([{"role": "system", "content": STORYBOARD_SYSTEM}, {"role": "user", "content": ask}],
+                   json_grammar(schema), schema, lambda answer: json.dumps(answer, separators=(",", ":")),
+                   storyboard_tokens(request.num_scenes), temperature=request.temperature, seed=request.seed)
+
+    def storyboarded(self, request: StoryboardRequest, answer: str | None, started: float) -> Storyboard:
         scenes = parse_scenes(answer) if answer is not None else template_scenes(request)
         return Storyboard(scenes=scenes, fallback=answer is None, metadata=self.metadata(1, started))
+
+    def optimize(self, requests: list[PromptRequest]) -> list[OptimizedPrompt]:
+        """All decoded together (blocking)."""
+        started = time.perf_counter()
+        answers = [self.submit(self.optimize_ask(request)) for request in requests]
+        return [self.optimized(request, answer.result(), started)
+                for request, answer in zip(requests, answers, strict=True)]
+
+    def storyboard(self, request: StoryboardRequest) -> Storyboard:
+        started = time.perf_counter()
+        return self.storyboarded(request, self.submit(self.storyboard_ask(request)).result(), started)
+
+
+def _trimmed(prompt: str) -> str:
+    return prompt.strip().rstrip(" .,")

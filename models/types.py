@@ -174,7 +174,15 @@ class VideoRequest(_Sized):
         return value
 
 
-class PromptRequest(_Request):
+class _Sampling(_Request):
+    """How an LLM answer is decoded: greedy at temperature 0, else sampled from the seed's own noise (the same seed
+    gives the same text, whatever else decodes beside it)."""
+
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0: greedy")
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+
+
+class PromptRequest(_Sampling):
     """Prompt optimisation."""
 
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
@@ -187,7 +195,7 @@ class PromptRequest(_Request):
         return _non_blank(value, "prompt")
 
 
-class StoryboardRequest(_Request):
+class StoryboardRequest(_Sampling):
     """A theme or a script to be cut into scenes."""
 
     theme: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)

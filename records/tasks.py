@@ -270,6 +270,15 @@ class ProgressReporter:
         except (redis.ConnectionError, redis.TimeoutError):
             pass
 
+    def text(self, task_id: str | None, text: str) -> None:
+        """Publishes a `text` event: the answer an LLM job has decoded so far (best effort, like `report`)."""
+        if self.client is None or task_id is None:
+            return
+        try:
+            self.client.publish(keys.task_events(task_id), json.dumps({"id": task_id, "event": "text", "text": text}))
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+
     def started(self, task_ids: list[str | None], stage: str) -> None:
         """The model work of these tasks begins: their wait for a replica ends (best effort, like `report`)."""
         known = [task_id for task_id in task_ids if task_id is not None]

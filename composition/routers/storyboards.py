@@ -8,6 +8,7 @@ from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
+from composition.streaming import stream
 from composition.submit import submit
 
 router = APIRouter(prefix="/v1/storyboards", tags=["storyboards"])
@@ -16,4 +17,6 @@ router = APIRouter(prefix="/v1/storyboards", tags=["storyboards"])
 @router.post("", responses={200: {"model": StoryboardOut}, 202: {"model": Accepted}})
 async def storyboard(body: StoryboardBody, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    if body.stream:
+        return await stream(services, principal, workflows.storyboards, body, idempotency_key)
     return await submit(services, principal, workflows.storyboards, body, idempotency_key)

@@ -70,6 +70,13 @@ class Prioritised(BaseModel):
     priority: Lane | None = Field(default=None, description=PRIORITY)
 
 
+class Streamed(BaseModel):
+    """An LLM route's `stream` option (composition/streaming.py)."""
+
+    stream: bool = Field(default=False, description="answer with Server-Sent Events: the model's text as it is "
+                                                    "decoded (`delta`), then the final JSON (`result`)")
+
+
 class TaskBody(Body, Notify, Prioritised):
     """A request that may become a task, so it may carry a webhook and a priority."""
 

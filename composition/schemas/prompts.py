@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from composition.schemas.common import Id, Prompt, TaskBody, wait_field
+from composition.schemas.common import Streamed, Id, Prompt, TaskBody, wait_field
 from models.types import PromptMode, PromptTarget
 
 
@@ -22,10 +22,12 @@ ModeIn = Annotated[PromptMode, BeforeValidator(_mode), Field(
     description="general, artistic or cinematic; or 通用型, 艺术型, 电影型 (answers use the English name)")]
 
 
-class PromptOptimize(TaskBody):
+class PromptOptimize(TaskBody, Streamed):
     prompt: Prompt
     mode: ModeIn = "general"
     target: PromptTarget = "image"
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0: greedy; else sampled from `seed`")
+    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="the same seed gives the same text")
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(60)

@@ -5,11 +5,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from composition.schemas.common import AssetRef, Id, TaskBody, text, wait_field
+from composition.schemas.common import Streamed, AssetRef, Id, TaskBody, text, wait_field
 from models.types import Side, StoryboardRequest
 
 
-class StoryboardBody(TaskBody):
+class StoryboardBody(TaskBody, Streamed):
     theme: text(2000) | None = None
     script: text(20_000) | None = None
     num_scenes: int = Field(default=4, ge=1, le=12)

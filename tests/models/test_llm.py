@@ -34,12 +34,6 @@ def test_random_weights_answer_under_the_grammar_not_the_template(model):
         assert "motion" not in result.optimized  # the model's words, not the template's
 
 
-def test_batched_greedy_answers_equal_single_answers(model):
-    conversations = [[{"role": "user", "content": text}] for text in ("hi", "a much longer question here")]
-    grammar = llm.enrichment_grammar(12)
-    assert model.chat(conversations, [grammar] * 2, 16) == [model.chat([c], [grammar], 16)[0] for c in conversations]
-
-
 @pytest.mark.parametrize("num_scenes", [1, 3, 6])
 def test_storyboard_from_random_weights_is_exactly_the_asked_scenes(model, num_scenes):
     request = StoryboardRequest(theme="a fox learns to fly", num_scenes=num_scenes, scene_seconds=3)
