@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: on these machines 2.13.0 is the local CPU wheel; a looser pin pulls CUDA wheels
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[server,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,7 +41,7 @@ bench: install
 # The dependency floor (transformers 5.17, as on the lent GPU machines) under the model and benchmark tests
 floor:
 	test -x .venv-floor/bin/python || $(PYTHON) -m venv .venv-floor
-	.venv-floor/bin/pip install -q torch==2.13.0 && .venv-floor/bin/pip install -q -e ".[test]" transformers==5.17.0
+	.venv-floor/bin/pip install -q torch==2.13.0 && .venv-floor/bin/pip install -q -e ".[server,test]" transformers==5.17.0
 	.venv-floor/bin/python -m pytest -q tests/models tests/bench
 
 clean:

@@ -10,9 +10,10 @@ from ray.serve.handle import DeploymentHandle
 
 from composition.catalogue import Catalogue, load_catalogue
 from composition.errors import ApiError, NotFound
+from composition.schemas.assets import AssetInfo
 from composition.store.access import AccessStore
 from composition.store.adapters import AdapterStore
-from composition.store.assets import AssetInfo, AssetStore
+from composition.store.assets import AssetStore
 from composition.store.landmarks import LandmarkChooser
 from composition.store.projects import Project, ProjectStore
 from composition.store.prompts import PromptStore

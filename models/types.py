@@ -7,8 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.ids import ADAPTER_ID
-from models.images import inspect_image
-from models.media import VideoFormat
+from models.formats import VideoFormat
 
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
@@ -27,6 +26,15 @@ def _non_blank(value: str, field: str) -> str:
     if not value:
         raise ValueError(f"{field} must not be empty")
     return value
+
+
+def _checked_image(image: bytes, field: str) -> bytes:
+    """An image's bytes, once they decode within the size limit (Pillow loads here, so that reading these shapes,
+    as the client does, needs no imaging library)."""
+    from models.images import inspect_image
+
+    inspect_image(image, field)
+    return image
 
 
 def _multiple_of_8(value: int) -> int:
@@ -59,8 +67,7 @@ class Control(_Request):
     @field_validator("image")
     @classmethod
     def _decodable(cls, value: bytes) -> bytes:
-        inspect_image(value, "controls.image")
-        return value
+        return _checked_image(value, "controls.image")
 
 
 class Lora(_Request):
@@ -152,8 +159,7 @@ class EditRequest(_Adapted):
     @field_validator("image")
     @classmethod
     def _decodable(cls, value: bytes) -> bytes:
-        inspect_image(value, "image")
-        return value
+        return _checked_image(value, "image")
 
 
 class VideoRequest(_Sized):
@@ -169,8 +175,7 @@ class VideoRequest(_Sized):
     @field_validator("image")
     @classmethod
     def _decodable(cls, value: bytes) -> bytes:
-        inspect_image(value, "image")
-        return value
+        return _checked_image(value, "image")
 
 
 class PromptRequest(_Request):

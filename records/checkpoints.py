@@ -13,7 +13,7 @@ from typing import NamedTuple
 import redis
 
 from config import keys
-from records.tasks import tier_weight
+from records.task_record import tier_weight
 
 log = logging.getLogger("montage.checkpoints")
 

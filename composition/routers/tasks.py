@@ -12,7 +12,7 @@ from composition.auth import Principal, PrincipalDep
 from composition.deps import ServicesDep, TaskIdPath
 from composition.errors import Conflict, NotFound
 from composition.schemas.common import Id
-from records.tasks import STATUSES, TaskRecord
+from records.task_record import STATUSES, TaskRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 HIDDEN = {"request", "attempts"}

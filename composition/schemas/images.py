@@ -7,7 +7,7 @@ from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, TaskBody,
                                         wait_field)
-from models.media import ImageFormat
+from models.formats import ImageFormat
 from models.types import ControlType, Lora, Side
 
 Loras = Annotated[list[Lora], BeforeValidator(lambda value: [] if value is None else value),
