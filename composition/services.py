@@ -26,7 +26,7 @@ from config.composition import CompositionArgs
 from config.families import GenerationDefaults
 from config.settings import Settings, store_backoff
 from models.errors import InvalidRequest
-from models.runtime import check_grid, fit_size
+from models.grid import check_grid, fit_size
 from models.types import AdapterInfo, Lora
 from records.blobs import open_blobs
 

@@ -97,7 +97,7 @@ def test_storyboard_needs_exactly_one_of_theme_or_script(kwargs):
     ((1, 5000), 16, 512 * 512, (16, 2048)),  # the narrowest side is one grid cell
 ])
 def test_fit_size_keeps_the_source_within_the_familys_limits(source, multiple, max_pixels, expected):
-    from models.runtime import fit_size
+    from models.grid import fit_size
 
     width, height = fit_size(*source, multiple, max_pixels)
     assert (width, height) == expected
