@@ -27,7 +27,7 @@ from config.families import GenerationDefaults
 from config.settings import Settings, store_backoff
 from models.errors import InvalidRequest
 from models.grid import check_grid, fit_size
-from models.types import AdapterInfo, Lora
+from models.types import AdapterInfo, Lora, check_distinct
 from records.blobs import open_blobs
 
 
@@ -93,8 +93,7 @@ class Services:
         limit = self.defaults_of(family).max_loras
         if len(loras) > limit:
             raise InvalidRequest(field, f"at most {limit} adapters per request for {family}")
-        if len({lora.id for lora in loras}) != len(loras):
-            raise InvalidRequest(field, "each adapter may appear once")
+        check_distinct(loras, field)
         catalogue = await self.adapters.catalogue(family) if loras else {}
         for index, lora in enumerate(loras):
             if (info := catalogue.get(lora.id)) is None:

@@ -6,7 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.families import MAX_LORAS
 from config.ids import ADAPTER_ID
+from models.errors import InvalidRequest
 from models.formats import VideoFormat
 
 MAX_PROMPT_CHARS = 2000
@@ -89,16 +91,21 @@ def adapter_key(loras: tuple[Lora, ...]) -> str:
     return "+".join(sorted(lora.id for lora in loras))
 
 
+def check_distinct(loras: tuple[Lora, ...] | list[Lora], field: str = "loras") -> None:
+    """`InvalidRequest` naming `field` when an adapter appears twice in one request."""
+    if len({lora.id for lora in loras}) != len(loras):
+        raise InvalidRequest(field, "each adapter may appear once")
+
+
 class _Adapted(_Sized):
     """A denoising request that may carry LoRA adapters (each at most once)."""
 
-    loras: tuple[Lora, ...] = Field(default=(), max_length=8)
+    loras: tuple[Lora, ...] = Field(default=(), max_length=MAX_LORAS)
 
     @field_validator("loras")
     @classmethod
     def _distinct_loras(cls, value: tuple[Lora, ...]) -> tuple[Lora, ...]:
-        if len({lora.id for lora in value}) != len(value):
-            raise ValueError("loras: each adapter may appear once")
+        check_distinct(value)
         return value
 
 

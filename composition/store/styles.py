@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 
 from config import keys
+from config.families import MAX_LORAS
 from config.specs import families_with
 from models.types import Lora, Side
 
@@ -21,7 +22,8 @@ class Style(BaseModel):
     width: Side | None = None
     height: Side | None = None
     steps: int | None = Field(default=None, ge=1, le=100)
-    loras: list[Lora] = Field(default=[], max_length=8, description="LoRA adapters of its model, with their scales")
+    loras: list[Lora] = Field(default=[], max_length=MAX_LORAS,
+                              description="LoRA adapters of its model, with their scales")
 
 
 class StyleStore:
