@@ -28,7 +28,7 @@ browser:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: install browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 # The reliability suite at length: 5 minutes of 64-client load and a longer fuzz (tests/reliability)
 soak: install
