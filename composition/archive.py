@@ -16,9 +16,9 @@ from pydantic import Field, ValidationError
 
 from composition.errors import ApiError, Conflict
 from composition.schemas.assets import AssetInfo
-from composition.schemas.projects import ProjectImport
+from composition.schemas.projects import Project, ProjectImport
 from composition.services import Services
-from composition.store.projects import ImportRecord, Project
+from composition.store.projects import ImportRecord
 from config.ids import HEX_ID
 from models.errors import InvalidRequest
 from models.images import ACCEPTED_FORMATS, inspect_header

@@ -11,14 +11,16 @@ from ray.serve.handle import DeploymentHandle
 from composition.catalogue import Catalogue, load_catalogue
 from composition.errors import ApiError, NotFound
 from composition.schemas.assets import AssetInfo
+from composition.schemas.projects import Project
+from composition.schemas.styles import Style
 from composition.store.access import AccessStore
 from composition.store.adapters import AdapterStore
 from composition.store.assets import AssetStore
 from composition.store.landmarks import LandmarkChooser
-from composition.store.projects import Project, ProjectStore
+from composition.store.projects import ProjectStore
 from composition.store.prompts import PromptStore
 from composition.store.redis_version import require_redis_8
-from composition.store.styles import Style, StyleStore
+from composition.store.styles import StyleStore
 from composition.store.tasks import TaskStore
 from composition.store.timings import TimingStore
 from composition.store.webhooks import WebhookStore

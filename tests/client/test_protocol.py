@@ -1,5 +1,6 @@
 """The client is a thin HTTP client: importing it loads its schemas, pydantic and httpx, and nothing of a server
 (no store, no imaging, no model, no Ray), so `pip install montage` without the `server` extra is enough for it."""
+import pkgutil
 import re
 import sys
 import tomllib
@@ -47,3 +48,12 @@ def test_the_client_needs_only_the_packages_a_plain_install_brings():
                    if not top.startswith("_")}  # an interpreter's private modules (_sysconfigdata_…)
     needed = {_name(dist) for top in third_party for dist in distributions.get(top, [top])}
     assert needed <= installs, needed - installs
+
+
+def test_every_api_schema_loads_nothing_of_a_store_an_image_or_a_model():
+    import composition.schemas
+
+    modules = sorted(info.name for info in pkgutil.iter_modules(composition.schemas.__path__))
+    assert {"common", "images", "styles", "projects"} <= set(modules)
+    loaded = imported_by(", ".join(f"composition.schemas.{name}" for name in modules))
+    assert not loaded & (SERVER_ONLY - {"fastapi", "starlette"})  # OpenAI's multipart forms take fastapi's UploadFile

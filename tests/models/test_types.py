@@ -124,7 +124,7 @@ def test_an_adapter_named_twice_is_refused_by_one_rule_everywhere():
 
 def test_one_limit_bounds_the_adapters_of_a_request_a_style_and_a_familys_args():
     from composition.schemas.images import ImageGeneration
-    from composition.store.styles import Style
+    from composition.schemas.styles import Style
     from config.families import MAX_LORAS, AdapterPolicy, GenerationDefaults
     from models.types import Lora
 
