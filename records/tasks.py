@@ -1,6 +1,7 @@
-"""The task record: one Redis hash per task, owned here. Its fields, its atomic transitions (start, finish,
-stage and progress, waiting for a model), the events it publishes and its cancellation are written only through this
-module: by the composition layer's task store and by the model replicas' progress reporter alike."""
+"""The task record: one Redis hash per task, owned here (its fields as the API shows them: `task_record.py`). Its
+atomic transitions (start, finish, stage and progress, waiting for a model), the events it publishes and its
+cancellation are written only through this module: by the composition layer's task store and by the model replicas'
+progress reporter alike."""
 from __future__ import annotations
 
 import json
