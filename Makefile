@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: on these machines 2.13.0 is the local CPU wheel; a looser pin pulls CUDA wheels
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[server,test]"
 	$(PY) -m pip install -q --no-deps invisible-watermark==0.2.0  # its opencv-python would shadow the headless one
 	touch $(STAMP)
 
@@ -29,7 +29,7 @@ browser:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: install browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 # The reliability suite at length: 5 minutes of 64-client load and a longer fuzz (tests/reliability)
 soak: install
@@ -42,7 +42,7 @@ bench: install
 # The dependency floor (transformers 5.17, as on the lent GPU machines) under the model and benchmark tests
 floor:
 	test -x .venv-floor/bin/python || $(PYTHON) -m venv .venv-floor
-	.venv-floor/bin/pip install -q torch==2.13.0 && .venv-floor/bin/pip install -q -e ".[test]" transformers==5.17.0 && .venv-floor/bin/pip install -q --no-deps invisible-watermark==0.2.0
+	.venv-floor/bin/pip install -q torch==2.13.0 && .venv-floor/bin/pip install -q -e ".[server,test]" transformers==5.17.0 && .venv-floor/bin/pip install -q --no-deps invisible-watermark==0.2.0
 	.venv-floor/bin/python -m pytest -q tests/models tests/bench
 
 clean:

@@ -23,15 +23,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from client import sse
 from composition.schemas.adapters import AdapterOut
+from composition.schemas.assets import AssetInfo
 from composition.schemas.common import Accepted, AssetRef, ErrorEnvelope, ImageModel, VideoModel
 from composition.schemas.forks import ForkBody
 from composition.schemas.images import ImageEdit, ImageGeneration, ImagesResult
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
 from composition.schemas.videos import VideoGeneration, VideoOut
-from composition.store.assets import AssetInfo
 from config.composition import Lane
 from config.ids import HEX_ID
-from records.tasks import TERMINAL, Status, TaskRecord
+from records.task_record import TERMINAL, Status, TaskRecord
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 RECONNECTS = 5  # an event stream that drops before the task ends is opened again (it restarts with the task's state)

@@ -17,8 +17,6 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("config", nargs="?", default="config/serve/h200.yaml")
     plan.add_argument("--gpu", default="h200")
     commands.add_parser("status", help="deployments, replicas, GPU shares and Redis of the running cluster")
-    bench = commands.add_parser("bench", help="per-call time of each tiny family, in-process (`make bench` runs the whole CPU suite)")
-    bench.add_argument("--repeat", type=int, default=3)
     keys = commands.add_parser("keys", help="API keys: create (prints the key last), list, revoke; webhook-secret: "
                                             "the server's webhook signing secret (auth off)")
     key_commands = keys.add_subparsers(dest="action", required=True)
@@ -42,10 +40,6 @@ def main(argv: list[str] | None = None) -> int:
         from cluster.status_cli import main_status
 
         return main_status()
-    if args.command == "bench":
-        from bench.families import main as bench_main
-
-        return bench_main(["--repeat", str(args.repeat)]) or 0
     if args.command == "keys":
         from cluster.keys_cli import main_keys
 

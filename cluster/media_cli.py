@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from config.composition import LANES
 from config.specs import families_with
-from models.media import ImageFormat, VideoFormat
+from models.formats import ImageFormat, VideoFormat
 
 if TYPE_CHECKING:
     from rich.console import Console

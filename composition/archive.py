@@ -15,14 +15,14 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from composition.errors import ApiError, Conflict
-from composition.schemas.projects import ProjectImport
+from composition.schemas.assets import AssetInfo
+from composition.schemas.projects import Project, ProjectImport
 from composition.services import Services
-from composition.store.assets import AssetInfo
-from composition.store.projects import ImportRecord, Project
+from composition.store.projects import ImportRecord
 from config.ids import HEX_ID
 from models.errors import InvalidRequest
 from models.images import ACCEPTED_FORMATS, inspect_header
-from records.tasks import TaskRecord
+from records.task_record import TaskRecord
 
 MEMBER = re.compile(rf"^assets/({HEX_ID.strip('^$')})(\.[a-z0-9]{{1,5}})?$")  # <id>.<ext>; older archives: <id>
 MAX_MEMBERS = 1000

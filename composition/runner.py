@@ -16,7 +16,7 @@ from composition.webhooks import WebhookSender
 from composition.workflows.base import TaskCancelled, TaskContext, Workflow
 from config.composition import CompositionArgs, RunnerArgs
 from config.families import GenerationDefaults
-from deployments.base import replica_name
+from deployments.replica import replica_name
 from records.tasks import Cancelled
 
 log = logging.getLogger("montage.runner")

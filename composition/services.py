@@ -14,14 +14,17 @@ from composition.credentials.chain import load_chain
 from composition.credentials.recipe import Recipe
 from composition.credentials.signing import ContentSigner
 from composition.errors import ApiError, NotFound
+from composition.schemas.assets import AssetInfo
+from composition.schemas.projects import Project
+from composition.schemas.styles import Style
 from composition.store.access import AccessStore
 from composition.store.adapters import AdapterStore
-from composition.store.assets import AssetInfo, AssetStore
+from composition.store.assets import AssetStore
 from composition.store.landmarks import LandmarkChooser
-from composition.store.projects import Project, ProjectStore
+from composition.store.projects import ProjectStore
 from composition.store.prompts import PromptStore
 from composition.store.redis_version import require_redis_8
-from composition.store.styles import Style, StyleStore
+from composition.store.styles import StyleStore
 from composition.store.tasks import TaskStore
 from composition.store.kept import KeptStates
 from composition.store.reuse import LatentLibrary
@@ -31,8 +34,8 @@ from config.composition import CompositionArgs
 from config.families import GenerationDefaults
 from config.settings import Settings, store_backoff
 from models.errors import InvalidRequest
-from models.runtime import check_grid, fit_size
-from models.types import AdapterInfo, Lora
+from models.grid import check_grid, fit_size
+from models.types import AdapterInfo, Lora, check_distinct
 from records.blobs import open_blobs
 
 
@@ -101,8 +104,7 @@ class Services:
         limit = self.defaults_of(family).max_loras
         if len(loras) > limit:
             raise InvalidRequest(field, f"at most {limit} adapters per request for {family}")
-        if len({lora.id for lora in loras}) != len(loras):
-            raise InvalidRequest(field, "each adapter may appear once")
+        check_distinct(loras, field)
         catalogue = await self.adapters.catalogue(family) if loras else {}
         for index, lora in enumerate(loras):
             if (info := catalogue.get(lora.id)) is None:

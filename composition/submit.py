@@ -14,7 +14,7 @@ from composition.services import Services
 from composition.webhooks import subscription_for
 from composition.workflows.base import Workflow
 from models.errors import InvalidRequest
-from records.tasks import TaskRecord
+from records.task_record import TaskRecord
 
 
 def task_response(record: TaskRecord) -> JSONResponse:

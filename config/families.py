@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from config.ids import ADAPTER_ID
 
+MAX_LORAS = 8  # the most LoRA adapters a request (or a style) may name; a family's own limit is at most this
+
 
 class Source(str, Enum):
     """Where a family's weights come from."""
@@ -41,7 +43,7 @@ class GenerationDefaults(BaseModel):
     fps: int = Field(default=8, ge=1, le=60)
     max_pixels: int | None = Field(
         default=None, ge=64, description="largest width × height one request may ask; None: the API's bounds")
-    max_loras: int = Field(default=0, ge=0, le=8,
+    max_loras: int = Field(default=0, ge=0, le=MAX_LORAS,
                            description="LoRA adapters one request may name (an image family's adapters.max_per_request)")
     max_adapter_mb: float = Field(default=0.0, ge=0.0,
                                   description="largest LoRA adapter file (an image family's adapters.max_mb)")
@@ -225,7 +227,7 @@ class AdapterPolicy(BaseModel):
         default=None, description="a folder of <id>.safetensors files; None: MONTAGE_DATA_DIR/adapters/<family>")
     hub: dict[Annotated[str, Field(pattern=ADAPTER_ID)], str] = Field(
         default_factory=dict, description="id → hub repo id, optionally 'repo/name:file.safetensors' (pretrained)")
-    max_per_request: int = Field(default=3, ge=0, le=8)
+    max_per_request: int = Field(default=3, ge=0, le=MAX_LORAS)
     max_loaded: int = Field(default=3, ge=1, le=64,
                             description="adapter sets a replica keeps loaded (Serve's max_num_models_per_replica)")
     max_rank: int = Field(default=128, ge=1, le=1024)

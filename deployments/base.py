@@ -5,13 +5,10 @@ import asyncio
 import contextlib
 import functools
 import os
-import socket
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
-
-from ray import serve
 
 from config.app import Batching
 from config.composition import AssetStoreArgs
@@ -20,8 +17,10 @@ from config.specs import spec_for
 from deployments.adapters import AdapterHosting
 from deployments.admission import Admission
 from deployments.metrics import deployment_metrics
+from deployments.replica import memory, replica_name, serve_is_stopping
 from deployments.scheduler import StepScheduler, Ticket
-from deployments.steps import GroupSteps, job_digest, restored
+from deployments.steps import GroupSteps, restored
+from records.checkpoints import job_digest
 from models.runtime import Family, group_by
 from models.steps import StepState
 from models.types import AdapterInfo
@@ -58,40 +57,6 @@ class Job:
     def queued_ms(self, started: float) -> float:
         """How long it waited (batch queue, then the step scheduler) before it first held the device."""
         return (started - self.arrived) * 1000.0
-
-
-def memory(device: Any) -> dict[str, int]:
-    """Bytes in use: the CUDA allocator's and the device's (CUDA), else this process's resident set."""
-    if device.type == "cuda":
-        import torch
-
-        free, total = torch.cuda.mem_get_info(device)
-        return dict(allocated=torch.cuda.memory_allocated(device), reserved=torch.cuda.memory_reserved(device),
-                    device_used=total - free, device_total=total)
-    import psutil
-
-    return dict(resident=psutil.Process().memory_info().rss)
-
-
-def serve_is_stopping() -> bool:
-    """Whether Serve has begun this replica's graceful shutdown (downscale, redeploy, replacement). Serve offers no
-    public signal; this reads the replica actor's own flag, and is False wherever that cannot be found."""
-    try:
-        import ray
-
-        worker = ray._private.worker.global_worker
-        replica = worker.actors.get(worker.actor_id)
-        return bool(getattr(getattr(replica, "_replica_impl", None), "_shutting_down", False))
-    except Exception:  # outside Ray, or its internals moved: no drain signal, checkpoints still bound the loss
-        return False
-
-
-def replica_name() -> str:
-    """The Serve replica id inside Ray, host:pid outside it."""
-    try:
-        return serve.get_replica_context().replica_id.unique_id
-    except Exception:  # not running inside a Serve replica
-        return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _step_of(state: StepState | None) -> int:

@@ -4,8 +4,6 @@ checkpointed, and once Serve stops it (downscale, redeploy, replacement) its job
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,12 +22,6 @@ NO_PREVIEW_LANE = "low"  # batch work: no previews
 class HandedBack(RuntimeError):
     """Serve is stopping this replica: the group's jobs were checkpointed and go back to the runner, which retries
     them on another replica, from that step."""
-
-
-def job_digest(request: Any) -> str:
-    """Names one model request of a task (a storyboard's scenes are several): its checkpoint's field."""
-    fields = json.dumps(request.model_dump(), sort_keys=True, default=lambda data: hashlib.sha256(data).hexdigest())
-    return hashlib.sha256(fields.encode()).hexdigest()[:32]
 
 
 def restored(data: bytes | None, task_id: str | None) -> StepState | None:

@@ -11,19 +11,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from models.formats import ImageFormat, VideoFormat
 
 MAX_FPS = 120
 _CRF_QUALITY = 6  # imageio-ffmpeg quality 6 -> libx264 -crf 20
 _VP9_PARAMS = ["-crf", "32", "-b:v", "0", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1"]  # constant quality
 
-ImageFormat = Literal["png", "jpeg", "webp"]
-VideoFormat = Literal["mp4", "webm", "gif"]
-MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp",
-                               "mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}  # format → content type
 DEFAULT_QUALITY = 90  # JPEG and WebP, when a request names none
 
 

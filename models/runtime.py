@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
@@ -13,10 +12,10 @@ import numpy as np
 import torch
 
 from config.families import FamilyArgs, Source
-from models.errors import InvalidRequest
 from models.results import video_result
+from models.grid import check_grid
 from models.steps import Steps
-from models.types import MAX_SIDE, Metadata, VideoRequest, VideoResult
+from models.types import Metadata, VideoRequest, VideoResult
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -128,39 +127,6 @@ def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
-
-
-def check_grid(family: str, size_multiple: int, frame_multiple: int, width: int, height: int,
-               num_frames: int | None = None) -> None:
-    """The latent grid's rule, for a replica and for the ingress (which checks before queueing): width and height
-    multiples of `size_multiple`, num_frames `frame_multiple`·k + 1; `InvalidRequest` naming the field otherwise."""
-    for field, value in (("width", width), ("height", height)):
-        if value % size_multiple:
-            raise InvalidRequest(field, f"must be a multiple of {size_multiple} for {family}")
-    if num_frames is not None and (num_frames - 1) % frame_multiple:
-        raise InvalidRequest("num_frames", f"must be {frame_multiple}k + 1 for {family}")
-
-
-def fit_size(width: int, height: int, size_multiple: int, max_pixels: int | None) -> tuple[int, int]:
-    """The size a family serves for a source image of width × height: the source's own, each side rounded to the
-    grid (`size_multiple`, and 8), when that fits the family's limits (MAX_SIDE a side, `max_pixels` a frame); else
-    the largest size of the source's aspect that does."""
-    grid, limit = math.lcm(size_multiple, 8), max_pixels or MAX_SIDE ** 2
-
-    def rounded(side: float) -> int:
-        return max(grid, round(side / grid) * grid)
-
-    def fits(size: tuple[int, int]) -> bool:
-        return max(size) <= MAX_SIDE and size[0] * size[1] <= limit
-
-    if fits(size := (rounded(width), rounded(height))):
-        return size
-    ratio = min(width, height) / max(width, height)
-    for long in range(MAX_SIDE // grid * grid, grid - 1, -grid):  # the largest first; the last, grid², fits
-        short = rounded(long * ratio)
-        if fits(size := (long, short) if width >= height else (short, long)):
-            return size
-    raise AssertionError("unreachable: a grid² frame fits every family")
 
 
 class Family:

@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.families import MAX_LORAS
 from config.ids import ADAPTER_ID
-from models.images import inspect_image
-from models.media import VideoFormat
+from models.errors import InvalidRequest
+from models.formats import VideoFormat
 
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
@@ -27,6 +28,15 @@ def _non_blank(value: str, field: str) -> str:
     if not value:
         raise ValueError(f"{field} must not be empty")
     return value
+
+
+def _checked_image(image: bytes, field: str) -> bytes:
+    """An image's bytes, once they decode within the size limit (Pillow loads here, so that reading these shapes,
+    as the client does, needs no imaging library)."""
+    from models.images import inspect_image
+
+    inspect_image(image, field)
+    return image
 
 
 def _multiple_of_8(value: int) -> int:
@@ -60,8 +70,7 @@ class Control(_Request):
     @field_validator("image")
     @classmethod
     def _decodable(cls, value: bytes) -> bytes:
-        inspect_image(value, "controls.image")
-        return value
+        return _checked_image(value, "controls.image")
 
 
 class Lora(_Request):
@@ -83,16 +92,21 @@ def adapter_key(loras: tuple[Lora, ...]) -> str:
     return "+".join(sorted(lora.id for lora in loras))
 
 
+def check_distinct(loras: tuple[Lora, ...] | list[Lora], field: str = "loras") -> None:
+    """`InvalidRequest` naming `field` when an adapter appears twice in one request."""
+    if len({lora.id for lora in loras}) != len(loras):
+        raise InvalidRequest(field, "each adapter may appear once")
+
+
 class _Adapted(_Sized):
     """A denoising request that may carry LoRA adapters (each at most once)."""
 
-    loras: tuple[Lora, ...] = Field(default=(), max_length=8)
+    loras: tuple[Lora, ...] = Field(default=(), max_length=MAX_LORAS)
 
     @field_validator("loras")
     @classmethod
     def _distinct_loras(cls, value: tuple[Lora, ...]) -> tuple[Lora, ...]:
-        if len({lora.id for lora in value}) != len(value):
-            raise ValueError("loras: each adapter may appear once")
+        check_distinct(value)
         return value
 
 
@@ -153,8 +167,7 @@ class EditRequest(_Adapted):
     @field_validator("image")
     @classmethod
     def _decodable(cls, value: bytes) -> bytes:
-        inspect_image(value, "image")
-        return value
+        return _checked_image(value, "image")
 
 
 class VideoRequest(_Sized):
@@ -170,8 +183,7 @@ class VideoRequest(_Sized):
     @field_validator("image")
     @classmethod
     def _decodable(cls, value: bytes) -> bytes:
-        inspect_image(value, "image")
-        return value
+        return _checked_image(value, "image")
 
 
 class _Sampling(_Request):
@@ -282,3 +294,14 @@ class Storyboard(BaseModel):
     scenes: list[Scene]
     fallback: bool
     metadata: Metadata
+
+
+WATERMARK_BITS = 48  # the length of Montage's watermark message (models/watermark.py)
+
+
+class Detection(BaseModel):
+    """What the detector read from a frame: how many of the message's bits matched (None: too small to carry)."""
+
+    found: bool
+    bits_matched: int | None = None
+    bits: int = WATERMARK_BITS

@@ -7,23 +7,16 @@ size). A frame smaller than the library's 256×256 pixels carries no mark (`MIN_
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel
+
+from models.types import WATERMARK_BITS, Detection
 
 MESSAGE = 0b1011_0010_0100_1101_0110_1110_0001_1001_1100_0101_0011_1010  # "Montage made this", 48 bits
-BITS = [int(bit) for bit in f"{MESSAGE:048b}"]
+BITS = [int(bit) for bit in f"{MESSAGE:0{WATERMARK_BITS}b}"]
 MIN_PIXELS = 256 * 256
 MATCH_AT = 42  # bits of 48 that must match: by chance about 1 in 2.6e7 on a frame with no mark
 METHOD = "dwtDctSvd"
 STRENGTH = {"scales": [0, 48, 0]}  # per YUV channel: U only, a third above the library's 36 (survives JPEG q85)
 SCALES = (1, 2)  # the detector's tries: as it is, then enlarged 2× (undoes a 0.5× resize)
-
-
-class Detection(BaseModel):
-    """What the detector read from a frame: how many of the message's bits matched (None: too small to carry)."""
-
-    found: bool
-    bits_matched: int | None = None
-    bits: int = len(BITS)
 
 
 def carries(width: int, height: int) -> bool:

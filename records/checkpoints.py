@@ -6,16 +6,23 @@ Redis is the one place: every node reaches it, AOF makes it durable, and a state
 lists the sizes per family)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import redis
 
 from config import keys
-from records.tasks import tier_weight
+from records.task_record import tier_weight
 
 log = logging.getLogger("montage.checkpoints")
+
+
+def job_digest(request: Any) -> str:
+    """Names one model request of a task (a storyboard's scenes are several): its checkpoint's field."""
+    fields = json.dumps(request.model_dump(), sort_keys=True, default=lambda data: hashlib.sha256(data).hexdigest())
+    return hashlib.sha256(fields.encode()).hexdigest()[:32]
 
 SAVE = """
 -- KEYS: task, checkpoints, events; ARGV: job digest, state, ttl, event JSON. Only a live task keeps a checkpoint,

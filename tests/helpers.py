@@ -225,3 +225,16 @@ def chromium_tab(url: str):
         tab.goto(url)
         yield tab
         browser.close()
+
+
+def imported_by(module: str) -> set[str]:
+    """The top-level packages that importing `module` loads in a fresh interpreter (the project's own included)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = f"import json, sys; import {module}; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True,
+                          cwd=Path(__file__).parents[1])
+    return set(json.loads(done.stdout))

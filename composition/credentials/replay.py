@@ -9,7 +9,8 @@ from composition.schemas.provenance import ReplayOut
 from composition.services import Services
 from composition.workflows.images import ImageJob, ImagesWorkflow
 from composition.workflows.videos import VideoJob, VideosWorkflow
-from models.media import MEDIA_TYPES, decode_frames
+from models.formats import MEDIA_TYPES
+from models.media import decode_frames
 from models.types import Control
 
 async def replay(services: Services, images: ImagesWorkflow, videos: VideosWorkflow, asset_id: str,

@@ -7,33 +7,15 @@ from importlib.metadata import version
 from typing import Any
 
 import c2pa
-from pydantic import BaseModel, Field
 
 from composition.credentials.chain import Chain
 from composition.credentials.recipe import RECIPE_LABEL, Recipe
+from composition.schemas.provenance import Verdict
 
 GENERATED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 SIGNABLE = {"image/png", "image/jpeg", "image/webp", "image/gif", "video/mp4"}
 CHANGED = ("dataHash.mismatch", "bmffHash.mismatch", "boxesHash.mismatch", "collectionHash.mismatch")
 INGREDIENT = "source"
-
-
-class Verdict(BaseModel):
-    """What a manifest says of some bytes: `state` Trusted (valid, signed by the configured chain), Valid (valid, by
-    another signer), Invalid, or None without a manifest; `changed`: bytes the manifest covers were changed after
-    signing."""
-
-    state: str | None = None
-    changed: bool = False
-    failures: list[str] = Field(default_factory=list, description="the validation failures' codes")
-    manifest: dict[str, Any] | None = None
-
-    @property
-    def recipe(self) -> dict[str, Any] | None:
-        for assertion in (self.manifest or {}).get("assertions", []):
-            if assertion.get("label") == RECIPE_LABEL:
-                return assertion.get("data")
-        return None
 
 
 class ContentSigner:

@@ -12,9 +12,9 @@ from starlette.datastructures import Headers
 from composition.auth import PrincipalDep
 from composition.deps import AssetIdPath, ServicesDep
 from composition.errors import ApiError
+from composition.schemas.assets import AssetInfo
 from composition.schemas.common import Id
 from composition.services import Services
-from composition.store.assets import AssetInfo
 from models.errors import InvalidRequest
 from models.images import inspect_header
 

@@ -29,8 +29,9 @@ from composition.submit import Queued, enqueue
 from composition.workflows.registry import Workflows
 from composition.workflows.storyboards import clip_frames
 from models.errors import InvalidRequest
-from models.media import MEDIA_TYPES, decode_mp4
-from records.tasks import TaskRecord
+from models.formats import MEDIA_TYPES
+from models.media import decode_mp4
+from records.task_record import TaskRecord
 
 router = APIRouter(prefix="/openai/v1/videos", tags=["openai"])
 VideoIdPath = Annotated[str, Path(pattern=r"^video_[0-9a-f]{32}$", description="a video id: video_ + its task id")]

@@ -15,7 +15,7 @@ from composition.deps import ServicesDep, TaskIdPath
 from composition.errors import ApiError
 from composition.schemas.common import Id
 from composition.schemas.projects import ProjectCreate, ProjectImport, ProjectStats
-from composition.store.projects import Project
+from composition.schemas.projects import Project
 from models.errors import InvalidRequest
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])

@@ -11,12 +11,13 @@ from PIL import Image, UnidentifiedImageError
 
 from composition.auth import PrincipalDep
 from composition.credentials.replay import replay as replay_recipe
-from composition.credentials.signing import Verdict
+from composition.schemas.provenance import Verdict
 from composition.deps import AssetIdPath, ServicesDep, WorkflowsDep
 from composition.errors import ApiError
 from composition.schemas.provenance import AssetProvenance, ProvenanceCheck, ReplayOut
 from composition.services import Services
-from models.media import MEDIA_TYPES, decode_frames
+from models.formats import MEDIA_TYPES
+from models.media import decode_frames
 from models.watermark import detect
 
 router = APIRouter(tags=["provenance"])

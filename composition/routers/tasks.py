@@ -16,7 +16,7 @@ from composition.schemas.common import Accepted, Id
 from composition.schemas.forks import ForkBody, ForkOf
 from composition.schemas.images import ImagesResult
 from composition.submit import submit
-from records.tasks import STATUSES, TaskRecord
+from records.task_record import STATUSES, TaskRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 HIDDEN = {"request", "attempts"}

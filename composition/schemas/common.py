@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from composition.store.assets import asset_url
+from composition.schemas.assets import asset_url
 from config.composition import Lane
 from config.ids import HEX_ID, NAME_ID
 from config.specs import families_with

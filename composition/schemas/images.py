@@ -7,12 +7,13 @@ from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, TaskBody,
                                         wait_field)
-from models.media import ImageFormat
+from config.families import MAX_LORAS
+from models.formats import ImageFormat
 from models.types import ControlType, Lora, Side
 
 Loras = Annotated[list[Lora], BeforeValidator(lambda value: [] if value is None else value),
-                  Field(max_length=8, description="LoRA adapters of the family (GET /v1/adapters) and their scales; "
-                                                  "a changed scale is another image; null: none")]
+                  Field(max_length=MAX_LORAS, description="LoRA adapters of the family (GET /v1/adapters) and their "
+                                                          "scales; a changed scale is another image; null: none")]
 
 
 class _Encoding(TaskBody):

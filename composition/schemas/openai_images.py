@@ -13,7 +13,7 @@ from config.composition import Lane, OpenAIArgs, OpenAIQuality
 from config.families import GenerationDefaults
 from config.specs import families_with
 from models.errors import InvalidRequest
-from models.media import ImageFormat
+from models.formats import ImageFormat
 
 OpenAISize = Annotated[str, Field(pattern=r"^(auto|[0-9]{1,5}x[0-9]{1,5})$",
                                   description='"WxH" (each side 8 to 2048, a multiple of the family\'s grid) or '

@@ -13,7 +13,7 @@ from composition.schemas.videos import VideoGeneration
 from config.composition import OpenAIArgs
 from config.specs import families_with
 from models.errors import InvalidRequest
-from records.tasks import TaskRecord
+from records.task_record import TaskRecord
 
 Seconds = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,2}$", description="the clip's length in whole seconds, 1 or "
                                                                           "more (default: the family's default frames)")]

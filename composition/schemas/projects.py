@@ -1,10 +1,23 @@
 """Projects group tasks and assets."""
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from composition.schemas.common import Body, Id, text
-from composition.store.projects import Project
+
+
+class Project(BaseModel):
+    id: str
+    name: str
+    description: str = ""
+    owner: str = ""
+    created_at: float
+    template: str = ""
+    defaults: dict[str, dict[str, Any]] = Field(default={}, description="task kind → request field defaults")
+    tasks: list[str] = []
+    assets: list[str] = []
 
 
 class ProjectCreate(Body):

@@ -5,12 +5,29 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.credentials.recipe import Recipe
-from composition.credentials.signing import Verdict
-from models.watermark import Detection
+from composition.credentials.recipe import RECIPE_LABEL, Recipe
+from models.types import Detection
 
 REPLAY_NOTE = ("bit-identical on the same model source, device class and settings; another GPU model, torch.compile, "
                "fp8 or a different kernel library changes the floating-point sums and so the pixels")
+
+
+class Verdict(BaseModel):
+    """What a manifest says of some bytes: `state` Trusted (valid, signed by the configured chain), Valid (valid, by
+    another signer), Invalid, or None without a manifest; `changed`: bytes the manifest covers were changed after
+    signing."""
+
+    state: str | None = None
+    changed: bool = False
+    failures: list[str] = Field(default_factory=list, description="the validation failures' codes")
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def recipe(self) -> dict[str, Any] | None:
+        for assertion in (self.manifest or {}).get("assertions", []):
+            if assertion.get("label") == RECIPE_LABEL:
+                return assertion.get("data")
+        return None
 
 
 class AssetProvenance(BaseModel):

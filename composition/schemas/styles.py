@@ -1,10 +1,28 @@
 """Style profiles of souls (characters): look, art style and generation defaults."""
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import BaseModel, Field
 
 from composition.schemas.common import Body, text
-from composition.store.styles import Style
+from config.families import MAX_LORAS
+from config.specs import families_with
+from models.types import Lora, Side
+
+
+class Style(BaseModel):
+    """What a soul looks like and how it is drawn; prompts of souls and selfies start from it."""
+
+    name: str = Field(default="", max_length=100)
+    prompt: str = Field(min_length=1, max_length=1000, description="look and art style, e.g. 'a red-haired sailor, ink'")
+    negative_prompt: str = Field(default="", max_length=1000)
+    model: Literal[families_with("generate")] = "flux"
+    width: Side | None = None
+    height: Side | None = None
+    steps: int | None = Field(default=None, ge=1, le=100)
+    loras: list[Lora] = Field(default=[], max_length=MAX_LORAS,
+                              description="LoRA adapters of its model, with their scales")
 
 
 class StyleProfile(Body, Style):

@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from composition.schemas.common import AssetId, AssetRef, Id, Seed, TaskBody, VideoModel, wait_field
-from models.media import VideoFormat
+from models.formats import VideoFormat
 from models.types import Side
 
 

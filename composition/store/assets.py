@@ -7,43 +7,10 @@ import time
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel
 
+from composition.schemas.assets import AssetInfo
 from config import keys
-from models.media import MEDIA_TYPES
 from records.blobs import Blobs
-
-EXTENSIONS = {content_type: fmt for fmt, content_type in MEDIA_TYPES.items()} | {  # "image/webp" → "webp"
-    "application/json": "json", "text/plain; charset=utf-8": "txt"}  # a storyboard's exports
-
-
-def asset_url(asset_id: str) -> str:
-    """Where the API serves an asset's bytes."""
-    return f"/v1/assets/{asset_id}"
-
-
-class AssetInfo(BaseModel):
-    id: str
-    content_type: str
-    bytes: int
-    kind: str
-    width: int | None = None
-    height: int | None = None
-    created_at: float
-
-    @property
-    def url(self) -> str:
-        return asset_url(self.id)
-
-    @property
-    def size(self) -> tuple[int | None, int | None]:
-        return self.width, self.height
-
-    @property
-    def filename(self) -> str:
-        """`<id>.<extension>` of its content type (the bare id for another type)."""
-        extension = EXTENSIONS.get(self.content_type)
-        return f"{self.id}.{extension}" if extension else self.id
 
 
 class AssetStore:

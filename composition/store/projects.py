@@ -9,19 +9,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 
+from composition.schemas.projects import Project
 from config import keys
-
-
-class Project(BaseModel):
-    id: str
-    name: str
-    description: str = ""
-    owner: str = ""
-    created_at: float
-    template: str = ""
-    defaults: dict[str, dict[str, Any]] = Field(default={}, description="task kind → request field defaults")
-    tasks: list[str] = []
-    assets: list[str] = []
 
 
 class ImportRecord(BaseModel):

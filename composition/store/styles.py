@@ -1,27 +1,10 @@
 """Style profiles by soul id, as JSON."""
 from __future__ import annotations
 
-from typing import Literal
-
 import redis.asyncio as aioredis
-from pydantic import BaseModel, Field
 
+from composition.schemas.styles import Style
 from config import keys
-from config.specs import families_with
-from models.types import Lora, Side
-
-
-class Style(BaseModel):
-    """What a soul looks like and how it is drawn; prompts of souls and selfies start from it."""
-
-    name: str = Field(default="", max_length=100)
-    prompt: str = Field(min_length=1, max_length=1000, description="look and art style, e.g. 'a red-haired sailor, ink'")
-    negative_prompt: str = Field(default="", max_length=1000)
-    model: Literal[families_with("generate")] = "flux"
-    width: Side | None = None
-    height: Side | None = None
-    steps: int | None = Field(default=None, ge=1, le=100)
-    loras: list[Lora] = Field(default=[], max_length=8, description="LoRA adapters of its model, with their scales")
 
 
 class StyleStore:

@@ -14,18 +14,8 @@ from pydantic import BaseModel
 from config import keys
 from config.composition import LANES, Lane
 from records.webhooks import delivery_keys
-from records.tasks import (
-    CREATE,
-    FINISH,
-    LIVE_UPDATE,
-    RESTORE,
-    START,
-    STATUSES,
-    WAIT_FOR,
-    Status,
-    TaskRecord,
-    live_update,
-)
+from records.task_record import STATUSES, Status, TaskRecord
+from records.tasks import CREATE, FINISH, LIVE_UPDATE, RESTORE, START, WAIT_FOR, live_update
 
 WAITING_REFRESH_S = 2.0  # SSE: how often a waiting task's queue position and ETA are sent
 

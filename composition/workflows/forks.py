@@ -15,9 +15,8 @@ from composition.schemas.images import ImageOut, ImagesResult
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.images import ImageJob, ImagesWorkflow
-from deployments.steps import job_digest
 from models.errors import InvalidRequest
-from models.steps import StepState, start_from
+from records.checkpoints import job_digest
 
 FORKABLE = ("image", "fork")  # task kinds whose jobs keep step states a fork can start from
 
@@ -78,6 +77,8 @@ class ForksWorkflow(Workflow[ForkJob]):
         if data is None:
             raise NotFound(f"kept step {job.step} of task {job.parent} (expired)", "step")
         await ctx.stage("preparing")
+        from models.steps import StepState, start_from  # torch: loaded by the first fork, not by the ingress
+
         state = await asyncio.to_thread(lambda: start_from(StepState.from_bytes(data), job.strength, seed).to_bytes())
         controls, control_refs, source = await self.images.inputs(image)
         request = self.images.request_for(image, seed, controls, source)

@@ -22,10 +22,11 @@ from composition.store.prompts import Variant, slot_seed
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.dedup import Dedup, Resolution, scope_of
-from deployments.steps import job_digest
+from records.checkpoints import job_digest
 from models.conditioning import control_map
 from models.images import decode_rgb
-from models.media import DEFAULT_QUALITY, MEDIA_TYPES, ImageFormat, encode_image, encode_png
+from models.formats import MEDIA_TYPES, ImageFormat
+from models.media import DEFAULT_QUALITY, encode_image, encode_png
 from models.types import MAX_SEED, Control, EditRequest, ImageRequest, Lora, adapter_key
 
 

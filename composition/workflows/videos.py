@@ -12,7 +12,7 @@ from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoOpti
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from models.errors import InvalidRequest
-from models.media import MEDIA_TYPES, VideoFormat
+from models.formats import MEDIA_TYPES, VideoFormat
 from models.types import ImageRequest, VideoRequest, VideoResult
 
 PRIOR_MS_PER_UNIT = 50.0 / (64 * 64)  # per pixel-frame-step before anything was measured: tiny models on a CPU

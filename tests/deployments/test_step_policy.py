@@ -12,7 +12,7 @@ from config import keys
 from config.families import StepPolicy
 from deployments.base import Job
 from deployments.families import SDXLDeployment
-from deployments.steps import job_digest
+from records.checkpoints import job_digest
 from models.steps import Steps, StepState
 from models.types import ImageRequest
 

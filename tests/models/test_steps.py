@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -57,19 +59,53 @@ def _jobs(name: str, families: dict):
 PIPELINES = ["sdxl", "sdxl_union", "flux", "kontext", "svd", "wan"]
 
 
+RESUME_AT = (STEPS // 2, STEPS)
+
+
+@dataclass
+class Recorded:
+    """A pipeline's two requests run once as they are (`plain`) and once `observed`: previews every 2 steps, and each
+    request's state saved at every step of RESUME_AT."""
+
+    run: Callable
+    requests: list
+    plain: np.ndarray
+    observed: np.ndarray
+    saved: dict[int, list[bytes]]
+    previews: dict[int, list[bytes]]
+
+
+@pytest.fixture(scope="module")
+def recorded(families: dict) -> Callable[[str], Recorded]:
+    """Each pipeline's runs, made once for the module's resume and preview tests."""
+    runs: dict[str, Recorded] = {}
+
+    def record(name: str) -> Recorded:
+        if name not in runs:
+            run, requests = _jobs(name, families)
+            saved: dict[int, list[bytes]] = {k: [] for k in RESUME_AT}
+            previews: dict[int, list[bytes]] = {}
+
+            def keep(boundary: Boundary) -> None:
+                if boundary.done in saved:
+                    saved[boundary.done].extend(state.to_bytes() for state in boundary.states())
+                if images := boundary.previews():
+                    previews[boundary.done] = images
+
+            observed = run(requests, Steps(on_step=keep, preview_every=2))
+            runs[name] = Recorded(run, requests, run(requests), observed, saved, previews)
+        return runs[name]
+
+    return record
+
+
 @pytest.mark.parametrize("name", PIPELINES)
-@pytest.mark.parametrize("k", [STEPS // 2, STEPS])
-def test_a_job_restored_at_step_k_ends_as_the_uninterrupted_run(families: dict, name: str, k: int) -> None:
-    run, requests = _jobs(name, families)
-    saved: list[bytes] = []
-
-    def keep(boundary: Boundary) -> None:
-        if boundary.done == k:
-            saved.extend(state.to_bytes() for state in boundary.states())
-
-    uninterrupted = run(requests, Steps(on_step=keep))
-    assert len(saved) == len(requests)
-    restored = [StepState.from_bytes(data) for data in saved]
+@pytest.mark.parametrize("k", RESUME_AT)
+def test_a_job_restored_at_step_k_ends_as_the_uninterrupted_run(recorded, name: str, k: int) -> None:
+    job = recorded(name)
+    run, requests, uninterrupted = job.run, job.requests, job.plain
+    assert len(job.saved[k]) == len(requests)
+    restored = [StepState.from_bytes(data) for data in job.saved[k]]
     assert [(s.step, s.total, s.latents.shape[0]) for s in restored] == [(k, STEPS, 1)] * len(requests)
 
     seen: list[tuple[int, int]] = []
@@ -105,22 +141,15 @@ def test_a_job_started_from_another_jobs_state_runs_the_steps_left_and_a_seed_re
 
 
 @pytest.mark.parametrize("name", PIPELINES)
-def test_previews_of_x0_are_small_jpegs_every_k_steps_and_change_nothing(families: dict, name: str) -> None:
-    run, requests = _jobs(name, families)
-    previews: dict[int, list[bytes]] = {}
-
-    def keep(boundary: Boundary) -> None:
-        if images := boundary.previews():
-            previews[boundary.done] = images
-
-    with_previews = run(requests, Steps(on_step=keep, preview_every=2))
-    assert sorted(previews) == [2, 4, 6]
-    for images in previews.values():
-        assert len(images) == len(requests)
+def test_previews_of_x0_are_small_jpegs_every_k_steps_and_change_nothing(recorded, name: str) -> None:
+    job = recorded(name)
+    assert sorted(job.previews) == [2, 4, 6]
+    for images in job.previews.values():
+        assert len(images) == len(job.requests)
         for data in images:
             picture = Image.open(io.BytesIO(data))
             assert picture.format == "JPEG" and max(picture.size) <= MAX_SIDE
-    np.testing.assert_array_equal(with_previews, run(requests))
+    np.testing.assert_array_equal(job.observed, job.plain)  # previews and saved states change no pixel
 
 
 def test_a_state_saved_for_another_number_of_steps_is_refused(families: dict) -> None:

@@ -97,7 +97,7 @@ def test_storyboard_needs_exactly_one_of_theme_or_script(kwargs):
     ((1, 5000), 16, 512 * 512, (16, 2048)),  # the narrowest side is one grid cell
 ])
 def test_fit_size_keeps_the_source_within_the_familys_limits(source, multiple, max_pixels, expected):
-    from models.runtime import fit_size
+    from models.grid import fit_size
 
     width, height = fit_size(*source, multiple, max_pixels)
     assert (width, height) == expected
@@ -108,3 +108,30 @@ def test_a_side_over_the_maximum_names_the_maximum_not_the_multiple():
     with pytest.raises(ValidationError) as caught:
         ImageRequest(**BASE | {"width": 4097})
     assert caught.value.errors()[0]["type"] == "less_than_equal"
+
+
+def test_an_adapter_named_twice_is_refused_by_one_rule_everywhere():
+    from models.errors import InvalidRequest
+    from models.types import Lora, check_distinct
+
+    loras = [Lora(id="ink"), Lora(id="ink", scale=0.5)]
+    with pytest.raises(InvalidRequest) as refused:
+        check_distinct(loras, "style.loras")
+    assert str(refused.value) == "style.loras: each adapter may appear once"
+    with pytest.raises(ValidationError, match="loras: each adapter may appear once"):
+        ImageRequest(**BASE, loras=tuple(loras))
+
+
+def test_one_limit_bounds_the_adapters_of_a_request_a_style_and_a_familys_args():
+    from composition.schemas.images import ImageGeneration
+    from composition.schemas.styles import Style
+    from config.families import MAX_LORAS, AdapterPolicy, GenerationDefaults
+    from models.types import Lora
+
+    loras = [Lora(id=f"a{index}") for index in range(MAX_LORAS + 1)]
+    for build in (lambda: ImageRequest(**BASE, loras=tuple(loras)), lambda: ImageGeneration(prompt="x", loras=loras),
+                  lambda: Style(prompt="x", loras=loras), lambda: AdapterPolicy(max_per_request=MAX_LORAS + 1),
+                  lambda: GenerationDefaults(width=64, height=64, steps=1, guidance=1.0, max_loras=MAX_LORAS + 1)):
+        with pytest.raises(ValidationError):
+            build()
+    assert len(ImageGeneration(prompt="x", loras=loras[:MAX_LORAS]).loras) == MAX_LORAS
