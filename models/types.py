@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.ids import ADAPTER_ID
-from models.images import inspect_image
+from models.images import inspect_image, repaint_mask
 from models.media import VideoFormat
 
 MAX_PROMPT_CHARS = 2000
@@ -119,16 +119,41 @@ class AdapterHolding(BaseModel):
 
 
 class ImageRequest(_Adapted):
-    """Text to image (SDXL or FLUX), optionally control-guided (SDXL), optionally with LoRA adapters."""
+    """Text to image (SDXL or FLUX), optionally control-guided (SDXL), optionally with LoRA adapters; with a source
+    `image`, image to image: the source noised by `strength` (0: the source, 1: text to image) and denoised; with a
+    `mask` too (a PNG of the image's size, white = repaint: `models.images.repaint_mask`), inpainting: only the
+    mask's area is repainted, the rest is the source's."""
 
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     controls: tuple[Control, ...] = Field(default=(), max_length=4)
+    image: bytes | None = Field(default=None, repr=False)
+    strength: float = Field(default=1.0, ge=0.0, le=1.0)
+    mask: bytes | None = Field(default=None, repr=False)
 
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
         return _non_blank(value, "prompt")
+
+    @field_validator("image")
+    @classmethod
+    def _decodable(cls, value: bytes | None) -> bytes | None:
+        if value is not None:
+            inspect_image(value, "image")
+        return value
+
+    @model_validator(mode="after")
+    def _mask_of_the_image(self) -> ImageRequest:
+        if self.mask is not None:
+            if self.image is None:
+                raise ValueError("mask: only with a source image (image)")
+            repaint_mask(self.image, self.mask)
+        return self
+
+    @property
+    def operation(self) -> str:
+        return "generate" if self.image is None else "img2img" if self.mask is None else "inpaint"
 
     @field_validator("controls")
     @classmethod
