@@ -26,7 +26,7 @@ CANCELLED_RC = 130  # as a shell reports a command ended by SIGINT
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
-    """The four generation commands, each with `--url`, `--key` and `--priority`."""
+    """The generation commands, each with `--url`, `--key` and `--priority`."""
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--url", default="http://127.0.0.1:8000", help="the Montage server (%(default)s)")
     server.add_argument("--key", default=os.environ.get("MONTAGE_API_KEY"),
@@ -36,7 +36,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     generate = commands.add_parser("generate", parents=[server], help="text to images, written to a folder")
     generate.add_argument("prompt")
     generate.add_argument("--model", choices=families_with("generate"))
+    generate.add_argument("--image", help="a source image (a file or an asset id): image to image")
+    generate.add_argument("--strength", type=float, help="with --image: 0 (the source) to 1 (text to image)")
     _image_options(generate)
+    inpaint = commands.add_parser("inpaint", parents=[server], help="repaint the white area of --mask (or the "
+                                                                    "image's transparent pixels), keep the rest")
+    inpaint.add_argument("image")
+    inpaint.add_argument("prompt")
+    inpaint.add_argument("--mask", help="a PNG of the image's size, white = repaint (a file or an asset id)")
+    inpaint.add_argument("--model", choices=families_with("generate"))
+    inpaint.add_argument("--strength", type=float, help="0 to 1 (default 1: the masked area from noise)")
+    _image_options(inpaint)
     edit = commands.add_parser("edit", parents=[server], help="edit an image (a file or an asset id) by instruction")
     edit.add_argument("image")
     edit.add_argument("prompt")
@@ -130,7 +140,14 @@ def main_media(args: argparse.Namespace) -> int:
 def _generate(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.generate(args.prompt, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
                               width=args.width, height=args.height, loras=args.loras, priority=args.priority,
-                              **_encoding(args))
+                              image=args.image, strength=args.strength, **_encoding(args))
+    return _images(montage, handle, args, console)
+
+
+def _inpaint(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    handle = montage.inpaint(args.image, args.prompt, mask=args.mask, model=args.model, n=args.n, steps=args.steps,
+                             seed=args.seed, width=args.width, height=args.height, loras=args.loras,
+                             strength=args.strength, priority=args.priority, **_encoding(args))
     return _images(montage, handle, args, console)
 
 
@@ -258,4 +275,4 @@ def _adapters(montage: Montage, args: argparse.Namespace, console: Console) -> i
     return 0
 
 
-COMMANDS = {"generate": _generate, "edit": _edit, "video": _video, "storyboard": _storyboard, "adapters": _adapters}
+COMMANDS = {"generate": _generate, "edit": _edit, "inpaint": _inpaint, "video": _video, "storyboard": _storyboard, "adapters": _adapters}

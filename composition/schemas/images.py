@@ -10,6 +10,7 @@ from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel,
 from models.media import ImageFormat
 from models.types import ControlType, Lora, Side
 
+STRENGTH = 0.8  # image to image's default: the last 80 % of the steps
 Loras = Annotated[list[Lora], BeforeValidator(lambda value: [] if value is None else value),
                   Field(max_length=8, description="LoRA adapters of the family (GET /v1/adapters) and their scales; "
                                                   "a changed scale is another image; null: none")]
@@ -29,6 +30,8 @@ class _Encoding(TaskBody):
 
 
 class _ImageOptions(_Encoding):
+    default_strength: ClassVar[float] = STRENGTH  # with a source image
+
     negative_prompt: str = Field(default="", max_length=2000)
     width: Side | None = None
     height: Side | None = None
@@ -41,6 +44,17 @@ class _ImageOptions(_Encoding):
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(60)
+    image: AssetId | None = Field(default=None, description="a source image: image to image (its size is the "
+                                                            "default size)")
+    strength: float | None = Field(default=None, ge=0.0, le=1.0,
+                                   description="with image: how much of it is repainted, 0 (the source) to 1 (text to "
+                                               f"image); the steps run are steps × strength; default {STRENGTH} (inpainting: 1)")
+
+    @model_validator(mode="after")
+    def _strength_of_a_source(self) -> _ImageOptions:
+        if self.strength is not None and self.image is None:
+            raise ValueError("strength: only with a source image (image)")
+        return self
 
 
 class ImageGeneration(_ImageOptions):
@@ -54,6 +68,17 @@ class ImageGeneration(_ImageOptions):
     @property
     def control_list(self) -> list[ControlSpec]:
         return []
+
+
+class ImageInpaint(ImageGeneration):
+    """Masked inpainting: the mask's white area (or the image's fully transparent pixels) repainted as the prompt
+    says, every other pixel the image's own."""
+
+    default_strength: ClassVar[float] = 1.0
+
+    image: AssetId = Field(description="the image to repaint; its size is the default size")
+    mask: AssetId | None = Field(default=None, description="a PNG of the image's size, white = repaint; none: the "
+                                                           "image's fully transparent pixels")
 
 
 class ControlSpec(Body):

@@ -15,6 +15,7 @@ from composition.schemas.images import (
     ImageEdit,
     ImageGeneration,
     ImageOut,
+    ImageInpaint,
     ImagesResult,
 )
 from composition.store.prompts import Variant, slot_seed
@@ -22,15 +23,16 @@ from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.dedup import Dedup, Resolution, scope_of
 from models.conditioning import control_map
-from models.images import decode_rgb
+from models.images import decode_rgb, mask_png, repaint_mask
 from models.media import DEFAULT_QUALITY, MEDIA_TYPES, ImageFormat, encode_image, encode_png
+from models.steps import start_step
 from models.types import MAX_SEED, Control, EditRequest, ImageRequest, Lora, adapter_key
 
 
 class ImageJob(BaseModel):
     """A planned image request, as stored in its task: everything needed to render it, no bytes."""
 
-    operation: Literal["generate", "edit"]
+    operation: Literal["generate", "edit", "inpaint"]
     family: ImageModel
     prompt: str
     negative_prompt: str = ""
@@ -44,6 +46,8 @@ class ImageJob(BaseModel):
     controls: list[ControlSpec] = []
     loras: list[Lora] = []
     source: str | None = None
+    strength: float | None = None  # image to image (`source`): the share of the steps run
+    mask: str | None = None  # inpainting: the mask's asset (white = repaint); none: the source's transparent pixels
     owner: str = ""
     output_format: ImageFormat = "png"
     quality: int | None = None
@@ -53,14 +57,19 @@ class ImageJob(BaseModel):
     @property
     def shared(self) -> bool:
         """Text-only generations: the prompt cache serves them to every user, so their images are readable by all."""
-        return self.operation == "generate" and not self.controls
+        return self.operation == "generate" and not self.controls and self.source is None
+
+    @property
+    def steps_run(self) -> int:
+        """The denoising steps a variant runs: image to image runs the last steps × strength."""
+        return self.steps if self.strength is None else self.steps - start_step(self.steps, self.strength)
 
 
 def styled(prompt: str, style: str | None) -> str:
     return f"{prompt}, {style} style" if style else prompt
 
 
-ImageBody = ImageGeneration | ControlledGeneration | ImageEdit
+ImageBody = ImageGeneration | ControlledGeneration | ImageEdit | ImageInpaint
 
 
 class ImagesWorkflow(Workflow[ImageJob]):
@@ -98,6 +107,8 @@ class ImagesWorkflow(Workflow[ImageJob]):
         else:
             sources = [await self.services.asset(control.image, f"controls.{index}.image", owner)
                        for index, control in enumerate(body.control_list)]
+            if body.image:  # image to image: the source's size first
+                sources.insert(0, await self.services.image_asset(body.image, "image", owner))
             # control-guided: the size of the first control's image
             width, height = await self.services.source_size(body.family, sources[0].size if sources else None)
             fields |= dict(operation="generate", prompt=styled(in_context(context, body.prompt), body.style),
@@ -105,6 +116,14 @@ class ImagesWorkflow(Workflow[ImageJob]):
                            width=body.width or width, height=body.height or height)
             scope = ("image.controlled", owner, *(c.model_dump_json() for c in body.control_list)) \
                 if body.control_list else ("image.generate",)
+            if body.image:  # the source's digest (its id) and strength
+                strength = body.default_strength if body.strength is None else body.strength
+                fields |= dict(source=body.image, strength=strength)
+                scope += ("image.img2img", owner, body.image, f"{strength:g}")
+            if isinstance(body, ImageInpaint):  # and the mask's digest
+                await self._repaint_mask(body.image, body.mask, owner)
+                fields |= dict(operation="inpaint", mask=body.mask)
+                scope += ("image.inpaint", body.mask or "alpha")
             scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
         scope += (body.family, fields["width"], fields["height"], fields["steps"], fields["guidance"],
                   *(f"{lora.id}@{lora.scale:g}#{info.digest or ''}" for lora, info in adapters))
@@ -155,11 +174,13 @@ class ImagesWorkflow(Workflow[ImageJob]):
             await ctx.stage("preparing")
             controls, control_refs = await self._controls(job)
             source = await self.services.asset_bytes(job.source, "image", job.owner) if job.source else None
-            await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps))
-            results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source) for seed in missing))
+            mask = await self._repaint_mask(job.source, job.mask, job.owner) if job.operation == "inpaint" else None
+            await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps_run))
+            results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source, mask)
+                                             for seed in missing))
             for seed, result in zip(missing, results, strict=True):
                 await self.services.timings.record(job.family, result.metadata,
-                                                   work_units(result.width, result.height, job.steps))
+                                                   work_units(result.width, result.height, job.steps_run))
                 asset = await self.services.assets.put(result.png, "image/png", "generated", job.owner,
                                                        (result.width, result.height), shared=job.shared)
                 metadata = result.metadata.model_dump() | {"control_maps": control_refs}
@@ -168,7 +189,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
         return variants
 
     async def _render_one(self, ctx: TaskContext, job: ImageJob, seed: int, controls: list[Control],
-                          source: bytes | None):
+                          source: bytes | None, mask: bytes | None):
         common = dict(prompt=job.prompt, width=job.width, height=job.height, steps=job.steps, guidance=job.guidance,
                       seed=seed, loras=tuple(job.loras))
         handle = self.handle(job.family)
@@ -176,8 +197,19 @@ class ImagesWorkflow(Workflow[ImageJob]):
             handle = handle.options(multiplexed_model_id=adapter_key(tuple(job.loras)))
         if job.operation == "edit":
             return await handle.edit.remote(EditRequest(image=source, **common), ctx.task_id)
-        request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), **common)
+        request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), image=source,
+                               strength=1.0 if job.strength is None else job.strength, mask=mask, **common)
         return await handle.generate.remote(request, ctx.task_id)
+
+    async def _repaint_mask(self, image: str, mask: str | None, owner: str) -> bytes:
+        """The repaint mask of an inpainting as the model takes it (`mask_png`); `InvalidRequest` naming `mask` for
+        one of another size than the image or with nothing to repaint."""
+        source = await self.services.asset_bytes(image, "image", owner)
+        drawn = None
+        if mask is not None:
+            await self.services.image_asset(mask, "mask", owner)
+            drawn = await self.services.asset_bytes(mask, "mask", owner)
+        return await asyncio.to_thread(lambda: mask_png(repaint_mask(source, drawn)))
 
     async def _controls(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]]]:
         """Control maps computed from the source images at the output size, each also kept as an asset."""
