@@ -85,3 +85,34 @@ def mask_png(wanted: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(wanted.astype(np.uint8) * 255, "L").save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def outpaint_canvas(image: bytes, left: int, top: int, width: int, height: int) -> tuple[bytes, bytes]:
+    """Outpainting's inpainting: the image placed at (left, top) on a canvas of width × height, the new area its edge
+    pixels carried outwards, and the mask of that new area (PNG bytes of each)."""
+    pixels = np.asarray(decode_rgb(image))
+    h, w = pixels.shape[:2]
+    pad = ((top, height - h - top), (left, width - w - left), (0, 0))
+    canvas = np.pad(pixels, pad, mode="edge")
+    wanted = np.ones((height, width), bool)
+    wanted[top:top + h, left:left + w] = False
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, "PNG")
+    return buffer.getvalue(), mask_png(wanted)
+
+
+def outpaint_geometry(size: tuple[int, int], margins: tuple[int, int, int, int], aspect: tuple[int, int] | None,
+                      grid: int) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of an outpainting's canvas: the image's size plus its margins (left, right, top,
+    bottom) or, for an aspect (W, H), plus what reaches it on the short side (half each side); rounded up to `grid`,
+    the rounding added on the right and bottom."""
+    w, h = size
+    left, right, top, bottom = margins
+    if aspect is not None:
+        if w * aspect[1] < h * aspect[0]:  # too narrow: widened
+            extra = -(-h * aspect[0] // aspect[1]) - w
+            left, right = extra // 2, extra - extra // 2
+        else:
+            extra = -(-w * aspect[1] // aspect[0]) - h
+            top, bottom = extra // 2, extra - extra // 2
+    return left, top, -(-(w + left + right) // grid) * grid, -(-(h + top + bottom) // grid) * grid

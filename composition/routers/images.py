@@ -1,4 +1,4 @@
-"""POST /v1/images/generations, /v1/images/controlled, /v1/images/edits, /v1/images/inpaint."""
+"""POST /v1/images/generations, /controlled, /edits, /inpaint, /outpaint."""
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
-from composition.schemas.images import ControlledGeneration, ImageEdit, ImageGeneration, ImageInpaint, ImagesResult
+from composition.schemas.images import (ControlledGeneration, ImageEdit, ImageGeneration, ImageInpaint,
+                                        ImageOutpaint, ImagesResult)
 from composition.submit import submit
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -35,4 +36,10 @@ async def edits(body: ImageEdit, services: ServicesDep, workflows: WorkflowsDep,
 @router.post("/inpaint", responses=RESPONSES)
 async def inpaint(body: ImageInpaint, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    return await submit(services, principal, workflows.images, body, idempotency_key)
+
+
+@router.post("/outpaint", responses=RESPONSES)
+async def outpaint(body: ImageOutpaint, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
+                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
     return await submit(services, principal, workflows.images, body, idempotency_key)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, BeforeValidator, Field, model_validator
 from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, TaskBody,
                                         wait_field)
 from models.media import ImageFormat
-from models.types import ControlType, Lora, Side
+from models.types import MAX_SIDE, ControlType, Lora, Side
 
 STRENGTH = 0.8  # image to image's default: the last 80 % of the steps
 Loras = Annotated[list[Lora], BeforeValidator(lambda value: [] if value is None else value),
@@ -79,6 +79,36 @@ class ImageInpaint(ImageGeneration):
     image: AssetId = Field(description="the image to repaint; its size is the default size")
     mask: AssetId | None = Field(default=None, description="a PNG of the image's size, white = repaint; none: the "
                                                            "image's fully transparent pixels")
+
+
+Margin = Annotated[int, Field(ge=0, le=MAX_SIDE, description="pixels added on that side")]
+
+
+class ImageOutpaint(ImageGeneration):
+    """Outpainting: the image on a larger canvas (its margins, or `aspect`), the new area painted as the prompt says,
+    the image's own pixels kept. The canvas is rounded up to the family's grid (the extra on the right and bottom)."""
+
+    default_strength: ClassVar[float] = 1.0
+
+    image: AssetId = Field(description="the image to extend")
+    left: Margin = 0
+    right: Margin = 0
+    top: Margin = 0
+    bottom: Margin = 0
+    aspect: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,3}:[1-9][0-9]{0,3}$",
+                               description='"W:H": the canvas widened or heightened (evenly on both sides) to it, '
+                                           "instead of margins")
+
+    @model_validator(mode="after")
+    def _one_geometry(self) -> ImageOutpaint:
+        margins = (self.left, self.right, self.top, self.bottom)
+        if self.width is not None or self.height is not None:
+            raise ValueError("width: an outpainting's size is the image's plus its margins (or aspect)")
+        if self.aspect is not None and any(margins):
+            raise ValueError("aspect: give either aspect or margins (left, right, top, bottom)")
+        if self.aspect is None and not any(margins):
+            raise ValueError("left: give a margin (left, right, top, bottom) or an aspect")
+        return self
 
 
 class ControlSpec(Body):

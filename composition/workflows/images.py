@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, PrivateAttr
@@ -16,6 +17,7 @@ from composition.schemas.images import (
     ImageGeneration,
     ImageOut,
     ImageInpaint,
+    ImageOutpaint,
     ImagesResult,
 )
 from composition.store.prompts import Variant, slot_seed
@@ -23,16 +25,17 @@ from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.dedup import Dedup, Resolution, scope_of
 from models.conditioning import control_map
-from models.images import decode_rgb, mask_png, repaint_mask
+from models.errors import InvalidRequest
+from models.images import decode_rgb, mask_png, outpaint_canvas, outpaint_geometry, repaint_mask
 from models.media import DEFAULT_QUALITY, MEDIA_TYPES, ImageFormat, encode_image, encode_png
 from models.steps import start_step
-from models.types import MAX_SEED, Control, EditRequest, ImageRequest, Lora, adapter_key
+from models.types import MAX_SEED, MAX_SIDE, Control, EditRequest, ImageRequest, Lora, adapter_key
 
 
 class ImageJob(BaseModel):
     """A planned image request, as stored in its task: everything needed to render it, no bytes."""
 
-    operation: Literal["generate", "edit", "inpaint"]
+    operation: Literal["generate", "edit", "inpaint", "outpaint"]
     family: ImageModel
     prompt: str
     negative_prompt: str = ""
@@ -48,6 +51,7 @@ class ImageJob(BaseModel):
     source: str | None = None
     strength: float | None = None  # image to image (`source`): the share of the steps run
     mask: str | None = None  # inpainting: the mask's asset (white = repaint); none: the source's transparent pixels
+    canvas: tuple[int, int, int, int] | None = None  # outpainting: the source's place (left, top) and the size
     owner: str = ""
     output_format: ImageFormat = "png"
     quality: int | None = None
@@ -69,7 +73,7 @@ def styled(prompt: str, style: str | None) -> str:
     return f"{prompt}, {style} style" if style else prompt
 
 
-ImageBody = ImageGeneration | ControlledGeneration | ImageEdit | ImageInpaint
+ImageBody = ImageGeneration | ControlledGeneration | ImageEdit | ImageInpaint | ImageOutpaint
 
 
 class ImagesWorkflow(Workflow[ImageJob]):
@@ -120,7 +124,11 @@ class ImagesWorkflow(Workflow[ImageJob]):
                 strength = body.default_strength if body.strength is None else body.strength
                 fields |= dict(source=body.image, strength=strength)
                 scope += ("image.img2img", owner, body.image, f"{strength:g}")
-            if isinstance(body, ImageInpaint):  # and the mask's digest
+            if isinstance(body, ImageOutpaint):  # and the canvas
+                fields |= dict(operation="outpaint", canvas=await self._canvas(body, sources[0].size))
+                fields |= dict(width=fields["canvas"][2], height=fields["canvas"][3])
+                scope += ("image.outpaint", *fields["canvas"])
+            elif isinstance(body, ImageInpaint):  # and the mask's digest
                 await self._repaint_mask(body.image, body.mask, owner)
                 fields |= dict(operation="inpaint", mask=body.mask)
                 scope += ("image.inpaint", body.mask or "alpha")
@@ -175,6 +183,8 @@ class ImagesWorkflow(Workflow[ImageJob]):
             controls, control_refs = await self._controls(job)
             source = await self.services.asset_bytes(job.source, "image", job.owner) if job.source else None
             mask = await self._repaint_mask(job.source, job.mask, job.owner) if job.operation == "inpaint" else None
+            if job.canvas is not None:
+                source, mask = await asyncio.to_thread(outpaint_canvas, source, *job.canvas)
             await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps_run))
             results = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source, mask)
                                              for seed in missing))
@@ -200,6 +210,24 @@ class ImagesWorkflow(Workflow[ImageJob]):
         request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), image=source,
                                strength=1.0 if job.strength is None else job.strength, mask=mask, **common)
         return await handle.generate.remote(request, ctx.task_id)
+
+    async def _canvas(self, body: ImageOutpaint, size: tuple[int | None, int | None]) -> tuple[int, int, int, int]:
+        """An outpainting's (left, top, width, height) on the family's grid; `InvalidRequest` naming the geometry's
+        field for a canvas past the family's size or one that adds nothing."""
+        if not all(size):
+            raise InvalidRequest("image", "an image of unknown size cannot be extended")
+        grid = math.lcm((await self.services.info(body.family))["size_multiple"], 8)
+        aspect = tuple(map(int, body.aspect.split(":"))) if body.aspect else None
+        margins = (body.left, body.right, body.top, body.bottom)
+        canvas = outpaint_geometry(size, margins, aspect, grid)
+        field = "aspect" if aspect else ("left", "right", "top", "bottom")[max(range(4), key=lambda i: margins[i])]
+        if canvas[2:] == size:
+            raise InvalidRequest(field, "nothing to paint: the image already has this size and aspect")
+        limit = self.services.defaults_of(body.family).max_pixels or MAX_SIDE ** 2
+        if max(canvas[2:]) > MAX_SIDE or canvas[2] * canvas[3] > limit:
+            raise InvalidRequest(field, f"the canvas {canvas[2]}x{canvas[3]} exceeds what {body.family} serves "
+                                        f"({MAX_SIDE} a side, {limit} pixels)")
+        return canvas
 
     async def _repaint_mask(self, image: str, mask: str | None, owner: str) -> bytes:
         """The repaint mask of an inpainting as the model takes it (`mask_png`); `InvalidRequest` naming `mask` for

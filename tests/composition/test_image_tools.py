@@ -1,6 +1,7 @@
 """Image tools over HTTP: image to image (a source and a strength on /v1/images/generations give an image of the
 source's size whose task ran steps × strength steps) and inpainting (/v1/images/inpaint keeps every pixel outside the
-mask); sources, strengths and masks key the result; bad input names its field."""
+mask), outpainting (/v1/images/outpaint: the image on a larger canvas); sources, strengths, masks and canvases key
+the result; bad input names its field."""
 import numpy as np
 import pytest
 from helpers import decode_png, png, upload
@@ -74,3 +75,26 @@ def test_a_mask_of_another_size_or_with_nothing_to_repaint_is_a_422_naming_it(cl
     response = client.post("/v1/images/inpaint", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == "mask" and message in response.json()["error"]["message"]
+
+
+def test_an_outpainting_extends_the_canvas_by_margins_or_aspect_and_keeps_the_image(client):
+    source_png = png(64, 64, 36)
+    source, original = upload(client, source_png), np.asarray(decode_png(source_png).convert("RGB"))
+    body = {"prompt": "the rest of the meadow", "steps": 2, "seed": 2, "image": source, "model": "flux"}
+    for geometry, size, place in (({"left": 32}, (96, 64), (32, 0)), ({"aspect": "2:1"}, (128, 64), (32, 0)),
+                                  ({"bottom": 20}, (64, 96), (0, 0))):  # 84 rounded up to the grid: 96
+        response = client.post("/v1/images/outpaint", json=body | geometry)
+        assert response.status_code == 200, response.text
+        out = np.asarray(decode_png(client.get(response.json()["images"][0]["url"]).content).convert("RGB"))
+        assert out.shape[1::-1] == size
+        np.testing.assert_array_equal(out[place[1]:place[1] + 64, place[0]:place[0] + 64], original)
+
+
+@pytest.mark.parametrize("geometry, field", [({"right": 600, "bottom": 600}, "right"), ({"aspect": "1:1"}, "aspect"),
+                                             ({}, "left"), ({"left": 8, "aspect": "2:1"}, "aspect"),
+                                             ({"left": 8, "width": 128}, "width")])
+def test_an_outpainting_past_the_familys_size_or_without_geometry_is_a_422_naming_it(client, geometry, field):
+    body = {"prompt": "more meadow", "image": upload(client, png(64, 64, 37))} | geometry
+    response = client.post("/v1/images/outpaint", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
