@@ -19,6 +19,7 @@ from models.types import (
     PromptRequest,
     Storyboard,
     StoryboardRequest,
+    UpscaleRequest,
     VideoRequest,
     VideoResult,
 )
@@ -51,16 +52,20 @@ class LLMDeployment(ModelDeployment):
 
 class SDXLDeployment(ModelDeployment):
     _generate = AdmittedMethod("generate", "denoising")
+    _upscale = AdmittedMethod("upscale", "upscaling")
 
     async def generate(self, request: ImageRequest, task_id: str | None = None) -> ImageResult:
         return await self.submit(self._generate, request, task_id)
+
+    async def upscale(self, request: UpscaleRequest, task_id: str | None = None) -> ImageResult:
+        return await self.submit(self._upscale, request, task_id)
 
     async def probe_requests(self) -> None:
         await self.generate(_probe_image())
 
 
 class FluxDeployment(SDXLDeployment):
-    """Text to image as SDXL's, plus Kontext edits."""
+    """Text to image as SDXL's, plus Kontext edits (no upscale: SDXL's)."""
 
     _generate = AdmittedMethod("generate", "denoising")
     _edit = AdmittedMethod("edit", "editing")

@@ -25,7 +25,8 @@ from models.results import image_result
 from models.previews import Previewer
 from models.runtime import Family, apply_runtime, blank_png, build, generators, single_file_config
 from models.steps import Steps, stepped_call
-from models.types import Control, ImageRequest, ImageResult
+from models.upscale import upscaled
+from models.types import Control, ImageRequest, ImageResult, UpscaleRequest
 
 CONTROL_MODES = {"depth": 1, "scribble": 2, "canny": 3, "segmentation": 5}
 REPAINT_MODE = 7  # the Union ControlNet (ProMax)'s inpaint and outpaint mode
@@ -172,16 +173,18 @@ class SDXL(Family):
         return [(self.run, plain), (self.run, plain.model_copy(update={"controls": (control,)}))]
 
     @staticmethod
-    def group_key(request: ImageRequest) -> tuple:
-        """Requests with equal keys run in one pipeline call."""
+    def group_key(request: ImageRequest | UpscaleRequest) -> tuple:
+        """Requests with equal keys run in one pipeline call (an upscale alone, or with its equals)."""
+        if isinstance(request, UpscaleRequest):
+            return ("upscale", request)
         controls = tuple(sorted((c.type, c.scale) for c in request.controls))
         return (request.width, request.height, request.steps, request.guidance, controls, request.loras,
                 request.operation, request.strength)
 
     @staticmethod
-    def fuse_key(request: ImageRequest) -> Hashable | None:
-        """An inpainting runs the Union ControlNet: it fuses with nothing."""
-        return None if request.mask is not None else Family.fuse_key(request)
+    def fuse_key(request: ImageRequest | UpscaleRequest) -> Hashable | None:
+        """An inpainting runs the Union ControlNet, an upscale tiles of several sizes: they fuse with nothing."""
+        return Family.fuse_key(request) if isinstance(request, ImageRequest) and request.mask is None else None
 
     def run(self, requests: list[ImageRequest], steps: Steps | None = None) -> np.ndarray:
         """One pipeline call for compatible requests; returns float images (B, H, W, 3) in [0, 1]."""
@@ -221,5 +224,14 @@ class SDXL(Family):
         """Mixed batches are split into compatible groups; results keep the request order."""
         return self.grouped(requests, self.run, image_result, steps)
 
-    def group_metadata(self, group: list[ImageRequest]) -> dict[str, Any]:
+    def upscale(self, requests: list[UpscaleRequest], steps: Steps | None = None) -> list[ImageResult]:
+        """Each upscale by tiles of the default size (`models/upscale.py`), one after another."""
+        def run(group: list[UpscaleRequest], group_steps: Steps | None) -> list[np.ndarray]:
+            return [upscaled(request, self.defaults.width, self.run, group_steps) for request in group]
+
+        return self.grouped(requests, run, image_result, steps)
+
+    def group_metadata(self, group: list[ImageRequest | UpscaleRequest]) -> dict[str, Any]:
+        if isinstance(group[0], UpscaleRequest):
+            return dict(strength=group[0].strength)
         return dict(controls=[c.type for c in group[0].controls], loras=[lora.model_dump() for lora in group[0].loras])

@@ -231,11 +231,14 @@ class Boundary:
     scheduler: Any
     preview_of: Callable[[torch.Tensor], list[bytes]]
     begin: int = 0  # the step the job's schedule begins at (image-to-image: `start_step`); 0 for a full run
+    part: tuple[int, int] = (0, 1)  # the call is part i of n alike of its job (`Steps.part`)
 
     @property
     def progress(self) -> tuple[int, int, int]:
-        """(steps done, steps, resumed from) of the job's own steps, those from `begin`: what progress reports."""
-        return self.done - self.begin, self.total - self.begin, max(self.resumed_from - self.begin, 0)
+        """(steps done, steps, resumed from) of the job's own steps, those from `begin` in each of its parts: what
+        progress reports."""
+        run, (part, parts) = self.total - self.begin, self.part
+        return part * run + self.done - self.begin, parts * run, max(self.resumed_from - self.begin, 0)
 
     def states(self) -> list[StepState]:
         """Each request's state now (copied off the device)."""
@@ -261,6 +264,7 @@ class Steps:
     denoise: Callable[[DenoiserCall], Any] | None = None
     begin: int = 0
     keep: Callable[[Any, torch.Tensor], torch.Tensor] | None = None  # (scheduler, latents after a step) -> latents
+    part: tuple[int, int] = (0, 1)  # this call is part i of n alike of its job (an upscale's tiles): progress counts all
 
     @property
     def start(self) -> int:
@@ -300,7 +304,7 @@ def stepped_call(pipe: Any, steps: Steps | None, batch_size: int, total: int,
         changed = {} if steps.keep is None else {"latents": steps.keep(scheduler, tensors["latents"])}
         if steps.on_step is not None:
             latents = changed.get("latents", tensors["latents"])
-            steps.on_step(Boundary(done, total, steps.start, latents, scheduler, preview_of, steps.begin))
+            steps.on_step(Boundary(done, total, steps.start, latents, scheduler, preview_of, steps.begin, steps.part))
         scheduler.x0 = None
         return changed
 
