@@ -163,28 +163,28 @@ class ImageRequest(_Adapted):
         return value
 
 
+def _an_image(value: bytes) -> bytes:
+    inspect_image(value, "image")
+    return value
+
+
 MAX_UPSCALED_SIDE = 4096  # an upscale's widest or tallest output
+UPSCALE_PROMPT = "a sharp, detailed, high-resolution image"  # an upscale's tiles' prompt when none is given
 
 
 class UpscaleRequest(_Request):
     """Upscaling by tiled image to image (`models/upscale.py`): the image resized to width × height (×2 or ×4 of its
     own), each tile re-denoised at `strength`."""
 
-    image: bytes = Field(repr=False)
+    image: Annotated[bytes, Field(repr=False), AfterValidator(_an_image)]
     width: int = Field(ge=8, le=MAX_UPSCALED_SIDE)
     height: int = Field(ge=8, le=MAX_UPSCALED_SIDE)
-    prompt: str = Field(default="a sharp, detailed, high-resolution image", max_length=MAX_PROMPT_CHARS)
+    prompt: str = Field(default=UPSCALE_PROMPT, max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     steps: int = Field(ge=1, le=100)
     guidance: float = Field(ge=0.0, le=30.0)
     seed: int = Field(ge=0, le=MAX_SEED)
     strength: float = Field(default=0.35, ge=0.0, le=1.0)
-
-    @field_validator("image")
-    @classmethod
-    def _decodable(cls, value: bytes) -> bytes:
-        inspect_image(value, "image")
-        return value
 
 
 class EditRequest(_Adapted):

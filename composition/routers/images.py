@@ -1,14 +1,15 @@
-"""POST /v1/images/generations, /controlled, /edits, /inpaint, /outpaint."""
+"""POST /v1/images/generations, /controlled, /edits, /inpaint, /outpaint, /upscale."""
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from composition.auth import PrincipalDep
 from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted
 from composition.schemas.images import (ControlledGeneration, ImageEdit, ImageGeneration, ImageInpaint,
-                                        ImageOutpaint, ImagesResult)
+                                        ImageOutpaint, ImagesResult, ImageUpscale)
 from composition.submit import submit
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -33,13 +34,16 @@ async def edits(body: ImageEdit, services: ServicesDep, workflows: WorkflowsDep,
     return await submit(services, principal, workflows.images, body, idempotency_key)
 
 
-@router.post("/inpaint", responses=RESPONSES)
-async def inpaint(body: ImageInpaint, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
-                  idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await submit(services, principal, workflows.images, body, idempotency_key)
 
-
-@router.post("/outpaint", responses=RESPONSES)
-async def outpaint(body: ImageOutpaint, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
+def _tool(path: str, schema: type[BaseModel]) -> None:
+    """`POST /v1/images{path}`: the image tools' routes, each submitting its body as the routes above do."""
+    async def tool(body, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    return await submit(services, principal, workflows.images, body, idempotency_key)
+        return await submit(services, principal, workflows.images, body, idempotency_key)
+
+    tool.__annotations__["body"] = schema
+    router.post(path, responses=RESPONSES, name=path.strip("/"))(tool)
+
+
+for _path, _schema in (("/inpaint", ImageInpaint), ("/outpaint", ImageOutpaint), ("/upscale", ImageUpscale)):
+    _tool(_path, _schema)

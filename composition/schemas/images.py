@@ -1,14 +1,14 @@
 """Images: text to image, control-guided, and instruction edits."""
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, TaskBody,
                                         wait_field)
 from models.media import ImageFormat
-from models.types import MAX_SIDE, ControlType, Lora, Side
+from models.types import MAX_SIDE, UPSCALE_PROMPT, ControlType, Lora, Side
 
 STRENGTH = 0.8  # image to image's default: the last 80 % of the steps
 Loras = Annotated[list[Lora], BeforeValidator(lambda value: [] if value is None else value),
@@ -109,6 +109,30 @@ class ImageOutpaint(ImageGeneration):
         if self.aspect is None and not any(margins):
             raise ValueError("left: give a margin (left, right, top, bottom) or an aspect")
         return self
+
+
+class ImageUpscale(_Encoding):
+    """Upscaling ×2 or ×4 by tiled image to image on SDXL (`models/upscale.py`)."""
+
+    family: ClassVar[str] = "sdxl"
+
+    image: AssetId = Field(description="the image to enlarge")
+    scale: Literal[2, 4] = 2
+    prompt: str | None = Field(default=None, max_length=2000, description="what the tiles show (default: "
+                                                                          f"{UPSCALE_PROMPT!r})")
+    negative_prompt: str = Field(default="", max_length=2000)
+    strength: float = Field(default=0.35, ge=0.0, le=1.0, description="how much each tile is repainted")
+    steps: int | None = Field(default=None, ge=1, le=100, description="a tile's steps (× strength run)")
+    guidance: float | None = Field(default=None, ge=0.0, le=30.0)
+    seed: Seed | None = None
+    n: int = Field(default=1, ge=1, le=8)
+    user_id: Id | None = None
+    project_id: Id | None = None
+    wait_s: float = wait_field(60)
+
+    @property
+    def loras(self) -> list[Lora]:
+        return []
 
 
 class ControlSpec(Body):

@@ -19,6 +19,7 @@ from composition.schemas.images import (
     ImageInpaint,
     ImageOutpaint,
     ImagesResult,
+    ImageUpscale,
 )
 from composition.store.prompts import Variant, slot_seed
 from composition.store.timings import work_units
@@ -29,13 +30,14 @@ from models.errors import InvalidRequest
 from models.images import decode_rgb, mask_png, outpaint_canvas, outpaint_geometry, repaint_mask
 from models.media import DEFAULT_QUALITY, MEDIA_TYPES, ImageFormat, encode_image, encode_png
 from models.steps import start_step
-from models.types import MAX_SEED, MAX_SIDE, Control, EditRequest, ImageRequest, Lora, adapter_key
+from models.types import (MAX_SEED, MAX_SIDE, MAX_UPSCALED_SIDE, UPSCALE_PROMPT, Control, EditRequest, ImageRequest,
+                          Lora, UpscaleRequest, adapter_key)
 
 
 class ImageJob(BaseModel):
     """A planned image request, as stored in its task: everything needed to render it, no bytes."""
 
-    operation: Literal["generate", "edit", "inpaint", "outpaint"]
+    operation: Literal["generate", "edit", "inpaint", "outpaint", "upscale"]
     family: ImageModel
     prompt: str
     negative_prompt: str = ""
@@ -73,7 +75,7 @@ def styled(prompt: str, style: str | None) -> str:
     return f"{prompt}, {style} style" if style else prompt
 
 
-ImageBody = ImageGeneration | ControlledGeneration | ImageEdit | ImageInpaint | ImageOutpaint
+ImageBody = ImageGeneration | ControlledGeneration | ImageEdit | ImageInpaint | ImageOutpaint | ImageUpscale
 
 
 class ImagesWorkflow(Workflow[ImageJob]):
@@ -108,6 +110,12 @@ class ImagesWorkflow(Workflow[ImageJob]):
             fields |= dict(operation="edit", prompt=body.prompt, source=body.image, width=body.width or width,
                            height=body.height or height)
             scope = ("image.edit", body.image, owner)
+        elif isinstance(body, ImageUpscale):
+            source = await self.services.image_asset(body.image, "image", owner)
+            width, height = await self._upscaled_size(source.size, body.scale)
+            fields |= dict(operation="upscale", prompt=body.prompt or UPSCALE_PROMPT, source=body.image, width=width,
+                           height=height, strength=body.strength, negative_prompt=body.negative_prompt)
+            scope = ("image.upscale", body.image, owner, f"{body.strength:g}", body.negative_prompt)
         else:
             sources = [await self.services.asset(control.image, f"controls.{index}.image", owner)
                        for index, control in enumerate(body.control_list)]
@@ -135,8 +143,9 @@ class ImagesWorkflow(Workflow[ImageJob]):
             scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
         scope += (body.family, fields["width"], fields["height"], fields["steps"], fields["guidance"],
                   *(f"{lora.id}@{lora.scale:g}#{info.digest or ''}" for lora, info in adapters))
-        await self.services.check_size(body.family, fields["width"], fields["height"])
-        resolution = await self.dedup.resolve(scope_of(*scope), body.prompt)
+        if fields["operation"] != "upscale":  # an upscale's tiles are of the family's size
+            await self.services.check_size(body.family, fields["width"], fields["height"])
+        resolution = await self.dedup.resolve(scope_of(*scope), body.prompt or fields["prompt"])
         if body.seed is None:
             seeds = [slot_seed(resolution.prompt_key, slot) for slot in range(body.n)]
         else:
@@ -207,9 +216,25 @@ class ImagesWorkflow(Workflow[ImageJob]):
             handle = handle.options(multiplexed_model_id=adapter_key(tuple(job.loras)))
         if job.operation == "edit":
             return await handle.edit.remote(EditRequest(image=source, **common), ctx.task_id)
+        if job.operation == "upscale":
+            return await handle.upscale.remote(UpscaleRequest(
+                image=source, negative_prompt=job.negative_prompt, strength=job.strength,
+                **{k: v for k, v in common.items() if k != "loras"}), ctx.task_id)
         request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), image=source,
                                strength=1.0 if job.strength is None else job.strength, mask=mask, **common)
         return await handle.generate.remote(request, ctx.task_id)
+
+    async def _upscaled_size(self, size: tuple[int | None, int | None], scale: int) -> tuple[int, int]:
+        """An upscale's output size: the image's × `scale` on SDXL's grid; `InvalidRequest` naming `image` for an
+        image already past the largest upscale, `scale` for one that ×2 would still fit."""
+        if not all(size):
+            raise InvalidRequest("image", "an image of unknown size cannot be upscaled")
+        grid = math.lcm((await self.services.info("sdxl"))["size_multiple"], 8)
+        width, height = (-(-side * scale // grid) * grid for side in size)
+        if max(width, height) > MAX_UPSCALED_SIDE:
+            field = "scale" if scale > 2 and max(size) * 2 <= MAX_UPSCALED_SIDE else "image"
+            raise InvalidRequest(field, f"{size[0]}x{size[1]} × {scale} exceeds {MAX_UPSCALED_SIDE} a side")
+        return width, height
 
     async def _canvas(self, body: ImageOutpaint, size: tuple[int | None, int | None]) -> tuple[int, int, int, int]:
         """An outpainting's (left, top, width, height) on the family's grid; `InvalidRequest` naming the geometry's

@@ -98,3 +98,16 @@ def test_an_outpainting_past_the_familys_size_or_without_geometry_is_a_422_namin
     response = client.post("/v1/images/outpaint", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == field
+
+
+def test_an_upscale_doubles_the_size_tile_by_tile_and_past_4096_is_a_422_naming_its_field(client):
+    source = upload(client, png(48, 32, 38))
+    response = client.post("/v1/images/upscale", json={"image": source, "scale": 2, "steps": 4, "strength": 0.5,
+                                                       "seed": 1})
+    assert response.status_code == 200, response.text
+    assert decode_png(client.get(response.json()["images"][0]["url"]).content).size == (96, 64)
+    task = client.get(f"/v1/tasks/{response.headers['X-Task-Id']}").json()
+    assert (task["step"], task["steps"]) == (4, 4)  # 2 tiles of 64² × 2 steps run
+    for image, scale, field in ((png(1100, 8, 39), 4, "scale"), (png(2100, 8, 40), 2, "image")):
+        refused = client.post("/v1/images/upscale", json={"image": upload(client, image), "scale": scale})
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == field, refused.text
