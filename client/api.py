@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from client import sse
 from composition.schemas.adapters import AdapterOut
 from composition.schemas.common import Accepted, AssetRef, ErrorEnvelope, ImageModel, VideoModel
-from composition.schemas.images import ImageEdit, ImageGeneration, ImageInpaint, ImagesResult
+from composition.schemas.images import (ImageEdit, ImageGeneration, ImageInpaint, ImageOutpaint, ImagesResult,
+                                        ImageUpscale)
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
 from composition.schemas.videos import VideoGeneration, VideoOut
 from composition.store.assets import AssetInfo
@@ -147,6 +148,20 @@ class Montage:
         body = _body(ImageInpaint, image=self._asset(image), mask=None if mask is None else self._asset(mask),
                      prompt=prompt, model=model, n=n, wait_s=wait_s, priority=priority, **options)
         return self._submit("/v1/images/inpaint", body, ImagesResult)
+
+    def outpaint(self, image: Image, prompt: str, *, model: ImageModel | None = None, n: int | None = None,
+                 wait_s: float = 0, priority: Lane | None = None, **options: Any) -> TaskHandle[ImagesResult]:
+        """`POST /v1/images/outpaint`: the image on a larger canvas (`left`, `right`, `top`, `bottom` or `aspect`
+        among `options`), the new area painted."""
+        body = _body(ImageOutpaint, image=self._asset(image), prompt=prompt, model=model, n=n, wait_s=wait_s,
+                     priority=priority, **options)
+        return self._submit("/v1/images/outpaint", body, ImagesResult)
+
+    def upscale(self, image: Image, *, scale: int = 2, wait_s: float = 0, priority: Lane | None = None,
+                **options: Any) -> TaskHandle[ImagesResult]:
+        """`POST /v1/images/upscale`: ×2 or ×4 by tiled image to image on SDXL."""
+        body = _body(ImageUpscale, image=self._asset(image), scale=scale, wait_s=wait_s, priority=priority, **options)
+        return self._submit("/v1/images/upscale", body, ImagesResult)
 
     def edit(self, image: Image, prompt: str, *, n: int | None = None, wait_s: float = 0,
              priority: Lane | None = None, **options: Any) -> TaskHandle[ImagesResult]:

@@ -47,6 +47,21 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     inpaint.add_argument("--model", choices=families_with("generate"))
     inpaint.add_argument("--strength", type=float, help="0 to 1 (default 1: the masked area from noise)")
     _image_options(inpaint)
+    outpaint = commands.add_parser("outpaint", parents=[server], help="extend an image's canvas and paint the new "
+                                                                      "area")
+    outpaint.add_argument("image")
+    outpaint.add_argument("prompt")
+    for side in ("left", "right", "top", "bottom"):
+        outpaint.add_argument(f"--{side}", type=int, help=f"pixels added on the {side}")
+    outpaint.add_argument("--aspect", help='"W:H": widen or heighten to it instead of margins')
+    outpaint.add_argument("--model", choices=families_with("generate"))
+    _image_options(outpaint)
+    upscale = commands.add_parser("upscale", parents=[server], help="enlarge an image ×2 or ×4 (tiled, on SDXL)")
+    upscale.add_argument("image")
+    upscale.add_argument("--scale", type=int, choices=(2, 4), default=2)
+    upscale.add_argument("--prompt", help="what the image shows (helps the tiles)")
+    upscale.add_argument("--strength", type=float, help="how much each tile is repainted (default 0.35)")
+    _image_options(upscale)
     edit = commands.add_parser("edit", parents=[server], help="edit an image (a file or an asset id) by instruction")
     edit.add_argument("image")
     edit.add_argument("prompt")
@@ -157,11 +172,25 @@ def _edit(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     return _images(montage, handle, args, console)
 
 
+def _outpaint(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    margins = {side: getattr(args, side) for side in ("left", "right", "top", "bottom")}
+    handle = montage.outpaint(args.image, args.prompt, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
+                              aspect=args.aspect, loras=args.loras, priority=args.priority, **margins,
+                              **_encoding(args))
+    return _images(montage, handle, args, console)
+
+
+def _upscale(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    handle = montage.upscale(args.image, scale=args.scale, prompt=args.prompt, strength=args.strength, n=args.n,
+                             steps=args.steps, seed=args.seed, priority=args.priority, **_encoding(args))
+    return _images(montage, handle, args, console)
+
+
 def _images(montage: Montage, handle: TaskHandle, args: argparse.Namespace, console: Console) -> int:
     if (result := _follow(handle, console)) is None:
         return CANCELLED_RC
     for number, image in enumerate(result.images, 1):
-        print(montage.download(image, args.output, f"{_slug(args.prompt, 'image')}-{number}"))
+        print(montage.download(image, args.output, f"{_slug(args.prompt or 'upscaled', 'image')}-{number}"))
     return 0
 
 
@@ -275,4 +304,5 @@ def _adapters(montage: Montage, args: argparse.Namespace, console: Console) -> i
     return 0
 
 
-COMMANDS = {"generate": _generate, "edit": _edit, "inpaint": _inpaint, "video": _video, "storyboard": _storyboard, "adapters": _adapters}
+COMMANDS = {"generate": _generate, "edit": _edit, "inpaint": _inpaint, "outpaint": _outpaint,
+            "upscale": _upscale, "video": _video, "storyboard": _storyboard, "adapters": _adapters}

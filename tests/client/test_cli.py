@@ -1,5 +1,6 @@
-"""`montage generate | edit | inpaint | video | storyboard` as a user runs them: the CLI in a subprocess against the session
-app, progress read from its SSE, the files it wrote decoded; Ctrl-C (SIGINT) cancels the task."""
+"""`montage generate | edit | inpaint | outpaint | upscale | video | storyboard` as a user runs them: the CLI in a
+subprocess against the session app, progress read from its SSE, the files it wrote decoded; Ctrl-C (SIGINT) cancels
+the task."""
 import hashlib
 import json
 import os
@@ -187,3 +188,13 @@ def test_inpaint_with_a_mask_file_and_image_to_image_of_a_local_file(montage, tm
     moved = cli(tmp_path, "generate", "a room at night", "--image", "room.png", "--strength", "0.5", "--steps", "4")
     assert moved.returncode == 0, moved.stderr
     assert re.search(r"^denoising \d+% step \d/2 ", moved.stderr, re.M), moved.stderr  # 4 × 0.5 steps run
+
+
+def test_outpaint_and_upscale_write_the_larger_images(montage, tmp_path):
+    (tmp_path / "field.png").write_bytes(png(64, 64, seed=1602))
+    wider = cli(tmp_path, "outpaint", "field.png", "more field", "--left", "32", "--steps", "2")
+    assert wider.returncode == 0 and wider.stdout.split() == ["more-field-1.png"], wider.stderr
+    larger = cli(tmp_path, "upscale", "more-field-1.png", "--scale", "2", "--steps", "2", "--strength", "0.5")
+    assert larger.returncode == 0 and larger.stdout.split() == ["upscaled-1.png"], larger.stderr
+    sizes = [decode_png((tmp_path / name).read_bytes()).size for name in ("more-field-1.png", "upscaled-1.png")]
+    assert sizes == [(96, 64), (192, 128)]
