@@ -1,7 +1,7 @@
 """FLUX.1 text-to-image and FLUX.1 Kontext image editing, sharing text encoders and VAE."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -171,7 +171,13 @@ class Flux(Family):
     @staticmethod
     def group_key(request: ImageRequest | EditRequest) -> tuple:
         return (request.width, request.height, request.steps, request.guidance, request.loras,
-                getattr(request, "operation", "edit"), getattr(request, "strength", None))
+                getattr(request, "operation", "edit"), getattr(request, "strength", None),
+                getattr(request, "true_cfg_scale", None))
+
+    @staticmethod
+    def fuse_key(request: ImageRequest | EditRequest) -> Hashable | None:
+        """True classifier-free guidance calls the transformer twice a step: it fuses with nothing."""
+        return None if getattr(request, "true_cfg_scale", 1.0) > 1 else Family.fuse_key(request)
 
     def _call(self, pipe: Any, requests: list, steps: Steps | None, **kwargs: Any) -> np.ndarray:
         first = self.one_group(requests)
@@ -196,8 +202,12 @@ class Flux(Family):
                 ).images)
 
     def run(self, requests: list[ImageRequest], steps: Steps | None = None) -> np.ndarray:
-        """Text to image for one compatible group: float images (B, H, W, 3) in [0, 1]."""
-        return self._call(self.text_to_image, requests, steps)
+        """Text to image for one compatible group: float images (B, H, W, 3) in [0, 1]; with `true_cfg_scale` over
+        1 the negative prompts count (true classifier-free guidance)."""
+        true_cfg = requests[0].true_cfg_scale
+        negative = dict(negative_prompt=[r.negative_prompt for r in requests], true_cfg_scale=true_cfg) \
+            if true_cfg > 1 else {}
+        return self._call(self.text_to_image, requests, steps, **negative)
 
     def run_edit(self, requests: list[EditRequest], steps: Steps | None = None) -> np.ndarray:
         """Kontext edit for one compatible group; each source image is resized to the output size."""

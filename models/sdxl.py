@@ -19,6 +19,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from config.families import SDXLArgs, Source, is_checkpoint_file
 from models import tokenizers
 from models.adapters import adapter_bank
+from models.errors import InvalidRequest
 from models.images import decode_rgb
 from models.img2img import pasted, repaint_controls, sourced_steps
 from models.results import image_result
@@ -180,6 +181,11 @@ class SDXL(Family):
         controls = tuple(sorted((c.type, c.scale) for c in request.controls))
         return (request.width, request.height, request.steps, request.guidance, controls, request.loras,
                 request.operation, request.strength)
+
+    def validate(self, request: ImageRequest | UpscaleRequest) -> None:
+        super().validate(request)
+        if isinstance(request, ImageRequest) and request.true_cfg_scale > 1:
+            raise InvalidRequest("true_cfg_scale", "sdxl always guides with its negative prompt: flux only")
 
     @staticmethod
     def fuse_key(request: ImageRequest | UpscaleRequest) -> Hashable | None:

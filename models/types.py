@@ -130,6 +130,8 @@ class ImageRequest(_Adapted):
     image: bytes | None = Field(default=None, repr=False)
     strength: float = Field(default=1.0, ge=0.0, le=1.0)
     mask: bytes | None = Field(default=None, repr=False)
+    true_cfg_scale: float = Field(default=1.0, ge=1.0, le=10.0, description="FLUX: over 1, true classifier-free "
+                                  "guidance, which honours negative_prompt (the transformer runs twice a step)")
 
     @field_validator("prompt")
     @classmethod

@@ -50,6 +50,10 @@ class _ImageOptions(_Encoding):
                                    description="with image: how much of it is repainted, 0 (the source) to 1 (text to "
                                                f"image); the steps run are steps × strength; default {STRENGTH} (inpainting: 1)")
 
+    true_cfg_scale: float | None = Field(default=None, ge=1.0, le=10.0,
+                                         description="FLUX only: over 1, true classifier-free guidance at this scale, "
+                                                     "which honours negative_prompt (each step costs 2×)")
+
     @model_validator(mode="after")
     def _strength_of_a_source(self) -> _ImageOptions:
         if self.strength is not None and self.image is None:

@@ -54,6 +54,7 @@ class ImageJob(BaseModel):
     strength: float | None = None  # image to image (`source`): the share of the steps run
     mask: str | None = None  # inpainting: the mask's asset (white = repaint); none: the source's transparent pixels
     canvas: tuple[int, int, int, int] | None = None  # outpainting: the source's place (left, top) and the size
+    true_cfg_scale: float = 1.0  # FLUX: over 1, true classifier-free guidance (the negative prompt counts)
     owner: str = ""
     output_format: ImageFormat = "png"
     quality: int | None = None
@@ -140,6 +141,12 @@ class ImagesWorkflow(Workflow[ImageJob]):
                 await self._repaint_mask(body.image, body.mask, owner)
                 fields |= dict(operation="inpaint", mask=body.mask)
                 scope += ("image.inpaint", body.mask or "alpha")
+            if body.true_cfg_scale is not None:
+                if body.family != "flux":
+                    raise InvalidRequest("true_cfg_scale", f"{body.family} always guides with its negative prompt: "
+                                                           "flux only")
+                fields["true_cfg_scale"] = body.true_cfg_scale
+                scope += ("image.true_cfg", f"{body.true_cfg_scale:g}")
             scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
         scope += (body.family, fields["width"], fields["height"], fields["steps"], fields["guidance"],
                   *(f"{lora.id}@{lora.scale:g}#{info.digest or ''}" for lora, info in adapters))
@@ -221,7 +228,8 @@ class ImagesWorkflow(Workflow[ImageJob]):
                 image=source, negative_prompt=job.negative_prompt, strength=job.strength,
                 **{k: v for k, v in common.items() if k != "loras"}), ctx.task_id)
         request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), image=source,
-                               strength=1.0 if job.strength is None else job.strength, mask=mask, **common)
+                               strength=1.0 if job.strength is None else job.strength, mask=mask,
+                               true_cfg_scale=job.true_cfg_scale, **common)
         return await handle.generate.remote(request, ctx.task_id)
 
     async def _upscaled_size(self, size: tuple[int | None, int | None], scale: int) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 import helpers
 from config.families import FluxArgs, SDXLArgs, Source
 from models.flux import Flux
+from models.errors import InvalidRequest
 from models.images import decode_rgb, mask_png
 from models.sdxl import SDXL
 from models.steps import Boundary, Steps, StepState, start_step
@@ -114,3 +115,16 @@ def test_a_mask_of_another_size_or_without_white_is_refused() -> None:
         _inpaintings(mask_png(np.ones((64, 32), bool)))
     with pytest.raises(ValidationError, match="nothing to repaint"):
         _inpaintings(mask_png(np.zeros((64, 64), bool)))
+
+
+def test_flux_honours_a_negative_prompt_only_with_true_cfg(families: dict) -> None:
+    flux = families["flux"]
+    plain = ImageRequest(prompt="a red kite", width=64, height=64, steps=2, guidance=3.5, seed=4)
+    negative = plain.model_copy(update={"negative_prompt": "blurry, grey"})
+    baseline = flux.run([plain])
+    np.testing.assert_array_equal(flux.run([negative]), baseline)  # ignored without true CFG
+    guided = flux.run([negative.model_copy(update={"true_cfg_scale": 4.0})])
+    assert np.abs(guided - baseline).mean() > 1e-3
+    assert flux.fuse_key(negative.model_copy(update={"true_cfg_scale": 4.0})) is None
+    with pytest.raises(InvalidRequest, match="true_cfg_scale: .*flux only"):
+        families["sdxl"].run([negative.model_copy(update={"true_cfg_scale": 4.0})])
