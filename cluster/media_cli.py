@@ -35,18 +35,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                                                           "tier's; auth off: normal)")
     generate = commands.add_parser("generate", parents=[server], help="text to images, written to a folder")
     generate.add_argument("prompt")
-    generate.add_argument("--model", choices=families_with("generate"))
     generate.add_argument("--image", help="a source image (a file or an asset id): image to image")
-    generate.add_argument("--strength", type=float, help="with --image: 0 (the source) to 1 (text to image)")
-    _image_options(generate)
+    _model_options(generate, "with --image: 0 (the source) to 1 (text to image)")
     inpaint = commands.add_parser("inpaint", parents=[server], help="repaint the white area of --mask (or the "
                                                                     "image's transparent pixels), keep the rest")
-    inpaint.add_argument("image")
-    inpaint.add_argument("prompt")
+    for name in ("image", "prompt"):
+        inpaint.add_argument(name)
     inpaint.add_argument("--mask", help="a PNG of the image's size, white = repaint (a file or an asset id)")
-    inpaint.add_argument("--model", choices=families_with("generate"))
-    inpaint.add_argument("--strength", type=float, help="0 to 1 (default 1: the masked area from noise)")
-    _image_options(inpaint)
+    _model_options(inpaint, "0 to 1 (default 1: the masked area from noise)")
     outpaint = commands.add_parser("outpaint", parents=[server], help="extend an image's canvas and paint the new "
                                                                       "area")
     outpaint.add_argument("image")
@@ -96,6 +92,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     remove = adapter_commands.add_parser("rm", parents=[server], help="remove an uploaded adapter")
     remove.add_argument("family", choices=families_with("generate"))
     remove.add_argument("adapter_id", metavar="id")
+
+
+def _model_options(parser: argparse.ArgumentParser, strength: str) -> None:
+    """--model and --strength (what `strength` says it does), then the image options."""
+    parser.add_argument("--model", choices=families_with("generate"))
+    parser.add_argument("--strength", type=float, help=strength)
+    _image_options(parser)
 
 
 def _image_options(parser: argparse.ArgumentParser) -> None:
@@ -182,7 +185,8 @@ def _outpaint(montage: Montage, args: argparse.Namespace, console: Console) -> i
 
 def _upscale(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.upscale(args.image, scale=args.scale, prompt=args.prompt, strength=args.strength, n=args.n,
-                             steps=args.steps, seed=args.seed, priority=args.priority, **_encoding(args))
+                             steps=args.steps, seed=args.seed, loras=args.loras, priority=args.priority,
+                             **_encoding(args))
     return _images(montage, handle, args, console)
 
 

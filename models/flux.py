@@ -160,6 +160,8 @@ class Flux(Family):
         super().validate(request)
         if isinstance(request, ImageRequest) and request.controls:
             raise InvalidRequest("controls", "flux takes no control images, use model 'sdxl'")
+        if isinstance(request, ImageRequest) and request.prompt_weighting:
+            raise InvalidRequest("prompt_weighting", "(word:1.3) weights are read on sdxl only")
 
     def warmup_requests(self) -> list[tuple[Callable[[list], Any], ImageRequest | EditRequest]]:
         """An edit carries its source image's tokens too: another sequence length, another graph."""

@@ -153,6 +153,7 @@ class SDXL(Family):
             self.union.vae.enable_slicing()
         vae = self.union.vae
         self.previewer = Previewer(self.decode, vae.config.latent_channels, self.union.vae_scale_factor)
+        self.compel: Any = None  # prompt weighting's embedder, made at its first use
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents in the UNet's space to images (N, 3, H, W) in [0, 1] (the previews' calibration)."""
@@ -180,7 +181,7 @@ class SDXL(Family):
             return ("upscale", request)
         controls = tuple(sorted((c.type, c.scale) for c in request.controls))
         return (request.width, request.height, request.steps, request.guidance, controls, request.loras,
-                request.operation, request.strength)
+                request.operation, request.strength, request.prompt_weighting)
 
     def validate(self, request: ImageRequest | UpscaleRequest) -> None:
         super().validate(request)
@@ -203,8 +204,7 @@ class SDXL(Family):
         steps = sourced_steps(pipe, requests, steps, _scaled, lambda _pipe, noise: noise, _schedule)
         pipe, stepping = stepped_call(pipe, steps, len(requests), first.steps, self.previewer.images)
         kwargs: dict[str, Any] = dict(
-            prompt=[r.prompt for r in requests],
-            negative_prompt=[r.negative_prompt for r in requests],
+            **self._prompts(requests, first),
             width=first.width, height=first.height,
             num_inference_steps=first.steps, guidance_scale=first.guidance,
             generator=generators([r.seed for r in requests], self.device),
@@ -225,6 +225,23 @@ class SDXL(Family):
                 kwargs["controlnet_conditioning_scale"].append(1.0)
         with torch.inference_mode():
             return pasted(requests, pipe(**kwargs).images)
+
+    def _prompts(self, requests: list[ImageRequest], first: ImageRequest) -> dict[str, Any]:
+        """The prompts as the pipeline takes them: as text, or with `prompt_weighting` as compel's embeddings of
+        their `(word:1.3)` weights (both text encoders, as SDXL conditions)."""
+        prompts, negatives = [r.prompt for r in requests], [r.negative_prompt for r in requests]
+        if not first.prompt_weighting:
+            return dict(prompt=prompts, negative_prompt=negatives)
+        if self.compel is None:
+            from compel import CompelForSDXL
+
+            self.compel = CompelForSDXL(self.plain, device=self.device)
+            self.compel.disable_no_weights_bypass()  # one path for every prompt: "(fox:1.0)" is "fox"
+        with torch.inference_mode():
+            embedded = self.compel(prompts, negative_prompt=negatives)
+        return dict(prompt_embeds=embedded.embeds, pooled_prompt_embeds=embedded.pooled_embeds,
+                    negative_prompt_embeds=embedded.negative_embeds,
+                    negative_pooled_prompt_embeds=embedded.negative_pooled_embeds)
 
     def generate(self, requests: list[ImageRequest], steps: Steps | None = None) -> list[ImageResult]:
         """Mixed batches are split into compatible groups; results keep the request order."""

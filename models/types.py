@@ -132,6 +132,7 @@ class ImageRequest(_Adapted):
     mask: bytes | None = Field(default=None, repr=False)
     true_cfg_scale: float = Field(default=1.0, ge=1.0, le=10.0, description="FLUX: over 1, true classifier-free "
                                   "guidance, which honours negative_prompt (the transformer runs twice a step)")
+    prompt_weighting: bool = Field(default=False, description="SDXL: read `(word:1.3)` weights (compel)")
 
     @field_validator("prompt")
     @classmethod
@@ -187,6 +188,7 @@ class UpscaleRequest(_Request):
     guidance: float = Field(ge=0.0, le=30.0)
     seed: int = Field(ge=0, le=MAX_SEED)
     strength: float = Field(default=0.35, ge=0.0, le=1.0)
+    loras: tuple[Lora, ...] = Field(default=(), max_length=8)
 
 
 class EditRequest(_Adapted):

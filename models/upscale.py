@@ -59,7 +59,7 @@ def upscaled(request: UpscaleRequest, tile: int, run: Callable[[list[ImageReques
         big.crop((x0, y0, x1, y1)).save(buffer, "PNG")
         tile_request = ImageRequest(prompt=request.prompt, negative_prompt=request.negative_prompt, width=x1 - x0,
                                     height=y1 - y0, steps=request.steps, guidance=request.guidance, seed=request.seed,
-                                    image=buffer.getvalue(), strength=request.strength)
+                                    image=buffer.getvalue(), strength=request.strength, loras=request.loras)
         call_steps = dataclasses.replace(steps or Steps(), resume=None, part=(part, len(tiles)))
         image = run([tile_request], call_steps)[0]
         out[y0:y1, x0:x1] += image * wy[j][:, None, None] * wx[i][None, :, None]

@@ -50,6 +50,8 @@ class _ImageOptions(_Encoding):
                                    description="with image: how much of it is repainted, 0 (the source) to 1 (text to "
                                                f"image); the steps run are steps × strength; default {STRENGTH} (inpainting: 1)")
 
+    prompt_weighting: bool = Field(default=False, description="SDXL only: read `(word:1.3)` weights in the prompts "
+                                                              "(compel)")
     true_cfg_scale: float | None = Field(default=None, ge=1.0, le=10.0,
                                          description="FLUX only: over 1, true classifier-free guidance at this scale, "
                                                      "which honours negative_prompt (each step costs 2×)")
@@ -133,10 +135,7 @@ class ImageUpscale(_Encoding):
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(60)
-
-    @property
-    def loras(self) -> list[Lora]:
-        return []
+    loras: Loras = []
 
 
 class ControlSpec(Body):

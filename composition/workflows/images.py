@@ -55,6 +55,7 @@ class ImageJob(BaseModel):
     mask: str | None = None  # inpainting: the mask's asset (white = repaint); none: the source's transparent pixels
     canvas: tuple[int, int, int, int] | None = None  # outpainting: the source's place (left, top) and the size
     true_cfg_scale: float = 1.0  # FLUX: over 1, true classifier-free guidance (the negative prompt counts)
+    prompt_weighting: bool = False  # SDXL: `(word:1.3)` weights read (compel)
     owner: str = ""
     output_format: ImageFormat = "png"
     quality: int | None = None
@@ -147,6 +148,11 @@ class ImagesWorkflow(Workflow[ImageJob]):
                                                            "flux only")
                 fields["true_cfg_scale"] = body.true_cfg_scale
                 scope += ("image.true_cfg", f"{body.true_cfg_scale:g}")
+            if body.prompt_weighting:
+                if body.family != "sdxl":
+                    raise InvalidRequest("prompt_weighting", "(word:1.3) weights are read on sdxl only")
+                fields["prompt_weighting"] = True
+                scope += ("image.weighted",)
             scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
         scope += (body.family, fields["width"], fields["height"], fields["steps"], fields["guidance"],
                   *(f"{lora.id}@{lora.scale:g}#{info.digest or ''}" for lora, info in adapters))
@@ -225,11 +231,10 @@ class ImagesWorkflow(Workflow[ImageJob]):
             return await handle.edit.remote(EditRequest(image=source, **common), ctx.task_id)
         if job.operation == "upscale":
             return await handle.upscale.remote(UpscaleRequest(
-                image=source, negative_prompt=job.negative_prompt, strength=job.strength,
-                **{k: v for k, v in common.items() if k != "loras"}), ctx.task_id)
+                image=source, negative_prompt=job.negative_prompt, strength=job.strength, **common), ctx.task_id)
         request = ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), image=source,
                                strength=1.0 if job.strength is None else job.strength, mask=mask,
-                               true_cfg_scale=job.true_cfg_scale, **common)
+                               true_cfg_scale=job.true_cfg_scale, prompt_weighting=job.prompt_weighting, **common)
         return await handle.generate.remote(request, ctx.task_id)
 
     async def _upscaled_size(self, size: tuple[int | None, int | None], scale: int) -> tuple[int, int]:

@@ -128,3 +128,21 @@ def test_flux_honours_a_negative_prompt_only_with_true_cfg(families: dict) -> No
     assert flux.fuse_key(negative.model_copy(update={"true_cfg_scale": 4.0})) is None
     with pytest.raises(InvalidRequest, match="true_cfg_scale: .*flux only"):
         families["sdxl"].run([negative.model_copy(update={"true_cfg_scale": 4.0})])
+
+
+def test_sdxl_reads_prompt_weights_only_when_asked(families: dict) -> None:
+    sdxl = families["sdxl"]
+
+    def request(prompt: str, weighting: bool = True) -> ImageRequest:
+        return ImageRequest(prompt=prompt, width=64, height=64, steps=2, guidance=5.0, seed=4, negative_prompt="blurry",
+                            prompt_weighting=weighting)
+
+    heavy, even = request("a (fox:1.6) in the snow"), request("a (fox:1.0) in the snow")
+    batch = sdxl.run([heavy, even])
+    assert np.abs(batch[0] - batch[1]).mean() > 1e-3  # the weight is read
+    np.testing.assert_allclose(batch[1], sdxl.run([even])[0], atol=1e-4, rtol=0)  # each prompt its own embedding
+    unread = sdxl.run([request("a (fox:1.0) in the snow", weighting=False)])[0]
+    assert np.abs(unread - batch[1]).mean() > 1e-3  # without weighting the parentheses and number are text
+    with pytest.raises(InvalidRequest, match="prompt_weighting"):
+        families["flux"].run([ImageRequest(prompt="a (fox:1.3)", width=64, height=64, steps=2, guidance=3.5, seed=4,
+                                           prompt_weighting=True)])
