@@ -76,8 +76,8 @@ class FluxDeployment(SDXLDeployment):
     async def probe_requests(self) -> None:
         image = _probe_image()
         await self.generate(image)
-        await self.edit(EditRequest(image=blank_png(PROBE_SIZE, PROBE_SIZE), **image.model_dump(exclude={
-            "negative_prompt", "controls"})))
+        await self.edit(EditRequest(image=blank_png(PROBE_SIZE, PROBE_SIZE), **image.model_dump(include=set(
+            EditRequest.model_fields) - {"image"})))
 
 
 class SVDDeployment(ModelDeployment):
