@@ -111,3 +111,17 @@ def test_an_upscale_doubles_the_size_tile_by_tile_and_past_4096_is_a_422_naming_
     for image, scale, field in ((png(1100, 8, 39), 4, "scale"), (png(2100, 8, 40), 2, "image")):
         refused = client.post("/v1/images/upscale", json={"image": upload(client, image), "scale": scale})
         assert refused.status_code == 422 and refused.json()["error"]["field"] == field, refused.text
+
+
+def test_negative_prompts_count_on_flux_with_true_cfg_and_weights_on_sdxl(client):
+    body = {"prompt": "a (red:1.4) kite", "negative_prompt": "grey", "steps": 2, "seed": 3, "width": 64, "height": 64}
+    guided = client.post("/v1/images/generations", json=body | {"model": "flux", "true_cfg_scale": 3.0})
+    plain = client.post("/v1/images/generations", json=body | {"model": "flux"})
+    assert guided.status_code == plain.status_code == 200, guided.text
+    assert guided.json()["prompt_key"] != plain.json()["prompt_key"]
+    weighted = client.post("/v1/images/generations", json=body | {"model": "sdxl", "prompt_weighting": True})
+    assert weighted.status_code == 200, weighted.text
+    for model, field in (("sdxl", "true_cfg_scale"), ("flux", "prompt_weighting")):
+        refused = client.post("/v1/images/generations", json=body | {"model": model, field: 3.0 if "cfg" in field
+                                                                     else True})
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == field, refused.text
