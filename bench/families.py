@@ -33,6 +33,7 @@ from config.families import (
     SVDArgs,
     WanArgs,
 )
+from models.images import mask_png
 from models.types import (
     Control,
     EditRequest,
@@ -60,6 +61,16 @@ def image(size: int) -> dict:
     return dict(width=size, height=size, steps=2, guidance=5.0, seed=0)
 
 
+def sourced(size: int, inpaint: bool = False) -> dict:
+    """Image to image at strength 0.5 (half the steps run) or, with `inpaint`, an inpainting of the centre square
+    (every step) of one source image."""
+    if not inpaint:
+        return dict(image(size), image=png(size), strength=0.5)
+    wanted = np.zeros((size, size), bool)
+    wanted[size // 4:3 * size // 4, size // 4:3 * size // 4] = True
+    return dict(image(size), image=png(size), mask=mask_png(wanted))
+
+
 def video(size: int, num_frames: int) -> VideoRequest:
     return VideoRequest(image=png(size), num_frames=num_frames, fps=7, **image(size))
 
@@ -83,6 +94,15 @@ def cases() -> dict[str, Case]:
         "sdxl.controlled": Case(lambda: SDXL(SDXLArgs()), lambda m, s: m.generate(
             [ImageRequest(prompt="a fox", controls=(Control(type="canny", image=png(s)),), **image(s))]),
                                 "image", "sdxl"),
+        "sdxl.img2img": Case(lambda: SDXL(SDXLArgs()),
+                             lambda m, s: m.generate([ImageRequest(prompt="a fox", **sourced(s))]), "image", "sdxl"),
+        "sdxl.inpaint": Case(lambda: SDXL(SDXLArgs()),
+                             lambda m, s: m.generate([ImageRequest(prompt="a fox", **sourced(s, True))]), "image",
+                             "sdxl"),
+        "flux.img2img": Case(flux, lambda m, s: m.generate([ImageRequest(prompt="a fox", **sourced(s))]), "image",
+                             "flux"),
+        "flux.inpaint": Case(flux, lambda m, s: m.generate([ImageRequest(prompt="a fox", **sourced(s, True))]),
+                             "image", "flux"),
         "flux.generate": Case(flux, lambda m, s: m.generate([ImageRequest(prompt="a fox", **image(s))]),
                               "image", "flux"),
         "flux.edit": Case(flux, lambda m, s: m.edit([EditRequest(prompt="make it night", image=png(s), **image(s))]),

@@ -157,11 +157,22 @@ def _sdxl_montage(args: dict[str, Any], f: dict) -> Any:
 
 
 def _image_request(f: dict) -> Any:
+    """A text-to-image request, control-guided with `control`, image to image with `img2img`, an inpainting of the
+    centre square with `inpaint`. Strength 1: the timing harness counts every step of the call (at strength s a call
+    runs s × steps of them: its e2e is before + s × steps × per step + after)."""
+    from models.images import mask_png
     from models.types import Control, ImageRequest
 
     controls = (Control(type="canny", image=png(f["width"], f["height"])),) if f.get("control") else ()
+    sourced: dict[str, Any] = {}
+    if f.get("img2img") or f.get("inpaint"):
+        sourced = dict(image=png(f["width"], f["height"]))
+    if f.get("inpaint"):
+        wanted = np.zeros((f["height"], f["width"]), bool)
+        wanted[f["height"] // 4:3 * f["height"] // 4, f["width"] // 4:3 * f["width"] // 4] = True
+        sourced["mask"] = mask_png(wanted)
     return ImageRequest(prompt=f["prompt"], width=f["width"], height=f["height"], steps=f["steps"],
-                        guidance=f["guidance"], seed=0, controls=controls)
+                        guidance=f["guidance"], seed=0, controls=controls, **sourced)
 
 
 # FLUX and FLUX Kontext.
@@ -324,6 +335,13 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              dict(_VIDEO, fps=16, width=64, height=64, num_frames=9, steps=2, guidance=5.0), _video_baseline("wan"),
              _wan_call, _video_montage("wan"), _video_montage_call, estimate_s=105, encode=_encode_mp4,
              timed_steps=2),
+    # Image to image (the source's VAE encode and noised start) and inpainting (the kept area's blend after each step;
+    # SDXL: the Union's repaint mode), Montage only.
+    *(Workload(f"{family}_{tool}", family, goal, dict(full, **{tool: True}), dict(tiny, **{tool: True}), None, None,
+               build, call, estimate_s=25, encode=_encode_png)
+      for family, full, tiny, build, call in (("sdxl", _SDXL, _TINY_IMAGE, _sdxl_montage, _sdxl_montage_call),
+                                              ("flux", _FLUX_FULL, _FLUX_TINY, _flux_montage, _flux_montage_call))
+      for tool, goal in (("img2img", "≈ text to image per step"), ("inpaint", "≈ text to image per step"))),
     Workload("flux_compiled", "flux", "≤ 3.3 s", _FLUX_FULL, _FLUX_TINY, None, None, _flux_montage,
              _flux_montage_call, estimate_s=60, encode=_encode_png, args=dict(compile=True)),
     Workload("llm_compiled", "llm", "≥ 300 tok/s", dict(steps=128), dict(steps=16), None, None, _llm_montage,

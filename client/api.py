@@ -26,7 +26,8 @@ from composition.schemas.adapters import AdapterOut
 from composition.schemas.assets import AssetInfo
 from composition.schemas.common import Accepted, AssetRef, ErrorEnvelope, ImageModel, VideoModel
 from composition.schemas.forks import ForkBody
-from composition.schemas.images import ImageEdit, ImageGeneration, ImagesResult
+from composition.schemas.images import (ImageEdit, ImageGeneration, ImageInpaint, ImageOutpaint, ImagesResult,
+                                        ImageUpscale)
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
 from composition.schemas.videos import VideoGeneration, VideoOut
 from config.composition import Lane
@@ -131,12 +132,37 @@ class Montage:
         self.http.close()
 
     def generate(self, prompt: str, *, model: ImageModel | None = None, n: int | None = None, wait_s: float = 0,
-                 priority: Lane | None = None, **options: Any) -> TaskHandle[ImagesResult]:
+                 priority: Lane | None = None, image: Image | None = None, **options: Any) -> TaskHandle[ImagesResult]:
         """`POST /v1/images/generations`; `priority` is the task's lane (high, normal, low; capped by the key's
-        tier); `options` are the request's other fields (width, height, steps, seed, style, negative_prompt,
-        user_id, project_id)."""
-        body = _body(ImageGeneration, prompt=prompt, model=model, n=n, wait_s=wait_s, priority=priority, **options)
+        tier); `image` (an asset id, a local file or image bytes) makes it image to image (`strength`); `options`
+        are the request's other fields (width, height, steps, seed, style, negative_prompt, strength, user_id,
+        project_id)."""
+        body = _body(ImageGeneration, prompt=prompt, model=model, n=n, wait_s=wait_s, priority=priority,
+                     image=None if image is None else self._asset(image), **options)
         return self._submit("/v1/images/generations", body, ImagesResult)
+
+    def inpaint(self, image: Image, prompt: str, *, mask: Image | None = None, model: ImageModel | None = None,
+                n: int | None = None, wait_s: float = 0, priority: Lane | None = None,
+                **options: Any) -> TaskHandle[ImagesResult]:
+        """`POST /v1/images/inpaint`: the mask's white pixels (none: the image's transparent ones) repainted, every
+        other pixel kept; image and mask as asset ids, local files or bytes."""
+        body = _body(ImageInpaint, image=self._asset(image), mask=None if mask is None else self._asset(mask),
+                     prompt=prompt, model=model, n=n, wait_s=wait_s, priority=priority, **options)
+        return self._submit("/v1/images/inpaint", body, ImagesResult)
+
+    def outpaint(self, image: Image, prompt: str, *, model: ImageModel | None = None, n: int | None = None,
+                 wait_s: float = 0, priority: Lane | None = None, **options: Any) -> TaskHandle[ImagesResult]:
+        """`POST /v1/images/outpaint`: the image on a larger canvas (`left`, `right`, `top`, `bottom` or `aspect`
+        among `options`), the new area painted."""
+        body = _body(ImageOutpaint, image=self._asset(image), prompt=prompt, model=model, n=n, wait_s=wait_s,
+                     priority=priority, **options)
+        return self._submit("/v1/images/outpaint", body, ImagesResult)
+
+    def upscale(self, image: Image, *, scale: int = 2, wait_s: float = 0, priority: Lane | None = None,
+                **options: Any) -> TaskHandle[ImagesResult]:
+        """`POST /v1/images/upscale`: ×2 or ×4 by tiled image to image on SDXL."""
+        body = _body(ImageUpscale, image=self._asset(image), scale=scale, wait_s=wait_s, priority=priority, **options)
+        return self._submit("/v1/images/upscale", body, ImagesResult)
 
     def edit(self, image: Image, prompt: str, *, n: int | None = None, wait_s: float = 0,
              priority: Lane | None = None, **options: Any) -> TaskHandle[ImagesResult]:

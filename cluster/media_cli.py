@@ -26,7 +26,7 @@ CANCELLED_RC = 130  # as a shell reports a command ended by SIGINT
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
-    """The four generation commands, each with `--url`, `--key` and `--priority`."""
+    """The generation commands, each with `--url`, `--key` and `--priority`."""
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--url", default="http://127.0.0.1:8000", help="the Montage server (%(default)s)")
     server.add_argument("--key", default=os.environ.get("MONTAGE_API_KEY"),
@@ -35,8 +35,29 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                                                           "tier's; auth off: normal)")
     generate = commands.add_parser("generate", parents=[server], help="text to images, written to a folder")
     generate.add_argument("prompt")
-    generate.add_argument("--model", choices=families_with("generate"))
-    _image_options(generate)
+    generate.add_argument("--image", help="a source image (a file or an asset id): image to image")
+    _model_options(generate, "with --image: 0 (the source) to 1 (text to image)")
+    inpaint = commands.add_parser("inpaint", parents=[server], help="repaint the white area of --mask (or the "
+                                                                    "image's transparent pixels), keep the rest")
+    for name in ("image", "prompt"):
+        inpaint.add_argument(name)
+    inpaint.add_argument("--mask", help="a PNG of the image's size, white = repaint (a file or an asset id)")
+    _model_options(inpaint, "0 to 1 (default 1: the masked area from noise)")
+    outpaint = commands.add_parser("outpaint", parents=[server], help="extend an image's canvas and paint the new "
+                                                                      "area")
+    outpaint.add_argument("image")
+    outpaint.add_argument("prompt")
+    for side in ("left", "right", "top", "bottom"):
+        outpaint.add_argument(f"--{side}", type=int, help=f"pixels added on the {side}")
+    outpaint.add_argument("--aspect", help='"W:H": widen or heighten to it instead of margins')
+    outpaint.add_argument("--model", choices=families_with("generate"))
+    _image_options(outpaint)
+    upscale = commands.add_parser("upscale", parents=[server], help="enlarge an image ×2 or ×4 (tiled, on SDXL)")
+    upscale.add_argument("image")
+    upscale.add_argument("--scale", type=int, choices=(2, 4), default=2)
+    upscale.add_argument("--prompt", help="what the image shows (helps the tiles)")
+    upscale.add_argument("--strength", type=float, help="how much each tile is repainted (default 0.35)")
+    _image_options(upscale)
     edit = commands.add_parser("edit", parents=[server], help="edit an image (a file or an asset id) by instruction")
     edit.add_argument("image")
     edit.add_argument("prompt")
@@ -80,6 +101,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     remove = adapter_commands.add_parser("rm", parents=[server], help="remove an uploaded adapter")
     remove.add_argument("family", choices=families_with("generate"))
     remove.add_argument("adapter_id", metavar="id")
+
+
+def _model_options(parser: argparse.ArgumentParser, strength: str) -> None:
+    """--model and --strength (what `strength` says it does), then the image options."""
+    parser.add_argument("--model", choices=families_with("generate"))
+    parser.add_argument("--strength", type=float, help=strength)
+    _image_options(parser)
 
 
 def _image_options(parser: argparse.ArgumentParser) -> None:
@@ -139,7 +167,14 @@ def main_media(args: argparse.Namespace) -> int:
 def _generate(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.generate(args.prompt, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
                               width=args.width, height=args.height, loras=args.loras, priority=args.priority,
-                              **_encoding(args))
+                              image=args.image, strength=args.strength, **_encoding(args))
+    return _images(montage, handle, args, console)
+
+
+def _inpaint(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    handle = montage.inpaint(args.image, args.prompt, mask=args.mask, model=args.model, n=args.n, steps=args.steps,
+                             seed=args.seed, width=args.width, height=args.height, loras=args.loras,
+                             strength=args.strength, priority=args.priority, **_encoding(args))
     return _images(montage, handle, args, console)
 
 
@@ -155,12 +190,27 @@ def _fork(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     return _images(montage, handle, args, console, f"fork-{args.task_id[:8]}-{args.step}")
 
 
+def _outpaint(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    margins = {side: getattr(args, side) for side in ("left", "right", "top", "bottom")}
+    handle = montage.outpaint(args.image, args.prompt, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
+                              aspect=args.aspect, loras=args.loras, priority=args.priority, **margins,
+                              **_encoding(args))
+    return _images(montage, handle, args, console)
+
+
+def _upscale(montage: Montage, args: argparse.Namespace, console: Console) -> int:
+    handle = montage.upscale(args.image, scale=args.scale, prompt=args.prompt, strength=args.strength, n=args.n,
+                             steps=args.steps, seed=args.seed, loras=args.loras, priority=args.priority,
+                             **_encoding(args))
+    return _images(montage, handle, args, console)
+
+
 def _images(montage: Montage, handle: TaskHandle, args: argparse.Namespace, console: Console,
             stem: str | None = None) -> int:
     if (result := _follow(handle, console)) is None:
         return CANCELLED_RC
     for number, image in enumerate(result.images, 1):
-        print(montage.download(image, args.output, f"{stem or _slug(args.prompt, 'image')}-{number}"))
+        print(montage.download(image, args.output, f"{stem or _slug(args.prompt or 'upscaled', 'image')}-{number}"))
     return 0
 
 
@@ -274,5 +324,5 @@ def _adapters(montage: Montage, args: argparse.Namespace, console: Console) -> i
     return 0
 
 
-COMMANDS = {"generate": _generate, "edit": _edit, "fork": _fork, "video": _video, "storyboard": _storyboard,
-            "adapters": _adapters}
+COMMANDS = {"generate": _generate, "edit": _edit, "inpaint": _inpaint, "outpaint": _outpaint, "upscale": _upscale,
+            "fork": _fork, "video": _video, "storyboard": _storyboard, "adapters": _adapters}

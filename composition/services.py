@@ -148,6 +148,13 @@ class Services:
             raise NotFound(f"asset {asset_id}", field)
         return info
 
+    async def image_asset(self, asset_id: str, field: str, user: str | None) -> AssetInfo:
+        """An asset that is an image: `InvalidRequest` naming the field for another kind of upload."""
+        info = await self.asset(asset_id, field, user)
+        if not info.content_type.startswith("image/"):
+            raise InvalidRequest(field, f"asset {asset_id} is {info.content_type}, not an image")
+        return info
+
     async def asset_bytes(self, asset_id: str, field: str, user: str | None) -> bytes:
         if (data := await self.assets.read(asset_id, user)) is None:
             raise NotFound(f"asset {asset_id}", field)

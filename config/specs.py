@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from config.families import EmbedderArgs, FamilyArgs, FluxArgs, LLMArgs, SDXLArgs, SVDArgs, WanArgs
 
 GIB = 2**30
-Operation = Literal["optimize", "storyboard", "generate", "edit", "animate", "embed"]
+Operation = Literal["optimize", "storyboard", "generate", "edit", "upscale", "animate", "embed"]
 
 
 class Footprint(BaseModel):
@@ -65,7 +65,7 @@ SPECS: dict[str, FamilySpec] = {spec.key: spec for spec in (
                ("optimize", "storyboard"),
                # 128 tokens cost 0.01; the allowance is a 2k-token storyboard's KV cache (28 KiB/token).
                Footprint(resident_gib=3.51, per_request_gib=0.06)),
-    FamilySpec("sdxl", "SDXL", SDXLArgs, "models.sdxl:SDXL", "deployments.families:SDXLDeployment", ("generate",),
+    FamilySpec("sdxl", "SDXL", SDXLArgs, "models.sdxl:SDXL", "deployments.families:SDXLDeployment", ("generate", "upscale"),
                Footprint(resident_gib=9.29, per_request_gib=4.58)),  # UNet + Union ControlNet, 1024², canny
     FamilySpec("flux", "Flux", FluxArgs, "models.flux:Flux", "deployments.families:FluxDeployment",
                ("generate", "edit"),

@@ -20,6 +20,7 @@ from models.types import (
     PromptRequest,
     Storyboard,
     StoryboardRequest,
+    UpscaleRequest,
     VideoRequest,
     VideoResult,
 )
@@ -57,16 +58,20 @@ class LLMDeployment(ModelDeployment):
 
 class SDXLDeployment(ModelDeployment):
     _generate = AdmittedMethod("generate", "denoising")
+    _upscale = AdmittedMethod("upscale", "upscaling")
 
     async def generate(self, request: ImageRequest, task_id: str | None = None) -> ImageResult:
         return await self.submit(self._generate, request, task_id)
+
+    async def upscale(self, request: UpscaleRequest, task_id: str | None = None) -> ImageResult:
+        return await self.submit(self._upscale, request, task_id)
 
     async def probe_requests(self) -> None:
         await self.generate(_probe_image())
 
 
 class FluxDeployment(SDXLDeployment):
-    """Text to image as SDXL's, plus Kontext edits."""
+    """Text to image as SDXL's, plus Kontext edits (no upscale: SDXL's)."""
 
     _generate = AdmittedMethod("generate", "denoising")
     _edit = AdmittedMethod("edit", "editing")
@@ -77,8 +82,8 @@ class FluxDeployment(SDXLDeployment):
     async def probe_requests(self) -> None:
         image = _probe_image()
         await self.generate(image)
-        await self.edit(EditRequest(image=blank_png(PROBE_SIZE, PROBE_SIZE), **image.model_dump(exclude={
-            "negative_prompt", "controls"})))
+        await self.edit(EditRequest(image=blank_png(PROBE_SIZE, PROBE_SIZE), **image.model_dump(include=set(
+            EditRequest.model_fields) - {"image"})))
 
 
 class SVDDeployment(ModelDeployment):

@@ -62,8 +62,8 @@ class GroupSteps:
         return Steps(on_step=self.on_step, resume=resume, preview_every=preview_every, denoise=self.denoise)
 
     def on_step(self, boundary: Boundary) -> None:
-        cancelled = [self.progress.report(task_id, boundary.done, boundary.total, self.stage, boundary.resumed_from)
-                     for task_id in self.task_ids]
+        done, total, resumed_from = boundary.progress
+        cancelled = [self.progress.report(task_id, done, total, self.stage, resumed_from) for task_id in self.task_ids]
         if all(cancelled):
             raise Cancelled(f"{self.stage} cancelled at step {boundary.done}/{boundary.total}")
         if self._hand_back(boundary):
@@ -76,7 +76,7 @@ class GroupSteps:
         for task_id, wanted, image in zip(self.task_ids, self.previewed, boundary.previews()):
             if wanted:
                 url = "data:image/jpeg;base64," + base64.b64encode(image).decode()
-                self.progress.preview(task_id, boundary.done, boundary.total, url)
+                self.progress.preview(task_id, done, total, url)
         if self.turn is not None:
             self.turn()
 

@@ -1,7 +1,7 @@
 """FLUX.1 text-to-image and FLUX.1 Kontext image editing, sharing text encoders and VAE."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ from diffusers import (
     FluxPipeline,
     FluxTransformer2DModel,
 )
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
 from config.families import FluxArgs, Source, is_checkpoint_file
@@ -20,6 +21,7 @@ from models import tokenizers
 from models.adapters import adapter_bank
 from models.errors import InvalidRequest
 from models.images import decode_rgb
+from models.img2img import pasted, sourced_steps
 from models.results import image_result
 from models.previews import Previewer
 from models.runtime import Family, apply_runtime, blank_png, build, generators, single_file_config
@@ -101,6 +103,29 @@ def load_pipelines(args: FluxArgs, device: torch.device,
     return text_to_image, FluxKontextPipeline(**components)
 
 
+def _packed(pipe: Any, latents: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) latents as the transformer's tokens of 2 × 2 cells."""
+    batch, channels, height, width = latents.shape
+    return pipe._pack_latents(latents, batch, channels, height, width)
+
+
+def _normalised(pipe: Any, latents: torch.Tensor) -> torch.Tensor:
+    """The VAE's latents in the transformer's space, packed."""
+    config = pipe.vae.config
+    return _packed(pipe, (latents - config.shift_factor) * config.scaling_factor)
+
+
+def _schedule(pipe: FluxPipeline, steps: int, latents: torch.Tensor) -> Any:
+    """A fresh scheduler of the pipeline's, set as `FluxPipeline.__call__` sets it (its sigmas shifted by the
+    sequence length)."""
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    config = scheduler.config
+    mu = calculate_shift(latents.shape[1], config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
+                         config.get("base_shift", 0.5), config.get("max_shift", 1.15))
+    retrieve_timesteps(scheduler, steps, latents.device, sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+    return scheduler
+
+
 class Flux(Family):
     """`generate(batch)` for text-to-image, `edit(batch)` for Kontext instruction edits."""
 
@@ -135,6 +160,8 @@ class Flux(Family):
         super().validate(request)
         if isinstance(request, ImageRequest) and request.controls:
             raise InvalidRequest("controls", "flux takes no control images, use model 'sdxl'")
+        if isinstance(request, ImageRequest) and request.prompt_weighting:
+            raise InvalidRequest("prompt_weighting", "(word:1.3) weights are read on sdxl only")
 
     def warmup_requests(self) -> list[tuple[Callable[[list], Any], ImageRequest | EditRequest]]:
         """An edit carries its source image's tokens too: another sequence length, another graph."""
@@ -145,7 +172,14 @@ class Flux(Family):
 
     @staticmethod
     def group_key(request: ImageRequest | EditRequest) -> tuple:
-        return request.width, request.height, request.steps, request.guidance, request.loras
+        return (request.width, request.height, request.steps, request.guidance, request.loras,
+                getattr(request, "operation", "edit"), getattr(request, "strength", None),
+                getattr(request, "true_cfg_scale", None))
+
+    @staticmethod
+    def fuse_key(request: ImageRequest | EditRequest) -> Hashable | None:
+        """True classifier-free guidance calls the transformer twice a step: it fuses with nothing."""
+        return None if getattr(request, "true_cfg_scale", 1.0) > 1 else Family.fuse_key(request)
 
     def _call(self, pipe: Any, requests: list, steps: Steps | None, **kwargs: Any) -> np.ndarray:
         first = self.one_group(requests)
@@ -154,9 +188,11 @@ class Flux(Family):
             return self.previewer.images(pipe._unpack_latents(packed, first.height, first.width, pipe.vae_scale_factor))
 
         with self.adapters.applied(first.loras, steps) as steps:  # loads outside inference mode: peft sets grads
+            if pipe is self.text_to_image:
+                steps = sourced_steps(pipe, requests, steps, _normalised, _packed, _schedule)
             view, stepping = stepped_call(pipe, steps, len(requests), first.steps, previews)
             with torch.inference_mode():
-                return view(
+                return pasted(requests, view(
                     prompt=[r.prompt for r in requests],
                     width=first.width, height=first.height,
                     num_inference_steps=first.steps, guidance_scale=first.guidance,
@@ -165,11 +201,15 @@ class Flux(Family):
                     output_type="np",
                     **stepping,
                     **kwargs,
-                ).images
+                ).images)
 
     def run(self, requests: list[ImageRequest], steps: Steps | None = None) -> np.ndarray:
-        """Text to image for one compatible group: float images (B, H, W, 3) in [0, 1]."""
-        return self._call(self.text_to_image, requests, steps)
+        """Text to image for one compatible group: float images (B, H, W, 3) in [0, 1]; with `true_cfg_scale` over
+        1 the negative prompts count (true classifier-free guidance)."""
+        true_cfg = requests[0].true_cfg_scale
+        negative = dict(negative_prompt=[r.negative_prompt for r in requests], true_cfg_scale=true_cfg) \
+            if true_cfg > 1 else {}
+        return self._call(self.text_to_image, requests, steps, **negative)
 
     def run_edit(self, requests: list[EditRequest], steps: Steps | None = None) -> np.ndarray:
         """Kontext edit for one compatible group; each source image is resized to the output size."""

@@ -1,7 +1,7 @@
 """SDXL with the Union ControlNet: styled text-to-image and control-guided images."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -19,14 +19,18 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from config.families import SDXLArgs, Source, is_checkpoint_file
 from models import tokenizers
 from models.adapters import adapter_bank
+from models.errors import InvalidRequest
 from models.images import decode_rgb
+from models.img2img import pasted, repaint_controls, sourced_steps
 from models.results import image_result
 from models.previews import Previewer
 from models.runtime import Family, apply_runtime, blank_png, build, generators, single_file_config
 from models.steps import Steps, stepped_call
-from models.types import Control, ImageRequest, ImageResult
+from models.upscale import upscaled
+from models.types import Control, ImageRequest, ImageResult, UpscaleRequest
 
 CONTROL_MODES = {"depth": 1, "scribble": 2, "canny": 3, "segmentation": 5}
+REPAINT_MODE = 7  # the Union ControlNet (ProMax)'s inpaint and outpaint mode
 
 _TINY_UNET = dict(
     block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
@@ -46,7 +50,7 @@ _FULL_UNET = dict(
 _UNET_ONLY = ("out_channels", "up_block_types", "sample_size")
 _TINY_CONTROLNET = dict(
     {k: v for k, v in _TINY_UNET.items() if k not in _UNET_ONLY},
-    conditioning_embedding_out_channels=(8, 16, 32, 32), num_control_type=6,
+    conditioning_embedding_out_channels=(8, 16, 32, 32), num_control_type=8,
     num_trans_channel=32, num_trans_head=2, num_trans_layer=1, num_proj_channel=32,
 )
 _FULL_CONTROLNET = dict(
@@ -117,6 +121,17 @@ def load_pipeline(args: SDXLArgs, device: torch.device, dtype: torch.dtype) -> S
     return StableDiffusionXLControlNetUnionPipeline(**random_components(args.source, device, dtype))
 
 
+def _scaled(pipe: Any, latents: torch.Tensor) -> torch.Tensor:
+    return latents * pipe.vae.config.scaling_factor
+
+
+def _schedule(pipe: Any, steps: int, latents: torch.Tensor) -> Any:
+    """A fresh scheduler of the pipeline's, set as its call sets it."""
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(steps, device=latents.device)
+    return scheduler
+
+
 class SDXL(Family):
     """`generate(batch)`: plain SDXL without controls, Union ControlNet with them."""
 
@@ -138,6 +153,7 @@ class SDXL(Family):
             self.union.vae.enable_slicing()
         vae = self.union.vae
         self.previewer = Previewer(self.decode, vae.config.latent_channels, self.union.vae_scale_factor)
+        self.compel: Any = None  # prompt weighting's embedder, made at its first use
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents in the UNet's space to images (N, 3, H, W) in [0, 1] (the previews' calibration)."""
@@ -159,10 +175,23 @@ class SDXL(Family):
         return [(self.run, plain), (self.run, plain.model_copy(update={"controls": (control,)}))]
 
     @staticmethod
-    def group_key(request: ImageRequest) -> tuple:
-        """Requests with equal keys run in one pipeline call."""
+    def group_key(request: ImageRequest | UpscaleRequest) -> tuple:
+        """Requests with equal keys run in one pipeline call (an upscale alone, or with its equals)."""
+        if isinstance(request, UpscaleRequest):
+            return ("upscale", request)
         controls = tuple(sorted((c.type, c.scale) for c in request.controls))
-        return request.width, request.height, request.steps, request.guidance, controls, request.loras
+        return (request.width, request.height, request.steps, request.guidance, controls, request.loras,
+                request.operation, request.strength, request.prompt_weighting)
+
+    def validate(self, request: ImageRequest | UpscaleRequest) -> None:
+        super().validate(request)
+        if isinstance(request, ImageRequest) and request.true_cfg_scale > 1:
+            raise InvalidRequest("true_cfg_scale", "sdxl always guides with its negative prompt: flux only")
+
+    @staticmethod
+    def fuse_key(request: ImageRequest | UpscaleRequest) -> Hashable | None:
+        """An inpainting runs the Union ControlNet, an upscale tiles of several sizes: they fuse with nothing."""
+        return Family.fuse_key(request) if isinstance(request, ImageRequest) and request.mask is None else None
 
     def run(self, requests: list[ImageRequest], steps: Steps | None = None) -> np.ndarray:
         """One pipeline call for compatible requests; returns float images (B, H, W, 3) in [0, 1]."""
@@ -171,18 +200,18 @@ class SDXL(Family):
             return self._call(requests, first, steps)
 
     def _call(self, requests: list[ImageRequest], first: ImageRequest, steps: Steps | None) -> np.ndarray:
-        pipe, stepping = stepped_call(self.union if first.controls else self.plain, steps, len(requests), first.steps,
-                                      self.previewer.images)
+        pipe = self.union if first.controls or first.mask is not None else self.plain
+        steps = sourced_steps(pipe, requests, steps, _scaled, lambda _pipe, noise: noise, _schedule)
+        pipe, stepping = stepped_call(pipe, steps, len(requests), first.steps, self.previewer.images)
         kwargs: dict[str, Any] = dict(
-            prompt=[r.prompt for r in requests],
-            negative_prompt=[r.negative_prompt for r in requests],
+            **self._prompts(requests, first),
             width=first.width, height=first.height,
             num_inference_steps=first.steps, guidance_scale=first.guidance,
             generator=generators([r.seed for r in requests], self.device),
             output_type="np",
             **stepping,
         )
-        if first.controls:
+        if first.controls or first.mask is not None:
             types = sorted(c.type for c in first.controls)
             by_type = [{c.type: c for c in r.controls} for r in requests]
             kwargs.update(
@@ -190,12 +219,42 @@ class SDXL(Family):
                 control_mode=[CONTROL_MODES[t] for t in types],
                 controlnet_conditioning_scale=[by_type[0][t].scale for t in types],
             )
+            if first.mask is not None:  # the Union ControlNet's inpaint mode sees the source around the hole
+                kwargs["control_image"].append(repaint_controls(requests))
+                kwargs["control_mode"].append(REPAINT_MODE)
+                kwargs["controlnet_conditioning_scale"].append(1.0)
         with torch.inference_mode():
-            return pipe(**kwargs).images
+            return pasted(requests, pipe(**kwargs).images)
+
+    def _prompts(self, requests: list[ImageRequest], first: ImageRequest) -> dict[str, Any]:
+        """The prompts as the pipeline takes them: as text, or with `prompt_weighting` as compel's embeddings of
+        their `(word:1.3)` weights (both text encoders, as SDXL conditions)."""
+        prompts, negatives = [r.prompt for r in requests], [r.negative_prompt for r in requests]
+        if not first.prompt_weighting:
+            return dict(prompt=prompts, negative_prompt=negatives)
+        if self.compel is None:
+            from compel import CompelForSDXL
+
+            self.compel = CompelForSDXL(self.plain, device=self.device)
+            self.compel.disable_no_weights_bypass()  # one path for every prompt: "(fox:1.0)" is "fox"
+        with torch.inference_mode():
+            embedded = self.compel(prompts, negative_prompt=negatives)
+        return dict(prompt_embeds=embedded.embeds, pooled_prompt_embeds=embedded.pooled_embeds,
+                    negative_prompt_embeds=embedded.negative_embeds,
+                    negative_pooled_prompt_embeds=embedded.negative_pooled_embeds)
 
     def generate(self, requests: list[ImageRequest], steps: Steps | None = None) -> list[ImageResult]:
         """Mixed batches are split into compatible groups; results keep the request order."""
         return self.grouped(requests, self.run, image_result, steps)
 
-    def group_metadata(self, group: list[ImageRequest]) -> dict[str, Any]:
+    def upscale(self, requests: list[UpscaleRequest], steps: Steps | None = None) -> list[ImageResult]:
+        """Each upscale by tiles of the default size (`models/upscale.py`), one after another."""
+        def run(group: list[UpscaleRequest], group_steps: Steps | None) -> list[np.ndarray]:
+            return [upscaled(request, self.defaults.width, self.run, group_steps) for request in group]
+
+        return self.grouped(requests, run, image_result, steps)
+
+    def group_metadata(self, group: list[ImageRequest | UpscaleRequest]) -> dict[str, Any]:
+        if isinstance(group[0], UpscaleRequest):
+            return dict(strength=group[0].strength)
         return dict(controls=[c.type for c in group[0].controls], loras=[lora.model_dump() for lora in group[0].loras])

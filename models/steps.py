@@ -244,6 +244,15 @@ class Boundary:
     latents: torch.Tensor
     scheduler: Any
     preview_of: Callable[[torch.Tensor], list[bytes]]
+    begin: int = 0  # the step the job's schedule begins at (image-to-image: `start_step`); 0 for a full run
+    part: tuple[int, int] = (0, 1)  # the call is part i of n alike of its job (`Steps.part`)
+
+    @property
+    def progress(self) -> tuple[int, int, int]:
+        """(steps done, steps, resumed from) of the job's own steps, those from `begin` in each of its parts: what
+        progress reports."""
+        run, (part, parts) = self.total - self.begin, self.part
+        return part * run + self.done - self.begin, parts * run, max(self.resumed_from - self.begin, 0)
 
     def states(self) -> list[StepState]:
         """Each request's state now (copied off the device)."""
@@ -259,12 +268,17 @@ class Boundary:
 class Steps:
     """What one pipeline call does at its step boundaries (built by the deployment): resume every request of the
     call from its state (all at one step), call `on_step` after each step, keep x0 every `preview_every` steps, and
-    hand its denoiser calls to `denoise` (which runs them with other calls', `models/fusion.py`)."""
+    hand its denoiser calls to `denoise` (which runs them with other calls', `models/fusion.py`). `begin` is the
+    step a job's schedule begins at (image-to-image runs only the last steps: `start_step`) and `keep` what each step's
+    latents keep of the sources (inpainting: the area outside the mask), both set by the family."""
 
     on_step: Callable[[Boundary], None] | None = None
     resume: list[StepState] | None = None
     preview_every: int = 0
     denoise: Callable[[DenoiserCall], Any] | None = None
+    begin: int = 0
+    keep: Callable[[Any, torch.Tensor], torch.Tensor] | None = None  # (scheduler, latents after a step) -> latents
+    part: tuple[int, int] = (0, 1)  # this call is part i of n alike of its job (an upscale's tiles): progress counts all
 
     @property
     def start(self) -> int:
@@ -301,10 +315,37 @@ def stepped_call(pipe: Any, steps: Steps | None, batch_size: int, total: int,
     def callback(_pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict:
         nonlocal done
         done = steps.start + index + 1
+        changed = {} if steps.keep is None else {"latents": steps.keep(scheduler, tensors["latents"])}
         if steps.on_step is not None:
-            steps.on_step(Boundary(done, total, steps.start, tensors["latents"], scheduler, preview_of))
+            latents = changed.get("latents", tensors["latents"])
+            steps.on_step(Boundary(done, total, steps.start, latents, scheduler, preview_of, steps.begin, steps.part))
         scheduler.x0 = None
-        return {}
+        return changed
 
     kwargs["callback_on_step_end"] = callback
     return view, kwargs
+
+
+def noised_start(scheduler: Any, sources: torch.Tensor, noise: torch.Tensor, start: int, total: int) -> list[StepState]:
+    """Image-to-image's start: the sources' latents noised to step `start` of `scheduler`'s schedule (a fresh
+    scheduler of the pipeline's, set for `total` steps as the pipeline sets it), one state per request at that step;
+    a pipeline call resumed from them runs the steps left. Step 0 is text-to-image's own start (the noise alone, so
+    strength 1 is text to image), step `total` the sources themselves (σ = 0)."""
+    if start == 0:
+        latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # flow matching has none: 1
+    else:
+        scheduler.set_begin_index(start)
+        latents = noised(scheduler, sources, noise)
+    scheduler._step_index = start  # the pipeline sets its begin index to 0 after restoring: this one is read first
+    return capture(latents, scheduler, start, total)
+
+
+def noised(scheduler: Any, sources: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The sources noised to the scheduler's current step: its step index once a step ran (inpainting's kept area
+    after each step; the last step's is the sources), its begin index before."""
+    if scheduler.begin_index is None:  # a pipeline that sets none (SDXL's Union) would have the timestep looked up
+        scheduler.set_begin_index(scheduler.step_index or 0)
+    at = torch.zeros(sources.shape[0], device=sources.device)  # unread: the index gives the noise level
+    if hasattr(scheduler, "scale_noise"):  # flow matching
+        return scheduler.scale_noise(sources, at, noise)
+    return scheduler.add_noise(sources, noise, at)

@@ -134,16 +134,44 @@ class AdapterHolding(BaseModel):
 
 
 class ImageRequest(_Adapted):
-    """Text to image (SDXL or FLUX), optionally control-guided (SDXL), optionally with LoRA adapters."""
+    """Text to image (SDXL or FLUX), optionally control-guided (SDXL), optionally with LoRA adapters; with a source
+    `image`, image to image: the source noised by `strength` (0: the source, 1: text to image) and denoised; with a
+    `mask` too (a PNG of the image's size, white = repaint: `models.images.repaint_mask`), inpainting: only the
+    mask's area is repainted, the rest is the source's."""
 
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     controls: tuple[Control, ...] = Field(default=(), max_length=4)
+    image: bytes | None = Field(default=None, repr=False)
+    strength: float = Field(default=1.0, ge=0.0, le=1.0)
+    mask: bytes | None = Field(default=None, repr=False)
+    true_cfg_scale: float = Field(default=1.0, ge=1.0, le=10.0, description="FLUX: over 1, true classifier-free "
+                                  "guidance, which honours negative_prompt (the transformer runs twice a step)")
+    prompt_weighting: bool = Field(default=False, description="SDXL: read `(word:1.3)` weights (compel)")
 
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
         return _non_blank(value, "prompt")
+
+    @field_validator("image")
+    @classmethod
+    def _decodable(cls, value: bytes | None) -> bytes | None:
+        return None if value is None else _checked_image(value, "image")
+
+    @model_validator(mode="after")
+    def _mask_of_the_image(self) -> ImageRequest:
+        if self.mask is not None:
+            if self.image is None:
+                raise ValueError("mask: only with a source image (image)")
+            from models.images import repaint_mask  # Pillow and numpy: see _checked_image
+
+            repaint_mask(self.image, self.mask)
+        return self
+
+    @property
+    def operation(self) -> str:
+        return "generate" if self.image is None else "img2img" if self.mask is None else "inpaint"
 
     @field_validator("controls")
     @classmethod
@@ -151,6 +179,26 @@ class ImageRequest(_Adapted):
         if len({control.type for control in value}) != len(value):
             raise ValueError("controls: each control type may appear once")
         return value
+
+
+MAX_UPSCALED_SIDE = 4096  # an upscale's widest or tallest output
+UPSCALE_PROMPT = "a sharp, detailed, high-resolution image"  # an upscale's tiles' prompt when none is given
+
+
+class UpscaleRequest(_Request):
+    """Upscaling by tiled image to image (`models/upscale.py`): the image resized to width × height (×2 or ×4 of its
+    own), each tile re-denoised at `strength`."""
+
+    image: Annotated[bytes, Field(repr=False), AfterValidator(lambda value: _checked_image(value, "image"))]
+    width: int = Field(ge=8, le=MAX_UPSCALED_SIDE)
+    height: int = Field(ge=8, le=MAX_UPSCALED_SIDE)
+    prompt: str = Field(default=UPSCALE_PROMPT, max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    steps: int = Field(ge=1, le=100)
+    guidance: float = Field(ge=0.0, le=30.0)
+    seed: int = Field(ge=0, le=MAX_SEED)
+    strength: float = Field(default=0.35, ge=0.0, le=1.0)
+    loras: tuple[Lora, ...] = Field(default=(), max_length=8)
 
 
 class EditRequest(_Adapted):
@@ -305,3 +353,9 @@ class Detection(BaseModel):
     found: bool
     bits_matched: int | None = None
     bits: int = WATERMARK_BITS
+
+
+def start_step(total: int, strength: float) -> int:
+    """The step an image-to-image job of `total` steps starts at: it runs the last `int(total × strength)` of them
+    (diffusers' img2img rule); strength 1 runs them all, strength 0 none."""
+    return total - min(int(total * strength), total)

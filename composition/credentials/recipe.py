@@ -25,7 +25,7 @@ class Recipe(BaseModel):
     """How one output was made. A rendition's recipe is its parent's, with `parent`, `format` and `quality` its own;
     a result served from cache is the same output, and the renditions made for it say `served_from_cache`."""
 
-    operation: Literal["generate", "edit", "animate"]
+    operation: Literal["generate", "edit", "inpaint", "outpaint", "upscale", "animate"]
     family: str
     model: str
     model_source: str
@@ -40,7 +40,13 @@ class Recipe(BaseModel):
     prompt_key: str | None = None
     loras: list[RecipeAdapter] = []
     controls: list[RecipeControl] = []
-    source: str | None = Field(default=None, description="the asset edited or animated")
+    source: str | None = Field(default=None, description="the asset edited, repainted, extended, upscaled or animated")
+    strength: float | None = Field(default=None, description="image to image: the share of the steps run")
+    mask: str | None = Field(default=None, description="an inpainting's mask asset (none: the source's alpha)")
+    canvas: tuple[int, int, int, int] | None = Field(default=None, description="an outpainting's (left, top, width, "
+                                                                               "height)")
+    true_cfg_scale: float = 1.0
+    prompt_weighting: bool = False
     num_frames: int | None = None
     fps: int | None = None
     format: str

@@ -37,12 +37,14 @@ async def _image(services: Services, images: ImagesWorkflow, recipe: Recipe, use
     job = ImageJob(operation=recipe.operation, family=recipe.family, prompt=recipe.prompt,
                    negative_prompt=recipe.negative_prompt, width=recipe.width, height=recipe.height,
                    steps=recipe.steps, guidance=recipe.guidance, seeds=[recipe.seed],
-                   prompt_key=recipe.prompt_key or "", match="exact", source=recipe.source,
+                   prompt_key=recipe.prompt_key or "", match="exact", source=recipe.source, strength=recipe.strength,
+                   mask=recipe.mask, canvas=recipe.canvas, true_cfg_scale=recipe.true_cfg_scale,
+                   prompt_weighting=recipe.prompt_weighting,
                    loras=[{"id": lora.id, "scale": lora.scale} for lora in recipe.loras])
     controls = [Control(type=c.type, image=await services.asset_bytes(c.image, "asset_id", user), scale=c.scale)
                 for c in recipe.controls]
-    source = await services.asset_bytes(recipe.source, "asset_id", user) if recipe.source else None
-    request = images.request_for(job, recipe.seed, controls, source, recipe.watermark)
+    _, _, source, mask = await images.inputs(job.model_copy(update={"controls": [], "owner": user or ""}))
+    request = images.request_for(job, recipe.seed, controls, source, mask, recipe.watermark)
     return (await images.call(job, request, None)).png
 
 

@@ -2,6 +2,7 @@
 (the same dedup, variants, quotas, auth and limits); a call waits for its images (`composition.openai.wait_s`)."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from composition.schemas.openai_images import (
 from composition.services import Services
 from composition.submit import Queued, enqueue, outcome
 from composition.workflows.registry import Workflows
+from models.images import mask_png, transparent
 
 router = APIRouter(prefix="/openai/v1/images", tags=["openai"])
 
@@ -39,9 +41,17 @@ async def generations(body: OpenAIImageGeneration, request: Request, response: R
 async def edits(body: Annotated[OpenAIImageEdit, Form(media_type="multipart/form-data")], request: Request,
                 response: Response, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                 idempotency_key: IdempotencyKey = None) -> OpenAIImagesResponse:
-    """`images.edit`: the uploaded image (stored as an upload of the caller) edited by FLUX.1 Kontext."""
-    asset = await store_upload(services, body.image, principal.user(body.user) or "", "image")
-    native = body.to_native(services.args.openai, services.defaults_of, asset.id)
+    """`images.edit`: the uploaded image (stored as an upload of the caller) edited by FLUX.1 Kontext, or with a
+    `mask` inpainted (its transparent pixels, stored as a white-on-black mask of the caller)."""
+    owner = principal.user(body.user) or ""
+    asset = await store_upload(services, body.image, owner, "image")
+    mask_id = None
+    if body.mask is not None:
+        drawn = await store_upload(services, body.mask, owner, "mask")
+        raw = await services.asset_bytes(drawn.id, "mask", owner)
+        data = await asyncio.to_thread(lambda: mask_png(transparent(raw)))
+        mask_id = (await services.assets.put(data, "image/png", "mask", owner, drawn.size)).id
+    native = body.to_native(services.args.openai, services.defaults_of, asset.id, mask_id)
     result = await outcome(services, await _enqueued(services, principal, workflows, native, idempotency_key, response))
     return await answer(request, services, principal, result, body.response_format)
 

@@ -1,7 +1,7 @@
 """Images: text to image, control-guided, and instruction edits."""
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
@@ -9,8 +9,9 @@ from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel,
                                         wait_field)
 from config.families import MAX_LORAS
 from models.formats import ImageFormat
-from models.types import ControlType, Lora, Side
+from models.types import MAX_SIDE, UPSCALE_PROMPT, ControlType, Lora, Side
 
+STRENGTH = 0.8  # image to image's default: the last 80 % of the steps
 Loras = Annotated[list[Lora], BeforeValidator(lambda value: [] if value is None else value),
                   Field(max_length=MAX_LORAS, description="LoRA adapters of the family (GET /v1/adapters) and their "
                                                           "scales; a changed scale is another image; null: none")]
@@ -30,6 +31,8 @@ class _Encoding(TaskBody):
 
 
 class _ImageOptions(_Encoding):
+    default_strength: ClassVar[float] = STRENGTH  # with a source image
+
     negative_prompt: str = Field(default="", max_length=2000)
     width: Side | None = None
     height: Side | None = None
@@ -44,6 +47,23 @@ class _ImageOptions(_Encoding):
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(60)
+    image: AssetId | None = Field(default=None, description="a source image: image to image (its size is the "
+                                                            "default size)")
+    strength: float | None = Field(default=None, ge=0.0, le=1.0,
+                                   description="with image: how much of it is repainted, 0 (the source) to 1 (text to "
+                                               f"image); the steps run are steps × strength; default {STRENGTH} (inpainting: 1)")
+
+    prompt_weighting: bool = Field(default=False, description="SDXL only: read `(word:1.3)` weights in the prompts "
+                                                              "(compel)")
+    true_cfg_scale: float | None = Field(default=None, ge=1.0, le=10.0,
+                                         description="FLUX only: over 1, true classifier-free guidance at this scale, "
+                                                     "which honours negative_prompt (each step costs 2×)")
+
+    @model_validator(mode="after")
+    def _strength_of_a_source(self) -> _ImageOptions:
+        if self.strength is not None and self.image is None:
+            raise ValueError("strength: only with a source image (image)")
+        return self
 
 
 class ImageGeneration(_ImageOptions):
@@ -57,6 +77,68 @@ class ImageGeneration(_ImageOptions):
     @property
     def control_list(self) -> list[ControlSpec]:
         return []
+
+
+class ImageInpaint(ImageGeneration):
+    """Masked inpainting: the mask's white area (or the image's fully transparent pixels) repainted as the prompt
+    says, every other pixel the image's own."""
+
+    default_strength: ClassVar[float] = 1.0
+
+    image: AssetId = Field(description="the image to repaint; its size is the default size")
+    mask: AssetId | None = Field(default=None, description="a PNG of the image's size, white = repaint; none: the "
+                                                           "image's fully transparent pixels")
+
+
+Margin = Annotated[int, Field(ge=0, le=MAX_SIDE, description="pixels added on that side")]
+
+
+class ImageOutpaint(ImageGeneration):
+    """Outpainting: the image on a larger canvas (its margins, or `aspect`), the new area painted as the prompt says,
+    the image's own pixels kept. The canvas is rounded up to the family's grid (the extra on the right and bottom)."""
+
+    default_strength: ClassVar[float] = 1.0
+
+    image: AssetId = Field(description="the image to extend")
+    left: Margin = 0
+    right: Margin = 0
+    top: Margin = 0
+    bottom: Margin = 0
+    aspect: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,3}:[1-9][0-9]{0,3}$",
+                               description='"W:H": the canvas widened or heightened (evenly on both sides) to it, '
+                                           "instead of margins")
+
+    @model_validator(mode="after")
+    def _one_geometry(self) -> ImageOutpaint:
+        margins = (self.left, self.right, self.top, self.bottom)
+        if self.width is not None or self.height is not None:
+            raise ValueError("width: an outpainting's size is the image's plus its margins (or aspect)")
+        if self.aspect is not None and any(margins):
+            raise ValueError("aspect: give either aspect or margins (left, right, top, bottom)")
+        if self.aspect is None and not any(margins):
+            raise ValueError("left: give a margin (left, right, top, bottom) or an aspect")
+        return self
+
+
+class ImageUpscale(_Encoding):
+    """Upscaling ×2 or ×4 by tiled image to image on SDXL (`models/upscale.py`)."""
+
+    family: ClassVar[str] = "sdxl"
+
+    image: AssetId = Field(description="the image to enlarge")
+    scale: Literal[2, 4] = 2
+    prompt: str | None = Field(default=None, max_length=2000, description="what the tiles show (default: "
+                                                                          f"{UPSCALE_PROMPT!r})")
+    negative_prompt: str = Field(default="", max_length=2000)
+    strength: float = Field(default=0.35, ge=0.0, le=1.0, description="how much each tile is repainted")
+    steps: int | None = Field(default=None, ge=1, le=100, description="a tile's steps (× strength run)")
+    guidance: float | None = Field(default=None, ge=0.0, le=30.0)
+    seed: Seed | None = None
+    n: int = Field(default=1, ge=1, le=8)
+    user_id: Id | None = None
+    project_id: Id | None = None
+    wait_s: float = wait_field(60)
+    loras: Loras = []
 
 
 class ControlSpec(Body):

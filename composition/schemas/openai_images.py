@@ -8,7 +8,7 @@ from fastapi import UploadFile
 from pydantic import BaseModel, Field, model_validator
 
 from composition.schemas.common import PRIORITY, Body, Id, Prompt
-from composition.schemas.images import ImageEdit, ImageGeneration, Loras
+from composition.schemas.images import ImageEdit, ImageGeneration, ImageInpaint, Loras
 from config.composition import Lane, OpenAIArgs, OpenAIQuality
 from config.families import GenerationDefaults
 from config.specs import families_with
@@ -88,23 +88,25 @@ class OpenAIImageGeneration(_OpenAIImages):
 
 
 class OpenAIImageEdit(_OpenAIImages):
-    """`images.edit`: an uploaded image changed as the prompt says, by FLUX.1 Kontext (the native /v1/images/edits).
-    Sent as multipart/form-data."""
+    """`images.edit`: an uploaded image changed as the prompt says, by FLUX.1 Kontext (the native /v1/images/edits),
+    or, with a `mask`, inpainted by the family `model` names (the native /v1/images/inpaint). Sent as
+    multipart/form-data."""
 
     image: UploadFile = Field(description="the source image: PNG, JPEG or WEBP; without `size`, the edit keeps its "
                                           "size as the family can serve it")
-    mask: UploadFile | None = Field(default=None, description="not supported yet (no inpainting): a 400")
+    mask: UploadFile | None = Field(default=None, description="a PNG of the image's size whose fully transparent "
+                                                              "pixels are repainted (inpainting); none: Kontext edits "
+                                                              "the whole image")
 
-    @model_validator(mode="after")
-    def _no_mask(self) -> OpenAIImageEdit:
-        if self.mask is not None:
-            raise ValueError("mask: inpainting is not supported yet; edit the whole image without a mask")
-        return self
-
-    def to_native(self, args: OpenAIArgs, defaults: Callable[[str], GenerationDefaults], asset_id: str) -> ImageEdit:
+    def to_native(self, args: OpenAIArgs, defaults: Callable[[str], GenerationDefaults], asset_id: str,
+                  mask_id: str | None = None) -> ImageEdit | ImageInpaint:
         family = self.family(args, ImageEdit.family)
+        if mask_id is not None:
+            return ImageInpaint.model_validate(self.native(args, family, defaults) | {
+                "image": asset_id, "mask": mask_id, "model": family})
         if family != ImageEdit.family:
-            raise InvalidRequest("model", f"edits run on {ImageEdit.family} (Kontext); {self.model!r} is {family}")
+            raise InvalidRequest("model", f"edits run on {ImageEdit.family} (Kontext); {self.model!r} is {family}: "
+                                          "inpainting (with a mask) runs on it")
         return ImageEdit.model_validate(self.native(args, family, defaults) | {"image": asset_id})
 
 

@@ -80,8 +80,8 @@ class ForksWorkflow(Workflow[ForkJob]):
         from models.steps import StepState, start_from  # torch: loaded by the first fork, not by the ingress
 
         state = await asyncio.to_thread(lambda: start_from(StepState.from_bytes(data), job.strength, seed).to_bytes())
-        controls, control_refs, source = await self.images.inputs(image)
-        request = self.images.request_for(image, seed, controls, source)
+        controls, control_refs, source, mask = await self.images.inputs(image)
+        request = self.images.request_for(image, seed, controls, source, mask)
         await self.services.kept.start(ctx.task_id, job_digest(request), state)
         await ctx.wait_for(image.family, work_units(image.width, image.height, image.steps - job.step))
         result = await self.images.call(image, request, ctx.task_id)

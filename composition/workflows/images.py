@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, PrivateAttr
@@ -16,7 +17,10 @@ from composition.schemas.images import (
     ImageEdit,
     ImageGeneration,
     ImageOut,
+    ImageInpaint,
+    ImageOutpaint,
     ImagesResult,
+    ImageUpscale,
 )
 from composition.store.prompts import Variant, slot_seed
 from composition.store.timings import work_units
@@ -24,10 +28,12 @@ from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.dedup import Dedup, Resolution, scope_of
 from records.checkpoints import job_digest
 from models.conditioning import control_map
-from models.images import decode_rgb
+from models.errors import InvalidRequest
 from models.formats import MEDIA_TYPES, ImageFormat
+from models.images import decode_rgb, mask_png, outpaint_canvas, outpaint_geometry, repaint_mask
 from models.media import DEFAULT_QUALITY, encode_image, encode_png
-from models.types import MAX_SEED, Control, EditRequest, ImageRequest, Lora, adapter_key
+from models.types import (MAX_SEED, MAX_SIDE, MAX_UPSCALED_SIDE, UPSCALE_PROMPT, Control, EditRequest, ImageRequest,
+                          Lora, UpscaleRequest, adapter_key, start_step)
 
 
 class ReuseFrom(BaseModel):
@@ -42,7 +48,7 @@ class ReuseFrom(BaseModel):
 class ImageJob(BaseModel):
     """A planned image request, as stored in its task: everything needed to render it, no bytes."""
 
-    operation: Literal["generate", "edit"]
+    operation: Literal["generate", "edit", "inpaint", "outpaint", "upscale"]
     family: ImageModel
     prompt: str
     negative_prompt: str = ""
@@ -56,6 +62,11 @@ class ImageJob(BaseModel):
     controls: list[ControlSpec] = []
     loras: list[Lora] = []
     source: str | None = None
+    strength: float | None = None  # image to image (`source`): the share of the steps run
+    mask: str | None = None  # inpainting: the mask's asset (white = repaint); none: the source's transparent pixels
+    canvas: tuple[int, int, int, int] | None = None  # outpainting: the source's place (left, top) and the size
+    true_cfg_scale: float = 1.0  # FLUX: over 1, true classifier-free guidance (the negative prompt counts)
+    prompt_weighting: bool = False  # SDXL: `(word:1.3)` weights read (compel)
     owner: str = ""
     output_format: ImageFormat = "png"
     quality: int | None = None
@@ -66,14 +77,19 @@ class ImageJob(BaseModel):
     @property
     def shared(self) -> bool:
         """Text-only generations: the prompt cache serves them to every user, so their images are readable by all."""
-        return self.operation == "generate" and not self.controls
+        return self.operation == "generate" and not self.controls and self.source is None
+
+    @property
+    def steps_run(self) -> int:
+        """The denoising steps a variant runs: image to image runs the last steps × strength."""
+        return self.steps if self.strength is None else self.steps - start_step(self.steps, self.strength)
 
 
 def styled(prompt: str, style: str | None) -> str:
     return f"{prompt}, {style} style" if style else prompt
 
 
-ImageBody = ImageGeneration | ControlledGeneration | ImageEdit
+ImageBody = ImageGeneration | ControlledGeneration | ImageEdit | ImageInpaint | ImageOutpaint | ImageUpscale
 
 
 class ImagesWorkflow(Workflow[ImageJob]):
@@ -110,9 +126,17 @@ class ImagesWorkflow(Workflow[ImageJob]):
             fields |= dict(operation="edit", prompt=body.prompt, source=body.image, width=body.width or width,
                            height=body.height or height)
             scope = ("image.edit", body.image, owner)
+        elif isinstance(body, ImageUpscale):
+            source = await self.services.image_asset(body.image, "image", owner)
+            width, height = await self._upscaled_size(source.size, body.scale)
+            fields |= dict(operation="upscale", prompt=body.prompt or UPSCALE_PROMPT, source=body.image, width=width,
+                           height=height, strength=body.strength, negative_prompt=body.negative_prompt)
+            scope = ("image.upscale", body.image, owner, f"{body.strength:g}", body.negative_prompt)
         else:
             sources = [await self.services.asset(control.image, f"controls.{index}.image", owner)
                        for index, control in enumerate(body.control_list)]
+            if body.image:  # image to image: the source's size first
+                sources.insert(0, await self.services.image_asset(body.image, "image", owner))
             # control-guided: the size of the first control's image
             width, height = await self.services.source_size(body.family, sources[0].size if sources else None)
             fields |= dict(operation="generate", prompt=styled(in_context(context, body.prompt), body.style),
@@ -120,11 +144,35 @@ class ImagesWorkflow(Workflow[ImageJob]):
                            width=body.width or width, height=body.height or height)
             scope = ("image.controlled", owner, *(c.model_dump_json() for c in body.control_list)) \
                 if body.control_list else ("image.generate",)
+            if body.image:  # the source's digest (its id) and strength
+                strength = body.default_strength if body.strength is None else body.strength
+                fields |= dict(source=body.image, strength=strength)
+                scope += ("image.img2img", owner, body.image, f"{strength:g}")
+            if isinstance(body, ImageOutpaint):  # and the canvas
+                fields |= dict(operation="outpaint", canvas=await self._canvas(body, sources[0].size))
+                fields |= dict(width=fields["canvas"][2], height=fields["canvas"][3])
+                scope += ("image.outpaint", *fields["canvas"])
+            elif isinstance(body, ImageInpaint):  # and the mask's digest
+                await self._repaint_mask(body.image, body.mask, owner)
+                fields |= dict(operation="inpaint", mask=body.mask)
+                scope += ("image.inpaint", body.mask or "alpha")
+            if body.true_cfg_scale is not None:
+                if body.family != "flux":
+                    raise InvalidRequest("true_cfg_scale", f"{body.family} always guides with its negative prompt: "
+                                                           "flux only")
+                fields["true_cfg_scale"] = body.true_cfg_scale
+                scope += ("image.true_cfg", f"{body.true_cfg_scale:g}")
+            if body.prompt_weighting:
+                if body.family != "sdxl":
+                    raise InvalidRequest("prompt_weighting", "(word:1.3) weights are read on sdxl only")
+                fields["prompt_weighting"] = True
+                scope += ("image.weighted",)
             scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
         scope += (body.family, fields["width"], fields["height"], fields["steps"], fields["guidance"],
                   *(f"{lora.id}@{lora.scale:g}#{info.digest or ''}" for lora, info in adapters))
-        await self.services.check_size(body.family, fields["width"], fields["height"])
-        resolution = await self.dedup.resolve(scope_of(*scope), body.prompt)
+        if fields["operation"] != "upscale":  # an upscale's tiles are of the family's size
+            await self.services.check_size(body.family, fields["width"], fields["height"])
+        resolution = await self.dedup.resolve(scope_of(*scope), body.prompt or fields["prompt"])
         if body.seed is None:
             seeds = [slot_seed(resolution.prompt_key, slot) for slot in range(body.n)]
         else:
@@ -178,9 +226,9 @@ class ImagesWorkflow(Workflow[ImageJob]):
         missing = [seed for seed, variant in zip(job.seeds, variants, strict=True) if variant is None]
         if missing:
             await ctx.stage("preparing")
-            controls, control_refs, source = await self.inputs(job)
-            await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps))
-            rendered = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source, index == 0)
+            controls, control_refs, source, mask = await self.inputs(job)
+            await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps_run))
+            rendered = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source, mask, index == 0)
                                               for index, seed in enumerate(missing)))
             if job.operation == "generate":  # its kept latents: near-duplicates of this prompt start from them
                 await self.services.library.add(job.family, job.prompt_key, ctx.task_id, missing[0])
@@ -197,7 +245,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
         """A rendered image's asset, signed with its recipe (an edit's source as its ingredient); its model time
         recorded for the family's estimates."""
         await self.services.timings.record(job.family, result.metadata,
-                                           work_units(result.width, result.height, job.steps))
+                                           work_units(result.width, result.height, job.steps_run))
         recipe = await self.recipe(job, result.seed, result.metadata.model_dump(), control_refs or [], started_from)
         source = None
         if job.source:
@@ -213,7 +261,9 @@ class ImagesWorkflow(Workflow[ImageJob]):
         return Recipe.of(
             metadata, operation=job.operation, family=job.family, seed=seed, steps=job.steps, width=job.width,
             height=job.height, guidance=job.guidance, prompt=job.prompt, negative_prompt=job.negative_prompt,
-            prompt_key=job.prompt_key, source=job.source, format="png", watermark=self.services.watermark,
+            prompt_key=job.prompt_key, source=job.source, strength=job.strength, mask=job.mask, canvas=job.canvas,
+            true_cfg_scale=job.true_cfg_scale, prompt_weighting=job.prompt_weighting, format="png",
+            watermark=self.services.watermark,
             started_from=started_from,
             loras=[RecipeAdapter(id=lora.id, scale=lora.scale, digest=getattr(catalogue.get(lora.id), "digest", None))
                    for lora in job.loras],
@@ -221,10 +271,10 @@ class ImagesWorkflow(Workflow[ImageJob]):
                       for spec, ref in zip(job.controls, control_refs, strict=True)])
 
     async def _render_one(self, ctx: TaskContext, job: ImageJob, seed: int, controls: list[Control],
-                          source: bytes | None, first: bool):
+                          source: bytes | None, mask: bytes | None, first: bool):
         """A variant's result, and its `reused` metadata when it started from a neighbour's latent (the first
         variant only: the others would start from the same latent)."""
-        request = self.request_for(job, seed, controls, source)
+        request = self.request_for(job, seed, controls, source, mask)
         reused = await self._reuse(ctx, job, request) if first and job.reuse else {}
         return await self.call(job, request, ctx.task_id), reused
 
@@ -240,7 +290,8 @@ class ImagesWorkflow(Workflow[ImageJob]):
         return {"reused": {"from_prompt_key": job.reuse.prompt_key, "from_step": step, "steps_skipped": step}}
 
     def request_for(self, job: ImageJob, seed: int, controls: list[Control], source: bytes | None,
-                    watermark: bool | None = None) -> ImageRequest | EditRequest:
+                    mask: bytes | None = None, watermark: bool | None = None
+                    ) -> ImageRequest | EditRequest | UpscaleRequest:
         """The model request of one variant of the job, watermarked as the credentials say unless `watermark` says
         otherwise (a replay of a recipe)."""
         common = dict(prompt=job.prompt, width=job.width, height=job.height, steps=job.steps, guidance=job.guidance,
@@ -248,22 +299,72 @@ class ImagesWorkflow(Workflow[ImageJob]):
                       watermark=self.services.watermark if watermark is None else watermark)
         if job.operation == "edit":
             return EditRequest(image=source, **common)
-        return ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), **common)
+        if job.operation == "upscale":
+            return UpscaleRequest(image=source, negative_prompt=job.negative_prompt, strength=job.strength, **common)
+        return ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), image=source,
+                            strength=1.0 if job.strength is None else job.strength, mask=mask,
+                            true_cfg_scale=job.true_cfg_scale, prompt_weighting=job.prompt_weighting, **common)
 
-    async def call(self, job: ImageJob, request: ImageRequest | EditRequest, task_id: str | None):
+    async def call(self, job: ImageJob, request: ImageRequest | EditRequest | UpscaleRequest, task_id: str | None):
         """One model request on the job's family, on a replica holding its adapters (Serve's multiplexing)."""
         handle = self.handle(job.family)
         if job.loras:
             handle = handle.options(multiplexed_model_id=adapter_key(tuple(job.loras)))
         if isinstance(request, EditRequest):
             return await handle.edit.remote(request, task_id)
+        if isinstance(request, UpscaleRequest):
+            return await handle.upscale.remote(request, task_id)
         return await handle.generate.remote(request, task_id)
 
-    async def inputs(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]], bytes | None]:
-        """The job's control maps (and their asset refs) and an edit's source image."""
+    async def inputs(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]], bytes | None, bytes | None]:
+        """The job's control maps (and their asset refs), its source image and its repaint mask (an outpainting's:
+        the extended canvas and the mask of its margins)."""
         controls, control_refs = await self._controls(job)
         source = await self.services.asset_bytes(job.source, "image", job.owner) if job.source else None
-        return controls, control_refs, source
+        mask = await self._repaint_mask(job.source, job.mask, job.owner) if job.operation == "inpaint" else None
+        if job.canvas is not None:
+            source, mask = await asyncio.to_thread(outpaint_canvas, source, *job.canvas)
+        return controls, control_refs, source, mask
+
+    async def _upscaled_size(self, size: tuple[int | None, int | None], scale: int) -> tuple[int, int]:
+        """An upscale's output size: the image's × `scale` on SDXL's grid; `InvalidRequest` naming `image` for an
+        image already past the largest upscale, `scale` for one that ×2 would still fit."""
+        if not all(size):
+            raise InvalidRequest("image", "an image of unknown size cannot be upscaled")
+        grid = math.lcm((await self.services.info("sdxl"))["size_multiple"], 8)
+        width, height = (-(-side * scale // grid) * grid for side in size)
+        if max(width, height) > MAX_UPSCALED_SIDE:
+            field = "scale" if scale > 2 and max(size) * 2 <= MAX_UPSCALED_SIDE else "image"
+            raise InvalidRequest(field, f"{size[0]}x{size[1]} × {scale} exceeds {MAX_UPSCALED_SIDE} a side")
+        return width, height
+
+    async def _canvas(self, body: ImageOutpaint, size: tuple[int | None, int | None]) -> tuple[int, int, int, int]:
+        """An outpainting's (left, top, width, height) on the family's grid; `InvalidRequest` naming the geometry's
+        field for a canvas past the family's size or one that adds nothing."""
+        if not all(size):
+            raise InvalidRequest("image", "an image of unknown size cannot be extended")
+        grid = math.lcm((await self.services.info(body.family))["size_multiple"], 8)
+        aspect = tuple(map(int, body.aspect.split(":"))) if body.aspect else None
+        margins = (body.left, body.right, body.top, body.bottom)
+        canvas = outpaint_geometry(size, margins, aspect, grid)
+        field = "aspect" if aspect else ("left", "right", "top", "bottom")[max(range(4), key=lambda i: margins[i])]
+        if canvas[2:] == size:
+            raise InvalidRequest(field, "nothing to paint: the image already has this size and aspect")
+        limit = self.services.defaults_of(body.family).max_pixels or MAX_SIDE ** 2
+        if max(canvas[2:]) > MAX_SIDE or canvas[2] * canvas[3] > limit:
+            raise InvalidRequest(field, f"the canvas {canvas[2]}x{canvas[3]} exceeds what {body.family} serves "
+                                        f"({MAX_SIDE} a side, {limit} pixels)")
+        return canvas
+
+    async def _repaint_mask(self, image: str, mask: str | None, owner: str) -> bytes:
+        """The repaint mask of an inpainting as the model takes it (`mask_png`); `InvalidRequest` naming `mask` for
+        one of another size than the image or with nothing to repaint."""
+        source = await self.services.asset_bytes(image, "image", owner)
+        drawn = None
+        if mask is not None:
+            await self.services.image_asset(mask, "mask", owner)
+            drawn = await self.services.asset_bytes(mask, "mask", owner)
+        return await asyncio.to_thread(lambda: mask_png(repaint_mask(source, drawn)))
 
     async def _controls(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]]]:
         """Control maps computed from the source images at the output size, each also kept as an asset."""

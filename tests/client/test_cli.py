@@ -1,5 +1,6 @@
-"""`montage generate | edit | fork | video | storyboard` as a user runs them: the CLI in a subprocess against the
-session app, progress read from its SSE, the files it wrote decoded; Ctrl-C (SIGINT) cancels the task."""
+"""`montage generate | edit | inpaint | outpaint | upscale | fork | video | storyboard` as a user runs them: the CLI
+in a subprocess against the session app, progress read from its SSE, the files it wrote decoded; Ctrl-C (SIGINT)
+cancels the task."""
 import hashlib
 import json
 import os
@@ -9,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from helpers import BASE, decode_png, png
 from PIL import Image
 
 from client import Montage
 from composition.schemas.images import ImagesResult
+from models.images import mask_png
 from models.media import read_mp4
 
 ROOT = Path(__file__).parents[2]
@@ -178,3 +181,33 @@ def test_bad_input_and_no_server_are_one_clear_line(montage, tmp_path):
     assert unreachable.returncode == 1 and "cannot reach Montage at http://127.0.0.1:9" in unreachable.stderr
     assert not any("Traceback" in run.stderr for run in (too_many, missing, no_file, unknown, unreachable))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inpaint_with_a_mask_file_and_image_to_image_of_a_local_file(montage, tmp_path):
+    source = png(64, 64, seed=1601)
+    (tmp_path / "room.png").write_bytes(source)
+    (tmp_path / "mask.png").write_bytes(mask_png(np.pad(np.ones((16, 16), bool), 24)))
+    inpaint = cli(tmp_path, "inpaint", "room.png", "a window", "--mask", "mask.png", "--steps", "2", "--seed", "3")
+    assert inpaint.returncode == 0, inpaint.stderr
+    assert inpaint.stdout.split() == ["a-window-1.png"]
+    out, original = (np.asarray(decode_png(data).convert("RGB"))
+                     for data in ((tmp_path / "a-window-1.png").read_bytes(), source))
+    np.testing.assert_array_equal(out[:24], original[:24])  # above the mask's square: the source's pixels
+    (tmp_path / "black.png").write_bytes(mask_png(np.zeros((64, 64), bool)))
+    refused = cli(tmp_path, "inpaint", "room.png", "a window", "--mask", "black.png")
+    assert refused.returncode == 1 and refused.stderr.strip().endswith("mask: nothing to repaint: the mask has no "
+                                                                        "white pixels"), refused.stderr
+
+    moved = cli(tmp_path, "generate", "a room at night", "--image", "room.png", "--strength", "0.5", "--steps", "4")
+    assert moved.returncode == 0, moved.stderr
+    assert re.search(r"^denoising \d+% step \d/2 ", moved.stderr, re.M), moved.stderr  # 4 × 0.5 steps run
+
+
+def test_outpaint_and_upscale_write_the_larger_images(montage, tmp_path):
+    (tmp_path / "field.png").write_bytes(png(64, 64, seed=1602))
+    wider = cli(tmp_path, "outpaint", "field.png", "more field", "--left", "32", "--steps", "2")
+    assert wider.returncode == 0 and wider.stdout.split() == ["more-field-1.png"], wider.stderr
+    larger = cli(tmp_path, "upscale", "more-field-1.png", "--scale", "2", "--steps", "2", "--strength", "0.5")
+    assert larger.returncode == 0 and larger.stdout.split() == ["upscaled-1.png"], larger.stderr
+    sizes = [decode_png((tmp_path / name).read_bytes()).size for name in ("more-field-1.png", "upscaled-1.png")]
+    assert sizes == [(96, 64), (192, 128)]

@@ -4,10 +4,13 @@ shape."""
 import asyncio
 import base64
 import hashlib
+import io
 import time
 
+import numpy as np
 import openai
 import pytest
+from PIL import Image
 from helpers import BASE, decode_png, png
 from openai import AsyncOpenAI, OpenAI
 
@@ -97,8 +100,25 @@ def test_an_edit_keeps_the_uploads_size_and_a_mask_or_transparency_is_a_400_nami
     with pytest.raises(openai.BadRequestError) as refused["output_format"]:
         connect().images.generate(prompt="a moon", size="64x64", output_format="gif")
     assert {param: caught.value.param for param, caught in refused.items()} == {param: param for param in refused}
-    assert "inpainting is not supported" in refused["mask"].value.message
+    assert "no transparent pixels" in refused["mask"].value.message  # an opaque mask repaints nothing
     assert "transparent" in refused["background"].value.message
+
+
+def test_an_edit_with_a_mask_inpaints_its_transparent_pixels_on_the_models_family(montage):
+    source = png(64, 64, seed=45)
+    rgba = decode_png(png(64, 64, seed=46)).convert("RGBA")
+    hole = Image.new("RGBA", (32, 16), (0, 0, 0, 0))
+    rgba.paste(hole, (16, 8))  # OpenAI's mask: the fully transparent pixels are repainted
+    buffer = io.BytesIO()
+    rgba.save(buffer, "PNG")
+    made = connect().images.edit(image=("in.png", source, "image/png"), prompt="a moon", model="dall-e-2",
+                                 mask=("mask.png", buffer.getvalue(), "image/png"), response_format="b64_json")
+    out = np.asarray(decode_png(base64.b64decode(made.data[0].b64_json)).convert("RGB"))
+    kept = np.ones((64, 64), bool)
+    kept[8:24, 16:48] = False
+    assert out.shape == (64, 64, 3)
+    np.testing.assert_array_equal(out[kept], np.asarray(decode_png(source).convert("RGB"))[kept])
+    assert np.abs(out[~kept].astype(int) - np.asarray(decode_png(source).convert("RGB"))[~kept]).mean() > 5
 
 
 @pytest.mark.parametrize(("kwargs", "param"), [

@@ -117,3 +117,28 @@ def test_the_api_docs_render_with_the_network_blocked(page):
     tab.wait_for_function("document.body.innerText.includes('/v1/images/generations')", timeout=60_000)
     tab.close()
     assert outside == []
+
+
+def test_the_mask_painter_paints_a_mask_the_server_inpaints_with(page, client, tmp_path):
+    import numpy as np
+    from helpers import decode_png, png
+
+    source = png(64, 64, seed=32)
+    (tmp_path / "painted.png").write_bytes(source)
+    page.set_input_files("#source", str(tmp_path / "painted.png"))
+    page.click("#mask-load")
+    page.wait_for_function("document.querySelector('#inpaint-status').textContent.startsWith('paint')")
+    box = page.query_selector("#mask-painter").bounding_box()
+    assert (round(box["width"]), round(box["height"])) == (64, 64)  # the source's size (at most 256 a side)
+    page.mouse.move(box["x"] + 8, box["y"] + 8)  # a stroke with the mouse, down the diagonal's first half
+    page.mouse.down()
+    for step in range(9, 33, 4):
+        page.mouse.move(box["x"] + step, box["y"] + step)
+    page.mouse.up()
+    page.click("#inpaint button:not([type=button])")
+    page.wait_for_function("document.querySelector('#inpaint-status').textContent === 'done'", timeout=120_000)
+    assert page.inner_text("#gallery figure figcaption") == "inpaint (sdxl): a red balloon"
+    made = np.asarray(decode_png(client.get(page.get_attribute("#gallery figure img", "src")).content).convert("RGB"))
+    original = np.asarray(decode_png(source).convert("RGB"))
+    np.testing.assert_array_equal(made[48:, 48:], original[48:, 48:])  # far from the stroke: the source's pixels
+    assert np.abs(made[12:28, 12:28].astype(int) - original[12:28, 12:28]).mean() > 5  # under it: repainted
