@@ -113,7 +113,8 @@ def scribble(image: Image.Image) -> Image.Image:
     return _gray_to_rgb(rounded)
 
 
-_MAPS = {"canny": canny, "depth": depth, "segmentation": segmentation, "scribble": scribble}
+_MAPS = {"canny": canny, "depth": depth, "segmentation": segmentation, "scribble": scribble,
+         "tile": lambda image: image.convert("RGB")}  # tile: the image itself guides (upscaling, detail)
 
 
 def control_map(kind: ControlType, image: Image.Image) -> Image.Image:

@@ -29,7 +29,7 @@ from models.steps import Steps, stepped_call
 from models.upscale import upscaled
 from models.types import Control, ImageRequest, ImageResult, UpscaleRequest
 
-CONTROL_MODES = {"depth": 1, "scribble": 2, "canny": 3, "segmentation": 5}
+CONTROL_MODES = {"depth": 1, "scribble": 2, "canny": 3, "segmentation": 5, "tile": 6}
 REPAINT_MODE = 7  # the Union ControlNet (ProMax)'s inpaint and outpaint mode
 
 _TINY_UNET = dict(

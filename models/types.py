@@ -14,7 +14,7 @@ from models.formats import VideoFormat
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
 MAX_SIDE = 2048  # the widest or tallest frame any request may ask
-ControlType = Literal["canny", "depth", "segmentation", "scribble"]
+ControlType = Literal["canny", "depth", "segmentation", "scribble", "tile"]
 PromptMode = Literal["general", "artistic", "cinematic"]
 PromptTarget = Literal["image", "video"]
 
@@ -198,7 +198,8 @@ class UpscaleRequest(_Request):
     guidance: float = Field(ge=0.0, le=30.0)
     seed: int = Field(ge=0, le=MAX_SEED)
     strength: float = Field(default=0.35, ge=0.0, le=1.0)
-    loras: tuple[Lora, ...] = Field(default=(), max_length=8)
+    loras: tuple[Lora, ...] = Field(default=(), max_length=MAX_LORAS)
+    watermark: bool = Field(default=False, description="Montage's invisible watermark in the output's pixels")
 
 
 class EditRequest(_Adapted):

@@ -1,6 +1,7 @@
 """Upscaling ×2 / ×4 by tiled image to image: the source resized to the target size, then each tile (the family's
-native size, overlapping its neighbours) re-denoised at a low strength and blended back with weights that sum to 1
-at every pixel, so a large image never takes one pass of its own size."""
+native size, overlapping its neighbours) re-denoised at a low strength under the Union ControlNet's tile control (the
+tile itself: detail added, content kept) and blended back with weights that sum to 1 at every pixel, so a large image
+never takes one pass of its own size."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +14,9 @@ from PIL import Image
 
 from models.images import decode_rgb
 from models.steps import Steps
-from models.types import ImageRequest, UpscaleRequest
+from models.types import Control, ImageRequest, UpscaleRequest
+
+TILE_SCALE = 0.6  # the tile control's weight: high enough to hold the content, low enough to let detail in
 
 
 def spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
@@ -57,9 +60,11 @@ def upscaled(request: UpscaleRequest, tile: int, run: Callable[[list[ImageReques
         (x0, x1), (y0, y1) = xs[i], ys[j]
         buffer = io.BytesIO()
         big.crop((x0, y0, x1, y1)).save(buffer, "PNG")
+        tile = buffer.getvalue()
         tile_request = ImageRequest(prompt=request.prompt, negative_prompt=request.negative_prompt, width=x1 - x0,
                                     height=y1 - y0, steps=request.steps, guidance=request.guidance, seed=request.seed,
-                                    image=buffer.getvalue(), strength=request.strength, loras=request.loras)
+                                    image=tile, strength=request.strength, loras=request.loras,
+                                    controls=(Control(type="tile", image=tile, scale=TILE_SCALE),))
         call_steps = dataclasses.replace(steps or Steps(), resume=None, part=(part, len(tiles)))
         image = run([tile_request], call_steps)[0]
         out[y0:y1, x0:x1] += image * wy[j][:, None, None] * wx[i][None, :, None]

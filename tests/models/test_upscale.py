@@ -32,12 +32,20 @@ def test_tiles_cover_every_pixel_and_their_weights_sum_to_1(length: int, tile: i
     assert grid == pytest.approx(length * length)
 
 
-def test_an_upscale_runs_each_tile_and_counts_tiles_times_steps() -> None:
+def test_an_upscale_runs_each_tile_and_counts_tiles_times_steps_under_the_tile_control() -> None:
     model = SDXL(SDXLArgs(source=Source.TINY, device="cpu"))
     request = UpscaleRequest(image=helpers.png(48, 32, 3), width=96, height=64, steps=4, guidance=5.0, seed=1,
                              strength=0.5)
     seen: list[tuple[int, int, int]] = []
-    (result,) = model.upscale([request], Steps(on_step=lambda b: seen.append(b.progress)))
+    modes: list[list[int]] = []  # the Union ControlNet's control types of each forward
+    hook = model.union.controlnet.register_forward_pre_hook(
+        lambda _module, _args, kwargs: modes.append(kwargs["control_type"][0].nonzero().flatten().tolist()),
+        with_kwargs=True)
+    try:
+        (result,) = model.upscale([request], Steps(on_step=lambda b: seen.append(b.progress)))
+    finally:
+        hook.remove()
+    assert modes == [[6]] * 4  # every step of both tiles: the tile control (the Union ProMax's mode 6) alone
     assert (result.width, result.height) == (96, 64)
     assert helpers.decode_png(result.png).size == (96, 64)
     assert seen == [(1, 4, 0), (2, 4, 0), (3, 4, 0), (4, 4, 0)]  # 2 tiles of 64² × 2 steps (4 × 0.5)
