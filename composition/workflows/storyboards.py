@@ -11,9 +11,9 @@ from pydantic import BaseModel, Field
 from composition.schemas.common import AssetRef
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
 from composition.workflows.base import TaskContext, Workflow
-from composition.workflows.videos import VideosWorkflow
+from composition.workflows.videos import Keyframe, VideosWorkflow
 from models.media import concat_mp4, decode_mp4, frames_to_gif
-from models.types import ImageRequest, Scene, StoryboardRequest
+from models.types import Scene, StoryboardRequest
 
 
 def scene_prompt(scene: Scene, style: str | None) -> str:
@@ -116,12 +116,9 @@ class StoryboardsWorkflow(Workflow[StoryboardJob]):
 
     async def _keyframe(self, ctx: TaskContext, job: StoryboardJob, index: int, scene: Scene) -> str:
         defaults = self.services.defaults_of("flux")
-        request = ImageRequest(prompt=scene_prompt(scene, job.llm.style), width=job.width, height=job.height,
-                               steps=defaults.steps, guidance=defaults.guidance, seed=index)
-        result = await self.handle("flux").generate.remote(request, ctx.task_id)
-        await ctx.spend("flux", result.metadata)
-        return (await self.services.assets.put(result.png, "image/png", "generated", job.owner,
-                                               (job.width, job.height))).id
+        frame = Keyframe(model="flux", prompt=scene_prompt(scene, job.llm.style), steps=defaults.steps,
+                         guidance=defaults.guidance, seed=index)
+        return await self.videos.render_keyframe(ctx, frame, job.width, job.height, job.owner)
 
     async def _clip(self, ctx: TaskContext, job: StoryboardJob, index: int, scene: Scene, keyframe: str) -> str:
         frames = clip_frames(job.scene_seconds or scene.duration_s, job.fps,

@@ -100,16 +100,20 @@ class VideosWorkflow(Workflow[VideoJob]):
         await ctx.stage("keyframe")
         frame = job.keyframe
         await ctx.wait_for(frame.model, work_units(job.width, job.height, frame.steps))
-        request = ImageRequest(prompt=frame.prompt, width=job.width, height=job.height, steps=frame.steps,
+        asset_id = await self.render_keyframe(ctx, frame, job.width, job.height, job.owner)
+        await ctx.save_step("keyframe", asset_id)
+        return asset_id
+
+    async def render_keyframe(self, ctx: TaskContext, frame: Keyframe, width: int, height: int, owner: str) -> str:
+        """A text-to-image keyframe (a text-to-video's, a storyboard scene's), stored signed with its recipe."""
+        request = ImageRequest(prompt=frame.prompt, width=width, height=height, steps=frame.steps,
                                guidance=frame.guidance, seed=frame.seed, watermark=self.services.watermark)
         result = await self.handle(frame.model).generate.remote(request, ctx.task_id)
         await ctx.spend(frame.model, result.metadata)
         recipe = Recipe.of(result.metadata.model_dump(), operation="generate", family=frame.model, seed=frame.seed,
-                           steps=frame.steps, width=job.width, height=job.height, guidance=frame.guidance,
+                           steps=frame.steps, width=width, height=height, guidance=frame.guidance,
                            prompt=frame.prompt, format="png", watermark=self.services.watermark)
-        asset = await self.services.put_generated(result.png, "image/png", recipe, job.owner, (job.width, job.height))
-        await ctx.save_step("keyframe", asset.id)
-        return asset.id
+        return (await self.services.put_generated(result.png, "image/png", recipe, owner, (width, height))).id
 
     async def animate(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
         """Renders and stores one clip (the caller owns the task's stage), signed with the image as its source."""

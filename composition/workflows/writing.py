@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from composition.credentials.recipe import Recipe, RecipeControl
 from composition.schemas.common import AssetRef
 from composition.schemas.writing import WritingBody, WritingOut
 from composition.store.timings import work_units
@@ -64,13 +65,19 @@ class WritingWorkflow(Workflow[WritingJob]):
         defaults = self.services.defaults_of("sdxl")
         request = ImageRequest(prompt=prompt, negative_prompt=style.negative_prompt, width=width, height=height,
                                steps=defaults.steps, guidance=defaults.guidance, seed=job.seed,
+                               watermark=self.services.watermark,
                                controls=tuple(Control(type=kind, image=pngs[kind], scale=scale)
                                               for kind, scale in style.controls.items()))
         await ctx.wait_for("sdxl", work_units(width, height, request.steps))
         result = await self.handle("sdxl").generate.remote(request, ctx.task_id)
         await ctx.spend("sdxl", result.metadata)
         await self.services.timings.record("sdxl", result.metadata, work_units(width, height, request.steps))
-        image = await self.services.assets.put(result.png, "image/png", "generated", owner, (width, height))
+        recipe = Recipe.of(result.metadata.model_dump(), operation="generate", family="sdxl", seed=job.seed,
+                           steps=request.steps, width=width, height=height, guidance=request.guidance, prompt=prompt,
+                           negative_prompt=style.negative_prompt, format="png", watermark=self.services.watermark,
+                           controls=[RecipeControl(type=kind, image=refs[kind].id, scale=scale)
+                                     for kind, scale in style.controls.items()])
+        image = await self.services.put_generated(result.png, "image/png", recipe, owner, (width, height))
         return WritingOut(image=AssetRef.of(image.id), conditioning={k: v.url for k, v in refs.items()},
                           controls=dict(style.controls), prompt_used=prompt,
                           metadata=result.metadata.model_dump()).model_dump()

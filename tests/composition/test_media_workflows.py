@@ -116,6 +116,9 @@ def test_writing_draws_the_word_with_the_style_controls(client, style):
     assert fetch_png(client, result["image"]).size == (64, 64)
     glyph = decode_png(client.get(result["conditioning"]["glyph"]).content).convert("L")
     assert min(glyph.getdata()) < 64 < 192 < max(glyph.getdata())  # black strokes on white
+    provenance = client.get(f"{result['image']['url']}/provenance").json()  # signed, with its controls' maps
+    assert provenance["manifest"]["state"] == "Trusted", provenance
+    assert {c["type"] for c in provenance["recipe"]["controls"]} == set(styles[style]["controls"])
 
 
 def test_writing_rejects_an_unknown_style(client):
@@ -145,6 +148,8 @@ def test_storyboard_makes_scenes_keyframes_clips_one_video_and_exports(client):
     result = task["result"]
     assert len(result["scenes"]) == len(result["keyframes"]) == len(result["clips"]) == 3
     assert all(fetch_png(client, frame).size == (64, 64) for frame in result["keyframes"])
+    recipes = [client.get(f"{frame['url']}/provenance").json()["recipe"] for frame in result["keyframes"]]
+    assert [(r["family"], r["seed"]) for r in recipes] == [("flux", 0), ("flux", 1), ("flux", 2)]  # signed
     clips = [read_mp4(fetch(client, clip, "video/mp4")).num_frames for clip in result["clips"]]
     assert clips == [5, 5, 5]  # 1 s at 4 fps, rounded to Wan's 4k + 1
     assert read_mp4(fetch(client, result["video"], "video/mp4")).num_frames == sum(clips)
