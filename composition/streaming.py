@@ -16,6 +16,10 @@ from composition.submit import enqueue, task_error
 from composition.workflows.base import Workflow
 
 
+# The 200 of a route that streams with `stream: true`: its JSON model, or these events (in the OpenAPI document)
+SSE_CONTENT = {"text/event-stream": {"schema": {"type": "string", "description": "`delta` events, then `result`"}}}
+
+
 def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
