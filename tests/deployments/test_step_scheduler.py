@@ -165,21 +165,28 @@ def test_gpu_seconds_of_a_fused_turn_sum_to_its_measured_time(replica, store):
     assert all(result.metadata.gpu_seconds > 0.1 * accounted for result in results)
 
 
+STEPS = 12  # long enough that ann's first groups still run when bob arrives
+
+
 def test_admission_keeps_a_group_slot_for_another_users_job_behind_a_backlog(replica, store, monkeypatch):
-    """ann queues 20 jobs (4 group slots, batches of 4): her jobs take 3 slots; bob's one job, arriving after them,
-    takes the fourth at once and ends with ann's first groups, not behind her backlog (a FIFO queue puts it last)."""
+    """ann queues 20 jobs (4 group slots, batches of 4): her groups leave the last slot free; bob's one job, arriving
+    once her first group has stepped (her backlog queued), takes it at once and ends with her first groups, not
+    behind her backlog (a FIFO queue gives her every slot: bob waits for two of her groups to end)."""
     monkeypatch.setattr(replica.scheduler, "turn_s", 0.0)
     monkeypatch.setattr(replica._generate, "max_groups", 4)  # fewer slots than ann's groups
     run = Run(replica, store)
 
+    async def bob():
+        await run.when_at_step("sched-adm-a0", 1, STEPS)
+        return await run.admitted("sched-adm-b", _request(STEPS, seed=60), "bob")
+
     async def all_jobs():
-        ann = [run.admitted(f"adm-a{i}", _request(4, seed=30 + i), "ann") for i in range(20)]
-        return await asyncio.gather(*ann, run.admitted("adm-b", _request(4, seed=60), "bob", after=0.3))
+        ann = [run.admitted(f"sched-adm-a{i}", _request(STEPS, seed=30 + i), "ann") for i in range(20)]
+        return await asyncio.gather(*ann, bob())
 
     results = asyncio.run(all_jobs())
-    run.steps()
-    ann_ends = sorted(at for task, at in run.ended.items() if task != "adm-b")
-    assert run.ended["adm-b"] <= ann_ends[7], (run.ended["adm-b"], ann_ends)  # with ann's first 8 at the latest
+    ann_ends = sorted(at for task, at in run.ended.items() if task != "sched-adm-b")
+    assert run.ended["sched-adm-b"] <= ann_ends[7], (run.ended["sched-adm-b"], ann_ends)  # with her first 8
     assert max(r.metadata.batch_size for r in results) == 4 and results[-1].seed == 60
 
 
