@@ -27,6 +27,7 @@ class Principal:
     tier: TierArgs | None = None
     signing_key: str | None = None  # the sha256 of the caller's key when it has a webhook secret
     key_sha256: str | None = None  # the sha256 of the caller's key (auth on)
+    tier_name: str = ""  # the key's tier (auth on)
 
     @property
     def lane(self) -> Lane:
@@ -86,7 +87,7 @@ async def authenticate(request: Request, services: ServicesDep) -> Principal:
     if tier is None:
         raise ApiError(403, "forbidden", f"authorization: the key's tier {record.tier!r} is not configured",
                        "authorization")
-    principal = Principal(record.user_id, tier, digest if record.webhook_secret else None, digest)
+    principal = Principal(record.user_id, tier, digest if record.webhook_secret else None, digest, record.tier)
     wait_s = await services.access.take_token(record.user_id, tier.rate_per_s, tier.burst)
     if wait_s:
         raise ApiError(429, "rate_limited", f"rate limit of {tier.rate_per_s:g}/s exceeded", None,

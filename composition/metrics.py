@@ -36,7 +36,7 @@ def service_metrics() -> ServiceMetrics:
         reuse=metrics.Counter("montage_reuse", "jobs started from a similar prompt's kept latent, by the step",
                               ("family", "step")),
         gpu_seconds=metrics.Counter("montage_gpu_seconds", "device seconds of tasks' model work (each request's "
-                                    "share of fused forwards and its own encode/decode)", ("family", "lane")),
+                                    "share of fused forwards and its own encode/decode; tier \"-\": auth off)", ("family", "tier")),
         tasks_finished=metrics.Counter("montage_tasks_finished", "tasks reaching a terminal status",
                                        ("kind", "status")),
         task_ms=metrics.Histogram("montage_task_duration_ms", "task duration from creation to its end",

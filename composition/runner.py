@@ -106,7 +106,7 @@ class TaskRunner:
             try:
                 workflow = self.workflows[record.kind]
                 job = workflow.job_type.model_validate(record.request)
-                result = await workflow.run(TaskContext(task_id, record.user_id, self.services, record.lane), job)
+                result = await workflow.run(TaskContext(task_id, record.user_id, self.services, record.tier), job)
             except (TaskCancelled, Cancelled):
                 return
             except STORE_DOWN:

@@ -80,7 +80,7 @@ async def enqueue(services: Services, principal: Principal, workflow: Workflow, 
             return await served(services, project_id, reserved)
         task_id, _ = await services.tasks.create(
             workflow.kind, reserved.model_dump(mode="json"), body.user_id or "", principal.lane_for(body.priority),
-            project_id, idempotency_key, workflow.flight(reserved), bound_to, principal.weight)
+            project_id, idempotency_key, workflow.flight(reserved), bound_to, principal.weight, principal.tier_name)
     if webhook is not None:
         await services.webhooks.subscribe(task_id, webhook)
     return Queued(task_id, workflow.wait_s(body))

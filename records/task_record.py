@@ -48,6 +48,7 @@ class TaskRecord(BaseModel):
     updated_at: float
     user_id: str = ""
     lane: Lane = "normal"
+    tier: str = Field(default="", description="the API key's tier (\"\" with auth off)")
     weight: float = Field(default=1.0, description="the tier's weight: its user's share of the lane's model steps")
     step: int | None = Field(default=None, description="the current stage's last model step done")
     steps: int | None = Field(default=None, description="the current stage's model steps")

@@ -54,7 +54,8 @@ return status
 
 CREATE = """
 -- KEYS: task, stream, index, user index, stats, idempotency, project tasks, flight
--- ARGV: id, kind, request, user, lane, now, project, idempotency ttl, task ttl, task key prefix, fingerprint, weight
+-- ARGV: id, kind, request, user, lane, now, project, idempotency ttl, task ttl, task key prefix, fingerprint, weight,
+--   tier
 if KEYS[6] ~= '' then
   local existing = redis.call('GET', KEYS[6])
   if existing then return {existing, 0} end
@@ -72,7 +73,8 @@ if KEYS[8] ~= '' then
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'kind', ARGV[2], 'request', ARGV[3], 'user_id', ARGV[4],
   'lane', ARGV[5], 'status', 'queued', 'stage', 'queued', 'progress', 0, 'attempts', 0,
-  'created_at', ARGV[6], 'updated_at', ARGV[6], 'project_id', ARGV[7], 'fingerprint', ARGV[11], 'weight', ARGV[12])
+  'created_at', ARGV[6], 'updated_at', ARGV[6], 'project_id', ARGV[7], 'fingerprint', ARGV[11], 'weight', ARGV[12],
+  'tier', ARGV[13])
 redis.call('XADD', KEYS[2], '*', 'task', ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])

@@ -52,11 +52,11 @@ class TaskStore:
     async def create(self, kind: str, request: dict[str, Any], user_id: str = "", lane: Lane = "normal",
                      project_id: str | None = None, idempotency_key: str | None = None,
                      flight: str | None = None, fingerprint: str | None = None,
-                     weight: float = 1.0) -> tuple[str, bool]:
-        """Queues a new task in `lane`, its user's tier `weight` recorded for the replicas' step scheduling; (task id,
-        created). The same Idempotency-Key for the same kind of task returns the first task, and the same `flight`
-        digest returns the task already working on it (single-flight); `fingerprint` is what the key is bound to
-        (see `idempotent`)."""
+                     weight: float = 1.0, tier: str = "") -> tuple[str, bool]:
+        """Queues a new task in `lane`, its user's `tier` (the GPU-seconds counter's label) and the tier's `weight`
+        (for the replicas' step scheduling) recorded; (task id, created). The same Idempotency-Key for the same kind of
+        task returns the first task, and the same `flight` digest returns the task already working on it
+        (single-flight); `fingerprint` is what the key is bound to (see `idempotent`)."""
         task_id = uuid.uuid4().hex
         idem = keys.idempotency(user_id or "-", kind, idempotency_key) if idempotency_key else ""
         found, created = await self._create(
@@ -64,7 +64,7 @@ class TaskStore:
                   keys.task_stats(), idem, keys.project_tasks(project_id) if project_id else "",
                   keys.flight(flight) if flight else ""],
             args=[task_id, kind, json.dumps(request), user_id, lane, time.time(), project_id or "",
-                  self.idempotency_ttl_s, self.task_ttl_s, keys.task(""), fingerprint or "", weight])
+                  self.idempotency_ttl_s, self.task_ttl_s, keys.task(""), fingerprint or "", weight, tier])
         return found.decode(), bool(created)
 
     async def restore(self, record: TaskRecord) -> str:

@@ -27,7 +27,7 @@ class TaskContext:
     task_id: str
     user_id: str
     services: Services
-    lane: str = "normal"
+    tier: str = ""  # the API key's tier ("" with auth off)
 
     async def spend(self, family: str, metadata: Any) -> None:
         """Accounts a model result's device seconds (`metadata.gpu_seconds`) to the task, its user's day
@@ -37,7 +37,7 @@ class TaskContext:
             return
         await self.services.tasks.add_gpu_seconds(self.task_id, seconds)
         await self.services.access.spend_gpu_seconds(self.user_id, seconds)
-        service_metrics().gpu_seconds.inc(seconds, {"family": family, "lane": self.lane})
+        service_metrics().gpu_seconds.inc(seconds, {"family": family, "tier": self.tier or "-"})
 
     async def stage(self, name: str, progress: float = 0.0) -> None:
         """Enters a stage; raises `TaskCancelled` if the task was cancelled meanwhile."""

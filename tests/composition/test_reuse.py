@@ -104,7 +104,7 @@ def test_the_library_stays_within_its_cap_least_recently_used_out_first(redis_ur
 
 def test_gpu_seconds_reach_the_task_record_and_a_spent_daily_quota_is_a_429(secured):
     """A tier with a tiny daily `gpu_seconds`: its first generation runs and accounts its device seconds (result
-    metadata, task record, the user's day), the next request is refused naming the quota."""
+    metadata, task record with its tier, the user's day), the next request is refused naming the quota."""
     user = f"meg-{time.time_ns()}"
 
     async def steps(client, services):
@@ -121,5 +121,6 @@ def test_gpu_seconds_reach_the_task_record_and_a_spent_daily_quota_is_a_429(secu
     assert first.status_code == 200
     seconds = first.json()["images"][0]["metadata"]["gpu_seconds"]
     assert seconds > 0 and record.gpu_seconds == pytest.approx(seconds) and spent == pytest.approx(seconds)
+    assert record.tier == "metered"  # the task's tier: the montage_gpu_seconds counter's label
     assert second.status_code == 429
     assert second.json()["error"]["field"] == "gpu_seconds" and "gpu_seconds" in second.json()["error"]["message"]
