@@ -51,13 +51,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         outpaint.add_argument(f"--{side}", type=int, help=f"pixels added on the {side}")
     outpaint.add_argument("--aspect", help='"W:H": widen or heighten to it instead of margins')
     outpaint.add_argument("--model", choices=families_with("generate"))
-    _image_options(outpaint)
+    _image_options(outpaint, sized=False)  # the canvas comes from the margins or aspect
     upscale = commands.add_parser("upscale", parents=[server], help="enlarge an image ×2 or ×4 (tiled, on SDXL)")
     upscale.add_argument("image")
     upscale.add_argument("--scale", type=int, choices=(2, 4), default=2)
     upscale.add_argument("--prompt", help="what the image shows (helps the tiles)")
     upscale.add_argument("--strength", type=float, help="how much each tile is repainted (default 0.35)")
-    _image_options(upscale)
+    _image_options(upscale, sized=False)  # the size is the image's × scale
     edit = commands.add_parser("edit", parents=[server], help="edit an image (a file or an asset id) by instruction")
     edit.add_argument("image")
     edit.add_argument("prompt")
@@ -110,7 +110,7 @@ def _model_options(parser: argparse.ArgumentParser, strength: str) -> None:
     _image_options(parser)
 
 
-def _image_options(parser: argparse.ArgumentParser) -> None:
+def _image_options(parser: argparse.ArgumentParser, sized: bool = True) -> None:
     parser.add_argument("-n", type=int, help="how many images (variants)")
     parser.add_argument("--format", choices=get_args(ImageFormat), dest="output_format",
                         help="png (default), jpeg or webp")
@@ -119,7 +119,8 @@ def _image_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--lora", action="append", type=_lora, dest="loras", metavar="ID[:SCALE]",
                         help="a LoRA adapter (GET /v1/adapters lists them), repeatable; scale 1 unless given")
-    _size_options(parser)
+    if sized:
+        _size_options(parser)
     parser.add_argument("-o", "--output", type=Path, default=Path("."), help="folder (default: the current one)")
 
 

@@ -56,24 +56,30 @@ class LLMDeployment(ModelDeployment):
         await self.optimize(PromptRequest(prompt="a warm-up probe"))
 
 
-class SDXLDeployment(ModelDeployment):
+class _ImageDeployment(ModelDeployment):
+    """Text to image (and image to image, inpainting: the same `generate`), shared by SDXL and FLUX."""
+
     _generate = AdmittedMethod("generate", "denoising")
-    _upscale = AdmittedMethod("upscale", "upscaling")
 
     async def generate(self, request: ImageRequest, task_id: str | None = None) -> ImageResult:
         return await self.submit(self._generate, request, task_id)
-
-    async def upscale(self, request: UpscaleRequest, task_id: str | None = None) -> ImageResult:
-        return await self.submit(self._upscale, request, task_id)
 
     async def probe_requests(self) -> None:
         await self.generate(_probe_image())
 
 
-class FluxDeployment(SDXLDeployment):
-    """Text to image as SDXL's, plus Kontext edits (no upscale: SDXL's)."""
+class SDXLDeployment(_ImageDeployment):
+    """Image generation, plus tiled upscaling (the Union ControlNet's tile control)."""
 
-    _generate = AdmittedMethod("generate", "denoising")
+    _upscale = AdmittedMethod("upscale", "upscaling")
+
+    async def upscale(self, request: UpscaleRequest, task_id: str | None = None) -> ImageResult:
+        return await self.submit(self._upscale, request, task_id)
+
+
+class FluxDeployment(_ImageDeployment):
+    """Image generation, plus Kontext edits."""
+
     _edit = AdmittedMethod("edit", "editing")
 
     async def edit(self, request: EditRequest, task_id: str | None = None) -> ImageResult:
