@@ -13,5 +13,5 @@ COPY --chown=ray:users composition composition
 COPY --chown=ray:users cluster cluster
 COPY --chown=ray:users bench bench
 RUN python -c "import torch" 2>/dev/null || pip install --no-cache-dir "torch>=2.11"; \
-    pip install --no-cache-dir ".[server]" && pip install --no-cache-dir --no-deps invisible-watermark==0.2.0 && python -c "import torch, diffusers, ray; print(torch.__version__, ray.__version__)"
+    pip install --no-cache-dir ".[server]" && python -c "import torch, diffusers, ray; print(torch.__version__, ray.__version__)"
 ENV RAY_USAGE_STATS_ENABLED=0

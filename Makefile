@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: on these machines 2.13.0 is the local CPU wheel; a looser pin pulls CUDA wheels
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[server,test]"
-	$(PY) -m pip install -q --no-deps invisible-watermark==0.2.0  # its opencv-python would shadow the headless one
+	$(PY) -m pip install -q --no-deps invisible-watermark==0.2.0  # tests, bench: the watermark vs the library
 	touch $(STAMP)
 
 install: $(STAMP)
