@@ -142,7 +142,7 @@ def credentials_chain(config: str) -> str | None:
     field of a bad setting (a missing or expired certificate)."""
     from pydantic import ValidationError
 
-    from composition.credentials.chain import dev_folder, load_chain
+    from composition.credentials.chain import dev_folder, load_chain, signing_hook
     from config.composition import CredentialsArgs
 
     applications = (yaml.safe_load(Path(config).read_text()) or {}).get("applications") or [{}]
@@ -156,8 +156,9 @@ def credentials_chain(config: str) -> str | None:
     if not args.enabled:
         return None
     load_chain(args)
+    signing_hook(args.signer)  # a hook that does not import fails here, naming credentials.signer
     if args.cert is not None:
-        return f"content credentials: outputs signed with {args.cert}"
+        return f"content credentials: outputs signed with {args.cert}" + (f" by {args.signer}" if args.signer else "")
     folder = dev_folder()
     return (f"content credentials: outputs signed with the development chain in {folder} (trust {folder}/root.pem "
             "to verify them; set composition.credentials.cert and .key for your own)")

@@ -10,7 +10,7 @@ from redis.asyncio.retry import Retry
 from ray.serve.handle import DeploymentHandle
 
 from composition.catalogue import Catalogue, load_catalogue
-from composition.credentials.chain import load_chain
+from composition.credentials.chain import load_chain, signing_hook
 from composition.credentials.recipe import Recipe
 from composition.credentials.signing import ContentSigner
 from composition.errors import ApiError, NotFound
@@ -200,7 +200,8 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         args=args,
         catalogue=load_catalogue(),
         runner=runner,
-        signer=ContentSigner(load_chain(args.credentials), args.credentials.include_prompt)
+        signer=ContentSigner(load_chain(args.credentials), args.credentials.include_prompt,
+                             signing_hook(args.credentials.signer))
         if args.credentials.enabled else None,
         auth_required=auth_required,
         app_name=app_name,

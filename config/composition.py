@@ -135,6 +135,10 @@ class CredentialsArgs(_Strict):
     key: Path | None = Field(default=None, description="PEM private key of the signing certificate (ES256, P-256)")
     include_prompt: bool = Field(default=False, description="put the prompt itself into manifests (prompts can be "
                                                             "private: by default only the prompt key)")
+    signer: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+                               description="'module:function' signing hook instead of `key` (a KMS or HSM client): "
+                                           "called with the bytes to sign, it returns their ES256 signature; `cert` "
+                                           "is the chain of the key it holds")
 
     @field_validator("cert")
     @classmethod
@@ -152,7 +156,11 @@ class CredentialsArgs(_Strict):
 
     @model_validator(mode="after")
     def _cert_with_key(self) -> CredentialsArgs:
-        if (self.cert is None) != (self.key is None):
+        if self.signer is not None:
+            if self.cert is None or self.key is not None:
+                raise ValueError("credentials.signer goes with credentials.cert (its key's chain) and no "
+                                 "credentials.key (the hook holds the key)")
+        elif (self.cert is None) != (self.key is None):
             raise ValueError("credentials.cert and credentials.key go together (or neither: a development chain)")
         return self
 

@@ -4,10 +4,12 @@ under the data folder."""
 from __future__ import annotations
 
 import datetime
+import importlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,21 +31,36 @@ class Chain:
     """PEM bytes: the signing certificate then its issuers, its key, and the root that validation trusts."""
 
     certs: bytes
-    key: bytes
+    key: bytes | None  # None: a signing hook holds it (`credentials.signer`)
     anchors: bytes
 
 
 def load_chain(args: CredentialsArgs, folder: Path | None = None) -> Chain:
     """The configured chain (its last certificate is the trust anchor), else the development chain in `folder`
     (default: MONTAGE_DATA_DIR/credentials), generated there on first use."""
-    if args.cert is not None and args.key is not None:
+    if args.cert is not None:
         certs = args.cert.read_bytes()
         root = x509.load_pem_x509_certificates(certs)[-1]
-        return Chain(certs, args.key.read_bytes(), root.public_bytes(serialization.Encoding.PEM))
+        key = args.key.read_bytes() if args.key is not None else None
+        return Chain(certs, key, root.public_bytes(serialization.Encoding.PEM))
     folder = folder or dev_folder()
     if not (folder / CHAIN_FILE).is_file():
         _generate(folder)
     return Chain(*((folder / name).read_bytes() for name in (CHAIN_FILE, KEY_FILE, ROOT_FILE)))
+
+
+def signing_hook(path: str | None) -> Callable[[bytes], bytes] | None:
+    """The `credentials.signer` hook ('module:function'), imported; a ValueError naming the field if it is not there."""
+    if path is None:
+        return None
+    module, _, name = path.partition(":")
+    try:
+        hook = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"credentials.signer: cannot import {path} ({exc})") from exc
+    if not callable(hook):
+        raise ValueError(f"credentials.signer: {path} is not a function")
+    return hook
 
 
 def dev_folder() -> Path:

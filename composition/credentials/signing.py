@@ -3,6 +3,7 @@ chain's root. WebM is left unsigned: C2PA defines no WebM embedding and the SDK 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -19,17 +20,20 @@ INGREDIENT = "source"
 
 
 class ContentSigner:
-    """Signs outputs with one chain; reads manifests trusting its root. Blocking: call it off the event loop."""
+    """Signs outputs with one chain (its key, or `hook`: a function that signs bytes with a key held elsewhere);
+    reads manifests trusting its root. Blocking: call it off the event loop."""
 
-    def __init__(self, chain: Chain, include_prompt: bool = False) -> None:
-        self.chain = chain
-        self.include_prompt = include_prompt
+    def __init__(self, chain: Chain, include_prompt: bool = False,
+                 hook: Callable[[bytes], bytes] | None = None) -> None:
+        self.chain, self.include_prompt, self.hook = chain, include_prompt, hook
         self.context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}},
                                                "trust": {"trust_anchors": chain.anchors.decode()},
                                                "verify": {"verify_trust": True}})
         self.signer().close()  # a bad chain or key fails here, at startup
 
     def signer(self) -> c2pa.Signer:
+        if self.hook is not None:
+            return c2pa.Signer.from_callback(self.hook, c2pa.C2paSigningAlg.ES256, self.chain.certs.decode())
         info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, self.chain.certs, self.chain.key, None)
         return c2pa.Signer.from_info(info)
 

@@ -16,9 +16,10 @@ from PIL import Image
 from pydantic import ValidationError
 
 from cluster.local import credentials_chain
-from composition.credentials.recipe import RECIPE_LABEL
-from composition.credentials.signing import GENERATED
-from config.composition import CompositionArgs
+from composition.credentials.chain import load_chain, signing_hook
+from composition.credentials.recipe import RECIPE_LABEL, Recipe
+from composition.credentials.signing import GENERATED, ContentSigner
+from config.composition import CompositionArgs, CredentialsArgs
 
 PROMPT = "a lighthouse keeper's brass telescope at dusk"
 
@@ -168,3 +169,25 @@ def test_a_missing_or_expired_certificate_is_refused_naming_the_field(tmp_path):
         "cert": str(tmp_path / "cert.pem"), "key": str(tmp_path / "key.pem")}}}}]}))
     with pytest.raises(ValueError, match=r"^composition\.credentials\.cert: .*expired"):
         credentials_chain(str(config))
+
+
+def test_a_signing_hook_signs_with_a_key_montage_never_reads(tmp_path, monkeypatch):
+    """`credentials.signer` (a KMS-style hook) with the chain of the key it holds: outputs validate against the
+    root; a hook that does not import, a hook with a key, or one without its chain is refused naming the field."""
+    folder = tmp_path / "credentials"
+    dev = load_chain(CredentialsArgs(), folder)  # a chain and its key, the key handed to the "key service" only
+    monkeypatch.setenv("MONTAGE_TEST_SIGNING_KEY", str(folder / "signer.key"))
+    args = CredentialsArgs(cert=folder / "chain.pem", signer="signing_hook:sign")
+    chain = load_chain(args)
+    assert chain.key is None and chain.certs == dev.certs
+    signer = ContentSigner(chain, hook=signing_hook(args.signer))
+    recipe = Recipe(operation="generate", family="sdxl", model="tiny", model_source="tiny", device="cpu", seed=1,
+                    steps=2, width=64, height=64, guidance=5.0, format="png")
+    verdict = signer.verify(signer.sign(png(seed=3), "image/png", recipe), "image/png")
+    assert verdict.state == "Trusted" and verdict.recipe["seed"] == 1, verdict
+    with pytest.raises(ValueError, match=r"^credentials\.signer: cannot import signing_hook:nowhere"):
+        signing_hook("signing_hook:nowhere")
+    for given in ({"signer": "signing_hook:sign"}, {"signer": "signing_hook:sign", "cert": str(folder / "chain.pem"),
+                                                      "key": str(folder / "signer.key")}):
+        with pytest.raises(ValidationError, match="credentials.signer goes with credentials.cert"):
+            CompositionArgs.model_validate({"credentials": given})
