@@ -27,6 +27,7 @@ from models.previews import Previewer
 from models.runtime import Family, apply_runtime, blank_png, build, generators, single_file_config
 from models.steps import Steps, stepped_call
 from models.upscale import upscaled
+from models.weighting import check_weighting, compel_syntax
 from models.types import Control, ImageRequest, ImageResult, UpscaleRequest
 
 CONTROL_MODES = {"depth": 1, "scribble": 2, "canny": 3, "segmentation": 5, "tile": 6}
@@ -187,6 +188,9 @@ class SDXL(Family):
         super().validate(request)
         if isinstance(request, ImageRequest) and request.true_cfg_scale > 1:
             raise InvalidRequest("true_cfg_scale", "sdxl always guides with its negative prompt: flux only")
+        if isinstance(request, ImageRequest) and request.prompt_weighting:
+            check_weighting(request.prompt, "prompt")
+            check_weighting(request.negative_prompt, "negative_prompt")
 
     @staticmethod
     def fuse_key(request: ImageRequest | UpscaleRequest) -> Hashable | None:
@@ -238,7 +242,8 @@ class SDXL(Family):
             self.compel = CompelForSDXL(self.plain, device=self.device)
             self.compel.disable_no_weights_bypass()  # one path for every prompt: "(fox:1.0)" is "fox"
         with torch.inference_mode():
-            embedded = self.compel(prompts, negative_prompt=negatives)
+            embedded = self.compel([compel_syntax(p) for p in prompts],
+                                   negative_prompt=[compel_syntax(n) for n in negatives])
         return dict(prompt_embeds=embedded.embeds, pooled_prompt_embeds=embedded.pooled_embeds,
                     negative_prompt_embeds=embedded.negative_embeds,
                     negative_pooled_prompt_embeds=embedded.negative_pooled_embeds)
