@@ -25,7 +25,7 @@ class Recipe(BaseModel):
     """How one output was made. A rendition's recipe is its parent's, with `parent`, `format` and `quality` its own;
     a result served from cache is the same output, and the renditions made for it say `served_from_cache`."""
 
-    operation: Literal["generate", "edit", "inpaint", "outpaint", "upscale", "animate"]
+    operation: Literal["generate", "edit", "inpaint", "outpaint", "upscale", "animate", "storyboard"]
     family: str
     model: str
     model_source: str
@@ -58,6 +58,7 @@ class Recipe(BaseModel):
     started_from: dict[str, Any] | None = Field(default=None, description="a kept latent it started from (approximate "
                                                 "reuse of a near prompt, or a fork): a replay starts from noise")
     parent: str | None = Field(default=None, description="a rendition: the asset it re-encodes")
+    parts: list[str] = Field(default=[], description="a storyboard's video: the clips it joins, in order")
     served_from_cache: bool = False
 
     @classmethod

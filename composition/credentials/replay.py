@@ -9,6 +9,7 @@ from composition.schemas.provenance import ReplayOut
 from composition.services import Services
 from composition.workflows.images import ImageJob, ImagesWorkflow
 from composition.workflows.videos import VideoJob, VideosWorkflow
+from models.errors import InvalidRequest
 from models.formats import MEDIA_TYPES
 from models.media import decode_frames
 from models.types import Control
@@ -19,6 +20,8 @@ async def replay(services: Services, images: ImagesWorkflow, videos: VideosWorkf
     recipe = await services.recipe(asset_id, "asset_id", user)
     if recipe.parent is not None:
         asset_id, recipe = recipe.parent, await services.recipe(recipe.parent, "asset_id", user)
+    if recipe.operation == "storyboard":
+        raise InvalidRequest("asset_id", "a storyboard's video is its clips joined: replay its clips (recipe.parts)")
     if recipe.operation == "animate":
         data = await _clip(services, videos, recipe, user)
     else:

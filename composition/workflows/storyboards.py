@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from composition.credentials.recipe import Recipe
 from composition.schemas.common import AssetRef
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
 from composition.workflows.base import TaskContext, Workflow
@@ -73,8 +74,10 @@ class StoryboardsWorkflow(Workflow[StoryboardJob]):
         joined = await asyncio.to_thread(concat_mp4, [await self.services.asset_bytes(c, "clips", owner)
                                                       for c in clips], fps)
         gif = await asyncio.to_thread(lambda: frames_to_gif(decode_mp4(joined), fps, max_side=256))
-        video = await assets.put(joined, "video/mp4", "generated", owner)
-        gif_asset = await assets.put(gif, "image/gif", "generated", owner)
+        recipe = await self._joined_recipe(job, clips)
+        video = await self.services.put_generated(joined, "video/mp4", recipe, owner)
+        gif_asset = await self.services.put_generated(gif, "image/gif", recipe.model_copy(update={"format": "gif"}),
+                                                      owner)
         await ctx.stage("exporting")
         export = {"theme": job.llm.theme, "script": job.llm.script, "scenes": [s.model_dump() for s in scenes],
                   "keyframes": keyframes, "clips": clips, "video": video.id, "gif": gif_asset.id}
@@ -85,6 +88,13 @@ class StoryboardsWorkflow(Workflow[StoryboardJob]):
             clips=[AssetRef.of(a) for a in clips], video=AssetRef.of(video.id), gif=AssetRef.of(gif_asset.id),
             export={"json": AssetRef.of(json_asset.id), "text": AssetRef.of(text_asset.id)},
         ).model_dump(by_alias=True)
+
+    async def _joined_recipe(self, job: StoryboardJob, clips: list[str]) -> Recipe:
+        """The joined video's recipe: its clips' model and settings (the first clip's), the clips as its parts."""
+        first = Recipe.model_validate_json(await self.services.assets.recipe(clips[0]))
+        return first.model_copy(update=dict(operation="storyboard", parts=clips, source=None, seed=0,
+                                            prompt=job.llm.theme or job.llm.script or "", num_frames=None,
+                                            format="mp4"))
 
     async def _scenes(self, ctx: TaskContext, job: StoryboardJob) -> tuple[list[Scene], bool]:
         cached = await ctx.cached_step("scenes")

@@ -153,6 +153,11 @@ def test_storyboard_makes_scenes_keyframes_clips_one_video_and_exports(client):
     clips = [read_mp4(fetch(client, clip, "video/mp4")).num_frames for clip in result["clips"]]
     assert clips == [5, 5, 5]  # 1 s at 4 fps, rounded to Wan's 4k + 1
     assert read_mp4(fetch(client, result["video"], "video/mp4")).num_frames == sum(clips)
+    joined = client.get(f"{result['video']['url']}/provenance").json()  # signed: its clips are its parts
+    assert joined["manifest"]["state"] == "Trusted" and joined["recipe"]["operation"] == "storyboard"
+    assert joined["recipe"]["parts"] == [clip["asset_id"] for clip in result["clips"]]
+    replay = client.post(f"{result['video']['url']}/replay")
+    assert replay.status_code == 422 and replay.json()["error"]["field"] == "asset_id", replay.text
     assert fetch(client, result["gif"], "image/gif")[:6] == GIF_HEADER
     exported = json.loads(fetch(client, result["export"]["json"], "application/json"))
     assert [s["description"] for s in exported["scenes"]] == [s["description"] for s in result["scenes"]]
