@@ -43,6 +43,16 @@ def inspect_header(data: bytes, field: str = "image", max_pixels: int = MAX_PIXE
     return fmt, *size
 
 
+def check_decodes(data: bytes, field: str = "image") -> None:
+    """`InvalidRequest` naming `field` unless every pixel of an inspected image decodes (a truncated or corrupt file
+    passes the header's check)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception:
+        raise InvalidRequest(field, "not a decodable image (truncated or corrupt)") from None
+
+
 def decode_rgb(data: bytes, field: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decodes an already-inspected image to RGB."""
     inspect_image(data, field, max_pixels)

@@ -43,8 +43,17 @@ class ContentSigner:
         animated or re-encoded; the recipe as Montage's assertion. A type C2PA cannot sign is returned as it is."""
         if content_type not in SIGNABLE:
             return data
-        with c2pa.Builder(self._manifest(recipe, source is not None), context=self.context) as builder, \
-                self.signer() as signer:
+        try:
+            return self._signed(data, content_type, recipe, source is not None, source)
+        except c2pa.C2paError:
+            if source is None:
+                raise
+            # a source C2PA cannot parse (an upload that decodes yet breaks its format's rules): no ingredient
+            return self._signed(data, content_type, recipe, True, None)
+
+    def _signed(self, data: bytes, content_type: str, recipe: Recipe, edited: bool,
+                source: tuple[bytes, str] | None) -> bytes:
+        with c2pa.Builder(self._manifest(recipe, edited), context=self.context) as builder, self.signer() as signer:
             if source is not None:
                 builder.add_ingredient_from_stream(
                     {"title": INGREDIENT, "relationship": "parentOf", "label": INGREDIENT}, source[1],
@@ -58,7 +67,7 @@ class ContentSigner:
         try:
             reader = c2pa.Reader.try_create(content_type, io.BytesIO(data), context=self.context)
         except c2pa.C2paError as exc:
-            return Verdict(state="Invalid", failures=[type(exc).__name__])
+            return Verdict(state="Invalid", failures=["manifest.unreadable"])  # C2PA cannot parse the file
         if reader is None:
             return Verdict()
         with reader:

@@ -1,6 +1,7 @@
 """POST /v1/assets (multipart image upload), GET /v1/assets/{asset_id}."""
 from __future__ import annotations
 
+import asyncio
 import re
 from email.utils import formatdate
 from typing import Annotated
@@ -16,7 +17,7 @@ from composition.schemas.assets import AssetInfo
 from composition.schemas.common import Id
 from composition.services import Services
 from models.errors import InvalidRequest
-from models.images import inspect_header
+from models.images import check_decodes, inspect_header
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
 CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
@@ -39,6 +40,7 @@ async def store_upload(services: Services, file: UploadFile, owner: str, field: 
         raise ApiError(413, "too_large", f"{field}: larger than {limit} bytes", field)
     try:
         fmt, width, height = inspect_header(data, field)
+        await asyncio.to_thread(check_decodes, data, field)
     except InvalidRequest as exc:
         raise ApiError(415, "unsupported_media_type", str(exc), field) from None
     return await services.assets.put(data, CONTENT_TYPES[fmt], "upload", owner, (width, height))

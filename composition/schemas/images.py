@@ -10,6 +10,7 @@ from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel,
 from config.families import MAX_LORAS
 from models.formats import ImageFormat
 from models.types import MAX_SIDE, UPSCALE_PROMPT, ControlType, Lora, Side
+from models.weighting import check_weighting
 
 STRENGTH = 0.8  # image to image's default: the last 80 % of the steps
 Loras = Annotated[list[Lora], BeforeValidator(lambda value: [] if value is None else value),
@@ -69,6 +70,13 @@ class _ImageOptions(_Encoding):
 class ImageGeneration(_ImageOptions):
     prompt: Prompt
     model: ImageModel = "sdxl"
+
+    @model_validator(mode="after")
+    def _weights_readable(self) -> ImageGeneration:
+        if self.prompt_weighting:
+            check_weighting(self.prompt, "prompt")
+            check_weighting(self.negative_prompt, "negative_prompt")
+        return self
 
     @property
     def family(self) -> str:

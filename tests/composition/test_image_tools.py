@@ -121,6 +121,11 @@ def test_negative_prompts_count_on_flux_with_true_cfg_and_weights_on_sdxl(client
     assert guided.json()["prompt_key"] != plain.json()["prompt_key"]
     weighted = client.post("/v1/images/generations", json=body | {"model": "sdxl", "prompt_weighting": True})
     assert weighted.status_code == 200, weighted.text
+    for prompt, problem in (("a ((red kite", "unbalanced"), ("(((((x)))))", "deeper than 4")):  # before any parse
+        refused = client.post("/v1/images/generations", json=body | {"model": "sdxl", "prompt_weighting": True,
+                                                                     "prompt": prompt, "wait_s": 0})
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "prompt", refused.text
+        assert problem in refused.json()["error"]["message"]
     for model, field in (("sdxl", "true_cfg_scale"), ("flux", "prompt_weighting")):
         refused = client.post("/v1/images/generations", json=body | {"model": model, field: 3.0 if "cfg" in field
                                                                      else True})
