@@ -25,6 +25,13 @@ def test_upload_rejects_non_images(client, payload, status):
     assert_refused(response, status, "file")
 
 
+def test_upload_rejects_a_truncated_image_whose_header_reads(client):
+    """Its header names a 128² PNG, its pixels end early: refused before anything stores, edits or signs it."""
+    whole = png(128, 128, seed=9)
+    response = client.post("/v1/assets", files={"file": ("cut.png", whole[:len(whole) // 2], "image/png")})
+    assert "truncated or corrupt" in assert_refused(response, 415, "file")["message"]
+
+
 def test_upload_rejects_decompression_bombs_and_oversize(client):
     from PIL import Image
 
