@@ -85,8 +85,8 @@ def transparent(data: bytes, field: str = "mask") -> np.ndarray:
     inspect_image(data, field)
     with Image.open(io.BytesIO(data)) as picture:
         if "A" not in picture.getbands() and "transparency" not in picture.info:
-            raise InvalidRequest(field, "no transparent pixels to repaint: give a mask (white = repaint) or an image "
-                                        "with an alpha channel")
+            raise InvalidRequest(field, "no alpha channel: its fully transparent pixels are what is repainted (the "
+                                        "native /v1/images/inpaint also takes a white = repaint mask)")
         return np.asarray(picture.convert("RGBA"))[..., 3] == 0
 
 

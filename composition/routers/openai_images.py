@@ -22,6 +22,7 @@ from composition.schemas.openai_images import (
 from composition.services import Services
 from composition.submit import Queued, enqueue, outcome
 from composition.workflows.registry import Workflows
+from models.errors import InvalidRequest
 from models.images import mask_png, transparent
 
 router = APIRouter(prefix="/openai/v1/images", tags=["openai"])
@@ -48,6 +49,8 @@ async def edits(body: Annotated[OpenAIImageEdit, Form(media_type="multipart/form
     mask_id = None
     if body.mask is not None:
         drawn = await store_upload(services, body.mask, owner, "mask")
+        if (drawn.width, drawn.height) != (asset.width, asset.height):
+            raise InvalidRequest("mask", f"mask is {drawn.width}x{drawn.height}, the image {asset.width}x{asset.height}")
         raw = await services.asset_bytes(drawn.id, "mask", owner)
         data = await asyncio.to_thread(lambda: mask_png(transparent(raw)))
         mask_id = (await services.assets.put(data, "image/png", "mask", owner, drawn.size)).id

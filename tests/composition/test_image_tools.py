@@ -67,7 +67,7 @@ def test_an_inpainting_repaints_the_mask_and_keeps_every_other_pixel(client):
 
 @pytest.mark.parametrize("mask, message", [(_mask(64, 32, (0, 0, 8, 8)), "mask is 64x32"),
                                            (_mask(96, 64, None), "nothing to repaint"),
-                                           (None, "no transparent pixels")])
+                                           (None, "no alpha channel")])
 def test_a_mask_of_another_size_or_with_nothing_to_repaint_is_a_422_naming_it(client, mask, message):
     body = {"prompt": "a red balloon", "steps": 2, "image": upload(client, png(96, 64, 35))}
     if mask is not None:

@@ -95,12 +95,17 @@ def test_an_edit_keeps_the_uploads_size_and_a_mask_or_transparency_is_a_400_nami
     with pytest.raises(openai.BadRequestError) as refused["mask"]:
         connect().images.edit(image=("in.png", source, "image/png"), prompt="add a moon",
                               mask=("mask.png", png(128, 128, seed=44), "image/png"))
+    with pytest.raises(openai.BadRequestError) as refused["size"]:  # a mask of another size, named as such
+        connect().images.edit(image=("in.png", source, "image/png"), prompt="add a moon",
+                              mask=("mask.png", png(64, 64, seed=44, mode="L"), "image/png"))
     with pytest.raises(openai.BadRequestError) as refused["background"]:
         connect().images.generate(prompt="a moon", size="64x64", background="transparent")
     with pytest.raises(openai.BadRequestError) as refused["output_format"]:
         connect().images.generate(prompt="a moon", size="64x64", output_format="gif")
+    size = refused.pop("size").value
+    assert size.param == "mask" and "mask is 64x64, the image 128x128" in size.message
     assert {param: caught.value.param for param, caught in refused.items()} == {param: param for param in refused}
-    assert "no transparent pixels" in refused["mask"].value.message  # an opaque mask repaints nothing
+    assert "no alpha channel" in refused["mask"].value.message  # an opaque mask repaints nothing
     assert "transparent" in refused["background"].value.message
 
 
