@@ -17,7 +17,8 @@ from composition.workflows.base import Workflow
 
 
 # The 200 of a route that streams with `stream: true`: its JSON model, or these events (in the OpenAPI document)
-SSE_CONTENT = {"text/event-stream": {"schema": {"type": "string", "description": "`delta` events, then `result`"}}}
+SSE_CONTENT = {"text/event-stream": {"schema": {"type": "object", "description": "each event's JSON data: `delta` "
+                                                                                 "events, then `result`"}}}
 
 
 def _event(name: str, data: dict[str, Any]) -> str:

@@ -43,7 +43,8 @@ SPRITES = 16  # frames in a sprite sheet, 4 a row
 async def create(body: Annotated[OpenAIVideoCreate, Form(media_type="multipart/form-data")], services: ServicesDep,
                  workflows: WorkflowsDep, principal: PrincipalDep,
                  idempotency_key: IdempotencyKey = None) -> OpenAIVideo:
-    """`videos.create`: a video task, answered at once as `queued` (poll `videos.retrieve`)."""
+    """`videos.create`: a video task, answered at once as it stands (`queued`, or `in_progress` when a runner took it
+    already; poll `videos.retrieve`)."""
     family = body.family(services.args.openai)
     image = None
     if body.input_reference is not None:

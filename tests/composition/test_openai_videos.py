@@ -37,7 +37,8 @@ def test_text_to_video_and_a_reference_image_become_clips_with_their_thumbnails(
                                   size="64x64")
     from_image = api.videos.create(prompt="waves", model="svd", size="64x64",
                                    input_reference=("ref.png", png(64, 64, seed=1771), "image/png"))
-    assert from_text.status == "queued" and from_text.id.startswith("video_") and from_text.model == "wan"
+    assert from_text.status in ("queued", "in_progress")  # a free runner may have started it already
+    assert from_text.id.startswith("video_") and from_text.model == "wan"
     text_done, image_done = finished(api, from_text.id), finished(api, from_image.id)
     assert (text_done.status, text_done.progress, text_done.size) == ("completed", 100, "64x64")
     assert text_done.completed_at >= text_done.created_at and text_done.expires_at > text_done.completed_at
@@ -112,5 +113,5 @@ def test_async_client_with_auth_on_sees_its_own_videos_only(openai_secured):
         return made, record, listed
 
     made, record, (ana_sees, bob_sees) = openai_secured(steps)
-    assert made.status == "queued" and record.user_id == f"va-{run}" and record.kind == "video"
+    assert made.status in ("queued", "in_progress") and record.user_id == f"va-{run}" and record.kind == "video"
     assert made.id in ana_sees and made.id not in bob_sees
