@@ -41,7 +41,7 @@ def _tiny_jobs() -> dict[str, tuple[Any, list]]:
     """(run, one request) of each tiny pipeline at 64², 10 steps."""
     from config.families import FluxArgs, SDXLArgs, Source, SVDArgs, WanArgs
     from models.flux import Flux
-    from models.runtime import blank_png
+    from models.family import blank_png
     from models.sdxl import SDXL
     from models.svd import SVD
     from models.types import EditRequest, ImageRequest, VideoRequest

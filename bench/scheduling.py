@@ -71,8 +71,8 @@ class Bench:
             await run
         else:
             async with self.gate:
-                run = asyncio.ensure_future(self.replica.execute([Job(request, task_id)], self.replica.model.generate,
-                                                                 self.replica.model.group_key, "denoising"))
+                run = asyncio.ensure_future(self.replica.execute([Job(request, task_id)], "generate",
+                                                                 "denoising"))
                 started = await self._first_step(task_id, run)
                 await run
         return submitted, started, time.perf_counter()
@@ -182,7 +182,7 @@ def one_round(replica: SDXLDeployment, store: redis.Redis, order: int) -> list[d
     def unscheduled() -> None:  # the replica without admission and scheduler
         saved, replica.scheduler = replica.scheduler, None
         try:
-            asyncio.run(replica.execute([Job(_request(8, 0), "lone")], model.generate, model.group_key, "d"))
+            asyncio.run(replica.execute([Job(_request(8, 0), "lone")], "generate", "d"))
         finally:
             replica.scheduler = saved
 

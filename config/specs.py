@@ -40,7 +40,7 @@ class FamilySpec:
     key: str  # config key (`llm: {args, deployment}`), API model name, `Family.name` and result metadata
     deployment_name: str  # the Serve deployment: serve configs, `serve status`, handles
     args: type[FamilyArgs]
-    model: str  # "module:Class" of its `models.runtime.Family`
+    model: str  # "module:Class" of its `models.family.Family`
     deployment: str  # "module:Class" of its `deployments.base.ModelDeployment`
     operations: tuple[Operation, ...]
     footprint: Footprint

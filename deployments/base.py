@@ -6,7 +6,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from deployments.replica import memory, replica_name, serve_is_stopping
 from deployments.scheduler import StepScheduler, Ticket
 from deployments.steps import GroupSteps, restored
 from records.checkpoints import job_digest
-from models.runtime import Family, group_by
+from models.family import Family, group_by
 from models.steps import StepState
 from models.types import AdapterInfo
 from records.adapters import AdapterRecords
@@ -66,7 +66,7 @@ def _step_of(state: StepState | None) -> int:
 class AdmittedMethod:
     """A diffusion family's operation queue, assigned as `_<operation>` on its deployment class: each replica's own
     `Admission` (deployments/admission.py: fair admission, then `execute` over compatible groups), made on first use
-    with the replica's `group_slots` and Serve's batching knobs."""
+    with the replica's `group_slots` and Serve's batching knobs. The family's `group_key` forms the groups."""
 
     def __init__(self, operation: str, stage: str) -> None:
         self.operation, self.stage = operation, stage
@@ -77,12 +77,12 @@ class AdmittedMethod:
     def __get__(self, replica: ModelDeployment | None, owner: type | None = None) -> Any:
         if replica is None:
             return self
-        model = replica.model
 
         async def run(jobs: list[Job]) -> list:
-            return await replica.execute(jobs, getattr(model, self.operation), model.group_key, self.stage)
+            return await replica.execute(jobs, self.operation, self.stage)
 
-        queue = replica.__dict__[self.name] = Admission(run, model.group_key, replica.group_slots, **BATCH_DEFAULTS)
+        queue = replica.__dict__[self.name] = Admission(run, replica.model.group_key, replica.group_slots,
+                                                        **BATCH_DEFAULTS)
         return queue
 
 
@@ -117,8 +117,9 @@ class ModelDeployment:
         return max(CONCURRENT_BATCHES, self.policy.step_batch + 1 if self.policy else 0)
 
     async def submit(self, queue: Callable[[Job], Any], request: Any, task_id: str | None = None) -> Any:
-        """Queues one request on a batch method (its adapters held first); a cancelled task raises `Cancelled` to its
-        caller only."""
+        """Queues one request on a batch method, once the family validated it (`InvalidRequest`, its caller's alone)
+        and its adapters are held; a cancelled task raises `Cancelled` to its caller only."""
+        self.model.validate(request)
         if self.adapters:
             await self.adapters.hold(request)
         job = Job(request, task_id)
@@ -188,15 +189,15 @@ class ModelDeployment:
     async def probe_requests(self) -> None:
         raise NotImplementedError
 
-    async def execute(self, jobs: list[Job], run: Callable[..., list], key: Callable[[Any], Hashable],
-                      stage: str) -> list:
-        """Runs compatible groups off the event loop, each resuming its jobs' checkpoints (jobs saved at different
-        steps run in different calls), and stamps each result with serving metadata. A diffusion family's groups
-        run concurrently under the replica's step scheduler; other families' one after another."""
+    async def execute(self, jobs: list[Job], operation: str, stage: str) -> list:
+        """Runs one admitted group of valid jobs (one group key) off the event loop through the family's `run_group`,
+        split by the step their checkpoints resume from (jobs saved at different steps run in different calls), and
+        stamps each result with serving metadata. A diffusion family's calls run concurrently under the replica's
+        step scheduler; other families' one after another."""
         found = await asyncio.to_thread(self._live_jobs, jobs)
         digests = [live.digest for live in found]
-        groups = group_by(range(len(jobs)), lambda i: (key(jobs[i].request), _step_of(found[i].state)))
-        runs = [self._group([jobs[i] for i in g], [digests[i] for i in g], [found[i] for i in g], run, stage)
+        groups = group_by(range(len(jobs)), lambda i: _step_of(found[i].state))
+        runs = [self._group([jobs[i] for i in g], [digests[i] for i in g], [found[i] for i in g], operation, stage)
                 for g in groups]
         outcomes = await asyncio.gather(*runs) if self.scheduler else [await one for one in runs]
         results: list[Any] = [None] * len(jobs)
@@ -205,7 +206,7 @@ class ModelDeployment:
                 results[index] = output
         return results
 
-    async def _group(self, candidates: list[Job], digests: list[str], found: list[LiveJob], run: Callable[..., list],
+    async def _group(self, candidates: list[Job], digests: list[str], found: list[LiveJob], operation: str,
                      stage: str) -> list:
         """One compatible group's results (a job cancelled while it waited in the batch queue costs no step)."""
         gone = await asyncio.to_thread(self.progress.cancelled, [job.task_id for job in candidates])
@@ -234,7 +235,7 @@ class ModelDeployment:
             self.progress.started([job.task_id for job in group], stage)
 
         try:
-            outputs = await asyncio.to_thread(self._scheduled, ticket, run, [job.request for job in group],
+            outputs = await asyncio.to_thread(self._scheduled, ticket, operation, [job.request for job in group],
                                               steps.steps(resume), begin)
         except Cancelled as cancelled:  # only this group stops; the rest of the batch runs on
             outputs = [cancelled] * len(group)
@@ -249,13 +250,13 @@ class ModelDeployment:
         self._observe(group, first_slot[0], (time.monotonic() - first_slot[0]) * 1000.0)
         return results
 
-    def _scheduled(self, ticket: Ticket | None, run: Callable[..., list], requests: list, steps: Any,
+    def _scheduled(self, ticket: Ticket | None, operation: str, requests: list, steps: Any,
                    begin: Callable[[], None]) -> list:
-        """`run` holding the device for each of its steps in turn (see `deployments.scheduler`); `begin` once it
-        first holds it."""
+        """The family's `run_group` holding the device for each of its steps in turn (see `deployments.scheduler`);
+        `begin` once it first holds it."""
         with self.scheduler.running(ticket) if self.scheduler and ticket else contextlib.nullcontext():
             begin()
-            return run(requests, steps)
+            return self.model.run_group(operation, requests, steps)
 
     def _live_jobs(self, jobs: list[Job]) -> list[LiveJob]:
         """Each job's lane, user and checkpointed state, read once (at admission); nothing to read for a family

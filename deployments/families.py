@@ -11,7 +11,7 @@ from ray import serve
 
 from deployments.base import BATCH_DEFAULTS, AdmittedMethod, ModelDeployment
 from deployments.decoding import Decoding
-from models.runtime import blank_png
+from models.family import blank_png
 from models.types import (
     EditRequest,
     ImageRequest,

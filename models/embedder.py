@@ -7,7 +7,8 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
 from config.families import EmbedderArgs, Source
 from models import tokenizers
-from models.runtime import Family, build, chunks
+from models.family import Family, chunks
+from models.loading import build
 
 _TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
 _FULL = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)

@@ -24,7 +24,8 @@ from models.images import decode_rgb
 from models.img2img import pasted, sourced_steps
 from models.results import image_result
 from models.previews import Previewer
-from models.runtime import Family, apply_runtime, blank_png, build, generators, single_file_config
+from models.family import Family, blank_png
+from models.loading import apply_runtime, build, generators, single_file_config
 from models.steps import Steps, stepped_call
 from models.types import EditRequest, ImageRequest, ImageResult
 
@@ -130,6 +131,7 @@ class Flux(Family):
     """`generate(batch)` for text-to-image, `edit(batch)` for Kontext instruction edits."""
 
     name = "flux"
+    operations = {"generate": ("run", image_result), "edit": ("run_edit", image_result)}
 
     def __init__(self, args: FluxArgs) -> None:
         super().__init__(args)
@@ -219,10 +221,10 @@ class Flux(Family):
                           max_area=size[0] * size[1])
 
     def generate(self, requests: list[ImageRequest], steps: Steps | None = None) -> list[ImageResult]:
-        return self.grouped(requests, self.run, image_result, steps)
+        return self.batch("generate", requests, steps)
 
     def edit(self, requests: list[EditRequest], steps: Steps | None = None) -> list[ImageResult]:
-        return self.grouped(requests, self.run_edit, image_result, steps)
+        return self.batch("edit", requests, steps)
 
     def group_metadata(self, group: list[ImageRequest | EditRequest]) -> dict[str, Any]:
         return dict(loras=[lora.model_dump() for lora in group[0].loras])

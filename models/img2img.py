@@ -18,7 +18,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from models.images import decode_rgb, repaint_mask
-from models.runtime import generators
+from models.loading import generators
 from models.steps import Steps, noised, noised_start
 from models.types import ImageRequest, start_step
 

@@ -21,7 +21,8 @@ from models import tokenizers
 from models.chat import Answer, Ask, Engine, LocalEngine
 from models.constrained import Grammars, json_grammar, lark_grammar
 from models.endpoint import ChatEndpoint
-from models.runtime import Family, build
+from models.family import Family
+from models.loading import build
 from models.types import CameraMove, OptimizedPrompt, PromptRequest, Scene, ShotType, Storyboard, StoryboardRequest
 
 _TINY = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)

@@ -24,7 +24,8 @@ from models.images import decode_rgb
 from models.img2img import pasted, repaint_controls, sourced_steps
 from models.results import image_result
 from models.previews import Previewer
-from models.runtime import Family, apply_runtime, blank_png, build, generators, single_file_config
+from models.family import Family, blank_png
+from models.loading import apply_runtime, build, generators, single_file_config
 from models.steps import Steps, stepped_call
 from models.upscale import upscaled
 from models.weighting import check_weighting, compel_syntax
@@ -137,6 +138,7 @@ class SDXL(Family):
     """`generate(batch)`: plain SDXL without controls, Union ControlNet with them."""
 
     name = "sdxl"
+    operations = {"generate": ("run", image_result), "upscale": ("run_upscale", image_result)}
 
     def __init__(self, args: SDXLArgs) -> None:
         super().__init__(args)
@@ -250,14 +252,14 @@ class SDXL(Family):
 
     def generate(self, requests: list[ImageRequest], steps: Steps | None = None) -> list[ImageResult]:
         """Mixed batches are split into compatible groups; results keep the request order."""
-        return self.grouped(requests, self.run, image_result, steps)
+        return self.batch("generate", requests, steps)
 
     def upscale(self, requests: list[UpscaleRequest], steps: Steps | None = None) -> list[ImageResult]:
-        """Each upscale by tiles of the default size (`models/upscale.py`), one after another."""
-        def run(group: list[UpscaleRequest], group_steps: Steps | None) -> list[np.ndarray]:
-            return [upscaled(request, self.defaults.width, self.run, group_steps) for request in group]
+        return self.batch("upscale", requests, steps)
 
-        return self.grouped(requests, run, image_result, steps)
+    def run_upscale(self, requests: list[UpscaleRequest], steps: Steps | None = None) -> list[np.ndarray]:
+        """Each upscale of one group by tiles of the default size (`models/upscale.py`), one after another."""
+        return [upscaled(request, self.defaults.width, self.run, steps) for request in requests]
 
     def group_metadata(self, group: list[ImageRequest | UpscaleRequest]) -> dict[str, Any]:
         if isinstance(group[0], UpscaleRequest):

@@ -17,7 +17,8 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 from config.families import Source, SVDArgs
 from models.images import decode_rgb
 from models.previews import Previewer
-from models.runtime import VideoFamily, apply_runtime, build, generators
+from models.family import VideoFamily
+from models.loading import apply_runtime, build, generators
 from models.steps import Steps, stepped_call
 from models.types import VideoRequest
 

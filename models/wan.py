@@ -14,7 +14,8 @@ from config.families import Source, WanArgs
 from models import tokenizers
 from models.images import decode_rgb
 from models.previews import Previewer
-from models.runtime import VideoFamily, apply_runtime, build, generators
+from models.family import VideoFamily
+from models.loading import apply_runtime, build, generators
 from models.steps import Steps, stepped_call
 from models.types import VideoRequest
 

@@ -49,8 +49,8 @@ def test_svd_and_wan_replicas_build_their_own_model_and_have_their_own_batch_que
     video = dict(image=png(), width=64, height=64, steps=1, guidance=1.0, fps=8, seed=0)
 
     async def both():  # the grouped execution behind the queues (they need a Serve replica context)
-        return await asyncio.gather(*(replica.execute([Job(VideoRequest(num_frames=frames, **video))],
-                                                      replica.model.animate, replica.model.group_key, "animating")
+        return await asyncio.gather(*(replica.execute([Job(VideoRequest(num_frames=frames, **video))], "animate",
+                                                      "animating")
                                       for replica, frames in ((svd, 4), (wan, 5))))
 
     clips = [clip for (clip,) in asyncio.run(both())]

@@ -29,8 +29,7 @@ def _run(replica: SDXLDeployment, store: redis.Redis, task_id: str, policy: Step
     pubsub.subscribe(keys.task_events(task_id))
     pubsub.get_message(timeout=1.0)  # the subscription's confirmation
     request = ImageRequest(prompt="a red kite", width=64, height=64, steps=STEPS, guidance=5.0, seed=seed)
-    (result,) = asyncio.run(replica.execute([Job(request, task_id)], replica.model.generate, replica.model.group_key,
-                                            "denoising"))
+    (result,) = asyncio.run(replica.execute([Job(request, task_id)], "generate", "denoising"))
     events = []
     while message := pubsub.get_message(timeout=0.2):
         events.append(json.loads(message["data"]))

@@ -43,8 +43,7 @@ class Run:
         await asyncio.sleep(after)
         self.store.hset(keys.task(task_id), mapping={"id": task_id, "status": "running", "lane": lane,
                                                      "user_id": user})
-        (result,) = await self.replica.execute([Job(request, task_id)], self.replica.model.generate,
-                                               self.replica.model.group_key, "denoising")
+        (result,) = await self.replica.execute([Job(request, task_id)], "generate", "denoising")
         self.ended[task_id] = time.time()
         return result
 

@@ -127,7 +127,7 @@ def test_flux_honours_a_negative_prompt_only_with_true_cfg(families: dict) -> No
     assert np.abs(guided - baseline).mean() > 1e-3
     assert flux.fuse_key(negative.model_copy(update={"true_cfg_scale": 4.0})) is None
     with pytest.raises(InvalidRequest, match="true_cfg_scale: .*flux only"):
-        families["sdxl"].run([negative.model_copy(update={"true_cfg_scale": 4.0})])
+        families["sdxl"].generate([negative.model_copy(update={"true_cfg_scale": 4.0})])
 
 
 def test_sdxl_reads_prompt_weights_only_when_asked(families: dict) -> None:
@@ -150,5 +150,5 @@ def test_sdxl_reads_prompt_weights_only_when_asked(families: dict) -> None:
     unread = sdxl.run([request("a (fox:1.0) in the snow", weighting=False)])[0]
     assert np.abs(unread - batch[1]).mean() > 1e-3  # without weighting the parentheses and number are text
     with pytest.raises(InvalidRequest, match="prompt_weighting"):
-        families["flux"].run([ImageRequest(prompt="a (fox:1.3)", width=64, height=64, steps=2, guidance=3.5, seed=4,
-                                           prompt_weighting=True)])
+        families["flux"].generate([ImageRequest(prompt="a (fox:1.3)", width=64, height=64, steps=2, guidance=3.5,
+                                                seed=4, prompt_weighting=True)])

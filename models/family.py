@@ -1,12 +1,11 @@
-"""Device, dtype, seeding and module construction shared by every family."""
+"""The family base classes: one family is the grouping authority of its requests (`validate`, `group_key`,
+`run_group`), and stamps the metadata every result carries. How its modules load: `models/loading.py`."""
 from __future__ import annotations
 
-import contextlib
 import itertools
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -14,96 +13,12 @@ import torch
 from config.families import FamilyArgs, Source
 from models.results import video_result
 from models.grid import check_grid
+from models.loading import resolve_device, resolve_dtype
 from models.steps import Steps
 from models.types import Metadata, VideoRequest, VideoResult
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name} requested but CUDA is not available")
-    return device
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return DTYPES[name]
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Build full-size modules directly in their serving dtype (no float32 copy)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-def build(factory: Callable[[], T], device: torch.device | str, dtype: torch.dtype, seed: int = 0, *,
-          fast_init: bool = False) -> T:
-    """Constructs a randomly initialised module on `device` in `dtype` (seeded, so tiny builds repeat).
-
-    `fast_init` skips the per-layer initialisers (single-threaded on a CPU: minutes for a 5.7 B encoder) and tiles
-    seeded random values over the parameters instead, at memory-copy speed: for full-size random weights on a CPU.
-    """
-    torch.manual_seed(seed)
-    with torch.device(device), default_dtype(dtype), _skip_init(fast_init):
-        module = factory()
-    if isinstance(module, torch.nn.Module):
-        if fast_init:
-            fill_random(module, seed)
-        # Legacy constructors (torch.Tensor([...]), e.g. SVD's AlphaBlender) ignore the device context.
-        module.to(device).eval().requires_grad_(False)
-    return module
-
-
-def _skip_init(skip: bool) -> contextlib.AbstractContextManager:
-    from transformers.initialization import no_init_weights
-
-    return no_init_weights() if skip else contextlib.nullcontext()
-
-
-_FILL_BLOCK = 1 << 20
-
-
-@torch.no_grad()
-def fill_random(module: torch.nn.Module, seed: int, std: float = 0.02) -> None:
-    """Seeded N(0, std²) values, a block of 2²⁰ tiled over each parameter from its own offset."""
-    block = torch.randn(2 * _FILL_BLOCK, generator=torch.Generator().manual_seed(seed)) * std
-    for index, param in enumerate(module.parameters()):
-        flat = param.view(-1)
-        start = index * 7919 % _FILL_BLOCK
-        pattern = block[start:start + _FILL_BLOCK].to(device=flat.device, dtype=flat.dtype)
-        rows, rest = divmod(flat.numel(), _FILL_BLOCK)
-        flat[:rows * _FILL_BLOCK].view(rows, _FILL_BLOCK).copy_(pattern.expand(rows, -1))
-        flat[rows * _FILL_BLOCK:].copy_(pattern[:rest])
-
-
-def single_file_config(args: FamilyArgs) -> str:
-    """`args.config_folder`, once it and each single-file checkpoint of `args` are on this node: checked where the
-    weights load, since the node that validated the serve config need not hold them. ValueError naming the field."""
-    for field in args.checkpoint_files():
-        if not Path(path := getattr(args, field)).is_file():
-            raise ValueError(f"{field}: no checkpoint file at {path!r}")
-    if not Path(args.config_folder, "model_index.json").is_file():
-        raise ValueError(f"config_folder: {args.config_folder!r} holds no model_index.json (a diffusers folder)")
-    return args.config_folder
-
-
-def generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
-    """One generator per request: a request's noise never depends on its batch-mates."""
-    gen_device = "cpu" if device.type == "mps" else device
-    return [torch.Generator(gen_device).manual_seed(seed) for seed in seeds]
 
 
 def group_by(items: Sequence[T], key: Callable[[T], Any]) -> list[list[int]]:
@@ -131,9 +46,15 @@ def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
 
 class Family:
     """Base for a model family: resolved device/dtype, request validation, grouped batch execution and the metadata
-    every result carries. Subclasses set `name` to their key in `config.specs.SPECS`."""
+    every result carries. Subclasses set `name` to their key in `config.specs.SPECS`, and `operations`.
+
+    The family is the one grouping authority: `validate` checks one request (once: where a replica admits it, or in
+    `batch`), `group_key` says which requests share a pipeline call (a replica's admission groups by it, `batch`
+    too), and `run_group` runs one such group, encodes its outputs and stamps their metadata."""
 
     name: str = "model"
+    # batch operation (`generate`, `edit`, ...) → (the method that runs one compatible group, its output encoder)
+    operations: ClassVar[dict[str, tuple[str, Callable[[Any, Any, Metadata], Any]]]] = {}
 
     def __init__(self, args: FamilyArgs) -> None:
         self.args = args
@@ -184,28 +105,28 @@ class Family:
         return request.width, request.height, getattr(request, "num_frames", None), getattr(request, "operation", None)
 
     def one_group(self, requests: Sequence[R]) -> R:
-        """The first of `requests` once each is valid and all share one group key: what one pipeline call takes."""
-        for request in requests:
-            self.validate(request)
+        """The first of `requests` once all share one group key: what one pipeline call takes (the requests are
+        valid: `validate` ran where they were admitted)."""
         if len({self.group_key(r) for r in requests}) != 1:
             raise ValueError("requests: one pipeline call takes one compatible group; the batch operations (generate, "
                              "edit, animate) split mixed batches")
         return requests[0]
 
-    def grouped(self, requests: Sequence[R], run: Callable[[list[R], Steps | None], Sequence[Any]],
-                encode: Callable[[R, Any, Metadata], T], steps: Steps | None = None) -> list[T]:
-        """Validates every request, runs each compatible group in one `run(group, steps)` and encodes each output
-        with `encode(request, output, metadata)`; results keep the request order."""
+    def batch(self, operation: str, requests: Sequence[R], steps: Steps | None = None) -> list:
+        """A batch of `operation` called in process (the public `generate`, `edit`, ...): every request validated,
+        then each compatible group through `run_group`; results keep the request order."""
         for request in requests:
             self.validate(request)
+        return run_grouped(requests, self.group_key, lambda group: self.run_group(operation, group, steps))
 
-        def run_group(group: list[R]) -> list[T]:
-            started = time.perf_counter()
-            outputs = run(group, steps)
-            meta = self.metadata(len(group), started, **self.group_metadata(group))
-            return [encode(request, output, meta) for request, output in zip(group, outputs, strict=True)]
-
-        return run_grouped(requests, self.group_key, run_group)
+    def run_group(self, operation: str, group: list[R], steps: Steps | None = None) -> list:
+        """One compatible group of valid requests: one call of the operation's method (`operations`), each output
+        encoded with the group's metadata; results in the group's order."""
+        method, encode = self.operations[operation]
+        started = time.perf_counter()
+        outputs = getattr(self, method)(group, steps)
+        meta = self.metadata(len(group), started, **self.group_metadata(group))
+        return [encode(request, output, meta) for request, output in zip(group, outputs, strict=True)]
 
     def group_metadata(self, group: list[Any]) -> dict[str, Any]:
         """Extra metadata of one group's results; none by default."""
@@ -243,36 +164,18 @@ def blank_png(width: int, height: int) -> bytes:
 class VideoFamily(Family):
     """An image-to-video family: `animate(batch)` over its `run(group)`, one compatible group per pipeline call."""
 
+    operations = {"animate": ("run", video_result)}
+
     def run(self, requests: list[VideoRequest], steps: Steps | None = None) -> np.ndarray:
         """Float frames (B, F, H, W, 3) in [0, 1] of one compatible group."""
         raise NotImplementedError
 
     def animate(self, requests: list[VideoRequest], steps: Steps | None = None) -> list[VideoResult]:
         """Mixed batches are split into compatible groups; results keep the request order."""
-        return self.grouped(requests, self.run, video_result, steps)
+        return self.batch("animate", requests, steps)
 
     def warmup_requests(self) -> list[tuple[Callable[[list], Any], VideoRequest]]:
         d = self.defaults
         return [(self.run, VideoRequest(image=blank_png(d.width, d.height), prompt="warm-up", width=d.width,
                                         height=d.height, num_frames=d.num_frames, fps=d.fps, steps=2,
                                         guidance=d.guidance, seed=0))]
-
-
-def apply_runtime(pipe: Any, args: FamilyArgs, denoiser: str) -> None:
-    """Fused projections, memory format, optional compile and progress bars, the same for every pipeline."""
-    pipe.set_progress_bar_config(disable=True)
-    if getattr(args, "fuse_qkv", False):
-        getattr(pipe, denoiser).fuse_qkv_projections()
-    if getattr(args, "channels_last", False):
-        getattr(pipe, denoiser).to(memory_format=torch.channels_last)
-    if args.compile:
-        compile_denoiser(getattr(pipe, denoiser))
-
-
-def compile_denoiser(module: Any) -> None:
-    """Regional compilation: each repeated block (transformer layers) is compiled once and reused, which costs
-    seconds instead of minutes per shape; a model that declares no repeated blocks is compiled whole."""
-    if getattr(module, "_repeated_blocks", None):
-        module.compile_repeated_blocks(fullgraph=True)
-    else:
-        module.compile()
