@@ -32,7 +32,7 @@ def measure(args: argparse.Namespace, compiled: bool) -> dict[str, float]:
     from torch._dynamo.utils import counters
 
     from config.families import AdapterPolicy, SDXLArgs, Source
-    from models.adapters import write_demo
+    from models.adapter_files import write_demo
     from models.sdxl import SDXL
     from models.types import ImageRequest, Lora
 

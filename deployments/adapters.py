@@ -11,7 +11,7 @@ from typing import Any
 from ray import serve
 
 from deployments.metrics import deployment_metrics
-from models.adapters import AdapterBank
+from models.adapter_bank import AdapterBank
 from models.types import AdapterHolding, AdapterInfo, adapter_key
 from records.adapters import AdapterRecords
 from records.blobs import Blobs

@@ -12,7 +12,7 @@ from config.families import AdapterPolicy, SDXLArgs
 from config.keys import adapter_replicas
 from deployments.builder import bind
 from deployments.families import SDXLDeployment
-from models.adapters import write_demo
+from models.adapter_files import write_demo
 from models.sdxl import SDXL
 from models.types import AdapterHolding, ImageRequest, Lora
 

@@ -53,7 +53,7 @@ def test_adapters_hot_swap_into_a_compiled_unet_without_recompiling_and_match_ea
     adapters, scales and sets (and none) compile nothing more, and each image equals eager SDXL's with the same
     adapters."""
     from config.families import AdapterPolicy
-    from models.adapters import write_demo
+    from models.adapter_files import write_demo
     from models.sdxl import SDXL
     from models.types import Lora
 
