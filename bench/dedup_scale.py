@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from cluster.redis_server import EmbeddedRedis
 from composition.dedup.matching import DEFAULT_THRESHOLD, is_duplicate, normalize_prompt
-from composition.store.prompts import PromptStore, digest
+from composition.store.prompt_index import PromptIndex, digest
 from config import keys
 
 DIM = 384
@@ -92,7 +92,7 @@ def index_load(client: redis.Redis, scope: str, names: list[str], vectors: np.nd
     pipe.execute()
 
 
-async def index_lookup(store: PromptStore, scope: str, vector: np.ndarray) -> tuple[str | None, int]:
+async def index_lookup(store: PromptIndex, scope: str, vector: np.ndarray) -> tuple[str | None, int]:
     """The app's path: the scope's nearest prompts, their embeddings, the best cosine."""
     found = await store.candidates(scope, vector, CANDIDATES)
     best = max(found, key=lambda item: float(item[2] @ vector), default=None)
@@ -129,7 +129,7 @@ async def quality(url: str) -> dict:
     right = embedder.embed([normalize_prompt(p["b"]) for p in pairs]).astype(np.float32)
     sync = redis.Redis.from_url(url)
     client = aioredis.Redis.from_url(url)
-    store, planes = PromptStore(client), lsh_planes()
+    store, planes = PromptIndex(client), lsh_planes()
     names = [f"pair{i}" for i in range(len(pairs))]
     index_load(sync, "quality", names, left, 86400)
     lsh_load(sync, "quality", planes, names, left)
@@ -157,7 +157,7 @@ async def quality(url: str) -> dict:
 async def scale(url: str, sizes: list[int], lookups: int, lsh_max: int) -> list[dict]:
     sync = redis.Redis.from_url(url)
     client = aioredis.Redis.from_url(url)
-    store, planes = PromptStore(client), lsh_planes()
+    store, planes = PromptIndex(client), lsh_planes()
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((max(sizes) // 200 + 1, DIM)).astype(np.float32) / np.sqrt(DIM)
     shared = rng.standard_normal(DIM).astype(np.float32) / np.sqrt(DIM)

@@ -27,9 +27,9 @@ import redis.asyncio as aioredis
 from bench.dedup import PAIRS, load_pairs
 from cluster.redis_server import EmbeddedRedis
 from composition.dedup.matching import normalize_prompt
-from composition.store.prompts import PromptStore
+from composition.store.prompt_index import PromptIndex
 from composition.store.reuse import LatentLibrary
-from composition.workflows.dedup import Dedup
+from composition.dedup.resolve import Dedup
 from config import keys
 from config.composition import DedupArgs, ReuseArgs
 from config.families import StepPolicy
@@ -72,7 +72,7 @@ class LocalEmbedder:
 
 async def replay(url: str, prompts: list[str], vectors: dict[str, np.ndarray], steps: int, reuse: ReuseArgs) -> dict:
     client = aioredis.from_url(url)
-    prompt_store, library = PromptStore(client, index_ttl_s=86_400), LatentLibrary(client, reuse)
+    prompt_store, library = PromptIndex(client, index_ttl_s=86_400), LatentLibrary(client, reuse)
     dedup = Dedup(prompt_store, LocalEmbedder(vectors), DedupArgs(), reuse.min_similarity)
     kept_steps = sorted(StepPolicy().kept_steps(steps))
     matches, reused_at, saved, peak = Counter(), Counter(), 0, 0
@@ -123,8 +123,8 @@ def accounting(url: str, jobs: int = 3, steps: int = 8, side: int = 256) -> dict
                              seed=i) for i in range(jobs)]
 
     async def fused() -> list:
-        return await asyncio.gather(*(replica.execute([Job(request)], replica.model.generate, replica.model.group_key,
-                                                      "denoising") for request in requests))
+        return await asyncio.gather(*(replica.execute([Job(request)], "generate", "denoising")
+                                      for request in requests))
 
     asyncio.run(fused())
     started = time.perf_counter()

@@ -22,13 +22,14 @@ from composition.store.adapters import AdapterStore
 from composition.store.assets import AssetStore
 from composition.store.landmarks import LandmarkChooser
 from composition.store.projects import ProjectStore
-from composition.store.prompts import PromptStore
+from composition.store.prompt_index import PromptIndex
 from composition.store.redis_version import require_redis_8
 from composition.store.styles import StyleStore
 from composition.store.tasks import TaskStore
 from composition.store.kept import KeptStates
 from composition.store.reuse import LatentLibrary
 from composition.store.timings import TimingStore
+from composition.store.variants import Variants
 from composition.store.webhooks import WebhookStore
 from config.composition import CompositionArgs
 from config.families import GenerationDefaults
@@ -44,7 +45,8 @@ class Services:
     redis: aioredis.Redis
     tasks: TaskStore
     assets: AssetStore
-    prompts: PromptStore
+    prompt_index: PromptIndex
+    variants: Variants
     styles: StyleStore
     projects: ProjectStore
     timings: TimingStore
@@ -185,7 +187,8 @@ def build_services(args: CompositionArgs, redis_url: str, handles: dict[str, Dep
         redis=client,
         tasks=TaskStore(client, task_ttl_s=args.task_ttl_s, idempotency_ttl_s=args.idempotency_ttl_s),
         assets=AssetStore(client, open_blobs(args.asset_store), private=auth_required),
-        prompts=PromptStore(client, index_ttl_s=args.dedup.index_ttl_days * 86400),
+        prompt_index=PromptIndex(client, index_ttl_s=args.dedup.index_ttl_days * 86400),
+        variants=Variants(client),
         styles=StyleStore(client),
         projects=ProjectStore(client),
         timings=TimingStore(client),

@@ -2,7 +2,7 @@
 
 Two prompts are duplicates when their normalised text is equal, or when their embedding cosine reaches
 `DEFAULT_THRESHOLD` and `salient_conflict` finds no detail (colour, count, subject, ...) that differs.
-Candidates for the cosine check are a scope's nearest prompts in its vector set (composition/store/prompts.py).
+Candidates for the cosine check are a scope's nearest prompts in its vector set (composition/store/prompt_index.py).
 Tuned on tests/data/prompt_pairs.jsonl with all-MiniLM-L6-v2: `python -m bench.dedup`.
 """
 from __future__ import annotations

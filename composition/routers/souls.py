@@ -56,7 +56,7 @@ async def soul_video(soul_id: IdPath, body: SoulVideoBody, services: ServicesDep
 async def variant_video(variant_id: IdPath, body: VideoOptions, services: ServicesDep, workflows: WorkflowsDep,
                         principal: PrincipalDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """A clip of one variant's image, as POST /v1/videos/generations makes of an upload."""
-    variant = await services.prompts.variant(variant_id)
+    variant = await services.variants.variant(variant_id)
     if variant is None:
         raise NotFound(f"variant {variant_id}", "variant_id")
     await services.asset(variant.asset_id, "variant_id", principal.user(body.user_id))  # the variant's, not an upload
@@ -66,26 +66,26 @@ async def variant_video(variant_id: IdPath, body: VideoOptions, services: Servic
 
 @router.post("/v1/variants/{variant_id}/seen")
 async def seen(variant_id: IdPath, body: SeenBody, services: ServicesDep, principal: PrincipalDep) -> SeenOut:
-    if await services.prompts.variant(variant_id) is None:
+    if await services.variants.variant(variant_id) is None:
         raise NotFound(f"variant {variant_id}", "variant_id")
     body = as_user(body, principal)
-    await services.prompts.mark_seen(variant_id, body.user_id)
+    await services.variants.mark_seen(variant_id, body.user_id)
     return SeenOut(variant_id=variant_id, user_id=body.user_id, seen=True)
 
 
 @router.get("/v1/prompts/{prompt_key}/variants")
 async def variants(prompt_key: IdPath, services: ServicesDep) -> VariantsOut:
-    prompt = await services.prompts.prompt_of(prompt_key)
+    prompt = await services.prompt_index.prompt_of(prompt_key)
     if prompt is None:
         raise NotFound(f"prompt key {prompt_key}", "prompt_key")
     return VariantsOut(prompt_key=prompt_key, prompt=prompt, variants=[
         VariantOut(variant_id=v.id, seed=v.seed, deliveries=v.deliveries, created_at=v.created_at,
                    image=AssetRef.of(v.asset_id))
-        for v in await services.prompts.variants(prompt_key)])
+        for v in await services.variants.variants(prompt_key)])
 
 
 @router.get("/v1/users/{user_id}/seen")
 async def user_seen(user_id: IdPath, services: ServicesDep, principal: PrincipalDep) -> UserSeenOut:
     if principal.user_id and user_id != principal.user_id:
         raise NotFound(f"user {user_id}", "user_id")
-    return UserSeenOut(user_id=user_id, variants=await services.prompts.seen(user_id))
+    return UserSeenOut(user_id=user_id, variants=await services.variants.seen(user_id))

@@ -22,10 +22,10 @@ from composition.schemas.images import (
     ImagesResult,
     ImageUpscale,
 )
-from composition.store.prompts import Variant, slot_seed
+from composition.store.variants import Variant, slot_seed
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
-from composition.workflows.dedup import Dedup, Resolution, scope_of
+from composition.dedup.resolve import Dedup, Resolution, scope_of
 from records.checkpoints import job_digest
 from models.conditioning import control_map
 from models.errors import InvalidRequest
@@ -100,7 +100,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
     def __init__(self, services) -> None:
         super().__init__(services)
         reuse = services.args.reuse
-        self.dedup = Dedup(services.prompts, services.handles.get("embedder"), services.args.dedup,
+        self.dedup = Dedup(services.prompt_index, services.handles.get("embedder"), services.args.dedup,
                            reuse.min_similarity if reuse.enabled else None)
 
     # In the ingress.
@@ -193,7 +193,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
 
     async def cached(self, job: ImageJob) -> dict[str, Any] | None:
         """The finished result when every wanted variant exists already: no model call."""
-        variants = await self.services.prompts.variants_for_seeds(job.prompt_key, job.seeds)
+        variants = await self.services.variants.variants_for_seeds(job.prompt_key, job.seeds)
         hit = all(variants)
         instruments = service_metrics()
         instruments.dedup.inc(1, {"match": job.match})
@@ -206,7 +206,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
         resolution = await self.dedup.commit(job._resolution)
         update: dict[str, Any] = dict(match=resolution.match, prompt_key=resolution.prompt_key)
         if job._slots:
-            await self.services.prompts.reserve_slots(resolution.prompt_key, job._slots)
+            await self.services.variants.reserve_slots(resolution.prompt_key, job._slots)
             update["seeds"] = [slot_seed(resolution.prompt_key, slot) for slot in range(job._slots)]
         return job.model_copy(update=update)
 
@@ -221,8 +221,8 @@ class ImagesWorkflow(Workflow[ImageJob]):
 
     async def render(self, ctx: TaskContext, job: ImageJob) -> list[Variant]:
         """Every wanted variant, rendering only those missing (concurrently, so the deployment batches them)."""
-        prompts = self.services.prompts
-        variants = await prompts.variants_for_seeds(job.prompt_key, job.seeds)
+        pool = self.services.variants
+        variants = await pool.variants_for_seeds(job.prompt_key, job.seeds)
         missing = [seed for seed, variant in zip(job.seeds, variants, strict=True) if variant is None]
         if missing:
             await ctx.stage("preparing")
@@ -236,8 +236,8 @@ class ImagesWorkflow(Workflow[ImageJob]):
                 await ctx.spend(job.family, result.metadata)
                 asset = await self.stored(job, result, job.shared, control_refs, reused or None)
                 metadata = result.metadata.model_dump() | {"control_maps": control_refs} | reused
-                await prompts.add_variant(job.prompt_key, seed, asset.id, metadata)
-            variants = await prompts.variants_for_seeds(job.prompt_key, job.seeds)
+                await pool.add_variant(job.prompt_key, seed, asset.id, metadata)
+            variants = await pool.variants_for_seeds(job.prompt_key, job.seeds)
         return variants
 
     async def stored(self, job: ImageJob, result, shared: bool, control_refs: list[dict[str, Any]] | None = None,

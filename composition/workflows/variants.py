@@ -11,7 +11,7 @@ from composition.errors import ApiError
 from composition.schemas.common import AssetRef, Notify, Prioritised
 from composition.schemas.images import ImageGeneration
 from composition.schemas.variants import SoulImageOut
-from composition.store.prompts import Variant, slot_seed
+from composition.store.variants import Variant, slot_seed
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.images import ImageJob, ImagesWorkflow, in_context
 from models.errors import InvalidRequest
@@ -82,9 +82,9 @@ class VariantsWorkflow(Workflow[VariantJob]):
         return job
 
     async def cached(self, job: VariantJob) -> dict[str, Any] | None:
-        prompts = self.services.prompts
-        if vid := await prompts.deliver_unseen(job.image.prompt_key, job.user_id):
-            return self.result(job.image, await prompts.variant(vid), cache_hit=True)
+        pool = self.services.variants
+        if vid := await pool.deliver_unseen(job.image.prompt_key, job.user_id):
+            return self.result(job.image, await pool.variant(vid), cache_hit=True)
         return None
 
     async def reserve(self, job: VariantJob) -> VariantJob | dict[str, Any]:
@@ -92,19 +92,19 @@ class VariantsWorkflow(Workflow[VariantJob]):
         every slot is taken but none rendered yet, waiting up to the request's wait for the first one)."""
         resolution = await self.images.dedup.commit(job.image._resolution)
         image = job.image.model_copy(update={"match": resolution.match, "prompt_key": resolution.prompt_key})
-        prompts = self.services.prompts
-        slot = await prompts.reserve_new_slot(image.prompt_key, self.services.args.variant_cap)
+        pool = self.services.variants
+        slot = await pool.reserve_new_slot(image.prompt_key, self.services.args.variant_cap)
         if slot is None:
             vid = await self._first_rendered(image.prompt_key, job._wait_s)
-            await prompts.deliver(image.prompt_key, vid, job.user_id)
-            return self.result(image, await prompts.variant(vid), cache_hit=True, repeat=True)
+            await pool.deliver(image.prompt_key, vid, job.user_id)
+            return self.result(image, await pool.variant(vid), cache_hit=True, repeat=True)
         image.seeds = [slot_seed(image.prompt_key, slot)]
         return VariantJob(image=image, user_id=job.user_id)
 
     async def _first_rendered(self, prompt_key: str, wait_s: float) -> str:
         """The least delivered variant, once the other requests' tasks have rendered one."""
         deadline = time.monotonic() + wait_s
-        while (vid := await self.services.prompts.least_delivered(prompt_key)) is None:
+        while (vid := await self.services.variants.least_delivered(prompt_key)) is None:
             if time.monotonic() >= deadline:
                 raise ApiError(503, "busy", "the variant pool is full and still rendering; retry shortly",
                                headers={"Retry-After": "2"})
@@ -128,7 +128,7 @@ class VariantsWorkflow(Workflow[VariantJob]):
 
     async def run(self, ctx: TaskContext, job: VariantJob) -> dict[str, Any]:
         (variant,) = await self.images.render(ctx, job.image)
-        await self.services.prompts.deliver(job.image.prompt_key, variant.id, job.user_id)
+        await self.services.variants.deliver(job.image.prompt_key, variant.id, job.user_id)
         return self.result(job.image, variant, cache_hit=False)
 
     @staticmethod

@@ -9,7 +9,7 @@ from secured import bearer, services_for
 
 from composition.dedup.matching import normalize_prompt
 from composition.runner import TaskRunner
-from composition.store.prompts import digest
+from composition.store.prompt_index import digest
 from composition.workflows.registry import build_workflows
 from config import keys
 from config.composition import RunnerArgs

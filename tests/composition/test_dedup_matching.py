@@ -124,18 +124,18 @@ def test_actions_and_objects_named_on_one_side_only_do_not_conflict():
 
 
 def index_scenario(redis_url, steps, **options):
-    """Runs `steps(store, scope)` with a PromptStore on the real Redis, in a fresh scope."""
+    """Runs `steps(store, scope)` with a PromptIndex on the real Redis, in a fresh scope."""
     import asyncio
     import uuid
 
     import redis.asyncio as aioredis
 
-    from composition.store.prompts import PromptStore
+    from composition.store.prompt_index import PromptIndex
 
     async def run():
         client = aioredis.Redis.from_url(redis_url)
         try:
-            return await steps(PromptStore(client, **options), f"test-{uuid.uuid4().hex[:12]}")
+            return await steps(PromptIndex(client, **options), f"test-{uuid.uuid4().hex[:12]}")
         finally:
             await client.aclose()
 
@@ -164,6 +164,7 @@ def test_prompts_unused_for_the_index_ttl_leave_the_index_but_keep_their_variant
 
     import redis as sync_redis
 
+    from composition.store.variants import Variants
     from config import keys as redis_keys
 
     (_, _, used, _), (_, _, unused, _) = embedded[0], embedded[1]
@@ -173,7 +174,7 @@ def test_prompts_unused_for_the_index_ttl_leave_the_index_but_keep_their_variant
                                               for _ in range(2)]
         assert created and (again, repeated) == (kept, False)  # the second registration found the first
         gone, _ = await store.register(scope, "an unused prompt", "an unused prompt", unused)
-        await store.add_variant(gone, 7, "0" * 32, {})
+        await Variants(store.client).add_variant(gone, 7, "0" * 32, {})
         await store.client.zadd(redis_keys.prompt_recent(), {kept: time.time() - 50, gone: time.time() - 100})
         assert await store.exact(scope, "a used prompt") == kept
         await store.touch(scope, "a used prompt")  # a use: its recency is now

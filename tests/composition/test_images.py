@@ -80,14 +80,14 @@ def test_concurrent_identical_prompts_resolve_to_one_new_key_and_exact_matches(m
     import redis.asyncio as aioredis
     from ray import serve
 
-    from composition.store.prompts import PromptStore
-    from composition.workflows.dedup import Dedup
+    from composition.dedup.resolve import Dedup
+    from composition.store.prompt_index import PromptIndex
     from config.composition import DedupArgs
 
     async def run():
         client = aioredis.Redis.from_url(redis_url)
         try:
-            dedup = Dedup(PromptStore(client), serve.get_deployment_handle("Embedder", "montage"), DedupArgs())
+            dedup = Dedup(PromptIndex(client), serve.get_deployment_handle("Embedder", "montage"), DedupArgs())
             scope = f"race-{uuid.uuid4().hex[:8]}"
             prompt = "an origami crane on a chessboard"
             planned = await asyncio.gather(*(dedup.resolve(scope, prompt) for _ in range(8)))
@@ -102,7 +102,7 @@ def test_concurrent_identical_prompts_resolve_to_one_new_key_and_exact_matches(m
 
 def test_a_request_refused_for_an_unknown_project_leaves_the_prompt_index_unchanged(client, redis_url):
     from composition.dedup.matching import normalize_prompt
-    from composition.store.prompts import digest
+    from composition.store.prompt_index import digest
 
     prompt = f"a paper boat on a puddle, {time.time_ns()}"
     response = client.post("/v1/images/generations", json={"prompt": prompt, "project_id": "no-such-project"})

@@ -1,4 +1,4 @@
-"""Prompt dedup: exact normalised match, then a semantic match among the scope's nearest prompts (a vector set),
+"""Prompt dedup's resolution: exact normalised match, then a semantic match among the scope's nearest prompts (a vector set),
 guarded by salient details."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from composition.dedup.matching import DEFAULT_THRESHOLD, is_duplicate, normalize_prompt, salient_conflict
 from composition.schemas.common import Match
-from composition.store.prompts import PromptStore, digest
+from composition.store.prompt_index import PromptIndex, digest
 from config.composition import DedupArgs
 
 
@@ -40,7 +40,7 @@ def scope_of(*parts: object) -> str:
 class Dedup:
     """`resolve` reads the index only; `commit`, once the request may proceed, records the prompt's use."""
 
-    def __init__(self, prompts: PromptStore, embedder, args: DedupArgs, reuse_floor: float | None = None) -> None:
+    def __init__(self, prompts: PromptIndex, embedder, args: DedupArgs, reuse_floor: float | None = None) -> None:
         """`reuse_floor`: the least similarity of a `Neighbour` (None: none is looked for)."""
         self.prompts = prompts
         self.reuse_floor = reuse_floor
