@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 
-# The suite's ports, moved by MONTAGE_TEST_PORT_OFFSET so that two suites can run on one machine at once
-PORT_OFFSET = int(os.environ.get("MONTAGE_TEST_PORT_OFFSET", "0"))
+# The suite's ports, moved by MONTAGE_TEST_PORT_OFFSET so that two suites can run on one machine at once, and by 300
+# more per pytest-xdist worker (gw0, gw1, ...) so that the workers of one parallel run can (see lanes.py)
+PORT_OFFSET = (int(os.environ.get("MONTAGE_TEST_PORT_OFFSET", "0"))
+               + 300 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")))
 SERVE_PORT = 18000 + PORT_OFFSET  # Serve's HTTP proxy in tests (`montage up` uses 8000)
 BASE = f"http://127.0.0.1:{SERVE_PORT}"
 METRICS_PORT = 18080 + PORT_OFFSET  # Ray's Prometheus endpoint in tests (`montage up` uses 8080)
