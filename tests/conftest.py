@@ -25,10 +25,10 @@ WEBHOOKS = {"allow_networks": ["127.0.0.0/8"], "retry_window_s": 60, "backoff_s"
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("PYTEST_XDIST_WORKER") and config.getvalue("loadgroup"):
+    if getattr(config.option, "loadgroup", False):  # on an xdist worker of `--dist loadgroup`
         import lanes
 
-        lanes.assign(items)
+        lanes.assign(config, items)
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

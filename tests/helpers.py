@@ -196,21 +196,26 @@ class Receiver:
             time.sleep(0.05)
 
 
-def webhook_secret(redis_url: str) -> str:
-    """The server's webhook signing secret (auth off), as `montage keys webhook-secret` prints it."""
+def on_redis(redis_url: str, steps):
+    """`await steps(client)` in a new event loop with an async Redis client on `redis_url`, closed after: its result."""
     import asyncio
 
     import redis.asyncio as aioredis
 
-    from composition.store.webhooks import WebhookStore
-
-    async def read() -> str:
+    async def run():
         client = aioredis.Redis.from_url(redis_url)
         try:
-            return await WebhookStore(client, 0).server_secret()
+            return await steps(client)
         finally:
             await client.aclose()
-    return asyncio.run(read())
+    return asyncio.run(run())
+
+
+def webhook_secret(redis_url: str) -> str:
+    """The server's webhook signing secret (auth off), as `montage keys webhook-secret` prints it."""
+    from composition.store.webhooks import WebhookStore
+
+    return on_redis(redis_url, lambda client: WebhookStore(client, 0).server_secret())
 
 
 @contextlib.contextmanager

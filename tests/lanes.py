@@ -9,8 +9,8 @@ workers. Each worker has its own ports (tests/helpers.py), Redis and, once a tes
 - Lanes and modules marked `xdist_group` (a cluster of their own) are sent first, the longest lane first; the workers
   that run no lane take the Ray-free modules meanwhile.
 
-tests/lifecycle needs the machine to itself (no other Ray may run beside `montage up`): it runs in a serial pass of its
-own (Makefile `test`), never under xdist."""
+tests/lifecycle needs the machine to itself (no other Ray may run beside `montage up`): a parallel run deselects it, and
+`make test` runs it alone first."""
 from __future__ import annotations
 
 import pytest
@@ -24,10 +24,13 @@ def module_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-def assign(items: list[pytest.Item]) -> None:
-    """Marks the session-Ray modules with their lane and moves lanes and grouped modules first (in place)."""
-    if any(module_of(item.nodeid).startswith("tests/lifecycle/") for item in items):
-        raise pytest.UsageError("tests/lifecycle needs the machine to itself: run it without -n (make test does)")
+def assign(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselects tests/lifecycle, marks the session-Ray modules with their lane and moves lanes and grouped modules
+    first (in place)."""
+    alone = [item for item in items if item.nodeid.startswith("tests/lifecycle/")]
+    if alone:
+        config.hook.pytest_deselected(items=alone)
+        items[:] = [item for item in items if item not in alone]
     on_ray = {module_of(item.nodeid) for item in items if "ray_serve" in getattr(item, "fixturenames", ())}
     for item in items:
         module = module_of(item.nodeid)
