@@ -49,6 +49,11 @@ def decode_png(data: bytes) -> Image.Image:
     return image
 
 
+def pixels(data: bytes) -> np.ndarray:
+    """An image's RGB pixels as int16 (differences do not wrap around)."""
+    return np.asarray(decode_png(data).convert("RGB"), dtype=np.int16)
+
+
 def upload(client, image: bytes, user_id: str | None = None) -> str:
     """POST /v1/assets; the new asset's id."""
     params = {"user_id": user_id} if user_id else {}

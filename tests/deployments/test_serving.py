@@ -1,13 +1,12 @@
 """Real Ray Serve deployments on the tiny models: batching, reconfigure, health, autoscaling, progress."""
 import asyncio
-import io
 import pickle
 import time
 
 import numpy as np
 import pytest
 import redis
-from PIL import Image
+from helpers import pixels
 
 from config.app import Autoscaling, Batching, DeploymentOptions
 from config.families import SDXLArgs
@@ -34,10 +33,6 @@ def options(**change) -> DeploymentOptions:
 def deploy(serve, name: str, redis_url: str, **change):
     return serve.run(bind(SDXLDeployment, name, options(**change), SDXLArgs(), redis_url), name=name,
                      route_prefix=None)
-
-
-def pixels(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16)
 
 
 async def concurrently(handle, requests, **kwargs):

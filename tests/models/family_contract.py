@@ -23,6 +23,7 @@ class FamilyContract:
     mixed: ClassVar[dict[str, Any]]  # a change that puts a request in another pipeline call
     bad_fields: ClassVar[dict[str, int]] = {"width": 72, "height": 72}  # off the latent grid (16)
     batch_size: ClassVar[int] = 2
+    operation: ClassVar[str] = "generate"  # the batch operation: generate, or animate
 
     @staticmethod
     def request(seed: int, **change):
@@ -32,8 +33,8 @@ class FamilyContract:
         return [self.request(seed) for seed in range(self.batch_size)]
 
     def serve(self, model, requests: list) -> list:
-        """The family's batch operation (which splits mixed batches): generate or animate."""
-        raise NotImplementedError
+        """The family's batch operation, which splits mixed batches."""
+        return getattr(model, self.operation)(requests)
 
     @pytest.fixture
     def no_compute(self, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,9 +33,6 @@ class TestContract(FamilyContract):
     mixed = {"steps": 3}
     batch_size = 4
 
-    def serve(self, model, requests):
-        return model.generate(requests)
-
 
 def test_edit_batch_of_different_images_equals_single_calls(model):
     requests = [EditRequest(prompt="make it night", image=png(seed=i), seed=i, **SIZE) for i in range(3)]

@@ -34,9 +34,6 @@ class TestContract(FamilyContract):
     mixed = {"steps": 3}
     batch_size = 4
 
-    def serve(self, model, requests):
-        return model.generate(requests)
-
 
 def test_control_guided_batch_equals_single_calls(model):
     requests = [request(seed, controls=(canny(seed=seed), Control(type="depth", image=png(seed=9), scale=0.5)))

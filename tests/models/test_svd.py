@@ -25,7 +25,7 @@ def request(seed: int, image: int = 0, **overrides) -> VideoRequest:
 
 
 @pytest.fixture(scope="module")
-def svd() -> SVD:
+def model() -> SVD:
     return SVD(SVDArgs(source=Source.TINY, device="cpu"))
 
 
@@ -35,22 +35,16 @@ class TestContract(FamilyContract):
     architectures = ARCHITECTURES
     full_size = {"unet": (UNetSpatioTemporalConditionModel, 1.52)}
     shape = (FRAMES, 64, 64, 3)
+    operation = "animate"
     mixed = {"fps": 8}
-
-    @pytest.fixture
-    def model(self, svd: SVD) -> SVD:
-        return svd
 
     def batch(self) -> list[VideoRequest]:
         return [request(1, image=0), request(2, image=1)]
 
-    def serve(self, model: SVD, requests: list[VideoRequest]) -> list:
-        return model.animate(requests)
 
-
-def test_animate_encodes_mp4_and_gif_in_request_order(svd: SVD) -> None:
+def test_animate_encodes_mp4_and_gif_in_request_order(model: SVD) -> None:
     requests = [request(1, gif=True), request(2, num_frames=FRAMES + 2), request(3, image=1)]
-    results = svd.animate(requests)
+    results = model.animate(requests)
     assert [r.seed for r in results] == [1, 2, 3]
     for req, result in zip(requests, results, strict=True):
         info = read_mp4(result.video)

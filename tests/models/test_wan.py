@@ -28,7 +28,7 @@ def request(seed: int, image: int = 0, **overrides) -> VideoRequest:
 
 
 @pytest.fixture(scope="module")
-def wan() -> Wan:
+def model() -> Wan:
     return Wan(WanArgs(source=Source.TINY, device="cpu"))
 
 
@@ -53,23 +53,17 @@ class TestContract(FamilyContract):
     architectures = ARCHITECTURES
     full_size = {"transformer": (WanTransformer3DModel, 16.4)}
     shape = (FRAMES, 64, 64, 3)
+    operation = "animate"
     mixed = {"image": 1}
     bad_fields = {"width": 72, "height": 40, "num_frames": 6}
-
-    @pytest.fixture
-    def model(self, wan: Wan) -> Wan:
-        return wan
 
     def batch(self) -> list[VideoRequest]:
         return [request(1, prompt="a cat"), request(2, prompt="a dog running on the beach")]
 
-    def serve(self, model: Wan, requests: list[VideoRequest]) -> list:
-        return model.animate(requests)
 
-
-def test_mixed_images_run_in_separate_calls(wan: Wan, calls: list[int]) -> None:
+def test_mixed_images_run_in_separate_calls(model: Wan, calls: list[int]) -> None:
     requests = [request(1, image=0), request(2, image=1), request(3, image=0, gif=True)]
-    results = wan.animate(requests)
+    results = model.animate(requests)
     assert sorted(calls) == [1, 2]
     assert [r.seed for r in results] == [1, 2, 3]
     assert [r.metadata.batch_size for r in results] == [2, 1, 2]
