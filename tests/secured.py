@@ -98,6 +98,4 @@ def served(redis_url: str, asset_dir, **composition) -> Iterator[str]:
 
 def access(redis_url: str, action):
     """Runs `await action(AccessStore)` on its own connection (keys made or revoked outside an app)."""
-    async def run(client):
-        return await action(AccessStore(client))
-    return on_redis(redis_url, run)
+    return on_redis(redis_url, lambda client: action(AccessStore(client)))

@@ -150,9 +150,7 @@ def test_keys_cli_prints_the_key_last(redis_url, capsys, monkeypatch):
     from composition.store.access import AccessStore
 
     def lookup(key):
-        async def run(client):
-            return await AccessStore(client).lookup(key)
-        return on_redis(redis_url, run)
+        return on_redis(redis_url, lambda client: AccessStore(client).lookup(key))
 
     monkeypatch.setenv("REDIS_URL", redis_url)
     assert main(["keys", "create", "--user", "mo", "--tier", "pro"]) == 0

@@ -130,10 +130,7 @@ def index_scenario(redis_url, steps, **options):
 
     from composition.store.prompts import PromptStore
 
-    async def run(client):
-        return await steps(PromptStore(client, **options), f"test-{uuid.uuid4().hex[:12]}")
-
-    return on_redis(redis_url, run)
+    return on_redis(redis_url, lambda client: steps(PromptStore(client, **options), f"test-{uuid.uuid4().hex[:12]}"))
 
 
 def test_the_index_returns_each_paraphrases_partner_among_its_nearest(embedded, redis_url):
