@@ -28,8 +28,12 @@ browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# tests/lifecycle first, alone (it needs no other Ray on the machine); then the rest over TEST_WORKERS pytest-xdist
+# workers, each with its own ports, Redis and Ray (tests/lanes.py; they deselect tests/lifecycle). Both always run.
+TEST_WORKERS ?= 3
 test: install browser
-	$(PY) -m pytest -q --durations=30
+	status=0; $(PY) -m pytest -q --durations=5 tests/lifecycle || status=$$?; \
+	$(PY) -m pytest -q --durations=30 -n $(TEST_WORKERS) --dist loadgroup && exit $$status
 
 # The reliability suite at length: 5 minutes of 64-client load and a longer fuzz (tests/reliability)
 soak: install

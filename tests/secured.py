@@ -8,8 +8,7 @@ from contextlib import contextmanager
 
 import httpx
 import httpx2
-import redis.asyncio as aioredis
-from helpers import free_port
+from helpers import free_port, on_redis
 from openai import AsyncOpenAI
 
 from composition.api import create_api
@@ -99,10 +98,4 @@ def served(redis_url: str, asset_dir, **composition) -> Iterator[str]:
 
 def access(redis_url: str, action):
     """Runs `await action(AccessStore)` on its own connection (keys made or revoked outside an app)."""
-    async def run():
-        client = aioredis.from_url(redis_url)
-        try:
-            return await action(AccessStore(client))
-        finally:
-            await client.aclose()
-    return asyncio.run(run())
+    return on_redis(redis_url, lambda client: action(AccessStore(client)))

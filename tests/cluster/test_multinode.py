@@ -25,6 +25,7 @@ SCRIPT = Path(__file__).with_name("multinode_app.py")
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n".hex()
 RUN_TIMEOUT_S = 420
+pytestmark = pytest.mark.xdist_group("multinode")  # a long unit of its own: a parallel run sends it early (lanes.py)
 
 
 def _env() -> dict[str, str]:

@@ -5,6 +5,7 @@ import time
 
 import redis
 import redis.asyncio as aioredis
+from helpers import on_redis
 from secured import bearer, services_for
 
 from composition.dedup.matching import normalize_prompt
@@ -149,13 +150,7 @@ def test_keys_cli_prints_the_key_last(redis_url, capsys, monkeypatch):
     from composition.store.access import AccessStore
 
     def lookup(key):
-        async def run():
-            client = aioredis.Redis.from_url(redis_url)
-            try:
-                return await AccessStore(client).lookup(key)
-            finally:
-                await client.aclose()
-        return asyncio.run(run())
+        return on_redis(redis_url, lambda client: AccessStore(client).lookup(key))
 
     monkeypatch.setenv("REDIS_URL", redis_url)
     assert main(["keys", "create", "--user", "mo", "--tier", "pro"]) == 0

@@ -5,6 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import on_redis
 
 from composition.dedup.matching import DEFAULT_THRESHOLD, is_duplicate, normalize_prompt, salient_conflict
 
@@ -125,21 +126,11 @@ def test_actions_and_objects_named_on_one_side_only_do_not_conflict():
 
 def index_scenario(redis_url, steps, **options):
     """Runs `steps(store, scope)` with a PromptIndex on the real Redis, in a fresh scope."""
-    import asyncio
     import uuid
-
-    import redis.asyncio as aioredis
 
     from composition.store.prompt_index import PromptIndex
 
-    async def run():
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            return await steps(PromptIndex(client, **options), f"test-{uuid.uuid4().hex[:12]}")
-        finally:
-            await client.aclose()
-
-    return asyncio.run(run())
+    return on_redis(redis_url, lambda client: steps(PromptIndex(client, **options), f"test-{uuid.uuid4().hex[:12]}"))
 
 
 def test_the_index_returns_each_paraphrases_partner_among_its_nearest(embedded, redis_url):

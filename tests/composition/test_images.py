@@ -5,7 +5,7 @@ import time
 
 import pytest
 import redis
-from helpers import decode_png, png, upload
+from helpers import decode_png, on_redis, png, upload
 
 from config import keys
 
@@ -77,25 +77,20 @@ def test_concurrent_identical_prompts_resolve_to_one_new_key_and_exact_matches(m
     import asyncio
     import uuid
 
-    import redis.asyncio as aioredis
     from ray import serve
 
     from composition.dedup.resolve import Dedup
     from composition.store.prompt_index import PromptIndex
     from config.composition import DedupArgs
 
-    async def run():
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            dedup = Dedup(PromptIndex(client), serve.get_deployment_handle("Embedder", "montage"), DedupArgs())
-            scope = f"race-{uuid.uuid4().hex[:8]}"
-            prompt = "an origami crane on a chessboard"
-            planned = await asyncio.gather(*(dedup.resolve(scope, prompt) for _ in range(8)))
-            return await asyncio.gather(*(dedup.commit(resolution) for resolution in planned))
-        finally:
-            await client.aclose()
+    async def run(client):
+        dedup = Dedup(PromptIndex(client), serve.get_deployment_handle("Embedder", "montage"), DedupArgs())
+        scope = f"race-{uuid.uuid4().hex[:8]}"
+        prompt = "an origami crane on a chessboard"
+        planned = await asyncio.gather(*(dedup.resolve(scope, prompt) for _ in range(8)))
+        return await asyncio.gather(*(dedup.commit(resolution) for resolution in planned))
 
-    resolutions = asyncio.run(run())
+    resolutions = on_redis(redis_url, run)
     assert len({r.prompt_key for r in resolutions}) == 1
     assert sorted(r.match for r in resolutions) == ["exact"] * 7 + ["new"]
 

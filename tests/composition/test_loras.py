@@ -3,14 +3,14 @@ ships, `loras` on the image routes, styles and OpenAI's generations, the dedup k
 import numpy as np
 import openai
 import pytest
-from helpers import BASE, decode_png, png, upload
+from helpers import BASE, pixels, png, upload
 from openai import OpenAI
 
 DEMO = [{"id": "demo", "scale": 1.0}]
 
 
-def pixels(client, image: dict) -> np.ndarray:
-    return np.asarray(decode_png(client.get(image["url"]).content), dtype=np.int16)
+def fetched(client, image: dict) -> np.ndarray:
+    return pixels(client.get(image["url"]).content)
 
 
 def generate(client, **body) -> dict:
@@ -36,10 +36,10 @@ def test_an_adapter_changes_the_image_its_scale_is_part_of_the_key_and_repeats_h
     keys = {base["prompt_key"], styled["prompt_key"], off["prompt_key"]}
     assert len(keys) == 3 and not styled["cache_hit"] and not off["cache_hit"]
     assert styled["images"][0]["metadata"]["extra"]["loras"] == DEMO
-    assert np.abs(pixels(client, styled["images"][0]) - pixels(client, base["images"][0])).mean() > 1
+    assert np.abs(fetched(client, styled["images"][0]) - fetched(client, base["images"][0])).mean() > 1
     # Scale 0 is the base image; within a level, since either may share its denoiser forwards with another job
     # (continuous batching: float noise of the batch's composition).
-    assert np.abs(pixels(client, off["images"][0]) - pixels(client, base["images"][0])).max() <= 1
+    assert np.abs(fetched(client, off["images"][0]) - fetched(client, base["images"][0])).max() <= 1
     again = generate(client, model="sdxl", loras=DEMO)
     assert again["cache_hit"] and again["images"][0]["asset_id"] == styled["images"][0]["asset_id"]
     [sdxl] = [f for f in client.get("/v1/adapters").json()["families"] if f["family"] == "sdxl"]
@@ -50,7 +50,7 @@ def test_an_adapter_changes_the_image_its_scale_is_part_of_the_key_and_repeats_h
 def test_flux_text_to_image_and_kontext_edits_take_adapters(client):
     base = generate(client, model="flux")
     styled = generate(client, model="flux", loras=DEMO)
-    assert np.abs(pixels(client, styled["images"][0]) - pixels(client, base["images"][0])).mean() > 0.5
+    assert np.abs(fetched(client, styled["images"][0]) - fetched(client, base["images"][0])).mean() > 0.5
     source = upload(client, png(64, 64, seed=4))
     edits = [client.post("/v1/images/edits", json={"image": source, "prompt": "make it dusk", "seed": 2, **extra})
              for extra in ({}, {"loras": DEMO})]

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from helpers import decode_png, png, upload, wait_task
+from helpers import decode_png, on_redis, png, upload, wait_task
 from test_images import fetch_png
 
 from models.media import read_mp4
@@ -64,35 +64,28 @@ def test_video_estimate_follows_size_frames_and_steps(client):
 
 def test_cost_model_recovers_a_fixed_and_a_per_unit_cost(redis_url):
     """Exact samples ms = 120 + 0.002 × units at three sizes give back both terms; one size alone is proportional."""
-    import asyncio
     import uuid
-
-    import redis.asyncio as aioredis
 
     from composition.store.timings import TimingStore, work_units
     from models.types import Metadata
 
     family = f"cost-{uuid.uuid4().hex[:8]}"
 
-    async def run():
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            store = TimingStore(client)
+    async def run(client):
+        store = TimingStore(client)
 
-            def measured(units: int, batch: int = 1) -> Metadata:
-                return Metadata(model="svd", source="tiny", device="cpu", batch_size=batch,
-                                run_ms=batch * (120 + 0.002 * units))
+        def measured(units: int, batch: int = 1) -> Metadata:
+            return Metadata(model="svd", source="tiny", device="cpu", batch_size=batch,
+                            run_ms=batch * (120 + 0.002 * units))
 
-            sizes = [work_units(64, 64, 4, 8), work_units(128, 128, 4, 8), work_units(256, 128, 8, 16)]
-            await store.record(family, measured(sizes[0]), sizes[0])
-            single = await store.get(family)
-            for units in sizes * 2:
-                await store.record(family, measured(units, batch=2), units)
-            return single, await store.get(family), sizes
-        finally:
-            await client.aclose()
+        sizes = [work_units(64, 64, 4, 8), work_units(128, 128, 4, 8), work_units(256, 128, 8, 16)]
+        await store.record(family, measured(sizes[0]), sizes[0])
+        single = await store.get(family)
+        for units in sizes * 2:
+            await store.record(family, measured(units, batch=2), units)
+        return single, await store.get(family), sizes
 
-    single, fitted, sizes = asyncio.run(run())
+    single, fitted, sizes = on_redis(redis_url, run)
     assert single.fixed_ms == 0 and single.ms(sizes[0]) == pytest.approx(120 + 0.002 * sizes[0])
     assert fitted.samples == 7
     assert fitted.fixed_ms == pytest.approx(120, rel=1e-6) and fitted.ms_per_unit == pytest.approx(0.002, rel=1e-6)

@@ -2,7 +2,6 @@
 its similarity maps to, never across scopes or hard negatives; `reuse: false` renders as before; the latent library
 stays within its cap. GPU-seconds: accounted per task and user, a spent daily quota is a 429."""
 import asyncio
-import io
 import time
 
 import httpx
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import redis
 import redis.asyncio as aioredis
-from PIL import Image
+from helpers import pixels
 from secured import bearer, services_for
 
 from composition.api import create_api
@@ -19,10 +18,6 @@ from composition.workflows.registry import build_workflows
 from config import keys
 from config.composition import DedupArgs, ReuseArgs
 from models.types import ImageRequest
-
-
-def pixels(data: bytes) -> bytes:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).tobytes()
 
 
 def test_a_near_duplicate_starts_at_the_mapped_step_and_others_never_reuse(montage, redis_url):
@@ -67,7 +62,7 @@ def test_a_near_duplicate_starts_at_the_mapped_step_and_others_never_reuse(monta
         assert "reused" not in result["images"][0]["metadata"]
         assert result["images"][0]["metadata"]["resumed_from_step"] is None
         assert len(store.hkeys(keys.task_kept(result["task_id"]))) == 4
-    assert pixels(stored) == pixels(direct.png)  # as before reuse existed (the stored one is signed)
+    assert np.array_equal(pixels(stored), pixels(direct.png))  # as before reuse existed (the stored one is signed)
     assert library[0] >= 4 and library[1] > 0
     assert flux[1]["images"][0]["metadata"]["reused"] == {"from_prompt_key": flux[0]["prompt_key"], "from_step": 2,
                                                           "steps_skipped": 2}

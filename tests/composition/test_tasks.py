@@ -4,7 +4,7 @@ import time
 
 import psutil
 import redis
-from helpers import clip_after_earlier_jobs, png, replica_pids, slow_video, upload, wait_running, wait_task
+from helpers import clip_after_earlier_jobs, on_redis, png, replica_pids, slow_video, upload, wait_running, wait_task
 
 from config import keys
 
@@ -74,33 +74,26 @@ def test_list_and_stats(client):
 
 def test_filtered_list_finds_older_matches_past_the_newest_tasks(redis_url):
     """Five failed tasks behind 300 newer successful ones: `?status=failed&limit=5` lists all five."""
-    import asyncio
     import uuid
-
-    import redis.asyncio as aioredis
 
     from composition.store.tasks import TaskStore
 
     user = f"pager-{uuid.uuid4().hex[:8]}"
 
-    async def run():
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            store = TaskStore(client)
-            failed = []
-            for _ in range(5):
-                task_id, _ = await store.create("prompt", {"prompt": "x"}, user_id=user)
-                await store.fail(task_id, "boom", "test failure")
-                failed.append(task_id)
-            for _ in range(300):
-                task_id, _ = await store.create("prompt", {"prompt": "y"}, user_id=user)
-                await store.start(task_id, 3)
-                await store.succeed(task_id, {})
-            return failed, await store.list(user, "failed", None, 5), await store.list(user, None, None, 7)
-        finally:
-            await client.aclose()
+    async def run(client):
+        store = TaskStore(client)
+        failed = []
+        for _ in range(5):
+            task_id, _ = await store.create("prompt", {"prompt": "x"}, user_id=user)
+            await store.fail(task_id, "boom", "test failure")
+            failed.append(task_id)
+        for _ in range(300):
+            task_id, _ = await store.create("prompt", {"prompt": "y"}, user_id=user)
+            await store.start(task_id, 3)
+            await store.succeed(task_id, {})
+        return failed, await store.list(user, "failed", None, 5), await store.list(user, None, None, 7)
 
-    failed, listed, newest = asyncio.run(run())
+    failed, listed, newest = on_redis(redis_url, run)
     assert [r.id for r in listed] == failed[::-1] and all(r.status == "failed" for r in listed)
     assert len(newest) == 7 and all(r.status == "succeeded" for r in newest)
 
@@ -116,28 +109,20 @@ def test_a_finished_task_cannot_be_cancelled(client):
 
 def test_late_progress_never_moves_a_cancelled_task_back(redis_url):
     """A replica's step report or a workflow's stage that arrives after the cancel leaves the task as cancelled."""
-    import asyncio
-
-    import redis.asyncio as aioredis
-
     from composition.store.tasks import TaskStore
     from records.tasks import ProgressReporter
 
-    async def run():
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            store = TaskStore(client)
-            task_id, _ = await store.create("video", {"x": 1}, user_id="late")
-            await store.start(task_id, 3)
-            await store.set_stage(task_id, "animating", 0.3)
-            await store.cancel(task_id)
-            reported = ProgressReporter(redis_url).report(task_id, 7, 10, "animating")
-            await store.set_stage(task_id, "encoding")
-            return reported, await store.get(task_id)
-        finally:
-            await client.aclose()
+    async def run(client):
+        store = TaskStore(client)
+        task_id, _ = await store.create("video", {"x": 1}, user_id="late")
+        await store.start(task_id, 3)
+        await store.set_stage(task_id, "animating", 0.3)
+        await store.cancel(task_id)
+        reported = ProgressReporter(redis_url).report(task_id, 7, 10, "animating")
+        await store.set_stage(task_id, "encoding")
+        return reported, await store.get(task_id)
 
-    reported, task = asyncio.run(run())
+    reported, task = on_redis(redis_url, run)
     assert reported is True and (task.status, task.stage, task.progress) == ("cancelled", "cancelled", 0.3)
 
 
@@ -174,10 +159,7 @@ def test_a_task_waiting_for_a_busy_model_shows_its_queue_position_and_eta(client
 def test_the_eta_adds_the_estimates_of_the_tasks_ahead_at_their_own_sizes(redis_url):
     """A small clip waiting behind a large one: its ETA is both estimates, not twice a mean request. (Database 9:
     the session's runner, which reads database 0, must not run these tasks.)"""
-    import asyncio
     import uuid
-
-    import redis.asyncio as aioredis
 
     from composition.store.tasks import TaskStore
     from composition.store.timings import TimingStore
@@ -185,22 +167,18 @@ def test_the_eta_adds_the_estimates_of_the_tasks_ahead_at_their_own_sizes(redis_
 
     family = f"fam-{uuid.uuid4().hex[:8]}"
 
-    async def run():
-        client = aioredis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/9")
-        try:
-            store = TaskStore(client)
-            await TimingStore(client).record(family, Metadata(model="x", source="tiny", device="cpu", run_ms=500), 1)
-            ids = []
-            for estimate in (3000.0, 1000.0, None):
-                task_id, _ = await store.create("video", {}, user_id="eta")
-                await store.start(task_id, 3)
-                await store.wait_for(task_id, family, estimate)
-                ids.append(task_id)
-            return [await store.get(task_id) for task_id in ids]
-        finally:
-            await client.aclose()
+    async def run(client):
+        store = TaskStore(client)
+        await TimingStore(client).record(family, Metadata(model="x", source="tiny", device="cpu", run_ms=500), 1)
+        ids = []
+        for estimate in (3000.0, 1000.0, None):
+            task_id, _ = await store.create("video", {}, user_id="eta")
+            await store.start(task_id, 3)
+            await store.wait_for(task_id, family, estimate)
+            ids.append(task_id)
+        return [await store.get(task_id) for task_id in ids]
 
-    large, small, unmeasured = asyncio.run(run())
+    large, small, unmeasured = on_redis(redis_url.rsplit("/", 1)[0] + "/9", run)
     assert (large.queue_position, large.eta_s) == (0, 3.0)
     assert (small.queue_position, small.eta_s) == (1, 4.0)
     assert (unmeasured.queue_position, unmeasured.eta_s) == (2, 4.5)  # no estimate of its own: the mean request
@@ -294,9 +272,6 @@ def test_polling_shows_the_step_steps_and_preview_that_sse_carries(client, redis
 def test_a_preview_is_kept_bounded_and_only_while_the_task_is_live(redis_url):
     """The newest preview under the bound is kept; a larger one is sent but not kept; a late one after the end is
     neither; a new stage starts without the last stage's step and preview."""
-    import asyncio
-
-    import redis.asyncio as aioredis
 
     from composition.store.tasks import TaskStore
     from records.tasks import PREVIEW_MAX_CHARS, ProgressReporter
@@ -304,35 +279,31 @@ def test_a_preview_is_kept_bounded_and_only_while_the_task_is_live(redis_url):
     small, large = "data:image/jpeg;base64," + "A" * 1000, "data:image/jpeg;base64," + "A" * PREVIEW_MAX_CHARS
     reporter, raw = ProgressReporter(redis_url), redis.Redis.from_url(redis_url)
 
-    async def run():
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            store = TaskStore(client)
-            task_id, _ = await store.create("video", {"x": 2}, user_id="previewer")
-            await store.start(task_id, 3)
-            seen = []
-            async with client.pubsub() as pubsub:
-                await pubsub.subscribe(keys.task_events(task_id))
-                reporter.report(task_id, 2, 8, "animating")
-                reporter.preview(task_id, 2, 8, small)
-                seen.append(await store.get(task_id))
-                reporter.preview(task_id, 3, 8, large)
-                seen.append(await store.get(task_id))
-                reporter.preview(task_id, 4, 8, small)
-                await store.set_stage(task_id, "encoding", 0.9)
-                seen.append(await store.get(task_id))
-                await store.cancel(task_id)
-                reporter.preview(task_id, 5, 8, small)
-                seen.append(await store.get(task_id))
-                events, deadline = [], time.monotonic() + 1.0
-                while time.monotonic() < deadline:
-                    if message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1):
-                        events.append(json.loads(message["data"]))
-            return task_id, seen, events
-        finally:
-            await client.aclose()
+    async def run(client):
+        store = TaskStore(client)
+        task_id, _ = await store.create("video", {"x": 2}, user_id="previewer")
+        await store.start(task_id, 3)
+        seen = []
+        async with client.pubsub() as pubsub:
+            await pubsub.subscribe(keys.task_events(task_id))
+            reporter.report(task_id, 2, 8, "animating")
+            reporter.preview(task_id, 2, 8, small)
+            seen.append(await store.get(task_id))
+            reporter.preview(task_id, 3, 8, large)
+            seen.append(await store.get(task_id))
+            reporter.preview(task_id, 4, 8, small)
+            await store.set_stage(task_id, "encoding", 0.9)
+            seen.append(await store.get(task_id))
+            await store.cancel(task_id)
+            reporter.preview(task_id, 5, 8, small)
+            seen.append(await store.get(task_id))
+            events, deadline = [], time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                if message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1):
+                    events.append(json.loads(message["data"]))
+        return task_id, seen, events
 
-    task_id, (kept, too_large, new_stage, ended), events = asyncio.run(run())
+    task_id, (kept, too_large, new_stage, ended), events = on_redis(redis_url, run)
     assert (kept.step, kept.steps, kept.preview.step, kept.preview.image) == (2, 8, 2, small)
     assert (too_large.step, too_large.preview) == (2, None)
     assert (new_stage.stage, new_stage.step, new_stage.steps, new_stage.preview) == ("encoding", None, None, None)

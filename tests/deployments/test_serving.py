@@ -1,13 +1,12 @@
 """Real Ray Serve deployments on the tiny models: batching, reconfigure, health, autoscaling, progress."""
 import asyncio
-import io
 import pickle
 import time
 
 import numpy as np
 import pytest
 import redis
-from PIL import Image
+from helpers import pixels
 
 from config.app import Autoscaling, Batching, DeploymentOptions
 from config.families import SDXLArgs
@@ -34,10 +33,6 @@ def options(**change) -> DeploymentOptions:
 def deploy(serve, name: str, redis_url: str, **change):
     return serve.run(bind(SDXLDeployment, name, options(**change), SDXLArgs(), redis_url), name=name,
                      route_prefix=None)
-
-
-def pixels(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16)
 
 
 async def concurrently(handle, requests, **kwargs):
@@ -135,21 +130,23 @@ def test_a_task_cancelled_before_its_batch_runs_costs_no_step(sdxl, redis_url):
 
 def test_unhealthy_replica_is_replaced_while_requests_keep_succeeding(ray_serve, redis_url):
     handle = deploy(ray_serve, "sdxl_health", redis_url, autoscaling=Autoscaling(min_replicas=2, max_replicas=2))
-    replicas_before = {handle.info.remote().result()["replica"] for _ in range(20)}
-    drained = handle.mark_unhealthy.remote("test drain").result()
-    deadline, served = time.monotonic() + 120, 0
-    while time.monotonic() < deadline:
-        result = handle.generate.remote(image_request(served)).result()
-        assert result.png.startswith(b"\x89PNG")
-        served += 1
-        replicas_now = {handle.info.remote().result()["replica"] for _ in range(10)}
-        if drained not in replicas_now and len(replicas_now - replicas_before) >= 1:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"replica {drained} was not replaced")
-    assert served >= 1
-    ray_serve.delete("sdxl_health")
+    try:
+        replicas_before = {handle.info.remote().result()["replica"] for _ in range(20)}
+        drained = handle.mark_unhealthy.remote("test drain").result()
+        deadline, served = time.monotonic() + 120, 0
+        while time.monotonic() < deadline:
+            result = handle.generate.remote(image_request(served)).result()
+            assert result.png.startswith(b"\x89PNG")
+            served += 1
+            replicas_now = {handle.info.remote().result()["replica"] for _ in range(10)}
+            if drained not in replicas_now and len(replicas_now - replicas_before) >= 1:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"replica {drained} was not replaced")
+        assert served >= 1
+    finally:  # a failure here must not leave its GPU shares held for the tests after it
+        ray_serve.delete("sdxl_health")
 
 
 def running_replicas(serve, app: str, deployment: str) -> int:
@@ -162,21 +159,23 @@ def test_autoscaling_scales_up_under_load_and_down_when_idle(ray_serve, redis_ur
                        downscale_delay_s=2.0, metrics_interval_s=0.5, look_back_period_s=1.0)
     handle = deploy(ray_serve, "sdxl_autoscale", redis_url, autoscaling=fast,
                     batching=Batching(max_batch_size=1, batch_wait_timeout_s=0.0))
-    assert running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") == 1
+    try:
+        assert running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") == 1
 
-    async def load_until_scaled() -> int:
-        peak, deadline = 1, time.monotonic() + 90
-        pending = [handle.generate.remote(image_request(i, steps=8)) for i in range(12)]
-        while time.monotonic() < deadline and peak < 2:
-            await asyncio.sleep(0.5)
-            peak = max(peak, running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale"))
-            pending += [handle.generate.remote(image_request(i, steps=8)) for i in range(2)]
-        await asyncio.gather(*pending)
-        return peak
+        async def load_until_scaled() -> int:
+            peak, deadline = 1, time.monotonic() + 90
+            pending = [handle.generate.remote(image_request(i, steps=8)) for i in range(12)]
+            while time.monotonic() < deadline and peak < 2:
+                await asyncio.sleep(0.5)
+                peak = max(peak, running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale"))
+                pending += [handle.generate.remote(image_request(i, steps=8)) for i in range(2)]
+            await asyncio.gather(*pending)
+            return peak
 
-    assert asyncio.run(load_until_scaled()) == 2
-    deadline = time.monotonic() + 60
-    while running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") > 1 and time.monotonic() < deadline:
-        time.sleep(1)
-    assert running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") == 1
-    ray_serve.delete("sdxl_autoscale")
+        assert asyncio.run(load_until_scaled()) == 2
+        deadline = time.monotonic() + 60
+        while running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") > 1 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") == 1
+    finally:
+        ray_serve.delete("sdxl_autoscale")

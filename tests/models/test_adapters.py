@@ -1,13 +1,12 @@
 """LoRA adapters on the tiny SDXL UNet and FLUX transformer: files made with peft, checked against the model, loaded
 into the live pipelines per call, unloaded when released; two calls with different adapters interleave their steps
 under the step scheduler and each gets its own image."""
-import io
 import threading
 
 import numpy as np
 import pytest
+from helpers import pixels
 from loras import save_lora
-from PIL import Image
 
 from config.families import AdapterPolicy, FluxArgs, SDXLArgs
 from deployments.scheduler import StepScheduler
@@ -39,10 +38,6 @@ def folders(tmp_path_factory):
 def model(folders):
     policy = AdapterPolicy(folder=folders / "sdxl", max_rank=8, max_loaded=1, max_per_request=2, demo=False)
     return SDXL(SDXLArgs(adapters=policy))
-
-
-def pixels(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16)
 
 
 def request(seed: int = 3, *loras: Lora, **change) -> ImageRequest:

@@ -2,11 +2,12 @@ import io
 
 import numpy as np
 import pytest
-from diffusers import FluxTransformer2DModel
+from diffusers import FluxKontextPipeline, FluxPipeline, FluxTransformer2DModel
+from family_contract import FamilyContract
 from PIL import Image
 
-from config.families import FluxArgs, Source
-from helpers import meta_params, png
+from config.families import FluxArgs
+from helpers import png
 from models import flux
 from models.types import EditRequest, ImageRequest
 
@@ -18,11 +19,19 @@ def model():
     return flux.Flux(FluxArgs(max_sequence_length=64))
 
 
-def test_text_to_image_batch_equals_single_calls(model):
-    requests = [ImageRequest(prompt=f"a lighthouse {i}", seed=i, **SIZE) for i in range(4)]
-    batched = model.run(requests)
-    assert batched.shape == (4, 64, 64, 3)
-    assert np.abs(batched - np.concatenate([model.run([r]) for r in requests])).max() <= 1e-4
+def request(seed: int, **change) -> ImageRequest:
+    return ImageRequest(**{"prompt": f"a lighthouse {seed}", "seed": seed, **SIZE, **change})
+
+
+class TestContract(FamilyContract):
+    """Text to image; the edit's batch below."""
+    request = staticmethod(request)
+    pipelines = (FluxPipeline, FluxKontextPipeline)
+    architectures = flux.ARCHITECTURES
+    full_size = {"transformer": (FluxTransformer2DModel, 11.9)}
+    shape = (64, 64, 3)
+    mixed = {"steps": 3}
+    batch_size = 4
 
 
 def test_edit_batch_of_different_images_equals_single_calls(model):
@@ -61,11 +70,6 @@ def test_controls_are_refused_for_flux(model):
     request = ImageRequest(prompt="a fox", seed=1, controls=(Control(type="canny", image=png()),), **SIZE)
     with pytest.raises(ValueError, match="controls"):
         model.generate([request])
-
-
-def test_random_source_builds_flux_dev_transformer():
-    arch = flux.ARCHITECTURES[Source.RANDOM]["transformer"]
-    assert meta_params(lambda: FluxTransformer2DModel(**arch)) == pytest.approx(11.9, rel=0.01)
 
 
 def test_concurrent_text_to_image_and_edit_equal_sequential_calls(model):

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
-from diffusers import ControlNetUnionModel, UNet2DConditionModel
+from diffusers import (ControlNetUnionModel, StableDiffusionXLControlNetUnionPipeline, StableDiffusionXLPipeline,
+                       UNet2DConditionModel)
+from family_contract import FamilyContract
 
-from config.families import SDXLArgs, Source
-from helpers import meta_params, png
+from config.families import SDXLArgs
+from helpers import png
 from models import sdxl
-from models.steps import Steps
 from models.media import decode_png_size
 from models.types import Control, ImageRequest
 
@@ -24,17 +25,14 @@ def canny(scale: float = 1.0, seed: int = 0) -> Control:
     return Control(type="canny", image=png(64, 64, seed), scale=scale)
 
 
-def test_batch_of_four_equals_four_single_calls(model):
-    requests = [request(seed) for seed in range(4)]
-    batched = model.run(requests)
-    singles = np.concatenate([model.run([r]) for r in requests])
-    assert batched.shape == (4, 64, 64, 3)
-    assert np.abs(batched - singles).max() <= 1e-4
-
-
-def test_seeds_change_the_image(model):
-    images = model.run([request(1), request(2)])
-    assert np.abs(images[0] - images[1]).mean() > 1e-3
+class TestContract(FamilyContract):
+    request = staticmethod(request)
+    pipelines = (StableDiffusionXLPipeline, StableDiffusionXLControlNetUnionPipeline)
+    architectures = sdxl.ARCHITECTURES
+    full_size = {"unet": (UNet2DConditionModel, 2.57), "controlnet": (ControlNetUnionModel, 1.26)}
+    shape = (64, 64, 3)
+    mixed = {"steps": 3}
+    batch_size = 4
 
 
 def test_control_guided_batch_equals_single_calls(model):
@@ -65,28 +63,6 @@ def test_mixed_batch_is_split_into_groups_in_request_order(model):
     assert decode_png_size(results[1].png) == (32, 64)
     assert results[3].metadata.extra["controls"] == ["canny"]
     assert results[0].metadata.model == "sdxl" and results[0].metadata.source == "tiny"
-
-
-def test_run_refuses_an_incompatible_group(model):
-    with pytest.raises(ValueError, match="requests"):
-        model.run([request(0), request(1, steps=3)])
-
-
-def test_progress_is_reported_per_step(model):
-    seen = []
-    model.generate([request(0, steps=3)], Steps(on_step=lambda b: seen.append((b.done, b.total))))
-    assert seen == [(1, 3), (2, 3), (3, 3)]
-
-
-def test_size_must_fit_the_unet_grid(model):
-    assert model.size_multiple == 16  # tiny: VAE /8, one UNet downsample (full size: 8 × 4 = 32)
-
-
-
-def test_random_source_builds_full_size_architectures():
-    arch = sdxl.ARCHITECTURES[Source.RANDOM]
-    assert meta_params(lambda: UNet2DConditionModel(**arch["unet"])) == pytest.approx(2.57, rel=0.01)
-    assert meta_params(lambda: ControlNetUnionModel(**arch["controlnet"])) == pytest.approx(1.26, rel=0.01)
 
 
 def test_pretrained_source_requires_both_ids():

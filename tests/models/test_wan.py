@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+from family_contract import FamilyContract
 
 import helpers
 from config.families import Source, WanArgs
-from models.steps import Steps
 from models.media import read_mp4
 from models.types import VideoRequest
 
@@ -28,7 +28,7 @@ def request(seed: int, image: int = 0, **overrides) -> VideoRequest:
 
 
 @pytest.fixture(scope="module")
-def wan() -> Wan:
+def model() -> Wan:
     return Wan(WanArgs(source=Source.TINY, device="cpu"))
 
 
@@ -46,35 +46,24 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
-@pytest.fixture
-def no_compute(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(*args, **kwargs):
-        raise AssertionError("pipeline called")
+class TestContract(FamilyContract):
+    """One image per pipeline call: a batch shares its image (prompts of different lengths)."""
+    request = staticmethod(request)
+    pipelines = (WanImageToVideoPipeline,)
+    architectures = ARCHITECTURES
+    full_size = {"transformer": (WanTransformer3DModel, 16.4)}
+    shape = (FRAMES, 64, 64, 3)
+    operation = "animate"
+    mixed = {"image": 1}
+    bad_fields = {"width": 72, "height": 40, "num_frames": 6}
 
-    monkeypatch.setattr(WanImageToVideoPipeline, "__call__", fail)
-
-
-def test_run_returns_float_frames_per_request(wan: Wan) -> None:
-    frames = wan.run([request(1), request(2)])
-    assert frames.shape == (2, FRAMES, 64, 64, 3)
-    assert frames.min() >= 0.0 and frames.max() <= 1.0
-
-
-def test_same_image_batch_equals_single_calls(wan: Wan) -> None:
-    batch = [request(1, prompt="a cat"), request(2, prompt="a dog running on the beach")]
-    together = wan.run(batch)
-    for index, single in enumerate(batch):
-        np.testing.assert_allclose(together[index], wan.run([single])[0], atol=1e-4, rtol=0)
+    def batch(self) -> list[VideoRequest]:
+        return [request(1, prompt="a cat"), request(2, prompt="a dog running on the beach")]
 
 
-def test_different_seeds_differ(wan: Wan) -> None:
-    frames = wan.run([request(1), request(2)])
-    assert np.abs(frames[0] - frames[1]).max() > 1e-3
-
-
-def test_mixed_images_run_in_separate_calls(wan: Wan, calls: list[int]) -> None:
+def test_mixed_images_run_in_separate_calls(model: Wan, calls: list[int]) -> None:
     requests = [request(1, image=0), request(2, image=1), request(3, image=0, gif=True)]
-    results = wan.animate(requests)
+    results = model.animate(requests)
     assert sorted(calls) == [1, 2]
     assert [r.seed for r in results] == [1, 2, 3]
     assert [r.metadata.batch_size for r in results] == [2, 1, 2]
@@ -84,31 +73,6 @@ def test_mixed_images_run_in_separate_calls(wan: Wan, calls: list[int]) -> None:
         assert result.metadata.model == "wan" and result.metadata.source == "tiny"
     assert results[2].gif.startswith(b"GIF89a")
     assert results[0].gif is None
-
-
-def test_run_rejects_mixed_images(wan: Wan, no_compute: None) -> None:
-    with pytest.raises(ValueError, match="requests"):
-        wan.run([request(1, image=0), request(2, image=1)])
-
-
-def test_on_step_reports_every_step(wan: Wan) -> None:
-    steps: list[tuple[int, int]] = []
-    wan.run([request(1)], Steps(on_step=lambda b: steps.append((b.done, b.total))))
-    assert steps == [(1, 2), (2, 2)]
-
-
-@pytest.mark.parametrize(("field", "value"), [("width", 72), ("height", 40), ("num_frames", 6)])
-def test_bad_arguments_fail_before_compute(wan: Wan, no_compute: None, field: str, value: int) -> None:
-    bad = request(1, **{field: value})
-    with pytest.raises(ValueError, match=field):
-        wan.animate([request(2), bad])
-
-
-def test_random_transformer_has_wan_14b_i2v_size() -> None:
-    with torch.device("meta"):
-        transformer = WanTransformer3DModel(**ARCHITECTURES[Source.RANDOM]["transformer"])
-    count = sum(p.numel() for p in transformer.parameters())
-    assert count == pytest.approx(16.4e9, rel=0.02)
 
 
 def test_text_encoder_offload_keeps_the_encoder_on_cpu_and_renders():
