@@ -14,6 +14,7 @@ import torch
 from config.families import FamilyArgs, Source
 from models.results import video_result
 from models.grid import check_grid
+from models.parallel import check_sequence
 from models.steps import Steps
 from models.types import Metadata, VideoRequest, VideoResult
 
@@ -134,6 +135,7 @@ class Family:
     every result carries. Subclasses set `name` to their key in `config.specs.SPECS`."""
 
     name: str = "model"
+    gang: Any = None  # a `models.parallel.Gang` once the family runs its denoiser calls on several ranks
 
     def __init__(self, args: FamilyArgs) -> None:
         self.args = args
@@ -169,6 +171,8 @@ class Family:
         """Raises `InvalidRequest` naming the field when a request's size (or frame count) is off the latent grid."""
         check_grid(self.name, self.size_multiple, self.frame_multiple, request.width, request.height,
                    getattr(request, "num_frames", None))
+        if self.gang is not None:
+            check_sequence(self.gang.layout, self, request)
 
     @staticmethod
     def group_key(request: Any) -> Hashable:
