@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from cluster.placement import PlanError, gpu_spec, plan
 from config.app import AppArgs
 from config.families import FluxArgs, Source, WanArgs
 from models.flux import ARCHITECTURES as FLUX_ARCHITECTURES
@@ -56,3 +57,38 @@ def test_the_config_knows_the_models_head_counts():
     for args, architectures in ((FluxArgs, FLUX_ARCHITECTURES), (WanArgs, WAN_ARCHITECTURES)):
         for source in (Source.TINY, Source.RANDOM):
             assert args.attention_heads[source] == architectures[source]["transformer"]["num_attention_heads"]
+
+
+def gang(parallel: dict, **deployment) -> dict:
+    return {"args": {"source": "random", "parallel": parallel},
+            "deployment": {"memory_gib": 70.0, **deployment}}
+
+
+@pytest.mark.parametrize("num_gpus", [0.5, 2])
+def test_a_gang_takes_whole_gpus_per_rank(num_gpus):
+    with pytest.raises(ValidationError) as error:
+        AppArgs.model_validate({"wan": gang({"ulysses": 4, "cfg": 2}, num_gpus=num_gpus)})
+    assert "deployment.num_gpus" in str(error.value)
+
+
+def test_a_gang_replica_asks_serve_for_a_bundle_per_rank():
+    args = AppArgs.model_validate({"wan": gang({"ulysses": 4, "cfg": 2}, num_gpus=1, num_cpus=2,
+                                               resources={"gpu_node": 0.01}),
+                                   "flux": {"args": {"parallel": {"ulysses": 2, "placement": "PACK"}, "device": "cpu"}}})
+    options = args.wan.ray_options()
+    assert options["placement_group_bundles"] == [{"CPU": 2.0, "GPU": 1.0, "gpu_node": 0.01}] * 8
+    assert options["placement_group_strategy"] == "STRICT_PACK"
+    flux = args.flux.ray_options()
+    assert flux["placement_group_bundles"] == [{"CPU": 1.0}] * 2 and flux["placement_group_strategy"] == "PACK"
+    assert "placement_group_bundles" not in args.sdxl.ray_options()  # degree 1: a replica as before
+
+
+def test_the_planner_places_each_rank_of_a_gang_on_a_whole_gpu():
+    others = {name: {"enabled": False, "args": {}} for name in ("llm", "sdxl", "flux", "svd", "embedder")}
+    args = AppArgs.model_validate(others | {"wan": gang({"ulysses": 4, "cfg": 2}, num_gpus=1)})
+    result = plan(args, gpu_spec("h200x8"))
+    [wan] = result.families
+    assert (wan.ranks, wan.num_gpus, sorted(wan.gpus)) == (8, 1.0, list(range(8)))
+    assert all(load.share == 1.0 for load in result.loads)
+    with pytest.raises(PlanError):  # 8 ranks do not fit 4 GPUs
+        plan(args, gpu_spec("h200x4"))
