@@ -88,10 +88,11 @@ def single(request):
     return name, model, outputs, states
 
 
-LAYOUTS = {"wan": [dict(ulysses=2), dict(cfg=2), dict(ulysses=2, cfg=2)], "flux": [dict(ulysses=2)]}
+# {}: a gang of 1, the degenerate layout a one-GPU machine runs, through the same code.
+LAYOUTS = {"wan": [dict(ulysses=2), dict(cfg=2), dict(ulysses=2, cfg=2), {}], "flux": [dict(ulysses=2), {}]}
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 def test_every_layout_equals_the_single_process_run_and_states_move_both_ways(single, index, tmp_path):
     name, model, outputs, states = single
     if index >= len(LAYOUTS[name]):
