@@ -73,7 +73,6 @@ class Gang:
         self.cfg_rank = self.mesh["cfg"].get_local_rank()
         self.denoisers: list[torch.nn.Module] = []
         self._lock = threading.Lock()  # one call at a time: a replica's jobs run in threads
-        self.sent_bytes = 0  # this rank's payload of broadcasts (rank 0) and CFG all-gathers: bench/parallel.py
 
     @property
     def leader(self) -> bool:
@@ -100,7 +99,6 @@ class Gang:
             tensors: list[torch.Tensor] = []
             self._broadcast_object((_CALL, index, [_spec(branch, tensors) for branch in branches]))
             for tensor in tensors:
-                self.sent_bytes += tensor.numel() * tensor.element_size() * (self.layout.degree - 1)
                 dist.broadcast(tensor.contiguous(), src=0)
             return self._execute(index, branches)
 
@@ -127,7 +125,6 @@ class Gang:
             if len(branches) == 1:
                 return [output]
             gathered = [torch.empty_like(output) for _ in branches]
-            self.sent_bytes += output.numel() * output.element_size()
             dist.all_gather(gathered, output.contiguous(), group=self.mesh.get_group("cfg"))
             return gathered
 
