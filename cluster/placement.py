@@ -83,7 +83,7 @@ class FamilyPlan(_Frozen):
     name: str
     source: Source
     replicas: int
-    memory_gib: float = Field(description="resident memory per replica")
+    memory_gib: float = Field(description="resident memory per replica (per rank of a gang)")
     declared: bool = Field(description="memory_gib from the config (else from the family's footprint)")
     num_gpus: float = Field(description="GPU share per replica (per rank of a gang: 1)")
     gpus: list[int] = Field(description="GPU index of each replica's ranks; empty when it needs no GPU")
@@ -150,8 +150,9 @@ def plan(families: AppArgs | Mapping[str, FamilyDeployment], gpu: GPU = H200, *,
     budget = gpu.memory_gib * gpu.count * (1 - headroom)
     total = sum(memory * family.deployment.autoscaling.max_replicas * family.degree for _, family, memory, _ in rows)
     if total > budget:
-        parts = sorted(((memory * f.deployment.autoscaling.max_replicas, name, f.deployment.autoscaling.max_replicas,
-                         memory) for name, f, memory, _ in rows if memory), reverse=True)
+        parts = sorted(((memory * f.deployment.autoscaling.max_replicas * f.degree, name,
+                         f.deployment.autoscaling.max_replicas * f.degree, memory) for name, f, memory, _ in rows
+                        if memory), reverse=True)
         detail = ", ".join(f"{name} {n} × {m:.1f} = {t:.1f} GiB" for t, name, n, m in parts)
         raise PlanError(f"over-committed: {total:.1f} GiB planned > {budget:.1f} GiB usable "
                         f"({gpu.count} × {gpu.name} {gpu.memory_gib:g} GiB with {headroom:.0%} headroom): {detail}")

@@ -299,6 +299,9 @@ class FluxArgs(ImageArgs):
     @model_validator(mode="after")
     def _parallel_fits(self) -> FluxArgs:
         check_parallel(self, self.attention_heads, self.max_sequence_length, uses_cfg=False)
+        if self.parallel.degree > 1 and self.adapters.max_per_request:
+            raise ValueError("parallel: LoRA adapters load into rank 0's transformer alone; a gang serves none (set "
+                             "adapters.max_per_request: 0)")
         return self
 
     def checkpoint_files(self) -> list[str]:

@@ -14,8 +14,8 @@ from config.app import Batching
 from config.composition import AssetStoreArgs
 from config.families import FamilyArgs
 from deployments.adapters import AdapterHosting
-from deployments.gang import build_model
 from deployments.admission import Admission
+from deployments.gang import build_model
 from deployments.metrics import deployment_metrics
 from deployments.replica import memory, replica_name, serve_is_stopping
 from deployments.scheduler import StepScheduler, Ticket

@@ -81,6 +81,10 @@ class Gang:
     def attach(self, *denoisers: torch.nn.Module) -> None:
         """The family's denoisers, in one order on every rank (each call names its index), context-parallel."""
         for denoiser in denoisers:
+            heads = denoiser.config.num_attention_heads  # a pretrained model's, known once it loaded
+            if heads % self.layout.ulysses:
+                raise ValueError(f"parallel.ulysses: {self.layout.ulysses} does not divide the {heads} attention "
+                                 f"heads of {type(denoiser).__name__}")
             if self.layout.context > 1:
                 enable_context_parallel(denoiser, self.layout, self.mesh, self.device)
             self.denoisers.append(denoiser)

@@ -33,7 +33,8 @@ def app(ray_serve, redis_url, tmp_path_factory):
 
     def deploy(wan_parallel: dict, wait: bool = True) -> None:
         deploy_config(ray_serve, redis_url, asset_dir, {"wan": {"device": "cpu", "parallel": wan_parallel},
-                                                        "flux": {"device": "cpu", "parallel": FLUX_GANG}}, ENTRIES,
+                                                        "flux": {"device": "cpu", "parallel": FLUX_GANG,
+                                                                 "adapters": {"max_per_request": 0}}}, ENTRIES,
                       wait=wait)
 
     deploy(WAN_GANG)

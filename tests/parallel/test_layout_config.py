@@ -35,6 +35,7 @@ def test_malformed_layouts_name_their_field(args, field):
 
 @pytest.mark.parametrize("family, args, message", [
     (FluxArgs, dict(parallel={"cfg": 2}), "parallel.cfg"),
+    (FluxArgs, dict(parallel={"ulysses": 2}, adapters={"max_per_request": 1}), "a gang serves none"),
     (FluxArgs, dict(parallel={"ulysses": 4}), "parallel.ulysses: 4 does not divide flux's 2 attention heads"),
     (WanArgs, dict(source="random", parallel={"ulysses": 3}), "parallel.ulysses: 3 does not divide wan's 40"),
     (FluxArgs, dict(source="random", max_sequence_length=100, parallel={"ulysses": 8}), "100 text tokens"),
@@ -74,7 +75,8 @@ def test_a_gang_takes_whole_gpus_per_rank(num_gpus):
 def test_a_gang_replica_asks_serve_for_a_bundle_per_rank():
     args = AppArgs.model_validate({"wan": gang({"ulysses": 4, "cfg": 2}, num_gpus=1, num_cpus=2,
                                                resources={"gpu_node": 0.01}),
-                                   "flux": {"args": {"parallel": {"ulysses": 2, "placement": "PACK"}, "device": "cpu"}}})
+                                   "flux": {"args": {"parallel": {"ulysses": 2, "placement": "PACK"}, "device": "cpu",
+                                                     "adapters": {"max_per_request": 0}}}})
     options = args.wan.ray_options()
     assert options["placement_group_bundles"] == [{"CPU": 2.0, "GPU": 1.0, "gpu_node": 0.01}] * 8
     assert options["placement_group_strategy"] == "STRICT_PACK"
