@@ -1,5 +1,5 @@
-"""`montage status`: deployments, replicas (running, and the autoscaling range), GPU shares and a gang replica's ranks
-(one placement-group bundle each) from the running Serve controller, and Redis."""
+"""`montage status`: deployments, replicas (running, and the autoscaling range) and GPU shares from the running Serve
+controller, and Redis."""
 from __future__ import annotations
 
 from typing import Any
@@ -27,8 +27,7 @@ def collect() -> list[dict[str, Any]]:
                          "replicas": sum(r.get("state") == "RUNNING" for r in replicas),
                          "min_replicas": scaling.get("min_replicas", config.get("num_replicas")),
                          "max_replicas": scaling.get("max_replicas", config.get("num_replicas")),
-                         "num_gpus": actor.get("num_gpus", 0) or 0, "num_cpus": actor.get("num_cpus", 0) or 0,
-                         "ranks": len(config.get("placement_group_bundles") or [None])})
+                         "num_gpus": actor.get("num_gpus", 0) or 0, "num_cpus": actor.get("num_cpus", 0) or 0})
     return rows
 
 
@@ -44,14 +43,13 @@ def redis_summary(url: str) -> str:
 
 def render(rows: list[dict[str, Any]]) -> str:
     header = (f"{'app':<10}{'deployment':<14}{'status':<12}{'replicas':>9}{'autoscaling':>13}{'GPU share':>11}"
-              f"{'GPUs used':>11}{'ranks':>7}")
+              f"{'GPUs used':>11}")
     lines = [header]
     for row in rows:
         scaling = f"{row['min_replicas']}-{row['max_replicas']}"
-        used = row["num_gpus"] * row["replicas"] * row["ranks"]
         lines.append(f"{row['app']:<10}{row['deployment']:<14}{row['status']:<12}{row['replicas']:>9}{scaling:>13}"
-                     f"{row['num_gpus']:>11.2f}{used:>11.2f}{row['ranks']:>7}")
-    lines.append(f"GPU in use: {sum(r['num_gpus'] * r['replicas'] * r['ranks'] for r in rows):.2f}")
+                     f"{row['num_gpus']:>11.2f}{row['num_gpus'] * row['replicas']:>11.2f}")
+    lines.append(f"GPU in use: {sum(r['num_gpus'] * r['replicas'] for r in rows):.2f}")
     return "\n".join(lines)
 
 

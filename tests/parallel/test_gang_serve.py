@@ -106,14 +106,6 @@ def test_info_and_detailed_health_show_every_rank_of_a_gang(client):
         assert len(detailed["parallel"]["ranks"]) == degree
 
 
-def test_montage_status_shows_a_gangs_ranks(client):
-    from cluster.status_cli import collect, render
-
-    rows = {row["deployment"]: row for row in collect() if row["app"] == "montage"}
-    assert (rows["Wan"]["ranks"], rows["Flux"]["ranks"], rows["Embedder"]["ranks"]) == (4, 2, 1)
-    assert "ranks" in render(list(rows.values())).splitlines()[0]
-
-
 def test_a_flux_gang_serves_images_and_edits_over_http(client):
     body = {"prompt": "a red fox in snow", "model": "flux", "width": 64, "height": 64, "steps": 2, "seed": 4,
             "wait_s": 240}
