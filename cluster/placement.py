@@ -83,14 +83,15 @@ class FamilyPlan(_Frozen):
     name: str
     source: Source
     replicas: int
-    memory_gib: float = Field(description="resident memory per replica")
+    memory_gib: float = Field(description="resident memory per replica (per rank of a gang)")
     declared: bool = Field(description="memory_gib from the config (else from the family's footprint)")
-    num_gpus: float = Field(description="GPU share per replica")
-    gpus: list[int] = Field(description="GPU index of each replica; empty when it needs no GPU")
+    num_gpus: float = Field(description="GPU share per replica (per rank of a gang: 1)")
+    gpus: list[int] = Field(description="GPU index of each replica's ranks; empty when it needs no GPU")
+    ranks: int = Field(default=1, description="ranks per replica (args.parallel's degree), a whole GPU each")
 
     @property
     def total_gib(self) -> float:
-        return self.memory_gib * self.replicas
+        return self.memory_gib * self.replicas * self.ranks
 
 
 class GPULoad(_Frozen):
@@ -147,24 +148,32 @@ def plan(families: AppArgs | Mapping[str, FamilyDeployment], gpu: GPU = H200, *,
     if too_big:
         raise PlanError(f"a replica is larger than one {gpu.name} ({gpu.memory_gib:g} GiB): {', '.join(too_big)}")
     budget = gpu.memory_gib * gpu.count * (1 - headroom)
-    total = sum(memory * family.deployment.autoscaling.max_replicas for _, family, memory, _ in rows)
+    total = sum(memory * family.deployment.autoscaling.max_replicas * family.degree for _, family, memory, _ in rows)
     if total > budget:
-        parts = sorted(((memory * f.deployment.autoscaling.max_replicas, name, f.deployment.autoscaling.max_replicas,
-                         memory) for name, f, memory, _ in rows if memory), reverse=True)
+        parts = sorted(((memory * f.deployment.autoscaling.max_replicas * f.degree, name,
+                         f.deployment.autoscaling.max_replicas * f.degree, memory) for name, f, memory, _ in rows
+                        if memory), reverse=True)
         detail = ", ".join(f"{name} {n} × {m:.1f} = {t:.1f} GiB" for t, name, n, m in parts)
         raise PlanError(f"over-committed: {total:.1f} GiB planned > {budget:.1f} GiB usable "
                         f"({gpu.count} × {gpu.name} {gpu.memory_gib:g} GiB with {headroom:.0%} headroom): {detail}")
 
-    placed = _pack([(name, memory, gpu_fraction(memory, gpu)) for name, family, memory, _ in rows
-                    for _ in range(family.deployment.autoscaling.max_replicas)], gpu, gpu.memory_gib * (1 - headroom))
+    placed = _pack([(name, memory, share(family, memory, gpu)) for name, family, memory, _ in rows
+                    for _ in range(family.deployment.autoscaling.max_replicas * family.degree)],
+                   gpu, gpu.memory_gib * (1 - headroom))
     family_plans = [
         FamilyPlan(name=name, source=family.args.source, replicas=family.deployment.autoscaling.max_replicas,
-                   memory_gib=memory, declared=declared, num_gpus=gpu_fraction(memory, gpu), gpus=placed.get(name, []))
+                   memory_gib=memory, declared=declared, num_gpus=share(family, memory, gpu),
+                   gpus=placed.get(name, []), ranks=family.degree)
         for name, family, memory, declared in rows
     ]
     loads = [GPULoad(index=i, memory_gib=round(sum(f.memory_gib * f.gpus.count(i) for f in family_plans), 2),
                      share=round(sum(f.num_gpus * f.gpus.count(i) for f in family_plans), 2)) for i in range(gpu.count)]
     return Plan(gpu=gpu, headroom=headroom, families=family_plans, loads=loads)
+
+
+def share(family: FamilyDeployment, memory_gib: float, gpu: GPU) -> float:
+    """A replica's GPU share: its memory's fraction of a GPU; a gang's rank takes a whole one (1)."""
+    return 1.0 if family.degree > 1 and memory_gib else gpu_fraction(memory_gib, gpu)
 
 
 def _pack(replicas: list[tuple[str, float, float]], gpu: GPU, per_gpu_gib: float) -> dict[str, list[int]]:

@@ -24,10 +24,11 @@ def app_args(serve_config: Mapping[str, Any]) -> AppArgs:
 
 def render(result: Plan) -> str:
     """A table of families, then the total and headroom line."""
-    header = ("family", "source", "replicas", "GiB/replica", "GPU share", "GPU index")
+    header = ("family", "source", "replicas", "GiB/replica", "GPU share", "GPU index", "ranks")
     rows = [header] + [
         (f.name, f.source.value, str(f.replicas), f"{f.memory_gib:.2f}" + ("" if f.declared else " (est)"),
-         f"{f.num_gpus:.2f}", ",".join(map(str, f.gpus)) or "-")
+         f"{f.num_gpus:.2f}", ",".join(map(str, f.gpus)) or "-",
+         "1" if f.ranks == 1 else f"{f.ranks} (GiB and share per rank)")
         for f in result.families
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

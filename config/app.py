@@ -115,6 +115,34 @@ class FamilyDeployment(_Strict, Generic[A]):
     args: A
     deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
 
+    @model_validator(mode="after")
+    def _whole_gpus_per_rank(self) -> FamilyDeployment:
+        if self.degree > 1 and self.deployment.num_gpus not in (0.0, 1.0):
+            raise ValueError(f"deployment.num_gpus: a gang of {self.degree} ranks (args.parallel) takes one whole GPU "
+                             f"per rank (1), or none (0: gloo on the CPU), got {self.deployment.num_gpus:g}")
+        if self.degree > 1 and self.deployment.num_gpus == 0 and self.args.device not in ("cpu", "auto"):
+            raise ValueError(f"args.device: {self.args.device} needs deployment.num_gpus: 1 for its gang's ranks")
+        if self.degree > 1 and self.deployment.num_gpus == 1 and self.args.device == "cpu":
+            raise ValueError("deployment.num_gpus: a gang on the CPU (args.device: cpu) takes 0 GPUs")
+        return self
+
+    @property
+    def degree(self) -> int:
+        """Ranks one replica owns (args.parallel; 1 for a family without a layout)."""
+        layout = getattr(self.args, "parallel", None)
+        return layout.degree if layout else 1
+
+    def ray_options(self) -> dict[str, Any]:
+        """`serve.deployment(...)` keyword arguments: a gang replica gets a placement group of one bundle per rank,
+        the replica itself in the first."""
+        options = self.deployment.ray_options()
+        if self.degree > 1:
+            bundle = {"CPU": self.deployment.num_cpus, **({"GPU": 1.0} if self.deployment.num_gpus else {}),
+                      **self.deployment.resources}
+            options["placement_group_bundles"] = [dict(bundle) for _ in range(self.degree)]
+            options["placement_group_strategy"] = self.args.parallel.placement
+        return options
+
 
 def _family(args: type[A]) -> Any:
     return Field(default_factory=lambda: FamilyDeployment[args](args=args()))

@@ -9,6 +9,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.ids import ADAPTER_ID
+from config.parallel import ParallelLayout
 
 MAX_LORAS = 8  # the most LoRA adapters a request (or a style) may name; a family's own limit is at most this
 
@@ -254,6 +255,16 @@ class ImageArgs(DiffusionArgs):
         return self
 
 
+def check_parallel(args: FluxArgs | WanArgs, heads: dict[Source, int], text_tokens: int | None,
+                   uses_cfg: bool) -> None:
+    """Refuses a layout the family's model cannot split (heads known for tiny and random weights; a pretrained
+    model's are checked where it loads): ValueError naming the field."""
+    errors = args.parallel.errors(args.__class__.__name__.removesuffix("Args").lower(), heads.get(args.source),
+                                  text_tokens, args.device, uses_cfg)
+    if errors:
+        raise ValueError("; ".join(errors))
+
+
 class SDXLArgs(ImageArgs):
     """SDXL base with the Union ControlNet."""
 
@@ -282,6 +293,16 @@ class FluxArgs(ImageArgs):
     )
     max_sequence_length: int = Field(default=512, ge=16, le=512)
     fuse_qkv: bool = False
+    parallel: ParallelLayout = Field(default_factory=ParallelLayout, description="one request over several GPUs")
+    attention_heads: ClassVar[dict[Source, int]] = {Source.TINY: 2, Source.RANDOM: 24}
+
+    @model_validator(mode="after")
+    def _parallel_fits(self) -> FluxArgs:
+        check_parallel(self, self.attention_heads, self.max_sequence_length, uses_cfg=False)
+        if self.parallel.degree > 1 and self.adapters.max_per_request:
+            raise ValueError("parallel: LoRA adapters load into rank 0's transformer alone; a gang serves none (set "
+                             "adapters.max_per_request: 0)")
+        return self
 
     def checkpoint_files(self) -> list[str]:
         return super().checkpoint_files() + (["kontext_id"] if is_checkpoint_file(self.kontext_id) else [])
@@ -315,6 +336,13 @@ class WanArgs(VideoArgs):
     vae_tiling: bool = False
     text_encoder_offload: bool = Field(
         default=False, description="keep the UMT5 text encoder on CPU (runs once per video; frees ~11 GB of GPU)")
+    parallel: ParallelLayout = Field(default_factory=ParallelLayout, description="one request over several GPUs")
+    attention_heads: ClassVar[dict[Source, int]] = {Source.TINY: 2, Source.RANDOM: 40}
+
+    @model_validator(mode="after")
+    def _parallel_fits(self) -> WanArgs:
+        check_parallel(self, self.attention_heads, None, uses_cfg=True)
+        return self
 
     @classmethod
     def tiny_defaults(cls) -> GenerationDefaults:

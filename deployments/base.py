@@ -13,15 +13,15 @@ from typing import Any
 from config.app import Batching
 from config.composition import AssetStoreArgs
 from config.families import FamilyArgs
-from config.specs import spec_for
 from deployments.adapters import AdapterHosting
 from deployments.admission import Admission
+from deployments.gang import build_model
 from deployments.metrics import deployment_metrics
 from deployments.replica import memory, replica_name, serve_is_stopping
 from deployments.scheduler import StepScheduler, Ticket
 from deployments.steps import GroupSteps, restored
 from records.checkpoints import job_digest
-from models.family import Family, group_by
+from models.family import group_by
 from models.steps import StepState
 from models.types import AdapterInfo
 from records.adapters import AdapterRecords
@@ -94,7 +94,7 @@ class ModelDeployment:
     def __init__(self, args: FamilyArgs, redis_url: str | None = None, assets: AssetStoreArgs | None = None) -> None:
         """Serve routes no request to a replica before its constructor returns, so a compiled model warms up here.
         `assets`: the app's asset store (uploaded adapters' bytes); None: the environment's."""
-        model: Family = spec_for(args).model_class(args)
+        model, self.gang = build_model(args)
         model.warmup()
         self.model = model
         self.progress = ProgressReporter(redis_url or os.environ.get("REDIS_URL"))
@@ -176,9 +176,12 @@ class ModelDeployment:
         return self.replica
 
     def info(self) -> dict[str, Any]:
-        return dict(model=self.model.name, source=self.model.source.value, device=str(self.model.device),
+        info = dict(model=self.model.name, source=self.model.source.value, device=str(self.model.device),
                     replica=self.replica, size_multiple=self.model.size_multiple,
                     frame_multiple=self.model.frame_multiple, memory=memory(self.model.device))
+        if self.gang:  # one request over several ranks: each one's device and memory
+            info["parallel"] = self.model.args.parallel.model_dump() | {"ranks": self.gang.info()}
+        return info
 
     async def probe(self) -> dict[str, Any]:
         """Health warm-up: the family's smallest requests through this replica's own batch queues, timed."""

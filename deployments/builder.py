@@ -12,7 +12,8 @@ from config.composition import AssetStoreArgs
 from config.specs import SPECS
 
 
-def bind(cls: type, name: str, options: DeploymentOptions, *init_args: object) -> Application:
+def bind(cls: type, name: str, options: DeploymentOptions | FamilyDeployment,
+         *init_args: object) -> Application:
     return serve.deployment(cls, name=name, **options.ray_options()).bind(*init_args)
 
 
@@ -21,7 +22,7 @@ def bind_family(key: str, family: FamilyDeployment, redis_url: str | None,
     """Family `key`'s deployment class under its Serve deployment name, with its options and args (and the app's
     asset store, where uploaded adapters are)."""
     spec = SPECS[key]
-    return bind(spec.deployment_class, spec.deployment_name, family.deployment, family.args, redis_url, assets)
+    return bind(spec.deployment_class, spec.deployment_name, family, family.args, redis_url, assets)
 
 
 def bind_families(args: AppArgs, redis_url: str | None) -> dict[str, Application]:

@@ -14,6 +14,7 @@ from config.families import FamilyArgs, Source
 from models.results import video_result
 from models.grid import check_grid
 from models.loading import resolve_device, resolve_dtype
+from models.parallel import check_sequence
 from models.steps import Steps
 from models.types import Metadata, VideoRequest, VideoResult
 
@@ -55,6 +56,7 @@ class Family:
     name: str = "model"
     # batch operation (`generate`, `edit`, ...) → (the method that runs one compatible group, its output encoder)
     operations: ClassVar[dict[str, tuple[str, Callable[[Any, Any, Metadata], Any]]]] = {}
+    gang: Any = None  # a `models.parallel.Gang` once the family runs its denoiser calls on several ranks
 
     def __init__(self, args: FamilyArgs) -> None:
         self.args = args
@@ -90,6 +92,8 @@ class Family:
         """Raises `InvalidRequest` naming the field when a request's size (or frame count) is off the latent grid."""
         check_grid(self.name, self.size_multiple, self.frame_multiple, request.width, request.height,
                    getattr(request, "num_frames", None))
+        if self.gang is not None:
+            check_sequence(self.gang.layout, self, request)
 
     @staticmethod
     def group_key(request: Any) -> Hashable:

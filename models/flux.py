@@ -158,6 +158,10 @@ class Flux(Family):
     def size_multiple(self) -> int:
         return self.text_to_image.vae_scale_factor * 2
 
+    @property
+    def denoisers(self) -> list[torch.nn.Module]:
+        return [self.text_to_image.transformer, self.kontext.transformer]
+
     def validate(self, request: ImageRequest | EditRequest) -> None:
         super().validate(request)
         if isinstance(request, ImageRequest) and request.controls:
@@ -192,7 +196,8 @@ class Flux(Family):
         with self.adapters.applied(first.loras, steps) as steps:  # loads outside inference mode: peft sets grads
             if pipe is self.text_to_image:
                 steps = sourced_steps(pipe, requests, steps, _normalised, _packed, _schedule)
-            view, stepping = stepped_call(pipe, steps, len(requests), first.steps, previews)
+            view, stepping = stepped_call(self.gang.view(pipe, guided=False) if self.gang else pipe, steps,
+                                          len(requests), first.steps, previews)
             with torch.inference_mode():
                 return pasted(requests, view(
                     prompt=[r.prompt for r in requests],

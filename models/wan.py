@@ -115,6 +115,10 @@ class Wan(VideoFamily):
         return self.previewer.clips(latents.transpose(1, 2))
 
     @property
+    def denoisers(self) -> list[torch.nn.Module]:
+        return [self.pipe.transformer]
+
+    @property
     def size_multiple(self) -> int:
         """VAE downsampling times the transformer's spatial patch."""
         return self.pipe.vae_scale_factor_spatial * self.pipe.transformer.config.patch_size[1]
@@ -134,7 +138,8 @@ class Wan(VideoFamily):
         """One pipeline call for compatible requests; returns float frames (B, F, H, W, 3) in [0, 1]."""
         first = self.one_group(requests)
         image = decode_rgb(first.image).resize((first.width, first.height), Image.Resampling.LANCZOS)
-        pipe, stepping = stepped_call(self.pipe, steps, len(requests), first.steps, self.previews)
+        pipe = self.gang.view(self.pipe, guided=first.guidance > 1) if self.gang else self.pipe
+        pipe, stepping = stepped_call(pipe, steps, len(requests), first.steps, self.previews)
         with torch.inference_mode():
             return pipe(
                 image=image, **self.prompts(requests), width=first.width, height=first.height,

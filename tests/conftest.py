@@ -79,9 +79,11 @@ def ray_serve(tmp_path_factory):
     ray.shutdown()
 
 
-def deploy_config(ray_serve, redis_url: str, asset_dir, family_args: dict | None = None, **overrides) -> dict:
-    """Deploys serve_config.yaml's app declaratively (as `serve deploy` does) and waits until it runs;
-    `family_args` updates families' args (family → fields)."""
+def deploy_config(ray_serve, redis_url: str, asset_dir, family_args: dict | None = None,
+                  family_entries: dict | None = None, wait: bool = True, **overrides) -> dict:
+    """Deploys serve_config.yaml's app declaratively (as `serve deploy` does) and waits until it runs (unless not
+    `wait`); `family_args` updates families' args (family → fields), `family_entries` their other fields (enabled,
+    deployment: family → fields)."""
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
@@ -93,8 +95,12 @@ def deploy_config(ray_serve, redis_url: str, asset_dir, family_args: dict | None
     application["args"]["sdxl"]["args"]["adapters"] = {"max_mb": 1}  # a 1.5 MB upload is too big (tiny LoRAs: KBs)
     for family, fields in (family_args or {}).items():
         application["args"][family]["args"].update(fields)
+    for family, fields in (family_entries or {}).items():
+        application["args"][family].update(fields)
     application.update(overrides)
     serve_start().deploy_apps(ServeDeploySchema.model_validate({"applications": [application]}))
+    if not wait:
+        return application
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         status = ray_serve.status().applications.get("montage")

@@ -1,0 +1,134 @@
+"""Gang replicas in real Ray Serve over HTTP, on the CPU (gloo): Wan on 4 ranks (ulysses 2 × cfg 2) and FLUX on 2
+(ulysses 2). /v1/info and /v1/health/detailed show every rank; a Wan job moves between a gang and a single-process
+replica by its checkpoint, either way, and ends with the clip of an uninterrupted run; a rank actor killed mid-job
+takes its gang's replica with it, the job resumes from its last checkpoint and the gang is rebuilt."""
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+import numpy as np
+import pytest
+from conftest import deploy_config
+from helpers import BASE, png, replica_pids, upload, wait_task
+from reliability.test_step_resume import Events
+
+from models.media import decode_mp4
+
+STEPS = 100  # the most a request may ask: a tiny job outlasts a redeploy's request to Serve; checkpoints every 5
+WAN_GANG = {"ulysses": 2, "cfg": 2}
+FLUX_GANG = {"ulysses": 2}
+# Only the families under test; whole-CPU ranks (no GPU share: a gang takes whole GPUs or none), one replica each.
+DEPLOYMENT = {"num_gpus": 0, "num_cpus": 0.1, "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+              "batching": {"max_batch_size": 4, "batch_wait_timeout_s": 0.0}}
+ENTRIES = {"sdxl": {"enabled": False}, "svd": {"enabled": False}, "llm": {"enabled": False},
+           "wan": {"deployment": DEPLOYMENT}, "flux": {"deployment": DEPLOYMENT}}
+
+
+@pytest.fixture(scope="module")
+def app(ray_serve, redis_url, tmp_path_factory):
+    """Deploys the app with Wan's layout `parallel` (and FLUX's gang) and waits until it runs."""
+    asset_dir = tmp_path_factory.mktemp("assets")
+
+    def deploy(wan_parallel: dict, wait: bool = True) -> None:
+        deploy_config(ray_serve, redis_url, asset_dir, {"wan": {"device": "cpu", "parallel": wan_parallel},
+                                                        "flux": {"device": "cpu", "parallel": FLUX_GANG,
+                                                                 "adapters": {"max_per_request": 0}}}, ENTRIES,
+                      wait=wait)
+
+    deploy(WAN_GANG)
+    yield deploy
+    ray_serve.delete("montage")
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    with httpx.Client(base_url=BASE, timeout=120) as session:
+        yield session
+
+
+def ranks(client, family: str) -> list[dict]:
+    return client.get("/v1/info").json()["models"][family]["parallel"]["ranks"]
+
+
+def video(client, seed: int, wait_s: float) -> dict:
+    image = upload(client, png(64, 64, seed=seed))
+    response = client.post("/v1/videos/generations", json={
+        "image": image, "model": "wan", "num_frames": 5, "width": 80, "height": 64, "steps": STEPS, "seed": seed,
+        "gif": False, "wait_s": wait_s})
+    assert response.status_code == (200 if wait_s else 202), response.text
+    return response.json()
+
+
+def frames(client, result: dict) -> np.ndarray:
+    return decode_mp4(client.get(result["video"]["url"]).content)
+
+
+def interrupted(client, redis_url, seed: int, interrupt) -> dict:
+    """A job of `seed` whose run is interrupted by `interrupt()` once it checkpointed at step 5 or later; its task,
+    resumed from a checkpoint (not from step 0)."""
+    task_id = video(client, seed, wait_s=0)["task_id"]
+    events = Events(redis_url, task_id)
+    try:
+        events.wait(lambda e: e.get("event") == "checkpoint" and e["step"] >= 5, timeout_s=600)
+        interrupt()
+        task = wait_task(client, task_id, timeout_s=900)
+    finally:
+        events.close()
+    assert task["status"] == "succeeded", task
+    assert task["result"]["metadata"]["resumed_from_step"] >= 5
+    return task
+
+
+def redeployed(app, wan_parallel: dict):
+    """Asks Serve for Wan's layout `wan_parallel`, then kills the running Wan replica (its gang's ranks with it): the
+    job it ran resumes on a replica of the new layout (Serve replaces no replica of the old one)."""
+    def interrupt() -> None:
+        running = replica_pids("Wan")
+        app(wan_parallel, wait=False)
+        for pid in running:
+            os.kill(pid, signal.SIGKILL)
+
+    return interrupt
+
+
+def test_info_and_detailed_health_show_every_rank_of_a_gang(client):
+    for family, degree in (("wan", 4), ("flux", 2)):
+        info = client.get("/v1/info").json()["models"][family]
+        assert info["parallel"] | {"ranks": None} == {"ulysses": 2, "ring": 1, "cfg": degree // 2,
+                                                      "placement": "STRICT_PACK", "ranks": None}
+        found = info["parallel"]["ranks"]
+        assert [r["rank"] for r in found] == list(range(degree))
+        assert all(r["device"] == "cpu" and r["memory"]["resident"] > 0 for r in found)
+        assert len({r["pid"] for r in found}) == degree  # a process per rank
+        detailed = client.get("/v1/health/detailed").json()["models"][family]
+        assert len(detailed["parallel"]["ranks"]) == degree
+
+
+def test_a_flux_gang_serves_images_and_edits_over_http(client):
+    body = {"prompt": "a red fox in snow", "model": "flux", "width": 64, "height": 64, "steps": 2, "seed": 4,
+            "wait_s": 240}
+    response = client.post("/v1/images/generations", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["images"][0]["url"]
+
+
+def test_a_wan_job_moves_between_a_gang_and_a_single_process_replica_by_its_checkpoint(client, redis_url, app):
+    reference = frames(client, video(client, seed=41, wait_s=600))  # uninterrupted, on the gang
+    to_single = interrupted(client, redis_url, 41, redeployed(app, {}))
+    assert "parallel" not in client.get("/v1/info").json()["models"]["wan"]
+    assert np.array_equal(frames(client, to_single["result"]), reference)
+    assert np.array_equal(frames(client, video(client, seed=41, wait_s=600)), reference)  # single == gang
+    to_gang = interrupted(client, redis_url, 41, redeployed(app, WAN_GANG))
+    assert len(ranks(client, "wan")) == 4
+    assert np.array_equal(frames(client, to_gang["result"]), reference)
+
+
+def test_a_killed_rank_fails_its_job_over_from_its_checkpoint_and_the_gang_is_rebuilt(client, redis_url):
+    before = ranks(client, "wan")
+    reference = frames(client, video(client, seed=42, wait_s=600))
+    task = interrupted(client, redis_url, 42, lambda: os.kill(before[1]["pid"], signal.SIGKILL))
+    assert np.array_equal(frames(client, task["result"]), reference)
+    after = ranks(client, "wan")
+    assert len(after) == 4 and {r["pid"] for r in after}.isdisjoint(r["pid"] for r in before)
