@@ -2,6 +2,8 @@
 moves between a gang and a single process either way."""
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +76,9 @@ def rank_main(rank: int, world: int, store: str, name: str, layout: dict, out: s
     dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module", params=["wan", "flux"])
-def single(request):
-    """The single-process outputs of each operation, and its step-1 state."""
-    name = request.param
+@functools.cache
+def single_run(name: str):
+    """The single-process outputs of each operation, and its step-1 state (made once per family)."""
     model = family(name)
     outputs, states = {}, {}
     for operation, run in operations(name, model).items():
@@ -92,12 +93,11 @@ def single(request):
 LAYOUTS = {"wan": [dict(ulysses=2), dict(cfg=2), dict(ulysses=2, cfg=2), {}], "flux": [dict(ulysses=2), {}]}
 
 
-@pytest.mark.parametrize("index", range(4))
-def test_every_layout_equals_the_single_process_run_and_states_move_both_ways(single, index, tmp_path):
-    name, model, outputs, states = single
-    if index >= len(LAYOUTS[name]):
-        pytest.skip(f"{name} has {len(LAYOUTS[name])} layouts")
-    layout = LAYOUTS[name][index]
+@pytest.mark.parametrize(("name", "layout"), [(name, layout) for name, layouts in LAYOUTS.items() for layout in layouts],
+                         ids=lambda value: value if isinstance(value, str) else "x".join(
+                             f"{k[0]}{v}" for k, v in value.items()) or "one")
+def test_every_layout_equals_the_single_process_run_and_states_move_both_ways(name, layout, tmp_path):
+    _, model, outputs, states = single_run(name)
     world = ParallelLayout(**layout).degree
     mp.start_processes(rank_main, args=(world, str(tmp_path / "store"), name, layout, str(tmp_path), states),
                        nprocs=world, start_method="spawn")
@@ -110,8 +110,9 @@ def test_every_layout_equals_the_single_process_run_and_states_move_both_ways(si
         assert np.abs(run(Steps(resume=[gang_state])) - whole).max() <= TOLERANCE, operation
 
 
-def test_a_sequence_the_context_ranks_cannot_split_is_refused_naming_width(single):
-    name, model, _, _ = single
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_a_sequence_the_context_ranks_cannot_split_is_refused_naming_width(name):
+    _, model, _, _ = single_run(name)
     four = ParallelLayout(ulysses=2, ring=2)
 
     def sized(side: int):
