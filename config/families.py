@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.acceleration import Quantize, StepCacheArgs
 from config.ids import ADAPTER_ID
 
 MAX_LORAS = 8  # the most LoRA adapters a request (or a style) may name; a family's own limit is at most this
@@ -282,6 +283,17 @@ class FluxArgs(ImageArgs):
     )
     max_sequence_length: int = Field(default=512, ge=16, le=512)
     fuse_qkv: bool = False
+    quantize: Quantize = Field(default="none", description="fp8: float8 weights and activations (per-row scales) "
+                                                          "in the transformer's large linear layers")
+    step_cache: StepCacheArgs = Field(default_factory=lambda: StepCacheArgs(threshold=0.08),
+                                      description="what a request's acceleration: step_cache uses")
+
+    @model_validator(mode="after")
+    def _fp8_without_adapters(self) -> FluxArgs:
+        if self.quantize != "none" and self.adapters.max_per_request:
+            raise ValueError("quantize: LoRA adapters adapt unquantized linear layers; set quantize: none or "
+                             "adapters.max_per_request: 0")
+        return self
 
     def checkpoint_files(self) -> list[str]:
         return super().checkpoint_files() + (["kontext_id"] if is_checkpoint_file(self.kontext_id) else [])
@@ -315,6 +327,10 @@ class WanArgs(VideoArgs):
     vae_tiling: bool = False
     text_encoder_offload: bool = Field(
         default=False, description="keep the UMT5 text encoder on CPU (runs once per video; frees ~11 GB of GPU)")
+    quantize: Quantize = Field(default="none", description="fp8: float8 weights and activations (per-row scales) "
+                                                          "in the transformer's large linear layers")
+    step_cache: StepCacheArgs = Field(default_factory=lambda: StepCacheArgs(threshold=0.1),
+                                      description="what a request's acceleration: step_cache uses")
 
     @classmethod
     def tiny_defaults(cls) -> GenerationDefaults:

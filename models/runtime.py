@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -12,6 +13,8 @@ import numpy as np
 import torch
 
 from config.families import FamilyArgs, Source
+from models.acceleration import CacheUse
+from models.errors import InvalidRequest
 from models.results import video_result
 from models.grid import check_grid
 from models.steps import Steps
@@ -140,6 +143,7 @@ class Family:
         self.device = resolve_device(args.device)
         self.dtype = resolve_dtype(args.dtype, self.device)
         self.defaults = args.defaults
+        self.step_cache = getattr(args, "step_cache", None)  # what acceleration: step_cache uses; None: refused
 
     @property
     def source(self) -> Source:
@@ -169,6 +173,9 @@ class Family:
         """Raises `InvalidRequest` naming the field when a request's size (or frame count) is off the latent grid."""
         check_grid(self.name, self.size_multiple, self.frame_multiple, request.width, request.height,
                    getattr(request, "num_frames", None))
+        if getattr(request, "acceleration", "none") != "none" and self.step_cache is None:
+            raise InvalidRequest("acceleration", f"{self.name} has no step cache (diffusers' cache hooks skip "
+                                                 "transformer blocks); use none")
 
     @staticmethod
     def group_key(request: Any) -> Hashable:
@@ -181,7 +188,8 @@ class Family:
         equal latent shapes and operations (image to image apart from text to image); none for adapters or controls (they change the denoiser, not only its inputs)."""
         if getattr(request, "loras", ()) or getattr(request, "controls", ()):
             return None
-        return request.width, request.height, getattr(request, "num_frames", None), getattr(request, "operation", None)
+        return (request.width, request.height, getattr(request, "num_frames", None), getattr(request, "operation", None),
+                getattr(request, "acceleration", "none"))  # a cached forward's rows share one cache state
 
     def one_group(self, requests: Sequence[R]) -> R:
         """The first of `requests` once each is valid and all share one group key: what one pipeline call takes."""
@@ -201,8 +209,14 @@ class Family:
 
         def run_group(group: list[R]) -> list[T]:
             started = time.perf_counter()
-            outputs = run(group, steps)
+            cache = CacheUse(self.step_cache) if getattr(group[0], "acceleration", "none") == "step_cache" else None
+            try:
+                outputs = run(group, dataclasses.replace(steps or Steps(), cache=cache) if cache else steps)
+            finally:
+                if cache:
+                    cache.release()
             meta = self.metadata(len(group), started, **self.group_metadata(group))
+            meta.steps_skipped = cache.steps_skipped if cache else 0
             return [encode(request, output, meta) for request, output in zip(group, outputs, strict=True)]
 
         return run_grouped(requests, self.group_key, run_group)
@@ -265,6 +279,10 @@ def apply_runtime(pipe: Any, args: FamilyArgs, denoiser: str) -> None:
         getattr(pipe, denoiser).fuse_qkv_projections()
     if getattr(args, "channels_last", False):
         getattr(pipe, denoiser).to(memory_format=torch.channels_last)
+    if getattr(args, "quantize", "none") != "none":
+        from models.quantize import quantize_denoiser
+
+        quantize_denoiser(getattr(pipe, denoiser), args.quantize)
     if args.compile:
         compile_denoiser(getattr(pipe, denoiser))
 
