@@ -329,7 +329,7 @@ class WanArgs(VideoArgs):
         default=False, description="keep the UMT5 text encoder on CPU (runs once per video; frees ~11 GB of GPU)")
     quantize: Quantize = Field(default="none", description="fp8: float8 weights and activations (per-row scales) "
                                                           "in the transformer's large linear layers")
-    step_cache: StepCacheArgs = Field(default_factory=lambda: StepCacheArgs(threshold=0.1),
+    step_cache: StepCacheArgs = Field(default_factory=lambda: StepCacheArgs(threshold=0.05),
                                       description="what a request's acceleration: step_cache uses")
 
     @classmethod

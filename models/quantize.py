@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-MIN_FEATURES = 256  # smaller layers (embedders, tiny models' projections) gain nothing and lose the most precision
+MIN_FEATURES = 256  # the fewest input and output features of a quantized layer
 ALIGN = 16  # float8 matmuls (torch._scaled_mm) need both dimensions a multiple of 16
 
 
@@ -20,7 +20,8 @@ def fp8_supported(device: torch.device) -> bool:
 
 
 def quantizable(module: torch.nn.Module, _name: str = "") -> bool:
-    """The linear layers worth quantizing (flux-fast's rule): large, and aligned for float8 matmuls."""
+    """The linear layers worth quantizing: large (embedders and tiny models' projections gain nothing and lose the
+    most), and aligned for float8 matmuls."""
     return (isinstance(module, torch.nn.Linear) and min(module.in_features, module.out_features) >= MIN_FEATURES
             and module.in_features % ALIGN == 0 and module.out_features % ALIGN == 0)
 

@@ -190,7 +190,7 @@ def test_quantize_settings_are_checked_at_load() -> None:
         FluxArgs(quantize="fp8", adapters={"max_per_request": 2})
     with pytest.raises(ValidationError, match="kind"):
         WanArgs(step_cache={"kind": "mag"})
-    assert FluxArgs().quantize == "none" and WanArgs().step_cache.threshold == 0.1
+    assert FluxArgs().quantize == "none" and WanArgs().step_cache.threshold == 0.05
 
 
 @pytest.mark.parametrize("args", [FluxArgs(device="cpu", max_sequence_length=64, adapters={"max_per_request": 0},
