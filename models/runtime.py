@@ -185,11 +185,13 @@ class Family:
     @staticmethod
     def fuse_key(request: Any) -> Hashable | None:
         """Jobs of one operation with equal keys may run their denoiser calls of a step as one (`models/fusion.py`):
-        equal latent shapes and operations (image to image apart from text to image); none for adapters or controls (they change the denoiser, not only its inputs)."""
+        equal latent shapes and operations (image to image apart from text to image) and one acceleration (a cached
+        forward's rows share one cache state); none for adapters or controls (they change the denoiser, not only its
+        inputs)."""
         if getattr(request, "loras", ()) or getattr(request, "controls", ()):
             return None
-        return (request.width, request.height, getattr(request, "num_frames", None), getattr(request, "operation", None),
-                getattr(request, "acceleration", "none"))  # a cached forward's rows share one cache state
+        return (request.width, request.height, getattr(request, "num_frames", None),
+                getattr(request, "operation", None), getattr(request, "acceleration", "none"))
 
     def one_group(self, requests: Sequence[R]) -> R:
         """The first of `requests` once each is valid and all share one group key: what one pipeline call takes."""

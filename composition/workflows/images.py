@@ -268,7 +268,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
             height=job.height, guidance=job.guidance, prompt=job.prompt, negative_prompt=job.negative_prompt,
             prompt_key=job.prompt_key, source=job.source, strength=job.strength, mask=job.mask, canvas=job.canvas,
             true_cfg_scale=job.true_cfg_scale, prompt_weighting=job.prompt_weighting, format="png",
-            watermark=self.services.watermark,
+            watermark=self.services.watermark, acceleration=job.acceleration,
             started_from=started_from,
             loras=[RecipeAdapter(id=lora.id, scale=lora.scale, digest=getattr(catalogue.get(lora.id), "digest", None))
                    for lora in job.loras],

@@ -128,7 +128,7 @@ class VideosWorkflow(Workflow[VideoJob]):
         recipe = Recipe.of(result.metadata.model_dump(), operation="animate", family=job.model, seed=job.seed,
                            steps=job.steps, width=result.width, height=result.height, guidance=self.guidance(job.model),
                            prompt=job.prompt, source=job.image, num_frames=result.num_frames, fps=result.fps,
-                           format=result.format, watermark=self.services.watermark)
+                           format=result.format, watermark=self.services.watermark, acceleration=job.acceleration)
         source = (image, info.content_type)
         video = await self.services.put_generated(result.video, MEDIA_TYPES[result.format], recipe, job.owner,
                                                   (result.width, result.height), source=source)

@@ -95,7 +95,8 @@ def test_a_cached_and_an_uncached_denoiser_call_never_share_a_forward() -> None:
 def _fused_pair(family, run, a, b, cache_a: CacheUse | None, cache_b: CacheUse | None) -> dict:
     """a runs; b joins it at a's step 2 (test_steps' continuous batching); each job's output and ticket."""
     scheduler = StepScheduler(batch_budget=8)
-    tickets = {user: scheduler.ticket("normal", user, family.fuse_key(request)) for user, request in (("a", a), ("b", b))}
+    tickets = {user: scheduler.ticket("normal", user, family.fuse_key(request))
+               for user, request in (("a", a), ("b", b))}
     outputs: dict[str, np.ndarray] = {}
 
     def job(user, request, cache, on_step) -> None:
