@@ -60,7 +60,7 @@ class CacheUse:
     def release(self) -> None:
         """Drops every cache state this call's forwards left (the call ended)."""
         for module in self.modules:
-            _drop(module, lambda name: any(part.split(".")[0] == str(self.token) for part in name.split("+")))
+            _drop(module, lambda name: self.token in _members(name))
 
 
 def installed(module: torch.nn.Module) -> bool:
@@ -73,14 +73,17 @@ def cached_forward(calls: list[Any], forward: Callable[[], T]) -> T:
     module, use = calls[0].module, calls[0].cache
     if use is None and not installed(module):
         return forward()
+    manager = None
     if use is None:
         name = f"exact.{next(_TOKENS)}"
     else:
         manager = install(module, use.config)
         name = "+".join(f"{call.cache.token}.{call.context}" for call in calls)
+        members = _members(name)  # another membership of these calls' is over: its states go
+        _drop(module, lambda found: _members(found) != members and bool(_members(found) & members))
     with module.cache_context(name):
         output = forward()
-        skipped = use is not None and not manager.get_state().should_compute
+        skipped = manager is not None and not manager.get_state().should_compute
     if use is None:
         _drop(module, lambda found: found == name)
     for call in calls:
@@ -106,6 +109,13 @@ def install(module: torch.nn.Module, config: StepCacheArgs) -> Any:
                    if (registry := getattr(block, "_diffusers_hook", None)) and registry.get_hook(_LEADER_HOOK))
     _INSTALLED[module] = (config, manager)
     return manager
+
+
+def _members(name: str) -> frozenset[int]:
+    """The call tokens a cached context's name holds ("3.cond+4.cond" → {3, 4}; an uncached one's: none)."""
+    if name.startswith("exact."):
+        return frozenset()
+    return frozenset(int(part.split(".")[0]) for part in name.split("+"))
 
 
 def _drop(module: torch.nn.Module, matches: Callable[[str], bool]) -> None:

@@ -16,7 +16,7 @@ import helpers
 from config.acceleration import StepCacheArgs
 from config.families import FluxArgs, LLMArgs, SDXLArgs, SVDArgs, WanArgs
 from deployments.scheduler import StepScheduler
-from models.acceleration import CacheUse, installed
+from models.acceleration import _INSTALLED, CacheUse, _members, installed
 from models.errors import InvalidRequest
 from models.flux import Flux
 from models.fusion import DenoiserCall
@@ -132,6 +132,11 @@ def test_cached_jobs_of_one_setting_fuse_and_a_join_starts_a_fresh_cache(flux: F
     # Each change of membership starts a context computed in full. a: step 1 computes, 2 reuses; b joins at a's 3,
     # which computes; 4 to 6 reuse. b: its 1 (a's 3) computes, 2 to 4 reuse; a left, so its 5 computes, 6 reuses.
     assert [cache.steps_skipped for cache in caches] == [STEPS - 2, STEPS - 2]
+    states = _INSTALLED[flux.text_to_image.transformer][1]._state_cache
+    assert {frozenset(_members(name)) for name in states} == {frozenset({caches[1].token})}  # stale ones dropped
+    for cache in caches:
+        cache.release()
+    assert not states
 
 
 def test_an_uncached_job_beside_a_cached_one_runs_exactly_and_alone(flux: Flux) -> None:
