@@ -104,11 +104,23 @@ def install(module: torch.nn.Module, config: StepCacheArgs) -> Any:
         return found[1]
     if found is not None:
         module.disable_cache()
+    _compiled_inside_hooks(module)
     module.enable_cache(FirstBlockCacheConfig(threshold=config.threshold))
     manager = next(registry.get_hook(_LEADER_HOOK).state_manager for block in module.modules()
                    if (registry := getattr(block, "_diffusers_hook", None)) and registry.get_hook(_LEADER_HOOK))
     _INSTALLED[module] = (config, manager)
     return manager
+
+
+def _compiled_inside_hooks(module: torch.nn.Module) -> None:
+    """Regional compilation (`models.runtime.compile_denoiser`) compiled each block's whole call, which would run the
+    hooks inside the graph (their eager-only check breaks a full graph, and their per-context state would guard
+    it); each such block gets its own forward compiled instead (as fully), which the hooks wrap and run eagerly. The
+    blocks compile again on their next call."""
+    for block in module.modules():
+        if block.__dict__.get("_compiled_call_impl") is not None:
+            block._compiled_call_impl = None
+            block.forward = torch.compile(block.forward, fullgraph=True)
 
 
 def _members(name: str) -> frozenset[int]:

@@ -164,5 +164,9 @@ class FusingDenoiser:
         self._context = name
         yield
 
+    def _reset_stateful_cache(self, recurse: bool = True) -> None:
+        """A pipeline's end would reset every job's cache states on the shared denoiser: each call drops its own
+        (`CacheUse.release`)."""
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._route(DenoiserCall(self._module, args, kwargs, self._cache, self._context))

@@ -76,6 +76,20 @@ def test_an_uncached_request_after_a_cached_one_is_bit_identical_to_a_fresh_pipe
     assert not installed(fresh.text_to_image.transformer)
 
 
+def test_with_compile_the_hooks_run_around_the_compiled_blocks_and_uncached_pixels_stay() -> None:
+    """Regional compile compiled each block's whole call; a hook inside a full graph breaks it. The cache's install
+    compiles the blocks' forwards instead, which the hooks wrap."""
+    torch._dynamo.reset()
+    try:
+        compiled = Flux(FluxArgs(device="cpu", max_sequence_length=64, compile=True, step_cache=PERMISSIVE))
+        request = _image(steps=4)
+        plain = compiled.generate([request])[0]
+        assert compiled.generate([request.model_copy(update=CACHED)])[0].metadata.steps_skipped == 3
+        assert compiled.generate([request])[0].png == plain.png
+    finally:
+        torch._dynamo.reset()
+
+
 def test_requests_differing_only_in_acceleration_run_apart(flux: Flux) -> None:
     plain, cached = _image(), _image(**CACHED)
     assert flux.fuse_key(plain) != flux.fuse_key(cached) and flux.group_key(plain) != flux.group_key(cached)
