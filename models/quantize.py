@@ -26,9 +26,11 @@ def quantizable(module: torch.nn.Module, _name: str = "") -> bool:
             and module.in_features % ALIGN == 0 and module.out_features % ALIGN == 0)
 
 
-def quantize_denoiser(module: torch.nn.Module, quantize: str) -> int:
-    """Quantizes `module`'s large linear layers in place (`quantize`: "fp8"); returns how many. ValueError naming
-    `quantize` where the module's device has no float8 kernels, or when no layer qualifies."""
+def quantize_denoiser(module: torch.nn.Module, args: Any) -> int:
+    """Quantizes `module`'s large linear layers in place as `args` (a family's args, or their `quantize` value:
+    "fp8") say; returns how many. ValueError naming `quantize` where the module's device has no float8 kernels, or
+    when no layer qualifies."""
+    quantize = getattr(args, "quantize", args)
     device = next(module.parameters()).device
     if not fp8_supported(device):
         raise ValueError(f"quantize: {quantize} needs a CUDA device of compute capability 8.9 or later (Ada, Hopper); "

@@ -170,7 +170,8 @@ class Family:
         return 1
 
     def validate(self, request: Any) -> None:
-        """Raises `InvalidRequest` naming the field when a request's size (or frame count) is off the latent grid."""
+        """Raises `InvalidRequest` naming the field when a request's size (or frame count) is off the latent grid, or
+        when it asks for a step cache the family has not."""
         check_grid(self.name, self.size_multiple, self.frame_multiple, request.width, request.height,
                    getattr(request, "num_frames", None))
         if getattr(request, "acceleration", "none") != "none" and self.step_cache is None:
@@ -284,7 +285,7 @@ def apply_runtime(pipe: Any, args: FamilyArgs, denoiser: str) -> None:
     if getattr(args, "quantize", "none") != "none":
         from models.quantize import quantize_denoiser
 
-        quantize_denoiser(getattr(pipe, denoiser), args.quantize)
+        quantize_denoiser(getattr(pipe, denoiser), args)
     if args.compile:
         compile_denoiser(getattr(pipe, denoiser))
 
