@@ -4,7 +4,7 @@ For FLUX, Kontext and Wan (tiny, 64², 12 steps), per threshold: steps skipped, 
 the output's relative difference from it (mean absolute, over the mean); then the uncached run again once the
 cache's hooks are installed (their cost to requests that do not ask for the cache, and whether its pixels are the
 same). Random weights say nothing of quality: how far the first block's residual moves between steps is the
-weights' own (here the trained weights' thresholds skip nothing, a permissive one nearly every step); only the
+weights' own (here FLUX's default skips nothing and Wan's most steps, a permissive one nearly all); only the
 mechanics and their cost are measured. Nothing is asserted; figures go to stdout and var/bench/acceleration.json.
 """
 from __future__ import annotations
