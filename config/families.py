@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.acceleration import Quantize, StepCacheArgs
 from config.ids import ADAPTER_ID
 from config.parallel import ParallelLayout
 
@@ -293,6 +294,10 @@ class FluxArgs(ImageArgs):
     )
     max_sequence_length: int = Field(default=512, ge=16, le=512)
     fuse_qkv: bool = False
+    quantize: Quantize = Field(default="none", description="fp8: float8 weights and activations (per-row scales) "
+                                                          "in the transformer's large linear layers")
+    step_cache: StepCacheArgs = Field(default_factory=lambda: StepCacheArgs(threshold=0.08),
+                                      description="what a request's acceleration: step_cache uses")
     parallel: ParallelLayout = Field(default_factory=ParallelLayout, description="one request over several GPUs")
     attention_heads: ClassVar[dict[Source, int]] = {Source.TINY: 2, Source.RANDOM: 24}
 
@@ -302,6 +307,13 @@ class FluxArgs(ImageArgs):
         if self.parallel.degree > 1 and self.adapters.max_per_request:
             raise ValueError("parallel: LoRA adapters load into rank 0's transformer alone; a gang serves none (set "
                              "adapters.max_per_request: 0)")
+        return self
+
+    @model_validator(mode="after")
+    def _fp8_without_adapters(self) -> FluxArgs:
+        if self.quantize != "none" and self.adapters.max_per_request:
+            raise ValueError("quantize: LoRA adapters adapt unquantized linear layers; set quantize: none or "
+                             "adapters.max_per_request: 0")
         return self
 
     def checkpoint_files(self) -> list[str]:
@@ -336,6 +348,10 @@ class WanArgs(VideoArgs):
     vae_tiling: bool = False
     text_encoder_offload: bool = Field(
         default=False, description="keep the UMT5 text encoder on CPU (runs once per video; frees ~11 GB of GPU)")
+    quantize: Quantize = Field(default="none", description="fp8: float8 weights and activations (per-row scales) "
+                                                          "in the transformer's large linear layers")
+    step_cache: StepCacheArgs = Field(default_factory=lambda: StepCacheArgs(threshold=0.05),
+                                      description="what a request's acceleration: step_cache uses")
     parallel: ParallelLayout = Field(default_factory=ParallelLayout, description="one request over several GPUs")
     attention_heads: ClassVar[dict[Source, int]] = {Source.TINY: 2, Source.RANDOM: 40}
 

@@ -94,3 +94,8 @@ def spec_for(args: FamilyArgs) -> FamilySpec:
         if type(args) is spec.args:
             return spec
     raise KeyError(f"no family takes {type(args).__name__}")
+
+
+def step_cached(family: str) -> bool:
+    """Whether `family` has a step cache (`acceleration: step_cache`): its args configure one."""
+    return "step_cache" in SPECS[family].args.model_fields

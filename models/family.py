@@ -2,6 +2,7 @@
 `run_group`), and stamps the metadata every result carries. How its modules load: `models/loading.py`."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -11,6 +12,8 @@ import numpy as np
 import torch
 
 from config.families import FamilyArgs, Source
+from models.acceleration import CacheUse
+from models.errors import InvalidRequest
 from models.results import video_result
 from models.grid import check_grid
 from models.loading import resolve_device, resolve_dtype
@@ -63,6 +66,7 @@ class Family:
         self.device = resolve_device(args.device)
         self.dtype = resolve_dtype(args.dtype, self.device)
         self.defaults = args.defaults
+        self.step_cache = getattr(args, "step_cache", None)  # what acceleration: step_cache uses; None: refused
 
     @property
     def source(self) -> Source:
@@ -89,11 +93,15 @@ class Family:
         return 1
 
     def validate(self, request: Any) -> None:
-        """Raises `InvalidRequest` naming the field when a request's size (or frame count) is off the latent grid."""
+        """Raises `InvalidRequest` naming the field when a request's size (or frame count) is off the latent grid, or
+        when it asks for a step cache the family has not."""
         check_grid(self.name, self.size_multiple, self.frame_multiple, request.width, request.height,
                    getattr(request, "num_frames", None))
         if self.gang is not None:
             check_sequence(self.gang.layout, self, request)
+        if getattr(request, "acceleration", "none") != "none" and self.step_cache is None:
+            raise InvalidRequest("acceleration", f"{self.name} has no step cache (diffusers' cache hooks skip "
+                                                 "transformer blocks); use none")
 
     @staticmethod
     def group_key(request: Any) -> Hashable:
@@ -103,10 +111,13 @@ class Family:
     @staticmethod
     def fuse_key(request: Any) -> Hashable | None:
         """Jobs of one operation with equal keys may run their denoiser calls of a step as one (`models/fusion.py`):
-        equal latent shapes and operations (image to image apart from text to image); none for adapters or controls (they change the denoiser, not only its inputs)."""
+        equal latent shapes and operations (image to image apart from text to image) and one acceleration (a cached
+        forward's rows share one cache state); none for adapters or controls (they change the denoiser, not only its
+        inputs)."""
         if getattr(request, "loras", ()) or getattr(request, "controls", ()):
             return None
-        return request.width, request.height, getattr(request, "num_frames", None), getattr(request, "operation", None)
+        return (request.width, request.height, getattr(request, "num_frames", None),
+                getattr(request, "operation", None), getattr(request, "acceleration", "none"))
 
     def one_group(self, requests: Sequence[R]) -> R:
         """The first of `requests` once all share one group key: what one pipeline call takes (the requests are
@@ -124,12 +135,19 @@ class Family:
         return run_grouped(requests, self.group_key, lambda group: self.run_group(operation, group, steps))
 
     def run_group(self, operation: str, group: list[R], steps: Steps | None = None) -> list:
-        """One compatible group of valid requests: one call of the operation's method (`operations`), each output
-        encoded with the group's metadata; results in the group's order."""
+        """One compatible group of valid requests: one call of the operation's method (`operations`) (with the
+        group's step cache when it asked for one), each output encoded with the group's metadata; results in the
+        group's order."""
         method, encode = self.operations[operation]
         started = time.perf_counter()
-        outputs = getattr(self, method)(group, steps)
+        cache = CacheUse(self.step_cache) if getattr(group[0], "acceleration", "none") == "step_cache" else None
+        try:
+            outputs = getattr(self, method)(group, dataclasses.replace(steps or Steps(), cache=cache) if cache else steps)
+        finally:
+            if cache:
+                cache.release()
         meta = self.metadata(len(group), started, **self.group_metadata(group))
+        meta.steps_skipped = cache.steps_skipped if cache else 0
         return [encode(request, output, meta) for request, output in zip(group, outputs, strict=True)]
 
     def group_metadata(self, group: list[Any]) -> dict[str, Any]:

@@ -180,7 +180,7 @@ class Flux(Family):
     def group_key(request: ImageRequest | EditRequest) -> tuple:
         return (request.width, request.height, request.steps, request.guidance, request.loras,
                 getattr(request, "operation", "edit"), getattr(request, "strength", None),
-                getattr(request, "true_cfg_scale", None))
+                getattr(request, "true_cfg_scale", None), request.acceleration)
 
     @staticmethod
     def fuse_key(request: ImageRequest | EditRequest) -> Hashable | None:

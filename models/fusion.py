@@ -8,12 +8,15 @@ sample, the output split back. Calls fuse only when everything but their batch d
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 import torch
+
+from models.acceleration import CacheUse, cached_forward
 
 DENOISERS = ("unet", "transformer")  # the pipeline attributes that hold a denoiser
 SHARED_INPUTS = frozenset({"txt_ids", "img_ids"})  # FLUX's position ids: one per call, no batch dimension
@@ -22,8 +25,10 @@ SHARED_INPUTS = frozenset({"txt_ids", "img_ids"})  # FLUX's position ids: one pe
 class DenoiserCall:
     """One job's denoiser call, its inputs bound to the forward's parameter names (its timestep one per sample)."""
 
-    def __init__(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+    def __init__(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], cache: CacheUse | None = None,
+                 context: str = "cond") -> None:
         self.module = module
+        self.cache, self.context = cache, context  # its job's step cache (None: exact) and its pipeline's context
         self.requests = 1  # the requests its rows hold (its group's size: the router sets it)
         self.inputs = dict(inspect.signature(module.forward).bind(*args, **kwargs).arguments)
         first = next(iter(self.inputs.values()))
@@ -37,7 +42,7 @@ class DenoiserCall:
         self.joint = 0  # the requests its forward ran (its own included)
         self.device_s = 0.0  # its share of its forward's measured device time (by its rows of the batch)
         # Equal for calls that may run as one (shared tensors are compared when they run, see `run_calls`).
-        self.signature: Hashable = (id(self.module), _signature(self.inputs, self.batch))
+        self.signature: Hashable = (id(self.module), cache and cache.config, _signature(self.inputs, self.batch))
 
     def run(self) -> Any:
         return self.module(**self.inputs)
@@ -103,15 +108,19 @@ def run_calls(calls: list[DenoiserCall]) -> None:
         group = [call for call in waiting
                  if call.signature == first.signature and _shared_equal(first.inputs, call.inputs, first.batch)]
         waiting = [call for call in waiting if call not in group]
+        if first.cache is not None:  # a cache context's rows keep their order (`models/acceleration.py`)
+            group.sort(key=lambda call: (call.cache.token, call.context))
+            first = group[0]
         for call in group:
             call.joint = sum(member.requests for member in group)
         started = time.perf_counter()
         try:
             with torch.inference_mode():
                 if len(group) == 1:
-                    first.result = first.run()
+                    first.result = cached_forward(group, first.run)
                 else:
-                    output = first.module(**_merged([call.inputs for call in group], first.batch))
+                    merged = _merged([call.inputs for call in group], first.batch)
+                    output = cached_forward(group, lambda: first.module(**merged))
                     for call, part in zip(group, _split(output, [call.batch for call in group]), strict=True):
                         call.result = part
             synchronize()
@@ -129,15 +138,35 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-class FusingDenoiser:
-    """A pipeline's denoiser whose calls go through `route` (which returns each call's result); every other attribute
-    is the module's own."""
+def solo(call: DenoiserCall) -> Any:
+    """A route that runs each call on its own."""
+    run_calls([call])
+    if call.error is not None:
+        raise call.error
+    return call.result
 
-    def __init__(self, module: torch.nn.Module, route: Callable[[DenoiserCall], Any]) -> None:
-        self._module, self._route = module, route
+
+class FusingDenoiser:
+    """A pipeline's denoiser whose calls go through `route` (which returns each call's result), with its job's step
+    cache (None: exact); every other attribute is the module's own."""
+
+    def __init__(self, module: torch.nn.Module, route: Callable[[DenoiserCall], Any],
+                 cache: CacheUse | None = None) -> None:
+        self._module, self._route, self._cache = module, route, cache
+        self._context = "cond"
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._module, name)
 
+    @contextlib.contextmanager
+    def cache_context(self, name: str, **_: Any) -> Iterator[None]:
+        """The pipeline names its call ("cond", "uncond"); the forward's context is set where it runs."""
+        self._context = name
+        yield
+
+    def _reset_stateful_cache(self, recurse: bool = True) -> None:
+        """A pipeline's end would reset every job's cache states on the shared denoiser: each call drops its own
+        (`CacheUse.release`)."""
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._route(DenoiserCall(self._module, args, kwargs))
+        return self._route(DenoiserCall(self._module, args, kwargs, self._cache, self._context))

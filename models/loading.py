@@ -106,6 +106,10 @@ def apply_runtime(pipe: Any, args: FamilyArgs, denoiser: str) -> None:
         getattr(pipe, denoiser).fuse_qkv_projections()
     if getattr(args, "channels_last", False):
         getattr(pipe, denoiser).to(memory_format=torch.channels_last)
+    if getattr(args, "quantize", "none") != "none":
+        from models.quantize import quantize_denoiser
+
+        quantize_denoiser(getattr(pipe, denoiser), args)
     if args.compile:
         compile_denoiser(getattr(pipe, denoiser))
 

@@ -20,7 +20,8 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from models.fusion import DENOISERS, DenoiserCall, FusingDenoiser
+from models.acceleration import CacheUse, installed
+from models.fusion import DENOISERS, DenoiserCall, FusingDenoiser, solo
 
 # Set by the constructor or `set_timesteps` (restoring `timesteps` would undo a resumed job's truncated ones).
 _RECOMPUTED = frozenset({"_internal_dict", "timesteps", "all_timesteps", "init_noise_sigma",
@@ -279,6 +280,7 @@ class Steps:
     begin: int = 0
     keep: Callable[[Any, torch.Tensor], torch.Tensor] | None = None  # (scheduler, latents after a step) -> latents
     part: tuple[int, int] = (0, 1)  # this call is part i of n alike of its job (an upscale's tiles): progress counts all
+    cache: CacheUse | None = None  # the call's step cache (`models/acceleration.py`); None: exact
 
     @property
     def start(self) -> int:
@@ -304,10 +306,10 @@ def stepped_call(pipe: Any, steps: Steps | None, batch_size: int, total: int,
     scheduler = stepping_scheduler(pipe.scheduler, resume, lambda: steps.wants_preview(done + 1))
     view = copy.copy(pipe)
     view.__dict__["scheduler"] = scheduler  # not through the pipeline's setattr: its config stays the pipeline's
-    if steps.denoise is not None:
-        for name in DENOISERS:
-            if view.__dict__.get(name) is not None:
-                view.__dict__[name] = FusingDenoiser(view.__dict__[name], steps.denoise)
+    for name in DENOISERS:  # a denoiser with step cache hooks runs every forward in a context of its own
+        module = view.__dict__.get(name)
+        if module is not None and (steps.denoise or steps.cache or installed(module)):
+            view.__dict__[name] = FusingDenoiser(module, steps.denoise or solo, steps.cache)
     kwargs: dict[str, Any] = {}
     if resume is not None:
         kwargs["latents"] = resume.latents

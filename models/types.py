@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.acceleration import Acceleration
 from config.families import MAX_LORAS
 from config.ids import ADAPTER_ID
 from models.errors import InvalidRequest
@@ -58,6 +59,8 @@ class _Sized(_Request):
     guidance: float = Field(ge=0.0, le=30.0)
     seed: int = Field(ge=0, le=MAX_SEED)
     watermark: bool = Field(default=False, description="Montage's invisible watermark in the output's pixels")
+    acceleration: Acceleration = Field(default="none", description="step_cache: the family's step cache skips "
+                                                                   "steps that change little (other pixels)")
 
 
 class Control(_Request):
@@ -291,6 +294,8 @@ class Metadata(BaseModel):
     gpu_seconds: float | None = Field(default=None, description="device seconds this request used: its share of "
                                                                 "each denoiser forward (by batch rows) and its own "
                                                                 "encoding, scheduler steps and decode")
+    steps_skipped: int = Field(default=0, description="denoising steps the step cache served instead of the "
+                                                      "denoiser (acceleration: step_cache)")
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -132,7 +132,8 @@ class Wan(VideoFamily):
     def group_key(request: VideoRequest) -> tuple:
         """Requests with equal keys run in one pipeline call: the pipeline takes a single image."""
         image = hashlib.sha256(request.image).digest()
-        return image, request.width, request.height, request.steps, request.guidance, request.num_frames
+        return (image, request.width, request.height, request.steps, request.guidance, request.num_frames,
+                request.acceleration)
 
     def run(self, requests: list[VideoRequest], steps: Steps | None = None) -> np.ndarray:
         """One pipeline call for compatible requests; returns float frames (B, F, H, W, 3) in [0, 1]."""

@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from config.acceleration import Acceleration
+
 RECIPE_LABEL = "org.montage.recipe"  # the manifest assertion that holds a recipe
 PRIVATE = {"prompt", "negative_prompt"}  # left out of manifests unless `credentials.include_prompt`
 
@@ -47,6 +49,8 @@ class Recipe(BaseModel):
                                                                                "height)")
     true_cfg_scale: float = 1.0
     prompt_weighting: bool = False
+    acceleration: Acceleration = Field(default="none", description="step_cache: the family's step cache ran (a replay "
+                                                                   "runs it too)")
     num_frames: int | None = None
     fps: int | None = None
     format: str

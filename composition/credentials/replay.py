@@ -42,7 +42,7 @@ async def _image(services: Services, images: ImagesWorkflow, recipe: Recipe, use
                    steps=recipe.steps, guidance=recipe.guidance, seeds=[recipe.seed],
                    prompt_key=recipe.prompt_key or "", match="exact", source=recipe.source, strength=recipe.strength,
                    mask=recipe.mask, canvas=recipe.canvas, true_cfg_scale=recipe.true_cfg_scale,
-                   prompt_weighting=recipe.prompt_weighting,
+                   prompt_weighting=recipe.prompt_weighting, acceleration=recipe.acceleration,
                    loras=[{"id": lora.id, "scale": lora.scale} for lora in recipe.loras])
     controls = [Control(type=c.type, image=await services.asset_bytes(c.image, "asset_id", user), scale=c.scale)
                 for c in recipe.controls]
@@ -54,7 +54,8 @@ async def _image(services: Services, images: ImagesWorkflow, recipe: Recipe, use
 async def _clip(services: Services, videos: VideosWorkflow, recipe: Recipe, user: str | None) -> bytes:
     job = VideoJob(image=recipe.source or "", prompt=recipe.prompt, model=recipe.family,
                    num_frames=recipe.num_frames, fps=recipe.fps, steps=recipe.steps, seed=recipe.seed,
-                   gif=False, width=recipe.width, height=recipe.height, output_format=recipe.format)
+                   gif=False, width=recipe.width, height=recipe.height, output_format=recipe.format,
+                   acceleration=recipe.acceleration)
     image = await services.asset_bytes(job.image, "asset_id", user)
     result = await videos.clip(None, job, image, recipe.watermark)
     return result.video

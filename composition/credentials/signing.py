@@ -66,7 +66,7 @@ class ContentSigner:
         """The manifest of `data`, validated; an empty verdict without one."""
         try:
             reader = c2pa.Reader.try_create(content_type, io.BytesIO(data), context=self.context)
-        except c2pa.C2paError as exc:
+        except c2pa.C2paError:
             return Verdict(state="Invalid", failures=["manifest.unreadable"])  # C2PA cannot parse the file
         if reader is None:
             return Verdict()

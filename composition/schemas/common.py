@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from composition.schemas.assets import asset_url
+from config.acceleration import Acceleration
 from config.composition import Lane
 from config.ids import HEX_ID, NAME_ID
-from config.specs import families_with
+from config.specs import families_with, step_cached
 from records.webhooks import TERMINAL_EVENTS, WebhookEvent
 
 Id = Annotated[str, Field(pattern=NAME_ID, description="letters, digits, _ . -")]
@@ -31,6 +32,16 @@ Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Match = Literal["exact", "semantic", "new"]  # how dedup found a prompt's key
 ImageModel = Literal[families_with("generate")]  # "sdxl", "flux": the registry's image families
 VideoModel = Literal[families_with("animate")]  # "svd", "wan"
+AccelerationOption = Annotated[Acceleration, Field(
+    description="step_cache: the family's step cache (flux, wan) skips the steps that change little, and "
+                "metadata.steps_skipped says how many; other pixels than none's, so another prompt key")]
+
+
+def check_acceleration(acceleration: Acceleration, family: str) -> None:
+    """A model validator's check: ValueError naming `acceleration` for a family without a step cache."""
+    if acceleration != "none" and not step_cached(family):
+        raise ValueError(f"acceleration: {family} has no step cache (diffusers' cache hooks skip transformer blocks, "
+                         f"which its UNet has not); flux and wan have one")
 
 
 def wait_field(default: float) -> Any:

@@ -5,8 +5,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from composition.schemas.common import (AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt, Seed, TaskBody,
-                                        wait_field)
+from composition.schemas.common import (AccelerationOption, AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt,
+                                        Seed, TaskBody, check_acceleration, wait_field)
 from config.families import MAX_LORAS
 from models.formats import ImageFormat
 from models.types import MAX_SIDE, UPSCALE_PROMPT, ControlType, Lora, Side
@@ -59,11 +59,13 @@ class _ImageOptions(_Encoding):
     true_cfg_scale: float | None = Field(default=None, ge=1.0, le=10.0,
                                          description="FLUX only: over 1, true classifier-free guidance at this scale, "
                                                      "which honours negative_prompt (each step costs 2×)")
+    acceleration: AccelerationOption = "none"
 
     @model_validator(mode="after")
     def _strength_of_a_source(self) -> _ImageOptions:
         if self.strength is not None and self.image is None:
             raise ValueError("strength: only with a source image (image)")
+        check_acceleration(self.acceleration, self.family)
         return self
 
 
@@ -180,6 +182,7 @@ class ImageEdit(_Encoding):
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(60)
+    acceleration: AccelerationOption = "none"
 
 
 class ImageOut(AssetRef):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from composition.schemas.common import Body, text
+from composition.schemas.common import AccelerationOption, Body, check_acceleration, text
 from config.families import MAX_LORAS
 from config.specs import families_with
 from models.types import Lora, Side
@@ -23,6 +23,12 @@ class Style(BaseModel):
     steps: int | None = Field(default=None, ge=1, le=100)
     loras: list[Lora] = Field(default=[], max_length=MAX_LORAS,
                               description="LoRA adapters of its model, with their scales")
+    acceleration: AccelerationOption = "none"
+
+    @model_validator(mode="after")
+    def _cached_family(self) -> Style:
+        check_acceleration(self.acceleration, self.model)
+        return self
 
 
 class StyleProfile(Body, Style):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from composition.schemas.common import AssetId, AssetRef, Id, Seed, TaskBody, VideoModel, wait_field
+from composition.schemas.common import (AccelerationOption, AssetId, AssetRef, Id, Seed, TaskBody, VideoModel,
+                                        check_acceleration, wait_field)
 from models.formats import VideoFormat
 from models.types import Side
 
@@ -27,6 +28,12 @@ class VideoOptions(TaskBody):
     user_id: Id | None = None
     project_id: Id | None = None
     wait_s: float = wait_field(0)
+    acceleration: AccelerationOption = "none"
+
+    @model_validator(mode="after")
+    def _cached_family(self) -> VideoOptions:
+        check_acceleration(self.acceleration, self.model)
+        return self
 
 
 class VideoGeneration(VideoOptions):

@@ -26,6 +26,7 @@ from composition.store.variants import Variant, slot_seed
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from composition.dedup.resolve import Dedup, Resolution, scope_of
+from config.acceleration import Acceleration
 from records.checkpoints import job_digest
 from models.conditioning import control_map
 from models.errors import InvalidRequest
@@ -67,6 +68,7 @@ class ImageJob(BaseModel):
     canvas: tuple[int, int, int, int] | None = None  # outpainting: the source's place (left, top) and the size
     true_cfg_scale: float = 1.0  # FLUX: over 1, true classifier-free guidance (the negative prompt counts)
     prompt_weighting: bool = False  # SDXL: `(word:1.3)` weights read (compel)
+    acceleration: Acceleration = "none"  # step_cache: the family's step cache (other pixels: part of the dedup scope)
     owner: str = ""
     output_format: ImageFormat = "png"
     quality: int | None = None
@@ -170,6 +172,9 @@ class ImagesWorkflow(Workflow[ImageJob]):
             scope += (body.style or "", body.negative_prompt) + ((context,) if context else ())
         scope += (body.family, fields["width"], fields["height"], fields["steps"], fields["guidance"],
                   *(f"{lora.id}@{lora.scale:g}#{info.digest or ''}" for lora, info in adapters))
+        if (acceleration := getattr(body, "acceleration", "none")) != "none":  # cached pixels: another prompt
+            fields["acceleration"] = acceleration
+            scope += (f"acceleration:{acceleration}",)
         if fields["operation"] != "upscale":  # an upscale's tiles are of the family's size
             await self.services.check_size(body.family, fields["width"], fields["height"])
         resolution = await self.dedup.resolve(scope_of(*scope), body.prompt or fields["prompt"])
@@ -263,7 +268,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
             height=job.height, guidance=job.guidance, prompt=job.prompt, negative_prompt=job.negative_prompt,
             prompt_key=job.prompt_key, source=job.source, strength=job.strength, mask=job.mask, canvas=job.canvas,
             true_cfg_scale=job.true_cfg_scale, prompt_weighting=job.prompt_weighting, format="png",
-            watermark=self.services.watermark,
+            watermark=self.services.watermark, acceleration=job.acceleration,
             started_from=started_from,
             loras=[RecipeAdapter(id=lora.id, scale=lora.scale, digest=getattr(catalogue.get(lora.id), "digest", None))
                    for lora in job.loras],
@@ -295,11 +300,12 @@ class ImagesWorkflow(Workflow[ImageJob]):
         """The model request of one variant of the job, watermarked as the credentials say unless `watermark` says
         otherwise (a replay of a recipe)."""
         common = dict(prompt=job.prompt, width=job.width, height=job.height, steps=job.steps, guidance=job.guidance,
-                      seed=seed, loras=tuple(job.loras),
+                      seed=seed, loras=tuple(job.loras), acceleration=job.acceleration,
                       watermark=self.services.watermark if watermark is None else watermark)
         if job.operation == "edit":
             return EditRequest(image=source, **common)
         if job.operation == "upscale":
+            common.pop("acceleration")
             return UpscaleRequest(image=source, negative_prompt=job.negative_prompt, strength=job.strength, **common)
         return ImageRequest(negative_prompt=job.negative_prompt, controls=tuple(controls), image=source,
                             strength=1.0 if job.strength is None else job.strength, mask=mask,

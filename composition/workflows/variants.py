@@ -64,7 +64,8 @@ class VariantsWorkflow(Workflow[VariantJob]):
         style = await self.services.style(soul_id)
         context = ", ".join(part for part in (style.prompt, scene) if part)
         body = ImageGeneration(prompt=cue or context, negative_prompt=style.negative_prompt, model=style.model,
-                               width=style.width, height=style.height, steps=style.steps, loras=style.loras)
+                               width=style.width, height=style.height, steps=style.steps, loras=style.loras,
+                               acceleration=style.acceleration)
         return SoulPrompt(body=body, context=context if cue else "")
 
     # In the ingress: an unseen variant now (atomically marked seen), else a job for a fresh slot, else a repeat.

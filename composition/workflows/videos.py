@@ -11,6 +11,7 @@ from composition.schemas.common import AssetRef, ImageModel, VideoModel
 from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoOptions, VideoOut, VideoRemix
 from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
+from config.acceleration import Acceleration
 from models.errors import InvalidRequest
 from models.formats import MEDIA_TYPES, VideoFormat
 from models.types import ImageRequest, VideoRequest, VideoResult
@@ -45,6 +46,7 @@ class VideoJob(BaseModel):
     height: int
     owner: str = ""
     output_format: VideoFormat = "mp4"
+    acceleration: Acceleration = "none"
 
 
 class VideosWorkflow(Workflow[VideoJob]):
@@ -70,7 +72,8 @@ class VideosWorkflow(Workflow[VideoJob]):
                            source: tuple[int | None, int | None] | None) -> VideoJob:
         """The job animating `image` (of size `source`) as a request's video options ask."""
         return await self.job(image, options.model, owner=options.user_id or "", source=source, **options.model_dump(
-            include={"prompt", "num_frames", "fps", "steps", "seed", "gif", "width", "height", "output_format"}))
+            include={"prompt", "num_frames", "fps", "steps", "seed", "gif", "width", "height", "output_format",
+                     "acceleration"}))
 
     async def job(self, image: str, model: VideoModel, owner: str = "",
                   source: tuple[int | None, int | None] | None = None, **options: Any) -> VideoJob:
@@ -83,7 +86,8 @@ class VideosWorkflow(Workflow[VideoJob]):
         await self.services.check_size(model, fields["width"], fields["height"], fields["num_frames"])
         return VideoJob(image=image, model=model, owner=owner, prompt=options.get("prompt") or "",
                         seed=options.get("seed") or 0, gif=options.get("gif", True),
-                        output_format=options.get("output_format") or "mp4", **fields)
+                        output_format=options.get("output_format") or "mp4",
+                        acceleration=options.get("acceleration") or "none", **fields)
 
     async def run(self, ctx: TaskContext, job: VideoJob) -> dict[str, Any]:
         """Text to video first makes its keyframe (stage "keyframe"); then waits for the model (stage "waiting") and
@@ -124,7 +128,7 @@ class VideosWorkflow(Workflow[VideoJob]):
         recipe = Recipe.of(result.metadata.model_dump(), operation="animate", family=job.model, seed=job.seed,
                            steps=job.steps, width=result.width, height=result.height, guidance=self.guidance(job.model),
                            prompt=job.prompt, source=job.image, num_frames=result.num_frames, fps=result.fps,
-                           format=result.format, watermark=self.services.watermark)
+                           format=result.format, watermark=self.services.watermark, acceleration=job.acceleration)
         source = (image, info.content_type)
         video = await self.services.put_generated(result.video, MEDIA_TYPES[result.format], recipe, job.owner,
                                                   (result.width, result.height), source=source)
@@ -143,7 +147,8 @@ class VideosWorkflow(Workflow[VideoJob]):
         """One clip of `image` from the family's deployment (progress reported into `task_id`'s record)."""
         request = VideoRequest(image=image, prompt=job.prompt, num_frames=job.num_frames, fps=job.fps,
                                width=job.width, height=job.height, steps=job.steps, guidance=self.guidance(job.model),
-                               seed=job.seed, gif=job.gif, output_format=job.output_format, watermark=watermark)
+                               seed=job.seed, gif=job.gif, output_format=job.output_format, watermark=watermark,
+                               acceleration=job.acceleration)
         return await self.handle(job.model).animate.remote(request, task_id)
 
     def guidance(self, model: VideoModel) -> float:
