@@ -15,6 +15,7 @@ from PIL import Image
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from config.families import Source, SVDArgs
+from models.graphs import graph_forward
 from models.images import decode_rgb
 from models.previews import Previewer
 from models.runtime import VideoFamily, apply_runtime, build, generators
@@ -87,6 +88,8 @@ class SVD(VideoFamily):
         super().__init__(args)
         self.pipe = load_pipeline(args, self.device, self.dtype)
         apply_runtime(self.pipe, args, "unet")
+        if args.cuda_graphs:
+            graph_forward(self.pipe.unet, args.buckets())
         self.previewer = Previewer(self.decode_images, self.pipe.vae.config.latent_channels, self.pipe.vae_scale_factor)
 
     def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
