@@ -334,6 +334,9 @@ class WanArgs(VideoArgs):
     vae_tiling: bool = False
     text_encoder_offload: bool = Field(
         default=False, description="keep the UMT5 text encoder on CPU (runs once per video; frees ~11 GB of GPU)")
+    prompt_cache: int = Field(default=32, ge=0, le=1024,
+                              description="UMT5 prompt embeddings kept by prompt text for the replica's lifetime "
+                                          "(4 MiB each at full size; 0: none)")
 
     @classmethod
     def tiny_defaults(cls) -> GenerationDefaults:
