@@ -89,8 +89,12 @@ class SVD(VideoFamily):
         self.pipe = load_pipeline(args, self.device, self.dtype)
         apply_runtime(self.pipe, args, "unet")
         if args.cuda_graphs:
-            graph_forward(self.pipe.unet, args.buckets())
+            self.use_graphs(args.buckets())
         self.previewer = Previewer(self.decode_images, self.pipe.vae.config.latent_channels, self.pipe.vae_scale_factor)
+
+    def use_graphs(self, buckets: list[int]) -> None:
+        """CUDA graphs of the UNet's forward at `buckets` (`models/graphs.py`)."""
+        graph_forward(self.pipe.unet, buckets)
 
     def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (N, C, h, w) as N frames of one clip to images (N, 3, H, W) in [0, 1] (the previews')."""
