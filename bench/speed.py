@@ -61,7 +61,7 @@ NOT_TAKEN = {"graphs": "CUDA graphs are for the launch-bound families (SDXL, SVD
              "cache": "the step cache is for FLUX, Kontext, Wan and SVD requests"}
 # Seconds on one H200 for the whole workload (process, builds, warm-ups, calls): guesses until a run measures them
 # (its rows' workload_s); the order is what runs first under a budget.
-ESTIMATES = dict(sdxl=80, sdxl_union=85, batching=100, llm=45, flux=170, svd=130, flux_kontext=190, wan=420)
+ESTIMATES = dict(sdxl=60, sdxl_union=65, batching=60, llm=45, flux=240, svd=150, flux_kontext=250, wan=500)
 PLAN = list(ESTIMATES)
 # workload: {path: goal}, "*" for every path without its own (seconds end to end; ratios for batching; tok/s)
 GOALS: dict[str, dict[str, float]] = {
@@ -187,15 +187,14 @@ def family_child(name: str, source: Source, device: torch.device, dtype: torch.d
         attempt("compiled", lambda: row("compiled", functools.partial(build, base | dict(compile=True), kept)))
     elif any(path in paths and path in taken and not missing_field(name, path) for path in ("cache", "graphs")):
         build(base, kept)
-    if "model" in kept:
-        attempt("cache", lambda: cache_row(name, kept["model"], fields, device) | dict(build_s=0.0, on=on))
+    attempt("cache", lambda: cache_row(name, kept["model"], fields, device) | dict(build_s=0.0, on=on))
 
-        def graphed() -> dict[str, Any]:
-            model = kept.pop("model")
-            model.use_graphs(_args_class(workload.family).model_validate(base).buckets())
-            return row("graphs", lambda: build_graphs(model)) | dict(on=on)
+    def graphed() -> dict[str, Any]:
+        model = kept.pop("model")
+        model.use_graphs(_args_class(workload.family).model_validate(base).buckets())
+        return row("graphs", lambda: build_graphs(model)) | dict(on=on)
 
-        attempt("graphs", graphed)
+    attempt("graphs", graphed)
     kept.clear()
     release(device)
     attempt("fp8", lambda: row("fp8", functools.partial(build, base | dict(compile=True, quantize="fp8"))))

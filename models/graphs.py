@@ -135,7 +135,7 @@ class GraphedForward:
         torch.cuda.current_stream().wait_stream(stream)
         self.pool = self.pool or torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):  # other threads wait
             output = call()
         self.captures += 1
         return _Graph(static, graph, output)
