@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from bench.gpu import encode_figures, measure_path, release, run_child, suite_parser
+from bench.gpu import measure_path, memory, release, run_child, suite_parser
 from bench.gpu_timing import sync
 from bench.gpu_workloads import WORKLOADS, png, production_args
 from config.families import Source
@@ -74,7 +74,10 @@ ARRIVAL_S = 0.2
 
 
 def goal_of(workload: str, path: str) -> float | None:
+    """The goal of a row: its path's, else its workload's; none for a family's extra rows (decode sweeps)."""
     goals = GOALS.get(workload, {})
+    if workload in FAMILIES and path not in PATHS:
+        return None
     return goals.get(path, goals.get("*"))
 
 
@@ -187,6 +190,9 @@ def family_child(name: str, source: Source, device: torch.device, dtype: torch.d
         attempt("compiled", lambda: row("compiled", functools.partial(build, base | dict(compile=True), kept)))
     elif any(path in paths and path in taken and not missing_field(name, path) for path in ("cache", "graphs")):
         build(base, kept)
+    if name in ("svd", "wan") and "model" in kept:
+        for extra in decode_rows(name, kept["model"], fields, device):
+            emit(extra)
     attempt("cache", lambda: cache_row(name, kept["model"], fields, device) | dict(build_s=0.0, on=on))
 
     def graphed() -> dict[str, Any]:
@@ -198,6 +204,45 @@ def family_child(name: str, source: Source, device: torch.device, dtype: torch.d
     kept.clear()
     release(device)
     attempt("fp8", lambda: row("fp8", functools.partial(build, base | dict(compile=True, quantize="fp8"))))
+
+
+def decode_rows(name: str, model: Any, fields: dict, device: torch.device) -> list[dict[str, Any]]:
+    """The VAE decode of one clip's latents (random) by itself: SVD at decode chunk sizes (the `decode_chunk_size`
+    to serve with), Wan tiled and untiled (`vae_tiling`); seconds and peak memory of each."""
+    pipe, frames = model.pipe, fields["num_frames"]
+    height, width = fields["height"], fields["width"]
+    rows = []
+
+    def timed(path: str, decode: Any) -> None:
+        release(device)
+        try:
+            with torch.inference_mode():
+                decode()  # kernels and heuristics first
+                sync(device)
+                started = time.perf_counter()
+                decode()
+                sync(device)
+            rows.append(dict(workload=name, path=path, e2e_s=time.perf_counter() - started, e2e_parts="VAE decode") |
+                        {k: v for k, v in memory(device).items() if k.startswith("peak")})
+        except Exception as error:  # noqa: BLE001 - out of memory untiled is a finding
+            rows.append(dict(workload=name, path=path, skipped=f"failed: {type(error).__name__}: {error}"[:300]))
+
+    if name == "svd":
+        factor = pipe.vae_scale_factor
+        latents = torch.randn(1, frames, pipe.vae.config.latent_channels, height // factor, width // factor,
+                              device=device, dtype=pipe.vae.dtype)
+        for chunk in sorted({4, 8, 14, frames}):
+            timed(f"decode_chunk_{chunk}", lambda chunk=chunk: pipe.decode_latents(latents, frames, chunk))
+        return rows
+    factor, temporal = pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal
+    latents = torch.randn(1, pipe.vae.config.z_dim, (frames - 1) // temporal + 1, height // factor, width // factor,
+                          device=device, dtype=pipe.vae.dtype)
+    tiled = pipe.vae.use_tiling
+    for path, tiling in (("decode_tiled", True), ("decode_untiled", False)):
+        pipe.vae.enable_tiling() if tiling else pipe.vae.disable_tiling()
+        timed(path, lambda: pipe.vae.decode(latents))
+    pipe.vae.enable_tiling() if tiled else pipe.vae.disable_tiling()
+    return rows
 
 
 def build_graphs(model: Any) -> Any:
