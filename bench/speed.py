@@ -15,7 +15,8 @@ A path a family does not take is listed with why, as is one whose field (`quanti
 lacks. Exact paths give the suite's extrapolated end-to-end (bench/gpu.py: before + steps × median step + after +
 encode; build_s includes the warm-up); the cache path its measured whole call. Then:
 
-- `batching` (SDXL at the workload size, compiled with graphs): 8 one-image requests arriving 200 ms apart through
+- `batching` (bench/step_batching.py; SDXL at the workload size, compiled with graphs): 8 one-image requests arriving
+  200 ms apart through
   the replica's admission (`deployments/admission.py`) and step scheduler: images/s one at a time (one group, no
   joining), with request-level batching (one group at a time, up to 8 requests), and continuous batching (a group
   per request, joining at step boundaries); and two groups of different shapes taking turns against one after the
@@ -30,13 +31,11 @@ the rows to `bench/notes/<date>-<card>-speed.jsonl`. Smoke mode on a CPU: `--dev
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import gc
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +69,6 @@ GOALS: dict[str, dict[str, float]] = {
     "batching": {"continuous_vs_one_at_a_time": 1.5, "turns_vs_one_after_the_other": 0.95},
     "llm": {"engine_x1": 300.0, "engine_x16": 2000.0},
 }
-ARRIVAL_S = 0.2
 
 
 def goal_of(workload: str, path: str) -> float | None:
@@ -251,84 +249,6 @@ def build_graphs(model: Any) -> Any:
     return model
 
 
-# Step batching (item 7).
-
-@dataclass
-class _Job:
-    request: Any
-
-
-def serve(model: Any, requests: list[Any], arrivals: list[float], groups: int, batch: int, step_batch: int,
-          turn_s: float) -> tuple[float, list[Any]]:
-    """`requests` arriving at `arrivals` (s) through an admission queue of `groups` group slots and batches of up
-    to `batch` (no batch wait), each group a thread holding a step-scheduler ticket (`step_batch` requests joining a
-    forward, turns of `turn_s`), as a replica runs them: (seconds from the first arrival to the last result, outputs
-    in request order)."""
-    from deployments.admission import Admission
-    from deployments.scheduler import StepScheduler
-    from models.steps import Steps
-
-    scheduler = StepScheduler(turn_s, step_batch)
-
-    def call(jobs: list[_Job]) -> list[Any]:
-        ticket = scheduler.ticket("normal", "bench", model.fuse_key(jobs[0].request), size=len(jobs))
-        with scheduler.running(ticket):
-            steps = Steps(on_step=lambda _boundary: scheduler.boundary(ticket),
-                          denoise=functools.partial(scheduler.fused, ticket))
-            return list(model.run([job.request for job in jobs], steps))
-
-    async def scenario() -> list[Any]:
-        admission = Admission(lambda jobs: asyncio.to_thread(call, jobs), model.group_key, groups, batch, 0.0)
-
-        async def client(request: Any, at: float) -> Any:
-            await asyncio.sleep(at)
-            return await admission(_Job(request), "normal", "bench")
-
-        return await asyncio.gather(*(client(r, at) for r, at in zip(requests, arrivals, strict=True)))
-
-    started = time.perf_counter()
-    outputs = asyncio.run(scenario())
-    sync(model.device)
-    return time.perf_counter() - started, outputs
-
-
-def batching_child(source: Source, device: torch.device, dtype: torch.dtype, emit: Any) -> None:
-    from bench.gpu_steps import TURN_S
-    from bench.gpu_workloads import _image_request
-
-    workload = WORKLOADS["sdxl"]
-    fields = workload.fields(source)
-    args = production_args("sdxl", source, str(device), str(dtype).removeprefix("torch.")) | dict(
-        compile=device.type == "cuda", cuda_graphs=True)
-    started = time.perf_counter()
-    model = workload.montage(args, fields)
-    model.warmup()
-    side = 768 if fields["width"] >= 1024 else 2 * fields["width"]  # tiny: 128²
-    other = dict(fields, width=side, height=side)
-    model.run([_image_request(other)])  # the second shape's graphs captured before the timings
-    build_s = time.perf_counter() - started
-    requests = [_image_request(fields).model_copy(update={"seed": seed, "prompt": f"{fields['prompt']} {seed}"})
-                for seed in range(8)]
-    arrivals = [index * ARRIVAL_S for index in range(8)]
-    modes = dict(one_at_a_time=(1, 1, 0), request_batching=(1, 8, 0), continuous=(9, 1, 8))
-    figures = {}
-    for mode, (groups, batch, step_batch) in modes.items():
-        seconds, _ = serve(model, requests, arrivals, groups, batch, step_batch, TURN_S)
-        figures[mode] = seconds
-        emit(dict(workload="batching", path=mode, e2e_s=seconds, images_per_s=8 / seconds, requests=8,
-                  arrival_s=ARRIVAL_S, build_s=build_s))
-    for baseline in ("one_at_a_time", "request_batching"):
-        emit(dict(workload="batching", path=f"continuous_vs_{baseline}", e2e_s=None,
-                  ratio=figures[baseline] / figures["continuous"]))
-    pair = [_image_request(fields), _image_request(other)]  # two shapes: they never share a forward
-    sequential, _ = serve(model, pair, [0.0, 0.0], 1, 1, 0, TURN_S)
-    turns, _ = serve(model, pair, [0.0, 0.0], 2, 1, 8, TURN_S)
-    emit(dict(workload="batching", path="one_after_the_other", e2e_s=sequential, sizes=[
-        (r.width, r.height) for r in pair]))
-    emit(dict(workload="batching", path="taking_turns", e2e_s=turns, turn_s=TURN_S))
-    emit(dict(workload="batching", path="turns_vs_one_after_the_other", e2e_s=None, ratio=sequential / turns))
-
-
 def llm_child(source: Source, device: torch.device, out: Path, emit: Any) -> None:
     """bench.llm's rows: `generate` one request after another and the engine, at 1, 4 and 16 requests."""
     from bench import llm
@@ -364,6 +284,8 @@ def child(argv: list[str]) -> None:
     if args.name == "llm":
         llm_child(args.source, device, args.out / "llm", emit)
     elif args.name == "batching":
+        from bench.step_batching import batching_child
+
         batching_child(args.source, device, dtype, emit)
     else:
         timed = args.timed_steps or (WORKLOADS[args.name].timed_steps if args.source is Source.RANDOM else 2)
