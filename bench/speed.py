@@ -15,9 +15,8 @@ A path a family does not take is listed with why, as is one whose field (`quanti
 lacks. Exact paths give the suite's extrapolated end-to-end (bench/gpu.py: before + steps × median step + after +
 encode; build_s includes the warm-up); the cache path its measured whole call. Then:
 
-- `batching` (bench/step_batching.py; SDXL at the workload size, compiled with graphs): 8 one-image requests arriving
-  200 ms apart through
-  the replica's admission (`deployments/admission.py`) and step scheduler: images/s one at a time (one group, no
+- `batching` (bench/step_batching.py; SDXL at the workload size, compiled with graphs): 8 one-image requests
+  arriving 200 ms apart through the replica's admission (`deployments/admission.py`) and step scheduler: images/s one at a time (one group, no
   joining), with request-level batching (one group at a time, up to 8 requests), and continuous batching (a group
   per request, joining at step boundaries); and two groups of different shapes taking turns against one after the
   other (BENCHMARKS.md's 0.67× case);

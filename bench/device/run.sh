@@ -4,7 +4,7 @@
 # into a folder of their own, leaving the machine's torch and transformers as they are, prints the environment, runs
 # the kernel probe on CUDA (bench.probe: probe.jsonl, probe.txt, ~90 s), then `python -m bench.speed` into OUTDIR
 # (speed.jsonl, speed.md, llm/llm.json, log.txt): every family's paths side by side, step batching and the LLM rows.
-# Default budget: 440 s for bench.speed, so the whole command stays under 9 minutes. Afterwards, here:
+# Default budget on a GPU: 440 s for bench.speed, so the whole command stays under 9 minutes (none in CPU smoke mode). Afterwards, here:
 # `python -m bench.speed --notes OUTDIR` copies the rows to bench/notes/<date>-<card>-speed.jsonl.
 # MONTAGE_BENCH=bench.gpu runs the earlier GPU suite instead (gpu.jsonl, gpu.md; budget 450 s), bench.gpu_steps the
 # step checkpoint/preview suite (steps.jsonl), bench.adapters the LoRA costs (adapters.json).
@@ -32,7 +32,7 @@ torch.version.cuda, transformers.__version__, diffusers.__version__, pydantic.__
 } 2>&1 | tee "$out/env.txt"
 bench=${MONTAGE_BENCH:-bench.speed}
 budget=()
-[[ " $* " == *" --budget-s "* ]] || budget=(--budget-s "$([[ $bench == bench.speed ]] && echo 440 || echo 450)")
+[[ " $* " == *" --budget-s "* || " $* " == *" --device cpu "* ]] || budget=(--budget-s "$([[ $bench == bench.speed ]] && echo 440 || echo 450)")
 if [[ " $* " != *" --device cpu "* && -z "${MONTAGE_BENCH:-}" ]]; then  # kernel facts first (~90 s): OUTDIR/probe.jsonl
   "$python" -m bench.probe --out "$out" 2>&1 | tee "$out/probe.txt"
 fi
