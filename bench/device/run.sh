@@ -4,8 +4,8 @@
 # into a folder of their own, leaving the machine's torch and transformers as they are, prints the environment, runs
 # the kernel probe on CUDA (bench.probe: probe.jsonl, probe.txt, ~90 s), then `python -m bench.speed` into OUTDIR
 # (speed.jsonl, speed.md, llm/llm.json, log.txt): every family's paths side by side, step batching and the LLM rows.
-# Default budget on a GPU: 440 s for bench.speed, so the whole command stays under 9 minutes (none in CPU smoke mode). Afterwards, here:
-# `python -m bench.speed --notes OUTDIR` copies the rows to bench/notes/<date>-<card>-speed.jsonl.
+# Default budget on a GPU: 440 s for bench.speed, so the whole command stays under 9 minutes (none in CPU smoke
+# mode). Afterwards, here: `python -m bench.speed --notes OUTDIR` copies the rows to bench/notes/<date>-<card>-speed.jsonl.
 # MONTAGE_BENCH=bench.gpu runs the earlier GPU suite instead (gpu.jsonl, gpu.md; budget 450 s), bench.gpu_steps the
 # step checkpoint/preview suite (steps.jsonl), bench.adapters the LoRA costs (adapters.json).
 set -euo pipefail
