@@ -8,6 +8,8 @@ encoding (PNG/MP4) and metadata included.
 """
 from __future__ import annotations
 
+import importlib.util
+
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,9 +87,7 @@ def _encode_png(output: Any, f: dict) -> bytes:
 def _encode_mp4(output: Any, f: dict) -> bytes | None:
     """MP4 of the first clip (a Montage call's videos, or a pipeline output's `frames`); None where imageio-ffmpeg
     is not installed (a bare GPU box)."""
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
         return None
     from models.media import frames_to_mp4
 
@@ -172,7 +172,12 @@ def _image_request(f: dict) -> Any:
         wanted[f["height"] // 4:3 * f["height"] // 4, f["width"] // 4:3 * f["width"] // 4] = True
         sourced["mask"] = mask_png(wanted)
     return ImageRequest(prompt=f["prompt"], width=f["width"], height=f["height"], steps=f["steps"],
-                        guidance=f["guidance"], seed=0, controls=controls, **sourced)
+                        guidance=f["guidance"], seed=0, controls=controls, **sourced, **accelerated(f))
+
+
+def accelerated(f: dict) -> dict[str, Any]:
+    """The request's `acceleration` (bench/speed.py's `cache` path: "step_cache"), where the fields name one."""
+    return {"acceleration": f["acceleration"]} if f.get("acceleration") else {}
 
 
 # FLUX and FLUX Kontext.
@@ -208,7 +213,8 @@ def _flux_montage_call(model: Any, f: dict, on_step: StepCallback) -> Any:
 
     if f.get("edit"):
         return model.run_edit([EditRequest(prompt=f["prompt"], image=png(f["width"], f["height"]), width=f["width"],
-                                           height=f["height"], steps=f["steps"], guidance=f["guidance"], seed=0)],
+                                           height=f["height"], steps=f["steps"], guidance=f["guidance"], seed=0,
+                                           **accelerated(f))],
                               _steps(on_step))
     return model.run([_image_request(f)], _steps(on_step))
 
@@ -268,7 +274,8 @@ def _video_montage_call(model: Any, f: dict, on_step: StepCallback) -> Any:
 
     return model.run([VideoRequest(image=png(f["width"], f["height"]), prompt=f["prompt"], width=f["width"],
                                    height=f["height"], num_frames=f["num_frames"], fps=f["fps"],
-                                   steps=f["steps"], guidance=f["guidance"], seed=0)], _steps(on_step))
+                                   steps=f["steps"], guidance=f["guidance"], seed=0, **accelerated(f))],
+                     _steps(on_step))
 
 
 # Qwen2.5 decode: "steps" are new tokens; min_new_tokens (generate) and a grammar refusing EOS (the engine) keep

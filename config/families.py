@@ -220,6 +220,25 @@ class VideoArgs(DiffusionArgs):
     steps: StepPolicy = Field(default_factory=lambda: StepPolicy(checkpoint_every=5, step_batch=2, keep_steps=[]))
 
 
+class GraphArgs(BaseModel):
+    """CUDA graphs of the denoiser step (`models/graphs.py`): the launch-bound families, SDXL and SVD."""
+
+    cuda_graphs: bool = Field(
+        default=False, description="replay the denoiser's forward (and the ControlNet's) as CUDA graphs, one per batch "
+                                   "bucket, captured at replica start; off CUDA the buckets' padding runs uncaptured")
+    graph_buckets: list[Annotated[int, Field(ge=1, le=512)]] | None = Field(
+        default=None, min_length=1, max_length=16,
+        description="the denoiser batch sizes captured (rows: guidance doubles a request; a call pads to the next); "
+                    "None: powers of two up to 2 × steps.step_batch")
+
+    def buckets(self) -> list[int]:
+        """The captured batch sizes: `graph_buckets`, else powers of two below 2 × step_batch, and it."""
+        if self.graph_buckets:
+            return sorted(set(self.graph_buckets))
+        rows = 2 * max(1, self.steps.step_batch)
+        return [*(2**k for k in range(rows.bit_length()) if 2**k < rows), rows]
+
+
 class AdapterPolicy(BaseModel):
     """LoRA adapters of an image family: where they come from, what a request and a replica may hold."""
 
@@ -266,7 +285,7 @@ def check_parallel(args: FluxArgs | WanArgs, heads: dict[Source, int], text_toke
         raise ValueError("; ".join(errors))
 
 
-class SDXLArgs(ImageArgs):
+class SDXLArgs(ImageArgs, GraphArgs):
     """SDXL base with the Union ControlNet."""
 
     single_file: ClassVar[bool] = True  # the SGM checkpoint: UNet, VAE and both text encoders
@@ -328,7 +347,7 @@ class FluxArgs(ImageArgs):
         return GenerationDefaults(width=1024, height=1024, steps=28, guidance=3.5)
 
 
-class SVDArgs(VideoArgs):
+class SVDArgs(VideoArgs, GraphArgs):
     """Stable Video Diffusion (image to video)."""
 
     decode_chunk_size: int = Field(default=8, ge=1, le=64)
@@ -352,6 +371,9 @@ class WanArgs(VideoArgs):
                                                           "in the transformer's large linear layers")
     step_cache: StepCacheArgs = Field(default_factory=lambda: StepCacheArgs(threshold=0.05),
                                       description="what a request's acceleration: step_cache uses")
+    prompt_cache: int = Field(default=32, ge=0, le=1024,
+                              description="UMT5 prompt embeddings kept by prompt text for the replica's lifetime "
+                                          "(4 MiB each at full size; 0: none)")
     parallel: ParallelLayout = Field(default_factory=ParallelLayout, description="one request over several GPUs")
     attention_heads: ClassVar[dict[Source, int]] = {Source.TINY: 2, Source.RANDOM: 40}
 

@@ -155,9 +155,10 @@ class Family:
         return {}
 
     def warmup(self) -> None:
-        """With `compile`: runs every operation at the default shape, batch 1 then 2 (the second call makes the batch
-        dimension dynamic), so compilation happens while the replica starts, never in a request."""
-        if not self.args.compile:
+        """With `compile` or `cuda_graphs`: runs every operation at the default shape, batch 1 then 2 (the second call
+        makes the batch dimension dynamic; the first captures every graph bucket), so compilation and capture happen
+        while the replica starts, never in a request."""
+        if not (self.args.compile or getattr(self.args, "cuda_graphs", False)):
             return
         for run, request in self.warmup_requests():
             for size in (1, 2):

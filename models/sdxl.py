@@ -20,6 +20,7 @@ from config.families import SDXLArgs, Source, is_checkpoint_file
 from models import tokenizers
 from models.adapters import adapter_bank
 from models.errors import InvalidRequest
+from models.graphs import graph_forward
 from models.images import decode_rgb
 from models.img2img import pasted, repaint_controls, sourced_steps
 from models.results import image_result
@@ -149,14 +150,24 @@ class SDXL(Family):
             self.union, scheduler=type(self.union.scheduler).from_config(self.union.scheduler.config),
             torch_dtype=self.dtype)
         # Loaded through the Union pipeline (the plain one shares its UNet and text encoders); before compiling.
-        self.adapters = adapter_bank(self.name, self.union, "unet", args.adapters, args.source, args.compile)
+        # Hot-swap slots (weights written in place) where the UNet compiles or replays CUDA graphs.
+        self.adapters = adapter_bank(self.name, self.union, "unet", args.adapters, args.source,
+                                     args.compile or args.cuda_graphs)
         apply_runtime(self.union, args, "unet")
+        if args.cuda_graphs:
+            self.use_graphs(args.buckets())
         self.plain.set_progress_bar_config(disable=True)
         if args.vae_slicing:
             self.union.vae.enable_slicing()
         vae = self.union.vae
         self.previewer = Previewer(self.decode, vae.config.latent_channels, self.union.vae_scale_factor)
         self.compel: Any = None  # prompt weighting's embedder, made at its first use
+
+    def use_graphs(self, buckets: list[int]) -> None:
+        """CUDA graphs of the UNet's and the ControlNet's forward at `buckets` (`models/graphs.py`); the plain
+        pipeline shares both modules."""
+        for module in (self.union.unet, self.union.controlnet):
+            graph_forward(module, buckets)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents in the UNet's space to images (N, 3, H, W) in [0, 1] (the previews' calibration)."""

@@ -15,6 +15,7 @@ from PIL import Image
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from config.families import Source, SVDArgs
+from models.graphs import graph_forward
 from models.images import decode_rgb
 from models.previews import Previewer
 from models.family import VideoFamily
@@ -88,7 +89,13 @@ class SVD(VideoFamily):
         super().__init__(args)
         self.pipe = load_pipeline(args, self.device, self.dtype)
         apply_runtime(self.pipe, args, "unet")
+        if args.cuda_graphs:
+            self.use_graphs(args.buckets())
         self.previewer = Previewer(self.decode_images, self.pipe.vae.config.latent_channels, self.pipe.vae_scale_factor)
+
+    def use_graphs(self, buckets: list[int]) -> None:
+        """CUDA graphs of the UNet's forward at `buckets` (`models/graphs.py`)."""
+        graph_forward(self.pipe.unet, buckets)
 
     def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (N, C, h, w) as N frames of one clip to images (N, 3, H, W) in [0, 1] (the previews')."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -98,7 +99,7 @@ class Wan(VideoFamily):
         apply_runtime(self.pipe, args, "transformer")
         if args.vae_tiling:
             self.pipe.vae.enable_tiling()
-        self._negative_embeds: torch.Tensor | None = None
+        self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()  # prompt → (1, 512, C), least recent first
         self.previewer = Previewer(self.decode_images, self.pipe.vae.config.z_dim, self.pipe.vae_scale_factor_spatial)
 
     def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
@@ -152,20 +153,30 @@ class Wan(VideoFamily):
             ).frames
 
     def prompts(self, requests: list[VideoRequest]) -> dict[str, Any]:
-        """Prompt arguments: the prompts themselves, or embeddings computed on the CPU-resident encoder (the
-        negative prompt is the same for every request, so its embedding is computed once)."""
-        prompts = [r.prompt for r in requests]
-        if not self.args.text_encoder_offload:
-            return dict(prompt=prompts)
-        positive = self.encode(prompts)
+        """Prompt arguments: embeddings by prompt text from the replica's cache (storyboard scenes and retries repeat
+        their prompts), the negative prompt's ("", every request's) among them."""
+        positive = self.embeddings([r.prompt for r in requests])
         if requests[0].guidance <= 1:
             return dict(prompt_embeds=positive)
-        if self._negative_embeds is None:
-            self._negative_embeds = self.encode([""])
-        return dict(prompt_embeds=positive, negative_prompt_embeds=self._negative_embeds.expand(len(prompts), -1, -1))
+        return dict(prompt_embeds=positive, negative_prompt_embeds=self.embeddings([""]).expand(len(requests), -1, -1))
+
+    def embeddings(self, prompts: list[str]) -> torch.Tensor:
+        """UMT5 embeddings (B, 512, C) on the denoiser's device: each prompt's from the cache (the `prompt_cache`
+        most recently used), the missing ones encoded together."""
+        if missing := list(dict.fromkeys(p for p in prompts if p not in self._embeddings)):
+            for prompt, embedding in zip(missing, self.encode(missing), strict=True):
+                self._embeddings[prompt] = embedding[None]
+        for prompt in prompts:
+            self._embeddings.move_to_end(prompt)
+        embeds = self._embeddings[prompts[0]] if len(prompts) == 1 else \
+            torch.cat([self._embeddings[p] for p in prompts])
+        while len(self._embeddings) > self.args.prompt_cache:
+            self._embeddings.popitem(last=False)
+        return embeds
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
-        """UMT5 embeddings (B, 512, C) on the encoder's own device, moved to the denoiser's device."""
+        """UMT5 embeddings (B, 512, C) on the encoder's own device (the CPU with `text_encoder_offload`), moved to
+        the denoiser's device."""
         embeds, _ = self.pipe.encode_prompt(prompt=prompts, do_classifier_free_guidance=False,
                                             max_sequence_length=MAX_SEQUENCE_LENGTH,
                                             device=self.pipe.text_encoder.device, dtype=self.dtype)

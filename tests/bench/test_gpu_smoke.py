@@ -1,4 +1,4 @@
-"""The GPU script (bench/device/run.sh → bench.gpu) in its CPU smoke mode on the tiny models: every row has its
+"""The earlier GPU suite (MONTAGE_BENCH=bench.gpu bench/device/run.sh) in its CPU smoke mode on the tiny models: every row has its
 figures, the table is written, and the install step is skipped where the packages are present; the step suite
 (bench.gpu_steps) resumes exactly."""
 import json
@@ -19,7 +19,7 @@ def smoke(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("smoke") / "out"
     done = subprocess.run(["bash", "bench/device/run.sh", str(out), "--device", "cpu", "--source", "tiny",
                            "--workloads", "flux_kontext", "svd"], cwd=ROOT, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHON=sys.executable), timeout=300)
+                          env=dict(os.environ, PYTHON=sys.executable, MONTAGE_BENCH="bench.gpu"), timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     import torch
 

@@ -39,7 +39,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     original = WanImageToVideoPipeline.__call__
 
     def spy(self, *args, **kwargs):
-        sizes.append(len(kwargs["prompt"]))
+        sizes.append(len(kwargs["prompt_embeds"]))
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(WanImageToVideoPipeline, "__call__", spy)
