@@ -107,7 +107,8 @@ def test_adapters_swap_into_slots_in_place_under_the_graphed_forward(tmp_path):
     """With graphs the bank is the compiled one's: an adapter and its scale are written into fixed slots, so no
     parameter or buffer of the UNet moves (a captured graph reads them where they are) and the forward stays the
     same graphed one."""
-    from models.adapters import DEMO_ID, SlotBank
+    from models.adapter_files import DEMO_ID
+    from models.adapters import SlotBank
 
     model = _sdxl(cuda_graphs=True, adapters=AdapterPolicy(folder=tmp_path, max_rank=8))
     unet = model.union.unet
