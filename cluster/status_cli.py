@@ -8,6 +8,18 @@ import redis
 
 from cluster.keys_cli import redis_url
 from config import keys
+from config.parallel import ParallelLayout
+from config.specs import SPECS
+
+
+def gang_ranks(app_args: dict[str, Any]) -> dict[str, int]:
+    """Each family deployment's ranks per replica, from the application's args (`parallel`; Serve's details do not
+    carry placement-group bundles): 1 without a layout."""
+    ranks = {}
+    for key, spec in SPECS.items():
+        layout = ((app_args.get(key) or {}).get("args") or {}).get("parallel")
+        ranks[spec.deployment_name] = ParallelLayout.model_validate(layout).degree if layout else 1
+    return ranks
 
 
 def collect() -> list[dict[str, Any]]:
@@ -17,6 +29,7 @@ def collect() -> list[dict[str, Any]]:
     details = _connect().get_serve_details()
     rows = []
     for app_name, app in details.get("applications", {}).items():
+        ranks = gang_ranks((app.get("deployed_app_config") or {}).get("args") or {})
         for name, deployment in app.get("deployments", {}).items():
             config = deployment.get("deployment_config") or {}
             actor = config.get("ray_actor_options") or {}
@@ -27,7 +40,8 @@ def collect() -> list[dict[str, Any]]:
                          "replicas": sum(r.get("state") == "RUNNING" for r in replicas),
                          "min_replicas": scaling.get("min_replicas", config.get("num_replicas")),
                          "max_replicas": scaling.get("max_replicas", config.get("num_replicas")),
-                         "num_gpus": actor.get("num_gpus", 0) or 0, "num_cpus": actor.get("num_cpus", 0) or 0})
+                         "num_gpus": actor.get("num_gpus", 0) or 0, "num_cpus": actor.get("num_cpus", 0) or 0,
+                         "ranks": ranks.get(name, 1)})
     return rows
 
 
@@ -41,15 +55,20 @@ def redis_summary(url: str) -> str:
         return f"Redis at {url}: unreachable ({type(exc).__name__})"
 
 
+def used(row: dict[str, Any]) -> float:
+    """GPUs a deployment's running replicas hold: a gang replica holds `num_gpus` for each of its ranks."""
+    return row["num_gpus"] * row["replicas"] * row["ranks"]
+
+
 def render(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'app':<10}{'deployment':<14}{'status':<12}{'replicas':>9}{'autoscaling':>13}{'GPU share':>11}"
-              f"{'GPUs used':>11}")
+    header = (f"{'app':<10}{'deployment':<14}{'status':<12}{'replicas':>9}{'autoscaling':>13}{'ranks':>7}"
+              f"{'GPU share':>11}{'GPUs used':>11}")
     lines = [header]
     for row in rows:
         scaling = f"{row['min_replicas']}-{row['max_replicas']}"
         lines.append(f"{row['app']:<10}{row['deployment']:<14}{row['status']:<12}{row['replicas']:>9}{scaling:>13}"
-                     f"{row['num_gpus']:>11.2f}{row['num_gpus'] * row['replicas']:>11.2f}")
-    lines.append(f"GPU in use: {sum(r['num_gpus'] * r['replicas'] for r in rows):.2f}")
+                     f"{row['ranks']:>7}{row['num_gpus']:>11.2f}{used(row):>11.2f}")
+    lines.append(f"GPU in use: {sum(map(used, rows)):.2f}")
     return "\n".join(lines)
 
 

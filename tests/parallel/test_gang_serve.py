@@ -104,6 +104,12 @@ def test_info_and_detailed_health_show_every_rank_of_a_gang(client):
         assert len({r["pid"] for r in found}) == degree  # a process per rank
         detailed = client.get("/v1/health/detailed").json()["models"][family]
         assert len(detailed["parallel"]["ranks"]) == degree
+    from cluster.status_cli import collect, render
+
+    rows = {row["deployment"]: row for row in collect() if row["app"] == "montage"}
+    assert {name: rows[name]["ranks"] for name in ("Wan", "Flux", "Embedder")} == {"Wan": 4, "Flux": 2, "Embedder": 1}
+    header, *lines, _ = render(list(rows.values())).splitlines()
+    assert header.split()[5] == "ranks" and {line.split()[1]: line.split()[5] for line in lines}["Wan"] == "4"
 
 
 def test_a_flux_gang_serves_images_and_edits_over_http(client):
