@@ -9,6 +9,7 @@ mechanics and their cost are measured. Nothing is asserted; figures go to stdout
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -33,7 +34,8 @@ def _timed(run: Any) -> tuple[float, Any]:
     return median(samples) * 1000.0, output
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # --help; no options
     from config.acceleration import StepCacheArgs
     from config.families import FluxArgs, WanArgs
     from models.acceleration import CacheUse

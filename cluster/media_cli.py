@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
+from config.acceleration import Acceleration
 from config.composition import LANES
 from config.specs import families_with
 from models.formats import ImageFormat, VideoFormat
@@ -37,6 +38,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("prompt")
     generate.add_argument("--image", help="a source image (a file or an asset id): image to image")
     _model_options(generate, "with --image: 0 (the source) to 1 (text to image)")
+    _acceleration_option(generate)
     inpaint = commands.add_parser("inpaint", parents=[server], help="repaint the white area of --mask (or the "
                                                                     "image's transparent pixels), keep the rest")
     for name in ("image", "prompt"):
@@ -62,6 +64,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     edit.add_argument("image")
     edit.add_argument("prompt")
     _image_options(edit)
+    _acceleration_option(edit)
     fork = commands.add_parser("fork", parents=[server], help="more like a finished image task: a new image from "
                                                               "its state after --step (a seed re-noises it)")
     fork.add_argument("task_id")
@@ -81,6 +84,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     video.add_argument("--steps", type=int)
     video.add_argument("--seed", type=int)
     video.add_argument("--gif", action="store_true", help="also write a GIF beside the video")
+    _acceleration_option(video)
     video.add_argument("--format", choices=get_args(VideoFormat), dest="output_format",
                        help="mp4 (H.264), webm (VP9) or gif (default: the extension of -o, else mp4)")
     video.add_argument("-o", "--output", type=Path, help="the video's path (default: <image name>.<format>)")
@@ -122,6 +126,11 @@ def _image_options(parser: argparse.ArgumentParser, sized: bool = True) -> None:
     if sized:
         _size_options(parser)
     parser.add_argument("-o", "--output", type=Path, default=Path("."), help="folder (default: the current one)")
+
+
+def _acceleration_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--acceleration", choices=get_args(Acceleration),
+                        help="step_cache: skip steps the denoiser barely changes (flux and wan; default none)")
 
 
 def _lora(value: str) -> dict[str, Any]:
@@ -168,7 +177,7 @@ def main_media(args: argparse.Namespace) -> int:
 def _generate(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.generate(args.prompt, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
                               width=args.width, height=args.height, loras=args.loras, priority=args.priority,
-                              image=args.image, strength=args.strength, **_encoding(args))
+                              image=args.image, strength=args.strength, **_encoding(args), **_accelerated(args))
     return _images(montage, handle, args, console)
 
 
@@ -181,7 +190,8 @@ def _inpaint(montage: Montage, args: argparse.Namespace, console: Console) -> in
 
 def _edit(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.edit(args.image, args.prompt, n=args.n, steps=args.steps, seed=args.seed, width=args.width,
-                          height=args.height, loras=args.loras, priority=args.priority, **_encoding(args))
+                          height=args.height, loras=args.loras, priority=args.priority, **_encoding(args),
+                          **_accelerated(args))
     return _images(montage, handle, args, console)
 
 
@@ -220,11 +230,17 @@ def _encoding(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in ("output_format", "quality") if getattr(args, name) is not None}
 
 
+def _accelerated(args: argparse.Namespace) -> dict[str, Any]:
+    """--acceleration where given (left out, the server's default holds)."""
+    return {"acceleration": args.acceleration} if args.acceleration else {}
+
+
 def _video(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     suffix = args.output.suffix.lstrip(".").lower() if args.output else ""
     fmt = args.output_format or (suffix if suffix in get_args(VideoFormat) else "mp4")
     handle = montage.video(args.image, model=args.model, prompt=args.prompt, num_frames=args.num_frames, fps=args.fps,
-                           steps=args.steps, seed=args.seed, gif=args.gif, output_format=fmt, priority=args.priority)
+                           steps=args.steps, seed=args.seed, gif=args.gif, output_format=fmt, priority=args.priority,
+                           **_accelerated(args))
     if (result := _follow(handle, console)) is None:
         return CANCELLED_RC
     path = args.output or Path(f"{Path(args.image).stem if args.image else _slug(args.prompt, 'video')}.{fmt}")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 from helpers import BASE, decode_png, png
 from PIL import Image
@@ -65,6 +66,18 @@ def test_priority_sets_the_tasks_lane(montage, tmp_path):
         assert client.task(task_id_of(done.stderr)).lane == "high"
     refused = cli(tmp_path, "generate", "a pewter teapot", "--priority", "urgent")
     assert refused.returncode == 2 and "--priority: invalid choice: 'urgent'" in refused.stderr
+
+
+def test_acceleration_reaches_the_request_and_a_family_without_a_step_cache_refuses_it(montage, tmp_path):
+    (tmp_path / "dune.png").write_bytes(png(64, 64, seed=1502))
+    done = cli(tmp_path, "video", "dune.png", "--model", "wan", "--frames", "5", "--steps", "6", "--seed", "3",
+               "--acceleration", "step_cache", "-o", "dune.mp4")
+    assert done.returncode == 0, done.stderr
+    with httpx.Client(base_url=BASE, timeout=30) as session:
+        task = session.get(f"/v1/tasks/{task_id_of(done.stderr)}").json()
+    assert task["result"]["metadata"]["steps_skipped"] > 0  # 0 without the step cache
+    refused = cli(tmp_path, "generate", "a tin robot", "--model", "sdxl", "--acceleration", "step_cache")
+    assert refused.returncode == 1 and "acceleration" in refused.stderr, refused.stderr
 
 
 def test_fork_writes_the_forked_image(montage, tmp_path):
