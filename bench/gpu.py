@@ -192,21 +192,29 @@ def render(rows: list[dict], env: dict) -> str:
     return "\n".join(lines)
 
 
-def child(argv: list[str]) -> None:
-    """One workload (or `matmul`) in this process; JSON lines on stdout."""
+def child_parser() -> argparse.ArgumentParser:
+    """What every suite's child (`python -m module --child name ...`, `run_child`) is told."""
     parser = argparse.ArgumentParser()
     parser.add_argument("name")
     parser.add_argument("--device")
     parser.add_argument("--source", type=Source)
     parser.add_argument("--timed-steps", type=int)
+    return parser
+
+
+def emit(row: dict) -> None:
+    """A child's row, for `run_child` to read; then what the measured path left is collected."""
+    print("ROW " + json.dumps(row), flush=True)
+    gc.collect()
+
+
+def child(argv: list[str]) -> None:
+    """One workload (or `matmul`) in this process; JSON lines on stdout."""
+    parser = child_parser()
     parser.add_argument("--rate", type=float)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-
-    def emit(row: dict) -> None:
-        print("ROW " + json.dumps(row), flush=True)
-
     if args.name == "matmul":
         emit(environment(device) | dict(matmul_tflops=matmul_rate(device, dtype) / 1e12))
         return
@@ -239,6 +247,29 @@ def run_child(module: str, name: str, args: argparse.Namespace, timeout: float,
     if expired.is_set():
         return rows, f"stopped: budget spent after {timeout:.0f} s"
     return rows, f"exit {code}" if code else None
+
+
+def run_workload(module: str, name: str, args: argparse.Namespace, left: float, estimate: float,
+                 extra: tuple[str, ...], record: Callable[[list[dict]], None],
+                 unreached: Callable[[list[dict], str], list[dict]]) -> None:
+    """One workload's child within the time left (at most 600 s): its rows, and `unreached(rows, why)` where it
+    stopped early, recorded with the workload's duration (`workload_s`); a line printed."""
+    workload_started = time.monotonic()
+    new, error = run_child(module, name, args, timeout=min(left, 600.0), extra=extra)
+    if error:
+        new += unreached(new, error)
+    took = round(time.monotonic() - workload_started, 1)
+    record([row | dict(workload_s=took) for row in new])
+    print(f"{name}: {took:.0f} s" + (f" (expected {estimate:.0f} s)" if estimate else "") +
+          (f", {error}" if error else ""), flush=True)
+
+
+def environment_row(args: argparse.Namespace) -> dict:
+    """The device's environment and bf16 matmul rate, measured in a child process of their own."""
+    rows, error = run_child("bench.gpu", "matmul", args, timeout=300, extra=("--rate", "0"))
+    if error or not rows:
+        raise SystemExit(f"matmul/environment child failed: {error}")
+    return rows[0]
 
 
 def suite_parser(doc: str, workloads: list[str]) -> argparse.ArgumentParser:
@@ -286,10 +317,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl, table = args.out / "gpu.jsonl", args.out / "gpu.md"
     jsonl.write_text("")
-    env_rows, error = run_child("bench.gpu", "matmul", args, timeout=300, extra=("--rate", "0"))
-    if error or not env_rows:
-        raise SystemExit(f"matmul/environment child failed: {error}")
-    env = env_rows[0]
+    env = environment_row(args)
     print(json.dumps(env), flush=True)
     rows: list[dict] = []
 
@@ -307,16 +335,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             record([dict(workload=name, skipped=f"estimate {estimate:.0f} s > {left:.0f} s left")])
             print(f"{name}: skipped, estimate {estimate:.0f} s > {left:.0f} s left", flush=True)
             continue
-        workload_started = time.monotonic()
         extra = ("--rate", str(env["matmul_tflops"])) + (("--timed-steps", str(args.timed_steps))
                                                          if args.timed_steps else ())
-        new, error = run_child("bench.gpu", name, args, timeout=min(left, 600.0), extra=extra)
-        if error:
-            new.append(dict(workload=name, skipped=error))
-        took_s = time.monotonic() - workload_started
-        record([row | dict(workload_s=round(took_s, 1)) for row in new])
-        print(f"{name}: {took_s:.0f} s" + (f" (expected {estimate:.0f} s)" if expected else "") +
-              (f", {error}" if error else ""), flush=True)
+        run_workload("bench.gpu", name, args, left, estimate, extra, record,
+                     lambda new, error: [dict(workload=name, skipped=error)])
     print(f"total {time.monotonic() - started:.0f} s")
     print(render(rows, env))
     return rows

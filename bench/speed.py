@@ -29,9 +29,7 @@ the rows to `bench/notes/<date>-<card>-speed.jsonl`. Smoke mode on a CPU: `--dev
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import gc
 import json
 import sys
 import time
@@ -40,7 +38,8 @@ from typing import Any
 
 import torch
 
-from bench.gpu import measure_path, memory, release, run_child, suite_parser
+from bench.gpu import (child_parser, emit, environment_row, measure_path, memory, release, run_workload,
+                       suite_parser)
 from bench.gpu_timing import sync
 from bench.gpu_workloads import WORKLOADS, png, production_args
 from config.families import Source
@@ -265,21 +264,13 @@ def llm_child(source: Source, device: torch.device, out: Path, emit: Any) -> Non
 
 
 def child(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("name")
-    parser.add_argument("--device")
-    parser.add_argument("--source", type=Source)
-    parser.add_argument("--timed-steps", type=int)
+    """One workload in this process; rows on stdout."""
+    parser = child_parser()
     parser.add_argument("--out", type=Path)
     parser.add_argument("--paths", nargs="+", default=list(PATHS))
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-
-    def emit(row: dict) -> None:
-        print("ROW " + json.dumps(row), flush=True)
-        gc.collect()
-
     if args.name == "llm":
         llm_child(args.source, device, args.out / "llm", emit)
     elif args.name == "batching":
@@ -346,10 +337,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl, table = args.out / "speed.jsonl", args.out / "speed.md"
     jsonl.write_text("")
-    env_rows, error = run_child("bench.gpu", "matmul", args, timeout=300, extra=("--rate", "0"))
-    if error or not env_rows:
-        raise SystemExit(f"matmul/environment child failed: {error}")
-    env = env_rows[0]
+    env = environment_row(args)
     cuda = args.device.startswith("cuda")
     label = env.get("gpu", args.device)
     rows: list[dict] = []
@@ -373,17 +361,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             record([dict(workload=name, path=path, skipped=why) for path in paths_of(name)])
             print(f"{name}: skipped, {why}", flush=True)
             continue
-        workload_started = time.monotonic()
         extra = ("--out", str(args.out), "--paths", *args.paths) + (
             ("--timed-steps", str(args.timed_steps)) if args.timed_steps else ())
-        new, error = run_child("bench.speed", name, args, timeout=min(left, 600.0), extra=extra)
-        if error:  # the paths it did not reach
-            seen = {row["path"] for row in new}
-            new += [dict(workload=name, path=path, skipped=error) for path in paths_of(name) if path not in seen]
-        took = round(time.monotonic() - workload_started, 1)
-        record([row | dict(workload_s=took) for row in new])
-        print(f"{name}: {took:.0f} s" + (f" (expected {estimate:.0f} s)" if estimate else "") +
-              (f", {error}" if error else ""), flush=True)
+        run_workload("bench.speed", name, args, left, estimate, extra, record,
+                     lambda new, error: [dict(workload=name, path=path, skipped=error) for path in paths_of(name)
+                                         if path not in {row["path"] for row in new}])  # the paths it did not reach
     print(f"total {time.monotonic() - started:.0f} s")
     print(render(rows, env))
     return rows
