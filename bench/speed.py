@@ -44,18 +44,19 @@ from bench.gpu_timing import sync
 from bench.gpu_workloads import WORKLOADS, png, production_args
 from config.families import Source
 
-PATHS = ("eager", "compiled", "graphs", "fp8", "cache")
+PATHS = ("eager", "compiled", "graphs", "fp8", "cache", "gang1")
 FAMILIES = {  # workload: the paths it takes
     "sdxl": ("eager", "compiled", "graphs"),
     "sdxl_union": ("eager", "compiled", "graphs"),
-    "flux": ("eager", "compiled", "fp8", "cache"),
+    "flux": ("eager", "compiled", "fp8", "cache", "gang1"),
     "flux_kontext": ("eager", "compiled", "fp8", "cache"),
-    "svd": ("eager", "compiled", "graphs", "cache"),
-    "wan": ("eager", "compiled", "fp8", "cache"),
+    "svd": ("eager", "compiled", "graphs"),
+    "wan": ("eager", "compiled", "fp8", "cache", "gang1"),
 }
 NOT_TAKEN = {"graphs": "CUDA graphs are for the launch-bound families (SDXL, SVD)",
              "fp8": "fp8 weights are for FLUX, Kontext and Wan",
-             "cache": "the step cache is for FLUX, Kontext, Wan and SVD requests"}
+             "cache": "the step cache is for FLUX, Kontext and Wan requests (no diffusers cache hook fits SVD's UNet)",
+             "gang1": "gangs (parallel layouts) are FLUX's and Wan's"}
 # Seconds on one H200 for the whole workload (process, builds, warm-ups, calls): guesses until a run measures them
 # (its rows' workload_s); the order is what runs first under a budget.
 ESTIMATES = dict(sdxl=60, sdxl_union=65, batching=60, llm=45, flux=240, svd=150, flux_kontext=250, wan=500)
@@ -200,6 +201,25 @@ def family_child(name: str, source: Source, device: torch.device, dtype: torch.d
     kept.clear()
     release(device)
     attempt("fp8", lambda: row("fp8", functools.partial(build, base | dict(compile=True, quantize="fp8"))))
+    release(device)
+    attempt("gang1", lambda: row("gang1", lambda: gang_of_one(build(base))))
+
+
+def gang_of_one(model: Any) -> Any:
+    """`model`'s denoiser calls through a gang of one rank (NCCL on CUDA): the code path of a multi-GPU gang
+    (models/parallel.py), on the one GPU a lent machine has."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    from config.parallel import ParallelLayout
+    from models.parallel import Gang, backend, join
+
+    if not dist.is_initialized():
+        store = Path(tempfile.mkdtemp()) / "store"
+        dist.init_process_group(backend(model.device), init_method=f"file://{store}", rank=0, world_size=1)
+    join(model, Gang(ParallelLayout(), model.device))
+    return model
 
 
 def decode_rows(name: str, model: Any, fields: dict, device: torch.device) -> list[dict[str, Any]]:
