@@ -209,14 +209,17 @@ def _flux_montage(args: dict[str, Any], f: dict) -> Any:
 
 
 def _flux_montage_call(model: Any, f: dict, on_step: StepCallback) -> Any:
+    if f.get("edit"):
+        return model.run_edit([_edit_request(f)], _steps(on_step))
+    return model.run([_image_request(f)], _steps(on_step))
+
+
+def _edit_request(f: dict) -> Any:
+    """A Kontext edit of a generated source image."""
     from models.types import EditRequest
 
-    if f.get("edit"):
-        return model.run_edit([EditRequest(prompt=f["prompt"], image=png(f["width"], f["height"]), width=f["width"],
-                                           height=f["height"], steps=f["steps"], guidance=f["guidance"], seed=0,
-                                           **accelerated(f))],
-                              _steps(on_step))
-    return model.run([_image_request(f)], _steps(on_step))
+    return EditRequest(prompt=f["prompt"], image=png(f["width"], f["height"]), width=f["width"], height=f["height"],
+                       steps=f["steps"], guidance=f["guidance"], seed=0, **accelerated(f))
 
 
 # SVD and Wan (image to video).
@@ -270,12 +273,16 @@ def _video_montage(family: str) -> Callable[[dict[str, Any], dict], Any]:
 
 
 def _video_montage_call(model: Any, f: dict, on_step: StepCallback) -> Any:
+    return model.run([_video_request(f)], _steps(on_step))
+
+
+def _video_request(f: dict) -> Any:
+    """An image-to-video request of a generated keyframe."""
     from models.types import VideoRequest
 
-    return model.run([VideoRequest(image=png(f["width"], f["height"]), prompt=f["prompt"], width=f["width"],
-                                   height=f["height"], num_frames=f["num_frames"], fps=f["fps"],
-                                   steps=f["steps"], guidance=f["guidance"], seed=0, **accelerated(f))],
-                     _steps(on_step))
+    return VideoRequest(image=png(f["width"], f["height"]), prompt=f["prompt"], width=f["width"], height=f["height"],
+                        num_frames=f["num_frames"], fps=f["fps"], steps=f["steps"], guidance=f["guidance"], seed=0,
+                        **accelerated(f))
 
 
 # Qwen2.5 decode: "steps" are new tokens; min_new_tokens (generate) and a grammar refusing EOS (the engine) keep

@@ -41,7 +41,7 @@ import torch
 from bench.gpu import (child_parser, emit, environment_row, measure_path, memory, release, run_workload,
                        suite_parser)
 from bench.gpu_timing import sync
-from bench.gpu_workloads import WORKLOADS, png, production_args
+from bench.gpu_workloads import WORKLOADS, production_args
 from config.families import Source
 
 PATHS = ("eager", "compiled", "graphs", "fp8", "cache", "gang1")
@@ -118,19 +118,13 @@ def missing_field(name: str, path: str) -> str | None:
 
 def _result_call(model: Any, name: str, fields: dict) -> Any:
     """The workload's request through the family's result-returning operation (metadata included)."""
-    from bench.gpu_workloads import _image_request, accelerated
-    from models.types import EditRequest, VideoRequest
+    from bench.gpu_workloads import _edit_request, _image_request, _video_request
 
-    f = fields
     if WORKLOADS[name].family in ("svd", "wan"):
-        return model.animate([VideoRequest(image=png(f["width"], f["height"]), prompt=f["prompt"], width=f["width"],
-                                           height=f["height"], num_frames=f["num_frames"], fps=f["fps"],
-                                           steps=f["steps"], guidance=f["guidance"], seed=0, **accelerated(f))])
-    if f.get("edit"):
-        return model.edit([EditRequest(prompt=f["prompt"], image=png(f["width"], f["height"]), width=f["width"],
-                                       height=f["height"], steps=f["steps"], guidance=f["guidance"], seed=0,
-                                       **accelerated(f))])
-    return model.generate([_image_request(f)])
+        return model.animate([_video_request(fields)])
+    if fields.get("edit"):
+        return model.edit([_edit_request(fields)])
+    return model.generate([_image_request(fields)])
 
 
 def cache_row(name: str, model: Any, fields: dict, device: torch.device) -> dict[str, Any]:
