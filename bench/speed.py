@@ -135,9 +135,8 @@ def cache_row(name: str, model: Any, fields: dict, device: torch.device) -> dict
     started = time.perf_counter()
     results = _result_call(model, name, fields)
     sync(device)
-    extra = results[0].metadata.extra
     return dict(e2e_s=time.perf_counter() - started, steps=fields["steps"], e2e_parts="measured whole call",
-                steps_skipped=extra.get("steps_skipped"))
+                steps_skipped=results[0].metadata.steps_skipped)
 
 
 def family_child(name: str, source: Source, device: torch.device, dtype: torch.dtype, timed: int, paths: list[str],
