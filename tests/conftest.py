@@ -2,12 +2,10 @@
 serve_config.yaml app per test session, reached over real HTTP."""
 import os
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -17,10 +15,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 VIRTUAL_GPUS = 1
 
 
-CLAIM_IDLE_S = 3.0  # runner reclaim delay in tests, so a killed runner's task is picked up quickly
-# Webhooks in tests: local receivers (loopback allowed), retried quickly, given up after a minute
-WEBHOOKS = {"allow_networks": ["127.0.0.0/8"], "retry_window_s": 60, "backoff_s": 0.5, "max_backoff_s": 2,
-            "poll_s": 0.1, "timeout_s": 5}
+def pytest_configure(config):
+    """Every folder of tests is in pyproject's `testpaths`: one left out is silently never run by `make test`."""
+    listed = {Path(path).name for path in config.getini("testpaths")}
+    folders = {path.parent.name for path in Path(__file__).parent.glob("*/test_*.py")}
+    if missing := sorted(folders - listed):
+        raise pytest.UsageError(f"tests/{', tests/'.join(missing)} not in pyproject.toml's testpaths")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -79,40 +79,11 @@ def ray_serve(tmp_path_factory):
     ray.shutdown()
 
 
-def deploy_config(ray_serve, redis_url: str, asset_dir, family_args: dict | None = None,
-                  family_entries: dict | None = None, wait: bool = True, **overrides) -> dict:
-    """Deploys serve_config.yaml's app declaratively (as `serve deploy` does) and waits until it runs (unless not
-    `wait`); `family_args` updates families' args (family → fields), `family_entries` their other fields (enabled,
-    deployment: family → fields)."""
-    from ray.serve._private.api import serve_start
-    from ray.serve.schema import ServeDeploySchema
-
-    with open("serve_config.yaml") as handle:
-        application = yaml.safe_load(handle)["applications"][0]
-    application["args"]["redis_url"] = redis_url
-    application["args"]["composition"] = {"asset_dir": str(asset_dir), "variant_cap": 3, "webhooks": WEBHOOKS}
-    application["args"]["runner"]["runner"] = {"concurrency": 32, "claim_idle_s": CLAIM_IDLE_S, "heartbeat_s": 0.5}
-    application["args"]["sdxl"]["args"]["adapters"] = {"max_mb": 1}  # a 1.5 MB upload is too big (tiny LoRAs: KBs)
-    for family, fields in (family_args or {}).items():
-        application["args"][family]["args"].update(fields)
-    for family, fields in (family_entries or {}).items():
-        application["args"][family].update(fields)
-    application.update(overrides)
-    serve_start().deploy_apps(ServeDeploySchema.model_validate({"applications": [application]}))
-    if not wait:
-        return application
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        status = ray_serve.status().applications.get("montage")
-        if status and status.status == "RUNNING":
-            return application
-        time.sleep(1)
-    raise TimeoutError(f"montage did not start: {ray_serve.status().applications.get('montage')}")
-
-
 @pytest.fixture(scope="session")
 def montage(ray_serve, redis_url, tmp_path_factory):
     """The running app: (status, asset dir)."""
+    from apps import deploy_config
+
     asset_dir = tmp_path_factory.mktemp("assets")
     deploy_config(ray_serve, redis_url, asset_dir)
     yield ray_serve.status().applications["montage"], asset_dir
@@ -122,6 +93,8 @@ def montage(ray_serve, redis_url, tmp_path_factory):
 @pytest.fixture(scope="session")
 def redeploy(ray_serve, redis_url, montage):
     """Deploys the session app again with some families' args changed (Serve restarts what changed)."""
+    from apps import deploy_config
+
     return lambda family_args: deploy_config(ray_serve, redis_url, montage[1], family_args)
 
 

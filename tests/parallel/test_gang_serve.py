@@ -10,13 +10,14 @@ import signal
 import httpx
 import numpy as np
 import pytest
-from conftest import deploy_config
+from apps import deploy_config
 from helpers import BASE, png, replica_pids, upload, wait_task
 from reliability.test_step_resume import Events
 
 from models.media import decode_mp4
 
-STEPS = 100  # the most a request may ask: a tiny job outlasts a redeploy's request to Serve; checkpoints every 5
+pytestmark = pytest.mark.xdist_group("gangs")  # an app of its own, minutes long: off the Ray lane (lanes.py)
+STEPS = 40  # a job interrupted past step 5 has 35 left: it outlasts a redeploy's request to Serve; checkpoints every 5
 WAN_GANG = {"ulysses": 2, "cfg": 2}
 FLUX_GANG = {"ulysses": 2}
 # Only the families under test; whole-CPU ranks (no GPU share: a gang takes whole GPUs or none), one replica each.
@@ -46,6 +47,12 @@ def app(ray_serve, redis_url, tmp_path_factory):
 def client(app):
     with httpx.Client(base_url=BASE, timeout=120) as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def reference(client) -> np.ndarray:
+    """The clip of an uninterrupted run of seed 41 on the 4-rank Wan gang, the layout each test starts and ends on."""
+    return frames(client, video(client, seed=41, wait_s=600))
 
 
 def ranks(client, family: str) -> list[dict]:
@@ -120,8 +127,8 @@ def test_a_flux_gang_serves_images_and_edits_over_http(client):
     assert response.json()["images"][0]["url"]
 
 
-def test_a_wan_job_moves_between_a_gang_and_a_single_process_replica_by_its_checkpoint(client, redis_url, app):
-    reference = frames(client, video(client, seed=41, wait_s=600))  # uninterrupted, on the gang
+def test_a_wan_job_moves_between_a_gang_and_a_single_process_replica_by_its_checkpoint(client, redis_url, app,
+                                                                                     reference):
     to_single = interrupted(client, redis_url, 41, redeployed(app, {}))
     assert "parallel" not in client.get("/v1/info").json()["models"]["wan"]
     assert np.array_equal(frames(client, to_single["result"]), reference)
@@ -131,10 +138,9 @@ def test_a_wan_job_moves_between_a_gang_and_a_single_process_replica_by_its_chec
     assert np.array_equal(frames(client, to_gang["result"]), reference)
 
 
-def test_a_killed_rank_fails_its_job_over_from_its_checkpoint_and_the_gang_is_rebuilt(client, redis_url):
+def test_a_killed_rank_fails_its_job_over_from_its_checkpoint_and_the_gang_is_rebuilt(client, redis_url, reference):
     before = ranks(client, "wan")
-    reference = frames(client, video(client, seed=42, wait_s=600))
-    task = interrupted(client, redis_url, 42, lambda: os.kill(before[1]["pid"], signal.SIGKILL))
+    task = interrupted(client, redis_url, 41, lambda: os.kill(before[1]["pid"], signal.SIGKILL))
     assert np.array_equal(frames(client, task["result"]), reference)
     after = ranks(client, "wan")
     assert len(after) == 4 and {r["pid"] for r in after}.isdisjoint(r["pid"] for r in before)
