@@ -30,7 +30,7 @@ browser:
 
 # tests/lifecycle first, alone (it needs no other Ray on the machine); then the rest over TEST_WORKERS pytest-xdist
 # workers, each with its own ports, Redis and Ray (tests/lanes.py; they deselect tests/lifecycle). Both always run.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 test: install browser
 	status=0; $(PY) -m pytest -q --durations=5 tests/lifecycle || status=$$?; \
 	$(PY) -m pytest -q --durations=30 -n $(TEST_WORKERS) --dist loadgroup && exit $$status

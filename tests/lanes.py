@@ -2,12 +2,14 @@
 workers. Each worker has its own ports (tests/helpers.py), Redis and, once a test needs it, its own Ray and Serve.
 
 - A test module is one unit of work: its module fixtures (pipelines, deployed apps) are built on one worker.
-- The modules that use the session's Ray Serve (the `ray_serve` fixture, through `montage`, `client`, ...) join one of
-  two lanes, each one unit, so that two workers start a Ray and deploy the app, not all of them: tests/reliability
-  (killed replicas, a restarted Redis, redeploys of the session app) and the rest, in collection order
-  (tests/deployments' declarative deploys, which replace the app, come before the session's app is deployed).
-- Lanes and modules marked `xdist_group` (a cluster of their own) are sent first, the longest lane first; the workers
-  that run no lane take the Ray-free modules meanwhile.
+- The modules that use the session's Ray Serve (the `ray_serve` fixture, through `montage`, `client`, ...) form one
+  lane, one unit in collection order (tests/deployments' declarative deploys, which replace the app, before the
+  session's app is deployed; tests/reliability's killed replicas and restarted Redis last), so one
+  worker starts a Ray and deploys the app. A second lane (tests/reliability on a Ray of its own) halved nothing on
+  2 cores: it doubled the CPU time of every Ray test instead.
+- A module marked `xdist_group` is a unit of its own, sent right after the lane: a cluster of its own (multinode), or
+  an app of its own too long for the lane (the gang replicas: on its worker's own Ray). The worker that runs no lane
+  takes them and the Ray-free modules meanwhile.
 
 tests/lifecycle needs the machine to itself (no other Ray may run beside `montage up`): a parallel run deselects it, and
 `make test` runs it alone first."""
@@ -20,9 +22,7 @@ from pathlib import Path
 
 import pytest
 
-RELIABILITY = "ray-reliability"
-SERVE = "ray-serve"
-LANES = (RELIABILITY, SERVE)
+RAY = "ray-serve"
 
 
 def module_of(nodeid: str) -> str:
@@ -35,7 +35,8 @@ def units_file(testrunuid: str) -> Path:
 
 
 def assign(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On a worker: deselects tests/lifecycle, moves lanes and grouped modules first (in place) and writes the units."""
+    """On a worker: deselects tests/lifecycle, moves the lane and grouped modules first (in place) and writes the
+    units."""
     alone = [item for item in items if item.nodeid.startswith("tests/lifecycle/")]
     if alone:
         config.hook.pytest_deselected(items=alone)
@@ -45,14 +46,14 @@ def assign(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         module = module_of(item.nodeid)
         group = item.get_closest_marker("xdist_group")
-        if module in on_ray:
-            units[module] = RELIABILITY if module.startswith("tests/reliability/") else SERVE
-        elif group:
+        if group:  # its own unit, and where it uses the session's Ray Serve, its worker's own Ray
             units[module] = group.args[0]
+        elif module in on_ray:
+            units[module] = RAY
 
     def rank(item: pytest.Item) -> int:
         unit = units.get(module_of(item.nodeid))
-        return LANES.index(unit) if unit in LANES else 2 if unit else 3
+        return 0 if unit == RAY else 1 if unit else 2
 
     items.sort(key=rank)  # stable: collection order within each rank
     path = units_file(os.environ["PYTEST_XDIST_TESTRUNUID"])

@@ -18,7 +18,7 @@ from PIL import Image
 from config import keys
 from models.media import decode_mp4
 
-STEPS = 40
+STEPS = 24  # a kill past half leaves 12 steps to run while replica_pids asks Ray which process to kill
 CHECKPOINT_EVERY = 5  # serve_config.yaml's svd and wan policy
 
 
