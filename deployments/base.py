@@ -87,6 +87,10 @@ class AdmittedMethod:
 
 
 
+# The family args that set how fast its engine runs, as far as a family has them (shown by /v1/info)
+ENGINE = {"dtype", "compile", "cuda_graphs", "quantize", "step_cache", "slots"}
+
+
 class ModelDeployment:
     """Base class of the family deployments: the model of the args' family (`config.specs`), its batch queues (the
     `@serve.batch` or `AdmittedMethod` class attributes), progress, health and reconfigure."""
@@ -178,7 +182,8 @@ class ModelDeployment:
     def info(self) -> dict[str, Any]:
         info = dict(model=self.model.name, source=self.model.source.value, device=str(self.model.device),
                     replica=self.replica, size_multiple=self.model.size_multiple,
-                    frame_multiple=self.model.frame_multiple, memory=memory(self.model.device))
+                    frame_multiple=self.model.frame_multiple, memory=memory(self.model.device),
+                    engine=self.model.args.model_dump(include=ENGINE, mode="json"))
         if self.gang:  # one request over several ranks: each one's device and memory
             info["parallel"] = self.model.args.parallel.model_dump() | {"ranks": self.gang.info()}
         return info

@@ -22,6 +22,11 @@ def test_info_names_models_and_sources(client):
     models = client.get("/v1/info").json()["models"]
     assert models["sdxl"]["source"] == "tiny" and models["embedder"]["source"] == "pretrained"
     assert models["wan"]["model"] == "wan" and models["wan"]["frame_multiple"] == 4
+    # how fast each engine runs, as far as its family has the setting: serve_config.yaml's defaults
+    assert models["flux"]["engine"] == {"dtype": "auto", "compile": False, "quantize": "none",
+                                        "step_cache": {"kind": "first_block", "threshold": 0.08}}
+    assert models["sdxl"]["engine"] == {"dtype": "auto", "compile": False, "cuda_graphs": False}
+    assert models["llm"]["engine"].keys() == {"dtype", "compile", "slots"}
 
 
 def test_unknown_route_uses_the_error_envelope(client):

@@ -3,6 +3,8 @@ answers Server-Sent Events of the text as it is decoded, then the final JSON."""
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 
 def sse(response) -> list[tuple[str, dict]]:
     """(event name, data) of each Server-Sent Event."""
@@ -20,15 +22,21 @@ def optimize(client, prompt: str, **options) -> dict:
 
 
 def test_concurrent_optimisations_decode_together_with_the_texts_they_get_alone(client):
-    prompts = [f"a lantern in the fog, take {i}" for i in range(8)]
+    """On a loaded machine one round of 8 concurrent requests may reach the engine one at a time: up to 3 rounds, of
+    new prompts, until some decoded beside others."""
+    for round_ in range(3):
+        prompts = [f"a lantern in the fog, round {round_} take {i}" for i in range(8)]
+        with ThreadPoolExecutor(len(prompts)) as pool:
+            batched = list(pool.map(lambda p: optimize(client, p, seed=12), prompts))
+        if max(r["metadata"]["batch_size"] for r in batched) > 1:
+            break
+    else:
+        pytest.fail("no two of 3 rounds of 8 concurrent optimisations decoded together")
     alone = [optimize(client, p, seed=11) for p in prompts]
-    with ThreadPoolExecutor(len(prompts)) as pool:
-        batched = list(pool.map(lambda p: optimize(client, p, seed=12), prompts))
     again = [optimize(client, p, seed=12) for p in prompts[:2]]  # seed 12 alone: same as batched
     assert [r["optimized"] for r in again] == [r["optimized"] for r in batched[:2]]
     assert [r["optimized"] for r in alone] != [r["optimized"] for r in batched]  # the seed matters
     assert not any(r["fallback"] for r in alone + batched)
-    assert max(r["metadata"]["batch_size"] for r in batched) > 1  # some decoded beside others
 
 
 def test_streamed_optimisation_sends_the_text_as_it_is_decoded_then_the_result(client):

@@ -164,19 +164,22 @@ def test_gpu_seconds_of_a_fused_turn_sum_to_its_measured_time(replica, store):
     assert all(result.metadata.gpu_seconds > 0.1 * accounted for result in results)
 
 
-STEPS = 12  # long enough that ann's first groups still run when bob arrives
+STEPS = 30  # long enough that ann's first groups still run when bob arrives, on a loaded machine too
 
 
 def test_admission_keeps_a_group_slot_for_another_users_job_behind_a_backlog(replica, store, monkeypatch):
     """ann queues 20 jobs (4 group slots, batches of 4): her groups leave the last slot free; bob's one job, arriving
-    once her first group has stepped (her backlog queued), takes it at once and ends with her first groups, not
-    behind her backlog (a FIFO queue gives her every slot: bob waits for two of her groups to end)."""
+    once her first group has stepped (her backlog queued, none of her jobs ended), takes it at once: no job of hers
+    ends between his arrival and his first step (a FIFO queue gives her every slot: bob waits for two of her groups
+    to end)."""
     monkeypatch.setattr(replica.scheduler, "turn_s", 0.0)
     monkeypatch.setattr(replica._generate, "max_groups", 4)  # fewer slots than ann's groups
     run = Run(replica, store)
+    arrived: list[float] = []
 
     async def bob():
         await run.when_at_step("sched-adm-a0", 1, STEPS)
+        arrived.append(time.time())
         return await run.admitted("sched-adm-b", _request(STEPS, seed=60), "bob")
 
     async def all_jobs():
@@ -184,8 +187,10 @@ def test_admission_keeps_a_group_slot_for_another_users_job_behind_a_backlog(rep
         return await asyncio.gather(*ann, bob())
 
     results = asyncio.run(all_jobs())
+    bob_first = min(at for task, _, at in run.steps() if task == "sched-adm-b")
     ann_ends = sorted(at for task, at in run.ended.items() if task != "sched-adm-b")
-    assert run.ended["sched-adm-b"] <= ann_ends[7], (run.ended["sched-adm-b"], ann_ends)  # with her first 8
+    assert ann_ends[0] > arrived[0]  # bob came while her first groups ran and her backlog waited
+    assert not [at for at in ann_ends if arrived[0] < at < bob_first], (arrived, bob_first, ann_ends[:8])
     assert max(r.metadata.batch_size for r in results) == 4 and results[-1].seed == 60
 
 
