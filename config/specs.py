@@ -61,7 +61,7 @@ def _resolve(path: str) -> type:
 
 # Footprints measured on one H200 except where noted.
 SPECS: dict[str, FamilySpec] = {spec.key: spec for spec in (
-    FamilySpec("llm", "LLM", LLMArgs, "models.llm:LLM", "deployments.families:LLMDeployment",
+    FamilySpec("llm", "LLM", LLMArgs, "models.llm:LLM", "deployments.llm:LLMDeployment",
                ("optimize", "storyboard"),
                # 128 tokens cost 0.01; the allowance is a 2k-token storyboard's KV cache (28 KiB/token).
                Footprint(resident_gib=3.51, per_request_gib=0.06)),

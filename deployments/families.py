@@ -1,4 +1,6 @@
-"""One deployment class per model family, named by its spec (`config.specs`); plain classes, testable without Ray.
+"""One deployment class per diffusion family and the embedder, named by its spec (`config.specs`); plain classes,
+testable without Ray. The LLM's is in `deployments/llm.py`: its decode engine (llguidance, inductor) stays out of these
+replicas' imports.
 
 Each class holds its own batch queues (`_<operation>`): `@serve.batch` methods, or for a diffusion family its
 admitted operations (`deployments/admission.py`).
@@ -10,50 +12,14 @@ import asyncio
 from ray import serve
 
 from deployments.base import BATCH_DEFAULTS, AdmittedMethod, ModelDeployment
-from deployments.decoding import Decoding
 from models.family import blank_png
-from models.types import (
-    EditRequest,
-    ImageRequest,
-    ImageResult,
-    OptimizedPrompt,
-    PromptRequest,
-    Storyboard,
-    StoryboardRequest,
-    UpscaleRequest,
-    VideoRequest,
-    VideoResult,
-)
+from models.types import EditRequest, ImageRequest, ImageResult, UpscaleRequest, VideoRequest, VideoResult
 
 PROBE_SIZE = 64  # health warm-up requests: 64² pixels, one step
 
 
 def _probe_image() -> ImageRequest:
     return ImageRequest(prompt="a warm-up probe", width=PROBE_SIZE, height=PROBE_SIZE, steps=1, guidance=1.0, seed=0)
-
-
-class LLMDeployment(ModelDeployment):
-    """Each request goes to the model's engine as it arrives (`deployments/decoding.py`): it joins the running
-    decode at the next token, admitted by lane and user."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.decoding = Decoding(self.model, self.progress, self.checkpoints, self.replica)
-
-    async def optimize(self, request: PromptRequest, task_id: str | None = None) -> OptimizedPrompt:
-        return await self.decoding(self.model.optimize_ask(request), task_id, "optimizing",
-                                   lambda answer, started: self.model.optimized(request, answer, started))
-
-    async def storyboard(self, request: StoryboardRequest, task_id: str | None = None) -> Storyboard:
-        return await self.decoding(self.model.storyboard_ask(request), task_id, "scenes",
-                                   lambda answer, started: self.model.storyboarded(request, answer, started))
-
-    @classmethod
-    def batch_methods(cls) -> list[str]:
-        return ["decoding"]
-
-    async def probe_requests(self) -> None:
-        await self.optimize(PromptRequest(prompt="a warm-up probe"))
 
 
 class _ImageDeployment(ModelDeployment):

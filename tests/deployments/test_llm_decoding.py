@@ -9,7 +9,7 @@ import pytest
 
 from config import keys
 from config.families import LLMArgs
-from deployments.families import LLMDeployment
+from deployments.llm import LLMDeployment
 from models.types import PromptRequest, StoryboardRequest
 from records.tasks import Cancelled
 
