@@ -86,7 +86,6 @@ class AdmittedMethod:
         return queue
 
 
-
 # The family args that set how fast its engine runs, as far as a family has them (shown by /v1/info)
 ENGINE = {"dtype", "compile", "cuda_graphs", "quantize", "step_cache", "slots"}
 
