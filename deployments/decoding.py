@@ -55,7 +55,7 @@ class Decoding:
         if task_id is not None and text is not None:
             await asyncio.to_thread(self.progress.text, task_id, latest[0])
         result.metadata.replica = self.replica
-        result.metadata.batch_size = self.model.engine.running()
+        result.metadata.batch_size = answer.batch
         deployment_metrics().run_ms.observe(result.metadata.run_ms, {"deployment": self.model.name})
         return result
 

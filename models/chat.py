@@ -14,7 +14,13 @@ from transformers import PreTrainedTokenizerBase
 from models.constrained import Grammars
 from models.decode import DecodeEngine, Sequence
 
-Answer = Future  # of the answer text, or None when the time limit cut it short
+
+
+class Answer(Future):
+    """The future of an answer's text (None when the time limit cut it short); once done, `batch` is the most
+    requests it was answered beside (itself included)."""
+
+    batch: int = 1
 
 
 @dataclass
@@ -74,7 +80,7 @@ class LocalEngine:
         sequence = Sequence(prompt, self.grammars.matcher(ask.grammar), ask.max_new_tokens, ask.temperature,
                             ask.seed, time.monotonic() + self.timeout_s, lane_rank, user,
                             (lambda ids: on_text(self.tokenizer.decode(ids))) if on_text else None)
-        answer: Answer = Future()
+        answer = Answer()
         self._sequences[answer] = sequence
         answer.add_done_callback(lambda _: self._sequences.pop(answer, None))
 
@@ -85,6 +91,7 @@ class LocalEngine:
                 answer.set_exception(done.exception())
             else:
                 tokens, accepted = done.result()
+                answer.batch = sequence.peak
                 answer.set_result(self.tokenizer.decode(tokens, skip_special_tokens=True) if accepted else None)
 
         self.decode.submit(sequence).add_done_callback(settle)

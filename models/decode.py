@@ -68,6 +68,7 @@ class Sequence:
     start: int = 0  # its first cache column
     cancelled: bool = False
     generator: torch.Generator | None = None
+    peak: int = 1  # the most rows that decoded in one step with it (itself included)
 
     @property
     def span(self) -> int:
@@ -218,8 +219,10 @@ class DecodeEngine:
         if self.t >= self.context:
             self._shift(-min(s.start for s in self.rows if s is not None))
         tokens = self._step().tolist()  # the step's one host sync
+        busy = self.active()
         for row, sequence in enumerate(self.rows):
             if sequence is not None:
+                sequence.peak = max(sequence.peak, busy)
                 self._accept(row, tokens[row])
 
     def _step(self) -> torch.Tensor:

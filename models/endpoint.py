@@ -28,7 +28,8 @@ class ChatEndpoint:
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
         self.client = httpx.Client(base_url=endpoint.url, headers=headers, timeout=self.timeout_s)
         self.pool = ThreadPoolExecutor(slots, thread_name_prefix="llm-endpoint")
-        self.slots, self.inflight, self._limit = slots, 0, slots
+        self.slots, self._limit = slots, slots
+        self.inflight: set[Answer] = set()
         self.gate = threading.Condition()
 
     @property
@@ -42,7 +43,7 @@ class ChatEndpoint:
             self.gate.notify_all()
 
     def running(self) -> int:
-        return self.inflight
+        return len(self.inflight)
 
     def _name(self) -> str:
         return f"llm.endpoint {self.endpoint.url} (model {self.endpoint.model!r})"
@@ -60,20 +61,34 @@ class ChatEndpoint:
 
     def submit(self, ask: Ask, lane_rank: int = 1, user: str = "",
                on_text: Callable[[str], None] | None = None) -> Answer:
-        return self.pool.submit(self._answer, ask, on_text)
+        answer = Answer()
+
+        def run() -> None:
+            if not answer.set_running_or_notify_cancel():  # cancelled while it waited for a thread
+                return
+            try:
+                answer.set_result(self._answer(answer, ask, on_text))
+            except Exception as error:
+                answer.set_exception(error)
+
+        self.pool.submit(run)
+        return answer
 
     def cancel(self, answer: Answer) -> None:
         answer.cancel()
 
-    def _answer(self, ask: Ask, on_text: Callable[[str], None] | None) -> str | None:
+    def _answer(self, answer: Answer, ask: Ask, on_text: Callable[[str], None] | None) -> str | None:
+        """Asks once fewer than `limit` requests are in flight; `answer.batch` counts the most in flight with it."""
         with self.gate:
-            self.gate.wait_for(lambda: self.inflight < self._limit)
-            self.inflight += 1
+            self.gate.wait_for(lambda: len(self.inflight) < self._limit)
+            self.inflight.add(answer)
+            for other in self.inflight:
+                other.batch = max(other.batch, len(self.inflight))
         try:
             return self._ask(ask, on_text)
         finally:
             with self.gate:
-                self.inflight -= 1
+                self.inflight.discard(answer)
                 self.gate.notify_all()
 
     def _ask(self, ask: Ask, on_text: Callable[[str], None] | None) -> str | None:

@@ -52,6 +52,7 @@ def test_a_request_joining_mid_decode_and_one_cancelled_leave_the_others_untouch
     assert not first.done()  # it joined while the first decoded
     assert first.result(60) == expected_long and second.result(60) == expected_late
     assert cancelled.cancelled()
+    assert first.batch == second.batch == 2  # the most rows each decoded beside (itself included)
     assert texts_of_late[-1] == expected_late and all(expected_late.startswith(t) for t in texts_of_late)
 
 
@@ -84,5 +85,6 @@ def test_waiting_requests_take_a_free_row_by_lane_then_arrival():
         answer = single.submit(single.optimize_ask(PromptRequest(prompt=name)), lane_rank=lane, user=name)
         answer.add_done_callback(lambda _, name=name: finished.append(name))
     busy.result(60)
-    single.submit(single.optimize_ask(PromptRequest(prompt="last")), lane_rank=2).result(60)
+    last = single.submit(single.optimize_ask(PromptRequest(prompt="last")), lane_rank=2)
+    assert last.result(60) is not None and last.batch == busy.batch == 1  # one row: each decoded alone
     assert finished == ["high", "normal-1", "normal-2", "low"]

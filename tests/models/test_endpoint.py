@@ -61,6 +61,8 @@ def test_requests_go_to_the_server_and_an_answer_that_breaks_the_schema_falls_ba
     model.warmup()
     ask = model.optimize_ask(PromptRequest(prompt="a cat on a roof"))
     assert isinstance(model.engine._post({"model": name, "messages": ask.conversation, "max_tokens": 4}), str)
+    answers = [model.submit(ask) for _ in range(2)]  # in flight together: each counts the other
+    assert [answer.result(60) for answer in answers] == [None, None] and [a.batch for a in answers] == [2, 2]
     (result,) = model.optimize([PromptRequest(prompt="a cat on a roof", target="video")])
     assert result.fallback and result.optimized == llm.template_prompt(PromptRequest(prompt="a cat on a roof",
                                                                                      target="video"))
