@@ -14,6 +14,13 @@ from helpers import BASE, wait_ready, wait_task
 from config import keys
 
 
+def wait_until(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the load answered nothing"
+        time.sleep(0.2)
+
+
 class Load:
     """Clients posting fresh image requests (wait 0) until stopped; records every answer."""
 
@@ -64,13 +71,14 @@ def test_redis_restart_under_load(client, redis_server, redis_url):
     key_count = store.dbsize()
 
     with Load() as load:
-        time.sleep(2)
+        wait_until(lambda: any(isinstance(a, httpx.Response) and a.status_code == 202 for a in load.answers))
         redis_server.stop()  # SIGTERM: Redis flushes its AOF and exits
+        answered = len(load.answers)
         down = {"ready": client.get("/ready"),
                 "post": client.post("/v1/images/generations", json={"prompt": "a gull", "wait_s": 0}),
                 "task": client.get(f"/v1/tasks/{finished_task}"),
                 "variants": client.get(f"/v1/prompts/{variant['prompt_key']}/variants")}
-        time.sleep(2)
+        wait_until(lambda: len(load.answers) >= answered + 8)  # 4 clients: at least 4 of them asked while it was down
         redis_server.start()
         wait_ready(client)
         time.sleep(2)
