@@ -1,4 +1,5 @@
-"""Real Ray Serve deployments on the tiny models: batching, reconfigure, health, autoscaling, progress."""
+"""One real Ray Serve app of the tiny SDXL, deployed as `serve deploy` does: batching, progress, reconfigure, autoscaling
+and health, each a config update of the running app (no restart where Serve allows it)."""
 import asyncio
 import pickle
 import time
@@ -10,10 +11,7 @@ import redis
 from helpers import pixels
 
 from config.app import Autoscaling, Batching, DeploymentOptions
-from config.families import SDXLArgs
 from config.keys import task as task_key
-from deployments.builder import bind
-from deployments.families import SDXLDeployment
 from models.types import ImageRequest
 from records.tasks import Cancelled
 
@@ -24,6 +22,11 @@ def image_request(seed: int, steps: int = 2) -> ImageRequest:
     return ImageRequest(prompt=f"a lighthouse at dusk {seed}", width=64, height=64, steps=steps, guidance=5.0, seed=seed)
 
 
+APP = "sdxl_serving"
+BATCHING = {"max_batch_size": 8, "batch_wait_timeout_s": 0.3}
+ONE = Autoscaling(min_replicas=1, max_replicas=1)
+
+
 def options(**change) -> DeploymentOptions:
     base = dict(num_gpus=0.25, num_cpus=0.1, max_ongoing_requests=32, health_check_period_s=1.0,
                 health_check_timeout_s=10.0, graceful_shutdown_timeout_s=1.0,
@@ -31,9 +34,46 @@ def options(**change) -> DeploymentOptions:
     return DeploymentOptions(**{**base, **change})
 
 
-def deploy(serve, name: str, redis_url: str, **change):
-    return serve.run(bind(SDXLDeployment, name, options(**change), SDXLArgs(), redis_url), name=name,
-                     route_prefix=None)
+def deploy_config(redis_url: str, batching: dict, autoscaling: Autoscaling) -> None:
+    """A config deploy (`serve deploy`) of one SDXL app; a later one that changes only the deployment's user_config
+    (the batching) or autoscaling_config updates the running replicas (Serve keeps the code version: `reconfigure`,
+    a new replica count), restarting none. The module's tests run on this one app, in file order."""
+    from ray.serve._private.api import serve_start
+    from ray.serve.schema import ServeDeploySchema
+
+    deployment = options().model_dump(exclude={"autoscaling", "batching"}, exclude_none=True)
+    family = {"args": {"source": "tiny"}, "deployment": deployment}
+    config = {"applications": [{"name": APP, "route_prefix": None,
+                                "import_path": "deployments.builder:build_family_app",
+                                "args": {"family": "sdxl", "deployment": family, "redis_url": redis_url},
+                                "deployments": [{"name": "SDXL", "user_config": batching,
+                                                 "autoscaling_config": autoscaling.model_dump(exclude_none=True)}]}]}
+    serve_start().deploy_apps(ServeDeploySchema.model_validate(config))
+
+
+def wait_for_batching(serve, expected: int) -> dict:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            state = serve.get_app_handle(APP).batching.remote().result(timeout_s=10)
+            if state["max_batch_size"] == expected:
+                return state
+        except Exception:  # app still deploying
+            pass
+        time.sleep(1)
+    raise AssertionError(f"max_batch_size never became {expected}")
+
+
+def running_replicas(serve) -> int:
+    status = serve.status().applications[APP].deployments["SDXL"]
+    return status.replica_states.get("RUNNING", 0)
+
+
+def wait_for_replicas(serve, expected: int, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while running_replicas(serve) != expected:
+        assert time.monotonic() < deadline, f"never {expected} running replicas"
+        time.sleep(0.5)
 
 
 async def concurrently(handle, requests, **kwargs):
@@ -42,9 +82,10 @@ async def concurrently(handle, requests, **kwargs):
 
 @pytest.fixture(scope="module")
 def sdxl(ray_serve, redis_url):
-    handle = deploy(ray_serve, "sdxl_batching", redis_url)
-    yield handle
-    ray_serve.delete("sdxl_batching")
+    deploy_config(redis_url, BATCHING, ONE)
+    wait_for_batching(ray_serve, BATCHING["max_batch_size"])
+    yield ray_serve.get_app_handle(APP)
+    ray_serve.delete(APP)
 
 
 def test_concurrent_requests_are_batched_and_equal_unbatched(sdxl):
@@ -63,46 +104,6 @@ def test_results_cross_the_handle_as_encoded_bytes(sdxl):
     result = sdxl.generate.remote(image_request(99)).result()
     assert isinstance(result.png, bytes) and result.png.startswith(b"\x89PNG")
     assert len(pickle.dumps(result)) < len(result.png) + 4096
-
-
-def deploy_config(batching: dict, redis_url: str) -> None:
-    """A config update (`serve deploy`) that changes only the deployment's user_config: Serve keeps the code
-    version and calls `reconfigure` on the running replica."""
-    from ray.serve._private.api import serve_start
-    from ray.serve.schema import ServeDeploySchema
-
-    family = {"args": {"source": "tiny"},
-              "deployment": {"num_gpus": 0.25, "num_cpus": 0.1, "max_ongoing_requests": 32}}
-    config = {"applications": [{"name": "sdxl_config", "route_prefix": None,
-                                "import_path": "deployments.builder:build_family_app",
-                                "args": {"family": "sdxl", "deployment": family, "redis_url": redis_url},
-                                "deployments": [{"name": "SDXL", "user_config": batching}]}]}
-    serve_start().deploy_apps(ServeDeploySchema.model_validate(config))
-
-
-def wait_for_batching(serve, expected: int) -> dict:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            state = serve.get_app_handle("sdxl_config").batching.remote().result(timeout_s=10)
-            if state["max_batch_size"] == expected:
-                return state
-        except Exception:  # app still deploying
-            pass
-        time.sleep(1)
-    raise AssertionError(f"max_batch_size never became {expected}")
-
-
-def test_batch_size_changes_through_user_config_without_restart(ray_serve, redis_url):
-    deploy_config({"max_batch_size": 8, "batch_wait_timeout_s": 0.3}, redis_url)
-    before = wait_for_batching(ray_serve, 8)
-    deploy_config({"max_batch_size": 2, "batch_wait_timeout_s": 0.3}, redis_url)
-    after = wait_for_batching(ray_serve, 2)
-    assert after["replica"] == before["replica"]  # same replica: reconfigured, not restarted
-    handle = ray_serve.get_app_handle("sdxl_config")
-    results = asyncio.run(concurrently(handle, [image_request(seed) for seed in range(8)]))
-    assert max(r.metadata.batch_size for r in results) == 2
-    ray_serve.delete("sdxl_config")
 
 
 def test_progress_reaches_the_task_record(sdxl, redis_url):
@@ -129,70 +130,66 @@ def test_a_task_cancelled_before_its_batch_runs_costs_no_step(sdxl, redis_url):
     assert float(store.hget(task_key("task-live"), "progress")) == 1.0
 
 
-def test_unhealthy_replica_is_replaced_while_requests_keep_succeeding(ray_serve, redis_url):
-    """A request Serve had already handed to the drained replica when its graceful window ended dies with it (Serve
-    retries only what a replica rejects): the task runner retries such a request, so this loop does too, once."""
-    handle = deploy(ray_serve, "sdxl_health", redis_url, autoscaling=Autoscaling(min_replicas=2, max_replicas=2))
-    try:
-        replicas_before = {handle.info.remote().result()["replica"] for _ in range(20)}
-        drained = handle.mark_unhealthy.remote("test drain").result()
-        deadline, served, cut_off = time.monotonic() + 120, 0, 0
-        while time.monotonic() < deadline:
-            try:
-                result = handle.generate.remote(image_request(served)).result()
-            except ray.exceptions.ActorDiedError as exc:
-                assert drained in str(exc) and cut_off == 0  # only the drained replica, and only once
-                cut_off += 1
-                continue
-            assert result.png.startswith(b"\x89PNG")
-            served += 1
-            replicas_now = {handle.info.remote().result()["replica"] for _ in range(10)}
-            if drained not in replicas_now and len(replicas_now - replicas_before) >= 1:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"replica {drained} was not replaced")
-        assert served >= 1
-    finally:  # a failure here must not leave its GPU shares held for the tests after it
-        ray_serve.delete("sdxl_health")
+def test_batch_size_changes_through_user_config_without_restart(ray_serve, redis_url, sdxl):
+    before = wait_for_batching(ray_serve, 8)
+    deploy_config(redis_url, {**BATCHING, "max_batch_size": 2}, ONE)
+    after = wait_for_batching(ray_serve, 2)
+    assert after["replica"] == before["replica"]  # same replica: reconfigured, not restarted
+    results = asyncio.run(concurrently(sdxl, [image_request(seed) for seed in range(8)]))
+    assert max(r.metadata.batch_size for r in results) == 2
 
 
-def running_replicas(serve, app: str, deployment: str) -> int:
-    status = serve.status().applications[app].deployments[deployment]
-    return status.replica_states.get("RUNNING", 0)
-
-
-def test_autoscaling_scales_up_under_load_and_down_when_idle(ray_serve, redis_url):
+def test_autoscaling_scales_up_under_load_and_down_when_idle(ray_serve, redis_url, sdxl):
     fast = Autoscaling(min_replicas=1, max_replicas=2, target_ongoing_requests=1, upscale_delay_s=0.5,
                        downscale_delay_s=2.0, metrics_interval_s=0.5, look_back_period_s=1.0)
-    handle = deploy(ray_serve, "sdxl_autoscale", redis_url, autoscaling=fast,
-                    batching=Batching(max_batch_size=1, batch_wait_timeout_s=0.0))
-    try:
-        assert running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") == 1
+    deploy_config(redis_url, {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}, fast)
+    wait_for_batching(ray_serve, 1)
+    assert running_replicas(ray_serve) == 1
 
-        async def one(seed: int) -> None:
-            assert (await handle.generate.remote(image_request(seed, steps=8))).png.startswith(b"\x89PNG")
+    async def one(seed: int) -> None:
+        assert (await sdxl.generate.remote(image_request(seed, steps=8))).png.startswith(b"\x89PNG")
 
-        async def load_until_scaled() -> int:
-            """Six requests in flight (six times the target) until a second replica runs: a steady load, not a
-            queue that grows while the replica starts and has to drain afterwards."""
-            peak, deadline, seed, running = 1, time.monotonic() + 90, 0, set()
-            while time.monotonic() < deadline and peak < 2:
-                for _ in range(6 - len(running)):
-                    running.add(asyncio.create_task(one(seed)))
-                    seed += 1
-                await asyncio.sleep(0.5)
-                for task in [task for task in running if task.done()]:
-                    task.result()  # a failed request fails the test
-                    running.discard(task)
-                peak = max(peak, running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale"))
-            await asyncio.gather(*running)
-            return peak
+    async def load_until_scaled() -> int:
+        """Six requests in flight (six times the target) until a second replica runs: a steady load, not a queue
+        that grows while the replica starts and has to drain afterwards."""
+        peak, deadline, seed, running = 1, time.monotonic() + 90, 0, set()
+        while time.monotonic() < deadline and peak < 2:
+            for _ in range(6 - len(running)):
+                running.add(asyncio.create_task(one(seed)))
+                seed += 1
+            await asyncio.sleep(0.5)
+            for task in [task for task in running if task.done()]:
+                task.result()  # a failed request fails the test
+                running.discard(task)
+            peak = max(peak, running_replicas(ray_serve))
+        await asyncio.gather(*running)
+        return peak
 
-        assert asyncio.run(load_until_scaled()) == 2
-        deadline = time.monotonic() + 60
-        while running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") > 1 and time.monotonic() < deadline:
-            time.sleep(1)
-        assert running_replicas(ray_serve, "sdxl_autoscale", "sdxl_autoscale") == 1
-    finally:
-        ray_serve.delete("sdxl_autoscale")
+    assert asyncio.run(load_until_scaled()) == 2
+    wait_for_replicas(ray_serve, 1, timeout_s=60)
+
+
+def test_unhealthy_replica_is_replaced_while_requests_keep_succeeding(ray_serve, redis_url, sdxl):
+    """A request Serve had already handed to the drained replica when its graceful window ended dies with it (Serve
+    retries only what a replica rejects): the task runner retries such a request, so this loop does too, once."""
+    deploy_config(redis_url, BATCHING, Autoscaling(min_replicas=2, max_replicas=2))
+    wait_for_replicas(ray_serve, 2)
+    replicas_before = {sdxl.info.remote().result()["replica"] for _ in range(20)}
+    drained = sdxl.mark_unhealthy.remote("test drain").result()
+    deadline, served, cut_off = time.monotonic() + 120, 0, 0
+    while time.monotonic() < deadline:
+        try:
+            result = sdxl.generate.remote(image_request(served)).result()
+        except ray.exceptions.ActorDiedError as exc:
+            assert drained in str(exc) and cut_off == 0  # only the drained replica, and only once
+            cut_off += 1
+            continue
+        assert result.png.startswith(b"\x89PNG")
+        served += 1
+        replicas_now = {sdxl.info.remote().result()["replica"] for _ in range(10)}
+        if drained not in replicas_now and len(replicas_now - replicas_before) >= 1:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"replica {drained} was not replaced")
+    assert served >= 1
