@@ -99,3 +99,10 @@ def spec_for(args: FamilyArgs) -> FamilySpec:
 def step_cached(family: str) -> bool:
     """Whether `family` has a step cache (`acceleration: step_cache`): its args configure one."""
     return "step_cache" in SPECS[family].args.model_fields
+
+
+def no_step_cache(family: str) -> str:
+    """Why `acceleration: step_cache` is refused for `family` (at the ingress and on its replica)."""
+    cached = " and ".join(name for name in SPECS if step_cached(name))
+    return (f"{family} has no step cache (diffusers' cache hooks skip transformer blocks); {cached} have one, unless "
+            "their args set step_cache to null; use none")

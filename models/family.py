@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from config.families import FamilyArgs, Source
+from config.specs import no_step_cache
 from models.acceleration import CacheUse
 from models.errors import InvalidRequest
 from models.results import video_result
@@ -100,8 +101,7 @@ class Family:
         if self.gang is not None:
             check_sequence(self.gang.layout, self, request)
         if getattr(request, "acceleration", "none") != "none" and self.step_cache is None:
-            raise InvalidRequest("acceleration", f"{self.name} has no step cache (diffusers' cache hooks skip "
-                                                 "transformer blocks); use none")
+            raise InvalidRequest("acceleration", no_step_cache(self.name))
 
     @staticmethod
     def group_key(request: Any) -> Hashable:

@@ -9,7 +9,7 @@ from composition.schemas.assets import asset_url
 from config.acceleration import Acceleration
 from config.composition import Lane
 from config.ids import HEX_ID, NAME_ID
-from config.specs import families_with, step_cached
+from config.specs import families_with, no_step_cache, step_cached
 from records.webhooks import TERMINAL_EVENTS, WebhookEvent
 
 Id = Annotated[str, Field(pattern=NAME_ID, description="letters, digits, _ . -")]
@@ -40,8 +40,7 @@ AccelerationOption = Annotated[Acceleration, Field(
 def check_acceleration(acceleration: Acceleration, family: str) -> None:
     """A model validator's check: ValueError naming `acceleration` for a family without a step cache."""
     if acceleration != "none" and not step_cached(family):
-        raise ValueError(f"acceleration: {family} has no step cache (diffusers' cache hooks skip transformer blocks, "
-                         f"which its UNet has not); flux and wan have one")
+        raise ValueError(f"acceleration: {no_step_cache(family)}")
 
 
 def wait_field(default: float) -> Any:

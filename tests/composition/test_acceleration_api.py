@@ -4,6 +4,8 @@ step cache, is a 422 naming the field."""
 import pytest
 from helpers import png, upload, wait_task
 
+from config.specs import no_step_cache
+
 BODY = {"prompt": "a tin robot watering tulips", "model": "flux", "steps": 3, "seed": 4, "wait_s": 120}
 
 
@@ -59,3 +61,4 @@ def test_a_style_with_acceleration_on_sdxl_is_a_422_naming_it(client):
     response = client.put("/v1/styles/cog", json={"prompt": "a cog", "model": "sdxl", "acceleration": "step_cache"})
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == "acceleration"
+    assert no_step_cache("sdxl") in response.json()["error"]["message"]  # the replica's own refusal, word for word

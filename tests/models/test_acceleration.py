@@ -17,6 +17,7 @@ from config.acceleration import StepCacheArgs
 from config.families import FluxArgs, LLMArgs, SDXLArgs, SVDArgs, WanArgs
 from deployments.scheduler import StepScheduler
 from models.acceleration import _INSTALLED, CacheUse, _members, installed
+from config.specs import no_step_cache
 from models.errors import InvalidRequest
 from models.flux import Flux
 from models.fusion import DenoiserCall
@@ -188,7 +189,7 @@ def test_acceleration_on_a_family_without_a_step_cache_names_the_field() -> None
     svd = SVD(SVDArgs(device="cpu"))
     with pytest.raises(InvalidRequest) as refused:
         svd.animate([_video(num_frames=8, **CACHED)])
-    assert refused.value.field == "acceleration"
+    assert refused.value.field == "acceleration" and refused.value.message == no_step_cache("svd")
 
 
 def test_an_unknown_acceleration_names_the_field() -> None:
