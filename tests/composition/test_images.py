@@ -65,10 +65,14 @@ def test_concurrent_identical_requests_make_one_generation(client, redis_url):
         responses = list(pool.map(lambda _: client.post("/v1/images/generations", json=body), range(8)))
     assert all(r.status_code == 200 for r in responses)
     task_ids = {r.headers.get("X-Task-Id") for r in responses} - {None}
-    assert len(task_ids) == 1  # every miss joined the one task; hits carry no task
     assert len({r.json()["images"][0]["asset_id"] for r in responses}) == 1
-    record = redis.Redis.from_url(redis_url).hgetall(keys.task(task_ids.pop()))
-    assert record[b"status"] == b"succeeded" and record[b"attempts"] == b"1"
+    # Every miss joined the one rendering task (hits carry none); a request whose cache check came just before that
+    # task stored its image, and whose task was created just after it ended, has a task of its own that finds the
+    # image and renders nothing: one task spent device time, once.
+    store = redis.Redis.from_url(redis_url)
+    records = [store.hgetall(keys.task(task_id)) for task_id in task_ids]
+    assert all(record[b"status"] == b"succeeded" and record[b"attempts"] == b"1" for record in records)
+    assert sorted(b"gpu_seconds" in record for record in records) == [False] * (len(records) - 1) + [True]
 
 
 def test_concurrent_identical_prompts_resolve_to_one_new_key_and_exact_matches(montage, redis_url):
