@@ -15,7 +15,6 @@ from models.constrained import Grammars
 from models.decode import DecodeEngine, Sequence
 
 
-
 class Answer(Future):
     """The future of an answer's text (None when the time limit cut it short); once done, `batch` is the most
     requests it was answered beside (itself included)."""
