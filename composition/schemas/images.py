@@ -198,8 +198,8 @@ class ControlMapOut(AssetRef):
 
 class ImagesResult(BaseModel):
     images: list[ImageOut]
-    prompt_key: str
+    prompt_key: str = Field(description="the variant pool's key (prompt dedup); a fork's: its parent's")
     cache_hit: bool
     match: Match
-    prompt_used: str
+    prompt_used: str = Field(description="the prompt the model ran (optimised, styled or a fork's own)")
     control_maps: list[ControlMapOut] = []

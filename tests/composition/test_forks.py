@@ -50,6 +50,7 @@ def test_a_fork_resumes_the_kept_step_and_differs_by_seed(client, redis_url):
     reworded = client.post(f"/v1/tasks/{parent_id}/fork", json={"step": 3, "prompt": "a lighthouse at dawn",
                                                                  "wait_s": 120})
     assert reworded.status_code == 200 and reworded.json()["prompt_used"] == "a lighthouse at dawn"
+    assert reworded.json()["prompt_key"] == parent.json()["prompt_key"]  # the pool it was forked from
     assert _image(client, reworded.json()["images"][0]["url"]) not in (parent_png, *pngs)
 
     not_kept = client.post(f"/v1/tasks/{parent_id}/fork", json={"step": 5})
