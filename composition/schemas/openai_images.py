@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import UploadFile
 from pydantic import BaseModel, Field, model_validator
 
-from composition.schemas.common import PRIORITY, Body, Id, Prompt
+from composition.schemas.common import PRIORITY, AccelerationOption, Body, Id, Prompt
 from composition.schemas.images import ImageEdit, ImageGeneration, ImageInpaint, Loras
 from config.composition import Lane, OpenAIArgs, OpenAIQuality
 from config.families import GenerationDefaults
@@ -41,6 +41,7 @@ class _OpenAIImages(Body):
         default=None, description="auto or opaque: every image is opaque; transparent: a 400 (no family makes alpha)")
     moderation: Literal["low", "auto"] | None = Field(default=None, description="accepted; nothing is moderated")
     priority: Lane | None = Field(default=None, description=f"Montage's extension (`extra_body`): {PRIORITY}")
+    acceleration: AccelerationOption = "none"  # Montage's extension (`extra_body`), as on the native routes
 
     @model_validator(mode="after")
     def _opaque(self) -> _OpenAIImages:
@@ -61,7 +62,8 @@ class _OpenAIImages(Body):
         """The native body's common fields: the size split into width and height, `user` as `user_id`, `quality` as
         steps, `output_format` and `output_compression` as the native encoding."""
         fields: dict = {"prompt": self.prompt, "n": 1 if self.n is None else self.n, "user_id": self.user,
-                        "wait_s": args.wait_s, "output_format": self.output_format or "png", "priority": self.priority}
+                        "wait_s": args.wait_s, "output_format": self.output_format or "png", "priority": self.priority,
+                        "acceleration": self.acceleration}
         if self.size and self.size != "auto":
             fields["width"], fields["height"] = map(int, self.size.split("x"))
         if self.quality:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import UploadFile
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import Body, Id, Prompt
+from composition.schemas.common import AccelerationOption, Body, Id, Prompt
 from composition.schemas.openai_images import ModelName, OpenAISize
 from composition.schemas.videos import VideoGeneration
 from config.composition import OpenAIArgs
@@ -33,6 +33,7 @@ class OpenAIVideoCreate(Body):
     input_reference: UploadFile | None = Field(default=None, description="the image to animate (PNG, JPEG, WEBP); "
                                                                          "none: a keyframe is made from the prompt")
     user: Id | None = Field(default=None, description="the end user (auth on: the API key's user instead)")
+    acceleration: AccelerationOption = "none"  # Montage's extension, as on the native route
 
     def family(self, args: OpenAIArgs) -> str:
         family = args.video_models.get(self.model, self.model) if self.model else "wan"
@@ -44,7 +45,7 @@ class OpenAIVideoCreate(Body):
     def to_native(self, family: str, image: str | None, num_frames: int | None) -> VideoGeneration:
         """The native body: `seconds` as `num_frames` (the caller's count at the family's fps), `size` split."""
         fields: dict[str, Any] = {"prompt": self.prompt, "model": family, "image": image, "user_id": self.user,
-                                  "gif": False, "num_frames": num_frames}
+                                  "gif": False, "num_frames": num_frames, "acceleration": self.acceleration}
         if self.size and self.size != "auto":
             fields["width"], fields["height"] = map(int, self.size.split("x"))
         return VideoGeneration.model_validate(fields)

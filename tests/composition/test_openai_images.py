@@ -42,6 +42,20 @@ def test_generate_b64_then_urls_are_the_native_routes_variants(client):
     assert [(task["id"], task["status"]) for task in tasks["tasks"]] == [(task_id, "succeeded")]  # one generation
 
 
+def test_acceleration_is_montages_extension_as_on_the_native_route(client):
+    """`extra_body={"acceleration": "step_cache"}` renders what the native route renders with it: another prompt key
+    than without, whose variant the native route then serves from the cache."""
+    prompt = f"a tin robot watering tulips {time.time_ns()}"
+    raw = connect().images.with_raw_response.generate(prompt=prompt, model="flux", size="64x64",
+                                                      extra_body={"acceleration": "step_cache"})
+    task = client.get(f"/v1/tasks/{raw.headers['x-task-id']}").json()
+    assert "steps_skipped" in task["result"]["images"][0]["metadata"]
+    body = {"prompt": prompt, "model": "flux", "width": 64, "height": 64}
+    cached = client.post("/v1/images/generations", json=body | {"acceleration": "step_cache"}).json()
+    assert cached["cache_hit"] and [BASE + image["url"] for image in cached["images"]] == [raw.parse().data[0].url]
+    assert client.post("/v1/images/generations", json=body).json()["prompt_key"] != cached["prompt_key"]
+
+
 def test_async_client_edits_an_upload_while_it_generates(client):
     """`images.edit` uploads the image (stored as POST /v1/assets stores it) and Kontext edits it; a generation runs
     alongside on the same client."""
@@ -136,6 +150,7 @@ def test_an_edit_with_a_mask_inpaints_its_transparent_pixels_on_the_models_famil
     ({"response_format": "jpeg"}, "response_format"),
     ({"user": "ana@example.com"}, "user"),
     ({"extra_body": {"quality_level": "hd"}}, "quality_level"),
+    ({"model": "sdxl", "extra_body": {"acceleration": "step_cache"}}, "acceleration"),  # sdxl has no step cache
 ])
 def test_bad_generation_input_is_an_openai_400_naming_the_param(montage, kwargs, param):
     with pytest.raises(openai.BadRequestError) as caught:

@@ -2,14 +2,17 @@
 and an uploaded reference, polled to completion, downloaded and decoded; list, delete, remix; errors in OpenAI's
 shape."""
 import io
+import json
 import time
 
 import openai
 import pytest
+import redis
 from helpers import BASE, decode_png, png
 from openai import OpenAI
 from PIL import Image
 
+from config import keys
 from models.media import decode_mp4
 
 OPENAI_BASE = f"{BASE}/openai/v1"
@@ -80,15 +83,19 @@ def test_list_pages_delete_and_remix(client):
     assert unknown.value.body["param"] == "after"
 
 
-def test_bad_params_are_400s_naming_them_and_a_cancelled_video_is_failed(client):
+def test_bad_params_are_400s_naming_them_and_a_cancelled_video_is_failed(client, redis_url):
     api = connect()
     for params, param in (({"seconds": "999"}, "seconds"), ({"seconds": "0"}, "seconds"), ({"size": "60x60"}, "size"),
                           ({"model": "veo"}, "model"),
+                          ({"model": "svd", "extra_body": {"acceleration": "step_cache"}}, "acceleration"),
                           ({"size": "2048x2048"}, "size")):
         with pytest.raises(openai.BadRequestError) as raised:
             api.videos.create(prompt="a fox", **params)
         assert raised.value.body["param"] == param, raised.value.body
-    video = api.videos.create(prompt=f"a slow fox {time.time_ns()}", model="wan", size="64x64")
+    video = api.videos.create(prompt=f"a slow fox {time.time_ns()}", model="wan", size="64x64",
+                              extra_body={"acceleration": "step_cache"})  # Montage's extension, as natively
+    job = json.loads(redis.Redis.from_url(redis_url).hget(keys.task(video.id.removeprefix("video_")), "request"))
+    assert job["acceleration"] == "step_cache", job
     assert client.delete(f"/v1/tasks/{video.id.removeprefix('video_')}").status_code == 200
     failed = api.videos.retrieve(video.id)
     assert failed.status == "failed" and failed.error.code == "cancelled" and failed.error.message
