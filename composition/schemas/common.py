@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, model_validator
 
 from composition.schemas.assets import asset_url
 from config.acceleration import Acceleration
@@ -32,9 +32,10 @@ Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Match = Literal["exact", "semantic", "new"]  # how dedup found a prompt's key
 ImageModel = Literal[families_with("generate")]  # "sdxl", "flux": the registry's image families
 VideoModel = Literal[families_with("animate")]  # "svd", "wan"
-AccelerationOption = Annotated[Acceleration, Field(
-    description="step_cache: the family's step cache (flux, wan) skips the steps that change little, and "
-                "metadata.steps_skipped says how many; other pixels than none's, so another prompt key")]
+AccelerationOption = Annotated[Acceleration, BeforeValidator(lambda value: "none" if value is None else value), Field(
+    description="none (default; null as none) or step_cache: the family's step cache (flux, wan) skips the steps that "
+                "change little, and metadata.steps_skipped says how many; other pixels than none's, so another "
+                "prompt key")]
 
 
 def check_acceleration(acceleration: Acceleration, family: str) -> None:

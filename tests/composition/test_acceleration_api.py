@@ -22,6 +22,13 @@ def test_a_cached_image_is_another_prompt_key_and_its_task_says_the_steps_skippe
     assert again["cache_hit"] is True and again["prompt_key"] == cached.json()["prompt_key"]
 
 
+def test_a_null_acceleration_is_none(client):
+    plain = client.post("/v1/images/generations", json=BODY).json()
+    nulled = client.post("/v1/images/generations", json=BODY | {"acceleration": None})
+    assert nulled.status_code == 200, nulled.text
+    assert nulled.json()["prompt_key"] == plain["prompt_key"] and nulled.json()["cache_hit"] is True
+
+
 def test_an_edit_and_a_wan_video_take_the_step_cache(client):
     image = upload(client, png(64, 64, 21))
     edit = client.post("/v1/images/edits", json={"image": image, "prompt": "add snow", "steps": 2, "wait_s": 120,
