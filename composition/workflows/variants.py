@@ -11,7 +11,7 @@ from composition.errors import ApiError
 from composition.schemas.common import AssetRef, Notify, Prioritised
 from composition.schemas.images import ImageGeneration
 from composition.schemas.variants import SoulImageOut
-from composition.store.variants import Variant, slot_seed
+from composition.store.variants import Variant, slot_seed, variant_id
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.images import ImageJob, ImagesWorkflow, in_context
 from models.errors import InvalidRequest
@@ -128,8 +128,12 @@ class VariantsWorkflow(Workflow[VariantJob]):
         return image
 
     async def run(self, ctx: TaskContext, job: VariantJob) -> dict[str, Any]:
+        """Renders the slot's variant for its user, seen by them before the pool has it: a concurrent request of
+        theirs, taking an unseen variant, is never handed this one too."""
+        pool = self.services.variants
+        await pool.mark_seen(variant_id(job.image.prompt_key, job.image.seeds[0]), job.user_id)
         (variant,) = await self.images.render(ctx, job.image)
-        await self.services.variants.deliver(job.image.prompt_key, variant.id, job.user_id)
+        await pool.deliver(job.image.prompt_key, variant.id, job.user_id)
         return self.result(job.image, variant, cache_hit=False)
 
     @staticmethod
