@@ -42,8 +42,6 @@ class Engine(Protocol):
 
     def warmup(self) -> None: ...
 
-    def running(self) -> int: ...
-
     def submit(self, ask: Ask, lane_rank: int, user: str, on_text: Callable[[str], None] | None) -> Answer: ...
 
     def cancel(self, answer: Answer) -> None: ...
@@ -68,9 +66,6 @@ class LocalEngine:
 
     def warmup(self) -> None:
         self.decode.warmup()
-
-    def running(self) -> int:
-        return self.decode.active()
 
     def submit(self, ask: Ask, lane_rank: int = 1, user: str = "",
                on_text: Callable[[str], None] | None = None) -> Answer:

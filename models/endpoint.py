@@ -42,9 +42,6 @@ class ChatEndpoint:
             self._limit = min(size, self.slots)
             self.gate.notify_all()
 
-    def running(self) -> int:
-        return len(self.inflight)
-
     def _name(self) -> str:
         return f"llm.endpoint {self.endpoint.url} (model {self.endpoint.model!r})"
 

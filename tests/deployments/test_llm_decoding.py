@@ -38,7 +38,7 @@ def test_a_task_cancelled_mid_decode_leaves_the_engine_and_the_other_request_fin
         store.hset(keys.task("long"), "status", "cancelled")
         with pytest.raises(Cancelled):
             await asyncio.wait_for(board, 10)
-        assert replica.model.engine.running() <= 1  # the storyboard's row is free
+        assert replica.model.engine.decode.active() <= 1  # the storyboard's row is free
         return await asyncio.wait_for(other, 30)
 
     result = asyncio.run(scenario())
