@@ -136,6 +136,7 @@ class Flux(Family):
     def __init__(self, args: FluxArgs) -> None:
         super().__init__(args)
         self.text_to_image, self.kontext = load_pipelines(args, self.device, self.dtype)
+        tokenizers.one_at_a_time(self.text_to_image, self.kontext)  # their calls run in two threads
         # Kontext shares the text-to-image pipeline's modules, unless it has its own transformer; before compiling.
         extra = (self.kontext.transformer,) if args.kontext_id else ()
         self.adapters = adapter_bank(self.name, self.text_to_image, "transformer", args.adapters, args.source,

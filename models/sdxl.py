@@ -149,6 +149,7 @@ class SDXL(Family):
         self.plain = StableDiffusionXLPipeline.from_pipe(
             self.union, scheduler=type(self.union.scheduler).from_config(self.union.scheduler.config),
             torch_dtype=self.dtype)
+        tokenizers.one_at_a_time(self.union, self.plain)  # a turn's fused groups encode their prompts at once
         # Loaded through the Union pipeline (the plain one shares its UNet and text encoders); before compiling.
         # Hot-swap slots (weights written in place) where the UNet compiles or replays CUDA graphs.
         self.adapters = adapter_bank(self.name, self.union, "unet", args.adapters, args.source,

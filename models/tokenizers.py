@@ -1,8 +1,12 @@
 """Tokenizers generated locally (no hub): byte-level, so any prompt in any language maps to real ids."""
 from __future__ import annotations
 
+import functools
+import threading
+from typing import Any
+
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 QWEN_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -70,3 +74,46 @@ def bert(max_length: int = 128) -> PreTrainedTokenizerFast:
     """BERT layout for the tiny embedder: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3."""
     return byte_level(["[PAD]", "[UNK]", "[CLS]", "[SEP]"], max_length, bos="[CLS]", eos="[SEP]",
                       pad="[PAD]", unk="[UNK]")
+
+
+_TOKENIZING = threading.RLock()
+
+
+class OneAtATime:
+    """A tokenizer that threads share, its calls one at a time. A fast tokenizer's call sets padding and truncation
+    on the Rust tokenizer, then encodes with the GIL released: diffusers' pipelines call theirs twice per prompt with
+    two settings (padded to the maximum length, then to the longest), so two calls at once (FLUX's text-to-image and
+    edit threads, fused groups joining one turn) encode with each other's settings, i.e. other prompt embeddings."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with _TOKENIZING:
+            return self.tokenizer(*args, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.tokenizer)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy and pickle probe dunders before `tokenizer` is set
+            raise AttributeError(name)
+        value = getattr(self.tokenizer, name)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with _TOKENIZING:
+                return value(*args, **kwargs)
+
+        return locked
+
+
+def one_at_a_time(*pipes: Any) -> None:
+    """Every tokenizer of these pipelines (`tokenizer`, `tokenizer_2`, ...) behind one lock; set in the pipeline's
+    `__dict__`, its config unchanged."""
+    for pipe in pipes:
+        for name, value in list(vars(pipe).items()):
+            if isinstance(value, PreTrainedTokenizerBase):
+                vars(pipe)[name] = OneAtATime(value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -100,6 +101,7 @@ class Wan(VideoFamily):
         if args.vae_tiling:
             self.pipe.vae.enable_tiling()
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()  # prompt → (1, 512, C), least recent first
+        self._embedding = threading.Lock()  # a turn's fused groups look up and encode their prompts at once
         self.previewer = Previewer(self.decode_images, self.pipe.vae.config.z_dim, self.pipe.vae_scale_factor_spatial)
 
     def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
@@ -163,16 +165,17 @@ class Wan(VideoFamily):
     def embeddings(self, prompts: list[str]) -> torch.Tensor:
         """UMT5 embeddings (B, 512, C) on the denoiser's device: each prompt's from the cache (the `prompt_cache`
         most recently used), the missing ones encoded together."""
-        if missing := list(dict.fromkeys(p for p in prompts if p not in self._embeddings)):
-            for prompt, embedding in zip(missing, self.encode(missing), strict=True):
-                self._embeddings[prompt] = embedding[None]
-        for prompt in prompts:
-            self._embeddings.move_to_end(prompt)
-        embeds = self._embeddings[prompts[0]] if len(prompts) == 1 else \
-            torch.cat([self._embeddings[p] for p in prompts])
-        while len(self._embeddings) > self.args.prompt_cache:
-            self._embeddings.popitem(last=False)
-        return embeds
+        with self._embedding:
+            if missing := list(dict.fromkeys(p for p in prompts if p not in self._embeddings)):
+                for prompt, embedding in zip(missing, self.encode(missing), strict=True):
+                    self._embeddings[prompt] = embedding[None]
+            for prompt in prompts:
+                self._embeddings.move_to_end(prompt)
+            embeds = self._embeddings[prompts[0]] if len(prompts) == 1 else \
+                torch.cat([self._embeddings[p] for p in prompts])
+            while len(self._embeddings) > self.args.prompt_cache:
+                self._embeddings.popitem(last=False)
+            return embeds
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
         """UMT5 embeddings (B, 512, C) on the encoder's own device (the CPU with `text_encoder_offload`), moved to

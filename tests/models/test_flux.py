@@ -8,7 +8,7 @@ from PIL import Image
 
 from config.families import FluxArgs
 from helpers import png
-from models import flux
+from models import flux, tokenizers
 from models.types import EditRequest, ImageRequest
 
 SIZE = dict(width=64, height=64, steps=2, guidance=3.5)
@@ -74,7 +74,8 @@ def test_controls_are_refused_for_flux(model):
 
 def test_concurrent_text_to_image_and_edit_equal_sequential_calls(model):
     """The Flux deployment runs its text-to-image and edit batch queues in two threads: the pipelines share the
-    transformer, encoders and VAE, and must not share the scheduler (it holds one call's timesteps)."""
+    transformer, encoders and VAE, and must not share the scheduler (it holds one call's timesteps); their shared
+    tokenizers take one call at a time (tests/models/test_tokenizers.py)."""
     from concurrent.futures import ThreadPoolExecutor
 
     t2i = [ImageRequest(prompt="a harbour at dawn", seed=3, width=128, height=128, steps=30, guidance=3.5)]
@@ -87,3 +88,4 @@ def test_concurrent_text_to_image_and_edit_equal_sequential_calls(model):
             for alone, together in zip(sequential, (f.result() for f in concurrent), strict=True):
                 assert np.abs(alone - together).max() <= 1e-5
     assert model.kontext.scheduler is not model.text_to_image.scheduler
+    assert {type(pipe.tokenizer_2) for pipe in (model.text_to_image, model.kontext)} == {tokenizers.OneAtATime}

@@ -39,3 +39,31 @@ def test_generated_tokenizers_give_the_same_ids_in_every_process():
     runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
             for _ in range(3)}
     assert len(runs) == 1
+
+
+def test_a_shared_tokenizer_encodes_each_call_with_its_own_settings_across_threads():
+    """Diffusers' pipelines tokenize each prompt twice, padded to the maximum length, then to the longest: a fast
+    tokenizer sets those on its Rust tokenizer before encoding with the GIL released, so two threads' calls at once
+    encoded with each other's settings (a raw tokenizer here: dozens of short rows in 3,000 calls)."""
+    import threading
+
+    shared = tokenizers.OneAtATime(tokenizers.t5())
+    lengths: list[int] = []
+
+    def padded() -> None:
+        for _ in range(400):
+            lengths.append(len(shared(["a harbour at dawn"], padding="max_length", max_length=64,
+                                      truncation=True).input_ids[0]))
+
+    def longest() -> None:
+        for _ in range(400):
+            shared(["make it night, please"], padding="longest")
+
+    threads = [threading.Thread(target=padded), threading.Thread(target=longest)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert lengths == [64] * 400
+    assert len(shared) == len(shared.tokenizer) and shared.pad_token_id == 0
+    assert shared.decode(shared("fox").input_ids, skip_special_tokens=True) == "fox"
