@@ -6,6 +6,7 @@ that only benchmarks the models may lack both)."""
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +18,9 @@ from PIL import Image, UnidentifiedImageError
 
 from models.formats import ImageFormat, VideoFormat
 
+# ffmpeg started by exec alone (vfork): imageio-ffmpeg's default `preexec_fn` forks the whole process and runs its fork
+# handlers, and in a replica gRPC's (Ray's threads call into it) aborted that child now and then.
+os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
 MAX_FPS = 120
 _CRF_QUALITY = 6  # imageio-ffmpeg quality 6 -> libx264 -crf 20
 _VP9_PARAMS = ["-crf", "32", "-b:v", "0", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1"]  # constant quality

@@ -1,4 +1,5 @@
-"""Tokenizers generated locally (no hub): byte-level, so any prompt in any language maps to real ids."""
+"""Tokenizers generated locally (no hub): byte-level, so any prompt in any language maps to real ids; and
+`OneAtATime`, a tokenizer that threads share."""
 from __future__ import annotations
 
 import functools

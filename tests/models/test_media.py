@@ -1,6 +1,7 @@
 import io
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -231,3 +232,15 @@ def test_the_watermark_is_the_invisible_watermark_librarys_mark_at_a_fraction_of
         return float(np.mean((marked.astype(np.float64) - frame) ** 2))
 
     assert error(ours) < error(theirs) / 2
+
+
+def test_ffmpeg_starts_without_running_the_replicas_fork_handlers() -> None:
+    """A replica's ffmpeg starts by exec without fork handlers: imageio-ffmpeg's default `preexec_fn` forks the whole
+    replica, and gRPC's handlers (Ray's threads call into gRPC) aborted that child now and then, an encode failing
+    with no file written. Here a fork handler that kills its child stands in for gRPC's."""
+    script = ("import os, numpy as np; from models import media; "
+              "os.register_at_fork(after_in_child=lambda: os._exit(3)); "
+              "clip = np.zeros((3, 16, 16, 3), np.uint8); "
+              "print(len(media.decode_mp4(media.frames_to_mp4(clip, fps=8))))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "3"), done.stderr[-2000:]
