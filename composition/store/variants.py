@@ -47,6 +47,18 @@ redis.call('HSET', KEYS[1], used, 'reserved')
 return used
 """
 
+_ADD_VARIANT = """
+-- KEYS: variant, seeds hash, variants, deliveries; ARGV: id, prompt key, seed, asset id, metadata, now. The first add
+-- of a (prompt key, seed) makes its variant; a later one (another task that rendered it too) changes nothing.
+if redis.call('HEXISTS', KEYS[1], 'asset_id') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'prompt_key', ARGV[2], 'seed', ARGV[3], 'asset_id', ARGV[4],
+           'metadata', ARGV[5], 'created_at', ARGV[6])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], 'NX', ARGV[6], ARGV[1])
+redis.call('ZADD', KEYS[4], 'NX', 0, ARGV[1])
+return 1
+"""
+
 
 class Variant(BaseModel):
     id: str
@@ -79,8 +91,9 @@ class Variants:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
-        self._deliver_unseen, self._reserve_slot, self._variants_for_seeds = (
-            client.register_script(script) for script in (_DELIVER_UNSEEN, _RESERVE_SLOT, _VARIANTS_FOR_SEEDS))
+        self._deliver_unseen, self._reserve_slot, self._variants_for_seeds, self._add_variant = (
+            client.register_script(script)
+            for script in (_DELIVER_UNSEEN, _RESERVE_SLOT, _VARIANTS_FOR_SEEDS, _ADD_VARIANT))
 
     async def variants_for_seeds(self, prompt_key: str, seeds: list[int]) -> list[Variant | None]:
         """Each seed's variant (None where there is none yet) in one round trip: the cache-hit path."""
@@ -89,17 +102,12 @@ class Variants:
         return [_variant(dict(zip(record[1::2], record[2::2])), record[0]) if record else None for record in found]
 
     async def add_variant(self, prompt_key: str, seed: int, asset_id: str, metadata: dict[str, Any]) -> Variant:
-        """Idempotent: the same (prompt key, seed) is one variant however often it is added."""
+        """The variant of (prompt key, seed): the first image added for it, whatever is added after (tasks of other
+        encodings or counts render a new prompt's first variants at once: each caller then gets the one stored)."""
         vid = variant_id(prompt_key, seed)
-        now = time.time()
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hsetnx(keys.variant(vid), "created_at", now)
-        pipe.hset(keys.variant(vid), mapping={"id": vid, "prompt_key": prompt_key, "seed": seed, "asset_id": asset_id,
-                                              "metadata": json.dumps(metadata)})
-        pipe.hset(keys.prompt_seeds(prompt_key), str(seed), vid)
-        pipe.zadd(keys.prompt_variants(prompt_key), {vid: now}, nx=True)
-        pipe.zadd(keys.prompt_deliveries(prompt_key), {vid: 0}, nx=True)
-        await pipe.execute()
+        await self._add_variant(keys=[keys.variant(vid), keys.prompt_seeds(prompt_key), keys.prompt_variants(prompt_key),
+                                      keys.prompt_deliveries(prompt_key)],
+                                args=[vid, prompt_key, seed, asset_id, json.dumps(metadata), time.time()])
         return await self.variant(vid)
 
     async def variant(self, vid: str) -> Variant | None:

@@ -75,6 +75,25 @@ def test_concurrent_identical_requests_make_one_generation(client, redis_url):
     assert sorted(b"gpu_seconds" in record for record in records) == [False] * (len(records) - 1) + [True]
 
 
+def test_concurrent_requests_of_one_new_prompt_in_other_counts_and_formats_get_its_one_first_variant(client):
+    """Other counts and encodings are other tasks, each rendering the new prompt's first variant: the first image
+    stored is the variant, and every caller gets it (a later one was stored over it, and a repeat got another)."""
+    body = {"prompt": "a copper teapot on a stove, one variant", "model": "sdxl", "width": 64, "height": 64,
+            "steps": 8}
+    extras = [{"n": 1}, {"n": 3}, {"n": 2, "output_format": "jpeg"}, {"output_format": "webp"}]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda extra: client.post("/v1/images/generations", json=body | extra), extras))
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    firsts = [r.json()["images"][0] for r in responses]
+    assert len({image["variant_id"] for image in firsts}) == 1
+    assert firsts[0]["asset_id"] == firsts[1]["asset_id"]
+    repeat = client.post("/v1/images/generations", json=body | {"n": 1}).json()
+    assert repeat["cache_hit"] and repeat["images"][0]["asset_id"] == firsts[0]["asset_id"]
+    for rendition in firsts[2:]:  # the stored PNG re-encoded, found again by a repeat
+        again = client.post("/v1/images/generations", json=body | {"output_format": rendition["format"]}).json()
+        assert again["images"][0]["asset_id"] == rendition["asset_id"]
+
+
 def test_concurrent_identical_prompts_resolve_to_one_new_key_and_exact_matches(montage, redis_url):
     """Eight requests of one new prompt at once, each resolved then committed: one indexes it ("new"), the rest
     find it ("exact")."""
