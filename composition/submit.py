@@ -17,10 +17,11 @@ from models.errors import InvalidRequest
 from records.task_record import TaskRecord
 
 
-def task_response(record: TaskRecord) -> JSONResponse:
+def task_response(record: TaskRecord, own: dict[str, Any]) -> JSONResponse:
+    """A task's answer: its result (with `own`, a joining request's fields), its error, or 202."""
     headers = {"X-Task-Id": record.id}
     if record.status == "succeeded":
-        return JSONResponse(record.result, 200, headers=headers)
+        return JSONResponse((record.result or {}) | own, 200, headers=headers)
     if record.terminal:
         error = task_error(record)
         return JSONResponse(error.body() | {"task_id": record.id}, error.status, headers=headers)
@@ -47,10 +48,12 @@ def fingerprint(body: BaseModel) -> str:
 
 
 class Queued(NamedTuple):
-    """A request's task, and how long the request waits for it."""
+    """A request's task, how long the request waits for it, and the result fields it answers in its own name where it
+    joined another request's task (single-flight)."""
 
     task_id: str
     wait_s: float
+    own: dict[str, Any] = {}
 
 
 async def enqueue(services: Services, principal: Principal, workflow: Workflow, body: Any,
@@ -67,6 +70,7 @@ async def enqueue(services: Services, principal: Principal, workflow: Workflow, 
         if idempotency_key else None
     if earlier is not None and earlier.fingerprint not in (None, bound_to):
         raise InvalidRequest("Idempotency-Key", "already used for a different request")
+    own: dict[str, Any] = {}
     if earlier is not None:  # a retry of the same request, even after its task ended: the same task, no charge
         task_id = earlier.id
     else:
@@ -78,12 +82,13 @@ async def enqueue(services: Services, principal: Principal, workflow: Workflow, 
         reserved = await workflow.reserve(job)
         if isinstance(reserved, dict):
             return await served(services, project_id, reserved)
-        task_id, _ = await services.tasks.create(
+        task_id, created = await services.tasks.create(
             workflow.kind, reserved.model_dump(mode="json"), body.user_id or "", principal.lane_for(body.priority),
             project_id, idempotency_key, workflow.flight(reserved), bound_to, principal.weight, principal.tier_name)
+        own = {} if created else workflow.own_answer(reserved)
     if webhook is not None:
         await services.webhooks.subscribe(task_id, webhook)
-    return Queued(task_id, workflow.wait_s(body))
+    return Queued(task_id, workflow.wait_s(body), own)
 
 
 async def submit(services: Services, principal: Principal, workflow: Workflow, body: Any,
@@ -93,7 +98,7 @@ async def submit(services: Services, principal: Principal, workflow: Workflow, b
     if isinstance(queued, dict):
         return JSONResponse(queued)
     try:
-        return task_response(await services.tasks.wait(queued.task_id, queued.wait_s))
+        return task_response(await services.tasks.wait(queued.task_id, queued.wait_s), queued.own)
     except STORE_DOWN:  # the task is stored: answer with its id, so the client can poll it later
         return accepted(queued.task_id)
 
@@ -107,7 +112,7 @@ async def outcome(services: Services, queued: dict[str, Any] | Queued) -> dict[s
     if record is None:
         raise NotFound(f"task {queued.task_id}")
     if record.status == "succeeded":
-        return record.result or {}
+        return (record.result or {}) | queued.own
     if record.terminal:
         raise task_error(record)
     raise ApiError(504, "timeout", f"not finished within {queued.wait_s:g} s; it runs on as task {record.id}: "

@@ -24,7 +24,7 @@ class Resolution(BaseModel):
 
     prompt_key: str
     match: Match
-    similarity: float | None = None
+    similarity: float | None = Field(default=None, description="a semantic match's cosine; None: found by wording")
     scope: str
     prompt: str
     normalized: str
@@ -52,9 +52,10 @@ class Dedup:
     async def resolve(self, scope: str, prompt: str) -> Resolution:
         normalized = normalize_prompt(prompt)
         found = dict(scope=scope, prompt=prompt, normalized=normalized)
-        if prompt_key := await self.prompts.exact(scope, normalized):
-            return Resolution(prompt_key=prompt_key, match="exact", **found)
-        new = Resolution(prompt_key=digest(scope, normalized), match="new", **found)
+        own_key = digest(scope, normalized)
+        if prompt_key := await self.prompts.exact(scope, normalized):  # its own key, or a paraphrase's remembered one
+            return Resolution(prompt_key=prompt_key, match="exact" if prompt_key == own_key else "semantic", **found)
+        new = Resolution(prompt_key=own_key, match="new", **found)
         if not self.enabled:
             return new
         vector = np.asarray(await self.embedder.embed.remote(normalized), dtype=np.float32)
@@ -74,9 +75,10 @@ class Dedup:
         return best or new.model_copy(update={"vector": vector.tobytes(), "neighbour": near})
 
     async def commit(self, resolution: Resolution) -> Resolution:
-        """Records the use: an exact match keeps its prompt indexed, a semantic one is remembered as exact, a new
-        prompt is indexed (unless a concurrent request indexed it first: then it is an exact match)."""
-        if resolution.match == "exact":
+        """Records the use: an exact match (or a remembered paraphrase) keeps its prompt indexed, a new semantic one is
+        remembered (the same wording next time skips the embedding), a new prompt is indexed (unless a concurrent
+        request indexed it first: then it is an exact match)."""
+        if resolution.match != "new" and resolution.similarity is None:  # found by its wording
             await self.prompts.touch(resolution.scope, resolution.normalized)
             return resolution
         if resolution.match == "semantic":

@@ -98,6 +98,10 @@ class Workflow(Generic[J]):
         """Single-flight identity: a request equal to a queued or running task's joins it."""
         return None
 
+    def own_answer(self, job: J) -> dict[str, Any]:
+        """The result fields a request that joined another's task answers in its own name (the task's otherwise)."""
+        return {}
+
     async def run(self, ctx: TaskContext, job: J) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -219,6 +219,10 @@ class ImagesWorkflow(Workflow[ImageJob]):
         """The same key and seeds, in the same encoding, are one generation."""
         return scope_of(job.prompt_key, *job.seeds, job.output_format, job.quality or "")
 
+    def own_answer(self, job: ImageJob) -> dict[str, Any]:
+        """A paraphrase that joined the task of the prompt it matched says how it matched (the task's: "new")."""
+        return {"match": job.match}
+
     # Rendering, in a task.
 
     async def run(self, ctx: TaskContext, job: ImageJob) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 import redis
-from helpers import decode_png, on_redis, png, upload
+from helpers import decode_png, on_redis, png, upload, wait_task
 
 from config import keys
 
@@ -46,6 +46,23 @@ def test_exact_and_paraphrase_hits_reuse_the_result_without_a_model_call(client,
         assert body["prompt_key"] == first.json()["prompt_key"]
         assert body["images"] == first.json()["images"]
     assert redis.Redis.from_url(redis_url).zcard(keys.task_index()) == tasks_before  # no task, no model call
+
+
+def test_a_paraphrase_that_joins_the_running_task_of_the_prompt_it_matched_answers_semantic(client):
+    """The task renders the first prompt ("new"); a paraphrase sent while it runs joins it (single-flight) and
+    answers how it matched, with the images the task made; sent again, it is found by its remembered wording and
+    still answers "semantic" (its key is the other prompt's)."""
+    body = {"model": "sdxl", "width": 256, "height": 256, "steps": 40, "seed": 11}
+    first = client.post("/v1/images/generations", json=body | {"prompt": "a green frog sitting on a lily pad",
+                                                                "wait_s": 0})
+    assert first.status_code == 202
+    joined = client.post("/v1/images/generations", json=body | {"prompt": "a green frog perched on a lily pad"})
+    assert joined.status_code == 200 and joined.headers["X-Task-Id"] == first.json()["task_id"]  # joined, not cached
+    task = wait_task(client, first.json()["task_id"])
+    assert (task["result"]["match"], joined.json()["match"]) == ("new", "semantic")
+    assert joined.json()["images"] == task["result"]["images"]
+    again = client.post("/v1/images/generations", json=body | {"prompt": "a green frog perched on a lily pad"}).json()
+    assert (again["match"], again["cache_hit"], again["images"]) == ("semantic", True, task["result"]["images"])
 
 
 @pytest.mark.parametrize("other", ["a blue vintage car parked on a rainy street",
