@@ -8,8 +8,10 @@ from pydantic import BaseModel, Field
 from composition.credentials.recipe import RECIPE_LABEL, Recipe
 from models.types import Detection
 
-REPLAY_NOTE = ("bit-identical on the same model source, device class and settings; another GPU model, torch.compile, "
-               "fp8 or a different kernel library changes the floating-point sums and so the pixels")
+REPLAY_NOTE = ("bit-identical on the same model source, device class and settings when the output ran alone; one that "
+               "ran batched or fused with others may differ by a level (another batch shape sums in another order), "
+               "and another GPU model, torch.compile, fp8 or a different kernel library changes the floating-point "
+               "sums and so the pixels")
 
 
 class Verdict(BaseModel):
