@@ -17,7 +17,7 @@ from deployments.adapters import AdapterHosting
 from deployments.admission import Admission
 from deployments.gang import build_model
 from deployments.metrics import deployment_metrics
-from deployments.replica import memory, replica_name, serve_is_stopping
+from deployments.replica import log_cancellations_as_info, memory, replica_name, serve_is_stopping
 from deployments.scheduler import StepScheduler, Ticket
 from deployments.steps import GroupSteps, restored
 from records.checkpoints import job_digest
@@ -97,6 +97,7 @@ class ModelDeployment:
     def __init__(self, args: FamilyArgs, redis_url: str | None = None, assets: AssetStoreArgs | None = None) -> None:
         """Serve routes no request to a replica before its constructor returns, so a compiled model warms up here.
         `assets`: the app's asset store (uploaded adapters' bytes); None: the environment's."""
+        log_cancellations_as_info()
         model, self.gang = build_model(args)
         model.warmup()
         self.model = model

@@ -2,11 +2,15 @@
 the task runner and the ingress use it too."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import Any
 
 from ray import serve
+from ray.serve._private.constants import SERVE_LOGGER_NAME
+
+from records.tasks import Cancelled
 
 
 def memory(device: Any) -> dict[str, int]:
@@ -41,3 +45,22 @@ def replica_name() -> str:
         return serve.get_replica_context().replica_id.unique_id
     except Exception:  # not running inside a Serve replica
         return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class CancellationsAreNoFailures(logging.Filter):
+    """Serve logs whatever a request raises as "Request failed." at ERROR with its traceback: a request whose tasks
+    were cancelled (`Cancelled`, at a step boundary or before its batch ran) is logged as one INFO line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, Cancelled):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args, record.exc_info, record.exc_text = f"Request cancelled: {error}", (), None, None
+        return True
+
+
+def log_cancellations_as_info() -> None:
+    """Installs `CancellationsAreNoFailures` on this process's Serve logger, once."""
+    logger = logging.getLogger(SERVE_LOGGER_NAME)
+    if not any(isinstance(found, CancellationsAreNoFailures) for found in logger.filters):
+        logger.addFilter(CancellationsAreNoFailures())

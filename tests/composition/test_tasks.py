@@ -1,6 +1,7 @@
 """Tasks over HTTP: SSE progress, cancellation between steps, listing and stats."""
 import json
 import time
+from pathlib import Path
 
 import psutil
 import redis
@@ -59,6 +60,15 @@ def test_cancel_stops_the_replicas_computation_between_steps(client, redis_url):
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
     stream = redis.Redis.from_url(redis_url).xpending(keys.task_stream("normal"), keys.RUNNER_GROUP)
     assert stream["pending"] == 0  # the runner acknowledged it: nothing left to reclaim
+    logged = "".join(path.read_text() for path in _replica_logs("SVD"))  # a cancellation is no failure
+    assert "Request cancelled: animating cancelled at step" in logged and "records.tasks.Cancelled" not in logged
+
+
+def _replica_logs(deployment: str) -> list[Path]:
+    """The Serve log files of the session app's replicas of `deployment`."""
+    from ray._private.worker import _global_node
+
+    return sorted(Path(_global_node.get_logs_dir_path(), "serve").glob(f"replica_montage_{deployment}_*.log"))
 
 
 def test_list_and_stats(client):
