@@ -1,7 +1,9 @@
 """Gang replicas in real Ray Serve over HTTP, on the CPU (gloo): Wan on 4 ranks (ulysses 2 × cfg 2) and FLUX on 2
-(ulysses 2). /v1/info and /v1/health/detailed show every rank; a Wan job moves between a gang and a single-process
-replica by its checkpoint, either way, and ends with the clip of an uninterrupted run; a rank actor killed mid-job
-takes its gang's replica with it, the job resumes from its last checkpoint and the gang is rebuilt."""
+(ulysses 2). /v1/info and /v1/health/detailed show every rank; a Wan job moves from a single-process replica to a
+gang by its checkpoint, fails over when a rank actor is killed mid-job (the rank takes its gang's replica with it, the
+job resumes from its last checkpoint and the gang is rebuilt) and moves back, each time ending with the clip of an
+uninterrupted run. Wan starts single-process, so the module builds its gang twice (a start, a rebuild), not three
+times."""
 from __future__ import annotations
 
 import os
@@ -29,7 +31,8 @@ ENTRIES = {"sdxl": {"enabled": False}, "svd": {"enabled": False}, "llm": {"enabl
 
 @pytest.fixture(scope="module")
 def app(ray_serve, redis_url, tmp_path_factory):
-    """Deploys the app with Wan's layout `parallel` (and FLUX's gang) and waits until it runs."""
+    """Deploys the app with Wan's layout `parallel` (FLUX's is a gang) and waits until it runs; Wan starts
+    single-process."""
     asset_dir = tmp_path_factory.mktemp("assets")
 
     def deploy(wan_parallel: dict, wait: bool = True) -> None:
@@ -38,7 +41,7 @@ def app(ray_serve, redis_url, tmp_path_factory):
                                                                  "adapters": {"max_per_request": 0}}}, ENTRIES,
                       wait=wait)
 
-    deploy(WAN_GANG)
+    deploy({})
     yield deploy
     ray_serve.delete("montage")
 
@@ -51,7 +54,8 @@ def client(app):
 
 @pytest.fixture(scope="module")
 def reference(client) -> np.ndarray:
-    """The clip of an uninterrupted run of seed 41 on the 4-rank Wan gang, the layout each test starts and ends on."""
+    """The clip of an uninterrupted run of seed 41 on the single-process Wan replica, the layout each test starts and
+    ends on."""
     return frames(client, video(client, seed=41, wait_s=600))
 
 
@@ -100,26 +104,21 @@ def redeployed(app, wan_parallel: dict):
     return interrupt
 
 
-def test_info_and_detailed_health_show_every_rank_of_a_gang(client):
-    for family, degree in (("wan", 4), ("flux", 2)):
-        info = client.get("/v1/info").json()["models"][family]
-        assert info["parallel"] | {"ranks": None} == {"ulysses": 2, "ring": 1, "cfg": degree // 2,
-                                                      "placement": "STRICT_PACK", "ranks": None}
-        found = info["parallel"]["ranks"]
-        assert [r["rank"] for r in found] == list(range(degree))
-        assert all(r["device"] == "cpu" and r["memory"]["resident"] > 0 for r in found)
-        assert len({r["pid"] for r in found}) == degree  # a process per rank
-        detailed = client.get("/v1/health/detailed").json()["models"][family]
-        assert len(detailed["parallel"]["ranks"]) == degree
-    from cluster.status_cli import collect, render
-
-    rows = {row["deployment"]: row for row in collect() if row["app"] == "montage"}
-    assert {name: rows[name]["ranks"] for name in ("Wan", "Flux", "Embedder")} == {"Wan": 4, "Flux": 2, "Embedder": 1}
-    header, *lines, _ = render(list(rows.values())).splitlines()
-    assert header.split()[5] == "ranks" and {line.split()[1]: line.split()[5] for line in lines}["Wan"] == "4"
+def shows_every_rank(client, family: str, degree: int) -> None:
+    """/v1/info and /v1/health/detailed show each of a gang's `degree` ranks, a process each."""
+    info = client.get("/v1/info").json()["models"][family]
+    assert info["parallel"] | {"ranks": None} == {"ulysses": 2, "ring": 1, "cfg": degree // 2,
+                                                  "placement": "STRICT_PACK", "ranks": None}
+    found = info["parallel"]["ranks"]
+    assert [r["rank"] for r in found] == list(range(degree))
+    assert all(r["device"] == "cpu" and r["memory"]["resident"] > 0 for r in found)
+    assert len({r["pid"] for r in found}) == degree  # a process per rank
+    detailed = client.get("/v1/health/detailed").json()["models"][family]
+    assert len(detailed["parallel"]["ranks"]) == degree
 
 
 def test_a_flux_gang_serves_images_and_edits_over_http(client):
+    shows_every_rank(client, "flux", 2)
     body = {"prompt": "a red fox in snow", "model": "flux", "width": 64, "height": 64, "steps": 2, "seed": 4,
             "wait_s": 240}
     response = client.post("/v1/images/generations", json=body)
@@ -127,20 +126,26 @@ def test_a_flux_gang_serves_images_and_edits_over_http(client):
     assert response.json()["images"][0]["url"]
 
 
-def test_a_wan_job_moves_between_a_gang_and_a_single_process_replica_by_its_checkpoint(client, redis_url, app,
-                                                                                     reference):
+def test_a_wan_job_moves_to_a_gang_fails_over_a_killed_rank_and_moves_back_by_its_checkpoint(client, redis_url, app,
+                                                                                          reference):
+    assert "parallel" not in client.get("/v1/info").json()["models"]["wan"]
+    to_gang = interrupted(client, redis_url, 41, redeployed(app, WAN_GANG))
+    shows_every_rank(client, "wan", 4)
+    assert np.array_equal(frames(client, to_gang["result"]), reference)
+    assert np.array_equal(frames(client, video(client, seed=41, wait_s=600)), reference)  # gang == single
+    from cluster.status_cli import collect, render
+
+    rows = {row["deployment"]: row for row in collect() if row["app"] == "montage"}
+    assert {name: rows[name]["ranks"] for name in ("Wan", "Flux", "Embedder")} == {"Wan": 4, "Flux": 2, "Embedder": 1}
+    header, *lines, _ = render(list(rows.values())).splitlines()
+    assert header.split()[5] == "ranks" and {line.split()[1]: line.split()[5] for line in lines}["Wan"] == "4"
+
+    before = ranks(client, "wan")
+    failed_over = interrupted(client, redis_url, 41, lambda: os.kill(before[1]["pid"], signal.SIGKILL))
+    assert np.array_equal(frames(client, failed_over["result"]), reference)
+    after = ranks(client, "wan")
+    assert len(after) == 4 and {r["pid"] for r in after}.isdisjoint(r["pid"] for r in before)
+
     to_single = interrupted(client, redis_url, 41, redeployed(app, {}))
     assert "parallel" not in client.get("/v1/info").json()["models"]["wan"]
     assert np.array_equal(frames(client, to_single["result"]), reference)
-    assert np.array_equal(frames(client, video(client, seed=41, wait_s=600)), reference)  # single == gang
-    to_gang = interrupted(client, redis_url, 41, redeployed(app, WAN_GANG))
-    assert len(ranks(client, "wan")) == 4
-    assert np.array_equal(frames(client, to_gang["result"]), reference)
-
-
-def test_a_killed_rank_fails_its_job_over_from_its_checkpoint_and_the_gang_is_rebuilt(client, redis_url, reference):
-    before = ranks(client, "wan")
-    task = interrupted(client, redis_url, 41, lambda: os.kill(before[1]["pid"], signal.SIGKILL))
-    assert np.array_equal(frames(client, task["result"]), reference)
-    after = ranks(client, "wan")
-    assert len(after) == 4 and {r["pid"] for r in after}.isdisjoint(r["pid"] for r in before)
