@@ -16,19 +16,24 @@ site=${MONTAGE_SITE:-/tmp/montage-site}
 python=${PYTHON:-python3}
 mkdir -p "$out"
 cd "$root"
-if ! "$python" -c 'import diffusers, pydantic, pydantic_settings, ftfy, peft' 2>/dev/null; then
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+versions() {  # one import of what the run needs, which prints the versions: it fails where a package is missing
+  "$python" -c 'import sys, torch, transformers, diffusers, pydantic, pydantic_settings, ftfy, peft
+print(sys.version.split()[0], torch.__version__, torch.version.cuda, transformers.__version__, diffusers.__version__,
+      pydantic.__version__)'
+}
+if ! found=$(versions 2>/dev/null); then
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
   export PYTHONPATH="$site:$root${PYTHONPATH:+:$PYTHONPATH}"
+  found=$(versions)  # a package still missing: its ImportError, and the run stops
 fi
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 {
   date -u +"%Y-%m-%dT%H:%M:%SZ"
   if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
   fi
   nproc
-  "$python" -c 'import sys, torch, transformers, diffusers, pydantic; print(sys.version.split()[0], torch.__version__,
-torch.version.cuda, transformers.__version__, diffusers.__version__, pydantic.__version__)'
+  echo "$found"
 } 2>&1 | tee "$out/env.txt"
 bench=${MONTAGE_BENCH:-bench.speed}
 budget=()
