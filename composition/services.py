@@ -128,13 +128,11 @@ class Services:
         (bytes, type) is what it was made from, its ingredient; `rendition_of` names the asset it re-encodes."""
         if self.signer is not None:
             data = await asyncio.to_thread(self.signer.sign, data, content_type, recipe, source)
-        if rendition_of is None:
-            info = await self.assets.put(data, content_type, "generated", owner, size, shared)
-        else:
-            info = await self.assets.put_rendition(rendition_of, f"{recipe.format}:{recipe.quality}", data,
-                                                   content_type, owner, size, shared)
+        info = await self.assets.put(data, content_type, "generated", owner, size, shared)
         await self.assets.put_recipe(info.id, recipe.model_dump_json())
-        return info
+        if rendition_of is None:
+            return info
+        return await self.assets.link_rendition(rendition_of, f"{recipe.format}:{recipe.quality}", info, owner, shared)
 
     # What a request names, or `NotFound` naming the field it came from.
 

@@ -50,10 +50,21 @@ class AssetStore:
 
     async def put_rendition(self, asset_id: str, recipe: str, data: bytes, content_type: str, owner: str = "",
                             size: tuple[int, int] | None = None, shared: bool = False) -> AssetInfo:
-        """Stores `data`, `asset_id` re-encoded by `recipe`, where `rendition` finds it."""
-        info = await self.put(data, content_type, "generated", owner, size, shared)
-        await self.client.hset(keys.asset_renditions(asset_id), recipe, info.id)
-        return info
+        """Stores `data`, `asset_id` re-encoded by `recipe`, as that rendition (see `link_rendition`)."""
+        return await self.link_rendition(asset_id, recipe, await self.put(data, content_type, "generated", owner, size,
+                                                                          shared), owner, shared)
+
+    async def link_rendition(self, asset_id: str, recipe: str, stored: AssetInfo, owner: str = "",
+                             shared: bool = False) -> AssetInfo:
+        """`stored` as `asset_id` re-encoded by `recipe`, where `rendition` finds it; where requests re-encoded it at
+        once, the first linked stays the rendition and the others get it (now also `owner`'s)."""
+        renditions = keys.asset_renditions(asset_id)
+        if not await self.client.hsetnx(renditions, recipe, stored.id):
+            first = await self.rendition(asset_id, recipe, owner, shared)
+            if first is not None and (info := await self.info(first, owner)) is not None:
+                return info
+            await self.client.hset(renditions, recipe, stored.id)  # the first one's bytes are gone
+        return stored
 
     async def put_recipe(self, asset_id: str, recipe: str) -> None:
         """Keeps how a generated asset was made (the recipe's JSON) for its provenance and replay."""

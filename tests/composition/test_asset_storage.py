@@ -199,3 +199,23 @@ def test_the_asset_route_streams_from_the_object_store(emulator, redis_url):
     redirect = got["redirect"]
     assert redirect.status_code == 307 and redirect.headers["cache-control"] == "public, no-store"
     assert httpx.get(redirect.headers["location"]).content == image
+
+
+def test_renditions_stored_at_once_give_every_caller_the_first_linked(tmp_path, redis_url):
+    """Requests re-encoding one image at once each store their encoding (signed bytes differ by their time): the
+    first linked is the rendition, every caller and every later lookup gets it."""
+    from helpers import on_redis
+
+    from composition.store.assets import AssetStore
+
+    image = png(16, 16, seed=71)
+
+    async def steps(client):
+        store = AssetStore(client, LocalBlobs(tmp_path / "store", 1 << 20))
+        source = await store.put(image, "image/png", "generated", "ana")
+        first, second = [await store.put_rendition(source.id, "webp:90", image + bytes([n]), "image/webp", user)
+                         for n, user in ((1, "ana"), (2, "bob"))]
+        return first, second, await store.rendition(source.id, "webp:90", "cy"), await store.info(first.id, "bob")
+
+    first, second, later, bobs = on_redis(redis_url, steps)
+    assert second.id == first.id == later and bobs is not None  # bob's request got ana's encoding, now his too
