@@ -45,6 +45,7 @@
 | adapters:{family} | hash | adapter id → its catalogue entry (JSON: source, rank, size, error), as replicas found it |
 | adapters:{family}:uploads | hash | adapter id → an adapter uploaded over HTTP (catalogue entry JSON with its blob id) |
 | adapters:{family}:replicas | hash | replica → the adapters it holds and its load, hit and eviction counts (JSON; each field expires) |
+| config:lock | string | the token of the ingress request changing the Serve config now (`PATCH /v1/config`; expires) |
 """
 from __future__ import annotations
 
@@ -277,3 +278,7 @@ def adapter_replicas(family: str) -> str:
 
 def adapter_uploads(family: str) -> str:
     return _key("adapters", family, "uploads")
+
+
+def config_lock() -> str:
+    return _key("config", "lock")

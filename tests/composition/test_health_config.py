@@ -61,6 +61,27 @@ def test_patching_batching_reconfigures_the_running_replicas_without_a_restart(c
         assert response.status_code == 422 and response.json()["error"]["field"] == field, response.text
 
 
+def test_concurrent_patches_of_different_deployments_all_hold(client):
+    """Each change reads the config the change before it wrote (they take turns): none is lost, each answers with
+    its own change in place."""
+    import concurrent.futures
+
+    before = client.get("/v1/config").json()["deployments"]
+    sizes = {"sdxl": 3, "flux": 5, "svd": 2, "wan": 3}
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(sizes)) as pool:
+            answers = dict(zip(sizes, pool.map(lambda item: client.patch("/v1/config", json={
+                "deployments": {item[0]: {"max_batch_size": item[1]}}}), sizes.items())))
+        for family, answer in answers.items():
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["deployments"][family]["max_batch_size"] == sizes[family]
+        held = client.get("/v1/config").json()["deployments"]
+        assert {family: held[family]["max_batch_size"] for family in sizes} == sizes
+    finally:
+        restore = {family: {"max_batch_size": before[family]["max_batch_size"]} for family in sizes}
+        assert client.patch("/v1/config", json={"deployments": restore}).status_code == 200
+
+
 def test_settings_and_warmup_need_an_admin_key_when_auth_is_on(secured):
     async def steps(client, services):
         user, _ = await services.access.create_key("pat", "pro")
