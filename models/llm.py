@@ -80,9 +80,9 @@ def enrichment_grammar(max_chars: int) -> str:
 
 def storyboard_schema(num_scenes: int, scene_seconds: float) -> dict[str, Any]:
     """JSON schema of exactly `num_scenes` scenes, every field bounded; durations in whole seconds from half to
-    one and a half times the asked scene length."""
-    shortest = max(1, math.floor(scene_seconds / 2))
-    longest = min(30, max(shortest, math.ceil(scene_seconds * 1.5)))
+    one and a half times the asked scene length (at least 1 s: 1 s where no whole second is in that range)."""
+    shortest = max(1, math.ceil(scene_seconds / 2))
+    longest = min(30, max(shortest, math.floor(scene_seconds * 1.5)))
     text = {"type": "string", "pattern": f"^{PROMPT_CHARS}*$"}
     scene = {"type": "object", "additionalProperties": False,
              "required": ["description", "shot_type", "camera_move", "duration_s", "visual_style"],

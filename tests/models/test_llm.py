@@ -42,8 +42,16 @@ def test_storyboard_from_random_weights_is_exactly_the_asked_scenes(model, num_s
     for scene in board.scenes:
         assert 3 <= len(scene.description) <= llm.DESCRIPTION_CHARS and 2 <= len(scene.visual_style) <= llm.STYLE_CHARS
         assert re.fullmatch(f"{llm.PROMPT_CHARS}+", scene.description + scene.visual_style)
-        assert scene.duration_s in (1, 2, 3, 4, 5)  # whole seconds, 0.5× to 1.5× the asked 3 s
+        assert scene.duration_s in (2, 3, 4)  # whole seconds, 0.5× to 1.5× the asked 3 s
     assert model.storyboard(request).scenes == board.scenes
+
+
+@pytest.mark.parametrize("scene_seconds, bounds", [(0.4, (1, 1)), (1, (1, 1)), (2, (1, 3)), (3, (2, 4)), (4, (2, 6)),
+                                                   (30, (15, 30))])
+def test_storyboard_durations_are_the_whole_seconds_from_half_to_one_and_a_half_times_the_asked(scene_seconds,
+                                                                                                 bounds):
+    duration = llm.storyboard_schema(2, scene_seconds)["properties"]["scenes"]["items"]["properties"]["duration_s"]
+    assert (duration["minimum"], duration["maximum"]) == bounds
 
 
 def test_parse_scenes_reads_the_grammars_json():
