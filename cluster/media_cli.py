@@ -87,7 +87,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     _acceleration_option(video)
     video.add_argument("--format", choices=get_args(VideoFormat), dest="output_format",
                        help="mp4 (H.264), webm (VP9) or gif (default: the extension of -o, else mp4)")
-    video.add_argument("-o", "--output", type=Path, help="the video's path (default: <image name>.<format>)")
+    video.add_argument("-o", "--output", help="the video's path, or a folder (existing, or written with a trailing /) "
+                                              "for <image name>.<format> (default: that name here)")
     board = commands.add_parser("storyboard", parents=[server], help="a theme to scenes, keyframes, clips, one video")
     board.add_argument("theme")
     board.add_argument("--scenes", type=int, dest="num_scenes")
@@ -236,14 +237,20 @@ def _accelerated(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _video(montage: Montage, args: argparse.Namespace, console: Console) -> int:
-    suffix = args.output.suffix.lstrip(".").lower() if args.output else ""
+    given = args.output
+    folder = given is not None and (given.endswith(("/", os.sep)) or Path(given).is_dir())
+    suffix = "" if given is None or folder else Path(given).suffix.lstrip(".").lower()
+    if args.output_format and suffix in get_args(VideoFormat) and suffix != args.output_format:
+        console.print(f"error: --format {args.output_format}: -o names a .{suffix} file", markup=False)
+        return 1
     fmt = args.output_format or (suffix if suffix in get_args(VideoFormat) else "mp4")
+    name = f"{Path(args.image).stem if args.image else _slug(args.prompt or '', 'video')}.{fmt}"
+    path = Path(given) / name if folder else Path(given or name)
     handle = montage.video(args.image, model=args.model, prompt=args.prompt, num_frames=args.num_frames, fps=args.fps,
                            steps=args.steps, seed=args.seed, gif=args.gif, output_format=fmt, priority=args.priority,
                            **_accelerated(args))
     if (result := _follow(handle, console)) is None:
         return CANCELLED_RC
-    path = args.output or Path(f"{Path(args.image).stem if args.image else _slug(args.prompt, 'video')}.{fmt}")
     print(montage.download(result.video, path))
     if result.gif and fmt != "gif":
         print(montage.download(result.gif, path.with_suffix(".gif")))

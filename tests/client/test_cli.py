@@ -137,6 +137,12 @@ def test_edit_then_video_of_local_files(montage, tmp_path):
     webm = cli(tmp_path, "video", "street.png", "--model", "svd", "--frames", "6", "-o", "clip.webm")  # by extension
     assert webm.returncode == 0 and webm.stdout.split() == ["clip.webm"], webm.stderr
     assert (tmp_path / "clip.webm").read_bytes()[:4] == WEBM_MAGIC
+    into = cli(tmp_path, "video", "street.png", "--model", "svd", "--frames", "6", "--gif", "-o", "clips/")  # a folder
+    assert into.returncode == 0 and into.stdout.split() == ["clips/street.mp4", "clips/street.gif"], into.stderr
+    assert (tmp_path / "clips/street.gif").read_bytes()[:6] == GIF_HEADER
+    clash = cli(tmp_path, "video", "street.png", "--format", "webm", "-o", "clip2.mp4")
+    assert (clash.returncode, clash.stderr.strip()) == (1, "error: --format webm: -o names a .mp4 file")
+    assert not (tmp_path / "clip2.mp4").exists()
 
 
 def test_video_from_a_prompt_alone(montage, tmp_path):
