@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import APIRouter
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse
 from composition.deps import ServicesDep
 
 router = APIRouter(tags=["system"])
-VERSION = "0.2.0"
+VERSION = version("montage")  # pyproject.toml's
 READY_TIMEOUT_S = 5.0
 
 

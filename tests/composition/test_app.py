@@ -19,7 +19,12 @@ def test_ready_reports_every_family_runner_and_redis(client):
 
 
 def test_info_names_models_and_sources(client):
-    models = client.get("/v1/info").json()["models"]
+    import tomllib
+
+    info = client.get("/v1/info").json()
+    with open("pyproject.toml", "rb") as handle:
+        assert info["version"] == tomllib.load(handle)["project"]["version"]  # one version: the package's
+    models = info["models"]
     assert models["sdxl"]["source"] == "tiny" and models["embedder"]["source"] == "pretrained"
     assert models["wan"]["model"] == "wan" and models["wan"]["frame_multiple"] == 4
     # how fast each engine runs, as far as its family has the setting: serve_config.yaml's defaults
