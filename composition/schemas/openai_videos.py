@@ -123,5 +123,5 @@ def video_id(task_id: str) -> str:
 
 
 def task_of(video: str) -> str:
-    """The task id a video id (checked by its route's pattern) names."""
+    """The task id a video id (its shape checked by the route) names."""
     return video.removeprefix(VIDEO_PREFIX)

@@ -101,6 +101,11 @@ def test_bad_params_are_400s_naming_them_and_a_cancelled_video_is_failed(client,
     assert failed.status == "failed" and failed.error.code == "cancelled" and failed.error.message
     with pytest.raises(openai.ConflictError):
         api.videos.download_content(video.id)
+    for odd in ("video_nope", "video_" + "0" * 32, video.id.upper()):  # as OpenAI: not found
+        with pytest.raises(openai.NotFoundError) as raised:
+            api.videos.retrieve(odd)
+        assert raised.value.body["param"] == "video_id", raised.value.body
+    assert client.get("/openai/v1/videos/video_nope/content").status_code == 404
 
 
 def test_async_client_with_auth_on_sees_its_own_videos_only(openai_secured):
