@@ -84,10 +84,16 @@ class OneAtATime:
     """A tokenizer that threads share, its calls one at a time. A fast tokenizer's call sets padding and truncation
     on the Rust tokenizer, then encodes with the GIL released: diffusers' pipelines call theirs twice per prompt with
     two settings (padded to the maximum length, then to the longest), so two calls at once (FLUX's text-to-image and
-    edit threads, fused groups joining one turn) encode with each other's settings, i.e. other prompt embeddings."""
+    edit threads, fused groups joining one turn) encode with each other's settings, i.e. other prompt embeddings.
+    It reports the tokenizer's class (as `unittest.mock`'s spec'd mocks do), so diffusers still registers, saves and
+    checks it as the tokenizer."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self.tokenizer)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with _TOKENIZING:
@@ -116,5 +122,5 @@ def one_at_a_time(*pipes: Any) -> None:
     `__dict__`, its config unchanged."""
     for pipe in pipes:
         for name, value in list(vars(pipe).items()):
-            if isinstance(value, PreTrainedTokenizerBase):
+            if isinstance(value, PreTrainedTokenizerBase) and type(value) is not OneAtATime:
                 vars(pipe)[name] = OneAtATime(value)
