@@ -120,7 +120,7 @@ def test_a_terminal_gets_a_live_bar(montage, tmp_path):
 def test_edit_then_video_of_local_files(montage, tmp_path):
     (tmp_path / "street.png").write_bytes(png(64, 64, seed=1501))
     edit = cli(tmp_path, "edit", "street.png", "add snow", "--format", "webp", "--quality", "80", "--lora", "demo:0.8",
-               "-o", "edits")
+               "--steps", "40", "-o", "edits")  # still editing once the command has subscribed: its live bar shows
     assert edit.returncode == 0, edit.stderr
     assert edit.stdout.split() == ["edits/add-snow-1.webp"]
     with Image.open(tmp_path / "edits/add-snow-1.webp") as edited:
