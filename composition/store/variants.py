@@ -101,14 +101,15 @@ class Variants:
                                                args=[keys.variant(""), *map(str, seeds)])
         return [_variant(dict(zip(record[1::2], record[2::2])), record[0]) if record else None for record in found]
 
-    async def add_variant(self, prompt_key: str, seed: int, asset_id: str, metadata: dict[str, Any]) -> Variant:
-        """The variant of (prompt key, seed): the first image added for it, whatever is added after (tasks of other
-        encodings or counts render a new prompt's first variants at once: each caller then gets the one stored)."""
+    async def add_variant(self, prompt_key: str, seed: int, asset_id: str, metadata: dict[str, Any]) -> bool:
+        """Makes the variant of (prompt key, seed) the first image added for it, whatever is added after (tasks of
+        other encodings or counts render a new prompt's first variants at once: each caller then reads the one
+        stored); whether this call made it."""
         vid = variant_id(prompt_key, seed)
-        await self._add_variant(keys=[keys.variant(vid), keys.prompt_seeds(prompt_key), keys.prompt_variants(prompt_key),
-                                      keys.prompt_deliveries(prompt_key)],
-                                args=[vid, prompt_key, seed, asset_id, json.dumps(metadata), time.time()])
-        return await self.variant(vid)
+        return bool(await self._add_variant(
+            keys=[keys.variant(vid), keys.prompt_seeds(prompt_key), keys.prompt_variants(prompt_key),
+                  keys.prompt_deliveries(prompt_key)],
+            args=[vid, prompt_key, seed, asset_id, json.dumps(metadata), time.time()]))
 
     async def variant(self, vid: str) -> Variant | None:
         return (await self._load([vid]))[0]
