@@ -12,8 +12,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).parent))
 
-VIRTUAL_GPUS = 1
-
 
 def pytest_configure(config):
     """Every folder of tests is in pyproject's `testpaths`: one left out is silently never run by `make test`."""
@@ -62,21 +60,11 @@ def redis_url(redis_server):
 
 @pytest.fixture(scope="session")
 def ray_serve(tmp_path_factory):
-    """A local Ray with virtual GPUs (fractional placement schedules as on a GPU node) and Serve; the replicas' data
-    folder (the image families' adapters) is the session's own."""
-    import ray
-    from helpers import DASHBOARD_PORT, METRICS_PORT, SERVE_PORT
-    from ray import serve
+    """The session's Ray Serve (helpers.ray_serve_running)."""
+    from helpers import ray_serve_running
 
-    # The dashboard serves Ray's state API, through which fault tests find replica processes to kill.
-    # address="local": a new cluster, never one that `ray start` (`make run`) left running on this machine.
-    ray.init(address="local", num_cpus=4, num_gpus=VIRTUAL_GPUS, include_dashboard=True,
-             dashboard_port=DASHBOARD_PORT, log_to_driver=False, _metrics_export_port=METRICS_PORT,
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "MONTAGE_DATA_DIR": str(tmp_path_factory.mktemp("data"))}})
-    serve.start(http_options={"host": "127.0.0.1", "port": SERVE_PORT})
-    yield serve
-    serve.shutdown()
-    ray.shutdown()
+    with ray_serve_running(tmp_path_factory) as serve:
+        yield serve
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ SERVE_PORT = 18000 + PORT_OFFSET  # Serve's HTTP proxy in tests (`montage up` us
 BASE = f"http://127.0.0.1:{SERVE_PORT}"
 METRICS_PORT = 18080 + PORT_OFFSET  # Ray's Prometheus endpoint in tests (`montage up` uses 8080)
 DASHBOARD_PORT = 18265 + PORT_OFFSET  # Ray's dashboard (and state API) in tests
+VIRTUAL_GPUS = 1  # the test Ray's GPUs: fractional placement schedules as on a GPU node
 
 import contextlib
 import io
@@ -104,6 +105,30 @@ def wait_running(client, task_id: str, progress: float = 0.0) -> dict:
             return task
         assert time.monotonic() < deadline and task["status"] in ("queued", "running"), task
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def ray_serve_running(tmp_path_factory):
+    """A local Ray with virtual GPUs (fractional placement schedules as on a GPU node) and Serve, stopped after; the
+    replicas' data folder (the image families' adapters) is its own. Where this process already runs one: that one,
+    left running."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        yield serve
+        return
+    # The dashboard serves Ray's state API, through which fault tests find replica processes to kill.
+    # address="local": a new cluster, never one that `ray start` (`make run`) left running on this machine.
+    ray.init(address="local", num_cpus=4, num_gpus=VIRTUAL_GPUS, include_dashboard=True,
+             dashboard_port=DASHBOARD_PORT, log_to_driver=False, _metrics_export_port=METRICS_PORT,
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "MONTAGE_DATA_DIR": str(tmp_path_factory.mktemp("data"))}})
+    serve.start(http_options={"host": "127.0.0.1", "port": SERVE_PORT})
+    try:
+        yield serve
+    finally:
+        serve.shutdown()
+        ray.shutdown()
 
 
 def replica_pids(deployment: str, app: str = "montage") -> list[int]:

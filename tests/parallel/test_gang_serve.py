@@ -2,8 +2,9 @@
 (ulysses 2). /v1/info and /v1/health/detailed show every rank; a Wan job moves from a single-process replica to a
 gang by its checkpoint, fails over when a rank actor is killed mid-job (the rank takes its gang's replica with it, the
 job resumes from its last checkpoint and the gang is rebuilt) and moves back, each time ending with the clip of an
-uninterrupted run. Wan starts single-process, so the module builds its gang twice (a start, a rebuild), not three
-times."""
+uninterrupted run; beside Wan's gang, a FLUX gang serves images. Every deploy restarts the whole app (its args
+change), so Wan starts single-process and FLUX runs only beside Wan's gang: the module builds Wan's gang twice (a
+start, a rebuild) and FLUX's once. (A fresh job on a gang equals the single process: test_gang_ranks.py.)"""
 from __future__ import annotations
 
 import os
@@ -25,21 +26,32 @@ FLUX_GANG = {"ulysses": 2}
 # Only the families under test; whole-CPU ranks (no GPU share: a gang takes whole GPUs or none), one replica each.
 DEPLOYMENT = {"num_gpus": 0, "num_cpus": 0.1, "autoscaling": {"min_replicas": 1, "max_replicas": 1},
               "batching": {"max_batch_size": 4, "batch_wait_timeout_s": 0.0}}
-ENTRIES = {"sdxl": {"enabled": False}, "svd": {"enabled": False}, "llm": {"enabled": False},
-           "wan": {"deployment": DEPLOYMENT}, "flux": {"deployment": DEPLOYMENT}}
+OFF = {"enabled": False}
+
+
+@pytest.fixture(scope="module")
+def ray_serve(tmp_path_factory):
+    """A Ray of this module's own, stopped after it: its worker runs no other test on Ray (lanes.py), and an idle
+    cluster costs a tenth of a core for the rest of the run."""
+    from helpers import ray_serve_running
+
+    with ray_serve_running(tmp_path_factory) as serve:
+        yield serve
 
 
 @pytest.fixture(scope="module")
 def app(ray_serve, redis_url, tmp_path_factory):
-    """Deploys the app with Wan's layout `parallel` (FLUX's is a gang) and waits until it runs; Wan starts
-    single-process."""
+    """Deploys the app with Wan's layout `parallel` and waits until it runs (unless not `wait`): FLUX runs, as a
+    gang, only beside a Wan gang; Wan starts single-process. No embedder: no dedup."""
     asset_dir = tmp_path_factory.mktemp("assets")
 
     def deploy(wan_parallel: dict, wait: bool = True) -> None:
+        flux = {"enabled": bool(wan_parallel), "deployment": DEPLOYMENT}
         deploy_config(ray_serve, redis_url, asset_dir, {"wan": {"device": "cpu", "parallel": wan_parallel},
                                                         "flux": {"device": "cpu", "parallel": FLUX_GANG,
-                                                                 "adapters": {"max_per_request": 0}}}, ENTRIES,
-                      wait=wait)
+                                                                 "adapters": {"max_per_request": 0}}},
+                      {"sdxl": OFF, "svd": OFF, "llm": OFF, "embedder": OFF, "wan": {"deployment": DEPLOYMENT},
+                       "flux": flux}, wait=wait)
 
     deploy({})
     yield deploy
@@ -117,8 +129,7 @@ def shows_every_rank(client, family: str, degree: int) -> None:
     assert len(detailed["parallel"]["ranks"]) == degree
 
 
-def test_a_flux_gang_serves_images_and_edits_over_http(client):
-    shows_every_rank(client, "flux", 2)
+def flux_image(client) -> None:
     body = {"prompt": "a red fox in snow", "model": "flux", "width": 64, "height": 64, "steps": 2, "seed": 4,
             "wait_s": 240}
     response = client.post("/v1/images/generations", json=body)
@@ -126,17 +137,18 @@ def test_a_flux_gang_serves_images_and_edits_over_http(client):
     assert response.json()["images"][0]["url"]
 
 
-def test_a_wan_job_moves_to_a_gang_fails_over_a_killed_rank_and_moves_back_by_its_checkpoint(client, redis_url, app,
-                                                                                          reference):
+def test_a_wan_job_moves_to_a_gang_beside_a_flux_gang_fails_over_a_killed_rank_and_moves_back(client, redis_url, app,
+                                                                                           reference):
     assert "parallel" not in client.get("/v1/info").json()["models"]["wan"]
     to_gang = interrupted(client, redis_url, 41, redeployed(app, WAN_GANG))
     shows_every_rank(client, "wan", 4)
     assert np.array_equal(frames(client, to_gang["result"]), reference)
-    assert np.array_equal(frames(client, video(client, seed=41, wait_s=600)), reference)  # gang == single
+    shows_every_rank(client, "flux", 2)
+    flux_image(client)
     from cluster.status_cli import collect, render
 
     rows = {row["deployment"]: row for row in collect() if row["app"] == "montage"}
-    assert {name: rows[name]["ranks"] for name in ("Wan", "Flux", "Embedder")} == {"Wan": 4, "Flux": 2, "Embedder": 1}
+    assert {name: rows[name]["ranks"] for name in ("Wan", "Flux", "Ingress")} == {"Wan": 4, "Flux": 2, "Ingress": 1}
     header, *lines, _ = render(list(rows.values())).splitlines()
     assert header.split()[5] == "ranks" and {line.split()[1]: line.split()[5] for line in lines}["Wan"] == "4"
 
@@ -148,4 +160,5 @@ def test_a_wan_job_moves_to_a_gang_fails_over_a_killed_rank_and_moves_back_by_it
 
     to_single = interrupted(client, redis_url, 41, redeployed(app, {}))
     assert "parallel" not in client.get("/v1/info").json()["models"]["wan"]
+    assert "flux" not in client.get("/v1/info").json()["models"]
     assert np.array_equal(frames(client, to_single["result"]), reference)
