@@ -131,6 +131,14 @@ def ray_serve_running(tmp_path_factory):
         ray.shutdown()
 
 
+@pytest.fixture(scope="module", name="ray_serve")
+def own_ray_serve(tmp_path_factory):
+    """For a module marked `xdist_group` (lanes.py) that imports it: a Ray of the module's own in place of the
+    session's, stopped after the module (its worker runs no lane; an idle cluster costs a tenth of a core)."""
+    with ray_serve_running(tmp_path_factory) as serve:
+        yield serve
+
+
 def replica_pids(deployment: str, app: str = "montage") -> list[int]:
     """Process ids of a deployment's live replicas, through Ray's state API."""
     from ray.util.state import list_actors

@@ -3,13 +3,12 @@ workers. Each worker has its own ports (tests/helpers.py), Redis and, once a tes
 
 - A test module is one unit of work: its module fixtures (pipelines, deployed apps) are built on one worker.
 - The modules that use the session's Ray Serve (the `ray_serve` fixture, through `montage`, `client`, ...) form one
-  lane, one unit in collection order (tests/deployments' declarative deploys, which replace the app, before the
-  session's app is deployed; tests/reliability's killed replicas and restarted Redis last), so one
-  worker starts a Ray and deploys the app. A second lane (tests/reliability on a Ray of its own) halved nothing on
-  2 cores: it doubled the CPU time of every Ray test instead.
+  lane, one unit in collection order (tests/reliability's killed replicas and restarted Redis last), so one worker
+  starts a Ray and deploys the app. A second lane (tests/reliability on a Ray of its own) halved nothing on 2 cores:
+  it doubled the CPU time of every Ray test instead.
 - A module marked `xdist_group` is a unit of its own, sent right after the lane: a cluster of its own (multinode), or
-  an app of its own too long for the lane (the gang replicas: on its worker's own Ray). The worker that runs no lane
-  takes them and the Ray-free modules meanwhile.
+  an app of its own on a Ray of its own (`helpers.own_ray_serve`, stopped after the module): the gang replicas, the
+  serving and adapter-routing apps. The worker that runs no lane takes them and the Ray-free modules meanwhile.
 
 tests/lifecycle needs the machine to itself (no other Ray may run beside `montage up`): a parallel run deselects it, and
 `make test` runs it alone first."""

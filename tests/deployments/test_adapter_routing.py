@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 import redis
+from helpers import own_ray_serve  # noqa: F401 (its Ray)
 from test_serving import options
 
 from config.app import Autoscaling
@@ -16,7 +17,8 @@ from models.adapter_files import write_demo
 from models.sdxl import SDXL
 from models.types import AdapterHolding, ImageRequest, Lora
 
-pytestmark = pytest.mark.timeout(300)
+# An app of its own on a Ray of its own, off the Ray lane (lanes.py)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("adapter-routing")]
 REDIS_DB = 11  # this module's own database
 NAME = "AdapterSDXL"
 

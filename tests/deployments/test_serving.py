@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import ray
 import redis
-from helpers import pixels
+from helpers import own_ray_serve, pixels  # noqa: F401 (its Ray)
 
 from config.app import Autoscaling, Batching, DeploymentOptions
 from config.keys import task as task_key
 from models.types import ImageRequest
 from records.tasks import Cancelled
 
-pytestmark = pytest.mark.timeout(300)
+# An app of its own on a Ray of its own, off the Ray lane (lanes.py)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("serving")]
 
 
 def image_request(seed: int, steps: int = 2) -> ImageRequest:

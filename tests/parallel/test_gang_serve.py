@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from apps import deploy_config
-from helpers import BASE, png, replica_pids, upload, wait_task
+from helpers import BASE, own_ray_serve, png, replica_pids, upload, wait_task  # noqa: F401 (its Ray)
 from reliability.test_step_resume import Events
 
 from models.media import decode_mp4
@@ -27,16 +27,6 @@ FLUX_GANG = {"ulysses": 2}
 DEPLOYMENT = {"num_gpus": 0, "num_cpus": 0.1, "autoscaling": {"min_replicas": 1, "max_replicas": 1},
               "batching": {"max_batch_size": 4, "batch_wait_timeout_s": 0.0}}
 OFF = {"enabled": False}
-
-
-@pytest.fixture(scope="module")
-def ray_serve(tmp_path_factory):
-    """A Ray of this module's own, stopped after it: its worker runs no other test on Ray (lanes.py), and an idle
-    cluster costs a tenth of a core for the rest of the run."""
-    from helpers import ray_serve_running
-
-    with ray_serve_running(tmp_path_factory) as serve:
-        yield serve
 
 
 @pytest.fixture(scope="module")
