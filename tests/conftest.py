@@ -10,6 +10,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# One torch thread per process (as Ray gives a replica of 0.1 CPU): the suite runs two workers and a Ray on two cores,
+# where a second OpenMP thread waits on a busy core; beside one busy process, 2 threads took 3x the CPU of 1.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 
