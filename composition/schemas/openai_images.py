@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 
 from composition.schemas.common import PRIORITY, AccelerationOption, Body, Id, Prompt
 from composition.schemas.images import ImageEdit, ImageGeneration, ImageInpaint, Loras
@@ -94,11 +94,22 @@ class OpenAIImageEdit(_OpenAIImages):
     or, with a `mask`, inpainted by the family `model` names (the native /v1/images/inpaint). Sent as
     multipart/form-data."""
 
-    image: UploadFile = Field(description="the source image: PNG, JPEG or WEBP; without `size`, the edit keeps its "
-                                          "size as the family can serve it")
+    image: UploadFile | list[UploadFile] = Field(
+        validation_alias=AliasChoices("image", "image[]"),
+        description="the source image: PNG, JPEG or WEBP; without `size`, the edit keeps its size as the family can "
+                    "serve it. Also as a list of one (`image[]`, as the client sends `image=[...]`)")
     mask: UploadFile | None = Field(default=None, description="a PNG of the image's size whose fully transparent "
                                                               "pixels are repainted (inpainting); none: Kontext edits "
                                                               "the whole image")
+
+    @field_validator("image")
+    @classmethod
+    def _one_image(cls, image: UploadFile | list[UploadFile]) -> UploadFile:
+        if not isinstance(image, list):
+            return image
+        if len(image) != 1:
+            raise ValueError(f"an edit takes one image; {len(image)} were sent")
+        return image[0]
 
     def to_native(self, args: OpenAIArgs, defaults: Callable[[str], GenerationDefaults], asset_id: str,
                   mask_id: str | None = None) -> ImageEdit | ImageInpaint:

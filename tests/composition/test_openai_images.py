@@ -105,6 +105,12 @@ def test_an_edit_keeps_the_uploads_size_and_a_mask_or_transparency_is_a_400_nami
     edit = connect().images.edit(image=("in.png", source, "image/png"), prompt="add a moon", quality="low",
                                  output_format="png", response_format="b64_json")
     assert decode_png(base64.b64decode(edit.data[0].b64_json)).size == (128, 128)
+    listed = connect().images.edit(image=[("in.png", source, "image/png")], prompt="add a moon", quality="low",
+                                   output_format="png", response_format="b64_json")  # sent as `image[]`
+    assert listed.data[0].b64_json == edit.data[0].b64_json
+    with pytest.raises(openai.BadRequestError) as two:
+        connect().images.edit(image=[("a.png", source, "image/png"), ("b.png", source, "image/png")], prompt="x")
+    assert two.value.param == "image[]" and "one image; 2 were sent" in two.value.message
     refused = {}
     with pytest.raises(openai.BadRequestError) as refused["mask"]:
         connect().images.edit(image=("in.png", source, "image/png"), prompt="add a moon",
