@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import re
 from typing import Annotated, Literal, cast
 
 import numpy as np
@@ -36,7 +35,6 @@ from records.task_record import TaskRecord
 
 router = APIRouter(prefix="/openai/v1/videos", tags=["openai"])
 VideoIdPath = Annotated[str, Path(description="a video id: video_ + its task id (any other is a 404, as OpenAI's)")]
-VIDEO_ID = re.compile(r"video_[0-9a-f]{32}")
 THUMBNAIL_SIDE = 512
 SPRITES = 16  # frames in a sprite sheet, 4 a row
 
@@ -148,9 +146,9 @@ async def _submitted(services: Services, principal: Principal, workflows: Workfl
 async def _video(services: Services, principal: Principal, video: str) -> TaskRecord:
     """The caller's video task; 404 naming `video_id` for another user's, a deleted one, any other task or an id of
     another shape."""
-    if not VIDEO_ID.fullmatch(video):
+    if (task_id := task_of(video)) is None:
         raise NotFound(f"video {video[:80]}", "video_id")
-    record = await services.tasks.get(task_of(video))
+    record = await services.tasks.get(task_id)
     if (record is None or record.kind != "video" or (principal.user_id and record.user_id != principal.user_id)
             or (await services.tasks.deleted([record.id]))[0]):
         raise NotFound(f"video {video}", "video_id")

@@ -2,6 +2,7 @@
 object a task is shown as."""
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import UploadFile
@@ -11,6 +12,7 @@ from composition.schemas.common import AccelerationOption, Body, Id, Prompt
 from composition.schemas.openai_images import ModelName, OpenAISize
 from composition.schemas.videos import VideoGeneration
 from config.composition import OpenAIArgs
+from config.ids import HEX_ID
 from config.specs import families_with
 from models.errors import InvalidRequest
 from records.task_record import TaskRecord
@@ -122,6 +124,7 @@ def video_id(task_id: str) -> str:
     return VIDEO_PREFIX + task_id
 
 
-def task_of(video: str) -> str:
-    """The task id a video id (its shape checked by the route) names."""
-    return video.removeprefix(VIDEO_PREFIX)
+def task_of(video: str) -> str | None:
+    """The task id a video id names; None for an id of another shape."""
+    task_id = video.removeprefix(VIDEO_PREFIX)
+    return task_id if video.startswith(VIDEO_PREFIX) and re.fullmatch(HEX_ID, task_id) else None
