@@ -118,9 +118,6 @@ def ray_serve_running(tmp_path_factory):
     if ray.is_initialized():
         yield serve
         return
-    # Serve's controller steps every 0.1 s by default: an idle app's took 3.6-3.8 CPU s a minute, 2.2 at 0.25 s (1.5
-    # at 0.5 s), with Serve's reactions still quick (it inherits this environment from the raylet).
-    os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.25")
     # The dashboard serves Ray's state API, through which fault tests find replica processes to kill.
     # address="local": a new cluster, never one that `ray start` (`make run`) left running on this machine.
     ray.init(address="local", num_cpus=4, num_gpus=VIRTUAL_GPUS, include_dashboard=True,
