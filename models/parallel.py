@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from config.parallel import ParallelLayout
@@ -40,6 +39,8 @@ def backend(device: torch.device) -> str:
 def enable_context_parallel(transformer: torch.nn.Module, layout: ParallelLayout, mesh: DeviceMesh,
                             device: torch.device) -> None:
     """diffusers' context parallelism on `transformer` over the (ring, ulysses) dimensions of this rank's CFG slice."""
+    from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig  # the LLM's replicas need none
+
     config = ContextParallelConfig(ring_degree=layout.ring, ulysses_degree=layout.ulysses,
                                    mesh=mesh["ring", "ulysses"])
 

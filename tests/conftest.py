@@ -16,6 +16,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Serve's controller steps every 0.1 s by default: an idle app's took 3.6-3.8 CPU s a minute, 2.2 at 0.25 s (1.5 at
 # 0.5 s), with Serve's reactions still quick (a test Ray's processes inherit this environment from its raylet).
 os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.25")
+# Each replica exports its Serve metrics every 0.1 s by default: an idle app of 8 replicas took 17.4 CPU s a minute,
+# 13.0 at 1 s (the series still arrive well within a scrape interval).
+os.environ.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
 sys.path.insert(0, str(Path(__file__).parent))
 
 

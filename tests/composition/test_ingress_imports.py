@@ -1,6 +1,7 @@
 """The ingress and the task runner run no model: importing them loads none of a model's libraries, so their
-replicas pay neither torch's import time nor its memory. Nor does a diffusion replica load the LLM's decode engine
-(llguidance, which brings torch's inductor): ~1.8 s of each replica's start on this machine."""
+replicas pay neither torch's import time nor its memory. A model replica loads its own family's libraries only: a
+diffusion replica no LLM decode engine (llguidance, which brings torch's inductor: ~1.8 s of each replica's start on
+this machine), the LLM's and the Embedder's no diffusers (~1 s of CPU each, and its memory)."""
 import pytest
 from helpers import imported_by
 
@@ -14,7 +15,9 @@ def test_ingress_and_runner_import_no_model_library(module):
     assert not loaded & MODEL_LIBRARIES
 
 
-def test_a_diffusion_replica_loads_no_llm_decode_engine():
-    loaded = imported_by("deployments.families")
-    assert "diffusers" in loaded and "llguidance" not in loaded
-    assert "llguidance" in imported_by("deployments.llm")
+def test_a_model_replica_loads_only_its_own_familys_libraries():
+    diffusion = imported_by("deployments.families, models.sdxl, models.flux, models.svd, models.wan")
+    assert "diffusers" in diffusion and "llguidance" not in diffusion
+    llm = imported_by("deployments.llm, models.llm")
+    assert "llguidance" in llm and "diffusers" not in llm
+    assert not {"diffusers", "llguidance"} & imported_by("deployments.families, models.embedder")
