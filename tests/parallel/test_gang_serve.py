@@ -96,7 +96,9 @@ def interrupted(client, redis_url, seed: int, interrupt) -> dict:
 
 def redeployed(app, wan_parallel: dict):
     """Asks Serve for Wan's layout `wan_parallel`, then kills the running Wan replica (its gang's ranks with it): the
-    job it ran resumes on a replica of the new layout (Serve replaces no replica of the old one)."""
+    job it ran resumes from its checkpoint and ends on a replica of the new layout. (The new app still builds when the
+    kill lands, so Serve first replaces the replica with one of the old layout, which takes the job and hands it on
+    when Serve stops it: the tiny job would end before the build does.)"""
     def interrupt() -> None:
         running = replica_pids("Wan")
         app(wan_parallel, wait=False)
