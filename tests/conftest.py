@@ -88,11 +88,11 @@ def montage(ray_serve, redis_url, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def redeploy(ray_serve, redis_url, montage):
-    """Deploys the session app again with some families' args changed (Serve restarts what changed)."""
-    from apps import deploy_config
+def restart(montage):
+    """Redeploys the session app so that Serve replaces the named deployments' replicas (apps.restart_deployments)."""
+    from apps import restart_deployments
 
-    return lambda family_args: deploy_config(ray_serve, redis_url, montage[1], family_args)
+    return lambda names: restart_deployments("montage", names)
 
 
 @pytest.fixture(scope="session")

@@ -96,20 +96,19 @@ def test_a_video_job_killed_past_half_resumes_from_its_checkpoint_with_the_same_
     assert redis.Redis.from_url(redis_url).exists(keys.task_checkpoints(task_id)) == 0
 
 
-def test_a_redeploy_hands_running_jobs_back_and_they_resume_where_they_stopped(client, redis_url, redeploy):
-    """Serve stops the SVD replica (a changed arg restarts it): its job checkpoints at the next step boundary and is
-    handed back; the new replica resumes it from there, losing no step."""
+def test_a_redeploy_hands_running_jobs_back_and_they_resume_where_they_stopped(client, redis_url, restart):
+    """A redeploy replaces what the job passes through (the ingress, the task runner, the SVD replica) while it runs:
+    Serve stops the SVD replica, whose job checkpoints at the next step boundary and is handed back; the new replica
+    resumes it from there, losing no step."""
     image = upload(client, png(64, 64, seed=34))
     response = client.post("/v1/videos/generations", json={
         "image": image, "model": "svd", "num_frames": 8, "width": 128, "height": 128, "steps": 60, "seed": 34,
         "gif": False})
     task_id = response.json()["task_id"]
     events = Events(redis_url, task_id)
-    policy = {"checkpoint_every": CHECKPOINT_EVERY, "preview_every": 1}
     try:
         events.wait(lambda e: e.get("step", 0) >= 3)
-        # A longer TTL only: the app behaves as before for the tests that follow, on a new SVD replica.
-        redeploy({"svd": {"steps": {**policy, "checkpoint_ttl_s": 7200}}})
+        restart(["Ingress", "TaskRunner", "SVD"])
         task = wait_task(client, task_id)
     finally:
         events.close()
