@@ -100,22 +100,6 @@ def _args_class(family: str) -> type:
     return dict(sdxl=SDXLArgs, flux=FluxArgs, svd=SVDArgs, wan=WanArgs)[family]
 
 
-def _request_class(name: str) -> type:
-    from models.types import EditRequest, ImageRequest, VideoRequest
-
-    return VideoRequest if WORKLOADS[name].family in ("svd", "wan") else \
-        EditRequest if WORKLOADS[name].fields(Source.TINY).get("edit") else ImageRequest
-
-
-def missing_field(name: str, path: str) -> str | None:
-    """Why this branch cannot run `path` for workload `name` (the field it needs is not there); None when it can."""
-    if path == "fp8" and "quantize" not in _args_class(WORKLOADS[name].family).model_fields:
-        return f"{_args_class(WORKLOADS[name].family).__name__} has no field quantize on this branch"
-    if path == "cache" and "acceleration" not in _request_class(name).model_fields:
-        return f"{_request_class(name).__name__} has no field acceleration on this branch"
-    return None
-
-
 def _result_call(model: Any, name: str, fields: dict) -> Any:
     """The workload's request through the family's result-returning operation (metadata included)."""
     from bench.gpu_workloads import _edit_request, _image_request, _video_request
@@ -164,9 +148,6 @@ def family_child(name: str, source: Source, device: torch.device, dtype: torch.d
     def attempt(path: str, run: Any) -> None:
         if path not in taken or path not in paths:
             return
-        if why := missing_field(name, path):
-            emit(dict(workload=name, path=path, skipped=why))
-            return
         try:
             emit(dict(workload=name, path=path) | run())
         except Exception as error:  # noqa: BLE001 - one path's failure is its row; the others still run
@@ -178,7 +159,7 @@ def family_child(name: str, source: Source, device: torch.device, dtype: torch.d
     on = "compiled" if "compiled" in paths else "eager"
     if on == "compiled":
         attempt("compiled", lambda: row("compiled", functools.partial(build, base | dict(compile=True), kept)))
-    elif any(path in paths and path in taken and not missing_field(name, path) for path in ("cache", "graphs")):
+    elif any(path in paths and path in taken for path in ("cache", "graphs")):
         build(base, kept)
     if name in ("svd", "wan") and "model" in kept:
         for extra in decode_rows(name, kept["model"], fields, device):
@@ -193,7 +174,10 @@ def family_child(name: str, source: Source, device: torch.device, dtype: torch.d
     attempt("graphs", graphed)
     kept.clear()
     release(device)
-    attempt("fp8", lambda: row("fp8", functools.partial(build, base | dict(compile=True, quantize="fp8"))))
+    fp8 = base | dict(compile=True, quantize="fp8")
+    if "adapters" in _args_class(workload.family).model_fields:  # fp8 layers take no LoRA: its config serves none
+        fp8["adapters"] = base.get("adapters", {}) | {"max_per_request": 0}
+    attempt("fp8", lambda: row("fp8", functools.partial(build, fp8)))
     release(device)
     attempt("gang1", lambda: row("gang1", lambda: gang_of_one(build(base))))
 

@@ -60,16 +60,13 @@ def test_the_notes_tool_copies_the_rows_by_date_and_card(run, tmp_path):
     assert all("e2e_s" in row or "skipped" in row for row in copied)
 
 
-def test_a_path_whose_field_this_branch_lacks_is_listed_with_the_field():
-    """fp8 (FamilyArgs `quantize`) and the step cache (request `acceleration`) come from another branch: until both
-    are merged, their paths are listed naming the missing field; once merged they run (or fail with their error)."""
+def test_flux_fp8_and_cache_paths_run_with_their_own_configs():
+    """The step cache runs on the CPU; fp8's config serves no LoRA (fp8 layers take none), so it is accepted and the
+    model itself refuses the CPU, naming what fp8 needs (on a GPU before compute capability 8.9 likewise)."""
     rows: list[dict] = []
     speed.family_child("flux", Source.TINY, torch.device("cpu"), torch.float32, 2, ["fp8", "cache"], rows.append)
     by = {row["path"]: row for row in rows}
     assert set(by) == set(speed.PATHS)
-    for path, field in (("fp8", "quantize"), ("cache", "acceleration")):
-        if speed.missing_field("flux", path):
-            assert f"no field {field}" in by[path]["skipped"]
-        else:
-            assert by[path].get("e2e_s", 0) > 0 or by[path]["skipped"].startswith("failed"), by[path]
+    assert by["cache"]["e2e_s"] > 0 and by["cache"]["steps_skipped"] >= 0
+    assert by["fp8"]["skipped"].startswith("failed: ValueError: quantize: fp8 needs a CUDA device"), by["fp8"]
     assert by["graphs"]["skipped"].startswith("not taken") and by["eager"]["skipped"] == "not selected (--paths)"
