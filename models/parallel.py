@@ -39,7 +39,7 @@ def backend(device: torch.device) -> str:
 def enable_context_parallel(transformer: torch.nn.Module, layout: ParallelLayout, mesh: DeviceMesh,
                             device: torch.device) -> None:
     """diffusers' context parallelism on `transformer` over the (ring, ulysses) dimensions of this rank's CFG slice."""
-    # imported here, so that the LLM's and the Embedder's replicas (deployments.base imports this module) load no diffusers
+    # here, not above: the LLM's and the Embedder's replicas import this module and need no diffusers
     from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig
 
     config = ContextParallelConfig(ring_degree=layout.ring, ulysses_degree=layout.ulysses,
