@@ -49,6 +49,32 @@ def _app_details(app: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return details, details["applications"][app]
 
 
+def deployed_configs(details: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each Serve app's own declarative config (app → config, with earlier runtime changes), from the controller's
+    `details`."""
+    configs = {name: entry.get("deployed_app_config") for name, entry in details["applications"].items()}
+    if any(config is None for config in configs.values()):
+        raise Conflict(None, "the Serve apps were not deployed from a config file (serve run/deploy), so their "
+                             "settings cannot change at runtime")
+    return configs
+
+
+def redeploy(details: dict[str, Any], configs: dict[str, dict[str, Any]], app: str,
+             overrides: dict[str, dict[str, Any]]) -> None:
+    """Deploys `configs` again with `overrides` (deployment name → fields) set in `app`'s deployment entries, as
+    `serve deploy` would: Serve applies each changed deployment alone (a new `user_config` reconfigures its replicas,
+    new actor options replace them)."""
+    from ray.serve.schema import ServeDeploySchema
+
+    entries = {entry["name"]: entry for entry in configs[app].setdefault("deployments", [])}
+    for name, fields in overrides.items():
+        entries.setdefault(name, {"name": name}).update(fields)
+    configs[app]["deployments"] = list(entries.values())
+    _client().deploy_apps(ServeDeploySchema.model_validate(dict(
+        applications=list(configs.values()), proxy_location=details["proxy_location"],
+        http_options=details["http_options"])))
+
+
 def read(app: str, names: dict[str, str]) -> RuntimeConfig:
     """The target batching of each family deployment (family → deployment name), as the controller holds it."""
     _, found = _app_details(app)
@@ -64,15 +90,9 @@ def read(app: str, names: dict[str, str]) -> RuntimeConfig:
 def apply(app: str, names: dict[str, str], patch: ConfigPatch) -> dict[str, dict[str, Any]]:
     """Merges `patch` into the deployments' `user_config` and redeploys the app's config with it; the new
     `user_config` of each patched family."""
-    from ray.serve.schema import ServeDeploySchema
-
     details, found = _app_details(app)
-    configs = {name: entry.get("deployed_app_config") for name, entry in details["applications"].items()}
-    if any(config is None for config in configs.values()):
-        raise Conflict(None, "the Serve apps were not deployed from a config file (serve run/deploy), so their "
-                             "settings cannot change at runtime")
-    overrides = {entry["name"]: entry for entry in configs[app].setdefault("deployments", [])}
-    targets = {}
+    configs = deployed_configs(details)
+    targets, overrides = {}, {}
     for family, change in patch.deployments.items():
         name = names.get(family)
         if name is None:
@@ -83,12 +103,9 @@ def apply(app: str, names: dict[str, str], patch: ConfigPatch) -> dict[str, dict
             field = f"deployments.{family}.max_batch_size"
             raise InvalidRequest(field, f"above the deployment's max_ongoing_requests "
                                         f"({deployment['max_ongoing_requests']}), batches would never fill")
-        overrides.setdefault(name, {"name": name})["user_config"] = targets[family] = merged
-    configs[app]["deployments"] = list(overrides.values())
-    schema = ServeDeploySchema.parse_obj(dict(applications=list(configs.values()),
-                                              proxy_location=details["proxy_location"],
-                                              http_options=details["http_options"]))
-    _client().deploy_apps(schema)
+        overrides[name] = {"user_config": merged}
+        targets[family] = merged
+    redeploy(details, configs, app, overrides)
     return targets
 
 

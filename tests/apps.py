@@ -42,22 +42,18 @@ def deploy_config(ray_serve, redis_url: str, asset_dir, family_args: dict | None
 
 
 def restart_deployments(app: str, names: list[str]) -> None:
-    """Redeploys `app`'s own declarative config (as deployed, with any runtime changes) with each named deployment's
+    """Redeploys the apps' own declarative configs (`composition.runtime_config.redeploy`) with each named deployment's
     actor options given a new environment variable: Serve replaces those deployments' replicas, stopping the old ones
     gracefully as on any redeploy, and no others (a change of the app's args would restart every deployment: Serve's
     code version of a declarative app hashes them)."""
     from ray.serve._private.api import serve_start
-    from ray.serve.schema import ServeDeploySchema
 
-    client = serve_start()
-    details = client.get_serve_details()
-    configs = {name: entry["deployed_app_config"] for name, entry in details["applications"].items()}
-    overrides = {entry["name"]: entry for entry in configs[app].setdefault("deployments", [])}
+    from composition.runtime_config import deployed_configs, redeploy
+
+    details = serve_start().get_serve_details()
+    overrides = {}
     for name in names:
         options = details["applications"][app]["deployments"][name]["deployment_config"]["ray_actor_options"]
         options.setdefault("runtime_env", {}).setdefault("env_vars", {})["MONTAGE_TEST_RESTART"] = str(time.time_ns())
-        overrides.setdefault(name, {"name": name})["ray_actor_options"] = options
-    configs[app]["deployments"] = list(overrides.values())
-    client.deploy_apps(ServeDeploySchema.model_validate(dict(
-        applications=list(configs.values()), proxy_location=details["proxy_location"],
-        http_options=details["http_options"])))
+        overrides[name] = {"ray_actor_options": options}
+    redeploy(details, deployed_configs(details), app, overrides)
