@@ -240,10 +240,14 @@ def _video(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     given = args.output
     folder = given is not None and (given.endswith(("/", os.sep)) or Path(given).is_dir())
     suffix = "" if given is None or folder else Path(given).suffix.lstrip(".").lower()
-    if args.output_format and suffix in get_args(VideoFormat) and suffix != args.output_format:
+    if suffix and suffix not in (formats := get_args(VideoFormat)):
+        console.print(f"error: -o {given}: a video is .{', .'.join(formats[:-1])} or .{formats[-1]}, not .{suffix}",
+                      markup=False)
+        return 1
+    if args.output_format and suffix and suffix != args.output_format:
         console.print(f"error: --format {args.output_format}: -o names a .{suffix} file", markup=False)
         return 1
-    fmt = args.output_format or (suffix if suffix in get_args(VideoFormat) else "mp4")
+    fmt = args.output_format or suffix or "mp4"
     name = f"{Path(args.image).stem if args.image else _slug(args.prompt or '', 'video')}.{fmt}"
     path = Path(given) / name if folder else Path(given or name)
     handle = montage.video(args.image, model=args.model, prompt=args.prompt, num_frames=args.num_frames, fps=args.fps,

@@ -52,6 +52,15 @@ async def soul_video(soul_id: IdPath, body: SoulVideoBody, services: ServicesDep
     return await submit(services, principal, workflows.soul_videos, request, idempotency_key)
 
 
+@router.get("/v1/souls/{soul_id}/video", responses={200: {"model": SoulVideoOut}, 202: {"model": Accepted}})
+async def soul_video_by_query(soul_id: IdPath, query: Annotated[SoulVideoBody, Query()], services: ServicesDep,
+                              workflows: WorkflowsDep, principal: PrincipalDep,
+                              idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """The POST route's request as query parameters (`?user_id=&cue=&model=wan`), as the soul's image route takes
+    them."""
+    return await soul_video(soul_id, query, services, workflows, principal, idempotency_key)
+
+
 @router.post("/v1/variants/{variant_id}/video", responses={200: {"model": VideoOut}, 202: {"model": Accepted}})
 async def variant_video(variant_id: IdPath, body: VideoOptions, services: ServicesDep, workflows: WorkflowsDep,
                         principal: PrincipalDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:

@@ -11,7 +11,9 @@ from models.types import MAX_SEED
 class ForkBody(TaskBody):
     """What the fork changes: from the parent's state after `step`, the steps left run with these."""
 
-    step: int = Field(ge=1, le=100, description="the parent's kept step to start from (its task's `kept_steps`)")
+    step: int | None = Field(default=None, ge=1, le=100,
+                             description="the parent's kept step to start from (its task's `kept_steps`); none: the "
+                                         "middle one (the earlier of two)")
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED,
                              description="re-noises the state by `strength` with this seed's noise (forks differ); "
                                          "None: the parent's seed, no noise")

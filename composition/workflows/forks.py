@@ -59,7 +59,8 @@ class ForksWorkflow(Workflow[ForkJob]):
         if seed is None:
             raise NotFound(f"kept step states of task {body.parent} (expired: kept fork_ttl_s after it ran)",
                            "task_id")
-        if body.step not in kept[seed]:
+        step = kept[seed][(len(kept[seed]) - 1) // 2] if body.step is None else body.step
+        if step not in kept[seed]:
             raise InvalidRequest("step", f"task {body.parent} keeps steps {kept[seed]}")
         update: dict[str, Any] = dict(seeds=[seed if body.seed is None else body.seed], owner=body.user_id or "",
                                       output_format="png", quality=None, reuse=None)  # its own PNG, from the state
@@ -68,7 +69,7 @@ class ForksWorkflow(Workflow[ForkJob]):
         if body.loras is not None:
             await self.services.check_loras(parent.family, body.loras, "loras")
             update["loras"] = sorted(body.loras, key=lambda lora: lora.id)
-        return ForkJob(image=parent.model_copy(update=update), parent=body.parent, parent_seed=seed, step=body.step,
+        return ForkJob(image=parent.model_copy(update=update), parent=body.parent, parent_seed=seed, step=step,
                        strength=body.strength if body.seed is not None else 0.0)
 
     async def run(self, ctx: TaskContext, job: ForkJob) -> dict[str, Any]:

@@ -196,11 +196,15 @@ def test_bad_input_and_no_server_are_one_clear_line(montage, tmp_path):
     assert missing.returncode == 1 and missing.stderr == f"error: image: asset {'0' * 32} not found\n"
     no_file = cli(tmp_path, "video", "nosuch.png")
     assert no_file.returncode == 1 and no_file.stderr == "error: nosuch.png: No such file or directory\n"
+    (tmp_path / "still.png").write_bytes(png(64, 64, seed=1604))
+    avi = cli(tmp_path, "video", "still.png", "-o", "clip.avi")  # refused before anything is sent
+    assert avi.returncode == 1 and avi.stderr == "error: -o clip.avi: a video is .mp4, .webm or .gif, not .avi\n"
+    (tmp_path / "still.png").unlink()
     unknown = cli(tmp_path, "generate", "a kite", "--lora", "nope")  # the server's 422 naming the adapter's field
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: loras.0.id: unknown adapter 'nope' for sdxl")
     unreachable = cli(tmp_path, "generate", "a kite", url="http://127.0.0.1:9")
     assert unreachable.returncode == 1 and "cannot reach Montage at http://127.0.0.1:9" in unreachable.stderr
-    assert not any("Traceback" in run.stderr for run in (too_many, missing, no_file, unknown, unreachable))
+    assert not any("Traceback" in run.stderr for run in (too_many, missing, no_file, avi, unknown, unreachable))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -120,6 +120,11 @@ def test_a_project_with_a_video_and_its_gif_round_trips(client):
     imported = client.post("/v1/projects/import", files={"file": ("p.zip", exported.content, "application/zip")})
     assert imported.status_code == 201, imported.text
     assert sorted(imported.json()["assets"]) == sorted(client.get(f"/v1/projects/{project_id}").json()["assets"])
+    # the OpenAI Videos view of the imported task (its record has no request: the export leaves it out) is the clip's
+    original, copy = (client.get(f"/openai/v1/videos/video_{task_id}").json()
+                      for task_id in (started.json()["task_id"], *imported.json()["task_ids"]))
+    assert {name: copy[name] for name in ("model", "seconds", "size")} == {
+        name: original[name] for name in ("model", "seconds", "size")} and original["model"] == "svd"
 
     failed = client.post("/v1/videos/generations", json={"image": source, "model": "wan", "num_frames": 8,
                                                          "project_id": project_id, "user_id": "quin"})

@@ -19,7 +19,8 @@ def _image(client, url: str) -> bytes:
 
 def test_a_fork_resumes_the_kept_step_and_differs_by_seed(client, redis_url):
     """A 5-step job keeps its states after steps 1-4; a fork at step 3 without changes computes steps 4 and 5 only
-    (it keeps step 4 alone) and equals its parent bit for bit; forks with seeds differ from it and from each other;
+    (it keeps step 4 alone) and equals its parent bit for bit, as does one at the middle kept step (2) where no step
+    is given; forks with seeds differ from it and from each other;
     a step not kept is a 422, an unknown task a 404, and once the states expire a 404."""
     store = redis.Redis.from_url(redis_url)
     parent = client.post("/v1/images/generations", json={
@@ -39,6 +40,10 @@ def test_a_fork_resumes_the_kept_step_and_differs_by_seed(client, redis_url):
     assert store.hkeys(keys.task_kept(fork_id)) == [b"11:4"]  # steps 1-3 were never computed
     assert client.get(f"/v1/tasks/{fork_id}").json()["kind"] == "fork"
     assert _image(client, image["url"]) == parent_png
+    middle = client.post(f"/v1/tasks/{parent_id}/fork", json={"wait_s": 120})  # no step: the middle kept one
+    assert middle.status_code == 200, middle.text
+    assert middle.json()["images"][0]["metadata"]["forked_from"] == {"task_id": parent_id, "step": 2}
+    assert _image(client, middle.json()["images"][0]["url"]) == parent_png
 
     seeded = [client.post(f"/v1/tasks/{parent_id}/fork", json={"step": 2, "seed": seed, "strength": 0.8,
                                                                 "wait_s": 120}) for seed in (5, 6)]

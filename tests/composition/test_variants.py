@@ -115,14 +115,22 @@ def test_a_souls_clip_animates_the_users_unseen_variant_and_a_variant_can_be_ani
     assert task["kind"] == "video" and task["result"]["fps"] == 5
     assert read_mp4(client.get(task["result"]["video"]["url"]).content).num_frames == 4
 
+    # DESIGN.md's GET form: the same request as query parameters, the user's next unseen variant
+    response = client.get(f"/v1/souls/{soul}/video", params={"user_id": "ivy", "cue": "at the market", **clip})
+    assert response.status_code == 200, response.text
+    assert response.json()["prompt_key"] == seen["prompt_key"]
+    assert response.json()["variant_id"] not in (seen["variant_id"], result["variant_id"])
+    assert read_mp4(client.get(response.json()["video"]["url"]).content).num_frames == 4
+
     missing = client.post("/v1/variants/0123456789abcdef/video", json={})
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "variant_id"
     for path, body, status, field in ((f"/v1/souls/{soul}/video", {"cue": "x"}, 422, "user_id"),
                                       ("/v1/souls/nobody/video", {"user_id": "ivy"}, 404, "soul_id"),
                                       (f"/v1/souls/{soul}/video", {"user_id": "ivy", "model": "wan", "num_frames": 8},
-                                       422, "num_frames")):
-        response = client.post(path, json=body)
-        assert response.status_code == status and response.json()["error"]["field"] == field, response.text
+                                       422, "num_frames"),
+                                      (f"/v1/souls/{soul}/video", {"user_id": "ivy", "frames": 8}, 422, "frames")):
+        for response in (client.post(path, json=body), client.get(path, params=body)):
+            assert response.status_code == status and response.json()["error"]["field"] == field, response.text
 
 
 def test_a_souls_clip_without_a_size_is_its_images_size(client):

@@ -23,8 +23,7 @@ def test_generate_an_image_in_the_browser_then_fork_it(page, tmp_path):
     assert "paper lantern" in page.inner_text("#gallery figcaption")
     page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
     assert (tmp_path / "generate.png").stat().st_size > 1000
-    page.fill("#fork input[name=step]", "2")
-    page.fill("#fork input[name=seed]", "9")
+    page.fill("#fork input[name=seed]", "9")  # the step left empty: the middle kept one, 2 of 5
     page.click("#fork button")
     page.wait_for_function("() => document.querySelectorAll('#gallery figure').length === 2", timeout=120_000)
     assert page.inner_text("#gallery figcaption").endswith("at step 2")
