@@ -85,6 +85,16 @@ def test_malformed_json_is_the_400_the_openapi_document_names(client):
     assert_refused(client.post("/v1/images/generations", json=[]), 422, "body")  # JSON, of the wrong shape
 
 
+def test_json_that_is_not_utf8_is_the_same_400_naming_body(client):
+    """Bytes that do not decode are JSON that cannot be parsed (not FastAPI's anonymous parse error)."""
+    bad = b'{"prompt": "\xff\xfe"}'
+    response = client.post("/v1/images/generations", content=bad, headers={"content-type": "application/json"})
+    error = assert_refused(response, 400, "body")
+    assert error["code"] == "invalid_json" and error["message"].startswith("body: invalid JSON at byte 12:"), error
+    openai = client.post("/openai/v1/images/generations", content=bad, headers={"content-type": "application/json"})
+    assert openai.status_code == 400 and openai.json()["error"]["param"] == "body", openai.text
+
+
 @pytest.mark.parametrize(("path", "content_type", "body"), [
     ("/v1/images/generations", "text/plain", b'{"prompt": "a cat"}'),
     ("/v1/images/generations", "application/x-www-form-urlencoded", b"prompt=x"),
