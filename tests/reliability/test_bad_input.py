@@ -177,6 +177,33 @@ def test_limits_on_frames_steps_sizes_counts_and_lengths(client, path, body, fie
     assert_refused(client.post(path, json=body), 422, field)
 
 
+@pytest.mark.parametrize("method,path,content,field", [
+    ("POST", "/v1/images/generations", '{"prompt": "x", "guidance": NaN}', "guidance"),
+    ("POST", "/v1/images/generations", '{"prompt": "x", "guidance": "NaN"}', "guidance"),
+    ("POST", "/v1/images/generations", '{"prompt": "x", "strength": Infinity}', "strength"),
+    ("POST", "/v1/images/controlled", '{"prompt": "x", "controls": [{"type": "canny", "image": "' + "0" * 32
+     + '", "scale": NaN}]}', "controls.0.scale"),
+    ("POST", "/v1/images/upscale", '{"image": "' + "0" * 32 + '", "strength": -Infinity}', "strength"),
+    ("POST", "/v1/videos/generations", '{"image": "' + "0" * 32 + '", "wait_s": "Infinity"}', "wait_s"),
+    ("POST", "/v1/prompts/optimize", '{"prompt": "x", "temperature": NaN}', "temperature"),
+    ("POST", "/v1/storyboards", '{"theme": "x", "scene_seconds": Infinity}', "scene_seconds"),
+    ("POST", f"/v1/tasks/{'0' * 32}/fork", '{"step": 1, "strength": NaN}', "strength"),
+    ("PATCH", "/v1/config", '{"deployments": {"sdxl": {"batch_wait_timeout_s": NaN}}}',
+     "deployments.sdxl.batch_wait_timeout_s"),
+    ("GET", "/v1/souls/nobody/image?user_id=u&wait_s=nan", None, "wait_s"),
+])
+def test_non_finite_numbers_are_refused_naming_the_field(client, method, path, content, field):
+    """NaN and Infinity (JSON literals, strings, a query) are not numbers a bound can judge: named as such."""
+    response = client.request(method, path, content=content, headers={"content-type": "application/json"})
+    assert "finite number" in assert_refused(response, 422, field)["message"]
+
+
+def test_non_finite_numbers_are_refused_on_the_openai_routes(client):
+    response = client.post("/openai/v1/images/generations", content='{"prompt": "x", "n": 1, "loras": '
+                           '[{"id": "a", "scale": Infinity}]}', headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "loras.0.scale", response.text
+
+
 def test_sizes_past_the_tiny_deployments_pixel_limit_are_refused(client):
     """The API allows 2048²; a tiny CPU deployment serves frames of at most 512² pixels."""
     response = client.post("/v1/images/generations", json={"prompt": "x", "width": 1024, "height": 1024})
