@@ -148,6 +148,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(undecodable := exc.__cause__, UnicodeDecodeError):  # FastAPI's body parse: not UTF-8 JSON
+            return error_response(request.url.path, 400, "invalid_json",
+                                  f"body: invalid JSON at byte {undecodable.start}: cannot be decoded as "
+                                  f"{undecodable.encoding}: {undecodable.reason}", "body")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(request.url.path, exc.status_code, code, str(exc.detail),
                               headers=getattr(exc, "headers", None))

@@ -121,6 +121,11 @@ class Services:
         """Whether outputs carry the invisible watermark (with content credentials on)."""
         return self.signer is not None
 
+    def recipe_view(self, recipe: Recipe) -> dict[str, Any]:
+        """A recipe as the API shows it (provenance, replay) and its manifest holds it: the prompt and negative prompt
+        only with `credentials.include_prompt` (prompts can be private)."""
+        return recipe.manifest_data(self.args.credentials.include_prompt)
+
     async def put_generated(self, data: bytes, content_type: str, recipe: Recipe, owner: str = "",
                             size: tuple[int, int] | None = None, shared: bool = False,
                             source: tuple[bytes, str] | None = None, rendition_of: str | None = None) -> AssetInfo:

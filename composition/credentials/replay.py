@@ -33,7 +33,7 @@ async def replay(services: Services, images: ImagesWorkflow, videos: VideosWorkf
     same_shape = before.shape == after.shape
     difference = int(np.abs(before.astype(np.int16) - after.astype(np.int16)).max()) if same_shape else 255
     return ReplayOut(asset_id=asset_id, identical=same_shape and difference == 0, max_pixel_difference=difference,
-                     frames=len(before), recipe=recipe)
+                     frames=len(before), recipe=services.recipe_view(recipe))
 
 
 async def _image(services: Services, images: ImagesWorkflow, recipe: Recipe, user: str | None) -> bytes:

@@ -52,15 +52,15 @@ async def provenance(asset_id: AssetIdPath, services: ServicesDep, principal: Pr
     recipe = await services.recipe(asset_id, "asset_id", principal.user_id)
     data = await services.assets.bytes_of(asset_id)
     verdict = await asyncio.to_thread(_verify, services, data, MEDIA_TYPES[recipe.format])
-    include_prompt = services.args.credentials.include_prompt
-    return AssetProvenance(asset_id=asset_id, recipe=recipe.manifest_data(include_prompt), manifest=verdict)
+    return AssetProvenance(asset_id=asset_id, recipe=services.recipe_view(recipe), manifest=verdict)
 
 
 @router.post("/v1/assets/{asset_id}/replay")
 async def replay(asset_id: AssetIdPath, services: ServicesDep, workflows: WorkflowsDep,
                  principal: PrincipalDep) -> ReplayOut:
     """Renders the asset's recipe again on this deployment (no task, no quota) and compares the pixels: `identical`
-    and the largest difference; a rendition replays the image it re-encodes."""
+    and the largest difference; a rendition replays the image it re-encodes. The recipe is shown as provenance
+    shows it (the prompt only with `credentials.include_prompt`)."""
     return await replay_recipe(services, workflows.images, workflows.videos, asset_id, principal.user_id)
 
 

@@ -35,7 +35,7 @@ router = APIRouter(tags=["variants"])
 async def soul_image(soul_id: IdPath, services: ServicesDep, workflows: WorkflowsDep, principal: PrincipalDep,
                      user_id: Annotated[Id | None, Query(description="required unless authenticated")] = None,
                      cue: Annotated[str, Query(max_length=500)] = "",
-                     wait_s: Annotated[float, Query(ge=0, le=600)] = 60,
+                     wait_s: Annotated[float, Query(ge=0, le=600, allow_inf_nan=False)] = 60,
                      webhook_url: Annotated[str | None, Query(max_length=2083)] = None,
                      webhook_events: Annotated[list[WebhookEvent] | None, Query()] = None,
                      priority: Annotated[Lane | None, Query(description=PRIORITY)] = None) -> JSONResponse:

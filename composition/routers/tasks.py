@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -16,6 +16,7 @@ from composition.schemas.common import Accepted, Id
 from composition.schemas.forks import ForkBody, ForkOf
 from composition.schemas.images import ImagesResult
 from composition.submit import submit
+from composition.workflows.registry import KINDS
 from records.task_record import STATUSES, TaskRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -31,7 +32,7 @@ def view(record: TaskRecord, principal: Principal) -> dict[str, Any]:
 @router.get("")
 async def list_tasks(services: ServicesDep, principal: PrincipalDep, user_id: Annotated[Id | None, Query()] = None,
                      status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
-                     kind: Annotated[str | None, Query(max_length=32)] = None,
+                     kind: Annotated[Literal[KINDS] | None, Query()] = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, list[dict[str, Any]]]:
     records = await services.tasks.list(principal.user(user_id), status, kind, limit)
     return {"tasks": [view(record, principal) for record in records]}

@@ -49,9 +49,10 @@ def wait_field(default: float) -> Any:
 
 
 class Body(BaseModel):
-    """Request bodies reject unknown fields, so a typo is a 422 naming it."""
+    """Request bodies reject unknown fields, so a typo is a 422 naming it, and non-finite numbers (NaN, Infinity),
+    which no bound catches by name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Notify(BaseModel):

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.credentials.recipe import RECIPE_LABEL, Recipe
+from composition.credentials.recipe import RECIPE_LABEL
 from models.types import Detection
 
 REPLAY_NOTE = ("bit-identical on the same model source, device class and settings when the output ran alone; one that "
@@ -52,5 +52,5 @@ class ReplayOut(BaseModel):
     identical: bool
     max_pixel_difference: int = Field(description="the largest difference of one channel of one pixel (0-255)")
     frames: int
-    recipe: Recipe
+    recipe: dict[str, Any] = Field(description="the recipe replayed (the prompt only with credentials.include_prompt)")
     note: str = REPLAY_NOTE

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_type_hints
 
 from composition.services import Services
 from composition.workflows.base import Workflow
@@ -30,6 +31,9 @@ class Workflows:
 
     def by_kind(self) -> dict[str, Workflow]:
         return {workflow.kind: workflow for workflow in vars(self).values()}
+
+
+KINDS = tuple(workflow.kind for workflow in get_type_hints(Workflows).values())  # task kinds: "image", "variant", …
 
 
 def build_workflows(services: Services) -> Workflows:

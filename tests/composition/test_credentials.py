@@ -83,6 +83,21 @@ def test_every_image_format_is_signed_and_renditions_name_their_parent(client, t
         assert f"recipe of asset {uploaded}" in response.json()["error"]["message"]
 
 
+def test_replay_hides_the_prompt_as_provenance_does(client):
+    """include_prompt is off: replay's recipe is provenance's, without the prompt or the negative prompt."""
+    body = {"prompt": "a copper weathervane shaped like a heron", "negative_prompt": "a private aside",
+            "model": "sdxl", "width": 64, "height": 64, "seed": 12, "steps": 2, "wait_s": 120}
+    response = client.post("/v1/images/generations", json=body)
+    assert response.status_code == 200, response.text
+    asset = response.json()["images"][0]["asset_id"]
+    replay = client.post(f"/v1/assets/{asset}/replay")
+    assert replay.status_code == 200, replay.text
+    recipe = replay.json()["recipe"]
+    assert "prompt" not in recipe and "negative_prompt" not in recipe, recipe
+    assert body["prompt"] not in replay.text and body["negative_prompt"] not in replay.text
+    assert recipe == client.get(f"/v1/assets/{asset}/provenance").json()["recipe"]
+
+
 def test_a_video_and_its_gif_are_signed_with_the_image_as_ingredient(client, trusted):
     image = upload(client, png(64, 64, seed=32))
     response = client.post("/v1/videos/generations", json={"image": image, "model": "svd", "num_frames": 4, "fps": 8,

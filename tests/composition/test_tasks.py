@@ -82,6 +82,17 @@ def test_list_and_stats(client):
     assert client.get("/v1/tasks/..%2F..%2Fetc").status_code == 404  # the decoded slashes leave the route
 
 
+def test_an_unknown_kind_or_status_is_a_422_naming_it(client):
+    """Like `status`, `kind` is checked: a typo is a 422 listing the known kinds (the workflows'), not an empty list."""
+    response = client.get("/v1/tasks", params={"kind": "nope"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "kind" and all(f"'{kind}'" in error["message"] for kind in ("image", "video", "fork"))
+    bogus = client.get("/v1/tasks", params={"status": "bogus"})
+    assert bogus.status_code == 422 and bogus.json()["error"]["field"] == "status", bogus.text
+    assert client.get("/v1/tasks", params={"kind": "prompt"}).status_code == 200
+
+
 def test_filtered_list_finds_older_matches_past_the_newest_tasks(redis_url):
     """Five failed tasks behind 300 newer successful ones: `?status=failed&limit=5` lists all five."""
     import uuid

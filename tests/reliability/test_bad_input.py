@@ -85,6 +85,16 @@ def test_malformed_json_is_the_400_the_openapi_document_names(client):
     assert_refused(client.post("/v1/images/generations", json=[]), 422, "body")  # JSON, of the wrong shape
 
 
+def test_json_that_is_not_utf8_is_the_same_400_naming_body(client):
+    """Bytes that do not decode are JSON that cannot be parsed (not FastAPI's anonymous parse error)."""
+    bad = b'{"prompt": "\xff\xfe"}'
+    response = client.post("/v1/images/generations", content=bad, headers={"content-type": "application/json"})
+    error = assert_refused(response, 400, "body")
+    assert error["code"] == "invalid_json" and error["message"].startswith("body: invalid JSON at byte 12:"), error
+    openai = client.post("/openai/v1/images/generations", content=bad, headers={"content-type": "application/json"})
+    assert openai.status_code == 400 and openai.json()["error"]["param"] == "body", openai.text
+
+
 @pytest.mark.parametrize(("path", "content_type", "body"), [
     ("/v1/images/generations", "text/plain", b'{"prompt": "a cat"}'),
     ("/v1/images/generations", "application/x-www-form-urlencoded", b"prompt=x"),
@@ -165,6 +175,33 @@ def test_deep_or_huge_json_is_refused_before_parsing(client, content, status):
 ])
 def test_limits_on_frames_steps_sizes_counts_and_lengths(client, path, body, field):
     assert_refused(client.post(path, json=body), 422, field)
+
+
+@pytest.mark.parametrize("method,path,content,field", [
+    ("POST", "/v1/images/generations", '{"prompt": "x", "guidance": NaN}', "guidance"),
+    ("POST", "/v1/images/generations", '{"prompt": "x", "guidance": "NaN"}', "guidance"),
+    ("POST", "/v1/images/generations", '{"prompt": "x", "strength": Infinity}', "strength"),
+    ("POST", "/v1/images/controlled", '{"prompt": "x", "controls": [{"type": "canny", "image": "' + "0" * 32
+     + '", "scale": NaN}]}', "controls.0.scale"),
+    ("POST", "/v1/images/upscale", '{"image": "' + "0" * 32 + '", "strength": -Infinity}', "strength"),
+    ("POST", "/v1/videos/generations", '{"image": "' + "0" * 32 + '", "wait_s": "Infinity"}', "wait_s"),
+    ("POST", "/v1/prompts/optimize", '{"prompt": "x", "temperature": NaN}', "temperature"),
+    ("POST", "/v1/storyboards", '{"theme": "x", "scene_seconds": Infinity}', "scene_seconds"),
+    ("POST", f"/v1/tasks/{'0' * 32}/fork", '{"step": 1, "strength": NaN}', "strength"),
+    ("PATCH", "/v1/config", '{"deployments": {"sdxl": {"batch_wait_timeout_s": NaN}}}',
+     "deployments.sdxl.batch_wait_timeout_s"),
+    ("GET", "/v1/souls/nobody/image?user_id=u&wait_s=nan", None, "wait_s"),
+])
+def test_non_finite_numbers_are_refused_naming_the_field(client, method, path, content, field):
+    """NaN and Infinity (JSON literals, strings, a query) are not numbers a bound can judge: named as such."""
+    response = client.request(method, path, content=content, headers={"content-type": "application/json"})
+    assert "finite number" in assert_refused(response, 422, field)["message"]
+
+
+def test_non_finite_numbers_are_refused_on_the_openai_routes(client):
+    response = client.post("/openai/v1/images/generations", content='{"prompt": "x", "n": 1, "loras": '
+                           '[{"id": "a", "scale": Infinity}]}', headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "loras.0.scale", response.text
 
 
 def test_sizes_past_the_tiny_deployments_pixel_limit_are_refused(client):
