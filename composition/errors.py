@@ -55,8 +55,20 @@ def as_api_error(exc: BaseException) -> ApiError | None:
     exc = cause_of(exc)
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, ValidationError):  # a model request built in a task: its validator's `InvalidRequest`, if any
+        exc = invalid_request_in(exc) or exc
     if isinstance(exc, InvalidRequest):
         return ApiError(422, "invalid_request", f"{exc.field}: {exc.message}", exc.field)
+    return None
+
+
+def invalid_request_in(exc: ValidationError) -> InvalidRequest | None:
+    """The `InvalidRequest` a validator raised inside a pydantic `ValidationError` (its first), naming the field where
+    it was found ("controls.0.image", not the validator's own "controls.image"); None when none did."""
+    for error in exc.errors():
+        if isinstance(found := (error.get("ctx") or {}).get("error"), InvalidRequest):
+            where = ".".join(str(part) for part in error.get("loc", ()))
+            return InvalidRequest(where, found.message) if where else found
     return None
 
 

@@ -36,8 +36,12 @@ from config.families import GenerationDefaults
 from config.settings import Settings, store_backoff
 from models.errors import InvalidRequest
 from models.grid import check_grid, fit_size
+from models.images import ACCEPTED_FORMATS
 from models.types import AdapterInfo, Lora, check_distinct
 from records.blobs import open_blobs
+
+
+SOURCE_TYPES = frozenset(f"image/{fmt.lower()}" for fmt in ACCEPTED_FORMATS)  # what a source image may be
 
 
 @dataclass
@@ -154,10 +158,11 @@ class Services:
         return info
 
     async def image_asset(self, asset_id: str, field: str, user: str | None) -> AssetInfo:
-        """An asset that is an image: `InvalidRequest` naming the field for another kind of upload."""
+        """An asset that is a still image the models decode (PNG, JPEG, WEBP): `InvalidRequest` naming the field for
+        another kind (a video, its GIF, a JSON export)."""
         info = await self.asset(asset_id, field, user)
-        if not info.content_type.startswith("image/"):
-            raise InvalidRequest(field, f"asset {asset_id} is {info.content_type}, not an image")
+        if info.content_type not in SOURCE_TYPES:
+            raise InvalidRequest(field, f"asset {asset_id} is {info.content_type}, not a PNG, JPEG or WEBP image")
         return info
 
     async def asset_bytes(self, asset_id: str, field: str, user: str | None) -> bytes:

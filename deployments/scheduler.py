@@ -48,7 +48,7 @@ class Ticket:
     key: Hashable | None = None
     size: int = 1
     weight: float = 1.0  # its user's tier weight: a step costs its user 1/weight of a slot
-    fused_requests: int = 0  # the most requests (its own included) one of its denoiser forwards ran
+    fused_requests: int = 0  # the most requests (its own included) it ran with: its size, or one denoiser forward's
     device_s: float = 0.0  # device time it used: its own code while it held the device, its share of fused forwards
     since: float = 0.0  # when it last began running its own code
 
@@ -73,7 +73,10 @@ class StepScheduler:
 
     def ticket(self, lane: str | None, user: str | None, key: Hashable | None = None, size: int = 1,
                weight: float = 1.0) -> Ticket:
-        return Ticket(lane if lane in LANE_RANK else "normal", user or "", next(self._arrivals), key, size, weight)
+        """A ticket that has run with its own `size` requests so far (a call whose img2img strength leaves no step
+        runs no denoiser forward)."""
+        return Ticket(lane if lane in LANE_RANK else "normal", user or "", next(self._arrivals), key, size, weight,
+                      fused_requests=size)
 
     @contextmanager
     def running(self, ticket: Ticket) -> Iterator[None]:

@@ -123,7 +123,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
             quality=body.quality, loras=[lora for lora, _ in adapters],
             guidance=defaults.guidance if body.guidance is None else body.guidance)
         if isinstance(body, ImageEdit):
-            source = await self.services.asset(body.image, "image", owner)
+            source = await self.services.image_asset(body.image, "image", owner)
             width, height = await self.services.source_size(body.family, source.size)
             fields |= dict(operation="edit", prompt=body.prompt, source=body.image, width=body.width or width,
                            height=body.height or height)
@@ -135,7 +135,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
                            height=height, strength=body.strength, negative_prompt=body.negative_prompt)
             scope = ("image.upscale", body.image, owner, f"{body.strength:g}", body.negative_prompt)
         else:
-            sources = [await self.services.asset(control.image, f"controls.{index}.image", owner)
+            sources = [await self.services.image_asset(control.image, f"controls.{index}.image", owner)
                        for index, control in enumerate(body.control_list)]
             if body.image:  # image to image: the source's size first
                 sources.insert(0, await self.services.image_asset(body.image, "image", owner))
@@ -379,9 +379,10 @@ class ImagesWorkflow(Workflow[ImageJob]):
     async def _controls(self, job: ImageJob) -> tuple[list[Control], list[dict[str, Any]]]:
         """Control maps computed from the source images at the output size, each also kept as an asset."""
         controls, refs = [], []
-        for spec in job.controls:
-            source = await self.services.asset_bytes(spec.image, "controls.image", job.owner)
-            png = await asyncio.to_thread(_control_png, spec.type, source, job.width, job.height)
+        for index, spec in enumerate(job.controls):
+            field = f"controls.{index}.image"
+            source = await self.services.asset_bytes(spec.image, field, job.owner)
+            png = await asyncio.to_thread(_control_png, spec.type, source, job.width, job.height, field)
             asset = await self.services.assets.put(png, "image/png", "control", job.owner, (job.width, job.height))
             controls.append(Control(type=spec.type, image=png, scale=spec.scale))
             refs.append({"type": spec.type, **AssetRef.of(asset.id).model_dump()})
@@ -422,6 +423,6 @@ def in_context(context: str, prompt: str) -> str:
     return f"{context}, {prompt}" if context else prompt
 
 
-def _control_png(kind: str, source: bytes, width: int, height: int) -> bytes:
-    image = decode_rgb(source, "controls.image").resize((width, height))
+def _control_png(kind: str, source: bytes, width: int, height: int, field: str) -> bytes:
+    image = decode_rgb(source, field).resize((width, height))
     return encode_png(control_map(kind, image))

@@ -56,7 +56,7 @@ class VideosWorkflow(Workflow[VideoJob]):
 
     async def plan(self, body: VideoGeneration) -> VideoJob:
         if body.image is not None:
-            source = await self.services.asset(body.image, "image", body.user_id)
+            source = await self.services.image_asset(body.image, "image", body.user_id)
             job = await self.from_options(body.image, body, source.size)
             return job.model_copy(update={"remixed_from": body.remixed_from}) if isinstance(body, VideoRemix) else job
         if not body.prompt.strip():

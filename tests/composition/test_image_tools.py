@@ -113,6 +113,17 @@ def test_an_upscale_doubles_the_size_tile_by_tile_and_past_4096_is_a_422_naming_
         assert refused.status_code == 422 and refused.json()["error"]["field"] == field, refused.text
 
 
+def test_a_request_whose_strength_leaves_no_step_still_counts_itself_in_fused_requests(client):
+    """The tiny families take 2 steps: an upscale at its default strength (0.35) or image to image at 0.25 runs no
+    denoiser step, and its `fused_requests` is still the request itself."""
+    source = upload(client, png(48, 32, 43))
+    for path, body in (("/v1/images/upscale", {"image": source, "scale": 2, "seed": 2}),
+                       ("/v1/images/generations", {"image": source, "prompt": "a quiet pier", "strength": 0.25})):
+        response = client.post(path, json=body)
+        assert response.status_code == 200, response.text
+        assert response.json()["images"][0]["metadata"]["fused_requests"] == 1, (path, response.json())
+
+
 def test_negative_prompts_count_on_flux_with_true_cfg_and_weights_on_sdxl(client):
     body = {"prompt": "a (red:1.4) kite", "negative_prompt": "grey", "steps": 2, "seed": 3, "width": 64, "height": 64}
     guided = client.post("/v1/images/generations", json=body | {"model": "flux", "true_cfg_scale": 3.0})

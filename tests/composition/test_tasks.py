@@ -206,8 +206,9 @@ def test_the_eta_adds_the_estimates_of_the_tasks_ahead_at_their_own_sizes(redis_
 
 
 def test_the_runner_maps_errors_as_the_ingress_does(redis_url, tmp_path):
-    """A request's own fault (`InvalidRequest`) fails its task at once with a 422 naming the field; a library's
-    `ValueError` is a server failure: retried up to max_attempts, then a 500 that names no field."""
+    """A request's own fault (`InvalidRequest`, also inside the `ValidationError` of a model request the task builds)
+    fails its task at once with a 422 naming the field; a library's `ValueError` is a server failure: retried up to
+    max_attempts, then a 500 that names no field."""
     import asyncio
 
     from pydantic import BaseModel
@@ -217,6 +218,7 @@ def test_the_runner_maps_errors_as_the_ingress_does(redis_url, tmp_path):
     from composition.workflows.base import Workflow
     from config.composition import CompositionArgs, RunnerArgs
     from models.errors import InvalidRequest
+    from models.types import ImageRequest
 
     class Fault(BaseModel):
         kind: str
@@ -226,6 +228,9 @@ def test_the_runner_maps_errors_as_the_ingress_does(redis_url, tmp_path):
 
         async def run(self, ctx, job):
             Faulty.attempts += 1
+            if job.kind == "schema":  # a control's image that is no image (an MP4's bytes)
+                ImageRequest(prompt="x", width=64, height=64, steps=2, guidance=1.0, seed=0,
+                             controls=[{"type": "canny", "image": png()}, {"type": "depth", "image": b"\0\0\0 ftyp"}])
             raise InvalidRequest("width", "too wide") if job.kind == "request" else ValueError("a library bug")
 
     own_db = redis_url.rsplit("/", 1)[0] + "/9"
@@ -245,6 +250,9 @@ def test_the_runner_maps_errors_as_the_ingress_does(redis_url, tmp_path):
     refused, tries = asyncio.run(run("request"))
     assert tries == 1 and refused.error == {"code": "invalid_request", "message": "width: too wide", "field": "width",
                                             "status": 422}
+    refused, tries = asyncio.run(run("schema"))
+    assert tries == 1 and refused.error == {"code": "invalid_request", "field": "controls.1.image", "status": 422,
+                                            "message": "controls.1.image: not a decodable image"}
     failed, tries = asyncio.run(run("bug"))
     assert tries == 2 and failed.error["status"] == 500 and failed.error["code"] == "internal"
     assert failed.error["field"] is None

@@ -1,5 +1,6 @@
 """Bad input over real HTTP: every malformed, oversized, hostile or traversing request gets a 4xx with the error
 envelope naming the field, never a 5xx or a stack trace, and nothing is written outside the asset store."""
+import hashlib
 import io
 import json
 import zipfile
@@ -60,6 +61,47 @@ def test_unknown_asset_in_a_body_is_a_404_naming_the_field(client):
     response = client.post("/v1/images/controlled", json={
         "prompt": "x", "controls": [{"type": "canny", "image": "../../../etc/passwd"}]})
     assert_refused(response, 422, "controls.0.image")
+
+
+@pytest.fixture(scope="module")
+def non_images(client) -> dict[str, str]:
+    """Assets the server made that are not still images, by content type: a real clip's MP4 and GIF, and a JSON
+    export (brought in by a project import, as a storyboard's export comes back)."""
+    image = upload(client, png(64, 64, seed=41))
+    clip = client.post("/v1/videos/generations", json={"image": image, "model": "svd", "num_frames": 4, "gif": True,
+                                                        "wait_s": 240})
+    assert clip.status_code == 200, clip.text
+    export = json.dumps({"scenes": []}).encode()
+    export_id = hashlib.sha256(export).hexdigest()[:32]
+    manifest = {"project": {"name": "exports"}, "assets": [{"id": export_id, "content_type": "application/json"}]}
+    imported = client.post("/v1/projects/import", files={"file": ("p.zip", _zip({
+        "project.json": json.dumps(manifest).encode(), f"assets/{export_id}.json": export}), "application/zip")})
+    assert imported.status_code in (200, 201), imported.text
+    return {"video/mp4": clip.json()["video"]["asset_id"], "image/gif": clip.json()["gif"]["asset_id"],
+            "application/json": export_id}
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/v1/images/edits", lambda source, still: {"image": source, "prompt": "x"}, "image"),
+    ("/v1/images/generations", lambda source, still: {"image": source, "prompt": "x y z"}, "image"),
+    ("/v1/images/controlled", lambda source, still: {"prompt": "x", "controls": [{"type": "canny", "image": still},
+                                                                                 {"type": "depth", "image": source}]},
+     "controls.1.image"),
+    ("/v1/images/inpaint", lambda source, still: {"image": source, "prompt": "x"}, "image"),
+    ("/v1/images/inpaint", lambda source, still: {"image": still, "mask": source, "prompt": "x"}, "mask"),
+    ("/v1/images/outpaint", lambda source, still: {"image": source, "prompt": "x", "left": 16}, "image"),
+    ("/v1/images/upscale", lambda source, still: {"image": source, "scale": 2}, "image"),
+    ("/v1/videos/generations", lambda source, still: {"image": source, "model": "svd"}, "image"),
+])
+def test_a_source_that_is_no_still_image_is_a_422_at_submit_naming_its_field(client, non_images, path, body, field):
+    """A video, its GIF or a JSON export named as a source image is refused before any task is made (none failing
+    in a model, none retried into a 500): the models decode PNG, JPEG and WEBP stills."""
+    still = upload(client, png(64, 64, seed=42))
+    for content_type, source in non_images.items():
+        user = f"source-{field.replace('.', '-')}-{path.rsplit('/', 1)[1]}-{content_type.replace('/', '-')}"
+        error = assert_refused(client.post(path, json=body(source, still) | {"user_id": user}), 422, field)
+        assert f"is {content_type}, not a PNG, JPEG or WEBP image" in error["message"], error
+        assert client.get("/v1/tasks", params={"user_id": user}).json()["tasks"] == []
 
 
 @pytest.mark.parametrize("body,field", [
