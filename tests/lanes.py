@@ -8,7 +8,8 @@ workers. Each worker has its own ports (tests/helpers.py), Redis and, once a tes
   it doubled the CPU time of every Ray test instead.
 - A module marked `xdist_group` is a unit of its own, sent right after the lane: a cluster of its own (multinode), or
   an app of its own on a Ray of its worker's own (`helpers.own_ray_serve`: one Ray for the consecutive modules that
-  take it, stopped before any other test): the gang replicas, the serving and adapter-routing apps. The worker that runs no lane takes them and the Ray-free modules meanwhile.
+  take it, stopped before any other test): the gang replicas, the serving and adapter-routing apps. The worker that
+  runs no lane takes them and the Ray-free modules meanwhile.
 
 tests/lifecycle needs the machine to itself (no other Ray may run beside `montage up`): a parallel run deselects it, and
 `make test` runs it alone first."""

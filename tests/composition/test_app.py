@@ -54,7 +54,8 @@ def test_openapi_lists_every_contract_route(client):
         "/v1/projects/{project_id}/export": {"get"}, "/v1/projects/import": {"post"},
         "/v1/assets": {"post"}, "/v1/assets/{asset_id}": {"get"},
         "/v1/tasks/{task_id}": {"get", "delete"}, "/v1/tasks/{task_id}/events": {"get"}, "/v1/tasks": {"get"},
-        "/v1/tasks/stats": {"get"}, "/v1/souls/{soul_id}/video": {"get", "post"}, "/v1/variants/{variant_id}/video": {"post"},
+        "/v1/tasks/stats": {"get"}, "/v1/souls/{soul_id}/video": {"get", "post"},
+        "/v1/variants/{variant_id}/video": {"post"},
         "/v1/health/detailed": {"get"}, "/v1/health/warmup": {"post"}, "/v1/config": {"get", "patch"},
         "/v1/projects/{project_id}/stats": {"get"},
     }
