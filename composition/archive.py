@@ -21,6 +21,7 @@ from composition.services import Services
 from composition.store.projects import ImportRecord
 from config.ids import HEX_ID
 from models.errors import InvalidRequest
+from models.formats import MEDIA_TYPES
 from models.images import ACCEPTED_FORMATS, inspect_header
 from records.task_record import TaskRecord
 
@@ -160,7 +161,7 @@ async def _store(services: Services, asset_id: str, blob: bytes, content_type: A
             fmt, *size = inspect_header(blob, "file", formats=ACCEPTED_FORMATS | {"GIF"})
         except InvalidRequest as exc:
             raise _bad(f"asset {asset_id}: {exc.message}") from None
-        if content_type != f"image/{fmt.lower()}":
+        if content_type != MEDIA_TYPES[fmt.lower()]:
             raise _bad(f"asset {asset_id} is {fmt}, not {content_type}")
     info = await services.assets.put(blob, content_type, "import", owner, tuple(size) if size else None)
     if info.id != asset_id:

@@ -35,13 +35,14 @@ from config.composition import CompositionArgs
 from config.families import GenerationDefaults
 from config.settings import Settings, store_backoff
 from models.errors import InvalidRequest
+from models.formats import MEDIA_TYPES
 from models.grid import check_grid, fit_size
 from models.images import ACCEPTED_FORMATS
 from models.types import AdapterInfo, Lora, check_distinct
 from records.blobs import open_blobs
 
 
-SOURCE_TYPES = frozenset(f"image/{fmt.lower()}" for fmt in ACCEPTED_FORMATS)  # what a source image may be
+SOURCE_TYPES = frozenset(MEDIA_TYPES[fmt.lower()] for fmt in ACCEPTED_FORMATS)  # what a source image may be
 
 
 @dataclass

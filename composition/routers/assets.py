@@ -17,10 +17,10 @@ from composition.schemas.assets import AssetInfo
 from composition.schemas.common import Id
 from composition.services import Services
 from models.errors import InvalidRequest
+from models.formats import MEDIA_TYPES
 from models.images import check_decodes, inspect_header
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
-CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 SINGLE_RANGE = re.compile(r"bytes=(\d+)-(\d*)|bytes=-(\d+)")
 
 
@@ -43,7 +43,7 @@ async def store_upload(services: Services, file: UploadFile, owner: str, field: 
         await asyncio.to_thread(check_decodes, data, field)
     except InvalidRequest as exc:
         raise ApiError(415, "unsupported_media_type", str(exc), field) from None
-    return await services.assets.put(data, CONTENT_TYPES[fmt], "upload", owner, (width, height))
+    return await services.assets.put(data, MEDIA_TYPES[fmt.lower()], "upload", owner, (width, height))
 
 
 DOWNLOAD_RESPONSES = {206: {"description": "the bytes a single `Range` asked for"},
