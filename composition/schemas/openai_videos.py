@@ -93,14 +93,14 @@ class OpenAIVideo(BaseModel):
         elif record.status == "failed":
             error = OpenAIVideoError(code=(record.error or {}).get("code", "failed"),
                                      message=(record.error or {}).get("message", "the video failed"))
-        made = job | {name: result[name] for name in ("num_frames", "fps") if name in result}  # what the clip is
+        clip = job | {name: result[name] for name in ("num_frames", "fps", "width", "height") if name in result}
         model = job.get("model") or (result.get("metadata") or {}).get("model", "")  # an imported task has no job
         return cls(id=video_id(record.id), model=model, status=VIDEO_STATUS[record.status],
                    progress=100 if record.status == "succeeded" else min(99, int(progress * 100)),
                    created_at=int(record.created_at), completed_at=int(record.updated_at) if ended else None,
                    expires_at=int(record.updated_at) + ttl_s if ended else None, error=error,
-                   prompt=job.get("prompt"), seconds=str(round(made.get("num_frames", 0) / max(made.get("fps", 1), 1))),
-                   size=f"{result.get('width', job.get('width'))}x{result.get('height', job.get('height'))}",
+                   prompt=job.get("prompt"), seconds=str(round(clip.get("num_frames", 0) / max(clip.get("fps", 1), 1))),
+                   size=f"{clip.get('width')}x{clip.get('height')}",
                    remixed_from_video_id=video_id(job["remixed_from"]) if job.get("remixed_from") else None)
 
 
