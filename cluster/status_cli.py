@@ -23,10 +23,12 @@ def gang_ranks(app_args: dict[str, Any]) -> dict[str, int]:
 
 
 def collect() -> list[dict[str, Any]]:
-    """One row per deployment of every Serve application (call with Ray connected)."""
-    from ray.serve.context import _connect
+    """One row per deployment of every Serve application (call with Ray connected). Serve's client of this process,
+    not a new one: a new client would orphan the handles the old one caches, which `serve.shutdown` would then leave
+    running."""
+    from ray.serve.context import _get_global_client
 
-    details = _connect().get_serve_details()
+    details = _get_global_client().get_serve_details()
     rows = []
     for app_name, app in details.get("applications", {}).items():
         ranks = gang_ranks((app.get("deployed_app_config") or {}).get("args") or {})
