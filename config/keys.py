@@ -22,6 +22,7 @@
 | prompt:{key} | hash | prompt, normalised text, scope, embedding (float32 bytes, while indexed), exact key, created_at |
 | prompt:{key}:variants / :deliveries | sorted set | variant ids by creation time / by delivery count |
 | prompt:{key}:seeds / :slots | hash | seed → variant id / reserved slot indices (pool size, for the cap) |
+| prompt:{key}:rendering:{seed} | string | id of the task rendering that variant now (single flight; other tasks wait) |
 | variant:{id} | hash | prompt_key, seed, asset_id, metadata, created_at |
 | seen:{user} | set | variant ids a user has seen |
 | recent:landmarks:{soul}:{user}:{city} | list | landmarks recently used for that soul/user/city |
@@ -173,6 +174,11 @@ def prompt_slots(prompt_key: str) -> str:
 
 def variant(variant_id: str) -> str:
     return _key("variant", variant_id)
+
+
+def variant_render(prompt_key: str, seed: int) -> str:
+    """The task rendering the variant of (prompt key, seed) now: other tasks that miss it wait for that one."""
+    return _key("prompt", prompt_key, "rendering", seed)
 
 
 def seen(user_id: str) -> str:

@@ -60,6 +60,24 @@ return 1
 """
 
 
+_CLAIM_RENDER = """
+-- KEYS: render claim; ARGV: task id, ttl ms. The claim is the task's if free or its own already (a retry of the task
+-- that took it); returns its holder.
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return holder end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
+
+_RELEASE_RENDER = """
+-- KEYS: render claim; ARGV: task id. Drops the claim if the task holds it.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+RENDER_CLAIM_S = 600.0  # a claim whose task died unretried lapses after this; a live holder releases it when done
+
+
 class Variant(BaseModel):
     id: str
     prompt_key: str
@@ -91,9 +109,10 @@ class Variants:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
-        self._deliver_unseen, self._reserve_slot, self._variants_for_seeds, self._add_variant = (
-            client.register_script(script)
-            for script in (_DELIVER_UNSEEN, _RESERVE_SLOT, _VARIANTS_FOR_SEEDS, _ADD_VARIANT))
+        (self._deliver_unseen, self._reserve_slot, self._variants_for_seeds, self._add_variant, self._claim_render,
+         self._release_render) = (
+            client.register_script(script) for script in (_DELIVER_UNSEEN, _RESERVE_SLOT, _VARIANTS_FOR_SEEDS,
+                                                          _ADD_VARIANT, _CLAIM_RENDER, _RELEASE_RENDER))
 
     async def variants_for_seeds(self, prompt_key: str, seeds: list[int]) -> list[Variant | None]:
         """Each seed's variant (None where there is none yet) in one round trip: the cache-hit path."""
@@ -110,6 +129,18 @@ class Variants:
             keys=[keys.variant(vid), keys.prompt_seeds(prompt_key), keys.prompt_variants(prompt_key),
                   keys.prompt_deliveries(prompt_key)],
             args=[vid, prompt_key, seed, asset_id, json.dumps(metadata), time.time()]))
+
+    # Single flight: one task renders a missing variant, the others that miss it wait for its add.
+
+    async def claim_render(self, prompt_key: str, seed: int, task_id: str) -> str:
+        """Claims the rendering of (prompt key, seed)'s variant for `task_id`; the claim's holder (this task if it
+        got it)."""
+        holder = await self._claim_render(keys=[keys.variant_render(prompt_key, seed)],
+                                          args=[task_id, int(RENDER_CLAIM_S * 1000)])
+        return holder.decode() if isinstance(holder, bytes) else holder
+
+    async def release_render(self, prompt_key: str, seed: int, task_id: str) -> None:
+        await self._release_render(keys=[keys.variant_render(prompt_key, seed)], args=[task_id])
 
     async def variant(self, vid: str) -> Variant | None:
         return (await self._load([vid]))[0]

@@ -24,7 +24,7 @@ from composition.schemas.images import (
 )
 from composition.store.variants import Variant, slot_seed
 from composition.store.timings import work_units
-from composition.workflows.base import TaskContext, Workflow
+from composition.workflows.base import TaskCancelled, TaskContext, Workflow
 from composition.dedup.resolve import Dedup, Resolution, scope_of
 from config.acceleration import Acceleration
 from records.checkpoints import job_digest
@@ -35,6 +35,8 @@ from models.images import decode_rgb, mask_png, outpaint_canvas, outpaint_geomet
 from models.media import DEFAULT_QUALITY, encode_image, encode_png
 from models.types import (MAX_SEED, MAX_SIDE, MAX_UPSCALED_SIDE, UPSCALE_PROMPT, Control, EditRequest, ImageRequest,
                           Lora, UpscaleRequest, adapter_key, start_step)
+
+RENDER_POLL_S = 0.1  # a task waiting for a variant that another task renders looks this often
 
 
 class ReuseFrom(BaseModel):
@@ -229,25 +231,54 @@ class ImagesWorkflow(Workflow[ImageJob]):
         return await self.result(job, await self.render(ctx, job), cache_hit=False)
 
     async def render(self, ctx: TaskContext, job: ImageJob) -> list[Variant]:
-        """Every wanted variant, rendering only those missing (concurrently, so the deployment batches them)."""
+        """Every wanted variant, rendering only those missing; one that another task is rendering (another encoding
+        or count of the same prompt) is waited for, not rendered twice: one render per (prompt key, seed)."""
         pool = self.services.variants
         variants = await pool.variants_for_seeds(job.prompt_key, job.seeds)
-        missing = [seed for seed, variant in zip(job.seeds, variants, strict=True) if variant is None]
-        if missing:
-            await ctx.stage("preparing")
-            controls, control_refs, source, mask = await self.inputs(job)
-            await ctx.wait_for(job.family, len(missing) * work_units(job.width, job.height, job.steps_run))
-            rendered = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source, mask, index == 0)
-                                              for index, seed in enumerate(missing)))
-            if job.operation == "generate":  # its kept latents: near-duplicates of this prompt start from them
-                await self.services.library.add(job.family, job.prompt_key, ctx.task_id, missing[0])
-            for seed, (result, reused) in zip(missing, rendered, strict=True):
-                await ctx.spend(job.family, result.metadata)
-                asset = await self.stored(job, result, job.shared, control_refs, reused or None)
-                metadata = result.metadata.model_dump() | {"control_maps": control_refs} | reused
-                await pool.add_variant(job.prompt_key, seed, asset.id, metadata)
+        while missing := [seed for seed, variant in zip(job.seeds, variants, strict=True) if variant is None]:
+            mine = [seed for seed in missing
+                    if await pool.claim_render(job.prompt_key, seed, ctx.task_id) == ctx.task_id]
+            try:
+                await (self._render_missing(ctx, job, mine) if mine else self._rendered_elsewhere(ctx, job, missing))
+            finally:
+                for seed in mine:
+                    await pool.release_render(job.prompt_key, seed, ctx.task_id)
             variants = await pool.variants_for_seeds(job.prompt_key, job.seeds)
         return variants
+
+    async def _render_missing(self, ctx: TaskContext, job: ImageJob, seeds: list[int]) -> None:
+        """Renders and adds the variants of `seeds` (concurrently, so the deployment batches them)."""
+        await ctx.stage("preparing")
+        controls, control_refs, source, mask = await self.inputs(job)
+        await ctx.wait_for(job.family, len(seeds) * work_units(job.width, job.height, job.steps_run))
+        rendered = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source, mask, index == 0)
+                                          for index, seed in enumerate(seeds)))
+        if job.operation == "generate":  # its kept latents: near-duplicates of this prompt start from them
+            await self.services.library.add(job.family, job.prompt_key, ctx.task_id, seeds[0])
+        for seed, (result, reused) in zip(seeds, rendered, strict=True):
+            await ctx.spend(job.family, result.metadata)
+            asset = await self.stored(job, result, job.shared, control_refs, reused or None)
+            metadata = result.metadata.model_dump() | {"control_maps": control_refs} | reused
+            await self.services.variants.add_variant(job.prompt_key, seed, asset.id, metadata)
+
+    async def _rendered_elsewhere(self, ctx: TaskContext, job: ImageJob, seeds: list[int]) -> None:
+        """Waits while other tasks render every one of `seeds`: until one of those variants is added or this task
+        claims one (its holder let go; a holder that ended without adding it loses its claim here)."""
+        await ctx.stage("preparing")
+        pool = self.services.variants
+        while True:
+            if await self.services.tasks.is_cancelled(ctx.task_id):
+                raise TaskCancelled("preparing")
+            if any(await pool.variants_for_seeds(job.prompt_key, seeds)):
+                return
+            for seed in seeds:
+                holder = await pool.claim_render(job.prompt_key, seed, ctx.task_id)
+                if holder == ctx.task_id:
+                    return
+                record = await self.services.tasks.get(holder)
+                if record is None or record.terminal:
+                    await pool.release_render(job.prompt_key, seed, holder)
+            await asyncio.sleep(RENDER_POLL_S)
 
     async def stored(self, job: ImageJob, result, shared: bool, control_refs: list[dict[str, Any]] | None = None,
                      started_from: dict[str, Any] | None = None):

@@ -1,11 +1,12 @@
 """Images over HTTP: generation (SDXL, FLUX), dedup (exact, paraphrase, salient negatives), single-flight,
 control-guided and edits, each down to the decoded PNG."""
 import concurrent.futures
+import json
 import time
 
 import pytest
 import redis
-from helpers import decode_png, on_redis, png, upload, wait_task
+from helpers import decode_png, on_redis, png, upload, wait_running, wait_task
 
 from config import keys
 
@@ -92,9 +93,20 @@ def test_concurrent_identical_requests_make_one_generation(client, redis_url):
     assert sorted(b"gpu_seconds" in record for record in records) == [False] * (len(records) - 1) + [True]
 
 
-def test_concurrent_requests_of_one_new_prompt_in_other_counts_and_formats_get_its_one_first_variant(client):
-    """Other counts and encodings are other tasks, each rendering the new prompt's first variant: the first image
-    stored is the variant, and every caller gets it (a later one was stored over it, and a repeat got another)."""
+def rendered_for(store: redis.Redis, prompt_key: str) -> set[str]:
+    """The PNG assets rendered for `prompt_key` (renditions name a parent), from their recipes."""
+    found = set()
+    for key in store.scan_iter(keys.asset_recipe("*")):
+        recipe = json.loads(store.get(key))
+        if recipe.get("prompt_key") == prompt_key and recipe.get("parent") is None:
+            found.add(key.decode().split(":")[-2])
+    return found
+
+
+def test_concurrent_requests_of_one_new_prompt_in_other_counts_and_formats_get_its_one_first_variant(client,
+                                                                                                    redis_url):
+    """Other counts and encodings are other tasks; each variant they miss is rendered once (by the task that claimed
+    it, the others wait for it) and every caller gets it: 3 renders for 4 tasks wanting 1 + 3 + 2 + 1 variants."""
     body = {"prompt": "a copper teapot on a stove, one variant", "model": "sdxl", "width": 64, "height": 64,
             "steps": 8}
     extras = [{"n": 1}, {"n": 3}, {"n": 2, "output_format": "jpeg"}, {"output_format": "webp"}]
@@ -104,11 +116,36 @@ def test_concurrent_requests_of_one_new_prompt_in_other_counts_and_formats_get_i
     firsts = [r.json()["images"][0] for r in responses]
     assert len({image["variant_id"] for image in firsts}) == 1
     assert firsts[0]["asset_id"] == firsts[1]["asset_id"]
+    variants = responses[1].json()["images"]  # n=3: every slot the tasks wanted
+    assert rendered_for(redis.Redis.from_url(redis_url), responses[0].json()["prompt_key"]) == {
+        image["asset_id"] for image in variants}
     repeat = client.post("/v1/images/generations", json=body | {"n": 1}).json()
     assert repeat["cache_hit"] and repeat["images"][0]["asset_id"] == firsts[0]["asset_id"]
     for rendition in firsts[2:]:  # the stored PNG re-encoded, found again by a repeat
         again = client.post("/v1/images/generations", json=body | {"output_format": rendition["format"]}).json()
         assert again["images"][0]["asset_id"] == rendition["asset_id"]
+
+
+def test_a_variant_whose_rendering_task_is_cancelled_is_rendered_by_the_task_waiting_for_it(client, redis_url):
+    """A second encoding of a new prompt waits for the first task's render of their one variant; when that task is
+    cancelled mid-render, the waiting task renders the variant itself and succeeds."""
+    body = {"prompt": "a brass lantern on a windowsill, handed over", "model": "sdxl", "width": 256, "height": 256,
+            "steps": 40, "seed": 5, "wait_s": 0}
+    first = client.post("/v1/images/generations", json=body).json()["task_id"]
+    wait_running(client, first)
+    second = client.post("/v1/images/generations", json=body | {"output_format": "webp"}).json()["task_id"]
+    time.sleep(0.5)
+    assert client.get(f"/v1/tasks/{second}").json()["stage"] == "preparing"  # waiting for the first task's render
+    assert client.delete(f"/v1/tasks/{first}").status_code == 200
+    task = wait_task(client, second)
+    assert (client.get(f"/v1/tasks/{first}").json()["status"], task["status"]) == ("cancelled", "succeeded")
+    image = task["result"]["images"][0]
+    response = client.get(image["url"])
+    assert image["format"] == "webp" and response.headers["content-type"] == "image/webp"
+    assert decode_png(response.content).size == (256, 256)
+    store = redis.Redis.from_url(redis_url)
+    assert len(rendered_for(store, task["result"]["prompt_key"])) == 1
+    assert store.get(keys.variant_render(task["result"]["prompt_key"], body["seed"])) is None  # released
 
 
 def test_concurrent_identical_prompts_resolve_to_one_new_key_and_exact_matches(montage, redis_url):
