@@ -107,6 +107,11 @@ def error_response(path: str, status: int, code: str, message: str, field: str |
     return JSONResponse(body, status, headers=headers)
 
 
+def invalid_json(request: Request, where: str) -> JSONResponse:
+    """A body that is not JSON (malformed, or not UTF-8): 400 naming `body` and where it broke."""
+    return error_response(request.url.path, 400, "invalid_json", f"body: invalid JSON at {where}", "body")
+
+
 def _field_of(message: str) -> str | None:
     """A model validator's message starts with the field it checks: "theme: give exactly one ..." → "theme"."""
     head = message.split(":", 1)[0]
@@ -142,8 +147,7 @@ def install(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":  # loc is ("body", character offset): say where the JSON broke
             where = first.get("loc", ("body", "?"))[-1]
             reason = (first.get("ctx") or {}).get("error", "invalid JSON")
-            return error_response(request.url.path, 400, "invalid_json",
-                                  f"body: invalid JSON at character {where}: {reason}", "body")
+            return invalid_json(request, f"character {where}: {reason}")
         location = [str(part) for part in first.get("loc", ())
                     if part not in ("body", "query", "path", "header", "[key]")]
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
@@ -161,9 +165,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if isinstance(undecodable := exc.__cause__, UnicodeDecodeError):  # FastAPI's body parse: not UTF-8 JSON
-            return error_response(request.url.path, 400, "invalid_json",
-                                  f"body: invalid JSON at byte {undecodable.start}: cannot be decoded as "
-                                  f"{undecodable.encoding}: {undecodable.reason}", "body")
+            return invalid_json(request, f"byte {undecodable.start}: cannot be decoded as {undecodable.encoding}: "
+                                         f"{undecodable.reason}")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(request.url.path, exc.status_code, code, str(exc.detail),
                               headers=getattr(exc, "headers", None))
