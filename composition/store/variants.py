@@ -1,4 +1,5 @@
-"""Variant pools: each prompt key's variants (deterministic seeds → assets), their deliveries and users' seen sets."""
+"""Variant pools: each prompt key's variants (deterministic seeds → assets), their deliveries, users' seen sets and the
+claims of the tasks rendering missing variants."""
 from __future__ import annotations
 
 import json
