@@ -235,24 +235,28 @@ class ImagesWorkflow(Workflow[ImageJob]):
         or count of the same prompt) is waited for, not rendered twice: one render per (prompt key, seed)."""
         pool = self.services.variants
         variants = await pool.variants_for_seeds(job.prompt_key, job.seeds)
+        handed: dict[int, str] = {}  # seed → the task that let go of its render, whose kept steps it goes on from
         while missing := [seed for seed, variant in zip(job.seeds, variants, strict=True) if variant is None]:
             mine = [seed for seed in missing
                     if await pool.claim_render(job.prompt_key, seed, ctx.task_id) == ctx.task_id]
             try:
-                await (self._render_missing(ctx, job, mine) if mine else self._rendered_elsewhere(ctx, job, missing))
+                if mine:
+                    await self._render_missing(ctx, job, mine, handed)
+                else:
+                    handed |= await self._rendered_elsewhere(ctx, job, missing)
             finally:
                 for seed in mine:
                     await pool.release_render(job.prompt_key, seed, ctx.task_id)
             variants = await pool.variants_for_seeds(job.prompt_key, job.seeds)
         return variants
 
-    async def _render_missing(self, ctx: TaskContext, job: ImageJob, seeds: list[int]) -> None:
+    async def _render_missing(self, ctx: TaskContext, job: ImageJob, seeds: list[int], handed: dict[int, str]) -> None:
         """Renders and adds the variants of `seeds` (concurrently, so the deployment batches them)."""
         await ctx.stage("preparing")
         controls, control_refs, source, mask = await self.inputs(job)
         await ctx.wait_for(job.family, len(seeds) * work_units(job.width, job.height, job.steps_run))
-        rendered = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source, mask, index == 0)
-                                          for index, seed in enumerate(seeds)))
+        rendered = await asyncio.gather(*(self._render_one(ctx, job, seed, controls, source, mask, index == 0,
+                                                           handed.get(seed)) for index, seed in enumerate(seeds)))
         if job.operation == "generate":  # its kept latents: near-duplicates of this prompt start from them
             await self.services.library.add(job.family, job.prompt_key, ctx.task_id, seeds[0])
         for seed, (result, reused) in zip(seeds, rendered, strict=True):
@@ -261,20 +265,23 @@ class ImagesWorkflow(Workflow[ImageJob]):
             metadata = result.metadata.model_dump() | {"control_maps": control_refs} | reused
             await self.services.variants.add_variant(job.prompt_key, seed, asset.id, metadata)
 
-    async def _rendered_elsewhere(self, ctx: TaskContext, job: ImageJob, seeds: list[int]) -> None:
+    async def _rendered_elsewhere(self, ctx: TaskContext, job: ImageJob, seeds: list[int]) -> dict[int, str]:
         """Waits while other tasks render every one of `seeds`: until one of those variants is added or this task
-        claims one (its holder let go; a holder that ended without adding it loses its claim here)."""
+        claims one (its holder let go; a holder that ended without adding it loses its claim here); the holder of
+        the seed it claimed, if it saw one."""
         await ctx.stage("preparing")
         pool = self.services.variants
+        holders: dict[int, str] = {}
         while True:
             if await self.services.tasks.is_cancelled(ctx.task_id):
                 raise TaskCancelled("preparing")
             if any(await pool.variants_for_seeds(job.prompt_key, seeds)):
-                return
+                return {}
             for seed in seeds:
                 holder = await pool.claim_render(job.prompt_key, seed, ctx.task_id)
                 if holder == ctx.task_id:
-                    return
+                    return {seed: holders[seed]} if seed in holders else {}
+                holders[seed] = holder
                 record = await self.services.tasks.get(holder)
                 if record is None or record.terminal:
                     await pool.release_render(job.prompt_key, seed, holder)
@@ -311,12 +318,26 @@ class ImagesWorkflow(Workflow[ImageJob]):
                       for spec, ref in zip(job.controls, control_refs, strict=True)])
 
     async def _render_one(self, ctx: TaskContext, job: ImageJob, seed: int, controls: list[Control],
-                          source: bytes | None, mask: bytes | None, first: bool):
+                          source: bytes | None, mask: bytes | None, first: bool, handed_from: str | None = None):
         """A variant's result, and its `reused` metadata when it started from a neighbour's latent (the first
-        variant only: the others would start from the same latent)."""
+        variant only: the others would start from the same latent); a render taken over from `handed_from` goes on
+        from that task's last kept step."""
         request = self.request_for(job, seed, controls, source, mask)
-        reused = await self._reuse(ctx, job, request) if first and job.reuse else {}
+        reused = {}
+        if handed_from:
+            await self._take_over(ctx, request, handed_from)
+        elif first and job.reuse:
+            reused = await self._reuse(ctx, job, request)
         return await self.call(job, request, ctx.task_id), reused
+
+    async def _take_over(self, ctx: TaskContext, request: ImageRequest | EditRequest | UpscaleRequest,
+                         holder: str) -> None:
+        """Starts the job from the last step state that `holder` (a task that let go of this variant mid-render)
+        kept of it: the job goes on where that task stopped, not from noise."""
+        kept = self.services.kept
+        if steps := (await kept.steps(holder)).get(request.seed):
+            if state := await kept.state(holder, request.seed, steps[-1]):
+                await kept.start(ctx.task_id, job_digest(request), state)
 
     async def _reuse(self, ctx: TaskContext, job: ImageJob, request: ImageRequest) -> dict[str, Any]:
         """Starts the job from its neighbour's kept latent at its planned step, or the library's latest before it."""

@@ -128,7 +128,8 @@ def test_concurrent_requests_of_one_new_prompt_in_other_counts_and_formats_get_i
 
 def test_a_variant_whose_rendering_task_is_cancelled_is_rendered_by_the_task_waiting_for_it(client, redis_url):
     """A second encoding of a new prompt waits for the first task's render of their one variant; when that task is
-    cancelled mid-render, the waiting task renders the variant itself and succeeds."""
+    cancelled mid-render, the waiting task renders the variant itself, going on from the last step the first task
+    kept, and succeeds."""
     body = {"prompt": "a brass lantern on a windowsill, handed over", "model": "sdxl", "width": 256, "height": 256,
             "steps": 40, "seed": 5, "wait_s": 0}
     first = client.post("/v1/images/generations", json=body).json()["task_id"]
@@ -136,6 +137,7 @@ def test_a_variant_whose_rendering_task_is_cancelled_is_rendered_by_the_task_wai
     second = client.post("/v1/images/generations", json=body | {"output_format": "webp"}).json()["task_id"]
     time.sleep(0.5)
     assert client.get(f"/v1/tasks/{second}").json()["stage"] == "preparing"  # waiting for the first task's render
+    wait_running(client, first, progress=0.45)  # past its kept step 16 (40 % of 40)
     assert client.delete(f"/v1/tasks/{first}").status_code == 200
     task = wait_task(client, second)
     assert (client.get(f"/v1/tasks/{first}").json()["status"], task["status"]) == ("cancelled", "succeeded")
@@ -144,6 +146,8 @@ def test_a_variant_whose_rendering_task_is_cancelled_is_rendered_by_the_task_wai
     assert image["format"] == "webp" and response.headers["content-type"] == "image/webp"
     assert decode_png(response.content).size == (256, 256)
     store = redis.Redis.from_url(redis_url)
+    kept = [int(field.split(b":")[-1]) for field in store.hkeys(keys.task_kept(first))]
+    assert image["metadata"]["resumed_from_step"] == max(kept) >= 16
     assert len(rendered_for(store, task["result"]["prompt_key"])) == 1
     assert store.get(keys.variant_render(task["result"]["prompt_key"], body["seed"])) is None  # released
 
