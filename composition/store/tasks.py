@@ -148,8 +148,13 @@ class TaskStore:
         await self._wait_for(keys=[keys.task(task_id), keys.task_events(task_id), keys.waiting(family)],
                              args=[family, time.time(), task_id, "" if estimate_ms is None else estimate_ms])
 
+    async def status(self, task_id: str) -> str | None:
+        """The task's status alone (None for an unknown or expired task)."""
+        found = await self.client.hget(keys.task(task_id), "status")
+        return found.decode() if found else None
+
     async def is_cancelled(self, task_id: str) -> bool:
-        return await self.client.hget(keys.task(task_id), "status") == b"cancelled"
+        return await self.status(task_id) == "cancelled"
 
     async def list(self, user_id: str | None = None, status: str | None = None, kind: str | None = None,
                    limit: int = 50) -> list[TaskRecord]:

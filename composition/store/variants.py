@@ -138,7 +138,7 @@ class Variants:
         got it)."""
         holder = await self._claim_render(keys=[keys.variant_render(prompt_key, seed)],
                                           args=[task_id, int(RENDER_CLAIM_S * 1000)])
-        return holder.decode() if isinstance(holder, bytes) else holder
+        return holder.decode()
 
     async def release_render(self, prompt_key: str, seed: int, task_id: str) -> None:
         await self._release_render(keys=[keys.variant_render(prompt_key, seed)], args=[task_id])

@@ -39,18 +39,21 @@ class TaskContext:
         await self.services.access.spend_gpu_seconds(self.user_id, seconds)
         service_metrics().gpu_seconds.inc(seconds, {"family": family, "tier": self.tier or "-"})
 
+    async def check_cancelled(self, stage: str) -> None:
+        """Raises `TaskCancelled` (naming `stage`) if the task was cancelled meanwhile."""
+        if await self.services.tasks.is_cancelled(self.task_id):
+            raise TaskCancelled(stage)
+
     async def stage(self, name: str, progress: float = 0.0) -> None:
         """Enters a stage; raises `TaskCancelled` if the task was cancelled meanwhile."""
-        if await self.services.tasks.is_cancelled(self.task_id):
-            raise TaskCancelled(name)
+        await self.check_cancelled(name)
         await self.services.tasks.set_stage(self.task_id, name, progress)
 
     async def wait_for(self, family: str, units: int) -> None:
         """The task waits for `family`'s replicas (stage "waiting", with its queue position and an ETA) until a
         replica starts its model work, `units` of it (pixel-frame-steps: `work_units`); raises `TaskCancelled` if the
         task was cancelled meanwhile."""
-        if await self.services.tasks.is_cancelled(self.task_id):
-            raise TaskCancelled("waiting")
+        await self.check_cancelled("waiting")
         cost = await self.services.timings.get(family)
         await self.services.tasks.wait_for(self.task_id, family, cost.ms(units) if cost else None)
 

@@ -24,10 +24,11 @@ from composition.schemas.images import (
 )
 from composition.store.variants import Variant, slot_seed
 from composition.store.timings import work_units
-from composition.workflows.base import TaskCancelled, TaskContext, Workflow
+from composition.workflows.base import TaskContext, Workflow
 from composition.dedup.resolve import Dedup, Resolution, scope_of
 from config.acceleration import Acceleration
 from records.checkpoints import job_digest
+from records.task_record import TERMINAL
 from models.conditioning import control_map
 from models.errors import InvalidRequest
 from models.formats import MEDIA_TYPES, ImageFormat
@@ -273,8 +274,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
         pool = self.services.variants
         holders: dict[int, str] = {}
         while True:
-            if await self.services.tasks.is_cancelled(ctx.task_id):
-                raise TaskCancelled("preparing")
+            await ctx.check_cancelled("preparing")
             if any(await pool.variants_for_seeds(job.prompt_key, seeds)):
                 return {}
             for seed in seeds:
@@ -282,8 +282,7 @@ class ImagesWorkflow(Workflow[ImageJob]):
                 if holder == ctx.task_id:
                     return {seed: holders[seed]} if seed in holders else {}
                 holders[seed] = holder
-                record = await self.services.tasks.get(holder)
-                if record is None or record.terminal:
+                if await self.services.tasks.status(holder) in (None, *TERMINAL):
                     await pool.release_render(job.prompt_key, seed, holder)
             await asyncio.sleep(RENDER_POLL_S)
 
