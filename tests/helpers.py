@@ -72,6 +72,15 @@ def wait_task(client, task_id: str, timeout_s: float = 240) -> dict:
     return task
 
 
+def wait_quiet(client, timeout_s: float = 120) -> None:
+    """Polls /v1/tasks/stats until no task is queued or running: earlier tests' work has left the replicas, so the
+    next job runs alone (a job fused with others may differ from its solo run by a level)."""
+    deadline = time.monotonic() + timeout_s
+    while (live := client.get("/v1/tasks/stats").json()["by_status"])["queued"] + live["running"]:
+        assert time.monotonic() < deadline, live
+        time.sleep(0.2)
+
+
 def slow_video(client, seed: int, steps: int = 40) -> str:
     """An SVD task (202) on a fresh upload, slow enough (`steps`) to be caught running."""
     image = upload(client, png(64, 64, seed=seed))
