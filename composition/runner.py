@@ -106,7 +106,8 @@ class TaskRunner:
             try:
                 workflow = self.workflows[record.kind]
                 job = workflow.job_type.model_validate(record.request)
-                result = await workflow.run(TaskContext(task_id, record.user_id, self.services, record.tier), job)
+                ctx = TaskContext(task_id, record.user_id, self.services, record.tier, workflow.shares)
+                result = await workflow.run(ctx, job)
             except (TaskCancelled, Cancelled):
                 return
             except STORE_DOWN:

@@ -41,7 +41,7 @@ class TaskRecord(BaseModel):
     kind: str
     status: Status
     stage: str
-    progress: float
+    progress: float = Field(description="0..1: the current stage's; a storyboard's: the whole task's, never going back")
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     created_at: float

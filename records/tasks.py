@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from redis.retry import Retry
@@ -17,6 +17,30 @@ from records.task_record import Preview
 from records.webhooks import NOTIFY, delivery_keys
 
 PREVIEW_MAX_CHARS = 128 * 1024  # a larger preview (data URL) is not kept on the record, only sent on SSE
+
+
+class Span(NamedTuple):
+    """A stage of a task of several parts (a storyboard's scenes): its share of the whole task's progress, from
+    `start` to `end`, and how many of its `parts` are done."""
+
+    start: float
+    end: float
+    parts: int
+    done: int
+
+    @classmethod
+    def of(cls, shares: dict[str, float], stage: str, done: int, parts: int) -> Span:
+        """The span of `stage` in a workflow's `shares` (stage → its share of the whole, in the order they run)."""
+        names = list(shares)
+        start = sum(shares[name] for name in names[:names.index(stage)])
+        return cls(start, start + shares[stage], max(parts, 1), done)
+
+    @property
+    def progress(self) -> float:
+        return self.start + (self.end - self.start) * min(1.0, self.done / self.parts)
+
+    def __str__(self) -> str:
+        return f"{self.start:.4f} {self.end:.4f} {self.parts} {self.done}"
 
 
 def end_wait(prefix: str) -> str:
@@ -34,20 +58,44 @@ end
 LIVE_UPDATE = NOTIFY + """
 -- KEYS: task, events channel, webhook subscriptions, deliveries, due; ARGV: progress, stage, now, event JSON,
 -- waiting-set key prefix, delivery key prefix, step, steps ('' for an update that is no model step: a new stage,
--- which has neither, nor a preview yet). Only a queued or running task changes, so a late step never moves a
--- cancelled or finished task's stage back; a task that was waiting for a model's replicas is not any more; its
--- webhook subscribers hear the stage's progress milestones. Returns the status.
+-- which has neither, nor a preview yet), span (a workflow's stage of a task of several parts, "from to parts done":
+-- the stage's share of the whole task's progress and its parts done; '' for any other update). Only a queued or
+-- running task changes, so a late step never moves a cancelled or finished task's stage back; a task that was
+-- waiting for a model's replicas is not any more; its webhook subscribers hear the stage's progress milestones.
+-- A task with a span keeps its workflow's stage through its parts' model work, and its progress is the whole
+-- task's (a step counts as that share of one part), never going back. Returns the status.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'running' then
-  redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'stage', ARGV[2], 'updated_at', ARGV[3])
+  local progress, stage, event = ARGV[1], ARGV[2], ARGV[4]
+  local span = redis.call('HGET', KEYS[1], 'span')
+  if ARGV[9] ~= '' then
+    local from, to, parts, done = string.match(ARGV[9], '^(%S+) (%S+) (%S+) (%S+)$')
+    local old = {string.match(span or '', '^(%S+) (%S+) (%S+) (%S+)$')}
+    if old[1] == from and old[2] == to and tonumber(old[4]) > tonumber(done) then done = old[4] end
+    span = table.concat({from, to, parts, done}, ' ')
+    redis.call('HSET', KEYS[1], 'span', span)
+  end
+  if span then
+    local from, to, parts, done = string.match(span, '^(%S+) (%S+) (%S+) (%S+)$')
+    local part = 0
+    if ARGV[7] ~= '' then part = tonumber(ARGV[7]) / math.max(tonumber(ARGV[8]), 1) end
+    if ARGV[9] == '' then stage = redis.call('HGET', KEYS[1], 'stage') end
+    local share = math.min(1, (tonumber(done) + part) / tonumber(parts))
+    local whole = math.floor((tonumber(from) + (tonumber(to) - tonumber(from)) * share) * 10000 + 0.5) / 10000
+    progress = math.max(tonumber(redis.call('HGET', KEYS[1], 'progress') or '0'), whole)
+    local fields = cjson.decode(event)
+    fields.progress, fields.stage = progress, stage
+    event = cjson.encode(fields)
+  end
+  redis.call('HSET', KEYS[1], 'progress', progress, 'stage', stage, 'updated_at', ARGV[3])
   if ARGV[7] ~= '' then
     redis.call('HSET', KEYS[1], 'step', ARGV[7], 'steps', ARGV[8])
   else
     redis.call('HDEL', KEYS[1], 'step', 'steps', 'preview')
   end
 """ + end_wait("ARGV[5]") + """
-  redis.call('PUBLISH', KEYS[2], ARGV[4])
-  milestones(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[3], ARGV[1], ARGV[2])
+  redis.call('PUBLISH', KEYS[2], event)
+  milestones(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[3], progress, stage)
 end
 return status
 """
@@ -133,26 +181,31 @@ return 1
 
 WAIT_FOR = """
 -- KEYS: task, events, waiting set; ARGV: family, now, id, estimated model ms ('' when unknown). Only a running task
--- waits.
+-- waits: stage "waiting" at 0, or a task of several parts (a span: LIVE_UPDATE) in its own stage and progress.
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'stage', 'waiting', 'progress', 0, 'waiting_for', ARGV[1], 'updated_at', ARGV[2],
+local stage, progress = 'waiting', 0
+if redis.call('HEXISTS', KEYS[1], 'span') == 1 then
+  local kept = redis.call('HMGET', KEYS[1], 'stage', 'progress')
+  stage, progress = kept[1], tonumber(kept[2] or '0')
+end
+redis.call('HSET', KEYS[1], 'stage', stage, 'progress', progress, 'waiting_for', ARGV[1], 'updated_at', ARGV[2],
   'estimate_ms', ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
-redis.call('PUBLISH', KEYS[2], cjson.encode({id = ARGV[3], stage = 'waiting', progress = 0, waiting_for = ARGV[1],
-  updated_at = tonumber(ARGV[2])}))
+redis.call('PUBLISH', KEYS[2], cjson.encode({id = ARGV[3], stage = stage, progress = progress,
+  waiting_for = ARGV[1], updated_at = tonumber(ARGV[2])}))
 return 1
 """
 
 
 def live_update(task_id: str, progress: float, stage: str, step: tuple[int, int] | None = None,
-                **event: Any) -> tuple[list[str], list[Any]]:
-    """(keys, args) of `LIVE_UPDATE` for one task: a model `step` (done, total) or a new stage; `event` adds fields
-    to its published event only."""
+                span: Span | None = None, **event: Any) -> tuple[list[str], list[Any]]:
+    """(keys, args) of `LIVE_UPDATE` for one task: a model `step` (done, total) or a new stage (of a task of several
+    parts: with its `span`); `event` adds fields to its published event only."""
     update = {"progress": round(progress, 4), "stage": stage, "updated_at": time.time()}
     at = {"step": step[0], "steps": step[1]} if step else {}
     return ([keys.task(task_id), keys.task_events(task_id), *delivery_keys(task_id)],
             [*update.values(), json.dumps({"id": task_id, **update, **at, **event}), keys.waiting(""),
-             keys.webhook(""), *(step or ("", ""))])
+             keys.webhook(""), *(step or ("", "")), str(span) if span else ""])
 
 
 PREVIEW = """

@@ -15,7 +15,7 @@ from config import keys
 from config.composition import LANES, Lane
 from records.webhooks import delivery_keys
 from records.task_record import STATUSES, Status, TaskRecord
-from records.tasks import CREATE, FINISH, LIVE_UPDATE, RESTORE, START, WAIT_FOR, live_update
+from records.tasks import CREATE, FINISH, LIVE_UPDATE, RESTORE, START, WAIT_FOR, Span, live_update
 
 WAITING_REFRESH_S = 2.0  # SSE: how often a waiting task's queue position and ETA are sent
 
@@ -138,9 +138,10 @@ class TaskStore:
         """Adds device seconds to the task's `gpu_seconds`."""
         await self.client.hincrbyfloat(keys.task(task_id), "gpu_seconds", seconds)
 
-    async def set_stage(self, task_id: str, stage: str, progress: float = 0.0) -> None:
-        """Stage and progress of a live task (a cancelled or finished one keeps its own), with its event."""
-        await self._live_update(*live_update(task_id, progress, stage))
+    async def set_stage(self, task_id: str, stage: str, progress: float = 0.0, span: Span | None = None) -> None:
+        """Stage and progress of a live task (a cancelled or finished one keeps its own), with its event; a task of
+        several parts gives its stage's `span` (and its progress is the whole task's: `LIVE_UPDATE`)."""
+        await self._live_update(*live_update(task_id, span.progress if span else progress, stage, span=span))
 
     async def wait_for(self, task_id: str, family: str, estimate_ms: float | None) -> None:
         """The task now waits for `family`'s replicas (stage "waiting") until one starts its model work, which is

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from composition.metrics import service_metrics
 from config import keys
 from config.composition import QuotaKind
+from records.tasks import Span
 
 if TYPE_CHECKING:
     from composition.services import Services
@@ -28,6 +29,7 @@ class TaskContext:
     user_id: str
     services: Services
     tier: str = ""  # the API key's tier ("" with auth off)
+    shares: dict[str, float] | None = None  # the workflow's `shares`: its progress is the whole task's
 
     async def spend(self, family: str, metadata: Any) -> None:
         """Accounts a model result's device seconds (`metadata.gpu_seconds`) to the task, its user's day
@@ -44,10 +46,12 @@ class TaskContext:
         if await self.services.tasks.is_cancelled(self.task_id):
             raise TaskCancelled(stage)
 
-    async def stage(self, name: str, progress: float = 0.0) -> None:
-        """Enters a stage; raises `TaskCancelled` if the task was cancelled meanwhile."""
+    async def stage(self, name: str, done: int = 0, parts: int = 1) -> None:
+        """Enters a stage of `parts` parts, or counts those `done`; raises `TaskCancelled` if the task was cancelled
+        meanwhile. Progress is the stage's (done / parts), or with `shares` the whole task's."""
         await self.check_cancelled(name)
-        await self.services.tasks.set_stage(self.task_id, name, progress)
+        span = Span.of(self.shares, name, done, parts) if self.shares else None
+        await self.services.tasks.set_stage(self.task_id, name, done / max(parts, 1), span)
 
     async def wait_for(self, family: str, units: int) -> None:
         """The task waits for `family`'s replicas (stage "waiting", with its queue position and an ETA) until a
@@ -76,6 +80,9 @@ class Workflow(Generic[J]):
     kind: ClassVar[str]
     job_type: ClassVar[type[BaseModel]]
     quota: ClassVar[QuotaKind | None] = None  # the caller's daily quota each new task takes from
+    # A task of several parts: each stage's share of its whole progress, in the order they run (the parts' model
+    # steps move it within the stage, and it never goes back); None: progress is each stage's own
+    shares: ClassVar[dict[str, float] | None] = None
 
     def __init__(self, services: Services) -> None:
         self.services = services

@@ -51,6 +51,9 @@ class StoryboardsWorkflow(Workflow[StoryboardJob]):
     kind = "storyboard"
     job_type = StoryboardJob
     quota = "storyboards"
+    # The whole storyboard's progress: on a GPU the clips are most of its time (BENCHMARKS.md: a Wan clip takes
+    # minutes, a FLUX keyframe seconds)
+    shares = {"scenes": 0.05, "keyframes": 0.15, "clips": 0.75, "joining": 0.04, "exporting": 0.01}
 
     def __init__(self, services, videos: VideosWorkflow) -> None:
         super().__init__(services)
@@ -108,7 +111,7 @@ class StoryboardsWorkflow(Workflow[StoryboardJob]):
 
     async def _each(self, ctx: TaskContext, stage: str, scenes: list[Scene], make) -> list[str]:
         """One asset per scene, cached per scene; scenes run concurrently so the deployments batch them."""
-        await ctx.stage(stage)
+        await ctx.stage(stage, 0, len(scenes))
         done = 0
 
         async def one(index: int, scene: Scene) -> str:
@@ -119,7 +122,7 @@ class StoryboardsWorkflow(Workflow[StoryboardJob]):
                 asset_id = await make(index, scene)
                 await ctx.save_step(step, asset_id)
             done += 1
-            await ctx.stage(stage, done / len(scenes))
+            await ctx.stage(stage, done, len(scenes))
             return asset_id
 
         return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(scenes))))

@@ -133,9 +133,19 @@ def test_prompt_optimize_answers_with_the_models_own_words_and_takes_chinese_mod
 
 
 def test_storyboard_makes_scenes_keyframes_clips_one_video_and_exports(client):
+    """... and its progress is the whole storyboard's: its own stages in order, never going back, while its scenes'
+    model steps arrive as step events (the replicas' own stages never replace the storyboard's)."""
     body = {"theme": "a fox learns to fly", "num_scenes": 3, "scene_seconds": 1, "fps": 4, "style": "ink"}
     response = client.post("/v1/storyboards", json=body)
     assert response.status_code == 202
+    with client.stream("GET", f"/v1/tasks/{response.json()['task_id']}/events") as stream:
+        events = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: ")]
+    staged = [event for event in events if event.get("stage")]
+    stages = list(dict.fromkeys(event["stage"] for event in staged))
+    assert stages == ["scenes", "keyframes", "clips", "joining", "exporting", "succeeded"], stages
+    progress = [event["progress"] for event in staged]
+    assert progress == sorted(progress) and progress[-1] == 1 and len(set(progress)) >= 8, progress
+    assert {event["stage"] for event in staged if event.get("step")} == {"keyframes", "clips"}
     task = wait_task(client, response.json()["task_id"])
     assert task["status"] == "succeeded", task
     result = task["result"]

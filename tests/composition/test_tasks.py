@@ -1,4 +1,5 @@
 """Tasks over HTTP: SSE progress, cancellation between steps, listing and stats."""
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -145,6 +146,54 @@ def test_late_progress_never_moves_a_cancelled_task_back(redis_url):
 
     reported, task = on_redis(redis_url, run)
     assert reported is True and (task.status, task.stage, task.progress) == ("cancelled", "cancelled", 0.3)
+
+
+def test_a_task_of_several_parts_keeps_its_stage_and_its_whole_progress_never_goes_back(redis_url):
+    """With a workflow's shares (a storyboard's), a stage's parts done and their model steps move the whole task's
+    progress within the stage's share; a part's replica (its start, its steps, their stage) and a wait for a model
+    keep the workflow's stage, counts of parts done that arrive out of order keep the larger, and every published
+    event says what the record says."""
+    from composition.store.tasks import TaskStore
+    from records.tasks import ProgressReporter, Span
+
+    shares = {"scenes": 0.2, "frames": 0.4, "clips": 0.4}
+
+    async def run(client):
+        store, reporter = TaskStore(client), ProgressReporter(redis_url)
+        task_id, _ = await store.create("storyboard", {"x": 1}, user_id="parts")
+        await store.start(task_id, 3)
+        events = client.pubsub()
+        await events.subscribe(keys.task_events(task_id))
+        await events.get_message(timeout=1)  # the subscription's confirmation
+        seen = []
+
+        async def then(update) -> None:
+            await update
+            task = await store.get(task_id)
+            event = json.loads((await events.get_message(timeout=2))["data"])
+            assert (event["stage"], event["progress"]) == (task.stage, task.progress), (event, task)
+            seen.append((task.stage, task.progress, task.step, task.waiting_for))
+
+        async def at(update) -> None:  # a replica's (blocking) report, off the event loop
+            await asyncio.to_thread(update)
+
+        await then(store.set_stage(task_id, "frames", span=Span.of(shares, "frames", 0, 4)))
+        await then(at(lambda: reporter.started([task_id], "denoising")))
+        await then(at(lambda: reporter.report(task_id, 1, 2, "denoising")))
+        await then(store.set_stage(task_id, "frames", span=Span.of(shares, "frames", 2, 4)))
+        await then(store.set_stage(task_id, "frames", span=Span.of(shares, "frames", 1, 4)))  # late: 2 stay done
+        await then(at(lambda: reporter.report(task_id, 1, 2, "denoising")))
+        await then(store.wait_for(task_id, "wan", None))
+        await then(at(lambda: reporter.report(task_id, 2, 2, "animating")))
+        await then(store.set_stage(task_id, "clips", span=Span.of(shares, "clips", 0, 2)))
+        await then(at(lambda: reporter.report(task_id, 1, 4, "animating")))
+        await events.aclose()
+        return seen
+
+    assert on_redis(redis_url, run) == [
+        ("frames", 0.2, None, None), ("frames", 0.2, None, None), ("frames", 0.25, 1, None),
+        ("frames", 0.4, None, None), ("frames", 0.4, None, None), ("frames", 0.45, 1, None),
+        ("frames", 0.45, 1, "wan"), ("frames", 0.5, 2, None), ("clips", 0.6, None, None), ("clips", 0.65, 1, None)]
 
 
 def test_a_task_waiting_for_a_busy_model_shows_its_queue_position_and_eta(client):
