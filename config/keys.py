@@ -2,10 +2,11 @@
 
 | key | type | holds |
 |---|---|---|
-| task:{id} | hash | id, kind, status, stage, progress, step, steps, preview (live only, bounded), request, result, error, user_id, lane, weight, attempts, timestamps, waiting_for, gpu_seconds |
+| task:{id} | hash | id, kind, status, stage, progress, span (a stage of a task of several parts), step, steps, preview (live only, bounded), request, result, error, user_id, lane, weight, attempts, timestamps, waiting_for, gpu_seconds |
 | task:{id}:events | pub/sub channel | progress and status updates of one task (JSON), for waiters and SSE |
 | task:{id}:steps | hash | a workflow's finished steps (scenes, keyframes, clips, ...), so a retried task resumes |
 | task:{id}:checkpoints | hash | request digest → a denoising job's step state (safetensors), so a retried job resumes |
+| task:{id}:parts | hash | job digest → its share of steps done, in the current stage of a task of several parts (a storyboard) |
 | task:{id}:kept | hash | "{seed}:{step}" → a job's step state kept for forks (expires `fork_ttl_s` after its write) |
 | task:{id}:webhooks | hash | subscription id → webhook subscription (JSON: url, events, user, signing key) |
 | task:{id}:deliveries | list | the task's webhook delivery ids, in order |
@@ -72,6 +73,10 @@ def task_steps(task_id: str) -> str:
 
 def task_checkpoints(task_id: str) -> str:
     return _key("task", task_id, "checkpoints")
+
+
+def task_parts(task_id: str) -> str:
+    return _key("task", task_id, "parts")
 
 
 def task_kept(task_id: str) -> str:

@@ -63,7 +63,8 @@ class GroupSteps:
 
     def on_step(self, boundary: Boundary) -> None:
         done, total, resumed_from = boundary.progress
-        cancelled = [self.progress.report(task_id, done, total, self.stage, resumed_from) for task_id in self.task_ids]
+        cancelled = [self.progress.report(task_id, done, total, self.stage, resumed_from, digest)
+                     for task_id, digest in zip(self.task_ids, self.digests, strict=True)]
         if all(cancelled):
             raise Cancelled(f"{self.stage} cancelled at step {boundary.done}/{boundary.total}")
         if self._hand_back(boundary):

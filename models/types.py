@@ -15,6 +15,7 @@ from models.formats import VideoFormat
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
 MAX_SIDE = 2048  # the widest or tallest frame any request may ask
+MAX_FRAMES = 129  # the most frames of one clip (Wan's 4·32 + 1)
 ControlType = Literal["canny", "depth", "segmentation", "scribble", "tile"]
 PromptMode = Literal["general", "artistic", "cinematic"]
 PromptTarget = Literal["image", "video"]
@@ -227,7 +228,7 @@ class VideoRequest(_Sized):
 
     image: bytes = Field(repr=False)
     prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
-    num_frames: int = Field(ge=2, le=129)
+    num_frames: int = Field(ge=2, le=MAX_FRAMES)
     fps: int = Field(ge=1, le=60)
     gif: bool = False
     output_format: VideoFormat = "mp4"

@@ -56,14 +56,16 @@ end
 
 
 LIVE_UPDATE = NOTIFY + """
--- KEYS: task, events channel, webhook subscriptions, deliveries, due; ARGV: progress, stage, now, event JSON,
+-- KEYS: task, events channel, webhook subscriptions, deliveries, due, parts; ARGV: progress, stage, now, event JSON,
 -- waiting-set key prefix, delivery key prefix, step, steps ('' for an update that is no model step: a new stage,
 -- which has neither, nor a preview yet), span (a workflow's stage of a task of several parts, "from to parts done":
--- the stage's share of the whole task's progress and its parts done; '' for any other update). Only a queued or
--- running task changes, so a late step never moves a cancelled or finished task's stage back; a task that was
--- waiting for a model's replicas is not any more; its webhook subscribers hear the stage's progress milestones.
--- A task with a span keeps its workflow's stage through its parts' model work, and its progress is the whole
--- task's (a step counts as that share of one part), never going back. Returns the status.
+-- the stage's share of the whole task's progress and its parts done; '' for any other update), part (the job whose
+-- step this is). Only a queued or running task changes, so a late step never moves a cancelled or finished task's
+-- stage back; a task that was waiting for a model's replicas is not any more; its webhook subscribers hear the
+-- stage's progress milestones. A task with a span keeps its workflow's stage through its parts' model work, and its
+-- progress is the whole task's, never going back: the stage's share times its parts done (as its workflow counts
+-- them) and the steps done of those still running, over its parts; its subscribers hear the whole task's milestones.
+-- Returns the status.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'running' then
   local progress, stage, event = ARGV[1], ARGV[2], ARGV[4]
@@ -71,16 +73,25 @@ if status == 'queued' or status == 'running' then
   if ARGV[9] ~= '' then
     local from, to, parts, done = string.match(ARGV[9], '^(%S+) (%S+) (%S+) (%S+)$')
     local old = {string.match(span or '', '^(%S+) (%S+) (%S+) (%S+)$')}
-    if old[1] == from and old[2] == to and tonumber(old[4]) > tonumber(done) then done = old[4] end
+    if old[1] ~= from or old[2] ~= to then
+      redis.call('DEL', KEYS[6])  -- a new stage: new parts
+    elseif tonumber(old[4]) > tonumber(done) then
+      done = old[4]  -- a count of parts done that arrived late
+    end
     span = table.concat({from, to, parts, done}, ' ')
     redis.call('HSET', KEYS[1], 'span', span)
   end
   if span then
     local from, to, parts, done = string.match(span, '^(%S+) (%S+) (%S+) (%S+)$')
-    local part = 0
-    if ARGV[7] ~= '' then part = tonumber(ARGV[7]) / math.max(tonumber(ARGV[8]), 1) end
+    if ARGV[7] ~= '' and ARGV[10] ~= '' then
+      redis.call('HSET', KEYS[6], ARGV[10], tonumber(ARGV[7]) / math.max(tonumber(ARGV[8]), 1))
+    end
     if ARGV[9] == '' then stage = redis.call('HGET', KEYS[1], 'stage') end
-    local share = math.min(1, (tonumber(done) + part) / tonumber(parts))
+    local running = 0  -- the parts not done yet: their share of steps done (a part counts once the workflow says)
+    for _, share in ipairs(redis.call('HVALS', KEYS[6])) do
+      if tonumber(share) < 1 then running = running + tonumber(share) end
+    end
+    local share = math.min(1, (tonumber(done) + running) / tonumber(parts))
     local whole = math.floor((tonumber(from) + (tonumber(to) - tonumber(from)) * share) * 10000 + 0.5) / 10000
     progress = math.max(tonumber(redis.call('HGET', KEYS[1], 'progress') or '0'), whole)
     local fields = cjson.decode(event)
@@ -95,7 +106,7 @@ if status == 'queued' or status == 'running' then
   end
 """ + end_wait("ARGV[5]") + """
   redis.call('PUBLISH', KEYS[2], event)
-  milestones(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[3], progress, stage)
+  milestones(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[3], progress, stage, span and 'task' or stage)
 end
 return status
 """
@@ -147,9 +158,9 @@ return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
 
 FINISH = NOTIFY + """
--- KEYS: task, stats, events, checkpoints, webhook subscriptions, deliveries, due; ARGV: status, field, value, now,
--- ttl, allowed previous statuses (csv), waiting prefix, delivery prefix. The task's step checkpoints and preview go
--- with it; its webhook subscribers are told.
+-- KEYS: task, stats, events, checkpoints, webhook subscriptions, deliveries, due, parts; ARGV: status, field, value,
+-- now, ttl, allowed previous statuses (csv), waiting prefix, delivery prefix. The task's step checkpoints, preview
+-- and parts go with it; its webhook subscribers are told.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or not string.find(',' .. ARGV[6] .. ',', ',' .. status .. ',', 1, true) then return 0 end
 redis.call('HINCRBY', KEYS[2], status, -1)
@@ -158,9 +169,9 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'stage', ARGV[1], 'updated_at', A
 """ + end_wait("ARGV[7]") + """
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
 if ARGV[1] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
-redis.call('HDEL', KEYS[1], 'preview')
+redis.call('HDEL', KEYS[1], 'preview', 'span')
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('DEL', KEYS[4])
+redis.call('DEL', KEYS[4], KEYS[8])
 ended(KEYS[1], KEYS[5], KEYS[6], KEYS[7], ARGV[8], ARGV[4], ARGV[5])
 redis.call('PUBLISH', KEYS[3], cjson.encode({id = redis.call('HGET', KEYS[1], 'id'), status = ARGV[1]}))
 return 1
@@ -198,14 +209,14 @@ return 1
 
 
 def live_update(task_id: str, progress: float, stage: str, step: tuple[int, int] | None = None,
-                span: Span | None = None, **event: Any) -> tuple[list[str], list[Any]]:
-    """(keys, args) of `LIVE_UPDATE` for one task: a model `step` (done, total) or a new stage (of a task of several
-    parts: with its `span`); `event` adds fields to its published event only."""
+                span: Span | None = None, part: str = "", **event: Any) -> tuple[list[str], list[Any]]:
+    """(keys, args) of `LIVE_UPDATE` for one task: a model `step` (done, total) of its job `part`, or a new stage (of
+    a task of several parts: with its `span`); `event` adds fields to its published event only."""
     update = {"progress": round(progress, 4), "stage": stage, "updated_at": time.time()}
     at = {"step": step[0], "steps": step[1]} if step else {}
-    return ([keys.task(task_id), keys.task_events(task_id), *delivery_keys(task_id)],
+    return ([keys.task(task_id), keys.task_events(task_id), *delivery_keys(task_id), keys.task_parts(task_id)],
             [*update.values(), json.dumps({"id": task_id, **update, **at, **event}), keys.waiting(""),
-             keys.webhook(""), *(step or ("", "")), str(span) if span else ""])
+             keys.webhook(""), *(step or ("", "")), str(span) if span else "", part])
 
 
 PREVIEW = """
@@ -231,14 +242,16 @@ class ProgressReporter:
         self._update = self.client.register_script(LIVE_UPDATE) if self.client else None
         self._preview = self.client.register_script(PREVIEW) if self.client else None
 
-    def report(self, task_id: str | None, done: int, total: int, stage: str, resumed_from: int = 0) -> bool:
-        """Records one step (its event says `step` of `steps`, and `resumed_from_step` when the job resumed from a
-        checkpoint); True when the task has been cancelled meanwhile."""
+    def report(self, task_id: str | None, done: int, total: int, stage: str, resumed_from: int = 0,
+               part: str = "") -> bool:
+        """Records one step of the task's job `part` (its event says `step` of `steps`, and `resumed_from_step` when
+        the job resumed from a checkpoint); True when the task has been cancelled meanwhile."""
         if self.client is None or task_id is None:
             return False
         event: dict[str, Any] = {"resumed_from_step": resumed_from} if resumed_from else {}
         try:
-            status = self._update(*live_update(task_id, done / max(total, 1), stage, (done, total), **event))
+            status = self._update(*live_update(task_id, done / max(total, 1), stage, (done, total), part=part,
+                                               **event))
         except (redis.ConnectionError, redis.TimeoutError):  # progress is best effort: Redis restarting
             return False
         return status == b"cancelled"

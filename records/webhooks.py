@@ -72,9 +72,10 @@ local function ended(task, subs, list, due, prefix, now, ttl)
   redis.call('EXPIRE', list, ttl)
 end
 
--- milestones(task, subscriptions, deliveries, due, prefix, now, progress, stage): task.progress for each milestone
--- the stage has reached, with the model step that reached it; one EXISTS for a task nobody subscribed to.
-local function milestones(task, subs, list, due, prefix, now, progress, stage)
+-- milestones(task, subscriptions, deliveries, due, prefix, now, progress, stage, scope): task.progress for each
+-- milestone the scope (the stage, or the whole task) has reached, with the model step that reached it; one EXISTS
+-- for a task nobody subscribed to.
+local function milestones(task, subs, list, due, prefix, now, progress, stage, scope)
   if redis.call('EXISTS', subs) == 0 then return end
   local f = redis.call('HMGET', task, 'id', 'kind', 'step', 'steps')
   local head = '{"id":' .. cjson.encode(f[1]) .. ',"kind":' .. cjson.encode(f[2])
@@ -82,7 +83,7 @@ local function milestones(task, subs, list, due, prefix, now, progress, stage)
   if f[3] then head = head .. ',"step":' .. f[3] .. ',"steps":' .. f[4] end
   for _, m in ipairs({""" + ", ".join(map(str, MILESTONES)) + """}) do
     if tonumber(progress) >= m then
-      notify(task, subs, list, due, prefix, now, 'progress', 'task.progress', stage .. '@' .. m,
+      notify(task, subs, list, due, prefix, now, 'progress', 'task.progress', scope .. '@' .. m,
         head .. ',"progress":' .. m .. '}')
     end
   end

@@ -31,6 +31,7 @@ from composition.workflows.storyboards import clip_frames
 from models.errors import InvalidRequest
 from models.formats import MEDIA_TYPES
 from models.media import decode_mp4
+from models.types import MAX_FRAMES
 from records.task_record import TaskRecord
 
 router = APIRouter(prefix="/openai/v1/videos", tags=["openai"])
@@ -54,9 +55,9 @@ async def create(body: Annotated[OpenAIVideoCreate, Form(media_type="multipart/f
     if body.seconds is not None:
         fps, multiple = services.defaults_of(family).fps, (await services.info(family))["frame_multiple"]
         frames = clip_frames(int(body.seconds), fps, multiple)
-        if not 2 <= frames <= 129:
+        if not 2 <= frames <= MAX_FRAMES:
             raise InvalidRequest("seconds", f"{body.seconds} s is {frames} frames at {fps} fps; {family} makes 2 to "
-                                            f"129")
+                                            f"{MAX_FRAMES}")
     native = body.to_native(family, image, frames)
     return await _submitted(services, principal, workflows, native, idempotency_key)
 

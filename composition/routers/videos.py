@@ -11,7 +11,7 @@ from composition.deps import IdempotencyKey, ServicesDep, WorkflowsDep
 from composition.schemas.common import Accepted, VideoModel
 from composition.schemas.videos import VideoEstimate, VideoGeneration, VideoOut
 from composition.submit import submit
-from models.types import Side
+from models.types import MAX_FRAMES, Side
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -24,7 +24,7 @@ async def generations(body: VideoGeneration, services: ServicesDep, workflows: W
 
 @router.get("/estimate")
 async def estimate(workflows: WorkflowsDep, model: VideoModel = "svd",
-                   num_frames: Annotated[int | None, Query(ge=2, le=129)] = None,
+                   num_frames: Annotated[int | None, Query(ge=2, le=MAX_FRAMES)] = None,
                    steps: Annotated[int | None, Query(ge=1, le=100)] = None,
                    width: Annotated[Side | None, Query()] = None,
                    height: Annotated[Side | None, Query()] = None) -> VideoEstimate:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, model_validator
 from composition.schemas.common import (AccelerationOption, AssetId, AssetRef, Id, Seed, TaskBody, VideoModel,
                                         check_acceleration, wait_field)
 from models.formats import VideoFormat
-from models.types import Side
+from models.types import MAX_FRAMES, Side
 
 
 class VideoOptions(TaskBody):
@@ -16,7 +16,7 @@ class VideoOptions(TaskBody):
 
     prompt: str = Field(default="", max_length=2000)
     model: VideoModel = "svd"
-    num_frames: int | None = Field(default=None, ge=2, le=129)
+    num_frames: int | None = Field(default=None, ge=2, le=MAX_FRAMES)
     fps: int | None = Field(default=None, ge=1, le=60)
     steps: int | None = Field(default=None, ge=1, le=100)
     seed: Seed = 0

@@ -129,7 +129,7 @@ class TaskStore:
     async def _transition(self, task_id: str, status: Status, field: str, value: Any, allowed: tuple[str, ...]) -> bool:
         done = await self._finish(
             keys=[keys.task(task_id), keys.task_stats(), keys.task_events(task_id), keys.task_checkpoints(task_id),
-                  *delivery_keys(task_id)],
+                  *delivery_keys(task_id), keys.task_parts(task_id)],
             args=[status, field, json.dumps(value) if field else "", time.time(), self.task_ttl_s, ",".join(allowed),
                   keys.waiting(""), keys.webhook("")])
         return bool(done)

@@ -11,10 +11,12 @@ from pydantic import BaseModel, Field
 from composition.credentials.recipe import Recipe
 from composition.schemas.common import AssetRef
 from composition.schemas.storyboards import StoryboardBody, StoryboardOut
+from composition.store.timings import work_units
 from composition.workflows.base import TaskContext, Workflow
 from composition.workflows.videos import Keyframe, VideosWorkflow
 from models.media import concat_mp4, decode_mp4, frames_to_gif
-from models.types import Scene, StoryboardRequest
+from models.errors import InvalidRequest
+from models.types import MAX_FRAMES, Scene, StoryboardRequest
 
 
 def scene_prompt(scene: Scene, style: str | None) -> str:
@@ -26,6 +28,11 @@ def clip_frames(seconds: float, fps: int, frame_multiple: int) -> int:
     """Frames for a scene, rounded to what the video model accepts (k·multiple + 1)."""
     steps = max(1, round(seconds * fps / frame_multiple))
     return steps * frame_multiple + 1
+
+
+def longest_clip(frame_multiple: int) -> int:
+    """The most frames of a clip the video model accepts (k·multiple + 1 ≤ `MAX_FRAMES`)."""
+    return (MAX_FRAMES - 1) // frame_multiple * frame_multiple + 1
 
 
 class StoryboardJob(BaseModel):
@@ -60,18 +67,29 @@ class StoryboardsWorkflow(Workflow[StoryboardJob]):
         self.videos = videos
 
     async def plan(self, body: StoryboardBody) -> StoryboardJob:
-        """Checks the size against both FLUX (keyframes) and Wan (clips) before queueing."""
+        """Checks the size against both FLUX (keyframes) and Wan (clips), and the clips' length, before queueing."""
         defaults = self.services.defaults_of("wan")
         width, height = body.width or defaults.width, body.height or defaults.height
         for family in ("flux", "wan"):
             await self.services.check_size(family, width, height)
-        return StoryboardJob(llm=body.llm_request(), scene_seconds=body.scene_seconds, fps=body.fps or defaults.fps,
-                             width=width, height=height, owner=body.user_id or "")
+        fps = body.fps or defaults.fps
+        if body.scene_seconds is not None:
+            multiple = (await self.services.info("wan"))["frame_multiple"]
+            if (frames := clip_frames(body.scene_seconds, fps, multiple)) > longest_clip(multiple):
+                longest = longest_clip(multiple) / fps
+                raise InvalidRequest("scene_seconds", f"{body.scene_seconds:g} s at {fps} fps is {frames} frames; a "
+                                                      f"clip has at most {MAX_FRAMES} ({longest:.1f} s at {fps} fps)")
+        return StoryboardJob(llm=body.llm_request(), scene_seconds=body.scene_seconds, fps=fps, width=width,
+                             height=height, owner=body.user_id or "")
 
     async def run(self, ctx: TaskContext, job: StoryboardJob) -> dict[str, Any]:
         scenes, fallback = await self._scenes(ctx, job)
-        keyframes = await self._each(ctx, "keyframes", scenes, lambda i, s: self._keyframe(ctx, job, i, s))
-        clips = await self._each(ctx, "clips", scenes, lambda i, s: self._clip(ctx, job, i, s, keyframes[i]))
+        flux, wan = self.services.defaults_of("flux"), self.services.defaults_of("wan")
+        keyframes = await self._each(ctx, "keyframes", scenes, lambda i, s: self._keyframe(ctx, job, i, s),
+                                     "flux", len(scenes) * work_units(job.width, job.height, flux.steps))
+        frames = [await self._frames(job, scene) for scene in scenes]
+        clips = await self._each(ctx, "clips", scenes, lambda i, s: self._clip(ctx, job, i, s, keyframes[i], frames[i]),
+                                 "wan", sum(work_units(job.width, job.height, wan.steps, f) for f in frames))
         await ctx.stage("joining")
         assets, owner, fps = self.services.assets, job.owner, job.fps
         joined = await asyncio.to_thread(concat_mp4, [await self.services.asset_bytes(c, "clips", owner)
@@ -109,9 +127,12 @@ class StoryboardsWorkflow(Workflow[StoryboardJob]):
             await ctx.save_step("scenes", cached)
         return [Scene.model_validate(scene) for scene in cached["scenes"]], cached["fallback"]
 
-    async def _each(self, ctx: TaskContext, stage: str, scenes: list[Scene], make) -> list[str]:
-        """One asset per scene, cached per scene; scenes run concurrently so the deployments batch them."""
+    async def _each(self, ctx: TaskContext, stage: str, scenes: list[Scene], make, family: str,
+                    units: int) -> list[str]:
+        """One asset per scene, cached per scene; scenes run concurrently so the deployments batch them. The task
+        waits for `family`'s replicas (`units` of work in all) until a scene's model work starts."""
         await ctx.stage(stage, 0, len(scenes))
+        await ctx.wait_for(family, units)
         done = 0
 
         async def one(index: int, scene: Scene) -> str:
@@ -133,9 +154,13 @@ class StoryboardsWorkflow(Workflow[StoryboardJob]):
                          guidance=defaults.guidance, seed=index)
         return await self.videos.render_keyframe(ctx, frame, job.width, job.height, job.owner)
 
-    async def _clip(self, ctx: TaskContext, job: StoryboardJob, index: int, scene: Scene, keyframe: str) -> str:
-        frames = clip_frames(job.scene_seconds or scene.duration_s, job.fps,
-                             (await self.services.info("wan"))["frame_multiple"])
+    async def _frames(self, job: StoryboardJob, scene: Scene) -> int:
+        """A scene's clip frames at the job's rate; a longer scene than the longest clip gets the longest."""
+        multiple = (await self.services.info("wan"))["frame_multiple"]
+        return min(clip_frames(job.scene_seconds or scene.duration_s, job.fps, multiple), longest_clip(multiple))
+
+    async def _clip(self, ctx: TaskContext, job: StoryboardJob, index: int, scene: Scene, keyframe: str,
+                    frames: int) -> str:
         clip = await self.videos.job(keyframe, "wan", owner=job.owner, prompt=scene.description, num_frames=frames,
                                      fps=job.fps, seed=index, gif=False, width=job.width, height=job.height)
         return (await self.videos.animate(ctx, clip))["video"]["asset_id"]

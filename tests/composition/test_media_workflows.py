@@ -5,6 +5,7 @@ import pytest
 from helpers import decode_png, on_redis, png, upload, wait_task
 from test_images import fetch_png
 
+from composition.workflows.storyboards import clip_frames
 from models.media import read_mp4
 
 GIF_HEADER = b"GIF89a"
@@ -166,6 +167,24 @@ def test_storyboard_makes_scenes_keyframes_clips_one_video_and_exports(client):
     assert [s["description"] for s in exported["scenes"]] == [s["description"] for s in result["scenes"]]
     text = fetch(client, result["export"]["text"], "text/plain").decode()
     assert text.count("SCENE ") == 3
+
+
+def test_a_storyboards_clips_stay_within_the_longest_clip(client):
+    """A clip has at most 129 frames: `scene_seconds` × `fps` past it is a 422 naming `scene_seconds` before any task
+    exists; the LLM's own longer scenes at a high rate are cut to the longest clip (they failed after 3 attempts)."""
+    before = client.get("/v1/tasks/stats").json()["by_status"]["queued"]
+    refused = client.post("/v1/storyboards", json={"theme": "a quiet pond", "scene_seconds": 4.4, "fps": 30})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "scene_seconds", refused.text
+    assert "133 frames" in refused.json()["error"]["message"]
+    assert client.get("/v1/tasks/stats").json()["by_status"]["queued"] == before
+    response = client.post("/v1/storyboards", json={"theme": "a quiet pond at dusk", "num_scenes": 2, "fps": 30})
+    assert response.status_code == 202, response.text
+    task = wait_task(client, response.json()["task_id"])
+    assert task["status"] == "succeeded", task
+    result, multiple = task["result"], client.get("/v1/info").json()["models"]["wan"]["frame_multiple"]
+    assert not result["fallback"] and max(s["duration_s"] for s in result["scenes"]) * 30 > 129  # a cut happens
+    frames = [read_mp4(fetch(client, clip, "video/mp4")).num_frames for clip in result["clips"]]
+    assert frames == [min(clip_frames(s["duration_s"], 30, multiple), 129) for s in result["scenes"]]
 
 
 def test_storyboard_needs_exactly_one_of_theme_or_script(client):

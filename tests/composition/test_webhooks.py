@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 import redis
-from helpers import Receiver, free_port, png, upload, wait_running, webhook_secret
+from helpers import Receiver, free_port, png, upload, wait_running, wait_task, webhook_secret
 from secured import TIERS, bearer
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -91,6 +91,29 @@ def test_progress_milestones_and_cancel_reach_a_filtered_receiver(client, redis_
     assert [e["type"] for e in events if e["type"] not in ("task.progress", "task.cancelled")] == []
     listed = {d["id"]: d for d in hooks[0]["deliveries"]}
     assert {headers["webhook-id"] for headers, _, _ in receiver.accepted()} <= set(listed)
+
+
+def test_a_storyboards_progress_milestones_are_of_the_whole_task_each_once(client, redis_url):
+    """A storyboard's progress is the whole task's: its subscribers hear 25, 50 and 75 % once each, in the stage
+    that reached them (with its stages' shares, all in `clips`), never again in a later stage, then its success."""
+    receiver = Receiver().start()
+    try:
+        body = {"theme": "a lantern festival", "num_scenes": 2, "scene_seconds": 1, "fps": 4,
+                "webhook_url": receiver.url, "webhook_events": ["progress", "succeeded"]}
+        task_id = client.post("/v1/storyboards", json=body).json()["task_id"]
+        assert wait_task(client, task_id)["status"] == "succeeded"
+        deadline = time.monotonic() + 30
+        while not all(d["status"] == "delivered" for hook in client.get(f"/v1/tasks/{task_id}").json()["webhooks"]
+                      for d in hook["deliveries"]):  # every delivery made, the success included
+            assert time.monotonic() < deadline, receiver.received
+            time.sleep(0.1)
+    finally:
+        receiver.stop()
+    verifier = Webhook(webhook_secret(redis_url))
+    events = [verifier.verify(body, headers) for headers, body, _ in receiver.accepted()]
+    assert [e["type"] for e in events].count("task.succeeded") == 1
+    milestones = sorted((e["data"]["progress"], e["data"]["stage"]) for e in events if e["type"] == "task.progress")
+    assert milestones == [(0.25, "clips"), (0.5, "clips"), (0.75, "clips")], milestones
 
 
 @pytest.mark.parametrize("url", ["http://10.1.2.3/hook", "http://192.168.0.7:8080/", "http://[::1]:9000/hook",
