@@ -295,7 +295,8 @@ def _follow(handle: TaskHandle[Result], console: Console) -> Result | None:
 
 class TaskProgress:
     """Shows a task's events: on an interactive terminal a live bar (stage, progress, step, ETA), drawn at every event;
-    elsewhere a line per change of stage or step. The ETA is the server's while the task waits for a model (`eta_s`), else the stage's own pace."""
+    elsewhere a line per change of stage or step. The ETA is the server's while the task waits for a model (`eta_s`),
+    else the pace of its stage since it began or its wait ended."""
 
     def __init__(self, console: Console) -> None:
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -306,6 +307,7 @@ class TaskProgress:
                             TimeElapsedColumn(), console=console, transient=False)
         self.row = self.bar.add_task("queued", total=1.0, step="", eta="-", visible=self.live)
         self.stage, self.stage_since, self.stage_from, self.shown = "queued", time.monotonic(), 0.0, ("", "")
+        self.waiting = False
 
     def __enter__(self) -> TaskProgress:
         if self.live:
@@ -320,8 +322,9 @@ class TaskProgress:
         if event.event != "message" or event.stage is None:
             return  # previews and checkpoints
         now, progress = time.monotonic(), event.progress or 0.0
-        if event.stage != self.stage:
+        if event.stage != self.stage or (self.waiting and not event.waiting_for):  # a storyboard waits in its stage
             self.stage, self.stage_since, self.stage_from = event.stage, now, progress
+        self.waiting = bool(event.waiting_for)
         step = f"step {event.step}/{event.steps}" if event.steps else ""
         if event.eta_s is not None:
             eta = f"{event.eta_s:.0f}s"

@@ -64,7 +64,8 @@ LIVE_UPDATE = NOTIFY + """
 -- stage back; a task that was waiting for a model's replicas is not any more; its webhook subscribers hear the
 -- stage's progress milestones. A task with a span keeps its workflow's stage through its parts' model work, and its
 -- progress is the whole task's, never going back: the stage's share times its parts done (as its workflow counts
--- them) and the steps done of those still running, over its parts; its subscribers hear the whole task's milestones.
+-- them, or as their steps are, whichever is more) and the steps done of those still running, over its parts; its
+-- subscribers hear the whole task's milestones.
 -- Returns the status.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'running' then
@@ -87,11 +88,11 @@ if status == 'queued' or status == 'running' then
       redis.call('HSET', KEYS[6], ARGV[10], tonumber(ARGV[7]) / math.max(tonumber(ARGV[8]), 1))
     end
     if ARGV[9] == '' then stage = redis.call('HGET', KEYS[1], 'stage') end
-    local running = 0  -- the parts not done yet: their share of steps done (a part counts once the workflow says)
+    local stepped, running = 0, 0  -- the parts whose steps are all done, and the steps done of the others
     for _, share in ipairs(redis.call('HVALS', KEYS[6])) do
-      if tonumber(share) < 1 then running = running + tonumber(share) end
+      if tonumber(share) >= 1 then stepped = stepped + 1 else running = running + tonumber(share) end
     end
-    local share = math.min(1, (tonumber(done) + running) / tonumber(parts))
+    local share = math.min(1, (math.max(tonumber(done), stepped) + running) / tonumber(parts))
     local whole = math.floor((tonumber(from) + (tonumber(to) - tonumber(from)) * share) * 10000 + 0.5) / 10000
     progress = math.max(tonumber(redis.call('HGET', KEYS[1], 'progress') or '0'), whole)
     local fields = cjson.decode(event)

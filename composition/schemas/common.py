@@ -63,7 +63,8 @@ class Notify(BaseModel):
                                                                   "unless configured)")
     webhook_events: list[WebhookEvent] = Field(default_factory=lambda: list(TERMINAL_EVENTS), min_length=1,
                                                max_length=4, description="succeeded, failed, cancelled, progress "
-                                                                         "(each stage at 25, 50 and 75 %)")
+                                                                         "(each stage at 25, 50 and 75 %; a "
+                                                                         "storyboard's whole progress)")
 
     @model_validator(mode="after")
     def _events_need_a_url(self) -> Notify:

@@ -144,8 +144,9 @@ class TaskStore:
         await self._live_update(*live_update(task_id, span.progress if span else progress, stage, span=span))
 
     async def wait_for(self, task_id: str, family: str, estimate_ms: float | None) -> None:
-        """The task now waits for `family`'s replicas (stage "waiting") until one starts its model work, which is
-        estimated to take `estimate_ms` (None before the family was measured)."""
+        """The task now waits for `family`'s replicas (stage "waiting"; a task of several parts keeps its stage and
+        progress) until one starts its model work, which is estimated to take `estimate_ms` (None before the family
+        was measured)."""
         await self._wait_for(keys=[keys.task(task_id), keys.task_events(task_id), keys.waiting(family)],
                              args=[family, time.time(), task_id, "" if estimate_ms is None else estimate_ms])
 

@@ -54,8 +54,8 @@ class TaskContext:
         await self.services.tasks.set_stage(self.task_id, name, done / max(parts, 1), span)
 
     async def wait_for(self, family: str, units: int) -> None:
-        """The task waits for `family`'s replicas (stage "waiting", with its queue position and an ETA) until a
-        replica starts its model work, `units` of it (pixel-frame-steps: `work_units`); raises `TaskCancelled` if the
+        """The task waits for `family`'s replicas (stage "waiting", or with `shares` its own stage; its queue
+        position and an ETA) until a replica starts its model work, `units` of it (pixel-frame-steps: `work_units`); raises `TaskCancelled` if the
         task was cancelled meanwhile."""
         await self.check_cancelled("waiting")
         cost = await self.services.timings.get(family)

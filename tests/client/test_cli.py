@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -115,6 +116,29 @@ def test_a_terminal_gets_a_live_bar(montage, tmp_path):
     assert process.stdout.read().split() == ["out/a-lighthouse-of-green-glass-at-dusk-1.png"]
     text = screen.decode(errors="replace")
     assert "━" in text and re.search(r"denoising.*step \d+/\d+.*ETA", text), text  # the bar, not a line per step
+
+
+def test_the_eta_after_a_wait_is_the_pace_since_the_wait_ended():
+    """A storyboard waits for a family in its own stage: once its model work starts, the CLI's ETA is the pace from
+    then (its wait, the server's `eta_s` while it lasted, is not counted as slow progress)."""
+    import io
+
+    from rich.console import Console
+
+    from client.api import TaskEvent
+    from cluster.media_cli import TaskProgress
+
+    out = io.StringIO()
+    shown = TaskProgress(Console(file=out, force_terminal=False, width=200))
+    shown.update(TaskEvent(id="t", stage="keyframes", progress=0.05, waiting_for="flux", queue_position=2, eta_s=80))
+    time.sleep(1.0)  # the wait
+    shown.update(TaskEvent(id="t", stage="keyframes", progress=0.05))  # its model work starts
+    time.sleep(0.2)
+    shown.update(TaskEvent(id="t", stage="keyframes", progress=0.1, step=1, steps=2))
+    first, _, last = out.getvalue().splitlines()
+    assert first == "keyframes 5% 2 ahead ETA 80s"
+    eta = int(re.fullmatch(r"keyframes 10% step 1/2 ETA (\d+)s", last).group(1))
+    assert eta <= 8  # 0.2 s for 5 % of the whole: ~4 s left (counting the wait: ~22 s)
 
 
 def test_edit_then_video_of_local_files(montage, tmp_path):

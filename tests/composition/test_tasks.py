@@ -150,8 +150,8 @@ def test_late_progress_never_moves_a_cancelled_task_back(redis_url):
 
 def test_a_task_of_several_parts_keeps_its_stage_and_its_whole_progress_never_goes_back(redis_url):
     """With a workflow's shares (a storyboard's), the whole task's progress moves within the stage's share by its
-    parts: those done (as the workflow counts them, with a model step or without) and the steps done of those still
-    running (side by side, they add up); a part's replica (its start, its steps, their stage) and a wait for a model
+    parts: those done (as the workflow counts them, with a model step or without, or whose steps are all done) and
+    the steps done of those still running (side by side, they add up); a part's replica (its start, its steps, their stage) and a wait for a model
     keep the workflow's stage, counts of parts done that arrive out of order keep the larger, progress never goes
     back, a new stage starts its own parts, and every published event says what the record says."""
     from composition.store.tasks import TaskStore
@@ -182,7 +182,7 @@ def test_a_task_of_several_parts_keeps_its_stage_and_its_whole_progress_never_go
         await then(at(lambda: reporter.started([task_id], "denoising")))
         await then(at(lambda: reporter.report(task_id, 1, 2, "denoising", part="a")))
         await then(at(lambda: reporter.report(task_id, 1, 2, "denoising", part="b")))  # beside a: 2 halves
-        await then(at(lambda: reporter.report(task_id, 2, 2, "denoising", part="a")))
+        await then(at(lambda: reporter.report(task_id, 2, 2, "denoising", part="a")))  # its steps done: it counts
         await then(store.set_stage(task_id, "frames", span=Span.of(shares, "frames", 1, 4)))  # a: done
         await then(store.set_stage(task_id, "frames", span=Span.of(shares, "frames", 2, 4)))  # c: done, no step
         await then(store.set_stage(task_id, "frames", span=Span.of(shares, "frames", 1, 4)))  # late: 2 stay done
@@ -196,7 +196,7 @@ def test_a_task_of_several_parts_keeps_its_stage_and_its_whole_progress_never_go
     # frames run from 0.2 to 0.6 of the whole: a part is 0.1 of it
     assert on_redis(redis_url, run) == [
         ("frames", 0.2, None, None), ("frames", 0.2, None, None), ("frames", 0.25, 1, None), ("frames", 0.3, 1, None),
-        ("frames", 0.3, 2, None), ("frames", 0.35, None, None), ("frames", 0.45, None, None),
+        ("frames", 0.35, 2, None), ("frames", 0.35, None, None), ("frames", 0.45, None, None),
         ("frames", 0.45, None, None), ("frames", 0.45, None, "wan"), ("frames", 0.45, 2, None),
         ("clips", 0.6, None, None), ("clips", 0.65, 1, None)]
 
