@@ -35,10 +35,6 @@ class Span(NamedTuple):
         start = sum(shares[name] for name in names[:names.index(stage)])
         return cls(start, start + shares[stage], max(parts, 1), done)
 
-    @property
-    def progress(self) -> float:
-        return self.start + (self.end - self.start) * min(1.0, self.done / self.parts)
-
     def __str__(self) -> str:
         return f"{self.start:.4f} {self.end:.4f} {self.parts} {self.done}"
 

@@ -140,8 +140,8 @@ class TaskStore:
 
     async def set_stage(self, task_id: str, stage: str, progress: float = 0.0, span: Span | None = None) -> None:
         """Stage and progress of a live task (a cancelled or finished one keeps its own), with its event; a task of
-        several parts gives its stage's `span` (and its progress is the whole task's: `LIVE_UPDATE`)."""
-        await self._live_update(*live_update(task_id, span.progress if span else progress, stage, span=span))
+        several parts gives its stage's `span`, and its progress is the whole task's (`LIVE_UPDATE`)."""
+        await self._live_update(*live_update(task_id, progress, stage, span=span))
 
     async def wait_for(self, task_id: str, family: str, estimate_ms: float | None) -> None:
         """The task now waits for `family`'s replicas (stage "waiting"; a task of several parts keeps its stage and

@@ -55,8 +55,8 @@ class TaskContext:
 
     async def wait_for(self, family: str, units: int) -> None:
         """The task waits for `family`'s replicas (stage "waiting", or with `shares` its own stage; its queue
-        position and an ETA) until a replica starts its model work, `units` of it (pixel-frame-steps: `work_units`); raises `TaskCancelled` if the
-        task was cancelled meanwhile."""
+        position and an ETA) until a replica starts its model work, `units` of it (pixel-frame-steps: `work_units`);
+        raises `TaskCancelled` if the task was cancelled meanwhile."""
         await self.check_cancelled("waiting")
         cost = await self.services.timings.get(family)
         await self.services.tasks.wait_for(self.task_id, family, cost.ms(units) if cost else None)

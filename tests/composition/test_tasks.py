@@ -151,9 +151,10 @@ def test_late_progress_never_moves_a_cancelled_task_back(redis_url):
 def test_a_task_of_several_parts_keeps_its_stage_and_its_whole_progress_never_goes_back(redis_url):
     """With a workflow's shares (a storyboard's), the whole task's progress moves within the stage's share by its
     parts: those done (as the workflow counts them, with a model step or without, or whose steps are all done) and
-    the steps done of those still running (side by side, they add up); a part's replica (its start, its steps, their stage) and a wait for a model
-    keep the workflow's stage, counts of parts done that arrive out of order keep the larger, progress never goes
-    back, a new stage starts its own parts, and every published event says what the record says."""
+    the steps done of those still running (side by side, they add up); a part's replica (its start, its steps, their
+    stage) and a wait for a model keep the workflow's stage, counts of parts done that arrive out of order keep the
+    larger, progress never goes back, a new stage starts its own parts, and every published event says what the
+    record says."""
     from composition.store.tasks import TaskStore
     from records.tasks import ProgressReporter, Span
 
