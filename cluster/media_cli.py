@@ -8,6 +8,7 @@ import argparse
 import os
 import re
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
@@ -89,8 +90,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                        help="mp4 (H.264), webm (VP9) or gif (default: the extension of -o, else mp4)")
     video.add_argument("-o", "--output", help="the video's path, or a folder (existing, or written with a trailing /) "
                                               "for <image name>.<format> (default: that name here)")
-    board = commands.add_parser("storyboard", parents=[server], help="a theme to scenes, keyframes, clips, one video")
-    board.add_argument("theme")
+    board = commands.add_parser("storyboard", parents=[server],
+                                help="a theme (or a script: --script) to scenes, keyframes, clips, one video")
+    board.add_argument("theme", nargs="?", help="what the storyboard is about")
+    board.add_argument("--script", type=Path, help="a text file of the script to stage, in place of a theme (-: stdin)")
     board.add_argument("--scenes", type=int, dest="num_scenes")
     board.add_argument("--style")
     board.add_argument("--scene-seconds", type=float)
@@ -262,12 +265,15 @@ def _video(montage: Montage, args: argparse.Namespace, console: Console) -> int:
 
 
 def _storyboard(montage: Montage, args: argparse.Namespace, console: Console) -> int:
-    handle = montage.storyboard(args.theme, num_scenes=args.num_scenes, style=args.style,
+    script = None
+    if args.script is not None:
+        script = sys.stdin.read() if str(args.script) == "-" else args.script.read_text(errors="replace")
+    handle = montage.storyboard(args.theme, script=script, num_scenes=args.num_scenes, style=args.style,
                                 scene_seconds=args.scene_seconds, fps=args.fps, width=args.width, height=args.height,
                                 priority=args.priority)
     if (result := _follow(handle, console)) is None:
         return CANCELLED_RC
-    folder = args.output or Path(_slug(args.theme, "storyboard"))
+    folder = args.output or Path(_slug(args.theme or script or "", "storyboard"))
     files = [(result.video, "video"), (result.gif, "video"), (result.export.json_, "storyboard"),
              (result.export.text, "storyboard")]
     files += [(frame, f"keyframe-{number}") for number, frame in enumerate(result.keyframes, 1)]

@@ -195,6 +195,23 @@ def test_storyboard_writes_its_video_keyframes_clips_and_exports(montage, tmp_pa
     assert (board / "storyboard.txt").read_text().count("SCENE ") == 1
 
 
+def test_storyboard_from_a_script_file(montage, tmp_path):
+    """`--script FILE` stages a script in place of a theme (the folder named after its first words); a theme and a
+    script together, or a script file that is not there, are one clear line."""
+    script = "A fox watches the geese leave. It builds wings from reeds and jumps."
+    (tmp_path / "script.txt").write_text(script)
+    done = cli(tmp_path, "storyboard", "--script", "script.txt", "--scenes", "1", "--scene-seconds", "1", "--fps", "4")
+    assert done.returncode == 0, done.stderr
+    [board] = [path for path in tmp_path.iterdir() if path.is_dir()]
+    assert board.name == "a-fox-watches-the-geese-leave-it-builds"
+    exported = json.loads((board / "storyboard.json").read_text())
+    assert (exported["script"], exported["theme"], len(exported["scenes"])) == (script, None, 1)
+    both = cli(tmp_path, "storyboard", "a fox", "--script", "script.txt")
+    assert both.returncode == 1 and both.stderr.startswith("error: theme"), both.stderr
+    missing = cli(tmp_path, "storyboard", "--script", "nope.txt")
+    assert (missing.returncode, missing.stderr.strip()) == (1, "error: nope.txt: No such file or directory")
+
+
 def test_ctrl_c_cancels_the_running_task(montage, client, tmp_path):
     (tmp_path / "still.png").write_bytes(png(64, 64, seed=1502))
     process = subprocess.Popen(command("video", "still.png", "--frames", "8", "--steps", "100"), cwd=tmp_path,
