@@ -66,20 +66,22 @@ LIVE_UPDATE = NOTIFY + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'running' then
   local progress, stage, event = ARGV[1], ARGV[2], ARGV[4]
+  local pattern = '^(%S+) (%S+) (%S+) (%S+)$'
   local span = redis.call('HGET', KEYS[1], 'span')
+  local from, to, parts, done = string.match(span or '', pattern)
   if ARGV[9] ~= '' then
-    local from, to, parts, done = string.match(ARGV[9], '^(%S+) (%S+) (%S+) (%S+)$')
-    local old = {string.match(span or '', '^(%S+) (%S+) (%S+) (%S+)$')}
-    if old[1] ~= from or old[2] ~= to then
+    local new = {string.match(ARGV[9], pattern)}
+    if new[1] ~= from or new[2] ~= to then
       redis.call('DEL', KEYS[6])  -- a new stage: new parts
-    elseif tonumber(old[4]) > tonumber(done) then
-      done = old[4]  -- a count of parts done that arrived late
+      done = new[4]
+    elseif tonumber(new[4]) > tonumber(done) then
+      done = new[4]  -- else a count of parts done that arrived late: the larger stays
     end
+    from, to, parts = new[1], new[2], new[3]
     span = table.concat({from, to, parts, done}, ' ')
     redis.call('HSET', KEYS[1], 'span', span)
   end
   if span then
-    local from, to, parts, done = string.match(span, '^(%S+) (%S+) (%S+) (%S+)$')
     if ARGV[7] ~= '' and ARGV[10] ~= '' then
       redis.call('HSET', KEYS[6], ARGV[10], tonumber(ARGV[7]) / math.max(tonumber(ARGV[8]), 1))
     end
