@@ -137,6 +137,17 @@ def unaccepted_content_type(request: Request) -> str | None:
     return f"content-type: {sent} is not accepted here; send {body.field_info.media_type}"
 
 
+JSON_TYPES = ((bool, "a boolean"), (int, "an integer"), (float, "a decimal number"), (str, "a string"),
+              (list, "an array"), (dict, "an object"), (type(None), "null"))
+
+
+def sent_instead(error: dict) -> str:
+    """For a value of another JSON type than its field's (`"2"` or `true` for an integer): what was sent."""
+    if not error.get("type", "").endswith("_type") or "input" not in error:
+        return ""
+    return next((f", not {name}" for kind, name in JSON_TYPES if isinstance(error["input"], kind)), "")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     @app.exception_handler(ValidationError)
@@ -150,7 +161,7 @@ def install(app: FastAPI) -> None:
             return invalid_json(request, f"character {where}: {reason}")
         location = [str(part) for part in first.get("loc", ())
                     if part not in ("body", "query", "path", "header", "[key]")]
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ") + sent_instead(first)
         whole_body = tuple(first.get("loc", ())) == ("body",)  # a model check, or not a JSON object at all
         field = ".".join(location) or _field_of(message) or ("body" if whole_body else None)
         text = message if message.startswith(f"{field}:") else f"{field or 'request'}: {message}"

@@ -17,6 +17,7 @@ from composition.schemas.variants import (
     SoulImageOut,
     SoulVideo,
     SoulVideoBody,
+    SoulVideoQuery,
     SoulVideoOut,
     UserSeenOut,
     VariantOut,
@@ -53,7 +54,7 @@ async def soul_video(soul_id: IdPath, body: SoulVideoBody, services: ServicesDep
 
 
 @router.get("/v1/souls/{soul_id}/video", responses={200: {"model": SoulVideoOut}, 202: {"model": Accepted}})
-async def soul_video_by_query(soul_id: IdPath, query: Annotated[SoulVideoBody, Query()], services: ServicesDep,
+async def soul_video_by_query(soul_id: IdPath, query: Annotated[SoulVideoQuery, Query()], services: ServicesDep,
                               workflows: WorkflowsDep, principal: PrincipalDep,
                               idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """The POST route's request as query parameters (`?user_id=&cue=&model=wan`), as the soul's image route takes

@@ -49,10 +49,14 @@ def wait_field(default: float) -> Any:
 
 
 class Body(BaseModel):
-    """Request bodies reject unknown fields, so a typo is a 422 naming it, and non-finite numbers (NaN, Infinity),
-    which no bound catches by name."""
+    """Request bodies reject unknown fields, so a typo is a 422 naming it, non-finite numbers (NaN, Infinity), which
+    no bound catches by name, and values of another JSON type (`"2"`, `true` or `2.0` for an integer, `1` or `"yes"`
+    for a boolean, `"0.5"` for a number), as OpenAI's API does: a value is never read as something it is not."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+TEXT_FIELDS = ConfigDict(strict=False)  # a body sent as form fields or a query string: its values arrive as text
 
 
 class Notify(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import UploadFile
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 
-from composition.schemas.common import PRIORITY, AccelerationOption, Body, Id, Prompt
+from composition.schemas.common import PRIORITY, TEXT_FIELDS, AccelerationOption, Body, Id, Prompt
 from composition.schemas.images import ImageEdit, ImageGeneration, ImageInpaint, Loras
 from config.composition import Lane, OpenAIArgs, OpenAIQuality
 from config.families import GenerationDefaults
@@ -93,6 +93,8 @@ class OpenAIImageEdit(_OpenAIImages):
     """`images.edit`: an uploaded image changed as the prompt says, by FLUX.1 Kontext (the native /v1/images/edits),
     or, with a `mask`, inpainted by the family `model` names (the native /v1/images/inpaint). Sent as
     multipart/form-data."""
+
+    model_config = TEXT_FIELDS
 
     image: UploadFile | list[UploadFile] = Field(
         validation_alias=AliasChoices("image", "image[]"),

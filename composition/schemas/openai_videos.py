@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import UploadFile
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AccelerationOption, Body, Id, Prompt
+from composition.schemas.common import TEXT_FIELDS, AccelerationOption, Body, Id, Prompt
 from composition.schemas.openai_images import ModelName, OpenAISize
 from composition.schemas.videos import VideoGeneration
 from config.composition import OpenAIArgs
@@ -26,6 +26,8 @@ KEYFRAME_SHARE = 0.2  # of a text-to-video task's progress: its keyframe; the cl
 
 class OpenAIVideoCreate(Body):
     """`videos.create` (multipart/form-data): text to video, or `input_reference` animated."""
+
+    model_config = TEXT_FIELDS
 
     prompt: Prompt
     model: ModelName | None = Field(default=None, description="svd, wan, or an alias (`composition.openai."

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from composition.schemas.common import AssetRef, Body, Id, Match
+from composition.schemas.common import TEXT_FIELDS, AssetRef, Body, Id, Match
 from composition.schemas.videos import VideoOptions
 
 
@@ -24,6 +24,12 @@ class SoulVideoBody(VideoOptions):
 
     user_id: Id | None = Field(default=None, description="required unless authenticated")
     cue: str = Field(default="", max_length=500)
+
+
+class SoulVideoQuery(SoulVideoBody):
+    """The body as query parameters (GET /v1/souls/{soul_id}/video)."""
+
+    model_config = TEXT_FIELDS
 
 
 class SoulVideo(SoulVideoBody):

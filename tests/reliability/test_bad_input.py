@@ -221,12 +221,10 @@ def test_limits_on_frames_steps_sizes_counts_and_lengths(client, path, body, fie
 
 @pytest.mark.parametrize("method,path,content,field", [
     ("POST", "/v1/images/generations", '{"prompt": "x", "guidance": NaN}', "guidance"),
-    ("POST", "/v1/images/generations", '{"prompt": "x", "guidance": "NaN"}', "guidance"),
     ("POST", "/v1/images/generations", '{"prompt": "x", "strength": Infinity}', "strength"),
     ("POST", "/v1/images/controlled", '{"prompt": "x", "controls": [{"type": "canny", "image": "' + "0" * 32
      + '", "scale": NaN}]}', "controls.0.scale"),
     ("POST", "/v1/images/upscale", '{"image": "' + "0" * 32 + '", "strength": -Infinity}', "strength"),
-    ("POST", "/v1/videos/generations", '{"image": "' + "0" * 32 + '", "wait_s": "Infinity"}', "wait_s"),
     ("POST", "/v1/prompts/optimize", '{"prompt": "x", "temperature": NaN}', "temperature"),
     ("POST", "/v1/storyboards", '{"theme": "x", "scene_seconds": Infinity}', "scene_seconds"),
     ("POST", f"/v1/tasks/{'0' * 32}/fork", '{"step": 1, "strength": NaN}', "strength"),
@@ -235,9 +233,40 @@ def test_limits_on_frames_steps_sizes_counts_and_lengths(client, path, body, fie
     ("GET", "/v1/souls/nobody/image?user_id=u&wait_s=nan", None, "wait_s"),
 ])
 def test_non_finite_numbers_are_refused_naming_the_field(client, method, path, content, field):
-    """NaN and Infinity (JSON literals, strings, a query) are not numbers a bound can judge: named as such."""
+    """NaN and Infinity (JSON literals, a query) are not numbers a bound can judge: named as such."""
     response = client.request(method, path, content=content, headers={"content-type": "application/json"})
     assert "finite number" in assert_refused(response, 422, field)["message"]
+
+
+@pytest.mark.parametrize("path,body,field,sent", [
+    ("/v1/images/generations", {"prompt": "x", "n": True}, "n", "a boolean"),
+    ("/v1/images/generations", {"prompt": "x", "n": "2"}, "n", "a string"),
+    ("/v1/images/generations", {"prompt": "x", "steps": 4.0}, "steps", "a decimal number"),
+    ("/v1/images/generations", {"prompt": "x", "guidance": "NaN"}, "guidance", "a string"),
+    ("/v1/images/generations", {"prompt": "x", "reuse": "yes"}, "reuse", "a string"),
+    ("/v1/images/generations", {"prompt": "x", "prompt_weighting": 1}, "prompt_weighting", "an integer"),
+    ("/v1/images/generations", {"prompt": 5}, "prompt", "an integer"),
+    ("/v1/images/controlled", {"prompt": "x", "controls": {"type": "canny"}}, "controls", "an object"),
+    ("/v1/videos/generations", {"image": "0" * 32, "wait_s": "Infinity"}, "wait_s", "a string"),
+    ("/v1/storyboards", {"theme": "x", "num_scenes": "3"}, "num_scenes", "a string"),
+])
+def test_a_value_of_another_json_type_is_refused_naming_the_field_and_what_was_sent(client, path, body, field, sent):
+    """A JSON body's values keep their types (as OpenAI's API reads them): `"2"` or `true` is no integer."""
+    error = assert_refused(client.post(path, json=body), 422, field)
+    assert error["message"].endswith(f", not {sent}"), error
+
+
+def test_form_fields_and_query_parameters_arrive_as_text_and_are_read_as_their_types(client):
+    """OpenAI's multipart routes and the soul clip's query form send every value as text: read, not refused (its
+    JSON route refuses the text, as OpenAI's does)."""
+    generation = client.post("/openai/v1/images/generations", json={"prompt": "x", "n": "2"})
+    assert generation.status_code == 400 and generation.json()["error"]["param"] == "n", generation.text
+    edit = client.post("/openai/v1/images/edits", data={"prompt": "x", "n": "9"},
+                       files={"image": ("a.png", png(64, 64, seed=2), "image/png")})
+    assert edit.status_code == 400 and edit.json()["error"]["param"] == "n", edit.text
+    assert "less than or equal to 8" in edit.json()["error"]["message"], edit.text  # read as 9, not refused as text
+    clip = client.get("/v1/souls/nobody/video", params={"user_id": "u", "num_frames": "4", "gif": "false"})
+    assert clip.status_code == 404 and clip.json()["error"]["field"] == "soul_id", clip.text
 
 
 def test_non_finite_numbers_are_refused_on_the_openai_routes(client):
