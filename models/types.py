@@ -81,7 +81,7 @@ class Lora(_Request):
     """One LoRA adapter of the family's catalogue and the strength it is applied at."""
 
     id: str = Field(max_length=64, json_schema_extra={"pattern": ADAPTER_ID})
-    scale: float = Field(default=1.0, ge=-4.0, le=4.0, allow_inf_nan=False)
+    scale: float = Field(default=1.0, ge=-4.0, le=4.0, allow_inf_nan=False, strict=True)  # "0.5" is no number
 
     @field_validator("id")
     @classmethod

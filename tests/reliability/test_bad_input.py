@@ -247,6 +247,7 @@ def test_non_finite_numbers_are_refused_naming_the_field(client, method, path, c
     ("/v1/images/generations", {"prompt": "x", "prompt_weighting": 1}, "prompt_weighting", "an integer"),
     ("/v1/images/generations", {"prompt": 5}, "prompt", "an integer"),
     ("/v1/images/controlled", {"prompt": "x", "controls": {"type": "canny"}}, "controls", "an object"),
+    ("/v1/images/generations", {"prompt": "x", "loras": [{"id": "a", "scale": "0.5"}]}, "loras.0.scale", "a string"),
     ("/v1/videos/generations", {"image": "0" * 32, "wait_s": "Infinity"}, "wait_s", "a string"),
     ("/v1/storyboards", {"theme": "x", "num_scenes": "3"}, "num_scenes", "a string"),
 ])
