@@ -60,6 +60,9 @@ class TaskRecord(BaseModel):
     waiting_for: str | None = Field(default=None, description="the model family whose replicas the task waits for")
     queue_position: int | None = Field(default=None, description="tasks waiting for that family ahead of this one")
     eta_s: float | None = Field(default=None, description="estimated seconds until its model work ends")
+    rendered_by: str | None = Field(default=None, description="the task rendering the image (same prompt and seed) "
+                                                              "this one waits for: meanwhile its progress, steps, "
+                                                              "model wait and ETA are that task's")
     gpu_seconds: float | None = Field(default=None, description="device seconds its model work used so far")
 
     @property
@@ -78,5 +81,5 @@ class TaskRecord(BaseModel):
 
     def to_hash(self) -> dict[str, str]:
         """The hash fields `from_hash` reads back (what a finished task keeps; None fields left out)."""
-        data = self.model_dump(exclude={"waiting_for", "queue_position", "eta_s"}, exclude_none=True)
+        data = self.model_dump(exclude={"waiting_for", "queue_position", "eta_s", "rendered_by"}, exclude_none=True)
         return {name: json.dumps(value) if name in JSON_FIELDS else str(value) for name, value in data.items()}

@@ -40,14 +40,15 @@ class Span(NamedTuple):
 
 
 def end_wait(prefix: str) -> str:
-    """Lua: the task (KEYS[1]) no longer waits for a model's replicas; `prefix` is the Lua expression holding the
-    waiting-set key prefix."""
+    """Lua: the task (KEYS[1]) no longer waits for a model's replicas, nor for another task's render; `prefix` is the
+    Lua expression holding the waiting-set key prefix."""
     return f"""
 local waited = redis.call('HGET', KEYS[1], 'waiting_for')
 if waited then
   redis.call('ZREM', {prefix} .. waited, redis.call('HGET', KEYS[1], 'id'))
   redis.call('HDEL', KEYS[1], 'waiting_for')
 end
+redis.call('HDEL', KEYS[1], 'rendered_by')
 """
 
 
@@ -203,6 +204,16 @@ redis.call('HSET', KEYS[1], 'stage', stage, 'progress', progress, 'waiting_for',
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 redis.call('PUBLISH', KEYS[2], cjson.encode({id = ARGV[3], stage = stage, progress = progress,
   waiting_for = ARGV[1], updated_at = tonumber(ARGV[2])}))
+return 1
+"""
+
+WAIT_ON = """
+-- KEYS: task, events; ARGV: the task rendering what this one waits for, now, id. Only a running task waits: stage
+-- "waiting" at 0, its record showing that task's model work (TaskStore.get).
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'stage', 'waiting', 'progress', 0, 'rendered_by', ARGV[1], 'updated_at', ARGV[2])
+redis.call('PUBLISH', KEYS[2], cjson.encode({id = ARGV[3], stage = 'waiting', progress = 0, rendered_by = ARGV[1],
+  updated_at = tonumber(ARGV[2])}))
 return 1
 """
 

@@ -15,7 +15,7 @@ from config import keys
 from config.composition import LANES, Lane
 from records.webhooks import delivery_keys
 from records.task_record import STATUSES, Status, TaskRecord
-from records.tasks import CREATE, FINISH, LIVE_UPDATE, RESTORE, START, WAIT_FOR, Span, live_update
+from records.tasks import CREATE, FINISH, LIVE_UPDATE, RESTORE, START, WAIT_FOR, WAIT_ON, Span, live_update
 
 WAITING_REFRESH_S = 2.0  # SSE: how often a waiting task's queue position and ETA are sent
 
@@ -46,6 +46,7 @@ class TaskStore:
         self._finish = client.register_script(FINISH)
         self._live_update = client.register_script(LIVE_UPDATE)
         self._wait_for = client.register_script(WAIT_FOR)
+        self._wait_on = client.register_script(WAIT_ON)
         self._restore = client.register_script(RESTORE)
         self._reads = 0
 
@@ -90,7 +91,18 @@ class TaskStore:
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task; while it waits for a model, with its place in that model's queue and an estimate of when its
         model work ends: the estimated model time of the tasks ahead and its own (each from the family's measured
-        cost at that task's size; the mean request where a task has none)."""
+        cost at that task's size; the mean request where a task has none). While it waits for another task's render
+        (`rendered_by`), with that task's progress, steps, model wait and ETA."""
+        record = await self._with_queue(task_id)
+        if record is None or record.rendered_by is None or record.terminal:
+            return record
+        holder = await self._with_queue(record.rendered_by)
+        if holder is None or holder.terminal:
+            return record
+        mirrored = {"progress", "step", "steps", "waiting_for", "queue_position", "eta_s"}
+        return record.model_copy(update=holder.model_dump(include=mirrored))
+
+    async def _with_queue(self, task_id: str) -> TaskRecord | None:
         raw = await self.client.hgetall(keys.task(task_id))
         record = TaskRecord.from_hash(raw) if raw else None
         if record is None or record.waiting_for is None or record.terminal:
@@ -149,6 +161,10 @@ class TaskStore:
         was measured)."""
         await self._wait_for(keys=[keys.task(task_id), keys.task_events(task_id), keys.waiting(family)],
                              args=[family, time.time(), task_id, "" if estimate_ms is None else estimate_ms])
+
+    async def wait_on(self, task_id: str, holder: str) -> None:
+        """The task now waits for `holder`'s render of what it needs (stage "waiting"), until its own stage moves on."""
+        await self._wait_on(keys=[keys.task(task_id), keys.task_events(task_id)], args=[holder, time.time(), task_id])
 
     async def status(self, task_id: str) -> str | None:
         """The task's status alone (None for an unknown or expired task)."""
@@ -277,18 +293,18 @@ class TaskStore:
                 return
             yield _event(record)
             while not record.terminal:
-                wait_s = WAITING_REFRESH_S if record.waiting_for else heartbeat_s
+                wait_s = WAITING_REFRESH_S if record.waiting_for or record.rendered_by else heartbeat_s
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait_s)
                 if message is None:
                     record = await self.get(task_id) or record
                     yield _event(record)
                     continue
                 update = json.loads(message["data"])
-                if "status" in update or "waiting_for" in update:
+                if "status" in update or "waiting_for" in update or "rendered_by" in update:
                     record = await self.get(task_id) or record
                     yield _event(record)
                 else:
-                    record.waiting_for = None  # a stage or step update: the model work has begun
+                    record.waiting_for = record.rendered_by = None  # a stage or step update: its own work has begun
                     yield {"id": task_id, "status": record.status, **update}
 
 

@@ -61,6 +61,12 @@ class TaskContext:
         cost = await self.services.timings.get(family)
         await self.services.tasks.wait_for(self.task_id, family, cost.ms(units) if cost else None)
 
+    async def wait_on(self, holder: str) -> None:
+        """The task waits for task `holder`'s render of what it needs (stage "waiting": its progress and ETA are the
+        holder's); raises `TaskCancelled` if the task was cancelled meanwhile."""
+        await self.check_cancelled("waiting")
+        await self.services.tasks.wait_on(self.task_id, holder)
+
     async def cached_step(self, name: str) -> Any | None:
         """A step this task finished on an earlier attempt (JSON), or None."""
         found = await self.services.redis.hget(keys.task_steps(self.task_id), name)

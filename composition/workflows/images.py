@@ -269,12 +269,12 @@ class ImagesWorkflow(Workflow[ImageJob]):
     async def _rendered_elsewhere(self, ctx: TaskContext, job: ImageJob, seeds: list[int]) -> dict[int, str]:
         """Waits while other tasks render every one of `seeds`: until one of those variants is added or this task
         claims one (its holder let go; a holder that ended without adding it loses its claim here); the holder of
-        the seed it claimed, if it saw one."""
-        await ctx.stage("preparing")
+        the seed it claimed, if it saw one. Meanwhile the task shows a holder's render as its own wait."""
         pool = self.services.variants
         holders: dict[int, str] = {}
+        shown = None
         while True:
-            await ctx.check_cancelled("preparing")
+            await ctx.check_cancelled("waiting")
             if any(await pool.variants_for_seeds(job.prompt_key, seeds)):
                 return {}
             for seed in seeds:
@@ -284,6 +284,9 @@ class ImagesWorkflow(Workflow[ImageJob]):
                 holders[seed] = holder
                 if await self.services.tasks.status(holder) in (None, *TERMINAL):
                     await pool.release_render(job.prompt_key, seed, holder)
+            if holders[seeds[0]] != shown:
+                shown = holders[seeds[0]]
+                await ctx.wait_on(shown)
             await asyncio.sleep(RENDER_POLL_S)
 
     async def stored(self, job: ImageJob, result, shared: bool, control_refs: list[dict[str, Any]] | None = None,

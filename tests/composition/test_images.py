@@ -136,11 +136,14 @@ def test_a_variant_whose_rendering_task_is_cancelled_is_rendered_by_the_task_wai
     wait_running(client, first)
     second = client.post("/v1/images/generations", json=body | {"output_format": "webp"}).json()["task_id"]
     time.sleep(0.5)
-    assert client.get(f"/v1/tasks/{second}").json()["stage"] == "preparing"  # waiting for the first task's render
+    waiting = client.get(f"/v1/tasks/{second}").json()  # waiting for the first task's render: its steps shown
+    assert (waiting["stage"], waiting["rendered_by"], waiting["steps"]) == ("waiting", first, 40), waiting
+    assert waiting["step"] >= 1 and waiting["progress"] > 0, waiting
     wait_running(client, first, progress=0.45)  # past its kept step 16 (40 % of 40)
     assert client.delete(f"/v1/tasks/{first}").status_code == 200
     task = wait_task(client, second)
     assert (client.get(f"/v1/tasks/{first}").json()["status"], task["status"]) == ("cancelled", "succeeded")
+    assert task["rendered_by"] is None
     image = task["result"]["images"][0]
     response = client.get(image["url"])
     assert image["format"] == "webp" and response.headers["content-type"] == "image/webp"

@@ -260,6 +260,43 @@ def test_the_eta_adds_the_estimates_of_the_tasks_ahead_at_their_own_sizes(redis_
     assert (unmeasured.queue_position, unmeasured.eta_s) == (2, 4.5)  # no estimate of its own: the mean request
 
 
+def test_a_task_waiting_for_another_tasks_render_shows_that_work_until_its_own_moves_on(redis_url):
+    """A task waiting for the render another task holds (same prompt and seed) shows that task's model wait (queue
+    place, ETA), then its steps, as its own wait's; its next stage, or its end, ends the wait. (Database 9, as
+    above.)"""
+    import uuid
+
+    from composition.store.tasks import TaskStore
+    from records.tasks import ProgressReporter
+
+    database = redis_url.rsplit("/", 1)[0] + "/9"
+    family = f"fam-{uuid.uuid4().hex[:8]}"
+
+    async def run(client):
+        store = TaskStore(client)
+        holder, waiter = [(await store.create("image", {}, user_id="render"))[0] for _ in range(2)]
+        for task_id in (holder, waiter):
+            await store.start(task_id, 3)
+        await store.wait_for(holder, family, 2000.0)
+        await store.wait_on(waiter, holder)
+        seen = [await store.get(waiter)]
+        ProgressReporter(database).report(holder, 3, 10, "denoising")
+        seen.append(await store.get(waiter))
+        await store.set_stage(waiter, "preparing")
+        seen.append(await store.get(waiter))
+        await store.wait_on(waiter, holder)
+        await store.succeed(waiter, {})
+        seen.append(await store.get(waiter))
+        return holder, seen
+
+    holder, (queued, stepping, own, ended) = on_redis(database, run)
+    mirrored = ("stage", "progress", "rendered_by", "waiting_for", "queue_position", "eta_s", "step", "steps")
+    assert [getattr(queued, name) for name in mirrored] == ["waiting", 0.0, holder, family, 0, 2.0, None, None]
+    assert [getattr(stepping, name) for name in mirrored] == ["waiting", 0.3, holder, None, None, None, 3, 10]
+    assert [getattr(own, name) for name in mirrored] == ["preparing", 0.0, None, None, None, None, None, None]
+    assert (ended.status, ended.rendered_by, ended.step) == ("succeeded", None, None)
+
+
 def test_the_runner_maps_errors_as_the_ingress_does(redis_url, tmp_path):
     """A request's own fault (`InvalidRequest`, also inside the `ValidationError` of a model request the task builds)
     fails its task at once with a 422 naming the field; a library's `ValueError` is a server failure: retried up to
