@@ -103,6 +103,7 @@ class TaskStore:
         return record.model_copy(update=holder.model_dump(include=mirrored))
 
     async def _with_queue(self, task_id: str) -> TaskRecord | None:
+        """The task as stored, with its queue place and ETA while it waits for a model."""
         raw = await self.client.hgetall(keys.task(task_id))
         record = TaskRecord.from_hash(raw) if raw else None
         if record is None or record.waiting_for is None or record.terminal:
