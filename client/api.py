@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from client import sse
 from composition.schemas.adapters import AdapterOut
 from composition.schemas.assets import AssetInfo
-from composition.schemas.common import Accepted, AssetRef, ErrorEnvelope, ImageModel, VideoModel
+from composition.schemas.common import Accepted, AssetRef, ErrorEnvelope, ImageModel, VideoModel, sent_instead
 from composition.schemas.forks import ForkBody
 from composition.schemas.images import (ImageEdit, ImageGeneration, ImageInpaint, ImageOutpaint, ImagesResult,
                                         ImageUpscale)
@@ -171,10 +171,10 @@ class Montage:
                      **options)
         return self._submit("/v1/images/edits", body, ImagesResult)
 
-    def fork(self, task_id: str, step: int, *, wait_s: float = 0, priority: Lane | None = None,
+    def fork(self, task_id: str, step: int | None = None, *, wait_s: float = 0, priority: Lane | None = None,
              **options: Any) -> TaskHandle[ImagesResult]:
-        """`POST /v1/tasks/{task_id}/fork`: a new image from the finished task's kept state after `step`;
-        `options`: seed, strength, prompt, loras."""
+        """`POST /v1/tasks/{task_id}/fork`: a new image from the finished task's kept state after `step` (None: the
+        middle kept step); `options`: seed, strength, prompt, loras."""
         body = _body(ForkBody, step=step, wait_s=wait_s, priority=priority, **options)
         return self._submit(f"/v1/tasks/{task_id}/fork", body, ImagesResult)
 
@@ -297,7 +297,7 @@ def _body(schema: type[BaseModel], **fields: Any) -> BaseModel:
         return schema(**{name: value for name, value in fields.items() if value is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        message = str(first["msg"]).removeprefix("Value error, ")
+        message = str(first["msg"]).removeprefix("Value error, ") + sent_instead(first)
         head = message.split(":", 1)[0]  # a model check's message starts with its field
         field = ".".join(str(part) for part in first["loc"]) or (head if head in schema.model_fields else None)
         raise MontageError(422, "invalid_request", message if message.startswith(f"{field}:")

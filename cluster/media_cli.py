@@ -69,7 +69,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     fork = commands.add_parser("fork", parents=[server], help="more like a finished image task: a new image from "
                                                               "its state after --step (a seed re-noises it)")
     fork.add_argument("task_id")
-    fork.add_argument("--step", type=int, required=True, help="one of the steps the task keeps")
+    fork.add_argument("--step", type=int, help="one of the steps the task keeps (default: the middle one)")
     fork.add_argument("--seed", type=int)
     fork.add_argument("--strength", type=float, help="with --seed: how much noise (default 0.3)")
     fork.add_argument("--prompt", help="default: the task's prompt")
@@ -202,7 +202,7 @@ def _edit(montage: Montage, args: argparse.Namespace, console: Console) -> int:
 def _fork(montage: Montage, args: argparse.Namespace, console: Console) -> int:
     handle = montage.fork(args.task_id, args.step, seed=args.seed, strength=args.strength, prompt=args.prompt,
                           loras=args.loras, priority=args.priority)
-    return _images(montage, handle, args, console, f"fork-{args.task_id[:8]}-{args.step}")
+    return _images(montage, handle, args, console, f"fork-{args.task_id[:8]}-{args.step or 'mid'}")
 
 
 def _outpaint(montage: Montage, args: argparse.Namespace, console: Console) -> int:

@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
+from composition.schemas.common import sent_instead
 from models.errors import InvalidRequest
 
 log = logging.getLogger("montage.ingress")
@@ -137,17 +138,6 @@ def unaccepted_content_type(request: Request) -> str | None:
     return f"content-type: {sent} is not accepted here; send {body.field_info.media_type}"
 
 
-JSON_TYPES = ((bool, "a boolean"), (int, "an integer"), (float, "a decimal number"), (str, "a string"),
-              (list, "an array"), (dict, "an object"), (type(None), "null"))
-
-
-def sent_instead(error: dict) -> str:
-    """For a value of another JSON type than its field's (`"2"` or `true` for an integer): what was sent."""
-    if not error.get("type", "").endswith("_type") or "input" not in error:
-        return ""
-    return next((f", not {name}" for kind, name in JSON_TYPES if isinstance(error["input"], kind)), "")
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     @app.exception_handler(ValidationError)
@@ -178,6 +168,8 @@ def install(app: FastAPI) -> None:
         if isinstance(undecodable := exc.__cause__, UnicodeDecodeError):  # FastAPI's body parse: not UTF-8 JSON
             return invalid_json(request, f"byte {undecodable.start}: cannot be decoded as {undecodable.encoding}: "
                                          f"{undecodable.reason}")
+        if isinstance(exc.__cause__, ValueError):  # FastAPI's body parse: an integer past Python's 4300 digits
+            return invalid_json(request, f"an integer: {str(exc.__cause__).split(':')[0].lower()}")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(request.url.path, exc.status_code, code, str(exc.detail),
                               headers=getattr(exc, "headers", None))

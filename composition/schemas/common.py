@@ -48,6 +48,23 @@ def wait_field(default: float) -> Any:
     return Field(default=default, ge=0, le=600, description="seconds to wait for the result before answering 202")
 
 
+JSON_TYPES = ((bool, "a boolean"), (int, "an integer"), (float, "a decimal number"), (str, "a string"),
+              (list, "an array"), (dict, "an object"), (type(None), "null"))
+
+
+def sent_instead(error: dict) -> str:
+    """For a validation error of a value of another JSON type than its field's (`"2"` or `true` for an integer,
+    `5` for one of some names): what was sent (", not a string"); "" for any other error."""
+    kind, value = error.get("type", ""), error.get("input")
+    if kind in ("literal_error", "enum"):  # one of some names (quoted in `expected`) or of some numbers
+        wrong = isinstance(value, str) != ("'" in str((error.get("ctx") or {}).get("expected", "")))
+    else:
+        wrong = kind.endswith("_type")
+    if "input" not in error or not wrong:
+        return ""
+    return next((f", not {name}" for python, name in JSON_TYPES if isinstance(value, python)), "")
+
+
 class Body(BaseModel):
     """Request bodies reject unknown fields, so a typo is a 422 naming it, non-finite numbers (NaN, Infinity), which
     no bound catches by name, and values of another JSON type (`"2"`, `true` or `2.0` for an integer, `1` or `"yes"`

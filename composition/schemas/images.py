@@ -1,9 +1,9 @@
 """Images: text to image, control-guided, and instruction edits."""
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from composition.schemas.common import (AccelerationOption, AssetId, AssetRef, Body, Id, ImageModel, Match, Prompt,
                                         Seed, TaskBody, check_acceleration, wait_field)
@@ -136,7 +136,7 @@ class ImageUpscale(_Encoding):
     family: ClassVar[str] = "sdxl"
 
     image: AssetId = Field(description="the image to enlarge")
-    scale: Literal[2, 4] = 2
+    scale: int = Field(default=2, json_schema_extra={"enum": [2, 4]}, description="2 or 4")  # not Literal: 2.0 == 2
     prompt: str | None = Field(default=None, max_length=2000, description="what the tiles show (default: "
                                                                           f"{UPSCALE_PROMPT!r})")
     negative_prompt: str = Field(default="", max_length=2000)
@@ -149,6 +149,13 @@ class ImageUpscale(_Encoding):
     project_id: Id | None = None
     wait_s: float = wait_field(60)
     loras: Loras = []
+
+    @field_validator("scale")
+    @classmethod
+    def _two_or_four(cls, scale: int) -> int:
+        if scale not in (2, 4):
+            raise ValueError("Input should be 2 or 4")
+        return scale
 
 
 class ControlSpec(Body):

@@ -92,6 +92,8 @@ def test_fork_writes_the_forked_image(montage, tmp_path):
     assert decode_png(image).size == (64, 64) and image != (tmp_path / made.stdout.strip()).read_bytes()
     gone = cli(tmp_path, "fork", task_id, "--step", "4")  # kept: 1, 2, 3
     assert gone.returncode == 1 and gone.stderr.startswith("error: step: task "), gone.stderr
+    middle = cli(tmp_path, "fork", task_id, "--seed", "9")  # no --step: the API's default, the middle kept step
+    assert middle.returncode == 0 and middle.stdout.split() == [f"fork-{task_id[:8]}-mid-1.png"], middle.stderr
 
 
 def test_a_terminal_gets_a_live_bar(montage, tmp_path):

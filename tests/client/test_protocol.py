@@ -57,3 +57,18 @@ def test_every_api_schema_loads_nothing_of_a_store_an_image_or_a_model():
     assert {"common", "images", "styles", "projects"} <= set(modules)
     loaded = imported_by(", ".join(f"composition.schemas.{name}" for name in modules))
     assert not loaded & (SERVER_ONLY - {"fastapi", "starlette"})  # OpenAI's multipart forms take fastapi's UploadFile
+
+
+def test_the_client_refuses_a_value_of_another_json_type_as_the_server_does():
+    """Checked by the API's own schemas before anything is sent: a 422 naming the field and what was sent."""
+    from client.api import Montage, MontageError
+
+    montage = Montage("http://127.0.0.1:9")  # nothing listens there: the request never leaves
+    for value, sent in (("2", "a string"), (2.0, "a decimal number"), (True, "a boolean")):
+        try:
+            montage.generate("a fox", n=value)
+        except MontageError as refused:
+            assert (refused.status, refused.field, refused.message) == (
+                422, "n", f"n: Input should be a valid integer, not {sent}")
+        else:
+            raise AssertionError(f"n={value!r} was sent")

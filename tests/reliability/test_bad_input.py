@@ -127,12 +127,14 @@ def test_malformed_json_is_the_400_the_openapi_document_names(client):
     assert_refused(client.post("/v1/images/generations", json=[]), 422, "body")  # JSON, of the wrong shape
 
 
-def test_json_that_is_not_utf8_is_the_same_400_naming_body(client):
-    """Bytes that do not decode are JSON that cannot be parsed (not FastAPI's anonymous parse error)."""
-    bad = b'{"prompt": "\xff\xfe"}'
+@pytest.mark.parametrize("bad,where", [(b'{"prompt": "\xff\xfe"}', "byte 12:"),
+                                       (b'{"prompt": "x", "seed": ' + b"9" * 5000 + b"}", "an integer: exceeds")])
+def test_json_that_cannot_be_read_is_the_same_400_naming_body(client, bad, where):
+    """Bytes that do not decode, or an integer past Python's 4300 digits, are JSON that cannot be read (not FastAPI's
+    anonymous parse error)."""
     response = client.post("/v1/images/generations", content=bad, headers={"content-type": "application/json"})
     error = assert_refused(response, 400, "body")
-    assert error["code"] == "invalid_json" and error["message"].startswith("body: invalid JSON at byte 12:"), error
+    assert error["code"] == "invalid_json" and error["message"].startswith(f"body: invalid JSON at {where}"), error
     openai = client.post("/openai/v1/images/generations", content=bad, headers={"content-type": "application/json"})
     assert openai.status_code == 400 and openai.json()["error"]["param"] == "body", openai.text
 
@@ -250,6 +252,9 @@ def test_non_finite_numbers_are_refused_naming_the_field(client, method, path, c
     ("/v1/images/generations", {"prompt": "x", "loras": [{"id": "a", "scale": "0.5"}]}, "loras.0.scale", "a string"),
     ("/v1/videos/generations", {"image": "0" * 32, "wait_s": "Infinity"}, "wait_s", "a string"),
     ("/v1/storyboards", {"theme": "x", "num_scenes": "3"}, "num_scenes", "a string"),
+    ("/v1/images/upscale", {"image": "0" * 32, "scale": 2.0}, "scale", "a decimal number"),
+    ("/v1/images/generations", {"prompt": "x", "model": 5}, "model", "an integer"),
+    ("/v1/images/generations", {"prompt": "x", "priority": True}, "priority", "a boolean"),
 ])
 def test_a_value_of_another_json_type_is_refused_naming_the_field_and_what_was_sent(client, path, body, field, sent):
     """A JSON body's values keep their types (as OpenAI's API reads them): `"2"` or `true` is no integer."""
