@@ -18,6 +18,7 @@ from records.task_record import STATUSES, Status, TaskRecord
 from records.tasks import CREATE, FINISH, LIVE_UPDATE, RESTORE, START, WAIT_FOR, WAIT_ON, Span, live_update
 
 WAITING_REFRESH_S = 2.0  # SSE: how often a waiting task's queue position and ETA are sent
+RENDER_REFRESH_S = 0.5  # and a task's waiting for another's render: that task's progress
 
 class Earlier(BaseModel):
     """A task found by its Idempotency-Key, and the fingerprint of the request it was created for."""
@@ -96,8 +97,8 @@ class TaskStore:
         record = await self._with_queue(task_id)
         if record is None or record.rendered_by is None or record.terminal:
             return record
-        holder = await self._with_queue(record.rendered_by)
-        if holder is None or holder.terminal:
+        holder = await self._with_queue(record.rendered_by)  # ended, until this task moves on: where it ended
+        if holder is None:
             return record
         mirrored = {"progress", "step", "steps", "waiting_for", "queue_position", "eta_s"}
         return record.model_copy(update=holder.model_dump(include=mirrored))
@@ -294,7 +295,8 @@ class TaskStore:
                 return
             yield _event(record)
             while not record.terminal:
-                wait_s = WAITING_REFRESH_S if record.waiting_for or record.rendered_by else heartbeat_s
+                wait_s = (RENDER_REFRESH_S if record.rendered_by else WAITING_REFRESH_S if record.waiting_for
+                          else heartbeat_s)
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait_s)
                 if message is None:
                     record = await self.get(task_id) or record

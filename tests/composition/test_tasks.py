@@ -262,8 +262,8 @@ def test_the_eta_adds_the_estimates_of_the_tasks_ahead_at_their_own_sizes(redis_
 
 def test_a_task_waiting_for_another_tasks_render_shows_that_work_until_its_own_moves_on(redis_url):
     """A task waiting for the render another task holds (same prompt and seed) shows that task's model wait (queue
-    place, ETA), then its steps, as its own wait's; its next stage, or its end, ends the wait. (Database 9, as
-    above.)"""
+    place, ETA), then its steps, then where it ended (not 0 until this task moves on), as its own wait's; its next
+    stage, or its end, ends the wait. (Database 9, as above.)"""
     import uuid
 
     from composition.store.tasks import TaskStore
@@ -282,6 +282,8 @@ def test_a_task_waiting_for_another_tasks_render_shows_that_work_until_its_own_m
         seen = [await store.get(waiter)]
         ProgressReporter(database).report(holder, 3, 10, "denoising")
         seen.append(await store.get(waiter))
+        await store.succeed(holder, {})
+        seen.append(await store.get(waiter))
         await store.set_stage(waiter, "preparing")
         seen.append(await store.get(waiter))
         await store.wait_on(waiter, holder)
@@ -289,10 +291,11 @@ def test_a_task_waiting_for_another_tasks_render_shows_that_work_until_its_own_m
         seen.append(await store.get(waiter))
         return holder, seen
 
-    holder, (queued, stepping, own, ended) = on_redis(database, run)
+    holder, (queued, stepping, rendered, own, ended) = on_redis(database, run)
     mirrored = ("stage", "progress", "rendered_by", "waiting_for", "queue_position", "eta_s", "step", "steps")
     assert [getattr(queued, name) for name in mirrored] == ["waiting", 0.0, holder, family, 0, 2.0, None, None]
     assert [getattr(stepping, name) for name in mirrored] == ["waiting", 0.3, holder, None, None, None, 3, 10]
+    assert [getattr(rendered, name) for name in mirrored] == ["waiting", 1.0, holder, None, None, None, 3, 10]
     assert [getattr(own, name) for name in mirrored] == ["preparing", 0.0, None, None, None, None, None, None]
     assert (ended.status, ended.rendered_by, ended.step) == ("succeeded", None, None)
 
